@@ -1,0 +1,194 @@
+//! The admin socket: newline-delimited JSON (`twofold_wire::admin`) over a Unix socket.
+//!
+//! Who may connect is decided twice: the socket file is mode 0660 (owner and the configured group), and
+//! each connection's peer credentials are checked (root, the daemon's own user, or a member of the admin
+//! group). The operator's uid goes into every audit event.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, DaemonStatus, MAX_REQUEST_BYTES};
+use twofold_wire::ErrorBody;
+
+use crate::error::{Error, Result};
+use crate::service::{Actor, Service};
+
+pub struct AdminSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    group: Option<nix::unistd::Gid>,
+}
+
+impl AdminSocket {
+    pub fn bind(path: &Path, group: Option<&str>) -> Result<AdminSocket> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        // A socket file left by a daemon that was killed would make bind fail.
+        if path.exists() {
+            std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+        }
+        let listener = UnixListener::bind(path).map_err(|e| Error::io(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| Error::io(path, e))?;
+        let gid = match group {
+            Some(name) => {
+                let g = nix::unistd::Group::from_name(name)
+                    .map_err(|e| Error::Config(format!("admin group {name}: {e}")))?
+                    .ok_or_else(|| Error::Config(format!("admin group {name} does not exist")))?;
+                std::os::unix::fs::chown(path, None, Some(g.gid.as_raw())).map_err(|e| Error::io(path, e))?;
+                Some(g.gid)
+            }
+            None => None,
+        };
+        Ok(AdminSocket { listener, path: path.to_owned(), group: gid })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn serve(self, service: Arc<Service>, status: Arc<DaemonStatus>, mut stop: watch::Receiver<bool>) {
+        let group = self.group;
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => break,
+            };
+            let service = service.clone();
+            let status = status.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, service, status, group).await {
+                    tracing::debug!(error = %e, "admin connection ended");
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn allowed(uid: u32, pid: Option<i32>, group: Option<nix::unistd::Gid>, peer_gid: u32) -> bool {
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    let Some(group) = group else { return false };
+    if peer_gid == group.as_raw() {
+        return true;
+    }
+    // Supplementary groups of the connecting process.
+    pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| s.lines().find(|l| l.starts_with("Groups:")).map(str::to_owned))
+        .is_some_and(|line| line.split_whitespace().skip(1).any(|g| g == group.as_raw().to_string()))
+}
+
+async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonStatus>, group: Option<nix::unistd::Gid>) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let (read, mut write) = stream.into_split();
+    if !allowed(cred.uid(), cred.pid(), group, cred.gid()) {
+        let answer = error_answer(&Error::Forbidden("not allowed on the admin socket: run as root or as a member of the admin group".into()));
+        write_answer(&mut write, &answer).await?;
+        return Ok(());
+    }
+    let actor = Actor::Admin { uid: cred.uid() };
+    let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX) + 1;
+    let mut reader = BufReader::new(read).take(limit);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.set_limit(limit);
+        let n = reader.read_line(&mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_REQUEST_BYTES {
+            let answer = error_answer(&Error::invalid(format!("request longer than {MAX_REQUEST_BYTES} bytes")));
+            write_answer(&mut write, &answer).await?;
+            return Ok(());
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<AdminRequest>(line.trim()) {
+            Ok(request) => match dispatch(&service, &status, &actor, request).await {
+                Ok(reply) => AdminAnswer::Ok { reply: Box::new(reply) },
+                Err(e) => error_answer(&e),
+            },
+            Err(e) => error_answer(&Error::invalid(format!("bad request: {e}"))),
+        };
+        write_answer(&mut write, &answer).await?;
+    }
+}
+
+fn error_answer(e: &Error) -> AdminAnswer {
+    let message = if e.is_caller_error() {
+        e.to_string()
+    } else {
+        tracing::error!(error = %e, "admin request failed");
+        "internal error; see the daemon's log".to_owned()
+    };
+    AdminAnswer::Error { error: ErrorBody { code: e.code().to_owned(), message } }
+}
+
+async fn write_answer(write: &mut tokio::net::unix::OwnedWriteHalf, answer: &AdminAnswer) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(answer).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
+}
+
+async fn dispatch(service: &Service, status: &DaemonStatus, actor: &Actor, request: AdminRequest) -> Result<AdminReply> {
+    Ok(match request {
+        AdminRequest::Status => AdminReply::Status(DaemonStatus {
+            users: service.store().count_users(),
+            schema_version: service.store().schema_version()?,
+            ..status.clone()
+        }),
+        AdminRequest::UserCreate(new) => AdminReply::User(service.create_user(actor, new).await?),
+        AdminRequest::UserShow { user } => AdminReply::User(service.show_user(&user)?),
+        AdminRequest::UserList { query, limit } => AdminReply::Users { users: service.list_users(query.as_deref(), limit)? },
+        AdminRequest::UserSetEnabled { user, enabled } => AdminReply::User(service.set_user_enabled(actor, &user, enabled).await?),
+        AdminRequest::UserDelete { user } => {
+            service.delete_user(actor, &user).await?;
+            AdminReply::Done { message: format!("user {user} deleted") }
+        }
+        AdminRequest::UserUnlock { user } => {
+            let cleared = service.unlock_user(actor, &user).await?;
+            AdminReply::Done {
+                message: if cleared { format!("user {user} unlocked") } else { format!("user {user} had no failures") },
+            }
+        }
+        AdminRequest::AddressUnlock { address } => {
+            let cleared = service.unlock_address(actor, &address).await?;
+            AdminReply::Done {
+                message: if cleared { format!("address {address} unlocked") } else { format!("address {address} had no failures") },
+            }
+        }
+        AdminRequest::DeviceList { user } => AdminReply::Devices { devices: service.devices(&user)? },
+        AdminRequest::DeviceBlock { user, device } => AdminReply::Device(service.set_device_blocked(actor, &user, &device, true).await?),
+        AdminRequest::DeviceUnblock { user, device } => AdminReply::Device(service.set_device_blocked(actor, &user, &device, false).await?),
+        AdminRequest::DeviceDelete { user, device } => AdminReply::Device(service.delete_device(actor, &user, &device).await?),
+        AdminRequest::TotpEnroll { user, label, algorithm, digits } => {
+            AdminReply::Enrollment(service.enroll_totp(actor, &user, label, algorithm, digits).await?)
+        }
+        AdminRequest::TotpConfirm { user, device, code } => AdminReply::Confirmed(service.confirm_totp(actor, &user, &device, &code).await?),
+        AdminRequest::ApiKeyCreate { name } => {
+            let key = service.create_api_key(actor, &name).await?;
+            AdminReply::ApiKeyCreated { name, key }
+        }
+        AdminRequest::ApiKeyList => AdminReply::ApiKeys { keys: service.api_keys()? },
+        AdminRequest::ApiKeyRevoke { name } => {
+            service.revoke_api_key(actor, &name).await?;
+            AdminReply::Done { message: format!("API key {name} revoked") }
+        }
+        AdminRequest::AuditTail { limit } => AdminReply::Audit { events: service.audit_tail(limit)? },
+    })
+}

@@ -1,0 +1,134 @@
+//! The HTTPS JSON API for relying applications (VPNs, portals, signing apps).
+//!
+//! Every answer is JSON. Every mistake of the caller (bad JSON, wrong types, unknown fields, oversized
+//! bodies, bad names, unknown routes) is a 4xx `{"error": {"code", "message"}}` and changes nothing.
+//! Only the daemon's own faults are 5xx, and their details go to the log, not to the caller.
+
+mod error;
+mod extract;
+pub mod server;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use twofold_wire::api::{
+    BackupCodes, ConfirmAnswer, ConfirmRequest, DeviceList, EnrollAnswer, EnrollRequest, Health,
+    RegenerateBackupCodesRequest, VerifyAnswer, VerifyRequest,
+};
+
+use crate::error::Error;
+use crate::service::{Actor, Service};
+pub use error::ApiError;
+use extract::{ApiJson, ApiPath, Caller};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+}
+
+pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/verify", post(verify))
+        .route("/api/v1/users/{user}/totp", post(enroll_totp))
+        .route("/api/v1/users/{user}/totp/{device}/confirm", post(confirm_totp))
+        .route("/api/v1/users/{user}/devices", get(list_devices))
+        .route("/api/v1/users/{user}/devices/{device}", delete(delete_device))
+        .route("/api/v1/users/{user}/backup-codes", post(regenerate_backup_codes))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(AppState { service })
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok".to_owned() })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+}
+
+fn client_address(given: Option<&str>, peer: SocketAddr) -> Result<IpAddr, Error> {
+    match given {
+        Some(text) => text.parse().map_err(|_| Error::invalid("client_ip must be an IP address")),
+        None => Ok(peer.ip()),
+    }
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Caller(app): Caller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<VerifyRequest>,
+) -> ApiResult<Json<VerifyAnswer>> {
+    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let answer = state.service.verify(&Actor::Api(app), &request.user, &request.code, address).await?;
+    Ok(Json(answer))
+}
+
+async fn enroll_totp(
+    State(state): State<AppState>,
+    Caller(app): Caller,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(request): ApiJson<EnrollRequest>,
+) -> ApiResult<(StatusCode, Json<EnrollAnswer>)> {
+    let answer = state
+        .service
+        .enroll_totp(&Actor::Api(app), &user, request.label, request.algorithm, request.digits)
+        .await?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+async fn confirm_totp(
+    State(state): State<AppState>,
+    Caller(app): Caller,
+    ApiPath((user, device)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<ConfirmRequest>,
+) -> ApiResult<Json<ConfirmAnswer>> {
+    Ok(Json(state.service.confirm_totp(&Actor::Api(app), &user, &device, &request.code).await?))
+}
+
+async fn list_devices(
+    State(state): State<AppState>,
+    Caller(_app): Caller,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<Json<DeviceList>> {
+    Ok(Json(DeviceList { devices: state.service.devices(&user)? }))
+}
+
+async fn delete_device(
+    State(state): State<AppState>,
+    Caller(app): Caller,
+    ApiPath((user, device)): ApiPath<(String, String)>,
+) -> ApiResult<Json<DeviceList>> {
+    state.service.delete_device(&Actor::Api(app), &user, &device).await?;
+    Ok(Json(DeviceList { devices: state.service.devices(&user)? }))
+}
+
+async fn regenerate_backup_codes(
+    State(state): State<AppState>,
+    Caller(app): Caller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(request): ApiJson<RegenerateBackupCodesRequest>,
+) -> ApiResult<Json<BackupCodes>> {
+    match state.service.regenerate_backup_codes(&Actor::Api(app), &user, &request.code, peer.ip()).await? {
+        Some(backup_codes) => Ok(Json(BackupCodes { backup_codes })),
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "second_factor_required",
+            "a valid code from the user's authenticator is needed to regenerate backup codes",
+        )),
+    }
+}

@@ -1,0 +1,459 @@
+//! The configuration file: TOML, `version = 1`, every key optional but `version`, unknown keys refused.
+//!
+//! `check` reports every error it can find, each with its line, rather than stopping at the first: an admin
+//! fixing a config on an appliance should not have to run the checker once per typo. serde stops at the
+//! first error, so after each one the offending line (or table) is commented out and parsing resumes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The only format this daemon reads. A later format bumps this and keeps reading the old one.
+pub const CONFIG_VERSION: u32 = 1;
+/// Where an installed daemon looks when no `--config` is given.
+pub const SYSTEM_CONFIG: &str = "/etc/twofold/twofold.toml";
+/// Data folder for the zero-setup run from a checkout.
+pub const LOCAL_DATA_DIR: &str = "twofold-data";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub totp: TotpConfig,
+    #[serde(default)]
+    pub backup_codes: BackupCodeConfig,
+    #[serde(default)]
+    pub lockout: LockoutConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(LOCAL_DATA_DIR)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key_file`. Absent: a self-signed certificate in `data_dir/tls`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_listen(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Absent: `admin.sock` in the data folder.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// Unix group whose members may use the socket besides root; the socket gets this group, mode 0660.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// 32-byte key sealing TOTP seeds. Absent: the systemd credential `master-key` when present,
+    /// else `master.key` in the data folder, created with mode 0600 on first start.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// argon2id cost for backup codes. Defaults are OWASP's (19 MiB, 2 passes).
+    #[serde(default = "default_argon2_memory")]
+    pub argon2_memory_kib: u32,
+    #[serde(default = "default_argon2_iterations")]
+    pub argon2_iterations: u32,
+}
+
+pub const ARGON2_MIN_MEMORY_KIB: u32 = 1024;
+
+fn default_argon2_memory() -> u32 {
+    19 * 1024
+}
+fn default_argon2_iterations() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfig {
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// Steps accepted either side of now: RFC 6238 allows one step of network delay.
+    #[serde(default = "default_window")]
+    pub window: u8,
+}
+
+fn default_issuer() -> String {
+    "Twofold".to_owned()
+}
+fn default_window() -> u8 {
+    1
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig { issuer: default_issuer(), window: default_window() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupCodeConfig {
+    #[serde(default = "default_backup_count")]
+    pub count: u8,
+}
+
+fn default_backup_count() -> u8 {
+    10
+}
+
+impl Default for BackupCodeConfig {
+    fn default() -> Self {
+        BackupCodeConfig { count: default_backup_count() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutConfig {
+    #[serde(default = "LockoutRule::user_default")]
+    pub user: LockoutRule,
+    #[serde(default = "LockoutRule::address_default")]
+    pub address: LockoutRule,
+}
+
+/// How failures from one user (or one source address) slow down and then stop further attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutRule {
+    /// Consecutive failures that lock. NIST SP 800-63B: never more than 100.
+    pub max_failures: u32,
+    /// Failures after which each further attempt must wait; the wait doubles per failure.
+    pub delay_after: u32,
+    pub max_delay_seconds: u64,
+    /// How long a lock lasts; 0 = until an admin unlocks.
+    pub lock_seconds: u64,
+    /// Failures older than this are forgotten; 0 = only a success or an admin clears them.
+    pub forget_after_seconds: u64,
+}
+
+pub const MAX_FAILURES_CEILING: u32 = 100;
+
+impl LockoutRule {
+    pub fn user_default() -> Self {
+        LockoutRule {
+            max_failures: 10,
+            delay_after: 3,
+            max_delay_seconds: 60,
+            lock_seconds: 0,
+            forget_after_seconds: 0,
+        }
+    }
+
+    /// Addresses are shared (offices behind NAT): a higher bar, and locks that expire.
+    pub fn address_default() -> Self {
+        LockoutRule {
+            max_failures: 100,
+            delay_after: 50,
+            max_delay_seconds: 30,
+            lock_seconds: 900,
+            forget_after_seconds: 900,
+        }
+    }
+}
+
+impl Default for LockoutRule {
+    fn default() -> Self {
+        LockoutRule::user_default()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `twofoldd=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: default_log_level() }
+    }
+}
+
+impl Config {
+    /// The configuration a zero-setup run uses: everything default, state in `./twofold-data`.
+    pub fn zero_setup() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            data_dir: default_data_dir(),
+            api: ApiConfig::default(),
+            admin: AdminConfig::default(),
+            store: StoreConfig {
+                master_key_file: None,
+                argon2_memory_kib: default_argon2_memory(),
+                argon2_iterations: default_argon2_iterations(),
+            },
+            totp: TotpConfig::default(),
+            backup_codes: BackupCodeConfig::default(),
+            lockout: LockoutConfig {
+                user: LockoutRule::user_default(),
+                address: LockoutRule::address_default(),
+            },
+            log: LogConfig::default(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(&text).map_err(|errors| {
+            let lines: Vec<String> =
+                errors.iter().map(|e| format!("{}:{}", path.display(), e)).collect();
+            Error::Config(lines.join("\n"))
+        })
+    }
+
+    /// Parses and validates; on failure, every error found, in line order.
+    pub fn parse(text: &str) -> std::result::Result<Self, Vec<ConfigError>> {
+        let mut working = text.to_owned();
+        let mut errors = Vec::new();
+        let mut parsed = None;
+        // Each round neutralises at least one line, so this ends; the bound is a guard only.
+        for _ in 0..64 {
+            match toml::from_str::<Config>(&working) {
+                Ok(config) => {
+                    parsed = Some(config);
+                    break;
+                }
+                Err(e) => {
+                    let message = e.message().trim().to_owned();
+                    match e.span() {
+                        Some(span) => {
+                            let line = line_of(&working, span.start);
+                            errors.push(ConfigError { line, message });
+                            if !neutralise(&mut working, line) {
+                                break;
+                            }
+                        }
+                        None => {
+                            errors.push(ConfigError { line: 1, message });
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(config) = &parsed {
+            errors.extend(config.validate(text));
+        }
+        errors.sort_by_key(|e| e.line);
+        errors.dedup();
+        match parsed {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(errors),
+        }
+    }
+
+    /// Rules that the types alone cannot express.
+    fn validate(&self, text: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut fail = |table: &str, key: &str, message: String| {
+            errors.push(ConfigError { line: key_line(text, table, key), message });
+        };
+        if self.version != CONFIG_VERSION {
+            fail("", "version", format!("unsupported version {}, expected {CONFIG_VERSION}", self.version));
+        }
+        if self.api.tls_cert_file.is_some() != self.api.tls_key_file.is_some() {
+            fail("api", "tls_cert_file", "tls_cert_file and tls_key_file must be given together".into());
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.api.max_body_bytes) {
+            fail("api", "max_body_bytes", "must be between 1024 and 16777216".into());
+        }
+        if self.store.argon2_memory_kib < ARGON2_MIN_MEMORY_KIB {
+            fail("store", "argon2_memory_kib", format!("must be at least {ARGON2_MIN_MEMORY_KIB}"));
+        }
+        if !(1..=10).contains(&self.store.argon2_iterations) {
+            fail("store", "argon2_iterations", "must be between 1 and 10".into());
+        }
+        if self.totp.window > 10 {
+            fail("totp", "window", "must be between 0 and 10 steps".into());
+        }
+        if self.totp.issuer.is_empty() || self.totp.issuer.contains(':') || self.totp.issuer.chars().any(char::is_control) {
+            fail("totp", "issuer", "must be non-empty, without ':' or control characters".into());
+        }
+        if !(1..=32).contains(&self.backup_codes.count) {
+            fail("backup_codes", "count", "must be between 1 and 32".into());
+        }
+        for (table, rule) in [("lockout.user", &self.lockout.user), ("lockout.address", &self.lockout.address)] {
+            if rule.max_failures == 0 || rule.max_failures > MAX_FAILURES_CEILING {
+                fail(table, "max_failures", format!("must be between 1 and {MAX_FAILURES_CEILING} (NIST SP 800-63B)"));
+            }
+            if rule.delay_after > rule.max_failures {
+                fail(table, "delay_after", "must not exceed max_failures".into());
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            fail("log", "level", format!("not a valid log filter: {:?}", self.log.level));
+        }
+        errors
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin.socket.clone().unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.line, self.message)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn is_header(line: &str) -> bool {
+    line.trim_start().starts_with('[')
+}
+
+fn is_key_line(line: &str) -> bool {
+    let t = line.trim_start();
+    !t.is_empty() && !t.starts_with('#') && !t.starts_with('[') && t.contains('=')
+}
+
+/// Comments out the line that caused an error (a whole table when it is a header; a key with its
+/// continuation lines otherwise). Returns false if nothing could be done, to stop the loop.
+fn neutralise(text: &mut String, line: usize) -> bool {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let Some(first) = lines.get(line - 1) else { return false };
+    if first.trim_start().starts_with('#') {
+        return false;
+    }
+    let header = is_header(first);
+    let mut i = line - 1;
+    loop {
+        lines[i] = format!("# {}", lines[i]);
+        i += 1;
+        match lines.get(i) {
+            Some(next) if header && !is_header(next) => continue,
+            Some(next) if !header && !is_header(next) && !is_key_line(next) && !next.trim().is_empty() => continue,
+            _ => break,
+        }
+    }
+    *text = lines.join("\n");
+    true
+}
+
+/// Line of `key` inside `[table]` ("" = top level), for errors found after parsing; 1 if not written.
+fn key_line(text: &str, table: &str, key: &str) -> usize {
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(inner) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            current = inner.trim().to_owned();
+            continue;
+        }
+        if current == table {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == key {
+                    return n + 1;
+                }
+            }
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = Config::parse("version = 1\n").map_err(|e| format!("{e:?}")).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.lockout.user.max_failures, 10);
+        assert_eq!(c.totp.window, 1);
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8443");
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let text = "version = 1\n\n[api]\nlisten = \"127.0.0.1:8443\"\nlisen = 3\n\n[totp]\nwindow = \"wide\"\n\n[nosuch]\na = 1\n\n[lockout.user]\nmax_failures = 1000\ndelay_after = 1\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n";
+        let errors = Config::parse(text).err().unwrap_or_default();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![5, 8, 10], "{errors:?}");
+        assert!(errors[0].message.contains("lisen"), "{errors:?}");
+    }
+
+    #[test]
+    fn semantic_errors_carry_lines() {
+        let text = "version = 1\n[lockout.user]\nmax_failures = 1000\ndelay_after = 1\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n[totp]\nwindow = 11\n";
+        let errors = Config::parse(text).err().unwrap_or_default();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 9], "{errors:?}");
+    }
+
+    #[test]
+    fn wrong_version_and_missing_version() {
+        let errors = Config::parse("version = 2\n").err().unwrap_or_default();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("unsupported version 2"));
+        let errors = Config::parse("data_dir = \"/tmp\"\n").err().unwrap_or_default();
+        assert!(errors[0].message.contains("version"), "{errors:?}");
+    }
+
+    #[test]
+    fn syntax_error_has_its_line() {
+        let errors = Config::parse("version = 1\n[api\n").err().unwrap_or_default();
+        assert_eq!(errors[0].line, 2, "{errors:?}");
+    }
+}

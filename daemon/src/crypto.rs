@@ -1,0 +1,283 @@
+//! Keys and the primitives that protect stored secrets.
+//!
+//! - TOTP seeds are sealed with XChaCha20-Poly1305 under the master key, with the owning user and device ids
+//!   as associated data, so a sealed seed copied onto another device record does not open.
+//! - Backup codes (50 bits each) are below the 112 bits at which NIST allows a fast hash, so they are kept
+//!   as argon2id hashes. One salt per set lets a guess be hashed once and compared with every code.
+//! - API keys are 256-bit random values: SHA-256 is enough, and checking one costs microseconds.
+//! - Every comparison of a secret value is constant-time.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+
+pub const MASTER_KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 24;
+/// systemd `LoadCredential=master-key:...` puts the key here.
+pub const MASTER_KEY_CREDENTIAL: &str = "master-key";
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    OsRng.fill_bytes(&mut out);
+    out
+}
+
+/// Picks an index below `n` without modulo bias.
+fn random_below(n: u32) -> u32 {
+    let zone = u32::MAX - (u32::MAX % n);
+    loop {
+        let v = OsRng.next_u32();
+        if v < zone {
+            return v % n;
+        }
+    }
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(data))
+}
+
+/// Seals and opens secrets under the master key.
+pub struct SecretBox {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox(..)")
+    }
+}
+
+impl SecretBox {
+    pub fn new(key: &[u8; MASTER_KEY_BYTES]) -> Self {
+        SecretBox { cipher: XChaCha20Poly1305::new(key.into()) }
+    }
+
+    /// nonce || ciphertext+tag
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        let nonce: [u8; NONCE_BYTES] = random_bytes();
+        let sealed = self
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: context })
+            .map_err(|_| Error::Crypto("seal failed".into()))?;
+        let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        if sealed.len() < NONCE_BYTES {
+            return Err(Error::Crypto("sealed value too short".into()));
+        }
+        let (nonce, body) = sealed.split_at(NONCE_BYTES);
+        self.cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: context })
+            .map_err(|_| Error::Crypto("sealed value does not open with this master key".into()))
+    }
+}
+
+/// Where the master key comes from, in order: the configured file, the systemd credential, the data folder.
+pub fn master_key_path(configured: Option<&Path>, data_dir: &Path) -> PathBuf {
+    if let Some(p) = configured {
+        return p.to_owned();
+    }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let p = Path::new(&dir).join(MASTER_KEY_CREDENTIAL);
+        if p.exists() {
+            return p;
+        }
+    }
+    data_dir.join("master.key")
+}
+
+/// Reads the master key, creating it (mode 0600, never overwritten) when absent.
+/// A key file readable by group or others is refused: it protects every seed.
+pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES]> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let in_credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .is_some_and(|d| path.starts_with(Path::new(&d)));
+            let mode = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.permissions().mode();
+            if !in_credentials && mode & 0o077 != 0 {
+                return Err(Error::Crypto(format!(
+                    "{}: master key must not be readable by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+            <[u8; MASTER_KEY_BYTES]>::try_from(bytes.as_slice()).map_err(|_| {
+                Error::Crypto(format!("{}: master key must be exactly {MASTER_KEY_BYTES} bytes", path.display()))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; MASTER_KEY_BYTES] = random_bytes();
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            file.write_all(&key).map_err(|e| Error::io(path, e))?;
+            file.sync_all().map_err(|e| Error::io(path, e))?;
+            tracing::info!(path = %path.display(), "created a new master key");
+            Ok(key)
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Alphabet of backup codes: Crockford's base32 (no i, l, o, u), so codes read out over a phone survive.
+const BACKUP_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+pub const BACKUP_CODE_CHARS: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Argon2Cost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+/// A set of backup codes as stored: one salt, the cost it was hashed with, and one hash per code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCodeSet {
+    pub salt: String,
+    pub cost: Argon2Cost,
+    /// base64 of each code's argon2id hash; `None` once used.
+    pub hashes: Vec<Option<String>>,
+    pub created: i64,
+}
+
+impl BackupCodeSet {
+    /// Makes `count` fresh codes; returns the stored form and the codes to show once.
+    pub fn generate(count: u8, cost: Argon2Cost, now: i64) -> Result<(BackupCodeSet, Vec<String>)> {
+        let salt: [u8; 16] = random_bytes();
+        let mut codes = Vec::with_capacity(count.into());
+        let mut hashes = Vec::with_capacity(count.into());
+        for _ in 0..count {
+            let raw: String = (0..BACKUP_CODE_CHARS)
+                .map(|_| char::from(BACKUP_ALPHABET[random_below(32) as usize]))
+                .collect();
+            let hash = argon2id(raw.as_bytes(), &salt, cost)?;
+            hashes.push(Some(data_encoding::BASE64.encode(&hash)));
+            codes.push(format!("{}-{}", &raw[..5], &raw[5..]));
+        }
+        let set = BackupCodeSet { salt: data_encoding::BASE64.encode(&salt), cost, hashes, created: now };
+        Ok((set, codes))
+    }
+
+    pub fn remaining(&self) -> u32 {
+        u32::try_from(self.hashes.iter().filter(|h| h.is_some()).count()).unwrap_or(u32::MAX)
+    }
+
+    /// Index of the unused code matching `candidate` (already normalised), comparing against every
+    /// code in constant time.
+    pub fn find(&self, candidate: &str) -> Result<Option<usize>> {
+        let salt = data_encoding::BASE64
+            .decode(self.salt.as_bytes())
+            .map_err(|_| Error::Store("backup code salt is not base64".into()))?;
+        let guess = argon2id(candidate.as_bytes(), &salt, self.cost)?;
+        let mut found = None;
+        for (i, stored) in self.hashes.iter().enumerate() {
+            if let Some(stored) = stored {
+                let stored = data_encoding::BASE64
+                    .decode(stored.as_bytes())
+                    .map_err(|_| Error::Store("backup code hash is not base64".into()))?;
+                if constant_time_eq(&stored, &guess) && found.is_none() {
+                    found = Some(i);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A backup code as typed: case and separators do not matter. `None` if it cannot be one.
+pub fn normalise_backup_code(input: &str) -> Option<String> {
+    let s: String = input
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (s.len() == BACKUP_CODE_CHARS && s.bytes().all(|b| BACKUP_ALPHABET.contains(&b))).then_some(s)
+}
+
+fn argon2id(secret: &[u8], salt: &[u8], cost: Argon2Cost) -> Result<[u8; 32]> {
+    let params = argon2::Params::new(cost.memory_kib, cost.iterations, 1, Some(32))
+        .map_err(|e| Error::Crypto(format!("argon2 parameters: {e}")))?;
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; 32];
+    hasher
+        .hash_password_into(secret, salt, &mut out)
+        .map_err(|e| Error::Crypto(format!("argon2: {e}")))?;
+    Ok(out)
+}
+
+/// A new API key: `tfk_` and 43 base64url characters (256 bits). Returns (key, stored hash).
+pub fn new_api_key() -> (String, String) {
+    let bytes: [u8; 32] = random_bytes();
+    let key = format!("tfk_{}", data_encoding::BASE64URL_NOPAD.encode(&bytes));
+    let hash = sha256_hex(key.as_bytes());
+    (key, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: Argon2Cost = Argon2Cost { memory_kib: 1024, iterations: 1 };
+
+    #[test]
+    fn sealed_seed_opens_only_with_its_context() -> Result<()> {
+        let b = SecretBox::new(&random_bytes());
+        let sealed = b.seal(b"seed", b"user1/dev1")?;
+        assert_eq!(b.open(&sealed, b"user1/dev1")?, b"seed");
+        assert!(b.open(&sealed, b"user1/dev2").is_err());
+        let other = SecretBox::new(&random_bytes());
+        assert!(other.open(&sealed, b"user1/dev1").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn backup_codes_match_once_each_and_nothing_else() -> Result<()> {
+        let (set, codes) = BackupCodeSet::generate(10, CHEAP, 0)?;
+        assert_eq!(codes.len(), 10);
+        for (i, code) in codes.iter().enumerate() {
+            let n = normalise_backup_code(&code.to_uppercase()).unwrap_or_default();
+            assert_eq!(set.find(&n)?, Some(i));
+        }
+        assert_eq!(set.find("0000000000")?, None);
+        assert!(normalise_backup_code("123456").is_none());
+        assert!(normalise_backup_code("abcde-fghiL").is_none(), "l is not in the alphabet");
+        Ok(())
+    }
+
+    #[test]
+    fn master_key_created_0600_and_group_readable_refused() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("tf-key-{}", data_encoding::HEXLOWER.encode(&random_bytes::<6>())));
+        let path = dir.join("master.key");
+        let key = load_or_create_master_key(&path)?;
+        let mode = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_or_create_master_key(&path)?, key);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).map_err(|e| Error::io(&path, e))?;
+        assert!(load_or_create_master_key(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! The daemon's one error type. The HTTP layer and the admin socket map it to `{"error": {code, message}}`.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent something malformed or not allowed: always a 4xx, never a change to stored data.
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("missing or unknown API key")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(String),
+    #[error("crypto: {0}")]
+    Crypto(String),
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidRequest(message.into())
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// Stable machine-readable code for error answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::Config(_) => "config",
+            Error::Io { .. } | Error::Store(_) | Error::Crypto(_) | Error::Tls(_) => "internal",
+        }
+    }
+
+    /// True when the caller did something wrong (4xx), false for the daemon's own faults (5xx).
+    pub fn is_caller_error(&self) -> bool {
+        !matches!(self.code(), "internal" | "config")
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Store(format!("record encoding: {e}"))
+    }
+}

@@ -1,0 +1,95 @@
+//! twofoldd: the Twofold two-factor authentication daemon, as a library.
+//!
+//! `main.rs` is a thin shell over [`start`]: it parses the command line, builds the runtime, calls
+//! `start(config, clock)` and waits for signals. Tests call `start` too, with a manual clock.
+
+pub mod admin;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod lockout;
+pub mod logging;
+pub mod service;
+pub mod store;
+pub mod tls;
+pub mod totp;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use twofold_wire::admin::DaemonStatus;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::service::Service;
+use crate::store::Store;
+
+/// A running daemon.
+pub struct DaemonHandle {
+    pub api_addr: SocketAddr,
+    pub admin_socket: PathBuf,
+    pub service: Arc<Service>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DaemonHandle {
+    /// Stops accepting, lets requests in flight finish, and flushes the store.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.service.store().commit().await
+    }
+}
+
+/// Opens the store, binds the API and the admin socket, and starts serving.
+pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
+    tls::install_crypto_provider();
+    let config = Arc::new(config);
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+    // Seeds are sealed, codes hashed; still, nobody else has business in here.
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(data_dir, e))?;
+
+    let key_path = crypto::master_key_path(config.store.master_key_file.as_deref(), data_dir);
+    let key = crypto::load_or_create_master_key(&key_path)?;
+    let store = Store::open(&data_dir.join("store"))?;
+    let service = Arc::new(Service::new(store, clock, crypto::SecretBox::new(&key), config.clone()));
+
+    let (cert, key) = match (&config.api.tls_cert_file, &config.api.tls_key_file) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => tls::ensure_self_signed(data_dir)?,
+    };
+    let tls = tls::server_config(&cert, &key)?;
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|e| Error::Config(format!("api.listen {}: {e}", config.api.listen)))?;
+    let api_addr = listener.local_addr().map_err(|e| Error::Config(format!("api.listen: {e}")))?;
+    let admin = admin::AdminSocket::bind(&config.admin_socket(), config.admin.group.as_deref())?;
+    let admin_socket = admin.path().to_owned();
+
+    let (stop, stopped) = watch::channel(false);
+    let app = api::router(service.clone(), config.api.max_body_bytes);
+    let status = Arc::new(DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        users: 0,
+        api_listen: api_addr.to_string(),
+        schema_version: store::SCHEMA_VERSION,
+    });
+    let tasks = vec![
+        tokio::spawn(api::server::serve(listener, tls, app, stopped.clone())),
+        tokio::spawn(admin.serve(service.clone(), status, stopped)),
+    ];
+    tracing::info!(api = %api_addr, admin = %admin_socket.display(), data = %data_dir.display(), "twofoldd started");
+    Ok(DaemonHandle { api_addr, admin_socket, service, stop, tasks })
+}

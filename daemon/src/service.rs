@@ -1,0 +1,621 @@
+//! The daemon's logic: users, devices, enrollment, verification, backup codes, API keys, audit.
+//!
+//! Both front doors (the HTTPS API and the admin socket) call these methods; neither touches the store.
+//! Every method that changes state writes, appends its audit event, and awaits `Store::commit` before it
+//! returns, so whatever an answer promises survives `kill -9`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use twofold_wire::admin::{ApiKeyInfo, AuditEvent, NewUser, UserSummary, UserView};
+use twofold_wire::api::{ConfirmAnswer, EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult};
+use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TotpAlgorithm};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::crypto::{self, Argon2Cost, BackupCodeSet, SecretBox};
+use crate::error::{Error, Result};
+use crate::lockout::{FailureCount, Gate};
+use crate::store::records::{ApiKeyRecord, DeviceRecord, TotpState, UserRecord};
+use crate::store::Store;
+use crate::totp::{self, TotpCheck, TotpParams};
+use crate::validate;
+
+/// Who asked: recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A relying application, by its API key's name.
+    Api(String),
+    /// An operator on the admin socket, by Unix uid.
+    Admin { uid: u32 },
+    Daemon,
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::Api(name) => write!(f, "api:{name}"),
+            Actor::Admin { uid } => write!(f, "admin:uid={uid}"),
+            Actor::Daemon => f.write_str("daemon"),
+        }
+    }
+}
+
+const LOCK_STRIPES: usize = 1024;
+
+pub struct Service {
+    store: Store,
+    clock: SharedClock,
+    secrets: SecretBox,
+    config: Arc<Config>,
+    /// Verification reads a device's last step and writes the new one: the pair must not interleave with
+    /// another request for the same user. Striped so unrelated users rarely wait on each other.
+    user_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// What one verification concluded, before it is recorded.
+enum Outcome {
+    Accepted { device: Option<DeviceInfo>, factor: Factor, backup_codes_remaining: Option<u32> },
+    Rejected(RejectReason),
+}
+
+impl Service {
+    pub fn new(store: Store, clock: SharedClock, secrets: SecretBox, config: Arc<Config>) -> Service {
+        Service {
+            store,
+            clock,
+            secrets,
+            config,
+            user_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    fn argon2_cost(&self) -> Argon2Cost {
+        Argon2Cost {
+            memory_kib: self.config.store.argon2_memory_kib,
+            iterations: self.config.store.argon2_iterations,
+        }
+    }
+
+    fn audit(&self, actor: &Actor, action: &str, user: Option<&str>, outcome: &str, detail: Option<String>) -> Result<()> {
+        let event = AuditEvent {
+            id: 0,
+            time: self.now(),
+            actor: actor.to_string(),
+            action: action.to_owned(),
+            user: user.map(str::to_owned),
+            outcome: outcome.to_owned(),
+            detail,
+        };
+        tracing::info!(target: "twofold::audit", actor = %event.actor, action, user, outcome, detail = event.detail.as_deref(), "audit");
+        self.store.append_audit(event)?;
+        Ok(())
+    }
+
+    async fn lock_user(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let stripe = usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0);
+        self.user_locks[stripe].lock().await
+    }
+
+    fn user_by_name(&self, name: &str) -> Result<UserRecord> {
+        validate::lookup_name(name)?;
+        self.store.find_user(name)?.ok_or(Error::NotFound { what: "user" })
+    }
+
+    // ---- users ----
+
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<UserView> {
+        validate::username(&new.username)?;
+        if let Some(upn) = &new.upn {
+            validate::text("upn", upn, 256)?;
+        }
+        if let Some(name) = &new.display_name {
+            validate::text("display_name", name, 256)?;
+        }
+        if let Some(email) = &new.email {
+            validate::email(email)?;
+        }
+        if let Some(mobile) = &new.mobile {
+            validate::phone("mobile", mobile)?;
+        }
+        if let Some(voice) = &new.voice {
+            validate::phone("voice", voice)?;
+        }
+        for group in &new.groups {
+            validate::text("group", group, 256)?;
+        }
+        let user = UserRecord {
+            id: format!("u{}", data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())),
+            username: new.username,
+            upn: new.upn,
+            display_name: new.display_name,
+            email: new.email,
+            mobile: new.mobile,
+            voice: new.voice,
+            groups: new.groups,
+            enabled: true,
+            source: "local".to_owned(),
+            enrollment_required: false,
+            created: self.now(),
+            devices: Vec::new(),
+            backup_codes: None,
+        };
+        self.store.insert_user(&user)?;
+        self.audit(actor, "user_create", Some(&user.username), "ok", None)?;
+        self.store.commit().await?;
+        self.user_view(&user)
+    }
+
+    pub fn user_view(&self, user: &UserRecord) -> Result<UserView> {
+        let failures = self
+            .store
+            .failure_count(&user_key(&user.id))?
+            .current(&self.config.lockout.user, self.now());
+        Ok(UserView {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            upn: user.upn.clone(),
+            display_name: user.display_name.clone(),
+            email: user.email.clone(),
+            mobile: user.mobile.clone(),
+            voice: user.voice.clone(),
+            groups: user.groups.clone(),
+            enabled: user.enabled,
+            source: user.source.clone(),
+            state: user.state(),
+            devices: user.devices.iter().map(DeviceRecord::info).collect(),
+            backup_codes_remaining: user.backup_codes_remaining(),
+            failures: failures.failures,
+            locked: failures.locked_at.is_some(),
+            created: user.created,
+        })
+    }
+
+    pub fn show_user(&self, name: &str) -> Result<UserView> {
+        self.user_view(&self.user_by_name(name)?)
+    }
+
+    pub fn list_users(&self, query: Option<&str>, limit: Option<u32>) -> Result<Vec<UserSummary>> {
+        let limit = usize::try_from(limit.unwrap_or(100).min(10_000)).unwrap_or(100);
+        Ok(self
+            .store
+            .list_users(query, limit)?
+            .into_iter()
+            .map(|u| UserSummary {
+                state: u.state(),
+                id: u.id,
+                username: u.username,
+                display_name: u.display_name,
+                enabled: u.enabled,
+            })
+            .collect())
+    }
+
+    pub async fn set_user_enabled(&self, actor: &Actor, name: &str, enabled: bool) -> Result<UserView> {
+        let mut user = self.user_by_name(name)?;
+        let _guard = self.lock_user(&user_key(&user.id)).await;
+        user = self.store.user(&user.id)?.ok_or(Error::NotFound { what: "user" })?;
+        user.enabled = enabled;
+        self.store.put_user(&user)?;
+        self.audit(actor, if enabled { "user_enable" } else { "user_disable" }, Some(&user.username), "ok", None)?;
+        self.store.commit().await?;
+        self.user_view(&user)
+    }
+
+    pub async fn delete_user(&self, actor: &Actor, name: &str) -> Result<()> {
+        let user = self.user_by_name(name)?;
+        let _guard = self.lock_user(&user_key(&user.id)).await;
+        self.store.delete_user(&user)?;
+        self.store.clear_failure_count(&user_key(&user.id))?;
+        self.audit(actor, "user_delete", Some(&user.username), "ok", None)?;
+        self.store.commit().await
+    }
+
+    pub async fn unlock_user(&self, actor: &Actor, name: &str) -> Result<bool> {
+        let user = self.user_by_name(name)?;
+        let cleared = self.store.clear_failure_count(&user_key(&user.id))?;
+        self.audit(actor, "user_unlock", Some(&user.username), if cleared { "ok" } else { "not_locked" }, None)?;
+        self.store.commit().await?;
+        Ok(cleared)
+    }
+
+    pub async fn unlock_address(&self, actor: &Actor, address: &str) -> Result<bool> {
+        let ip: IpAddr = address.parse().map_err(|_| Error::invalid("address must be an IP address"))?;
+        let cleared = self.store.clear_failure_count(&address_key(ip))?;
+        self.audit(actor, "address_unlock", None, if cleared { "ok" } else { "not_locked" }, Some(format!("address={ip}")))?;
+        self.store.commit().await?;
+        Ok(cleared)
+    }
+
+    // ---- devices ----
+
+    pub fn devices(&self, name: &str) -> Result<Vec<DeviceInfo>> {
+        Ok(self.user_by_name(name)?.devices.iter().map(DeviceRecord::info).collect())
+    }
+
+    pub async fn delete_device(&self, actor: &Actor, name: &str, device: &str) -> Result<DeviceInfo> {
+        let found = self.user_by_name(name)?;
+        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let index = user.devices.iter().position(|d| d.id == device).ok_or(Error::NotFound { what: "device" })?;
+        let removed = user.devices.remove(index);
+        self.store.put_user(&user)?;
+        self.audit(actor, "device_delete", Some(&user.username), "ok", Some(format!("device={device}")))?;
+        self.store.commit().await?;
+        Ok(removed.info())
+    }
+
+    pub async fn set_device_blocked(&self, actor: &Actor, name: &str, device: &str, blocked: bool) -> Result<DeviceInfo> {
+        let found = self.user_by_name(name)?;
+        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let d = user.device_mut(device).ok_or(Error::NotFound { what: "device" })?;
+        match (d.status, blocked) {
+            (DeviceStatus::Pending, _) => return Err(Error::Conflict("the device's enrollment is not confirmed".into())),
+            (_, true) => d.status = DeviceStatus::Blocked,
+            (_, false) => d.status = DeviceStatus::Active,
+        }
+        let info = d.info();
+        self.store.put_user(&user)?;
+        self.audit(
+            actor,
+            if blocked { "device_block" } else { "device_unblock" },
+            Some(&user.username),
+            "ok",
+            Some(format!("device={device}")),
+        )?;
+        self.store.commit().await?;
+        Ok(info)
+    }
+
+    // ---- TOTP enrollment ----
+
+    pub async fn enroll_totp(
+        &self,
+        actor: &Actor,
+        name: &str,
+        label: Option<String>,
+        algorithm: Option<TotpAlgorithm>,
+        digits: Option<u8>,
+    ) -> Result<EnrollAnswer> {
+        let label = label.unwrap_or_else(|| "Authenticator".to_owned());
+        validate::text("label", &label, 64)?;
+        let params = TotpParams::new(algorithm, digits)?;
+        let found = self.user_by_name(name)?;
+        if !found.enabled {
+            return Err(Error::Conflict("the user is disabled".into()));
+        }
+        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+
+        let secret: [u8; totp::SECRET_BYTES] = crypto::random_bytes();
+        let device_id = format!("d{}", data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>()));
+        let account = user.upn.clone().unwrap_or_else(|| user.username.clone());
+        let generator = totp::totp(params, &secret, &self.config.totp.issuer, &account)?;
+        let uri = totp::otpauth_uri(&generator)?;
+        let sealed = self.secrets.seal(&secret, seed_context(&user.id, &device_id).as_bytes())?;
+        let device = DeviceRecord {
+            id: device_id.clone(),
+            kind: DeviceKind::Totp,
+            label,
+            status: DeviceStatus::Pending,
+            created: self.now(),
+            last_used: None,
+            destination: None,
+            totp: Some(TotpState {
+                params,
+                sealed_secret: data_encoding::BASE64.encode(&sealed),
+                last_step: None,
+                drift: 0,
+            }),
+        };
+        // A new enrollment replaces one that was started and never confirmed.
+        user.devices.retain(|d| !(d.kind == DeviceKind::Totp && d.status == DeviceStatus::Pending));
+        user.devices.push(device.clone());
+        self.store.put_user(&user)?;
+        self.audit(actor, "totp_enroll", Some(&user.username), "pending", Some(format!("device={device_id}")))?;
+        self.store.commit().await?;
+        Ok(EnrollAnswer {
+            device: device.info(),
+            qr_png_base64: data_encoding::BASE64.encode(&totp::qr_png(&uri)?),
+            qr_svg: totp::qr_svg(&uri)?,
+            otpauth_uri: uri,
+            secret: totp::base32(&secret),
+        })
+    }
+
+    /// Activates a pending device with its first code; issues backup codes if the user has none.
+    pub async fn confirm_totp(&self, actor: &Actor, name: &str, device_id: &str, code: &str) -> Result<ConfirmAnswer> {
+        validate::code(code)?;
+        let found = self.user_by_name(name)?;
+        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let now = self.now();
+        let user_id = user.id.clone();
+        let device = user.device_mut(device_id).ok_or(Error::NotFound { what: "device" })?;
+        if device.status != DeviceStatus::Pending {
+            return Err(Error::Conflict("the device is already confirmed".into()));
+        }
+        let state = device.totp.as_mut().ok_or_else(|| Error::Conflict("not a TOTP device".into()))?;
+        let secret = open_seed(&self.secrets, &user_id, device_id, state)?;
+        let digits = totp::looks_like_totp(code).ok_or_else(|| Error::invalid("code must be 6 or 8 digits"))?;
+        match totp::check(state.params, &secret, &digits, now, self.config.totp.window, state.last_step)? {
+            TotpCheck::Accepted { step, drift } => {
+                state.last_step = Some(step);
+                state.drift = drift;
+            }
+            TotpCheck::Replayed | TotpCheck::NoMatch => {
+                self.audit(actor, "totp_confirm", Some(&user.username), "wrong_code", Some(format!("device={device_id}")))?;
+                self.store.commit().await?;
+                return Err(Error::invalid("the code does not match: check the authenticator's clock and try the next code"));
+            }
+        }
+        device.status = DeviceStatus::Active;
+        device.last_used = Some(now);
+        let info = device.info();
+        let backup_codes = if user.backup_codes.is_none() {
+            let (set, codes) = self.new_backup_codes().await?;
+            user.backup_codes = Some(set);
+            Some(codes)
+        } else {
+            None
+        };
+        user.enrollment_required = false;
+        self.store.put_user(&user)?;
+        self.audit(actor, "totp_confirm", Some(&user.username), "ok", Some(format!("device={device_id}")))?;
+        self.store.commit().await?;
+        Ok(ConfirmAnswer { device: info, backup_codes })
+    }
+
+    async fn new_backup_codes(&self) -> Result<(BackupCodeSet, Vec<String>)> {
+        let (count, cost, now) = (self.config.backup_codes.count, self.argon2_cost(), self.now());
+        tokio::task::spawn_blocking(move || BackupCodeSet::generate(count, cost, now))
+            .await
+            .map_err(|e| Error::Crypto(format!("backup code task: {e}")))?
+    }
+
+    // ---- verification ----
+
+    /// Checks a TOTP or backup code for a user, under the lockout rules (see `lockout`).
+    pub async fn verify(&self, actor: &Actor, name: &str, code: &str, address: IpAddr) -> Result<VerifyAnswer> {
+        validate::lookup_name(name)?;
+        validate::code(code)?;
+        let found = self.store.find_user(name)?;
+        let key = match &found {
+            Some(u) => user_key(&u.id),
+            // Unknown names are counted too, so that answers for them look like answers for users.
+            None => format!("name:{}", name.to_lowercase()),
+        };
+        let addr_key = address_key(address);
+        let audit_user = found.as_ref().map_or_else(|| name.to_owned(), |u| u.username.clone());
+        let _guard = self.lock_user(&key).await;
+        let now = self.now();
+        let rules = &self.config.lockout;
+
+        let user_gate = self.store.failure_count(&key)?.gate(&rules.user, now);
+        let addr_gate = self.store.failure_count(&addr_key)?.gate(&rules.address, now);
+        let refused = match (user_gate, addr_gate) {
+            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => Some((RejectReason::Locked, after)),
+            (Gate::Wait(s), _) | (_, Gate::Wait(s)) => Some((RejectReason::RateLimited, Some(s))),
+            (Gate::Open, Gate::Open) => None,
+        };
+        if let Some((reason, retry_after)) = refused {
+            self.audit(actor, "verify", Some(&audit_user), "refused", Some(format!("reason={} address={address}", reason_name(reason))))?;
+            self.store.commit().await?;
+            return Ok(reject(reason, retry_after));
+        }
+
+        // Re-read under the lock: another request for this user may have just used a step.
+        let user = match &found {
+            Some(u) => self.store.user(&u.id)?,
+            None => None,
+        };
+        let outcome = self.evaluate(user, code, now).await?;
+        match outcome {
+            Outcome::Accepted { device, factor, backup_codes_remaining } => {
+                self.store.clear_failure_count(&key)?;
+                let detail = format!(
+                    "factor={} device={} address={address}",
+                    factor_name(factor),
+                    device.as_ref().map_or("-", |d| d.id.as_str())
+                );
+                self.audit(actor, "verify", Some(&audit_user), "accept", Some(detail))?;
+                self.store.commit().await?;
+                Ok(VerifyAnswer {
+                    result: VerifyResult::Accept,
+                    method: Some("two_factor".to_owned()),
+                    factor: Some(factor),
+                    device,
+                    reason: None,
+                    retry_after: None,
+                    backup_codes_remaining,
+                })
+            }
+            Outcome::Rejected(reason) => {
+                let user_rule = rules.user;
+                let addr_rule = rules.address;
+                let after_user: FailureCount = self.store.update_failure_count(&key, |c| c.fail(&user_rule, now))?;
+                self.store.update_failure_count(&addr_key, |c| c.fail(&addr_rule, now))?;
+                let detail = format!("reason={} failures={} address={address}", reason_name(reason), after_user.failures);
+                self.audit(actor, "verify", Some(&audit_user), "reject", Some(detail))?;
+                self.store.commit().await?;
+                Ok(reject(reason, None))
+            }
+        }
+    }
+
+    /// Decides accept or reject and, on accept, writes the device's new state. Caller holds the user lock.
+    async fn evaluate(&self, user: Option<UserRecord>, code: &str, now: i64) -> Result<Outcome> {
+        let Some(mut user) = user.filter(|u| u.enabled) else {
+            return Ok(Outcome::Rejected(RejectReason::InvalidCode));
+        };
+        if let Some(digits) = totp::looks_like_totp(code) {
+            let mut replayed = false;
+            let user_id = user.id.clone();
+            for device in user.devices.iter_mut().filter(|d| d.status == DeviceStatus::Active) {
+                let Some(state) = device.totp.as_mut() else { continue };
+                if usize::from(state.params.digits) != digits.len() {
+                    continue;
+                }
+                let secret = open_seed(&self.secrets, &user_id, &device.id, state)?;
+                match totp::check(state.params, &secret, &digits, now, self.config.totp.window, state.last_step)? {
+                    TotpCheck::Accepted { step, drift } => {
+                        state.last_step = Some(step);
+                        state.drift = drift;
+                        device.last_used = Some(now);
+                        let info = device.info();
+                        self.store.put_user(&user)?;
+                        return Ok(Outcome::Accepted { device: Some(info), factor: Factor::Totp, backup_codes_remaining: None });
+                    }
+                    TotpCheck::Replayed => replayed = true,
+                    TotpCheck::NoMatch => {}
+                }
+            }
+            return Ok(Outcome::Rejected(if replayed { RejectReason::Replayed } else { RejectReason::InvalidCode }));
+        }
+        if let Some(candidate) = crypto::normalise_backup_code(code) {
+            let Some(set) = user.backup_codes.clone() else {
+                return Ok(Outcome::Rejected(RejectReason::InvalidCode));
+            };
+            let (index, set) = tokio::task::spawn_blocking(move || set.find(&candidate).map(|i| (i, set)))
+                .await
+                .map_err(|e| Error::Crypto(format!("backup code task: {e}")))??;
+            if let Some(i) = index {
+                let mut set = set;
+                set.hashes[i] = None;
+                let remaining = set.remaining();
+                user.backup_codes = Some(set);
+                self.store.put_user(&user)?;
+                return Ok(Outcome::Accepted {
+                    device: None,
+                    factor: Factor::BackupCode,
+                    backup_codes_remaining: Some(remaining),
+                });
+            }
+        }
+        Ok(Outcome::Rejected(RejectReason::InvalidCode))
+    }
+
+    /// New backup codes after a valid second factor; the old set stops working.
+    pub async fn regenerate_backup_codes(&self, actor: &Actor, name: &str, code: &str, address: IpAddr) -> Result<Option<Vec<String>>> {
+        let verdict = self.verify(actor, name, code, address).await?;
+        if verdict.result != VerifyResult::Accept {
+            return Ok(None);
+        }
+        let found = self.user_by_name(name)?;
+        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let (set, codes) = self.new_backup_codes().await?;
+        user.backup_codes = Some(set);
+        self.store.put_user(&user)?;
+        self.audit(actor, "backup_codes_regenerate", Some(&user.username), "ok", None)?;
+        self.store.commit().await?;
+        Ok(Some(codes))
+    }
+
+    // ---- API keys ----
+
+    pub async fn create_api_key(&self, actor: &Actor, name: &str) -> Result<String> {
+        validate::text("name", name, 64)?;
+        if name.chars().any(char::is_whitespace) {
+            return Err(Error::invalid("name must not contain spaces"));
+        }
+        let (key, hash) = crypto::new_api_key();
+        self.store.insert_api_key(&hash, &ApiKeyRecord { name: name.to_owned(), created: self.now() })?;
+        self.audit(actor, "apikey_create", None, "ok", Some(format!("name={name}")))?;
+        self.store.commit().await?;
+        Ok(key)
+    }
+
+    pub fn api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
+        let mut keys: Vec<ApiKeyInfo> = self
+            .store
+            .api_keys()?
+            .into_iter()
+            .map(|(_, r)| ApiKeyInfo { name: r.name, created: r.created })
+            .collect();
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(keys)
+    }
+
+    pub async fn revoke_api_key(&self, actor: &Actor, name: &str) -> Result<()> {
+        if !self.store.remove_api_key(name)? {
+            return Err(Error::NotFound { what: "API key" });
+        }
+        self.audit(actor, "apikey_revoke", None, "ok", Some(format!("name={name}")))?;
+        self.store.commit().await
+    }
+
+    /// The name of the application holding `key`, if it is a current key.
+    pub fn authenticate(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.store.api_key(&crypto::sha256_hex(key.as_bytes()))?.map(|r| r.name))
+    }
+
+    pub fn audit_tail(&self, limit: Option<u32>) -> Result<Vec<AuditEvent>> {
+        self.store.audit_tail(usize::try_from(limit.unwrap_or(50).min(10_000)).unwrap_or(50))
+    }
+}
+
+fn user_key(id: &str) -> String {
+    format!("user:{id}")
+}
+
+fn address_key(ip: IpAddr) -> String {
+    // An IPv4 client seen through an IPv6 socket is the same client.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    format!("addr:{ip}")
+}
+
+fn seed_context(user_id: &str, device_id: &str) -> String {
+    format!("totp-seed/{user_id}/{device_id}")
+}
+
+fn open_seed(secrets: &SecretBox, user_id: &str, device_id: &str, state: &TotpState) -> Result<Vec<u8>> {
+    let sealed = data_encoding::BASE64
+        .decode(state.sealed_secret.as_bytes())
+        .map_err(|_| Error::Store("sealed seed is not base64".into()))?;
+    secrets.open(&sealed, seed_context(user_id, device_id).as_bytes())
+}
+
+fn reject(reason: RejectReason, retry_after: Option<u64>) -> VerifyAnswer {
+    VerifyAnswer {
+        result: VerifyResult::Reject,
+        method: None,
+        factor: None,
+        device: None,
+        reason: Some(reason),
+        retry_after,
+        backup_codes_remaining: None,
+    }
+}
+
+fn reason_name(reason: RejectReason) -> &'static str {
+    match reason {
+        RejectReason::InvalidCode => "invalid_code",
+        RejectReason::Replayed => "replayed",
+        RejectReason::RateLimited => "rate_limited",
+        RejectReason::Locked => "locked",
+    }
+}
+
+fn factor_name(factor: Factor) -> &'static str {
+    match factor {
+        Factor::Totp => "totp",
+        Factor::BackupCode => "backup_code",
+    }
+}

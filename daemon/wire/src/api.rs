@@ -1,0 +1,131 @@
+//! The relying-application API (`/api/v1/...` over HTTPS, JSON bodies).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DeviceInfo, TotpAlgorithm};
+
+/// `POST /api/v1/users/{user}/totp`: start enrolling an authenticator app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// What the user calls this authenticator ("work phone"). Defaults to "Authenticator".
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Opt-in stronger parameters; the default SHA1 is the only one every app reads.
+    #[serde(default)]
+    pub algorithm: Option<TotpAlgorithm>,
+    /// 6 (default) or 8.
+    #[serde(default)]
+    pub digits: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollAnswer {
+    pub device: DeviceInfo,
+    /// `otpauth://totp/...`: what the QR code encodes.
+    pub otpauth_uri: String,
+    /// The shared secret, base32 without padding, for manual entry. Shown only in this answer.
+    pub secret: String,
+    /// The QR code as a PNG, base64.
+    pub qr_png_base64: String,
+    /// The QR code as an SVG document.
+    pub qr_svg: String,
+}
+
+/// `POST /api/v1/users/{user}/totp/{device}/confirm`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmAnswer {
+    pub device: DeviceInfo,
+    /// Issued with the user's first confirmed device, shown once. Absent when the user already has a set.
+    pub backup_codes: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/verify`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Username or user principal name.
+    pub user: String,
+    /// A TOTP code or a backup code.
+    pub code: String,
+    /// The end user's address as the relying application saw it; failures are also counted per address.
+    /// Defaults to the address of the relying application's connection.
+    #[serde(default)]
+    pub client_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyResult {
+    Accept,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Factor {
+    Totp,
+    BackupCode,
+}
+
+/// Why a code was rejected. An unknown user, a disabled user and a wrong code all answer
+/// `invalid_code`, so that the answer does not reveal whether a user exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    InvalidCode,
+    /// The code was right but its time step (or backup code) was already used.
+    Replayed,
+    /// Too many recent failures: try again after `retry_after` seconds. The code was not checked.
+    RateLimited,
+    /// Too many failures: an admin must unlock (or the lock expires, if so configured).
+    Locked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyAnswer {
+    pub result: VerifyResult,
+    /// On accept: always `two_factor`, what a signing application records as the method.
+    pub method: Option<String>,
+    pub factor: Option<Factor>,
+    pub device: Option<DeviceInfo>,
+    pub reason: Option<RejectReason>,
+    /// Seconds until another attempt is considered (with `rate_limited` and timed locks).
+    pub retry_after: Option<u64>,
+    /// Backup codes left after a backup code was used.
+    pub backup_codes_remaining: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceList {
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// `POST /api/v1/users/{user}/backup-codes`: needs a valid TOTP code from an active device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateBackupCodesRequest {
+    pub code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupCodes {
+    pub backup_codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub status: String,
+}

@@ -1,0 +1,75 @@
+//! Types that cross a process boundary: the relying-application HTTPS API and the admin socket.
+//!
+//! This crate depends only on serde so that `twofold-admin` (and any client) can share the daemon's
+//! types without compiling its storage, TLS or plugin stacks. Requests deny unknown fields: a typo in a
+//! field name is the caller's mistake and gets a 4xx, never a silently ignored value.
+
+pub mod admin;
+pub mod api;
+
+use serde::{Deserialize, Serialize};
+
+/// The body of every error answer, from the API (`{"error": {...}}`) and the admin socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// Stable, machine-readable code, e.g. `invalid_request`, `not_found`, `unauthorized`.
+    pub code: String,
+    /// One line for a human.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// Kind of authenticator a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Totp,
+    Sms,
+    Voice,
+    Email,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Enrollment started, first code not yet confirmed: its codes are not accepted.
+    Pending,
+    Active,
+    Blocked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub kind: DeviceKind,
+    pub label: String,
+    pub status: DeviceStatus,
+    /// Unix seconds.
+    pub created: i64,
+    pub last_used: Option<i64>,
+    /// For SMS, voice and email devices: where codes go.
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TwoFactorState {
+    NotEnrolled,
+    EnrollmentRequired,
+    Enrolled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TotpAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
