@@ -1,0 +1,178 @@
+//! The scriptable command line: each subcommand is one admin request.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use twofold_wire::admin::{AdminRequest, NewUser};
+use twofold_wire::TotpAlgorithm;
+
+#[derive(Parser)]
+#[command(name = "twofold-admin", version, about = "Administer a Twofold daemon", arg_required_else_help = true)]
+pub struct Cli {
+    /// The daemon's admin socket (default: /run/twofold/admin.sock, else ./twofold-data/admin.sock).
+    #[arg(long, global = true, env = "TWOFOLD_ADMIN_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Print the daemon's answer as JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Daemon version, user count, listening address.
+    Status,
+    #[command(subcommand)]
+    User(UserCommand),
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    #[command(subcommand)]
+    Totp(TotpCommand),
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    #[command(subcommand)]
+    Address(AddressCommand),
+    /// The newest audit events.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a local user.
+    Create {
+        username: String,
+        #[arg(long)]
+        upn: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        mobile: Option<String>,
+        #[arg(long)]
+        voice: Option<String>,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    Show { user: String },
+    List {
+        #[arg(long)]
+        query: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    Enable { user: String },
+    Disable { user: String },
+    Delete { user: String },
+    /// Clear the user's failure count and lock.
+    Unlock { user: String },
+}
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    List { user: String },
+    Block { user: String, device: String },
+    Unblock { user: String, device: String },
+    Delete { user: String, device: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Subcommand)]
+pub enum TotpCommand {
+    /// Start enrolling an authenticator app: prints the secret and the otpauth URI.
+    Enroll {
+        user: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, value_enum)]
+        algorithm: Option<Algorithm>,
+        #[arg(long)]
+        digits: Option<u8>,
+        /// Also write the QR code to this PNG file.
+        #[arg(long)]
+        qr_png: Option<PathBuf>,
+    },
+    /// Confirm an enrollment with the first code the app shows.
+    Confirm { user: String, device: String, code: String },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key for a relying application; it is printed once.
+    Create { name: String },
+    List,
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum AddressCommand {
+    /// Clear a source address's failure count and lock.
+    Unlock { address: String },
+}
+
+impl Command {
+    pub fn request(&self) -> AdminRequest {
+        match self {
+            Command::Status => AdminRequest::Status,
+            Command::Audit { limit } => AdminRequest::AuditTail { limit: Some(*limit) },
+            Command::User(c) => match c {
+                UserCommand::Create { username, upn, display_name, email, mobile, voice, groups } => {
+                    AdminRequest::UserCreate(NewUser {
+                        username: username.clone(),
+                        upn: upn.clone(),
+                        display_name: display_name.clone(),
+                        email: email.clone(),
+                        mobile: mobile.clone(),
+                        voice: voice.clone(),
+                        groups: groups.clone(),
+                    })
+                }
+                UserCommand::Show { user } => AdminRequest::UserShow { user: user.clone() },
+                UserCommand::List { query, limit } => AdminRequest::UserList { query: query.clone(), limit: Some(*limit) },
+                UserCommand::Enable { user } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: true },
+                UserCommand::Disable { user } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: false },
+                UserCommand::Delete { user } => AdminRequest::UserDelete { user: user.clone() },
+                UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
+            },
+            Command::Device(c) => match c {
+                DeviceCommand::List { user } => AdminRequest::DeviceList { user: user.clone() },
+                DeviceCommand::Block { user, device } => AdminRequest::DeviceBlock { user: user.clone(), device: device.clone() },
+                DeviceCommand::Unblock { user, device } => {
+                    AdminRequest::DeviceUnblock { user: user.clone(), device: device.clone() }
+                }
+                DeviceCommand::Delete { user, device } => AdminRequest::DeviceDelete { user: user.clone(), device: device.clone() },
+            },
+            Command::Totp(c) => match c {
+                TotpCommand::Enroll { user, label, algorithm, digits, .. } => AdminRequest::TotpEnroll {
+                    user: user.clone(),
+                    label: label.clone(),
+                    algorithm: algorithm.map(|a| match a {
+                        Algorithm::Sha1 => TotpAlgorithm::Sha1,
+                        Algorithm::Sha256 => TotpAlgorithm::Sha256,
+                        Algorithm::Sha512 => TotpAlgorithm::Sha512,
+                    }),
+                    digits: *digits,
+                },
+                TotpCommand::Confirm { user, device, code } => {
+                    AdminRequest::TotpConfirm { user: user.clone(), device: device.clone(), code: code.clone() }
+                }
+            },
+            Command::Apikey(c) => match c {
+                ApiKeyCommand::Create { name } => AdminRequest::ApiKeyCreate { name: name.clone() },
+                ApiKeyCommand::List => AdminRequest::ApiKeyList,
+                ApiKeyCommand::Revoke { name } => AdminRequest::ApiKeyRevoke { name: name.clone() },
+            },
+            Command::Address(AddressCommand::Unlock { address }) => AdminRequest::AddressUnlock { address: address.clone() },
+        }
+    }
+}

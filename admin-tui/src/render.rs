@@ -1,0 +1,112 @@
+//! Human-readable output of admin replies.
+
+use std::fmt::Write;
+
+use twofold_wire::admin::{AdminReply, UserView};
+use twofold_wire::DeviceInfo;
+
+fn time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn devices(out: &mut String, devices: &[DeviceInfo]) {
+    if devices.is_empty() {
+        out.push_str("  (no devices)\n");
+    }
+    for d in devices {
+        let _ = writeln!(
+            out,
+            "  {}  {:?}  {:?}  {:<20}  created {}  last used {}",
+            d.id,
+            d.kind,
+            d.status,
+            d.label,
+            time(d.created),
+            d.last_used.map_or_else(|| "never".to_owned(), time)
+        );
+    }
+}
+
+fn user(out: &mut String, u: &UserView) {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let _ = writeln!(out, "user {} ({})", u.username, u.id);
+    let _ = writeln!(out, "  upn:          {}", opt(&u.upn));
+    let _ = writeln!(out, "  display name: {}", opt(&u.display_name));
+    let _ = writeln!(out, "  email:        {}", opt(&u.email));
+    let _ = writeln!(out, "  mobile:       {}", opt(&u.mobile));
+    let _ = writeln!(out, "  voice:        {}", opt(&u.voice));
+    let _ = writeln!(out, "  groups:       {}", if u.groups.is_empty() { "-".to_owned() } else { u.groups.join(", ") });
+    let _ = writeln!(out, "  enabled:      {}   source: {}   2FA: {:?}", u.enabled, u.source, u.state);
+    let _ = writeln!(out, "  failures:     {}{}", u.failures, if u.locked { "   LOCKED" } else { "" });
+    let _ = writeln!(out, "  backup codes: {} left", u.backup_codes_remaining);
+    let _ = writeln!(out, "  devices:");
+    devices(out, &u.devices);
+}
+
+pub fn text(reply: &AdminReply) -> String {
+    let mut out = String::new();
+    match reply {
+        AdminReply::Status(s) => {
+            let _ = writeln!(out, "twofoldd {}  users {}  api https://{}  schema {}", s.version, s.users, s.api_listen, s.schema_version);
+        }
+        AdminReply::User(u) => user(&mut out, u),
+        AdminReply::Users { users } => {
+            for u in users {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<30} {:<8} {:?}",
+                    u.username,
+                    u.display_name.clone().unwrap_or_default(),
+                    if u.enabled { "enabled" } else { "disabled" },
+                    u.state
+                );
+            }
+        }
+        AdminReply::Devices { devices: list } => devices(&mut out, list),
+        AdminReply::Device(d) => devices(&mut out, std::slice::from_ref(d)),
+        AdminReply::Enrollment(e) => {
+            let _ = writeln!(out, "device:  {}", e.device.id);
+            let _ = writeln!(out, "secret:  {}", e.secret);
+            let _ = writeln!(out, "uri:     {}", e.otpauth_uri);
+            let _ = writeln!(out, "Scan the URI's QR code (--qr-png FILE) or type the secret, then confirm with the first code.");
+        }
+        AdminReply::Confirmed(c) => {
+            let _ = writeln!(out, "device {} is active", c.device.id);
+            if let Some(codes) = &c.backup_codes {
+                let _ = writeln!(out, "backup codes (shown once, each works once):");
+                for code in codes {
+                    let _ = writeln!(out, "  {code}");
+                }
+            }
+        }
+        AdminReply::ApiKeyCreated { name, key } => {
+            let _ = writeln!(out, "API key for {name} (shown once):\n{key}");
+        }
+        AdminReply::ApiKeys { keys } => {
+            for k in keys {
+                let _ = writeln!(out, "{:<24} created {}", k.name, time(k.created));
+            }
+        }
+        AdminReply::Audit { events } => {
+            for e in events {
+                let _ = writeln!(
+                    out,
+                    "{} {:<18} {:<22} {:<16} {:<10} {}",
+                    time(e.time),
+                    e.actor,
+                    e.action,
+                    e.user.clone().unwrap_or_else(|| "-".to_owned()),
+                    e.outcome,
+                    e.detail.clone().unwrap_or_default()
+                );
+            }
+        }
+        AdminReply::Done { message } => {
+            let _ = writeln!(out, "{message}");
+        }
+    }
+    out
+}
