@@ -1,0 +1,393 @@
+//! The test harness: starts the real `twofoldd` binary on loopback and talks to it as clients do, over
+//! real HTTPS (trusting the certificate the daemon made) and its real admin socket.
+//!
+//! Readiness comes from the daemon's own `READY=1` on a `NOTIFY_SOCKET` we listen on, as systemd would;
+//! nothing here waits on a fixed sleep.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, NewUser};
+
+/// A binary built from this workspace, next to the test executable's `deps` folder.
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).ok_or_else(|| anyhow!("no target dir above {}", exe.display()))?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("{} is not built: run `cargo build --workspace --bins` first", path.display());
+    }
+    Ok(path)
+}
+
+/// A fresh folder under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Result<TempDir> {
+        let unique = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let path = std::env::temp_dir().join(unique);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The config every test daemon starts from; tests append tables to change rules.
+pub fn base_config(data_dir: &Path) -> String {
+    format!(
+        "version = 1\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[store]\n# cheap hashing keeps tests fast; the defaults are tested in unit tests\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n[log]\nlevel = \"debug\"\n",
+        data_dir.display()
+    )
+}
+
+/// The real daemon binary, running.
+pub struct Daemon {
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+    pub api: SocketAddrString,
+    child: Option<Child>,
+    log_path: PathBuf,
+    starts: usize,
+}
+
+pub type SocketAddrString = String;
+
+impl Daemon {
+    /// Starts a daemon with `base_config` plus `extra` TOML.
+    pub fn start(extra: &str) -> Result<Daemon> {
+        let dir = TempDir::new("twofold-e2e")?;
+        let data = dir.path().join("data");
+        let config_path = dir.path().join("twofold.toml");
+        std::fs::write(&config_path, format!("{}{extra}", base_config(&data)))?;
+        let mut daemon = Daemon {
+            log_path: dir.path().join("daemon.log"),
+            dir,
+            config_path,
+            api: String::new(),
+            child: None,
+            starts: 0,
+        };
+        daemon.launch()?;
+        Ok(daemon)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.data_dir().join("admin.sock")
+    }
+
+    /// Everything the daemon has logged, across restarts.
+    pub fn log(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(&self.log_path)?)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        self.starts += 1;
+        let notify_path = self.dir.path().join(format!("notify-{}.sock", self.starts));
+        let notify = UnixDatagram::bind(&notify_path)?;
+        notify.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let mut child = Command::new(workspace_binary("twofoldd")?)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting twofoldd")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("twofoldd exited with {status} before READY; log:\n{}", self.log()?);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("twofoldd sent no READY=1 within 60 s; log:\n{}", self.log()?);
+            }
+            match notify.recv(&mut buf) {
+                Ok(n) => {
+                    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if message.lines().any(|l| l == "READY=1") {
+                        let status = message
+                            .lines()
+                            .find_map(|l| l.strip_prefix("STATUS=listening on https://"))
+                            .ok_or_else(|| anyhow!("READY without a STATUS address: {message}"))?;
+                        self.api = status.split_whitespace().next().unwrap_or_default().to_owned();
+                        break;
+                    }
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let _ = std::fs::remove_file(&notify_path);
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no flush. Whatever was promised must already be on disk.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn terminate(&mut self) -> Result<Option<i32>> {
+        if let Some(mut child) = self.child.take() {
+            nix_kill(child.id(), "TERM")?;
+            return Ok(child.wait()?.code());
+        }
+        Ok(None)
+    }
+
+    /// Starts the same daemon (same config and data) again; the API port may change.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9()?;
+        self.launch()
+    }
+
+    pub fn api_client(&self) -> Result<Api> {
+        Api::new(&self.api, &self.data_dir().join("tls/cert.pem"))
+    }
+
+    pub fn admin(&self) -> Result<Admin> {
+        Admin::connect(&self.admin_socket())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+fn nix_kill(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// An HTTPS client that trusts only the daemon's certificate, as a relying application would be set up.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    client: Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl Api {
+    pub fn new(addr: &str, ca_cert: &Path) -> Result<Api> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca_cert).with_context(|| ca_cert.display().to_string())?;
+        for cert in rustls_pemfile_certs(&pem)? {
+            roots.add(cert)?;
+        }
+        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Api { base: format!("https://{addr}"), client, key: None })
+    }
+
+    pub fn with_key(mut self, key: &str) -> Api {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    /// Sends `body` as is (it need not be valid JSON) and parses the answer as JSON.
+    pub async fn raw(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Answer> {
+        let mut request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.map(<[u8]>::to_vec).unwrap_or_default())))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Answer { status, body, raw })
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Answer> {
+        self.raw("POST", path, Some(body.to_string().as_bytes())).await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Answer> {
+        self.raw("GET", path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Answer> {
+        self.raw("DELETE", path, None).await
+    }
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    Ok(rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// The admin socket, as `twofold-admin` speaks it.
+pub struct Admin {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Admin {
+    pub fn connect(path: &Path) -> Result<Admin> {
+        let stream = UnixStream::connect(path).with_context(|| path.display().to_string())?;
+        Ok(Admin { writer: stream.try_clone()?, reader: BufReader::new(stream) })
+    }
+
+    pub fn call(&mut self, request: &AdminRequest) -> Result<AdminAnswer> {
+        self.call_raw(&serde_json::to_string(request)?)
+    }
+
+    pub fn call_raw(&mut self, line: &str) -> Result<AdminAnswer> {
+        self.writer.write_all(line.as_bytes())?;
+        self.writer.write_all(b"\n")?;
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer)?;
+        Ok(serde_json::from_str(&answer).with_context(|| answer.clone())?)
+    }
+
+    /// Calls and expects success.
+    pub fn ok(&mut self, request: &AdminRequest) -> Result<AdminReply> {
+        match self.call(request)? {
+            AdminAnswer::Ok { reply } => Ok(*reply),
+            AdminAnswer::Error { error } => bail!("admin request {request:?} failed: {error:?}"),
+        }
+    }
+
+    pub fn create_user(&mut self, username: &str) -> Result<()> {
+        self.ok(&AdminRequest::UserCreate(NewUser {
+            username: username.to_owned(),
+            email: Some(format!("{username}@example.com")),
+            ..NewUser::default()
+        }))?;
+        Ok(())
+    }
+
+    pub fn api_key(&mut self, name: &str) -> Result<String> {
+        match self.ok(&AdminRequest::ApiKeyCreate { name: name.to_owned() })? {
+            AdminReply::ApiKeyCreated { key, .. } => Ok(key),
+            other => bail!("unexpected reply {other:?}"),
+        }
+    }
+}
+
+/// The code `oathtool` (an independent implementation) computes for a base32 secret, `offset` seconds
+/// from now.
+pub fn oathtool(secret: &str, offset_seconds: i64, extra: &[&str]) -> Result<String> {
+    let output = Command::new("oathtool")
+        .arg("--totp")
+        .arg("-b")
+        .arg(secret)
+        .arg("-N")
+        .arg(format!("{offset_seconds:+} seconds"))
+        .args(extra)
+        .output()
+        .context("running oathtool (Debian package oathtool)")?;
+    if !output.status.success() {
+        bail!("oathtool failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// Unix time now, for tests that must stay clear of a 30 s step boundary.
+#[allow(clippy::disallowed_methods)]
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An enrolled user: API enrollment confirmed with an oathtool code.
+pub struct Enrolled {
+    pub user: String,
+    pub device: String,
+    pub secret: String,
+    pub backup_codes: Vec<String>,
+    pub uri: String,
+    pub qr_png_base64: String,
+}
+
+/// Creates `user`, enrolls a TOTP device over the API, and confirms it with oathtool's code for the
+/// previous step (so the current and next steps stay free for the test).
+pub async fn enroll(admin: &mut Admin, api: &Api, user: &str) -> Result<Enrolled> {
+    admin.create_user(user)?;
+    let started = api.post(&format!("/api/v1/users/{user}/totp"), &serde_json::json!({"label": "phone"})).await?;
+    if started.status != 201 {
+        bail!("enroll answered {}: {}", started.status, started.raw);
+    }
+    let secret = started.body["secret"].as_str().unwrap_or_default().to_owned();
+    let device = started.body["device"]["id"].as_str().unwrap_or_default().to_owned();
+    let code = oathtool(&secret, -30, &[])?;
+    let confirmed = api
+        .post(&format!("/api/v1/users/{user}/totp/{device}/confirm"), &serde_json::json!({"code": code}))
+        .await?;
+    if confirmed.status != 200 {
+        bail!("confirm answered {}: {}", confirmed.status, confirmed.raw);
+    }
+    let backup_codes = confirmed.body["backup_codes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    Ok(Enrolled {
+        user: user.to_owned(),
+        device,
+        secret,
+        backup_codes,
+        uri: started.body["otpauth_uri"].as_str().unwrap_or_default().to_owned(),
+        qr_png_base64: started.body["qr_png_base64"].as_str().unwrap_or_default().to_owned(),
+    })
+}
