@@ -87,7 +87,7 @@ pub struct AdminConfig {
     pub group: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// 32-byte key sealing TOTP seeds. Absent: the systemd credential `master-key` when present,
@@ -102,6 +102,16 @@ pub struct StoreConfig {
 }
 
 pub const ARGON2_MIN_MEMORY_KIB: u32 = 1024;
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            master_key_file: None,
+            argon2_memory_kib: default_argon2_memory(),
+            argon2_iterations: default_argon2_iterations(),
+        }
+    }
+}
 
 fn default_argon2_memory() -> u32 {
     19 * 1024
@@ -150,13 +160,19 @@ impl Default for BackupCodeConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockoutConfig {
     #[serde(default = "LockoutRule::user_default")]
     pub user: LockoutRule,
     #[serde(default = "LockoutRule::address_default")]
     pub address: LockoutRule,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig { user: LockoutRule::user_default(), address: LockoutRule::address_default() }
+    }
 }
 
 /// How failures from one user (or one source address) slow down and then stop further attempts.
@@ -199,12 +215,6 @@ impl LockoutRule {
     }
 }
 
-impl Default for LockoutRule {
-    fn default() -> Self {
-        LockoutRule::user_default()
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -231,17 +241,10 @@ impl Config {
             data_dir: default_data_dir(),
             api: ApiConfig::default(),
             admin: AdminConfig::default(),
-            store: StoreConfig {
-                master_key_file: None,
-                argon2_memory_kib: default_argon2_memory(),
-                argon2_iterations: default_argon2_iterations(),
-            },
+            store: StoreConfig::default(),
             totp: TotpConfig::default(),
             backup_codes: BackupCodeConfig::default(),
-            lockout: LockoutConfig {
-                user: LockoutRule::user_default(),
-                address: LockoutRule::address_default(),
-            },
+            lockout: LockoutConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -420,7 +423,9 @@ mod tests {
     #[test]
     fn minimal_config_takes_defaults() {
         let c = Config::parse("version = 1\n").map_err(|e| format!("{e:?}")).unwrap_or_else(|e| unreachable!("{e}"));
-        assert_eq!(c.lockout.user.max_failures, 10);
+        assert_eq!(c.lockout.user, LockoutRule::user_default());
+        assert_eq!(c.lockout.address, LockoutRule::address_default());
+        assert_eq!(c.store.argon2_memory_kib, 19 * 1024);
         assert_eq!(c.totp.window, 1);
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:8443");
     }
@@ -430,7 +435,7 @@ mod tests {
         let text = "version = 1\n\n[api]\nlisten = \"127.0.0.1:8443\"\nlisen = 3\n\n[totp]\nwindow = \"wide\"\n\n[nosuch]\na = 1\n\n[lockout.user]\nmax_failures = 1000\ndelay_after = 1\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n";
         let errors = Config::parse(text).err().unwrap_or_default();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, vec![5, 8, 10], "{errors:?}");
+        assert_eq!(lines, vec![5, 8, 10, 14], "{errors:?}");
         assert!(errors[0].message.contains("lisen"), "{errors:?}");
     }
 

@@ -94,7 +94,7 @@ async fn serve(config: Config, path: Option<PathBuf>) -> twofoldd::error::Result
         None => tracing::info!("no configuration file: zero-setup defaults, state in ./twofold-data"),
     }
     let handle = twofoldd::start(config, Arc::new(SystemClock)).await?;
-    let status = format!("STATUS=listening on https://{} admin {}", handle.api_addr, handle.admin_socket.display());
+    let status = format!("listening on https://{} admin {}", handle.api_addr, handle.admin_socket.display());
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
     let watchdog = watchdog();
     tokio::select! {

@@ -1,1 +1,21 @@
+//! End-to-end tests: the real `twofoldd` binary over real HTTPS, the real admin socket and CLI, codes from
+//! the independent `oathtool`, QR codes read back by `zbarimg`. One test binary, so linking happens once.
 
+mod bad_input;
+mod cli;
+mod devices_and_backup_codes;
+mod lockout;
+mod secrets;
+mod totp;
+mod replay;
+
+use std::time::Duration;
+
+/// Waits, if needed, until at least `margin` seconds remain in the current 30 s step, so that a test
+/// that computes a code and sends it does not straddle a step boundary.
+pub async fn step_margin(margin: i64) {
+    let into = twofold_tests::unix_now() % 30;
+    if 30 - into < margin {
+        tokio::time::sleep(Duration::from_secs((30 - into + 1) as u64)).await;
+    }
+}

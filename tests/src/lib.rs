@@ -299,7 +299,7 @@ impl Admin {
         self.writer.write_all(b"\n")?;
         let mut answer = String::new();
         self.reader.read_line(&mut answer)?;
-        Ok(serde_json::from_str(&answer).with_context(|| answer.clone())?)
+        serde_json::from_str(&answer).with_context(|| answer.clone())
     }
 
     /// Calls and expects success.
@@ -330,8 +330,11 @@ impl Admin {
 /// The code `oathtool` (an independent implementation) computes for a base32 secret, `offset` seconds
 /// from now.
 pub fn oathtool(secret: &str, offset_seconds: i64, extra: &[&str]) -> Result<String> {
-    let output = Command::new("oathtool")
-        .arg("--totp")
+    let mut command = Command::new("oathtool");
+    if !extra.iter().any(|a| a.starts_with("--totp")) {
+        command.arg("--totp");
+    }
+    let output = command
         .arg("-b")
         .arg(secret)
         .arg("-N")

@@ -78,7 +78,7 @@ pub enum AdminAnswer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "reply", rename_all = "snake_case")]
 pub enum AdminReply {
     Status(DaemonStatus),
     User(UserView),

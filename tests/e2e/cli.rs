@@ -1,0 +1,79 @@
+//! The command-line front ends: `twofoldd check-config` and `twofold-admin`, as an admin runs them.
+
+use anyhow::Result;
+use std::process::Command;
+use twofold_tests::{workspace_binary, Daemon, TempDir};
+
+#[test]
+fn check_config_reports_every_error_with_its_line() -> Result<()> {
+    let dir = TempDir::new("twofold-config")?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\n[api]\nlisten = \"127.0.0.1:8443\"\nlisen = 1\n[totp]\nwindow = 50\n[lockout.user]\nmax_failures = 500\ndelay_after = 3\nmax_delay_seconds = 60\nlock_seconds = 0\nforget_after_seconds = 0\n",
+    )?;
+    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&bad).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    let path = bad.display().to_string();
+    assert!(lines[0].starts_with(&format!("{path}:4: ")) && lines[0].contains("lisen"), "{stderr}");
+    assert!(lines[1].starts_with(&format!("{path}:6: ")), "{stderr}");
+    assert!(lines[2].starts_with(&format!("{path}:8: ")) && lines[2].contains("100"), "{stderr}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "version = 1\n")?;
+    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&good).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() -> Result<()> {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml");
+    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&example).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn the_daemon_refuses_a_bad_config_with_the_line() -> Result<()> {
+    let dir = TempDir::new("twofold-config")?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "version = 1\ndata_dir = 5\n")?;
+    let out = Command::new(workspace_binary("twofoldd")?).arg("--config").arg(&bad).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(stderr.contains(":2: "), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
+    let admin = workspace_binary("twofold-admin")?;
+    let dir = TempDir::new("twofold-cli")?;
+    let out = Command::new(&admin).arg("--socket").arg(dir.path().join("none.sock")).arg("status").output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("is the daemon running"), "{stderr}");
+
+    let daemon = Daemon::start("")?;
+    let socket = daemon.admin_socket();
+    let run = |args: &[&str]| Command::new(&admin).arg("--socket").arg(&socket).args(args).output();
+    let created = run(&["user", "create", "quinn", "--email", "quinn@example.com", "--mobile", "+41 79 123 45 67"])?;
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let shown = run(&["--json", "user", "show", "quinn"])?;
+    let json: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+    assert_eq!(json["reply"], "user");
+    assert_eq!(json["email"], "quinn@example.com");
+    let missing = run(&["user", "show", "nobody"])?;
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8(missing.stderr)?;
+    assert_eq!(stderr.trim(), "twofold-admin: user not found (not_found)");
+    let bad = run(&["user", "create", "bad:name"])?;
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(String::from_utf8(bad.stderr)?.lines().count(), 1);
+    Ok(())
+}
