@@ -3,7 +3,9 @@
 
 mod bad_input;
 mod cli;
+mod clocked;
 mod devices_and_backup_codes;
+mod files;
 mod lockout;
 mod secrets;
 mod totp;

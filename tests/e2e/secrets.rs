@@ -24,7 +24,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test]
 async fn seeds_codes_and_keys_are_absent_from_logs_and_store_files() -> Result<()> {
-    let mut daemon = Daemon::start("")?; // log level debug
+    let mut daemon = Daemon::start("[log]\nlevel = \"debug\"\n")?;
     let mut admin = daemon.admin()?;
     let key = admin.api_key("vpn")?;
     let api = daemon.api_client()?.with_key(&key);

@@ -58,10 +58,11 @@ impl Drop for TempDir {
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// The config every test daemon starts from; tests append tables to change rules.
+/// The config every test daemon starts from; tests append tables (`[lockout.user]`, `[log]`, ...) to
+/// change rules. Logging stays at the default `info` unless a test asks for more.
 pub fn base_config(data_dir: &Path) -> String {
     format!(
-        "version = 1\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[store]\n# cheap hashing keeps tests fast; the defaults are tested in unit tests\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n[log]\nlevel = \"debug\"\n",
+        "version = 1\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[store]\n# cheap hashing keeps tests fast; the defaults are tested in unit tests\nargon2_memory_kib = 1024\nargon2_iterations = 1\n",
         data_dir.display()
     )
 }
@@ -74,6 +75,7 @@ pub struct Daemon {
     child: Option<Child>,
     log_path: PathBuf,
     starts: usize,
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 pub type SocketAddrString = String;
@@ -81,6 +83,11 @@ pub type SocketAddrString = String;
 impl Daemon {
     /// Starts a daemon with `base_config` plus `extra` TOML.
     pub fn start(extra: &str) -> Result<Daemon> {
+        Daemon::start_with_env(extra, &[])
+    }
+
+    /// As `start`, with extra environment variables for the daemon process.
+    pub fn start_with_env(extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> Result<Daemon> {
         let dir = TempDir::new("twofold-e2e")?;
         let data = dir.path().join("data");
         let config_path = dir.path().join("twofold.toml");
@@ -92,6 +99,7 @@ impl Daemon {
             api: String::new(),
             child: None,
             starts: 0,
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), v.to_os_string())).collect(),
         };
         daemon.launch()?;
         Ok(daemon)
@@ -121,6 +129,8 @@ impl Daemon {
             .arg(&self.config_path)
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("JOURNAL_STREAM")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

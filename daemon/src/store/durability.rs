@@ -9,11 +9,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// A caller waiting for its writes to be durable. It brings the database along, so that the commit task
+/// holds no handle of its own while idle: dropping the store closes the database.
+type Waiter = (oneshot::Sender<Result<(), String>>, sled::Db);
 
 #[derive(Clone)]
 pub struct Committer {
     requests: mpsc::UnboundedSender<Waiter>,
+    db: sled::Db,
 }
 
 impl Committer {
@@ -22,11 +25,11 @@ impl Committer {
         tokio::spawn(async move {
             let mut batch = Vec::new();
             while let Some(first) = incoming.recv().await {
+                let db = first.1.clone();
                 batch.push(first);
                 while let Ok(more) = incoming.try_recv() {
                     batch.push(more);
                 }
-                let db = db.clone();
                 let outcome = match tokio::task::spawn_blocking(move || db.flush()).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
@@ -35,17 +38,17 @@ impl Committer {
                 if let Err(e) = &outcome {
                     tracing::error!(error = %e, "store flush failed");
                 }
-                for waiter in batch.drain(..) {
+                for (waiter, _) in batch.drain(..) {
                     let _ = waiter.send(outcome.clone());
                 }
             }
         });
-        Committer { requests }
+        Committer { requests, db }
     }
 
     pub async fn commit(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(tx).map_err(|_| Error::Store("the commit task has stopped".into()))?;
+        self.requests.send((tx, self.db.clone())).map_err(|_| Error::Store("the commit task has stopped".into()))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Store(format!("flush: {e}"))),

@@ -1,0 +1,118 @@
+//! The daemon run in-process on a manual clock: time windows, growing delays and timed locks are tested
+//! as tables over time, without waiting for time to pass.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use serde_json::json;
+use twofold_tests::{base_config, Admin, Api, TempDir};
+use twofoldd::clock::ManualClock;
+use twofoldd::config::Config;
+use twofoldd::totp::{code_at, TotpParams};
+
+/// 10 s into a 30 s step.
+const T0: i64 = 1_700_000_010;
+
+struct InProcess {
+    _dir: TempDir,
+    clock: Arc<ManualClock>,
+    handle: twofoldd::DaemonHandle,
+    api: Api,
+    admin: Admin,
+}
+
+async fn start(extra: &str) -> Result<InProcess> {
+    let dir = TempDir::new("twofold-clock")?;
+    let config = Config::parse(&format!("{}{extra}", base_config(dir.path()))).map_err(|e| anyhow!("{e:?}"))?;
+    let clock = ManualClock::new(T0);
+    let handle = twofoldd::start(config, clock.clone()).await?;
+    let mut admin = Admin::connect(&handle.admin_socket)?;
+    let api = Api::new(&handle.api_addr.to_string(), &dir.path().join("tls/cert.pem"))?.with_key(&admin.api_key("app")?);
+    Ok(InProcess { _dir: dir, clock, handle, api, admin })
+}
+
+impl InProcess {
+    async fn enroll(&mut self, user: &str) -> Result<Vec<u8>> {
+        self.admin.create_user(user)?;
+        let started = self.api.post(&format!("/api/v1/users/{user}/totp"), &json!({})).await?;
+        let secret = data_encoding::BASE32_NOPAD.decode(started.body["secret"].as_str().unwrap_or_default().as_bytes())?;
+        let device = started.body["device"]["id"].as_str().unwrap_or_default().to_owned();
+        let code = code_at(TotpParams::default(), &secret, self.clock_now() - 30)?;
+        let confirmed = self.api.post(&format!("/api/v1/users/{user}/totp/{device}/confirm"), &json!({"code": code})).await?;
+        assert_eq!(confirmed.status, 200, "{}", confirmed.raw);
+        Ok(secret)
+    }
+
+    fn clock_now(&self) -> i64 {
+        use twofoldd::clock::Clock;
+        self.clock.now()
+    }
+
+    async fn verify(&self, user: &str, code: &str) -> Result<(String, Option<u64>)> {
+        let a = self.api.post("/api/v1/verify", &json!({"user": user, "code": code})).await?;
+        assert_eq!(a.status, 200, "{}", a.raw);
+        let outcome = match a.body["result"].as_str() {
+            Some("accept") => "accept".to_owned(),
+            _ => a.body["reason"].as_str().unwrap_or("?").to_owned(),
+        };
+        Ok((outcome, a.body["retry_after"].as_u64()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_moves_with_the_clock_and_used_steps_stay_used() -> Result<()> {
+    let mut d = start("").await?;
+    let secret = d.enroll("rosa").await?;
+    let code = |t: i64| code_at(TotpParams::default(), &secret, t);
+    // (clock advance before the attempt, code's time, expected outcome)
+    let table: &[(i64, i64, &str)] = &[
+        (0, T0, "accept"),
+        (0, T0 + 60, "invalid_code"), // two steps ahead: outside ±1
+        (0, T0 + 30, "accept"),       // one step ahead
+        (30, T0 + 60, "accept"),      // the clock moved: now one step ahead
+        (300, T0 + 30, "invalid_code"), // long past: outside the window
+        (0, T0 + 330, "accept"),
+        (0, T0 + 300, "replayed"),      // inside the window but before the last used step
+        (0, T0 + 330, "replayed"),
+    ];
+    for (i, &(advance, at, expected)) in table.iter().enumerate() {
+        d.clock.advance(advance);
+        let (outcome, _) = d.verify("rosa", &code(at)?).await?;
+        assert_eq!(outcome, expected, "row {i}");
+    }
+    d.handle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delays_grow_then_a_timed_lock_lifts() -> Result<()> {
+    let mut d = start(
+        "[lockout.user]\nmax_failures = 5\ndelay_after = 2\nmax_delay_seconds = 600\nlock_seconds = 3600\nforget_after_seconds = 0\n",
+    )
+    .await?;
+    let secret = d.enroll("sam").await?;
+    // (clock advance before the attempt, code sent, expected outcome, expected retry_after)
+    let table: &[(i64, &str, &str, Option<u64>)] = &[
+        (0, "000000", "invalid_code", None),
+        (0, "000000", "invalid_code", None),
+        (0, "000000", "rate_limited", Some(1)), // 2 failures: wait 1 s
+        (1, "000000", "invalid_code", None),    // 3rd failure
+        (0, "000000", "rate_limited", Some(2)), // wait doubles
+        (1, "000000", "rate_limited", Some(1)),
+        (1, "000000", "invalid_code", None), // 4th
+        (4, "000000", "invalid_code", None), // 5th: locked for an hour
+        (0, "000000", "locked", Some(3600)),
+        (3599, "000000", "locked", Some(1)),
+    ];
+    for (i, &(advance, code, expected, retry)) in table.iter().enumerate() {
+        d.clock.advance(advance);
+        let (outcome, retry_after) = d.verify("sam", code).await?;
+        assert_eq!((outcome.as_str(), retry_after), (expected, retry), "row {i}");
+    }
+    d.clock.advance(1);
+    let now = d.clock_now();
+    let (outcome, _) = d.verify("sam", &code_at(TotpParams::default(), &secret, now)?).await?;
+    assert_eq!(outcome, "accept", "the lock lifted after lock_seconds");
+    d.handle.shutdown().await?;
+    Ok(())
+}
