@@ -37,11 +37,31 @@ pub struct DaemonHandle {
     pub api_addr: SocketAddr,
     pub admin_socket: PathBuf,
     pub service: Arc<Service>,
+    /// The configuration the daemon started with.
+    config: Arc<Config>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What a reload did with a new, valid configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Settings other than `log.level` changed; they take effect at the next restart. (The caller
+    /// applies `log.level`, which belongs to the process-wide logger.)
+    pub restart_needed: bool,
+}
+
 impl DaemonHandle {
+    /// Takes in a re-read configuration without dropping a request: what can change live does,
+    /// the rest is reported as needing a restart.
+    pub fn reload(&self, new: &Config) -> Reloaded {
+        let mut comparable = new.clone();
+        comparable.log = self.config.log.clone();
+        // Debug output covers every field, including ones added later, without asking each
+        // config type to implement PartialEq.
+        Reloaded { restart_needed: format!("{comparable:?}") != format!("{:?}", self.config) }
+    }
+
     /// Stops accepting, lets requests in flight finish, and flushes the store.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
@@ -91,5 +111,5 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
         tokio::spawn(admin.serve(service.clone(), status, stopped)),
     ];
     tracing::info!(api = %api_addr, admin = %admin_socket.display(), data = %data_dir.display(), "twofoldd started");
-    Ok(DaemonHandle { api_addr, admin_socket, service, stop, tasks })
+    Ok(DaemonHandle { api_addr, admin_socket, service, config, stop, tasks })
 }

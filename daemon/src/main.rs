@@ -1,12 +1,13 @@
 //! `twofoldd`: run the daemon, or check a configuration file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use twofoldd::clock::SystemClock;
 use twofoldd::config::{Config, SYSTEM_CONFIG};
+use twofoldd::logging::LogLevel;
 
 #[derive(Parser)]
 #[command(name = "twofoldd", version, about = "Twofold two-factor authentication daemon")]
@@ -67,7 +68,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         },
         None => Config::zero_setup(),
     };
-    twofoldd::logging::init(&config.log.level);
+    let log_level = twofoldd::logging::init(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -75,7 +76,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, path)) {
+    match runtime.block_on(serve(config, path, log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "twofoldd stopped");
@@ -85,10 +86,11 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, path: Option<PathBuf>) -> twofoldd::error::Result<()> {
+async fn serve(config: Config, path: Option<PathBuf>, log_level: LogLevel) -> twofoldd::error::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| twofoldd::error::Error::io("SIGTERM", e))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| twofoldd::error::Error::io("SIGINT", e))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| twofoldd::error::Error::io("SIGHUP", e))?;
     match &path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
         None => tracing::info!("no configuration file: zero-setup defaults, state in ./twofold-data"),
@@ -97,9 +99,15 @@ async fn serve(config: Config, path: Option<PathBuf>) -> twofoldd::error::Result
     let status = format!("listening on https://{} admin {}", handle.api_addr, handle.admin_socket.display());
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
     let watchdog = watchdog();
-    tokio::select! {
-        _ = terminate.recv() => {},
-        _ = interrupt.recv() => {},
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                let outcome = reload(&handle, path.as_deref(), &log_level);
+                notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&format!("{status}; {outcome}"))]);
+            }
+        }
     }
     notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("shutting down");
@@ -107,6 +115,38 @@ async fn serve(config: Config, path: Option<PathBuf>) -> twofoldd::error::Result
         w.abort();
     }
     handle.shutdown().await
+}
+
+/// SIGHUP (`systemctl reload`): re-read and validate the file, apply what can change live. A bad file
+/// leaves the running configuration as it was. Requests keep being served throughout.
+fn reload(handle: &twofoldd::DaemonHandle, path: Option<&Path>, log_level: &LogLevel) -> String {
+    // systemd needs the time stamp to tell this reload from an earlier one (sd_notify(3)).
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+        Err(e) => tracing::warn!(error = %e, "no monotonic clock for RELOADING=1"),
+    }
+    let Some(path) = path else {
+        tracing::info!("reload: no configuration file, nothing to re-read");
+        return "reloaded: no configuration file".to_owned();
+    };
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            let message = e.to_string().trim_start_matches("configuration: ").replace('\n', "; ");
+            tracing::error!(config = %path.display(), error = %message, "reload refused: the running configuration stays");
+            return format!("reload failed, running configuration kept: {message}");
+        }
+    };
+    if let Err(e) = log_level.set(&config.log.level) {
+        tracing::warn!(error = %e, "reload: log level not applied");
+    }
+    if handle.reload(&config).restart_needed {
+        tracing::warn!(config = %path.display(), "reload: log.level applied; other changed settings take effect at the next restart");
+        "reloaded; other changed settings need a restart".to_owned()
+    } else {
+        tracing::info!(config = %path.display(), level = %config.log.level, "configuration reloaded");
+        "reloaded".to_owned()
+    }
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {

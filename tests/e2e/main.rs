@@ -7,6 +7,7 @@ mod clocked;
 mod devices_and_backup_codes;
 mod files;
 mod lockout;
+mod packaging;
 mod secrets;
 mod totp;
 mod replay;

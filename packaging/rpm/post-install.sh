@@ -1,0 +1,15 @@
+# twofold %post: folders with tight modes; on a first install, enable the unit as the preset policy
+# says (Fedora and RHEL do not start services from packages). rpm passes $1 = 1 on install, 2 on upgrade.
+if command -v systemd-tmpfiles >/dev/null 2>&1; then
+    systemd-tmpfiles --create twofold.conf || :
+else
+    install -d -m 0700 -o twofold -g twofold /var/lib/twofold
+    install -d -m 0750 -o root -g twofold /etc/twofold
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+    if [ "$1" -eq 1 ]; then
+        systemctl --no-reload preset twofoldd.service >/dev/null 2>&1 || :
+    fi
+fi
+exit 0

@@ -1,0 +1,515 @@
+//! The appliance packages and the systemd protocol.
+//!
+//! `the_deb_installs_runs_upgrades_removes_and_purges` installs the real .deb on this machine with dpkg
+//! (CI runs as root), starts the packaged daemon as the service user with the packaged config and a
+//! NOTIFY_SOCKET we listen on, as systemd would (systemd is not PID 1 here), authenticates a user,
+//! upgrades to a higher version, and removes and purges. The packages are made from the dev build the
+//! other tests use (packaging/build-packages --profile dev --no-build: strip and package, no compile),
+//! so CI compiles nothing twice; the size check therefore bounds a package of unoptimised binaries,
+//! which are larger than the release ones.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use twofold_tests::{base_config, enroll, oathtool, workspace_binary, Admin, Api, TempDir};
+
+use crate::step_margin;
+
+const PACKAGE: &str = "twofold";
+const USER: &str = "twofold";
+const CONFIG: &str = "/etc/twofold/twofold.toml";
+const DATA: &str = "/var/lib/twofold";
+const ADMIN_SOCKET: &str = "/run/twofold/admin.sock";
+const UNIT: &str = "/usr/lib/systemd/system/twofoldd.service";
+/// The packaged config serves here.
+const API: &str = "127.0.0.1:8443";
+const MAX_INSTALLED_KIB: u64 = 40 * 1024;
+const MAX_EXPOSURE: f64 = 2.0;
+
+/// Runs a command, failing with its output unless it succeeds.
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    check(program, args, &output)?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn check(program: &str, args: &[&str], output: &Output) -> Result<()> {
+    if !output.status.success() {
+        bail!(
+            "{program} {} failed ({}):\n{}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The .deb and .rpm of the workspace version, and a .deb of a higher version to upgrade to.
+#[derive(Clone)]
+struct Packages {
+    deb: PathBuf,
+    rpm: PathBuf,
+    upgrade_deb: PathBuf,
+    upgrade_version: String,
+}
+
+static PACKAGES: Mutex<Option<Packages>> = Mutex::new(None);
+
+/// Packages the dev build once per test process, into target/debug/e2e-packages. Call with the
+/// machine lock held: another test process may be packaging into the same folder.
+fn packages() -> Result<Packages> {
+    let mut built = PACKAGES.lock().map_err(|_| anyhow!("packages lock poisoned"))?;
+    if let Some(packages) = built.as_ref() {
+        return Ok(packages.clone());
+    }
+    let out = workspace_binary("twofoldd")?
+        .parent()
+        .ok_or_else(|| anyhow!("no target folder"))?
+        .join("e2e-packages");
+    let _ = std::fs::remove_dir_all(&out);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/build-packages");
+    let script = script.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
+    let out_arg = out.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
+    let first = run(script, &["--profile", "dev", "--no-build", "--out", out_arg])?;
+    let mut paths = first.lines().map(PathBuf::from);
+    let (deb, rpm) = (paths.next(), paths.next());
+    let upgrade_version = format!("{}.1", env!("CARGO_PKG_VERSION"));
+    let second =
+        run(script, &["--profile", "dev", "--no-build", "--no-rpm", "--version", &upgrade_version, "--out", out_arg])?;
+    let packages = Packages {
+        deb: deb.ok_or_else(|| anyhow!("build-packages printed no .deb: {first}"))?,
+        rpm: rpm.ok_or_else(|| anyhow!("build-packages printed no .rpm: {first}"))?,
+        upgrade_deb: second.lines().next().map(PathBuf::from).ok_or_else(|| anyhow!("no upgrade .deb: {second}"))?,
+        upgrade_version,
+    };
+    for path in [&packages.deb, &packages.rpm, &packages.upgrade_deb] {
+        if !path.is_file() {
+            bail!("{} was not made", path.display());
+        }
+    }
+    *built = Some(packages.clone());
+    Ok(packages)
+}
+
+/// Installing a package is machine-wide: one test (of any test process) at a time.
+fn machine_lock() -> Result<File> {
+    let file = File::create(std::env::temp_dir().join("twofold-packaging-e2e.lock"))?;
+    file.lock()?;
+    Ok(file)
+}
+
+fn installed_version() -> Option<String> {
+    let output = Command::new("dpkg-query").args(["-W", "-f", "${Status} ${Version}", PACKAGE]).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.strip_prefix("install ok installed ").map(str::to_owned)
+}
+
+/// Datagrams the daemon sends to $NOTIFY_SOCKET.
+struct Notifications {
+    socket: UnixDatagram,
+    path: PathBuf,
+    seen: Vec<String>,
+}
+
+impl Notifications {
+    fn bind(path: PathBuf) -> Result<Notifications> {
+        let socket = UnixDatagram::bind(&path)?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(Notifications { socket, path, seen: Vec::new() })
+    }
+
+    /// The next message with a line starting with `wanted`, skipping others; fails after `limit`, or
+    /// once `child` has exited and its last messages are read.
+    fn wait(&mut self, wanted: &str, limit: Duration, child: &mut Child, log: &Path) -> Result<String> {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        let mut exited = None;
+        loop {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => {
+                    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    self.seen.push(message.clone());
+                    if message.lines().any(|line| line.starts_with(wanted)) {
+                        return Ok(message);
+                    }
+                    continue;
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(status) = exited {
+                bail!("twofoldd exited ({status}) before {wanted}; messages {:?}; log:\n{}", self.seen, read_log(log));
+            }
+            exited = child.try_wait()?;
+            if exited.is_none() && Instant::now() > deadline {
+                bail!("no {wanted} within {limit:?}; messages {:?}; log:\n{}", self.seen, read_log(log));
+            }
+        }
+    }
+
+    fn saw(&self, line: &str) -> bool {
+        self.seen.iter().any(|m| m.lines().any(|l| l == line))
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn wait_exit(child: &mut Child, limit: Duration) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("twofoldd still running after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A daemon process of this test, killed if the test ends while it still runs.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) -> Result<()> {
+    run("kill", &[&format!("-{name}"), &child.id().to_string()]).map(drop)
+}
+
+/// Starts `command` through `sh -c` so that WATCHDOG_PID is the daemon's own pid (the shell execs it),
+/// with the bare environment a systemd service gets.
+fn spawn_with_watchdog(command: &str, notify: &Path, watchdog_usec: u64, log: &Path) -> Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("export WATCHDOG_PID=$$; exec {command}"))
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting twofoldd")
+}
+
+fn mode_owner(path: &str) -> Result<(u32, String, String)> {
+    let meta = std::fs::metadata(path).with_context(|| path.to_owned())?;
+    let name = |id: u32, db: &str| -> Result<String> {
+        let entry = run("getent", &[db, &id.to_string()])?;
+        Ok(entry.split(':').next().unwrap_or_default().to_owned())
+    };
+    Ok((meta.permissions().mode() & 0o7777, name(meta.uid(), "passwd")?, name(meta.gid(), "group")?))
+}
+
+/// Purges the package (and so its data) whatever happens to the test.
+struct Purge;
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg").args(["--purge", PACKAGE]).stdin(Stdio::null()).output();
+    }
+}
+
+async fn verify(api: &Api, user: &str, code: &str) -> Result<String> {
+    let answer = api.post("/api/v1/verify", &json!({"user": user, "code": code})).await?;
+    if answer.status != 200 {
+        bail!("verify answered {}: {}", answer.status, answer.raw);
+    }
+    Ok(answer.body["result"].as_str().unwrap_or_default().to_owned())
+}
+
+fn port_is_free(addr: &str) -> bool {
+    std::net::TcpListener::bind(addr).is_ok()
+}
+
+#[tokio::test]
+async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
+    let _lock = machine_lock()?;
+    let packages = packages()?;
+    if installed_version().is_some() {
+        // A run that was killed before its cleanup; this machine is a test machine.
+        run("dpkg", &["--purge", PACKAGE])?;
+    }
+    if !port_is_free(API) {
+        bail!("{API} is in use: the packaged config serves there; stop whatever listens on it");
+    }
+    let _purge = Purge;
+
+    // Install.
+    run("dpkg", &["-i", path_str(&packages.deb)?])?;
+    assert_eq!(installed_version().as_deref(), Some(format!("{}-1", env!("CARGO_PKG_VERSION")).as_str()));
+    for (path, mode, owner, group) in [
+        ("/usr/bin/twofoldd", 0o755, "root", "root"),
+        ("/usr/bin/twofold-admin", 0o755, "root", "root"),
+        (UNIT, 0o644, "root", "root"),
+        ("/usr/lib/sysusers.d/twofold.conf", 0o644, "root", "root"),
+        ("/usr/lib/tmpfiles.d/twofold.conf", 0o644, "root", "root"),
+        ("/usr/lib/twofold/plugins", 0o755, "root", "root"),
+        ("/usr/share/doc/twofold/README.md", 0o644, "root", "root"),
+        ("/etc/twofold", 0o750, "root", USER),
+        (CONFIG, 0o640, "root", USER),
+        (DATA, 0o700, USER, USER),
+        ("/run/twofold", 0o755, USER, USER),
+    ] {
+        assert_eq!(mode_owner(path)?, (mode, owner.to_owned(), group.to_owned()), "{path}");
+    }
+    let conffiles = run("dpkg-query", &["-W", "-f", "${Conffiles}", PACKAGE])?;
+    assert!(conffiles.contains(CONFIG), "{CONFIG} is a conffile: {conffiles:?}");
+    let account = run("getent", &["passwd", USER])?;
+    let fields: Vec<&str> = account.trim().split(':').collect();
+    let uid: u32 = fields.get(2).and_then(|u| u.parse().ok()).ok_or_else(|| anyhow!("bad passwd entry {account}"))?;
+    assert!(uid < 1000, "a system account: {account}");
+    assert_eq!(fields.get(5..7), Some(&[DATA, "/usr/sbin/nologin"][..]), "{account}");
+    let installed_kib: u64 = run("dpkg-query", &["-W", "-f", "${Installed-Size}", PACKAGE])?.trim().parse()?;
+    assert!(installed_kib < MAX_INSTALLED_KIB, "installed size {installed_kib} KiB");
+    assert_eq!(run("/usr/bin/twofoldd", &["check-config", CONFIG])?.trim(), format!("{CONFIG}: ok"));
+    let help = run("/usr/bin/twofold-admin", &["--help"])?;
+    assert!(help.contains("Usage"), "{help}");
+
+    // The unit, as installed.
+    let verify_unit = Command::new("systemd-analyze").args(["verify", UNIT]).output().context("systemd-analyze")?;
+    check("systemd-analyze", &["verify", UNIT], &verify_unit)?;
+    let complaints = format!("{}{}", String::from_utf8_lossy(&verify_unit.stdout), String::from_utf8_lossy(&verify_unit.stderr));
+    assert_eq!(complaints.trim(), "", "systemd-analyze verify is clean");
+    let exposure = exposure_of(UNIT)?;
+    assert!(exposure <= MAX_EXPOSURE, "exposure {exposure}");
+
+    // Run the packaged daemon as its user with the packaged config, as the unit does.
+    let dir = TempDir::new("twofold-pkg")?;
+    let log = dir.path().join("daemon.log");
+    let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
+    std::os::unix::fs::chown(&notify.path, Some(uid), None)?;
+    let command = format!(
+        "setpriv --reuid={USER} --regid={USER} --init-groups --no-new-privs -- /usr/bin/twofoldd --config {CONFIG} run"
+    );
+    let mut daemon = Running(spawn_with_watchdog(&command, &notify.path, 2_000_000, &log)?);
+    let ready = notify.wait("READY=1", Duration::from_secs(60), &mut daemon.0, &log)?;
+    assert!(ready.contains(&format!("STATUS=listening on https://{API} admin {ADMIN_SOCKET}")), "{ready}");
+    notify.wait("WATCHDOG=1", Duration::from_secs(5), &mut daemon.0, &log)?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id()))?;
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or_default();
+    assert_eq!(uids.split_whitespace().skip(1).collect::<Vec<_>>(), vec![uid.to_string(); 4], "runs as {USER}: {uids}");
+    assert!(status.lines().any(|l| l == "NoNewPrivs:\t1"), "no new privileges");
+    assert_eq!(mode_owner(&format!("{DATA}/master.key"))?, (0o600, USER.to_owned(), USER.to_owned()));
+    assert_eq!(mode_owner(ADMIN_SOCKET)?.0, 0o660);
+
+    // Authenticate a user through the packaged daemon.
+    let cert = PathBuf::from(format!("{DATA}/tls/cert.pem"));
+    let mut admin = Admin::connect(Path::new(ADMIN_SOCKET))?;
+    let api = Api::new(API, &cert)?.with_key(&admin.api_key("pkg-test")?);
+    step_margin(10).await;
+    let alice = enroll(&mut admin, &api, "alice").await?;
+    assert_eq!(verify(&api, "alice", &oathtool(&alice.secret, 0, &[])?).await?, "accept");
+
+    // The admin edits the config; an upgrade keeps the edit and the data.
+    let edited = std::fs::read_to_string(CONFIG)?.replace("issuer = \"Twofold\"", "issuer = \"Twofold Appliance\"");
+    assert!(edited.contains("Twofold Appliance"), "the packaged config names the issuer");
+    std::fs::write(CONFIG, &edited)?;
+    run("dpkg", &["-i", path_str(&packages.upgrade_deb)?])?;
+    assert_eq!(installed_version(), Some(format!("{}-1", packages.upgrade_version)));
+    assert_eq!(std::fs::read_to_string(CONFIG)?, edited, "the edited conffile is kept");
+    assert_eq!(mode_owner(CONFIG)?, (0o640, "root".to_owned(), USER.to_owned()));
+    // What the unit's restart does: SIGTERM (STOPPING=1, clean exit), then the new binary.
+    signal(&daemon.0, "TERM")?;
+    let _ = notify.wait("STOPPING=1", Duration::from_secs(10), &mut daemon.0, &log);
+    assert!(notify.saw("STOPPING=1"), "STOPPING=1 on SIGTERM: {:?}", notify.seen);
+    assert!(wait_exit(&mut daemon.0, Duration::from_secs(30)).await?.success(), "clean exit on SIGTERM");
+    let mut daemon = Running(spawn_with_watchdog(&command, &notify.path, 2_000_000, &log)?);
+    notify.wait("READY=1", Duration::from_secs(60), &mut daemon.0, &log)?;
+    let mut admin = Admin::connect(Path::new(ADMIN_SOCKET))?;
+    step_margin(10).await;
+    assert_eq!(verify(&api, "alice", &oathtool(&alice.secret, 30, &[])?).await?, "accept", "alice's device survived");
+    let bob = enroll(&mut admin, &api, "bob").await?;
+    assert!(bob.uri.contains("issuer=Twofold%20Appliance"), "the kept config is in force: {}", bob.uri);
+
+    // Remove stops the daemon and keeps data and config. dpkg runs alongside: this test is the
+    // daemon's parent and must reap it for prerm to see it gone.
+    let remove = Command::new("dpkg").args(["-r", PACKAGE]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    assert!(wait_exit(&mut daemon.0, Duration::from_secs(40)).await?.success(), "prerm stopped the daemon cleanly");
+    check("dpkg", &["-r", PACKAGE], &remove.wait_with_output()?)?;
+    assert!(!Path::new("/usr/bin/twofoldd").exists());
+    for kept in [CONFIG, &format!("{DATA}/master.key"), &format!("{DATA}/store")] {
+        assert!(Path::new(kept).exists(), "{kept} is kept on remove");
+    }
+
+    // Purge deletes data and config; the system account stays (Debian policy).
+    run("dpkg", &["--purge", PACKAGE])?;
+    assert_eq!(installed_version(), None);
+    for gone in [DATA, "/etc/twofold"] {
+        assert!(!Path::new(gone).exists(), "{gone} is removed on purge");
+    }
+    assert!(run("getent", &["passwd", USER]).is_ok(), "the account stays");
+    Ok(())
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", path.display()))
+}
+
+/// `systemd-analyze security --offline=true`'s overall exposure (0 = locked down, 10 = exposed).
+fn exposure_of(unit: &str) -> Result<f64> {
+    let report = Command::new("systemd-analyze").args(["security", "--offline=true", unit]).output()?;
+    let text = String::from_utf8_lossy(&report.stdout);
+    text.lines()
+        .find_map(|l| l.split("Overall exposure level for twofoldd.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("no exposure in systemd-analyze output:\n{text}{}", String::from_utf8_lossy(&report.stderr)))
+}
+
+#[tokio::test]
+async fn the_rpm_has_the_same_files_and_its_scriptlets() -> Result<()> {
+    let _lock = machine_lock()?;
+    let packages = packages()?;
+    let rpm = path_str(&packages.rpm)?;
+    let rpm_files: BTreeSet<String> = run("rpm", &["-qlp", rpm])?.lines().map(str::to_owned).collect();
+    let deb_files: BTreeSet<String> = run("dpkg-deb", &["--contents", path_str(&packages.deb)?])?
+        .lines()
+        .filter(|l| !l.starts_with('d'))
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|p| p.trim_start_matches('.').to_owned())
+        // dpkg's own copyright notice, which rpm keeps in its header instead.
+        .filter(|p| p != "/usr/share/doc/twofold/copyright")
+        .collect();
+    assert_eq!(rpm_files, deb_files);
+
+    let attributes = run("rpm", &["-qp", "--queryformat", "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME}\n]", rpm])?;
+    for expected in [
+        "/usr/bin/twofoldd -rwxr-xr-x root root",
+        "/usr/bin/twofold-admin -rwxr-xr-x root root",
+        "/etc/twofold/twofold.toml -rw-r----- root twofold",
+        "/usr/lib/systemd/system/twofoldd.service -rw-r--r-- root root",
+    ] {
+        assert!(attributes.lines().any(|l| l == expected), "{expected} in\n{attributes}");
+    }
+    assert_eq!(run("rpm", &["-qp", "--configfiles", rpm])?.trim(), CONFIG);
+
+    let scripts = run("rpm", &["-qp", "--scripts", rpm])?;
+    let sysusers = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/twofold.sysusers.conf"))?;
+    let account = sysusers.lines().find(|l| l.starts_with("u ")).ok_or_else(|| anyhow!("no account in sysusers.d"))?;
+    for expected in [
+        "preinstall scriptlet",
+        account,
+        "postinstall scriptlet",
+        "systemd-tmpfiles --create twofold.conf",
+        "preuninstall scriptlet",
+        "systemctl --no-reload disable --now twofoldd.service",
+        "postuninstall scriptlet",
+        "systemctl try-restart twofoldd.service",
+    ] {
+        assert!(scripts.contains(expected), "{expected:?} in the scriptlets:\n{scripts}");
+    }
+    for tag in ["PREIN", "POSTIN", "PREUN", "POSTUN"] {
+        let script = run("rpm", &["-qp", "--queryformat", &format!("%{{{tag}}}"), rpm])?;
+        let mut sh = Command::new("sh").arg("-n").stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        sh.stdin.take().ok_or_else(|| anyhow!("no stdin"))?.write_all(script.as_bytes())?;
+        let checked = sh.wait_with_output()?;
+        assert!(checked.status.success(), "{tag} is valid sh: {}", String::from_utf8_lossy(&checked.stderr));
+    }
+    Ok(())
+}
+
+/// The sd_notify protocol of the workspace binary: READY with the address, watchdog pings, RELOADING
+/// and READY around SIGHUP (a bad file keeps the running config), STOPPING on SIGTERM.
+#[tokio::test]
+async fn the_daemon_speaks_sd_notify_ready_watchdog_reload_stopping() -> Result<()> {
+    let dir = TempDir::new("twofold-notify")?;
+    let config = dir.path().join("twofold.toml");
+    let good = base_config(&dir.path().join("data"));
+    std::fs::write(&config, &good)?;
+    let log = dir.path().join("daemon.log");
+    let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
+    let binary = workspace_binary("twofoldd")?;
+    let command = format!("{} --config {} run", binary.display(), config.display());
+    let mut running = Running(spawn_with_watchdog(&command, &notify.path, 1_000_000, &log)?);
+    let daemon = &mut running.0;
+    let ready = notify.wait("READY=1", Duration::from_secs(60), daemon, &log)?;
+    let addr = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS=listening on https://"))
+        .and_then(|s| s.split_whitespace().next())
+        .ok_or_else(|| anyhow!("no address in {ready}"))?
+        .to_owned();
+    for _ in 0..2 {
+        notify.wait("WATCHDOG=1", Duration::from_secs(3), daemon, &log)?;
+    }
+
+    // A valid change: log.level applies live. At info, a failed TLS handshake is not logged...
+    let handshake_failures = || read_log(&log).matches("TLS handshake failed").count();
+    fail_a_tls_handshake(&addr)?;
+    assert_eq!(handshake_failures(), 0);
+    std::fs::write(&config, format!("{good}\n[log]\nlevel = \"debug\"\n"))?;
+    signal(daemon, "HUP")?;
+    let reloading = notify.wait("RELOADING=1", Duration::from_secs(10), daemon, &log)?;
+    let stamp = reloading.lines().find_map(|l| l.strip_prefix("MONOTONIC_USEC=")).unwrap_or_default();
+    assert!(stamp.parse::<u64>().is_ok_and(|usec| usec > 0), "RELOADING=1 carries MONOTONIC_USEC: {reloading}");
+    let reloaded = notify.wait("READY=1", Duration::from_secs(10), daemon, &log)?;
+    assert!(reloaded.contains("; reloaded"), "{reloaded}");
+    // ...at debug it is.
+    fail_a_tls_handshake(&addr)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handshake_failures() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(handshake_failures(), 1, "debug logging after the reload");
+
+    // A broken file: refused with its line, the daemon keeps serving with what it had.
+    std::fs::write(&config, format!("lisen = 1\n{good}"))?;
+    signal(daemon, "HUP")?;
+    notify.wait("RELOADING=1", Duration::from_secs(10), daemon, &log)?;
+    let refused = notify.wait("READY=1", Duration::from_secs(10), daemon, &log)?;
+    assert!(refused.contains("reload failed, running configuration kept"), "{refused}");
+    assert!(refused.contains("lisen"), "names the bad key: {refused}");
+    let api = Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?;
+    assert_eq!(api.get("/health").await?.status, 200);
+
+    // A change that needs a restart is said to need one.
+    std::fs::write(&config, good.replace("[totp]", "").replace("[api]\n", "[totp]\nwindow = 2\n\n[api]\n"))?;
+    signal(daemon, "HUP")?;
+    let pending = notify.wait("READY=1", Duration::from_secs(10), daemon, &log)?;
+    assert!(pending.contains("need a restart"), "{pending}");
+
+    signal(daemon, "TERM")?;
+    let exited = wait_exit(daemon, Duration::from_secs(30)).await?;
+    let _ = notify.wait("STOPPING=1", Duration::from_secs(2), daemon, &log);
+    assert!(notify.saw("STOPPING=1"), "STOPPING=1 on SIGTERM: {:?}", notify.seen);
+    assert!(exited.success(), "clean exit: {exited}");
+    Ok(())
+}
+
+/// Plain text where a TLS ClientHello should be.
+fn fail_a_tls_handshake(addr: &str) -> Result<()> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut sink);
+    Ok(())
+}
