@@ -3,11 +3,15 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use twofold_wire::admin::{AdminRequest, NewUser};
+use twofold_wire::admin::{AdminRequest, AuditFilter, NewUser};
 use twofold_wire::TotpAlgorithm;
 
 #[derive(Parser)]
-#[command(name = "twofold-admin", version, about = "Administer a Twofold daemon", arg_required_else_help = true)]
+#[command(
+    name = "twofold-admin",
+    version,
+    about = "Administer a Twofold daemon: without a command, the console opens"
+)]
 pub struct Cli {
     /// The daemon's admin socket (default: /run/twofold/admin.sock, else ./twofold-data/admin.sock).
     #[arg(long, global = true, env = "TWOFOLD_ADMIN_SOCKET")]
@@ -16,13 +20,17 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Daemon version, user count, listening address.
     Status,
+    /// Your uid and role, as the daemon sees them.
+    Whoami,
+    /// Users, enrollment, locks, devices and the newest audit events.
+    Dashboard,
     #[command(subcommand)]
     User(UserCommand),
     #[command(subcommand)]
@@ -33,10 +41,28 @@ pub enum Command {
     Apikey(ApiKeyCommand),
     #[command(subcommand)]
     Address(AddressCommand),
-    /// The newest audit events.
+    /// The newest audit events, optionally only those matching every filter given.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// The user acted on contains this.
+        #[arg(long)]
+        user: Option<String>,
+        /// The action contains this (verify, device_block, user_unlock, ...).
+        #[arg(long)]
+        action: Option<String>,
+        /// The actor contains this (admin:uid=0, api:vpn, ...).
+        #[arg(long)]
+        actor: Option<String>,
+        /// The outcome contains this (ok, reject, forbidden, ...).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Any field, the detail included, contains this.
+        #[arg(long)]
+        text: Option<String>,
+        /// Only events older than this event id (the next page back).
+        #[arg(long)]
+        before: Option<u64>,
     },
 }
 
@@ -124,7 +150,25 @@ impl Command {
     pub fn request(&self) -> AdminRequest {
         match self {
             Command::Status => AdminRequest::Status,
-            Command::Audit { limit } => AdminRequest::AuditTail { limit: Some(*limit) },
+            Command::Whoami => AdminRequest::WhoAmI,
+            Command::Dashboard => AdminRequest::Dashboard,
+            Command::Audit { limit, user, action, actor, outcome, text, before } => {
+                if [user, action, actor, outcome, text].iter().all(|f| f.is_none()) && before.is_none() {
+                    AdminRequest::AuditTail { limit: Some(*limit) }
+                } else {
+                    AdminRequest::AuditSearch {
+                        filter: AuditFilter {
+                        user: user.clone(),
+                        action: action.clone(),
+                        actor: actor.clone(),
+                        outcome: outcome.clone(),
+                        text: text.clone(),
+                        before: *before,
+                        limit: Some(*limit),
+                        },
+                    }
+                }
+            }
             Command::User(c) => match c {
                 UserCommand::Create { username, upn, display_name, email, mobile, voice, groups } => {
                     AdminRequest::UserCreate(NewUser {
@@ -175,4 +219,24 @@ impl Command {
             Command::Address(AddressCommand::Unlock { address }) => AdminRequest::AddressUnlock { address: address.clone() },
         }
     }
+}
+
+/// Runs one command: one request, its answer printed as text or JSON.
+pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<(), String> {
+    let mut client = crate::client::Client::connect(socket)?;
+    let reply = client.call(&command.request()).map_err(|e| e.to_string())?;
+    if let (Command::Totp(TotpCommand::Enroll { qr_png: Some(path), .. }), twofold_wire::admin::AdminReply::Enrollment(e)) =
+        (command, &reply)
+    {
+        let png = data_encoding::BASE64
+            .decode(e.qr_png_base64.as_bytes())
+            .map_err(|e| format!("QR code from the daemon: {e}"))?;
+        std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", crate::render::text(&reply));
+    }
+    Ok(())
 }

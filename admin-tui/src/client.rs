@@ -38,19 +38,72 @@ impl Client {
         Ok(Client { reader: BufReader::new(stream), writer })
     }
 
-    pub fn call(&mut self, request: &AdminRequest) -> Result<AdminReply, String> {
-        let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    pub fn call(&mut self, request: &AdminRequest) -> Result<AdminReply, CallError> {
+        let mut line = serde_json::to_vec(request).map_err(|e| CallError::Connection(e.to_string()))?;
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|e| format!("sending to twofoldd: {e}"))?;
+        self.writer.write_all(&line).map_err(|e| CallError::Connection(format!("sending to twofoldd: {e}")))?;
         let mut answer = String::new();
-        let n = self.reader.read_line(&mut answer).map_err(|e| format!("reading from twofoldd: {e}"))?;
+        let n = self
+            .reader
+            .read_line(&mut answer)
+            .map_err(|e| CallError::Connection(format!("reading from twofoldd: {e}")))?;
         if n == 0 {
-            return Err("twofoldd closed the connection".to_owned());
+            return Err(CallError::Connection("twofoldd closed the connection".to_owned()));
         }
         match serde_json::from_str::<AdminAnswer>(&answer) {
             Ok(AdminAnswer::Ok { reply }) => Ok(*reply),
-            Ok(AdminAnswer::Error { error }) => Err(format!("{} ({})", error.message, error.code)),
-            Err(e) => Err(format!("unreadable answer from twofoldd: {e}")),
+            Ok(AdminAnswer::Error { error }) => Err(CallError::Refused(format!("{} ({})", error.message, error.code))),
+            Err(e) => Err(CallError::Connection(format!("unreadable answer from twofoldd: {e}"))),
         }
     }
+}
+
+/// Why a call failed: the daemon said no (the connection is still good), or the connection broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    Refused(String),
+    Connection(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Refused(m) | CallError::Connection(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Requests from the console, answered on a thread of their own so the screen never waits on the daemon.
+/// Answers come back through `deliver`, in the order the requests were sent; the thread ends when the
+/// console drops the sender or `deliver` returns false.
+pub fn spawn_worker<P, F>(socket: PathBuf, client: Client, deliver: F) -> std::sync::mpsc::Sender<(P, AdminRequest)>
+where
+    P: Send + 'static,
+    F: Fn(P, Result<AdminReply, String>) -> bool + Send + 'static,
+{
+    let (send, receive) = std::sync::mpsc::channel::<(P, AdminRequest)>();
+    std::thread::spawn(move || {
+        let mut connected = Some(client);
+        for (purpose, request) in receive {
+            // After the connection broke (a daemon restart), the next request connects again.
+            let result = match connected.take().map_or_else(|| Client::connect(&socket), Ok) {
+                Ok(mut c) => match c.call(&request) {
+                    Ok(reply) => {
+                        connected = Some(c);
+                        Ok(reply)
+                    }
+                    Err(CallError::Refused(message)) => {
+                        connected = Some(c);
+                        Err(message)
+                    }
+                    Err(CallError::Connection(message)) => Err(message),
+                },
+                Err(message) => Err(message),
+            };
+            if !deliver(purpose, result) {
+                break;
+            }
+        }
+    });
+    send
 }

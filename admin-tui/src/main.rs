@@ -1,17 +1,20 @@
-//! `twofold-admin`: the scriptable CLI over the daemon's admin socket.
-
-mod cli;
-mod client;
-mod render;
+//! `twofold-admin`: with a command, one request to the daemon for scripts; without, the console.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use twofold_wire::admin::AdminReply;
+use twofold_admin::cli::{self, Cli};
+use twofold_admin::client;
+use twofold_admin::console::Session;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match run(&cli) {
+    let cli = Cli::parse();
+    let socket = cli.socket.clone().unwrap_or_else(client::default_socket);
+    let result = match &cli.command {
+        Some(command) => cli::run(&socket, command, cli.json),
+        None => console(&socket),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("twofold-admin: {message}");
@@ -20,22 +23,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &cli::Cli) -> Result<(), String> {
-    let socket = cli.socket.clone().unwrap_or_else(client::default_socket);
-    let mut client = client::Client::connect(&socket)?;
-    let reply = client.call(&cli.command.request())?;
-    if let (cli::Command::Totp(cli::TotpCommand::Enroll { qr_png: Some(path), .. }), AdminReply::Enrollment(e)) =
-        (&cli.command, &reply)
-    {
-        let png = data_encoding::BASE64
-            .decode(e.qr_png_base64.as_bytes())
-            .map_err(|e| format!("QR code from the daemon: {e}"))?;
-        std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&reply).map_err(|e| e.to_string())?);
-    } else {
-        print!("{}", render::text(&reply));
-    }
-    Ok(())
+/// Takes over the terminal for the console and gives it back, also when the console panics
+/// (`ratatui::try_init` installs a panic hook that restores the terminal first).
+fn console(socket: &std::path::Path) -> Result<(), String> {
+    let session = Session::connect(socket)?;
+    let mut terminal = ratatui::try_init().map_err(|e| format!("terminal: {e}"))?;
+    let result = session.run(&mut terminal);
+    ratatui::restore();
+    result
 }

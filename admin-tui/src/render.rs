@@ -107,6 +107,26 @@ pub fn text(reply: &AdminReply) -> String {
         AdminReply::Done { message } => {
             let _ = writeln!(out, "{message}");
         }
+        AdminReply::Identity(i) => {
+            let name = i.name.clone().unwrap_or_else(|| "-".to_owned());
+            let _ = writeln!(out, "uid {} ({name})  role {}  granted by {}", i.uid, i.role.name(), i.granted_by);
+        }
+        AdminReply::Dashboard(d) => {
+            let share = if d.users == 0 { 0.0 } else { d.enrolled as f64 * 100.0 / d.users as f64 };
+            let _ = writeln!(out, "users {}  enrolled {} ({share:.1}%)  must enroll {}  locked {}  disabled {}", d.users, d.enrolled, d.enrollment_required, d.locked, d.disabled);
+            let _ = writeln!(out, "devices active {}  blocked {}  pending {}  API keys {}", d.devices_active, d.devices_blocked, d.devices_pending, d.api_keys);
+            out.push_str(&text(&AdminReply::Audit { events: d.recent.clone() }));
+        }
+        AdminReply::UserIndex { users } => {
+            for u in users {
+                let _ = writeln!(out, "{:<24} {:<30} {:<8} {:?}{}", u.username, u.display_name.clone().unwrap_or_default(), if u.enabled { "enabled" } else { "disabled" }, u.state, if u.locked { " LOCKED" } else { "" });
+            }
+        }
+        // Replies that features add to the wire crate print as JSON until they get a text form here.
+        #[allow(unreachable_patterns)]
+        other => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(other).unwrap_or_default());
+        }
     }
     out
 }

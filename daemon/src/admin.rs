@@ -1,8 +1,8 @@
 //! The admin socket: newline-delimited JSON (`twofold_wire::admin`) over a Unix socket.
 //!
 //! Who may connect is decided twice: the socket file is mode 0660 (owner and the configured group), and
-//! each connection's peer credentials are checked (root, the daemon's own user, or a member of the admin
-//! group). The operator's uid goes into every audit event.
+//! each connection's peer credentials decide the operator's role (see `roles`), which every request is
+//! checked against. The operator's uid goes into every audit event, refusals included.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,16 +11,16 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, DaemonStatus, MAX_REQUEST_BYTES};
+use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, DaemonStatus, OperatorIdentity, MAX_REQUEST_BYTES};
 use twofold_wire::ErrorBody;
 
 use crate::error::{Error, Result};
+use crate::roles::{self, Peer};
 use crate::service::{Actor, Service};
 
 pub struct AdminSocket {
     listener: UnixListener,
     path: PathBuf,
-    group: Option<nix::unistd::Gid>,
 }
 
 impl AdminSocket {
@@ -34,17 +34,13 @@ impl AdminSocket {
         }
         let listener = UnixListener::bind(path).map_err(|e| Error::io(path, e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| Error::io(path, e))?;
-        let gid = match group {
-            Some(name) => {
-                let g = nix::unistd::Group::from_name(name)
-                    .map_err(|e| Error::Config(format!("admin group {name}: {e}")))?
-                    .ok_or_else(|| Error::Config(format!("admin group {name} does not exist")))?;
-                std::os::unix::fs::chown(path, None, Some(g.gid.as_raw())).map_err(|e| Error::io(path, e))?;
-                Some(g.gid)
-            }
-            None => None,
-        };
-        Ok(AdminSocket { listener, path: path.to_owned(), group: gid })
+        if let Some(name) = group {
+            let g = nix::unistd::Group::from_name(name)
+                .map_err(|e| Error::Config(format!("admin group {name}: {e}")))?
+                .ok_or_else(|| Error::Config(format!("admin group {name} does not exist")))?;
+            std::os::unix::fs::chown(path, None, Some(g.gid.as_raw())).map_err(|e| Error::io(path, e))?;
+        }
+        Ok(AdminSocket { listener, path: path.to_owned() })
     }
 
     pub fn path(&self) -> &Path {
@@ -52,7 +48,6 @@ impl AdminSocket {
     }
 
     pub async fn serve(self, service: Arc<Service>, status: Arc<DaemonStatus>, mut stop: watch::Receiver<bool>) {
-        let group = self.group;
         loop {
             let stream = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -68,7 +63,7 @@ impl AdminSocket {
             let service = service.clone();
             let status = status.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, service, status, group).await {
+                if let Err(e) = handle(stream, service, status).await {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
             });
@@ -77,28 +72,18 @@ impl AdminSocket {
     }
 }
 
-fn allowed(uid: u32, pid: Option<i32>, group: Option<nix::unistd::Gid>, peer_gid: u32) -> bool {
-    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
-        return true;
-    }
-    let Some(group) = group else { return false };
-    if peer_gid == group.as_raw() {
-        return true;
-    }
-    // Supplementary groups of the connecting process.
-    pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|s| s.lines().find(|l| l.starts_with("Groups:")).map(str::to_owned))
-        .is_some_and(|line| line.split_whitespace().skip(1).any(|g| g == group.as_raw().to_string()))
-}
-
-async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonStatus>, group: Option<nix::unistd::Gid>) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonStatus>) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
-    if !allowed(cred.uid(), cred.pid(), group, cred.gid()) {
-        let answer = error_answer(&Error::Forbidden("not allowed on the admin socket: run as root or as a member of the admin group".into()));
-        write_answer(&mut write, &answer).await?;
-        return Ok(());
-    }
+    let peer = Peer { uid: cred.uid(), gid: cred.gid(), pid: cred.pid() };
+    let operator = match roles::identify(&peer, &service.config().admin.roles) {
+        Ok(operator) => operator,
+        Err(e) => {
+            tracing::warn!(uid = peer.uid, "admin connection refused: no role");
+            write_answer(&mut write, &error_answer(&e)).await?;
+            return Ok(());
+        }
+    };
     let actor = Actor::Admin { uid: cred.uid() };
     let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX) + 1;
     let mut reader = BufReader::new(read).take(limit);
@@ -119,14 +104,30 @@ async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonSta
             continue;
         }
         let answer = match serde_json::from_str::<AdminRequest>(line.trim()) {
-            Ok(request) => match dispatch(&service, &status, &actor, request).await {
-                Ok(reply) => AdminAnswer::Ok { reply: Box::new(reply) },
+            Ok(request) => match authorize(&service, &operator, &actor, &request).await {
                 Err(e) => error_answer(&e),
+                Ok(()) => match dispatch(&service, &status, &operator, &actor, request).await {
+                    Ok(reply) => AdminAnswer::Ok { reply: Box::new(reply) },
+                    Err(e) => error_answer(&e),
+                },
             },
             Err(e) => error_answer(&Error::invalid(format!("bad request: {e}"))),
         };
         write_answer(&mut write, &answer).await?;
     }
+}
+
+/// Refuses what the operator's role does not permit, and audits the refusal.
+async fn authorize(service: &Service, operator: &OperatorIdentity, actor: &Actor, request: &AdminRequest) -> Result<()> {
+    let Err(refusal) = roles::authorize(operator, request) else { return Ok(()) };
+    let permission = request.permission();
+    let detail = format!("needs={} role={}", permission.role().name(), operator.role.name());
+    let action = serde_json::to_value(request)
+        .ok()
+        .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "admin_request".to_owned());
+    service.audit_refusal(actor, &action, detail).await?;
+    Err(refusal)
 }
 
 fn error_answer(e: &Error) -> AdminAnswer {
@@ -145,7 +146,13 @@ async fn write_answer(write: &mut tokio::net::unix::OwnedWriteHalf, answer: &Adm
     write.write_all(&bytes).await
 }
 
-async fn dispatch(service: &Service, status: &DaemonStatus, actor: &Actor, request: AdminRequest) -> Result<AdminReply> {
+async fn dispatch(
+    service: &Service,
+    status: &DaemonStatus,
+    operator: &OperatorIdentity,
+    actor: &Actor,
+    request: AdminRequest,
+) -> Result<AdminReply> {
     Ok(match request {
         AdminRequest::Status => AdminReply::Status(DaemonStatus {
             users: service.store().count_users(),
@@ -190,5 +197,16 @@ async fn dispatch(service: &Service, status: &DaemonStatus, actor: &Actor, reque
             AdminReply::Done { message: format!("API key {name} revoked") }
         }
         AdminRequest::AuditTail { limit } => AdminReply::Audit { events: service.audit_tail(limit)? },
+        AdminRequest::AuditSearch { filter } => AdminReply::Audit { events: service.audit_search(&filter)? },
+        AdminRequest::WhoAmI => AdminReply::Identity(operator.clone()),
+        AdminRequest::Dashboard => AdminReply::Dashboard(service.dashboard()?),
+        AdminRequest::UserIndex => AdminReply::UserIndex { users: service.user_index()? },
+        AdminRequest::DirectorySync { domain, full } => {
+            AdminReply::DirectoryStatus { domains: service.sync_directories(domain.as_deref(), full).await? }
+        }
+        AdminRequest::DirectoryStatus => AdminReply::DirectoryStatus { domains: service.directory_status()? },
+        AdminRequest::UserSetPhoneOverride { user, mobile, voice } => {
+            AdminReply::User(service.set_phone_override(actor, &user, mobile, voice).await?)
+        }
     })
 }

@@ -38,6 +38,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Active Directory domains to sync users from, each a `[[directory]]` table.
+    #[serde(default)]
+    pub directory: Vec<DirectoryConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -82,9 +85,26 @@ pub struct AdminConfig {
     /// Absent: `admin.sock` in the data folder.
     #[serde(default)]
     pub socket: Option<PathBuf>,
-    /// Unix group whose members may use the socket besides root; the socket gets this group, mode 0660.
+    /// The socket file's group (mode 0660): besides root and the daemon's user, only its members can
+    /// connect. What each operator may then do comes from `roles`.
     #[serde(default)]
     pub group: Option<String>,
+    #[serde(default)]
+    pub roles: AdminRoles,
+}
+
+/// `[admin.roles]`: Unix groups (primary or supplementary, so also directory groups that sssd or winbind
+/// map to Unix groups) whose members get each role. root and the daemon's own user are master admins; a
+/// member of several groups gets the highest of their roles; someone in none is refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRoles {
+    #[serde(default)]
+    pub helpdesk: Vec<String>,
+    #[serde(default)]
+    pub admin: Vec<String>,
+    #[serde(default)]
+    pub master_admin: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +253,103 @@ impl Default for LogConfig {
     }
 }
 
+/// One Active Directory domain, synced over LDAP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Short name of the domain; users synced from it have source `ad:<name>`.
+    pub name: String,
+    /// Domain controllers, tried in turn: `ldaps://host:636`, or `ldap://host:389` with `starttls`.
+    pub urls: Vec<String>,
+    /// Upgrade `ldap://` connections with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// Allow `ldap://` without StartTLS: the bind password then crosses the network in clear.
+    #[serde(default)]
+    pub allow_plain_ldap: bool,
+    /// PEM file with the CA(s) that signed the domain controllers' certificates.
+    /// Default: the system's store, /etc/ssl/certs/ca-certificates.crt.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    /// File holding the bind password (one line). Or `bind_password_credential`, a systemd credential name.
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub bind_password_credential: Option<String>,
+    /// Where users are searched (subtree). Default: the domain's naming context.
+    #[serde(default)]
+    pub user_bases: Vec<String>,
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Where groups are watched for membership changes. Default: the domain's naming context.
+    #[serde(default)]
+    pub group_bases: Vec<String>,
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_seconds: u64,
+    /// A full sync (which also notices users moved out of the bases) runs at least this often.
+    #[serde(default = "default_full_sync_interval")]
+    pub full_sync_interval_seconds: u64,
+    /// Entries per page; Active Directory's MaxPageSize is 1000.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_seconds: u64,
+    /// How long users deleted in AD are kept (marked removed) before they are purged.
+    #[serde(default = "default_retention_days")]
+    pub removed_retention_days: u32,
+    #[serde(default)]
+    pub attributes: AttributeMap,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectCategory=person)(objectClass=user))".to_owned()
+}
+fn default_sync_interval() -> u64 {
+    300
+}
+fn default_full_sync_interval() -> u64 {
+    86_400
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_ldap_timeout() -> u64 {
+    30
+}
+fn default_retention_days() -> u32 {
+    30
+}
+
+/// Which LDAP attribute feeds which user field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributeMap {
+    pub username: String,
+    pub upn: String,
+    pub display_name: String,
+    pub email: String,
+    pub mobile: String,
+    pub voice: String,
+    pub groups: String,
+    pub account_control: String,
+}
+
+impl Default for AttributeMap {
+    fn default() -> Self {
+        AttributeMap {
+            username: "sAMAccountName".into(),
+            upn: "userPrincipalName".into(),
+            display_name: "displayName".into(),
+            email: "mail".into(),
+            mobile: "mobile".into(),
+            voice: "telephoneNumber".into(),
+            groups: "memberOf".into(),
+            account_control: "userAccountControl".into(),
+        }
+    }
+}
+
 impl Config {
     /// The configuration a zero-setup run uses: everything default, state in `./twofold-data`.
     pub fn zero_setup() -> Self {
@@ -246,6 +363,7 @@ impl Config {
             backup_codes: BackupCodeConfig::default(),
             lockout: LockoutConfig::default(),
             log: LogConfig::default(),
+            directory: Vec::new(),
         }
     }
 
@@ -337,8 +455,49 @@ impl Config {
                 fail(table, "delay_after", "must not exceed max_failures".into());
             }
         }
+        let mut role_groups = std::collections::HashSet::new();
+        for (key, groups) in [("helpdesk", &self.admin.roles.helpdesk), ("admin", &self.admin.roles.admin), ("master_admin", &self.admin.roles.master_admin)] {
+            for group in groups {
+                if group.is_empty() || group.chars().any(|c| c.is_whitespace() || c == ':' || c.is_control()) {
+                    fail("admin.roles", key, format!("{group:?} is not a Unix group name"));
+                } else if !role_groups.insert(group.clone()) {
+                    fail("admin.roles", key, format!("group {group} is given more than one role"));
+                }
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             fail("log", "level", format!("not a valid log filter: {:?}", self.log.level));
+        }
+        let mut names = std::collections::HashSet::new();
+        for d in &self.directory {
+            let line = directory_line(text, &d.name);
+            let mut fail_dir = |message: String| errors.push(ConfigError { line, message: format!("[[directory]] {}: {message}", d.name) });
+            if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                fail_dir("name must be letters, digits, - or _".into());
+            }
+            if !names.insert(d.name.clone()) {
+                fail_dir("a directory with this name is configured twice".into());
+            }
+            if d.urls.is_empty() {
+                fail_dir("urls must name at least one domain controller".into());
+            }
+            for url in &d.urls {
+                match url.split_once("://").map(|(scheme, _)| scheme) {
+                    Some("ldaps") => {}
+                    Some("ldap") if d.starttls || d.allow_plain_ldap => {}
+                    Some("ldap") => fail_dir(format!("{url}: plain LDAP sends the bind password in clear; use ldaps://, set starttls = true, or allow_plain_ldap = true")),
+                    _ => fail_dir(format!("{url}: must start with ldaps:// or ldap://")),
+                }
+            }
+            if d.bind_password_file.is_some() == d.bind_password_credential.is_some() {
+                fail_dir("give exactly one of bind_password_file and bind_password_credential".into());
+            }
+            if !(1..=1000).contains(&d.page_size) {
+                fail_dir("page_size must be between 1 and 1000".into());
+            }
+            if d.sync_interval_seconds < 10 {
+                fail_dir("sync_interval_seconds must be at least 10".into());
+            }
         }
         errors
     }
@@ -394,6 +553,26 @@ fn neutralise(text: &mut String, line: usize) -> bool {
     }
     *text = lines.join("\n");
     true
+}
+
+/// Line of the `name = "..."` key of a `[[directory]]` table; 1 if not found.
+fn directory_line(text: &str, name: &str) -> usize {
+    let mut in_directory = false;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_directory = t == "[[directory]]";
+            continue;
+        }
+        if in_directory {
+            if let Some((k, v)) = t.split_once('=') {
+                if k.trim() == "name" && v.trim().trim_matches('"') == name {
+                    return n + 1;
+                }
+            }
+        }
+    }
+    1
 }
 
 /// Line of `key` inside `[table]` ("" = top level), for errors found after parsing; 1 if not written.
@@ -454,6 +633,21 @@ mod tests {
         assert!(errors[0].message.contains("unsupported version 2"));
         let errors = Config::parse("data_dir = \"/tmp\"\n").err().unwrap_or_default();
         assert!(errors[0].message.contains("version"), "{errors:?}");
+    }
+
+    #[test]
+    fn admin_roles_map_groups_and_refuse_a_group_with_two_roles() {
+        let text = "version = 1\n[admin]\ngroup = \"twofold\"\n[admin.roles]\nhelpdesk = [\"hd\"]\nadmin = [\"ops\"]\n";
+        let c = Config::parse(text).map_err(|e| format!("{e:?}")).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.admin.roles.helpdesk, vec!["hd".to_owned()]);
+        assert_eq!(c.admin.roles.admin, vec!["ops".to_owned()]);
+        assert!(c.admin.roles.master_admin.is_empty());
+        let text = "version = 1\n[admin.roles]\nhelpdesk = [\"hd\"]\nadmin = [\"hd\"]\nmaster = [\"x\"]\n";
+        let errors = Config::parse(text).err().unwrap_or_default();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![4, 5], "{errors:?}");
+        assert!(errors[0].message.contains("more than one role"), "{errors:?}");
+        assert!(errors[1].message.contains("master"), "{errors:?}");
     }
 
     #[test]

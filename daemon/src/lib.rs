@@ -8,9 +8,11 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod directory;
 pub mod error;
 pub mod lockout;
 pub mod logging;
+pub mod roles;
 pub mod service;
 pub mod store;
 pub mod tls;
@@ -106,10 +108,11 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
         api_listen: api_addr.to_string(),
         schema_version: store::SCHEMA_VERSION,
     });
-    let tasks = vec![
+    let mut tasks = directory::spawn(service.clone(), &config.directory, stopped.clone());
+    tasks.extend([
         tokio::spawn(api::server::serve(listener, tls, app, stopped.clone())),
         tokio::spawn(admin.serve(service.clone(), status, stopped)),
-    ];
+    ]);
     tracing::info!(api = %api_addr, admin = %admin_socket.display(), data = %data_dir.display(), "twofoldd started");
     Ok(DaemonHandle { api_addr, admin_socket, service, config, stop, tasks })
 }

@@ -9,12 +9,13 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use twofold_wire::admin::{ApiKeyInfo, AuditEvent, NewUser, UserSummary, UserView};
+use twofold_wire::admin::{ApiKeyInfo, AuditEvent, DirectoryInfo, NewUser, UserSummary, UserView};
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TotpAlgorithm};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::directory::Directories;
 use crate::crypto::{self, Argon2Cost, BackupCodeSet, SecretBox};
 use crate::error::{Error, Result};
 use crate::lockout::{FailureCount, Gate};
@@ -53,6 +54,7 @@ pub struct Service {
     /// Verification reads a device's last step and writes the new one: the pair must not interleave with
     /// another request for the same user. Striped so unrelated users rarely wait on each other.
     user_locks: Vec<tokio::sync::Mutex<()>>,
+    directories: Directories,
 }
 
 /// What one verification concluded, before it is recorded.
@@ -67,9 +69,14 @@ impl Service {
             store,
             clock,
             secrets,
-            config,
             user_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            directories: Directories::new(&config.directory),
+            config,
         }
+    }
+
+    pub fn directories(&self) -> &Directories {
+        &self.directories
     }
 
     pub fn store(&self) -> &Store {
@@ -87,7 +94,7 @@ impl Service {
         }
     }
 
-    fn audit(&self, actor: &Actor, action: &str, user: Option<&str>, outcome: &str, detail: Option<String>) -> Result<()> {
+    pub(crate) fn audit(&self, actor: &Actor, action: &str, user: Option<&str>, outcome: &str, detail: Option<String>) -> Result<()> {
         let event = AuditEvent {
             id: 0,
             time: self.now(),
@@ -102,7 +109,7 @@ impl Service {
         Ok(())
     }
 
-    async fn lock_user(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn lock_user(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         let stripe = usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0);
@@ -137,7 +144,7 @@ impl Service {
             validate::text("group", group, 256)?;
         }
         let user = UserRecord {
-            id: format!("u{}", data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())),
+            id: new_user_id(),
             username: new.username,
             upn: new.upn,
             display_name: new.display_name,
@@ -151,6 +158,9 @@ impl Service {
             created: self.now(),
             devices: Vec::new(),
             backup_codes: None,
+            directory: None,
+            mobile_override: None,
+            voice_override: None,
         };
         self.store.insert_user(&user)?;
         self.audit(actor, "user_create", Some(&user.username), "ok", None)?;
@@ -171,9 +181,18 @@ impl Service {
             email: user.email.clone(),
             mobile: user.mobile.clone(),
             voice: user.voice.clone(),
+            mobile_override: user.mobile_override.clone(),
+            voice_override: user.voice_override.clone(),
             groups: user.groups.clone(),
             enabled: user.enabled,
             source: user.source.clone(),
+            directory: user.directory.as_ref().map(|d| DirectoryInfo {
+                domain: d.domain.clone(),
+                guid: d.guid.clone(),
+                dn: d.dn.clone(),
+                account_disabled: d.account_disabled,
+                removed_at: d.removed_at,
+            }),
             state: user.state(),
             devices: user.devices.iter().map(DeviceRecord::info).collect(),
             backup_codes_remaining: user.backup_codes_remaining(),
@@ -221,6 +240,30 @@ impl Service {
         self.store.clear_failure_count(&user_key(&user.id))?;
         self.audit(actor, "user_delete", Some(&user.username), "ok", None)?;
         self.store.commit().await
+    }
+
+    /// Numbers that win over the directory's until cleared (None clears).
+    pub async fn set_phone_override(&self, actor: &Actor, name: &str, mobile: Option<String>, voice: Option<String>) -> Result<UserView> {
+        if let Some(m) = &mobile {
+            validate::phone("mobile", m)?;
+        }
+        if let Some(v) = &voice {
+            validate::phone("voice", v)?;
+        }
+        let found = self.user_by_name(name)?;
+        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        user.mobile_override = mobile;
+        user.voice_override = voice;
+        self.store.put_user(&user)?;
+        let detail = format!(
+            "mobile={} voice={}",
+            if user.mobile_override.is_some() { "set" } else { "cleared" },
+            if user.voice_override.is_some() { "set" } else { "cleared" }
+        );
+        self.audit(actor, "user_phone_override", Some(&user.username), "ok", Some(detail))?;
+        self.store.commit().await?;
+        self.user_view(&user)
     }
 
     pub async fn unlock_user(&self, actor: &Actor, name: &str) -> Result<bool> {
@@ -458,7 +501,7 @@ impl Service {
 
     /// Decides accept or reject and, on accept, writes the device's new state. Caller holds the user lock.
     async fn evaluate(&self, user: Option<UserRecord>, code: &str, now: i64) -> Result<Outcome> {
-        let Some(mut user) = user.filter(|u| u.enabled) else {
+        let Some(mut user) = user.filter(UserRecord::can_authenticate) else {
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         };
         if let Some(digits) = totp::looks_like_totp(code) {
@@ -566,9 +609,89 @@ impl Service {
     pub fn audit_tail(&self, limit: Option<u32>) -> Result<Vec<AuditEvent>> {
         self.store.audit_tail(usize::try_from(limit.unwrap_or(50).min(10_000)).unwrap_or(50))
     }
+
+    // ---- the admin console ----
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether a user's failure counter is locked now.
+    fn user_locked(&self, user: &UserRecord) -> Result<bool> {
+        let count = self.store.failure_count(&user_key(&user.id))?.current(&self.config.lockout.user, self.now());
+        Ok(count.locked_at.is_some())
+    }
+
+    /// Counts over every user, for the console's dashboard. One pass over the store.
+    pub fn dashboard(&self) -> Result<twofold_wire::admin::DashboardStats> {
+        let mut stats = twofold_wire::admin::DashboardStats {
+            users: 0,
+            enrolled: 0,
+            enrollment_required: 0,
+            disabled: 0,
+            locked: 0,
+            devices_active: 0,
+            devices_blocked: 0,
+            devices_pending: 0,
+            api_keys: self.store.api_keys()?.len() as u64,
+            recent: self.store.audit_tail(12)?,
+        };
+        for user in self.store.list_users(None, usize::MAX)? {
+            stats.users += 1;
+            match user.state() {
+                twofold_wire::TwoFactorState::Enrolled => stats.enrolled += 1,
+                twofold_wire::TwoFactorState::EnrollmentRequired => stats.enrollment_required += 1,
+                twofold_wire::TwoFactorState::NotEnrolled => {}
+            }
+            stats.disabled += u64::from(!user.enabled);
+            stats.locked += u64::from(self.user_locked(&user)?);
+            for device in &user.devices {
+                match device.status {
+                    DeviceStatus::Active => stats.devices_active += 1,
+                    DeviceStatus::Blocked => stats.devices_blocked += 1,
+                    DeviceStatus::Pending => stats.devices_pending += 1,
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Every user, compact and sorted by username, for the console's local search.
+    pub fn user_index(&self) -> Result<Vec<twofold_wire::admin::UserIndexEntry>> {
+        self.store
+            .list_users(None, usize::MAX)?
+            .into_iter()
+            .map(|u| {
+                Ok(twofold_wire::admin::UserIndexEntry {
+                    locked: self.user_locked(&u)?,
+                    state: u.state(),
+                    enabled: u.enabled,
+                    username: u.username,
+                    upn: u.upn,
+                    display_name: u.display_name,
+                    email: u.email,
+                })
+            })
+            .collect()
+    }
+
+    pub fn audit_search(&self, filter: &twofold_wire::admin::AuditFilter) -> Result<Vec<AuditEvent>> {
+        let limit = usize::try_from(filter.limit.unwrap_or(200).min(10_000)).unwrap_or(200);
+        self.store.audit_newest_matching(limit, filter.before, |e| filter.matches(e))
+    }
+
+    /// Records an admin request refused for the operator's role.
+    pub async fn audit_refusal(&self, actor: &Actor, action: &str, detail: String) -> Result<()> {
+        self.audit(actor, action, None, "forbidden", Some(detail))?;
+        self.store.commit().await
+    }
 }
 
-fn user_key(id: &str) -> String {
+pub(crate) fn new_user_id() -> String {
+    format!("u{}", data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>()))
+}
+
+pub(crate) fn user_key(id: &str) -> String {
     format!("user:{id}")
 }
 

@@ -4,7 +4,9 @@
 mod bad_input;
 mod cli;
 mod clocked;
+mod console;
 mod devices_and_backup_codes;
+mod directory;
 mod files;
 mod lockout;
 mod packaging;

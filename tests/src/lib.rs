@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod samba;
+
 use anyhow::{anyhow, bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -183,6 +185,12 @@ impl Daemon {
             return Ok(child.wait()?.code());
         }
         Ok(None)
+    }
+
+    /// Rewrites the config (`base_config` plus `extra`) and restarts on the same data folder.
+    pub fn restart_with(&mut self, extra: &str) -> Result<()> {
+        std::fs::write(&self.config_path, format!("{}{extra}", base_config(&self.data_dir())))?;
+        self.restart()
     }
 
     /// Starts the same daemon (same config and data) again; the API port may change.

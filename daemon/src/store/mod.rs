@@ -31,6 +31,8 @@ pub struct Store {
     users: sled::Tree,
     /// lower-cased username and UPN -> user id
     names: sled::Tree,
+    /// `<directory name>/<objectGUID>` -> user id, for users synced from a directory
+    guids: sled::Tree,
     /// `user:<name>` / `addr:<ip>` -> FailureCount
     failures: sled::Tree,
     /// SHA-256 of the key -> ApiKeyRecord
@@ -71,6 +73,7 @@ impl Store {
             meta: tree("meta")?,
             users: tree("users")?,
             names: tree("names")?,
+            guids: tree("guids")?,
             failures: tree("failures")?,
             api_keys: tree("api_keys")?,
             audit: tree("audit")?,
@@ -140,16 +143,32 @@ impl Store {
 
     /// Adds a user; fails with `Conflict` if its username or UPN is taken.
     pub fn insert_user(&self, user: &UserRecord) -> Result<()> {
+        self.replace_user(None, user)
+    }
+
+    /// Replaces a user's record. When `old` is given, names it had and `user` lacks are released and new
+    /// names are claimed, all in one transaction; a name held by another user fails with `Conflict`.
+    pub fn replace_user(&self, old: Option<&UserRecord>, user: &UserRecord) -> Result<()> {
         let value = encode(user)?;
-        let names = user_names(user);
-        let result = (&self.users, &self.names).transaction(|(users, index)| {
-            for name in &names {
-                if index.get(name.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(format!("{name} is already taken")));
+        let old_names = old.map(user_names).unwrap_or_default();
+        let new_names = user_names(user);
+        let guid = user.directory.as_ref().map(guid_key);
+        let result = (&self.users, &self.names, &self.guids).transaction(|(users, index, guids)| {
+            for name in &new_names {
+                if let Some(holder) = index.get(name.as_bytes())? {
+                    if holder.as_ref() != user.id.as_bytes() {
+                        return Err(ConflictableTransactionError::Abort(format!("{name} is already taken")));
+                    }
                 }
             }
-            for name in &names {
+            for name in old_names.iter().filter(|n| !new_names.contains(n)) {
+                index.remove(name.as_bytes())?;
+            }
+            for name in &new_names {
                 index.insert(name.as_bytes(), user.id.as_bytes())?;
+            }
+            if let Some(guid) = &guid {
+                guids.insert(guid.as_bytes(), user.id.as_bytes())?;
             }
             users.insert(user.id.as_bytes(), value.as_slice())?;
             Ok(())
@@ -161,7 +180,7 @@ impl Store {
         }
     }
 
-    /// Replaces a user's record. Names are fixed at creation (renames arrive with directory sync).
+    /// Replaces a user's record whose names did not change (the hot path of verification).
     pub fn put_user(&self, user: &UserRecord) -> Result<()> {
         self.users.insert(user.id.as_bytes(), encode(user)?)?;
         Ok(())
@@ -169,15 +188,51 @@ impl Store {
 
     pub fn delete_user(&self, user: &UserRecord) -> Result<()> {
         let names = user_names(user);
-        (&self.users, &self.names)
-            .transaction(|(users, index)| {
+        let guid = user.directory.as_ref().map(guid_key);
+        (&self.users, &self.names, &self.guids)
+            .transaction(|(users, index, guids)| {
                 for name in &names {
                     index.remove(name.as_bytes())?;
+                }
+                if let Some(guid) = &guid {
+                    guids.remove(guid.as_bytes())?;
                 }
                 users.remove(user.id.as_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| Error::Store(format!("delete user: {e:?}")))
+    }
+
+    /// The user synced from `domain` with this objectGUID.
+    pub fn user_by_guid(&self, domain: &str, guid: &str) -> Result<Option<UserRecord>> {
+        match self.guids.get(format!("{domain}/{guid}").as_bytes())? {
+            Some(id) => self.users.get(&id)?.map(|v| decode(&v)).transpose(),
+            None => Ok(None),
+        }
+    }
+
+    /// (objectGUID, user id) of every user synced from `domain`: small enough to hold for 100k users,
+    /// unlike their records.
+    pub fn domain_guids(&self, domain: &str) -> Result<Vec<(String, String)>> {
+        let prefix = format!("{domain}/");
+        self.guids
+            .scan_prefix(prefix.as_bytes())
+            .map(|item| {
+                let (k, id) = item?;
+                let key = String::from_utf8_lossy(&k);
+                Ok((key[prefix.len()..].to_owned(), String::from_utf8_lossy(&id).into_owned()))
+            })
+            .collect()
+    }
+
+    /// A small JSON document kept under `key` (sync cursors and status).
+    pub fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.meta.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+    }
+
+    pub fn set_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.meta.insert(key.as_bytes(), encode(value)?)?;
+        Ok(())
     }
 
     pub fn count_users(&self) -> u64 {
@@ -292,6 +347,27 @@ impl Store {
         events.reverse();
         Ok(events)
     }
+
+    /// The newest `limit` events older than `before` (all if `None`) that `keep` accepts, oldest first.
+    pub fn audit_newest_matching(&self, limit: usize, before: Option<u64>, keep: impl Fn(&AuditEvent) -> bool) -> Result<Vec<AuditEvent>> {
+        let mut events = Vec::new();
+        let end = before.unwrap_or(u64::MAX).to_be_bytes();
+        for item in self.audit.range(..end).rev() {
+            if events.len() >= limit {
+                break;
+            }
+            let event: AuditEvent = decode(&item?.1)?;
+            if keep(&event) {
+                events.push(event);
+            }
+        }
+        events.reverse();
+        Ok(events)
+    }
+}
+
+fn guid_key(link: &records::DirectoryLink) -> String {
+    format!("{}/{}", link.domain, link.guid)
 }
 
 fn user_names(user: &UserRecord) -> Vec<String> {
@@ -363,6 +439,9 @@ mod tests {
             created: 0,
             devices: vec![],
             backup_codes: None,
+            directory: None,
+            mobile_override: None,
+            voice_override: None,
         };
         store.insert_user(&user("u1", "Alice", Some("alice@corp.example")))?;
         assert!(matches!(store.insert_user(&user("u2", "ALICE", None)), Err(Error::Conflict(_))));

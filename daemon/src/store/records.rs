@@ -30,9 +30,46 @@ pub struct UserRecord {
     pub devices: Vec<DeviceRecord>,
     #[serde(default)]
     pub backup_codes: Option<BackupCodeSet>,
+    /// For users synced from a directory: where they come from and their state there.
+    #[serde(default)]
+    pub directory: Option<DirectoryLink>,
+    /// Numbers an admin set in Twofold; they win over the directory's until cleared.
+    #[serde(default)]
+    pub mobile_override: Option<String>,
+    #[serde(default)]
+    pub voice_override: Option<String>,
+}
+
+/// A user's tie to their directory entry. The GUID is the identity: renames and moves keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryLink {
+    /// The `[[directory]]` name.
+    pub domain: String,
+    /// objectGUID in its canonical text form.
+    pub guid: String,
+    pub dn: String,
+    /// userAccountControl bit 0x2: cannot authenticate, devices kept.
+    pub account_disabled: bool,
+    /// When the entry was seen deleted (or out of scope): cannot authenticate, devices revoked,
+    /// purged after the retention period.
+    pub removed_at: Option<i64>,
 }
 
 impl UserRecord {
+    /// Whether this user may authenticate at all: enabled here, and live and enabled in its directory.
+    pub fn can_authenticate(&self) -> bool {
+        self.enabled && self.directory.as_ref().is_none_or(|d| !d.account_disabled && d.removed_at.is_none())
+    }
+
+    /// The mobile number codes go to: the admin's override, else the directory's (or local) value.
+    pub fn effective_mobile(&self) -> Option<&str> {
+        self.mobile_override.as_deref().or(self.mobile.as_deref())
+    }
+
+    pub fn effective_voice(&self) -> Option<&str> {
+        self.voice_override.as_deref().or(self.voice.as_deref())
+    }
+
     pub fn state(&self) -> TwoFactorState {
         if self.devices.iter().any(|d| d.status != DeviceStatus::Pending) {
             TwoFactorState::Enrolled

@@ -50,6 +50,34 @@ pub enum AdminRequest {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// The newest audit events matching every given filter, oldest first.
+    AuditSearch {
+        filter: AuditFilter,
+    },
+    /// Who the daemon takes the caller for, and the caller's role.
+    WhoAmI,
+    /// Counts for the console's dashboard, with the newest audit events.
+    Dashboard,
+    /// Every user in a compact form, sorted by username: the console searches it locally, so a keystroke
+    /// does not cost a scan of the store.
+    UserIndex,
+    /// Runs a directory sync now (all domains, or one) and answers with its status when done.
+    DirectorySync {
+        #[serde(default)]
+        domain: Option<String>,
+        /// A full sync instead of an incremental one.
+        #[serde(default)]
+        full: bool,
+    },
+    DirectoryStatus,
+    /// Sets (or, with null, clears) the numbers Twofold uses instead of the directory's.
+    UserSetPhoneOverride {
+        user: String,
+        #[serde(default)]
+        mobile: Option<String>,
+        #[serde(default)]
+        voice: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +105,8 @@ pub enum AdminAnswer {
     Error { error: ErrorBody },
 }
 
+// One reply is built per request and serialized at once: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum AdminReply {
@@ -91,7 +121,11 @@ pub enum AdminReply {
     ApiKeyCreated { name: String, key: String },
     ApiKeys { keys: Vec<ApiKeyInfo> },
     Audit { events: Vec<AuditEvent> },
+    DirectoryStatus { domains: Vec<SyncStatus> },
     Done { message: String },
+    Identity(OperatorIdentity),
+    Dashboard(DashboardStats),
+    UserIndex { users: Vec<UserIndexEntry> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,12 +152,17 @@ pub struct UserView {
     pub upn: Option<String>,
     pub display_name: Option<String>,
     pub email: Option<String>,
+    /// The numbers as the directory (or the local record) has them.
     pub mobile: Option<String>,
     pub voice: Option<String>,
+    /// Admin overrides, which win over `mobile` and `voice` until cleared.
+    pub mobile_override: Option<String>,
+    pub voice_override: Option<String>,
     pub groups: Vec<String>,
     pub enabled: bool,
-    /// `local` for users created here.
+    /// `local` for users created here, `ad:<domain>` for synced users.
     pub source: String,
+    pub directory: Option<DirectoryInfo>,
     pub state: TwoFactorState,
     pub devices: Vec<DeviceInfo>,
     pub backup_codes_remaining: u32,
@@ -153,4 +192,267 @@ pub struct AuditEvent {
     pub outcome: String,
     /// Extra facts: device id, factor, reason, source address.
     pub detail: Option<String>,
+}
+
+/// Filters of an audit search; each one given must match (case-insensitive substring).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Matches any field, the detail included.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Only events older than this id: the next page back.
+    #[serde(default)]
+    pub before: Option<u64>,
+    /// Default 200.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, event: &AuditEvent) -> bool {
+        fn has(field: &str, wanted: &Option<String>) -> bool {
+            wanted.as_ref().is_none_or(|w| field.to_lowercase().contains(&w.to_lowercase()))
+        }
+        let user = event.user.as_deref().unwrap_or("");
+        let detail = event.detail.as_deref().unwrap_or("");
+        has(user, &self.user)
+            && has(&event.action, &self.action)
+            && has(&event.actor, &self.actor)
+            && has(&event.outcome, &self.outcome)
+            && self.text.as_ref().is_none_or(|t| {
+                let t = t.to_lowercase();
+                [user, detail, &event.action, &event.actor, &event.outcome].iter().any(|f| f.to_lowercase().contains(&t))
+            })
+            && self.before.is_none_or(|b| event.id < b)
+    }
+}
+
+/// An operator's role. Roles are ordered: each one may do everything the one before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Helpdesk,
+    Admin,
+    MasterAdmin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Helpdesk, Role::Admin, Role::MasterAdmin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Helpdesk => "helpdesk",
+            Role::Admin => "admin",
+            Role::MasterAdmin => "master admin",
+        }
+    }
+
+    pub fn permits(self, permission: Permission) -> bool {
+        self >= permission.role()
+    }
+}
+
+/// What an operator may do. Every admin request needs exactly one permission; a feature that adds
+/// requests adds its permission here, with the role it needs, so the daemon and the console agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Status, dashboard, users, devices, the audit log.
+    LookUp,
+    /// Clear a user's or an address's failures and lock.
+    Unlock,
+    /// Read out a code from the in-person handover queue.
+    HandOverCode,
+    BlockDevice,
+    /// Unblocking re-arms a device someone reported lost, so it takes more than blocking.
+    UnblockDevice,
+    UnpairDevice,
+    ResetTwoFactor,
+    EnrollAuthenticator,
+    UpdatePhoneNumbers,
+    GenerateAccessCode,
+    ResendRestoreCode,
+    /// Create, enable, disable and delete local users.
+    ManageUsers,
+    /// Start a directory sync now.
+    SyncDirectory,
+    /// API keys decide which applications may verify codes: a system setting.
+    ManageApiKeys,
+    ManagePolicies,
+    SystemTwoFactorSwitch,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 16] = [
+        Permission::LookUp,
+        Permission::Unlock,
+        Permission::HandOverCode,
+        Permission::BlockDevice,
+        Permission::UnblockDevice,
+        Permission::UnpairDevice,
+        Permission::ResetTwoFactor,
+        Permission::EnrollAuthenticator,
+        Permission::UpdatePhoneNumbers,
+        Permission::GenerateAccessCode,
+        Permission::ResendRestoreCode,
+        Permission::ManageUsers,
+        Permission::SyncDirectory,
+        Permission::ManageApiKeys,
+        Permission::ManagePolicies,
+        Permission::SystemTwoFactorSwitch,
+    ];
+
+    /// The table of roles: the least role that holds each permission.
+    pub fn role(self) -> Role {
+        match self {
+            Permission::LookUp | Permission::Unlock | Permission::HandOverCode | Permission::BlockDevice => Role::Helpdesk,
+            Permission::UnblockDevice
+            | Permission::UnpairDevice
+            | Permission::ResetTwoFactor
+            | Permission::EnrollAuthenticator
+            | Permission::UpdatePhoneNumbers
+            | Permission::GenerateAccessCode
+            | Permission::ResendRestoreCode
+            | Permission::ManageUsers
+            | Permission::SyncDirectory => Role::Admin,
+            Permission::ManageApiKeys | Permission::ManagePolicies | Permission::SystemTwoFactorSwitch => Role::MasterAdmin,
+        }
+    }
+
+    /// What it allows, for help screens and refusals ("unblock devices needs the admin role").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Permission::LookUp => "look up users, devices and the audit log",
+            Permission::Unlock => "unlock users and addresses",
+            Permission::HandOverCode => "hand over codes in person",
+            Permission::BlockDevice => "block devices",
+            Permission::UnblockDevice => "unblock devices",
+            Permission::UnpairDevice => "unpair devices",
+            Permission::ResetTwoFactor => "reset 2FA",
+            Permission::EnrollAuthenticator => "enroll authenticators",
+            Permission::UpdatePhoneNumbers => "update phone numbers",
+            Permission::GenerateAccessCode => "generate access codes",
+            Permission::ResendRestoreCode => "re-send restore codes",
+            Permission::ManageUsers => "create, enable, disable and delete users",
+            Permission::SyncDirectory => "sync the directory now",
+            Permission::ManageApiKeys => "manage API keys",
+            Permission::ManagePolicies => "change policies",
+            Permission::SystemTwoFactorSwitch => "switch 2FA on or off system-wide",
+        }
+    }
+}
+
+impl AdminRequest {
+    /// The permission this request needs.
+    pub fn permission(&self) -> Permission {
+        match self {
+            AdminRequest::Status
+            | AdminRequest::WhoAmI
+            | AdminRequest::Dashboard
+            | AdminRequest::UserIndex
+            | AdminRequest::UserShow { .. }
+            | AdminRequest::UserList { .. }
+            | AdminRequest::DeviceList { .. }
+            | AdminRequest::AuditTail { .. }
+            | AdminRequest::AuditSearch { .. }
+            | AdminRequest::DirectoryStatus => Permission::LookUp,
+            AdminRequest::DirectorySync { .. } => Permission::SyncDirectory,
+            AdminRequest::UserSetPhoneOverride { .. } => Permission::UpdatePhoneNumbers,
+            AdminRequest::UserUnlock { .. } | AdminRequest::AddressUnlock { .. } => Permission::Unlock,
+            AdminRequest::DeviceBlock { .. } => Permission::BlockDevice,
+            AdminRequest::DeviceUnblock { .. } => Permission::UnblockDevice,
+            AdminRequest::DeviceDelete { .. } => Permission::UnpairDevice,
+            AdminRequest::TotpEnroll { .. } | AdminRequest::TotpConfirm { .. } => Permission::EnrollAuthenticator,
+            AdminRequest::UserCreate(_) | AdminRequest::UserSetEnabled { .. } | AdminRequest::UserDelete { .. } => {
+                Permission::ManageUsers
+            }
+            AdminRequest::ApiKeyCreate { .. } | AdminRequest::ApiKeyList | AdminRequest::ApiKeyRevoke { .. } => {
+                Permission::ManageApiKeys
+            }
+        }
+    }
+}
+
+/// The caller as the daemon sees it through the socket's peer credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorIdentity {
+    pub uid: u32,
+    /// The account name of `uid`, when the system knows one.
+    pub name: Option<String>,
+    pub role: Role,
+    /// Why: `root`, `daemon user`, or `group <name>`.
+    pub granted_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardStats {
+    pub users: u64,
+    /// Users with at least one confirmed device.
+    pub enrolled: u64,
+    pub enrollment_required: u64,
+    pub disabled: u64,
+    pub locked: u64,
+    pub devices_active: u64,
+    pub devices_blocked: u64,
+    /// Enrollments started and not confirmed.
+    pub devices_pending: u64,
+    pub api_keys: u64,
+    /// The newest audit events, oldest first.
+    pub recent: Vec<AuditEvent>,
+}
+
+/// One user in the console's search index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIndexEntry {
+    pub username: String,
+    pub upn: Option<String>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub enabled: bool,
+    pub state: TwoFactorState,
+    pub locked: bool,
+}
+
+/// Where a synced user lives in its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryInfo {
+    pub domain: String,
+    pub guid: String,
+    pub dn: String,
+    pub account_disabled: bool,
+    pub removed_at: Option<i64>,
+}
+
+/// The last sync of one directory domain, for admins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub domain: String,
+    /// `full` or `incremental`.
+    pub mode: String,
+    pub ok: bool,
+    /// Start of the last run, unix seconds.
+    pub last_run: Option<i64>,
+    pub last_success: Option<i64>,
+    pub duration_ms: u64,
+    /// The domain controller URL that answered.
+    pub server: Option<String>,
+    /// Pages of search results read (paged-results control).
+    pub pages: u64,
+    pub entries: u64,
+    pub added: u64,
+    pub changed: u64,
+    pub disabled: u64,
+    pub removed: u64,
+    pub purged: u64,
+    /// Entries skipped or failures, one line each (the first 20).
+    pub errors: Vec<String>,
 }

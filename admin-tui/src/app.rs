@@ -1,0 +1,627 @@
+//! The console's state, without I/O: keys and daemon replies go in, requests for the daemon come out
+//! (`App::outbox`), and `ui` draws whatever the state is. Tests drive it exactly as the terminal does.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use twofold_wire::admin::{
+    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity, Permission, UserIndexEntry,
+    UserView,
+};
+use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
+use twofold_wire::{DeviceInfo, DeviceStatus};
+
+use crate::search::UserIndex;
+
+/// Ticks between refreshes of a visible dashboard (the console ticks every 500 ms).
+pub const DASHBOARD_REFRESH_TICKS: u32 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScreenId {
+    Dashboard,
+    Users,
+    User,
+    Enrollment,
+    Audit,
+}
+
+/// What the keyboard is doing right now, on top of the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Editing the audit filter line.
+    AuditFilter,
+    /// An action waits for y or n.
+    Confirm(Action),
+    Help,
+}
+
+/// An action on a user that changes something: each asks for confirmation first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Unlock { user: String },
+    Block { user: String, device: DeviceInfo },
+    Unblock { user: String, device: DeviceInfo },
+    Unpair { user: String, device: DeviceInfo },
+    Enroll { user: String },
+    SetEnabled { user: String, enabled: bool },
+}
+
+impl Action {
+    pub fn permission(&self) -> Permission {
+        self.request().permission()
+    }
+
+    pub fn request(&self) -> AdminRequest {
+        match self {
+            Action::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
+            Action::Block { user, device } => AdminRequest::DeviceBlock { user: user.clone(), device: device.id.clone() },
+            Action::Unblock { user, device } => AdminRequest::DeviceUnblock { user: user.clone(), device: device.id.clone() },
+            Action::Unpair { user, device } => AdminRequest::DeviceDelete { user: user.clone(), device: device.id.clone() },
+            Action::Enroll { user } => AdminRequest::TotpEnroll { user: user.clone(), label: None, algorithm: None, digits: None },
+            Action::SetEnabled { user, enabled } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: *enabled },
+        }
+    }
+
+    /// The confirmation question.
+    pub fn question(&self) -> String {
+        match self {
+            Action::Unlock { user } => format!("Unlock {user} (clear their failures)?"),
+            Action::Block { user, device } => format!("Block device \"{}\" ({}) of {user}?", device.label, device.id),
+            Action::Unblock { user, device } => format!("Unblock device \"{}\" ({}) of {user}?", device.label, device.id),
+            Action::Unpair { user, device } => {
+                format!("Unpair device \"{}\" ({}) of {user}? It is deleted for good.", device.label, device.id)
+            }
+            Action::Enroll { user } => format!("Enroll a new authenticator app for {user}?"),
+            Action::SetEnabled { user, enabled: true } => format!("Enable {user}?"),
+            Action::SetEnabled { user, enabled: false } => format!("Disable {user}? Their codes stop working."),
+        }
+    }
+
+    fn user(&self) -> &str {
+        match self {
+            Action::Unlock { user }
+            | Action::Block { user, .. }
+            | Action::Unblock { user, .. }
+            | Action::Unpair { user, .. }
+            | Action::Enroll { user }
+            | Action::SetEnabled { user, .. } => user,
+        }
+    }
+}
+
+/// Why a request was sent: routes its reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    Dashboard,
+    Index,
+    User(String),
+    Audit,
+    Action(Action),
+    ConfirmEnrollment { user: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loading<T> {
+    Idle,
+    Loading,
+    Loaded(T),
+    Failed(String),
+}
+
+impl<T> Loading<T> {
+    pub fn loaded(&self) -> Option<&T> {
+        match self {
+            Loading::Loaded(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Info(String),
+    Error(String),
+}
+
+pub struct Dashboard {
+    pub stats: Loading<DashboardStats>,
+    pub ticks_since_refresh: u32,
+}
+
+pub struct Users {
+    pub index: Loading<UserIndex>,
+    pub query: String,
+    /// Indices into the index, for `query`.
+    pub matches: Vec<u32>,
+    pub selected: usize,
+}
+
+impl Users {
+    pub fn selected_entry(&self) -> Option<&UserIndexEntry> {
+        let index = self.index.loaded()?;
+        index.get(*self.matches.get(self.selected)?)
+    }
+
+    fn refilter(&mut self, previous_query: Option<&str>) {
+        let Some(index) = self.index.loaded() else { return };
+        let previous = previous_query.map(|q| (q, self.matches.as_slice()));
+        self.matches = index.filter(&self.query, previous);
+        self.selected = self.selected.min(self.matches.len().saturating_sub(1));
+    }
+}
+
+pub struct UserDetail {
+    pub name: String,
+    pub view: Loading<UserView>,
+    pub selected_device: usize,
+}
+
+impl UserDetail {
+    pub fn device(&self) -> Option<&DeviceInfo> {
+        self.view.loaded()?.devices.get(self.selected_device)
+    }
+}
+
+pub struct Enrollment {
+    pub user: String,
+    pub answer: EnrollAnswer,
+    pub code: String,
+    pub confirmed: Option<ConfirmAnswer>,
+}
+
+pub struct Audit {
+    /// What the operator types: `user:alice action:block outcome:ok free text`.
+    pub filter: String,
+    pub events: Loading<Vec<AuditEvent>>,
+    /// Rows scrolled up from the newest event.
+    pub scroll: usize,
+}
+
+pub struct App {
+    pub identity: OperatorIdentity,
+    pub socket: String,
+    pub screen: ScreenId,
+    pub mode: Mode,
+    pub dashboard: Dashboard,
+    pub users: Users,
+    pub user: Option<UserDetail>,
+    pub enrollment: Option<Enrollment>,
+    pub audit: Audit,
+    pub status: Option<Status>,
+    /// Requests for the daemon, taken by the console loop.
+    pub outbox: Vec<(Purpose, AdminRequest)>,
+    pub quit: bool,
+}
+
+/// Parses the audit filter line: `key:value` terms for user, action, actor and outcome; the rest is text.
+pub fn parse_audit_filter(line: &str) -> AuditFilter {
+    let mut filter = AuditFilter::default();
+    let mut text = Vec::new();
+    for term in line.split_whitespace() {
+        match term.split_once(':') {
+            Some(("user", v)) if !v.is_empty() => filter.user = Some(v.to_owned()),
+            Some(("action", v)) if !v.is_empty() => filter.action = Some(v.to_owned()),
+            Some(("actor", v)) if !v.is_empty() => filter.actor = Some(v.to_owned()),
+            Some(("outcome", v)) if !v.is_empty() => filter.outcome = Some(v.to_owned()),
+            _ => text.push(term),
+        }
+    }
+    if !text.is_empty() {
+        filter.text = Some(text.join(" "));
+    }
+    filter
+}
+
+fn index_entry(view: &UserView) -> UserIndexEntry {
+    UserIndexEntry {
+        username: view.username.clone(),
+        upn: view.upn.clone(),
+        display_name: view.display_name.clone(),
+        email: view.email.clone(),
+        enabled: view.enabled,
+        state: view.state,
+        locked: view.locked,
+    }
+}
+
+impl App {
+    /// A console for `identity`, asking the daemon for the dashboard and the user index.
+    pub fn new(identity: OperatorIdentity, socket: String) -> App {
+        let mut app = App {
+            identity,
+            socket,
+            screen: ScreenId::Dashboard,
+            mode: Mode::Normal,
+            dashboard: Dashboard { stats: Loading::Idle, ticks_since_refresh: 0 },
+            users: Users { index: Loading::Idle, query: String::new(), matches: Vec::new(), selected: 0 },
+            user: None,
+            enrollment: None,
+            audit: Audit { filter: String::new(), events: Loading::Idle, scroll: 0 },
+            status: None,
+            outbox: Vec::new(),
+            quit: false,
+        };
+        app.load_dashboard();
+        app.load_index();
+        app
+    }
+
+    pub fn may(&self, permission: Permission) -> bool {
+        self.identity.role.permits(permission)
+    }
+
+    fn send(&mut self, purpose: Purpose, request: AdminRequest) {
+        self.outbox.push((purpose, request));
+    }
+
+    fn load_dashboard(&mut self) {
+        self.dashboard.ticks_since_refresh = 0;
+        if !matches!(self.dashboard.stats, Loading::Loaded(_)) {
+            self.dashboard.stats = Loading::Loading;
+        }
+        self.send(Purpose::Dashboard, AdminRequest::Dashboard);
+    }
+
+    fn load_index(&mut self) {
+        if !matches!(self.users.index, Loading::Loaded(_)) {
+            self.users.index = Loading::Loading;
+        }
+        self.send(Purpose::Index, AdminRequest::UserIndex);
+    }
+
+    fn load_audit(&mut self) {
+        self.audit.events = Loading::Loading;
+        self.audit.scroll = 0;
+        let filter = parse_audit_filter(&self.audit.filter);
+        self.send(Purpose::Audit, AdminRequest::AuditSearch { filter });
+    }
+
+    fn open_user(&mut self, name: String) {
+        self.user = Some(UserDetail { name: name.clone(), view: Loading::Loading, selected_device: 0 });
+        self.screen = ScreenId::User;
+        self.send(Purpose::User(name.clone()), AdminRequest::UserShow { user: name });
+    }
+
+    fn refresh_user(&mut self) {
+        if let Some(detail) = &self.user {
+            let name = detail.name.clone();
+            self.send(Purpose::User(name.clone()), AdminRequest::UserShow { user: name });
+        }
+    }
+
+    fn go(&mut self, screen: ScreenId) {
+        self.screen = screen;
+        match screen {
+            ScreenId::Dashboard => self.load_dashboard(),
+            ScreenId::Audit if self.audit.events == Loading::Idle => self.load_audit(),
+            _ => {}
+        }
+    }
+
+    /// Asks to confirm `action`, or says which role it needs.
+    fn propose(&mut self, action: Action) {
+        let permission = action.permission();
+        if self.may(permission) {
+            self.mode = Mode::Confirm(action);
+        } else {
+            self.status = Some(Status::Error(format!(
+                "{} needs the {} role; you are {}",
+                permission.describe(),
+                permission.role().name(),
+                self.identity.role.name()
+            )));
+        }
+    }
+
+    pub fn on_tick(&mut self) {
+        self.dashboard.ticks_since_refresh += 1;
+        if self.screen == ScreenId::Dashboard
+            && self.dashboard.ticks_since_refresh >= DASHBOARD_REFRESH_TICKS
+            && self.mode == Mode::Normal
+        {
+            self.load_dashboard();
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return;
+        }
+        match self.mode.clone() {
+            Mode::Help => self.mode = Mode::Normal,
+            Mode::Confirm(action) => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
+                    self.mode = Mode::Normal;
+                    self.status = Some(Status::Info("working…".into()));
+                    let request = action.request();
+                    self.send(Purpose::Action(action), request);
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    self.mode = Mode::Normal;
+                    self.status = Some(Status::Info("cancelled".into()));
+                }
+                _ => {}
+            },
+            Mode::AuditFilter => match key.code {
+                KeyCode::Enter => {
+                    self.mode = Mode::Normal;
+                    self.load_audit();
+                }
+                KeyCode::Esc => self.mode = Mode::Normal,
+                KeyCode::Backspace => {
+                    self.audit.filter.pop();
+                }
+                KeyCode::Char(c) => self.audit.filter.push(c),
+                _ => {}
+            },
+            Mode::Normal => self.on_screen_key(key),
+        }
+    }
+
+    fn on_screen_key(&mut self, key: KeyEvent) {
+        // Keys that work on every screen but the typing ones.
+        match key.code {
+            KeyCode::Tab => {
+                let next = match self.screen {
+                    ScreenId::Dashboard => ScreenId::Users,
+                    ScreenId::Users | ScreenId::User | ScreenId::Enrollment => ScreenId::Audit,
+                    ScreenId::Audit => ScreenId::Dashboard,
+                };
+                self.go(next);
+                return;
+            }
+            KeyCode::Char('?') => {
+                self.mode = Mode::Help;
+                return;
+            }
+            _ => {}
+        }
+        match self.screen {
+            ScreenId::Dashboard => self.dashboard_key(key),
+            ScreenId::Users => self.users_key(key),
+            ScreenId::User => self.user_key(key),
+            ScreenId::Enrollment => self.enrollment_key(key),
+            ScreenId::Audit => self.audit_key(key),
+        }
+    }
+
+    fn dashboard_key(&mut self, key: KeyEvent) {
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
+            KeyCode::Char('r') => self.load_dashboard(),
+            KeyCode::Char('u') | KeyCode::Char('/') | KeyCode::Char('2') => self.go(ScreenId::Users),
+            KeyCode::Char('a') | KeyCode::Char('3') => self.go(ScreenId::Audit),
+            _ => {}
+        }
+    }
+
+    /// The users screen is a search box: every printable key types.
+    fn users_key(&mut self, key: KeyEvent) {
+        let page = 10;
+        match key.code {
+            KeyCode::Char(c) => {
+                let previous = self.users.query.clone();
+                self.users.query.push(c);
+                self.users.selected = 0;
+                self.users.refilter(Some(&previous));
+            }
+            KeyCode::Backspace => {
+                self.users.query.pop();
+                self.users.selected = 0;
+                self.users.refilter(None);
+            }
+            KeyCode::Esc if !self.users.query.is_empty() => {
+                self.users.query.clear();
+                self.users.selected = 0;
+                self.users.refilter(None);
+            }
+            KeyCode::Esc => self.go(ScreenId::Dashboard),
+            KeyCode::Down => self.users.selected = (self.users.selected + 1).min(self.users.matches.len().saturating_sub(1)),
+            KeyCode::Up => self.users.selected = self.users.selected.saturating_sub(1),
+            KeyCode::PageDown => {
+                self.users.selected = (self.users.selected + page).min(self.users.matches.len().saturating_sub(1));
+            }
+            KeyCode::PageUp => self.users.selected = self.users.selected.saturating_sub(page),
+            KeyCode::Home => self.users.selected = 0,
+            KeyCode::End => self.users.selected = self.users.matches.len().saturating_sub(1),
+            KeyCode::F(5) => self.load_index(),
+            KeyCode::Enter => {
+                if let Some(name) = self.users.selected_entry().map(|e| e.username.clone()) {
+                    self.open_user(name);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn user_key(&mut self, key: KeyEvent) {
+        let Some(detail) = &self.user else {
+            self.go(ScreenId::Users);
+            return;
+        };
+        let user = detail.name.clone();
+        let device = detail.device().cloned();
+        let device_count = detail.view.loaded().map_or(0, |v| v.devices.len());
+        let enabled = detail.view.loaded().map(|v| v.enabled);
+        match key.code {
+            KeyCode::Esc | KeyCode::Char('q') => self.screen = ScreenId::Users,
+            KeyCode::Down => {
+                if let Some(d) = &mut self.user {
+                    d.selected_device = (d.selected_device + 1).min(device_count.saturating_sub(1));
+                }
+            }
+            KeyCode::Up => {
+                if let Some(d) = &mut self.user {
+                    d.selected_device = d.selected_device.saturating_sub(1);
+                }
+            }
+            KeyCode::Char('r') => self.refresh_user(),
+            KeyCode::Char('u') => self.propose(Action::Unlock { user }),
+            KeyCode::Char('e') => self.propose(Action::Enroll { user }),
+            KeyCode::Char('x') => {
+                if let Some(enabled) = enabled {
+                    self.propose(Action::SetEnabled { user, enabled: !enabled });
+                }
+            }
+            KeyCode::Char(c @ ('b' | 'n' | 'd')) => match device {
+                None => self.status = Some(Status::Error("the user has no device".into())),
+                Some(device) => self.propose(match c {
+                    'b' => Action::Block { user, device },
+                    'n' => Action::Unblock { user, device },
+                    _ => Action::Unpair { user, device },
+                }),
+            },
+            _ => {}
+        }
+    }
+
+    fn enrollment_key(&mut self, key: KeyEvent) {
+        let Some(enrollment) = &mut self.enrollment else {
+            self.screen = ScreenId::User;
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.screen = ScreenId::User;
+                if enrollment.confirmed.is_none() {
+                    self.status = Some(Status::Info("enrollment left pending: it is replaced by the next one".into()));
+                }
+                self.enrollment = None;
+                self.refresh_user();
+            }
+            KeyCode::Char(c) if c.is_ascii_digit() && enrollment.confirmed.is_none() && enrollment.code.len() < 8 => {
+                enrollment.code.push(c);
+            }
+            KeyCode::Backspace => {
+                enrollment.code.pop();
+            }
+            KeyCode::Enter if enrollment.confirmed.is_none() && !enrollment.code.is_empty() => {
+                let request = AdminRequest::TotpConfirm {
+                    user: enrollment.user.clone(),
+                    device: enrollment.answer.device.id.clone(),
+                    code: enrollment.code.clone(),
+                };
+                let user = enrollment.user.clone();
+                self.status = Some(Status::Info("checking the code…".into()));
+                self.send(Purpose::ConfirmEnrollment { user }, request);
+            }
+            _ => {}
+        }
+    }
+
+    fn audit_key(&mut self, key: KeyEvent) {
+        let count = self.audit.events.loaded().map_or(0, Vec::len);
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
+            KeyCode::Char('/') | KeyCode::Char('f') => self.mode = Mode::AuditFilter,
+            KeyCode::Char('r') => self.load_audit(),
+            KeyCode::Char('c') => {
+                self.audit.filter.clear();
+                self.load_audit();
+            }
+            KeyCode::Up => self.audit.scroll = (self.audit.scroll + 1).min(count.saturating_sub(1)),
+            KeyCode::Down => self.audit.scroll = self.audit.scroll.saturating_sub(1),
+            KeyCode::PageUp => self.audit.scroll = (self.audit.scroll + 10).min(count.saturating_sub(1)),
+            KeyCode::PageDown => self.audit.scroll = self.audit.scroll.saturating_sub(10),
+            KeyCode::Char('u') | KeyCode::Char('2') => self.go(ScreenId::Users),
+            KeyCode::Char('1') => self.go(ScreenId::Dashboard),
+            _ => {}
+        }
+    }
+
+    /// A reply from the daemon (or the client's error) for a request this state sent.
+    pub fn on_reply(&mut self, purpose: Purpose, reply: Result<AdminReply, String>) {
+        match (purpose, reply) {
+            (Purpose::Dashboard, Ok(AdminReply::Dashboard(stats))) => self.dashboard.stats = Loading::Loaded(stats),
+            (Purpose::Dashboard, Err(e)) => self.dashboard.stats = Loading::Failed(e),
+            (Purpose::Index, Ok(AdminReply::UserIndex { users })) => {
+                self.users.index = Loading::Loaded(UserIndex::new(users));
+                self.users.refilter(None);
+            }
+            (Purpose::Index, Err(e)) => self.users.index = Loading::Failed(e),
+            (Purpose::Audit, Ok(AdminReply::Audit { events })) => self.audit.events = Loading::Loaded(events),
+            (Purpose::Audit, Err(e)) => self.audit.events = Loading::Failed(e),
+            (Purpose::User(name), reply) => {
+                let Some(detail) = self.user.as_mut().filter(|d| d.name == name) else { return };
+                match reply {
+                    Ok(AdminReply::User(view)) => {
+                        if let Some(index) = self.users.index.loaded_mut() {
+                            index.update(index_entry(&view));
+                        }
+                        detail.selected_device = detail.selected_device.min(view.devices.len().saturating_sub(1));
+                        detail.view = Loading::Loaded(view);
+                    }
+                    Ok(other) => detail.view = Loading::Failed(format!("unexpected answer {}", reply_name(&other))),
+                    Err(e) => detail.view = Loading::Failed(e),
+                }
+            }
+            (Purpose::Action(action), Ok(reply)) => self.action_done(&action, reply),
+            (Purpose::Action(action), Err(e)) => {
+                self.status = Some(Status::Error(format!("{}: {e}", action.user())));
+            }
+            (Purpose::ConfirmEnrollment { user }, reply) => {
+                let Some(enrollment) = self.enrollment.as_mut().filter(|e| e.user == user) else { return };
+                match reply {
+                    Ok(AdminReply::Confirmed(confirmed)) => {
+                        self.status = Some(Status::Info(format!("device {} is active", confirmed.device.id)));
+                        enrollment.confirmed = Some(confirmed);
+                    }
+                    Ok(other) => self.status = Some(Status::Error(format!("unexpected answer {}", reply_name(&other)))),
+                    Err(e) => {
+                        enrollment.code.clear();
+                        self.status = Some(Status::Error(e));
+                    }
+                }
+            }
+            (_, Ok(other)) => self.status = Some(Status::Error(format!("unexpected answer {}", reply_name(&other)))),
+        }
+    }
+
+    fn action_done(&mut self, action: &Action, reply: AdminReply) {
+        match reply {
+            AdminReply::Enrollment(answer) => {
+                self.enrollment = Some(Enrollment { user: action.user().to_owned(), answer, code: String::new(), confirmed: None });
+                self.screen = ScreenId::Enrollment;
+                self.status = None;
+                return;
+            }
+            AdminReply::Done { message } => self.status = Some(Status::Info(message)),
+            AdminReply::Device(device) => {
+                let what = match device.status {
+                    DeviceStatus::Blocked => "blocked",
+                    DeviceStatus::Active => "active",
+                    DeviceStatus::Pending => "pending",
+                };
+                self.status = Some(Status::Info(match action {
+                    Action::Unpair { .. } => format!("device {} unpaired", device.id),
+                    _ => format!("device {} is {what}", device.id),
+                }));
+            }
+            AdminReply::User(view) => {
+                self.status = Some(Status::Info(format!(
+                    "{} is {}",
+                    view.username,
+                    if view.enabled { "enabled" } else { "disabled" }
+                )));
+            }
+            other => self.status = Some(Status::Error(format!("unexpected answer {}", reply_name(&other)))),
+        }
+        self.refresh_user();
+    }
+}
+
+impl<T> Loading<T> {
+    pub fn loaded_mut(&mut self) -> Option<&mut T> {
+        match self {
+            Loading::Loaded(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+fn reply_name(reply: &AdminReply) -> String {
+    serde_json::to_value(reply)
+        .ok()
+        .and_then(|v| v.get("reply").and_then(|r| r.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}

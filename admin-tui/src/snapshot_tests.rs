@@ -1,0 +1,396 @@
+//! Every screen drawn into ratatui's `TestBackend` at 80x24, before and after key presses, compared with
+//! the snapshots in `src/snapshots/` (times and ids redacted). The replies are what the daemon would send;
+//! the state under test is the real one the console runs.
+
+use qrcode::{Color as QrColor, EcLevel, QrCode};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use ratatui::Terminal;
+use twofold_wire::admin::{
+    AdminReply, AdminRequest, AuditEvent, DashboardStats, OperatorIdentity, Role, UserIndexEntry, UserView,
+};
+use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
+use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
+
+use crate::app::{App, Mode, Purpose, ScreenId};
+
+const T0: i64 = 1_790_000_000;
+
+fn identity(role: Role) -> OperatorIdentity {
+    match role {
+        Role::MasterAdmin => OperatorIdentity { uid: 0, name: Some("root".into()), role, granted_by: "root".into() },
+        _ => OperatorIdentity { uid: 1001, name: Some("hd1".into()), role, granted_by: "group twofold-helpdesk".into() },
+    }
+}
+
+fn event(id: u64, action: &str, user: &str, outcome: &str, detail: &str) -> AuditEvent {
+    AuditEvent {
+        id,
+        time: T0 + i64::try_from(id).unwrap_or(0) * 60,
+        actor: if action == "verify" { "api:vpn".into() } else { "admin:uid=0".into() },
+        action: action.into(),
+        user: Some(user.into()),
+        outcome: outcome.into(),
+        detail: Some(detail.into()),
+    }
+}
+
+fn events() -> Vec<AuditEvent> {
+    vec![
+        event(1, "user_create", "alice", "ok", ""),
+        event(2, "totp_confirm", "alice", "ok", "device=d0123456789abcdef"),
+        event(3, "verify", "alice", "accept", "factor=totp device=d0123456789abcdef address=127.0.0.1"),
+        event(4, "verify", "bob", "reject", "reason=invalid_code failures=4 address=10.0.0.7"),
+        event(5, "device_block", "alice", "ok", "device=d0123456789abcdef"),
+    ]
+}
+
+fn stats() -> DashboardStats {
+    DashboardStats {
+        users: 100_000,
+        enrolled: 61_234,
+        enrollment_required: 812,
+        disabled: 97,
+        locked: 3,
+        devices_active: 64_001,
+        devices_blocked: 41,
+        devices_pending: 17,
+        api_keys: 2,
+        recent: events(),
+    }
+}
+
+fn entry(username: &str, display: &str, state: TwoFactorState, locked: bool) -> UserIndexEntry {
+    UserIndexEntry {
+        username: username.into(),
+        upn: Some(format!("{username}@corp.example")),
+        display_name: Some(display.into()),
+        email: Some(format!("{username}@example.com")),
+        enabled: username != "dave",
+        state,
+        locked,
+    }
+}
+
+fn index() -> Vec<UserIndexEntry> {
+    vec![
+        entry("alice", "Alice Smith", TwoFactorState::Enrolled, false),
+        entry("bob", "Bob Smith", TwoFactorState::Enrolled, true),
+        entry("carol", "Carol Jones", TwoFactorState::NotEnrolled, false),
+        entry("dave", "Dave Smithers", TwoFactorState::EnrollmentRequired, false),
+        entry("erin", "Erin Example", TwoFactorState::Enrolled, false),
+    ]
+}
+
+fn device(id: &str, label: &str, status: DeviceStatus, last_used: Option<i64>) -> DeviceInfo {
+    DeviceInfo { id: id.into(), kind: DeviceKind::Totp, label: label.into(), status, created: T0, last_used, destination: None }
+}
+
+/// Built from JSON as the daemon sends it, so fields that later features add (all optional) stay out.
+fn alice() -> UserView {
+    let view = serde_json::json!({
+        "id": "u00112233445566ff",
+        "username": "alice",
+        "upn": "alice@corp.example",
+        "display_name": "Alice Smith",
+        "email": "alice@example.com",
+        "mobile": "+41 79 123 45 67",
+        "voice": null,
+        "groups": ["vpn-users", "staff"],
+        "enabled": true,
+        "source": "local",
+        "state": "enrolled",
+        "devices": [
+            device("d0123456789abcdef", "work phone", DeviceStatus::Active, Some(T0 + 3600)),
+            device("dfedcba9876543210", "old phone", DeviceStatus::Active, None),
+        ],
+        "backup_codes_remaining": 9,
+        "failures": 4,
+        "locked": true,
+        "created": T0,
+    });
+    match serde_json::from_value(view) {
+        Ok(v) => v,
+        Err(e) => unreachable!("the test user does not parse: {e}"),
+    }
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+}
+
+fn draw(app: &App) -> TestBackend {
+    let mut terminal = match Terminal::new(TestBackend::new(80, 24)) {
+        Ok(t) => t,
+        Err(e) => unreachable!("a test backend cannot fail: {e}"),
+    };
+    if let Err(e) = terminal.draw(|f| f.render_widget(app, f.area())) {
+        unreachable!("a test backend cannot fail: {e}");
+    }
+    terminal.backend().clone()
+}
+
+macro_rules! snapshot {
+    ($name:expr, $app:expr) => {{
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(r"\d{4}-\d\d-\d\d \d\d:\d\d", "[date time]     ");
+        settings.add_filter(r"\d\d-\d\d \d\d:\d\d:\d\d", "[time]        ");
+        settings.add_filter(r"\b[ud][0-9a-f]{16}\b", "[id]             ");
+        settings.bind(|| insta::assert_snapshot!($name, draw($app)));
+    }};
+}
+
+/// The console after its first requests, with the outbox taken as the console loop would.
+fn started(role: Role) -> (App, Vec<(Purpose, AdminRequest)>) {
+    let mut app = App::new(identity(role), "/run/twofold/admin.sock".into());
+    let sent = std::mem::take(&mut app.outbox);
+    (app, sent)
+}
+
+fn loaded(role: Role) -> App {
+    let (mut app, _) = started(role);
+    app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
+    app.on_reply(Purpose::Index, Ok(AdminReply::UserIndex { users: index() }));
+    app
+}
+
+/// alice's screen, reached by searching and pressing Enter.
+fn on_alice(role: Role) -> App {
+    let mut app = loaded(role);
+    app.on_key(key(KeyCode::Tab));
+    type_text(&mut app, "alice");
+    app.on_key(key(KeyCode::Enter));
+    app.outbox.clear();
+    app.on_reply(Purpose::User("alice".into()), Ok(AdminReply::User(alice())));
+    app
+}
+
+#[test]
+fn dashboard_loading_then_loaded() {
+    let (mut app, sent) = started(Role::MasterAdmin);
+    assert_eq!(sent, vec![(Purpose::Dashboard, AdminRequest::Dashboard), (Purpose::Index, AdminRequest::UserIndex)]);
+    snapshot!("dashboard_loading", &app);
+    app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
+    snapshot!("dashboard", &app);
+}
+
+#[test]
+fn dashboard_says_when_the_daemon_fails() {
+    let (mut app, _) = started(Role::MasterAdmin);
+    app.on_reply(Purpose::Dashboard, Err("twofoldd closed the connection".into()));
+    snapshot!("dashboard_failed", &app);
+}
+
+#[test]
+fn users_search_narrows_as_keys_are_typed() {
+    let mut app = loaded(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.screen, ScreenId::Users);
+    snapshot!("users_all", &app);
+    type_text(&mut app, "smi");
+    snapshot!("users_smi", &app);
+    app.on_key(key(KeyCode::Down));
+    snapshot!("users_smi_second_selected", &app);
+    type_text(&mut app, "x");
+    snapshot!("users_no_match", &app);
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.users.query, "");
+    assert_eq!(app.users.matches.len(), 5);
+}
+
+#[test]
+fn enter_opens_the_selected_user() {
+    let mut app = loaded(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Tab));
+    type_text(&mut app, "smith");
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.screen, ScreenId::User);
+    assert_eq!(app.outbox, vec![(Purpose::User("bob".into()), AdminRequest::UserShow { user: "bob".into() })]);
+    snapshot!("user_loading", &app);
+}
+
+#[test]
+fn user_detail_shows_devices_and_lockout() {
+    let app = on_alice(Role::MasterAdmin);
+    snapshot!("user_alice", &app);
+}
+
+#[test]
+fn blocking_a_device_asks_first_then_sends_and_reports() {
+    let mut app = on_alice(Role::Helpdesk);
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Char('b')));
+    assert!(matches!(app.mode, Mode::Confirm(_)));
+    assert!(app.outbox.is_empty(), "nothing is sent before the confirmation");
+    snapshot!("user_block_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let block = AdminRequest::DeviceBlock { user: "alice".into(), device: "dfedcba9876543210".into() };
+    assert_eq!(app.outbox.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), vec![block]);
+    let (purpose, _) = app.outbox.remove(0);
+    app.on_reply(purpose, Ok(AdminReply::Device(device("dfedcba9876543210", "old phone", DeviceStatus::Blocked, None))));
+    // The user is read again to show the new state.
+    assert_eq!(app.outbox, vec![(Purpose::User("alice".into()), AdminRequest::UserShow { user: "alice".into() })]);
+    let mut view = alice();
+    view.devices[1].status = DeviceStatus::Blocked;
+    app.on_reply(Purpose::User("alice".into()), Ok(AdminReply::User(view)));
+    snapshot!("user_blocked", &app);
+}
+
+#[test]
+fn a_cancelled_action_sends_nothing() {
+    let mut app = on_alice(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Char('u')));
+    app.on_key(key(KeyCode::Char('n')));
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(app.outbox.is_empty());
+}
+
+#[test]
+fn helpdesk_sees_only_its_actions_and_is_told_the_role_needed() {
+    let mut app = on_alice(Role::Helpdesk);
+    snapshot!("user_alice_helpdesk", &app);
+    app.on_key(key(KeyCode::Char('n')));
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(app.outbox.is_empty());
+    snapshot!("user_unblock_refused_helpdesk", &app);
+}
+
+#[test]
+fn the_daemons_refusal_is_shown() {
+    let mut app = on_alice(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Char('d')));
+    app.on_key(key(KeyCode::Enter));
+    let (purpose, _) = app.outbox.remove(0);
+    app.on_reply(purpose, Err("unpair devices needs the admin role; uid 1001 is helpdesk (forbidden)".into()));
+    snapshot!("user_unpair_refused_by_daemon", &app);
+}
+
+fn enrollment() -> EnrollAnswer {
+    EnrollAnswer {
+        device: device("d00000000000000aa", "Authenticator", DeviceStatus::Pending, None),
+        otpauth_uri: "otpauth://totp/Twofold:alice%40corp.example?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Twofold".into(),
+        secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+        qr_png_base64: String::new(),
+        qr_svg: String::new(),
+    }
+}
+
+fn enrolling() -> App {
+    let mut app = on_alice(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Char('e')));
+    snapshot!("user_enroll_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(request, AdminRequest::TotpEnroll { user: "alice".into(), label: None, algorithm: None, digits: None });
+    app.on_reply(purpose, Ok(AdminReply::Enrollment(enrollment())));
+    app
+}
+
+#[test]
+fn enrollment_draws_the_qr_code_and_confirms_with_a_code() {
+    let mut app = enrolling();
+    assert_eq!(app.screen, ScreenId::Enrollment);
+    snapshot!("enroll_qr", &app);
+    type_text(&mut app, "12a34");
+    assert_eq!(app.enrollment.as_ref().map(|e| e.code.as_str()), Some("1234"), "only digits are typed");
+    type_text(&mut app, "56");
+    app.on_key(key(KeyCode::Enter));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(
+        request,
+        AdminRequest::TotpConfirm { user: "alice".into(), device: "d00000000000000aa".into(), code: "123456".into() }
+    );
+    app.on_reply(purpose.clone(), Err("the code does not match: check the authenticator's clock and try the next code (invalid_request)".into()));
+    snapshot!("enroll_wrong_code", &app);
+    type_text(&mut app, "654321");
+    app.on_key(key(KeyCode::Enter));
+    let (purpose, _) = app.outbox.remove(0);
+    let backup_codes = (0..10).map(|i| format!("{i}{i}{i}{i}{i}-{i}{i}{i}{i}{i}")).collect();
+    let confirmed = ConfirmAnswer {
+        device: device("d00000000000000aa", "Authenticator", DeviceStatus::Active, Some(T0)),
+        backup_codes: Some(backup_codes),
+    };
+    app.on_reply(purpose, Ok(AdminReply::Confirmed(confirmed)));
+    snapshot!("enroll_confirmed", &app);
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.screen, ScreenId::User);
+}
+
+/// The drawn code is the QR code of the URI: reading the half blocks back gives the same modules.
+#[test]
+fn the_drawn_qr_code_has_the_uris_modules() {
+    let app = enrolling();
+    let backend = draw(&app);
+    let buffer = backend.buffer();
+    let code = match QrCode::with_error_correction_level(enrollment().otpauth_uri.as_bytes(), EcLevel::L) {
+        Ok(c) => c,
+        Err(e) => unreachable!("{e}"),
+    };
+    let width = code.width();
+    let colors = code.to_colors();
+    // The code starts after a one-line, two-column light margin.
+    let (x0, y0) = (2u16, 1u16);
+    for y in 0..width {
+        for x in 0..width {
+            let cell = &buffer[(x0 + u16::try_from(x).unwrap_or(0), y0 + u16::try_from(y / 2).unwrap_or(0))];
+            assert_eq!((cell.fg, cell.bg), (Color::Black, Color::White), "dark on light at {x},{y}");
+            let (top, bottom) = match cell.symbol() {
+                "█" => (true, true),
+                "▀" => (true, false),
+                "▄" => (false, true),
+                " " => (false, false),
+                other => unreachable!("unexpected symbol {other:?}"),
+            };
+            let dark = if y % 2 == 0 { top } else { bottom };
+            assert_eq!(dark, colors[y * width + x] == QrColor::Dark, "module {x},{y}");
+        }
+    }
+}
+
+#[test]
+fn audit_filter_is_typed_and_sent() {
+    let mut app = loaded(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Tab));
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.screen, ScreenId::Audit);
+    let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
+    assert_eq!(request, AdminRequest::AuditSearch { filter: Default::default() });
+    app.on_reply(purpose, Ok(AdminReply::Audit { events: events() }));
+    snapshot!("audit_all", &app);
+    app.on_key(key(KeyCode::Char('/')));
+    type_text(&mut app, "user:alice action:verify 127.0");
+    snapshot!("audit_filter_editing", &app);
+    app.on_key(key(KeyCode::Enter));
+    let (purpose, request) = app.outbox.remove(0);
+    let AdminRequest::AuditSearch { filter } = request else { unreachable!("{request:?}") };
+    assert_eq!(
+        (filter.user.as_deref(), filter.action.as_deref(), filter.text.as_deref()),
+        (Some("alice"), Some("verify"), Some("127.0"))
+    );
+    app.on_reply(purpose, Ok(AdminReply::Audit { events: events().into_iter().filter(|e| filter.matches(e)).collect() }));
+    snapshot!("audit_filtered", &app);
+}
+
+#[test]
+fn help_lists_the_keys_and_the_role_table() {
+    let mut app = loaded(Role::Helpdesk);
+    app.on_key(key(KeyCode::Char('?')));
+    snapshot!("help_helpdesk", &app);
+    app.on_key(key(KeyCode::Char('x')));
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn ctrl_c_quits_from_any_screen() {
+    let mut app = on_alice(Role::MasterAdmin);
+    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(app.quit);
+}

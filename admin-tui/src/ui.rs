@@ -1,0 +1,531 @@
+//! Drawing: every screen is a widget over its state; `App` draws the header, the active screen, the
+//! status and key lines, and the dialogs. Laid out for 80x24 and up.
+
+use qrcode::render::unicode::Dense1x2;
+use qrcode::{EcLevel, QrCode};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Widget, Wrap};
+use twofold_wire::admin::{Permission, Role, UserView};
+use twofold_wire::{DeviceKind, DeviceStatus, TwoFactorState};
+
+use crate::app::{App, Audit, Dashboard, Enrollment, Loading, Mode, ScreenId, Status, UserDetail, Users};
+
+/// `2026-11-22 17:44` in UTC (the console says so in its header), or the number if out of range.
+pub fn time(t: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(t).ok().and_then(|t| t.format(&format).ok()).unwrap_or_else(|| t.to_string())
+}
+
+fn short_time(t: i64) -> String {
+    let format = time::macros::format_description!("[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(t).ok().and_then(|t| t.format(&format).ok()).unwrap_or_else(|| t.to_string())
+}
+
+fn state_name(state: TwoFactorState) -> &'static str {
+    match state {
+        TwoFactorState::Enrolled => "enrolled",
+        TwoFactorState::EnrollmentRequired => "must enroll",
+        TwoFactorState::NotEnrolled => "not enrolled",
+    }
+}
+
+fn device_status(status: DeviceStatus) -> &'static str {
+    match status {
+        DeviceStatus::Active => "active",
+        DeviceStatus::Blocked => "BLOCKED",
+        DeviceStatus::Pending => "pending",
+    }
+}
+
+fn device_kind(kind: DeviceKind) -> &'static str {
+    match kind {
+        DeviceKind::Totp => "totp",
+        DeviceKind::Sms => "sms",
+        DeviceKind::Voice => "voice",
+        DeviceKind::Email => "email",
+    }
+}
+
+fn loading_line<T>(what: &str, state: &Loading<T>) -> Option<Line<'static>> {
+    match state {
+        Loading::Idle | Loading::Loading => Some(Line::from(format!("loading {what}…")).italic()),
+        Loading::Failed(e) => Some(Line::from(format!("{what}: {e}")).red()),
+        Loading::Loaded(_) => None,
+    }
+}
+
+fn selected() -> Style {
+    Style::new().add_modifier(Modifier::REVERSED)
+}
+
+fn label(text: &str) -> Span<'static> {
+    Span::styled(format!("{text:<9}"), Style::new().add_modifier(Modifier::BOLD))
+}
+
+fn opt(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "-".to_owned())
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".to_owned();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+impl Widget for &Dashboard {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if let Some(line) = loading_line("dashboard", &self.stats) {
+            line.render(area, buf);
+            return;
+        }
+        let Loading::Loaded(stats) = &self.stats else { return };
+        let [top, recent] = Layout::vertical([Constraint::Length(7), Constraint::Min(0)]).areas(area);
+        let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+        let row = |name: &str, value: String| Line::from(vec![Span::raw(format!("{name:<22}")), Span::raw(value).bold()]);
+        Paragraph::new(vec![
+            row("Users", stats.users.to_string()),
+            row("Enrolled", format!("{} ({})", stats.enrolled, percent(stats.enrolled, stats.users))),
+            row("Must enroll", stats.enrollment_required.to_string()),
+            row("Locked", stats.locked.to_string()),
+            row("Disabled", stats.disabled.to_string()),
+        ])
+        .block(Block::bordered().title(" Users "))
+        .render(left, buf);
+        Paragraph::new(vec![
+            row("Active devices", stats.devices_active.to_string()),
+            row("Blocked devices", stats.devices_blocked.to_string()),
+            row("Pending enrollments", stats.devices_pending.to_string()),
+            row("API keys", stats.api_keys.to_string()),
+        ])
+        .block(Block::bordered().title(" Devices and keys "))
+        .render(right, buf);
+        let rows = stats.recent.iter().rev().map(|e| {
+            Row::new(vec![
+                short_time(e.time),
+                e.actor.clone(),
+                e.action.clone(),
+                e.user.clone().unwrap_or_default(),
+                e.outcome.clone(),
+            ])
+        });
+        Table::new(rows, [Constraint::Length(14), Constraint::Length(14), Constraint::Length(18), Constraint::Fill(1), Constraint::Length(10)])
+            .header(Row::new(["Time", "Actor", "Action", "User", "Outcome"]).bold())
+            .block(Block::bordered().title(" Recent audit events (newest first) "))
+            .render(recent, buf);
+    }
+}
+
+impl Users {
+    /// First row shown: the list turns a page at a time, so drawing needs no scroll state.
+    fn offset(&self, height: usize) -> usize {
+        if height == 0 {
+            return 0;
+        }
+        self.selected - self.selected % height
+    }
+}
+
+impl Widget for &Users {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let [search, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        let total = self.index.loaded().map_or(0, |i| i.len());
+        let count = format!("{} of {total} users", self.matches.len());
+        let [query_area, count_area] =
+            Layout::horizontal([Constraint::Min(0), Constraint::Length(u16::try_from(count.len()).unwrap_or(20))]).areas(search);
+        Line::from(vec![Span::raw("Search: ").bold(), Span::raw(self.query.clone()), Span::raw("█").slow_blink()]).render(query_area, buf);
+        Line::from(count).render(count_area, buf);
+        if let Some(line) = loading_line("users", &self.index) {
+            line.render(list, buf);
+            return;
+        }
+        let Loading::Loaded(index) = &self.index else { return };
+        let height = usize::from(list.height.saturating_sub(1));
+        let offset = self.offset(height);
+        let rows = self.matches.iter().enumerate().skip(offset).take(height).filter_map(|(n, &i)| {
+            let e = index.get(i)?;
+            let mut flags = Vec::new();
+            if !e.enabled {
+                flags.push("disabled");
+            }
+            if e.locked {
+                flags.push("LOCKED");
+            }
+            let row = Row::new(vec![
+                Cell::from(e.username.clone()),
+                Cell::from(e.display_name.clone().unwrap_or_default()),
+                Cell::from(state_name(e.state)),
+                Cell::from(flags.join(" ")),
+            ]);
+            Some(if n == self.selected { row.style(selected()) } else { row })
+        });
+        Table::new(rows, [Constraint::Length(22), Constraint::Fill(1), Constraint::Length(12), Constraint::Length(15)])
+            .header(Row::new(["User", "Name", "2FA", "State"]).bold())
+            .render(list, buf);
+        if self.matches.is_empty() {
+            let below = Rect { y: list.y.saturating_add(1), height: list.height.saturating_sub(1), ..list };
+            Line::from("no user matches").italic().render(below, buf);
+        }
+    }
+}
+
+fn user_lines(view: &UserView) -> Vec<Line<'static>> {
+    let mut lockout = format!("{} failures", view.failures);
+    if view.locked {
+        lockout.push_str(" · LOCKED");
+    }
+    vec![
+        Line::from(vec![
+            Span::raw(view.username.clone()).bold(),
+            Span::raw(format!("  {}", view.display_name.clone().unwrap_or_default())),
+            Span::raw(format!("   source {} · {}", view.source, if view.enabled { "enabled" } else { "DISABLED" })),
+        ]),
+        Line::from(vec![label("UPN"), Span::raw(opt(&view.upn))]),
+        Line::from(vec![label("Email"), Span::raw(opt(&view.email))]),
+        Line::from(vec![label("Mobile"), Span::raw(format!("{:<24}", opt(&view.mobile))), label("Voice"), Span::raw(opt(&view.voice))]),
+        Line::from(vec![label("Groups"), Span::raw(if view.groups.is_empty() { "-".to_owned() } else { view.groups.join(", ") })]),
+        Line::from(vec![
+            label("2FA"),
+            Span::raw(format!("{} · {} backup codes left", state_name(view.state), view.backup_codes_remaining)),
+        ]),
+        Line::from(vec![label("Lockout"), if view.locked { Span::raw(lockout).red().bold() } else { Span::raw(lockout) }]),
+        Line::from(vec![label("Created"), Span::raw(time(view.created))]),
+    ]
+}
+
+impl Widget for &UserDetail {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if let Some(line) = loading_line(&self.name, &self.view) {
+            line.render(area, buf);
+            return;
+        }
+        let Loading::Loaded(view) = &self.view else { return };
+        let lines = user_lines(view);
+        let [facts, devices] =
+            Layout::vertical([Constraint::Length(u16::try_from(lines.len()).unwrap_or(8)), Constraint::Min(0)]).areas(area);
+        Paragraph::new(lines).render(facts, buf);
+        let rows = view.devices.iter().enumerate().map(|(n, d)| {
+            let status = Cell::from(device_status(d.status));
+            let row = Row::new(vec![
+                Cell::from(d.label.clone()),
+                Cell::from(device_kind(d.kind)),
+                if d.status == DeviceStatus::Blocked { status.red() } else { status },
+                Cell::from(time(d.created).chars().take(10).collect::<String>()),
+                Cell::from(d.last_used.map_or_else(|| "never".to_owned(), time)),
+                Cell::from(d.id.clone()),
+            ]);
+            if n == self.selected_device { row.style(selected()) } else { row }
+        });
+        let title = format!(" Devices ({}) ↑↓ select ", view.devices.len());
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Length(14),
+                Constraint::Length(5),
+                Constraint::Length(8),
+                Constraint::Length(10),
+                Constraint::Length(16),
+                Constraint::Fill(1),
+            ],
+        )
+        .header(Row::new(["Label", "Kind", "Status", "Created", "Last used", "Id"]).bold())
+        .block(Block::bordered().title(title));
+        table.render(devices, buf);
+        if view.devices.is_empty() {
+            let inner = Rect { x: devices.x + 2, y: devices.y + 2, width: devices.width.saturating_sub(4), height: 1 };
+            if devices.height > 3 {
+                Line::from("no devices").italic().render(inner, buf);
+            }
+        }
+    }
+}
+
+/// The QR code in unicode half blocks (two modules per character row), dark on light whatever the
+/// terminal's colours, with a two-module light margin.
+pub fn qr_lines(uri: &str) -> Option<Vec<String>> {
+    let code = QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::L).ok()?;
+    let body = code.render::<Dense1x2>().dark_color(Dense1x2::Dark).light_color(Dense1x2::Light).quiet_zone(false).build();
+    let width = body.lines().next().map_or(0, |l| l.chars().count());
+    let blank = " ".repeat(width + 4);
+    let mut lines = vec![blank.clone()];
+    lines.extend(body.lines().map(|l| format!("  {l}  ")));
+    lines.push(blank);
+    Some(lines)
+}
+
+fn grouped(secret: &str) -> String {
+    secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+}
+
+impl Enrollment {
+    /// Where the QR code and the text go; no QR area when the code does not fit.
+    fn areas(&self, area: Rect) -> (Vec<String>, Rect, Rect) {
+        let qr = qr_lines(&self.answer.otpauth_uri).unwrap_or_default();
+        let qr_width = qr.first().map_or(0, |l| l.chars().count());
+        let fits = qr.len() <= usize::from(area.height) && qr_width + 30 <= usize::from(area.width);
+        let qr_cols = if fits { u16::try_from(qr_width).unwrap_or(0) } else { 0 };
+        let [qr_area, _, text_area] =
+            Layout::horizontal([Constraint::Length(qr_cols), Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        (if fits { qr } else { Vec::new() }, qr_area, text_area)
+    }
+}
+
+impl Widget for &Enrollment {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let (qr, qr_area, text_area) = self.areas(area);
+        let fits = !qr.is_empty();
+        if fits {
+            let style = Style::new().fg(Color::Black).bg(Color::White);
+            for (n, line) in qr.iter().enumerate() {
+                let y = qr_area.y + u16::try_from(n).unwrap_or(0);
+                buf.set_string(qr_area.x, y, line, style);
+            }
+        }
+        let mut text = vec![
+            Line::from(format!("Enroll an authenticator for {}", self.user)).bold(),
+            Line::from(""),
+        ];
+        if fits {
+            text.push(Line::from("Scan the code with the app, or type"));
+            text.push(Line::from("the secret in by hand:"));
+        } else {
+            text.push(Line::from("The window is too small for the QR code:").yellow());
+            text.push(Line::from("enlarge it, or type the secret in by hand:"));
+        }
+        text.extend([
+            Line::from(grouped(&self.answer.secret)).bold(),
+            Line::from(""),
+            Line::from(vec![Span::raw("Device  "), Span::raw(self.answer.device.id.clone())]),
+            Line::from(""),
+        ]);
+        match &self.confirmed {
+            None => {
+                text.push(Line::from("Then type the code the app shows:"));
+                text.push(Line::from(vec![Span::raw("Code  ").bold(), Span::raw(self.code.clone()), Span::raw("█").slow_blink()]));
+            }
+            Some(confirmed) => {
+                text.push(Line::from("The authenticator is active.").green().bold());
+                if let Some(codes) = &confirmed.backup_codes {
+                    text.push(Line::from("Backup codes (shown once, each works once):"));
+                    for pair in codes.chunks(2) {
+                        text.push(Line::from(format!("  {}", pair.join("   "))));
+                    }
+                }
+            }
+        }
+        Paragraph::new(text).wrap(Wrap { trim: false }).render(text_area, buf);
+    }
+}
+
+impl Widget for &Audit {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let [filter, list, detail] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+        Line::from(vec![
+            Span::raw("Filter: ").bold(),
+            Span::raw(if self.filter.is_empty() { "(none)".to_owned() } else { self.filter.clone() }),
+        ])
+        .render(filter, buf);
+        if let Some(line) = loading_line("audit log", &self.events) {
+            line.render(list, buf);
+            return;
+        }
+        let Loading::Loaded(events) = &self.events else { return };
+        let height = usize::from(list.height.saturating_sub(1));
+        let end = events.len().saturating_sub(self.scroll);
+        let start = end.saturating_sub(height);
+        let selected_index = end.checked_sub(1);
+        let rows = events[start..end].iter().enumerate().map(|(n, e)| {
+            let row = Row::new(vec![
+                short_time(e.time),
+                e.actor.clone(),
+                e.action.clone(),
+                e.user.clone().unwrap_or_default(),
+                e.outcome.clone(),
+                e.detail.clone().unwrap_or_default(),
+            ]);
+            if Some(start + n) == selected_index { row.style(selected()) } else { row }
+        });
+        Table::new(
+            rows,
+            [
+                Constraint::Length(14),
+                Constraint::Length(13),
+                Constraint::Length(16),
+                Constraint::Length(12),
+                Constraint::Length(9),
+                Constraint::Fill(1),
+            ],
+        )
+        .header(Row::new(["Time", "Actor", "Action", "User", "Outcome", "Detail"]).bold())
+        .render(list, buf);
+        if events.is_empty() {
+            let below = Rect { y: list.y.saturating_add(1), height: list.height.saturating_sub(1), ..list };
+            Line::from("no event matches").italic().render(below, buf);
+        }
+        if let Some(e) = selected_index.and_then(|i| events.get(i)) {
+            Line::from(format!("#{} {}", e.id, e.detail.clone().unwrap_or_default())).dim().render(detail, buf);
+        }
+    }
+}
+
+fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
+    match (&app.mode, app.screen) {
+        (Mode::Help, _) => vec![("any key", "close help")],
+        (Mode::Confirm(_), _) => vec![("y", "confirm"), ("n", "cancel")],
+        (Mode::AuditFilter, _) => vec![("user: action: actor: outcome: text", ""), ("Enter", "apply"), ("Esc", "done")],
+        (Mode::Normal, ScreenId::Dashboard) => {
+            vec![("Tab", "next"), ("u", "users"), ("a", "audit"), ("r", "refresh"), ("?", "help"), ("q", "quit")]
+        }
+        (Mode::Normal, ScreenId::Users) => vec![
+            ("type", "search"),
+            ("↑↓ PgUp PgDn", "move"),
+            ("Enter", "open"),
+            ("Esc", "clear/back"),
+            ("F5", "reload"),
+            ("Tab", "next"),
+            ("?", "help"),
+        ],
+        (Mode::Normal, ScreenId::User) => {
+            let mut keys = Vec::new();
+            for (key, what, permission) in [
+                ("u", "unlock", Permission::Unlock),
+                ("b", "block", Permission::BlockDevice),
+                ("n", "unblock", Permission::UnblockDevice),
+                ("d", "unpair", Permission::UnpairDevice),
+                ("e", "enroll", Permission::EnrollAuthenticator),
+                ("x", if user_enabled(app) { "disable" } else { "enable" }, Permission::ManageUsers),
+            ] {
+                if app.may(permission) {
+                    keys.push((key, what));
+                }
+            }
+            keys.extend([("Esc", "back"), ("?", "help")]);
+            keys
+        }
+        (Mode::Normal, ScreenId::Enrollment) => vec![("digits", "code"), ("Enter", "confirm"), ("Esc", "back to user")],
+        (Mode::Normal, ScreenId::Audit) => {
+            vec![("/", "filter"), ("c", "clear"), ("↑↓ PgUp PgDn", "scroll"), ("r", "refresh"), ("Esc", "back"), ("?", "help")]
+        }
+    }
+}
+
+fn user_enabled(app: &App) -> bool {
+    app.user.as_ref().and_then(|d| d.view.loaded()).is_none_or(|v| v.enabled)
+}
+
+fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (key, what) in hints {
+        spans.push(Span::raw(format!(" {key}")).bold().fg(Color::Cyan));
+        if !what.is_empty() {
+            spans.push(Span::raw(format!(" {what}")));
+        }
+    }
+    Line::from(spans)
+}
+
+fn header(app: &App) -> Line<'static> {
+    let mut spans = vec![Span::raw(" Twofold ").bold().reversed(), Span::raw(" ")];
+    for (screen, name) in [(ScreenId::Dashboard, "Dashboard"), (ScreenId::Users, "Users"), (ScreenId::Audit, "Audit")] {
+        let active = app.screen == screen || (screen == ScreenId::Users && matches!(app.screen, ScreenId::User | ScreenId::Enrollment));
+        let span = Span::raw(format!(" {name} "));
+        spans.push(if active { span.bold().underlined() } else { span });
+    }
+    let who = app.identity.name.clone().unwrap_or_else(|| format!("uid {}", app.identity.uid));
+    spans.push(Span::raw(format!("  {who} · {} · UTC", app.identity.role.name())).dim());
+    Line::from(spans)
+}
+
+fn help(app: &App) -> Text<'static> {
+    let mut lines = vec![
+        Line::from("Keys").bold(),
+        Line::from("  Tab next screen · ? help · Ctrl-C quit · keys for the screen are on the bottom line"),
+        Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
+        Line::from("  User: ↑↓ picks a device; each action asks y/n before it is done"),
+        Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
+        Line::from(""),
+        Line::from(format!("You are {} ({}).", app.identity.role.name(), app.identity.granted_by)).bold(),
+    ];
+    for role in Role::ALL {
+        let what: Vec<&str> = Permission::ALL.iter().filter(|p| p.role() == role).map(|p| p.describe()).collect();
+        let mark = if app.identity.role >= role { "✓" } else { "✗" };
+        lines.push(Line::from(vec![
+            Span::raw(format!("{mark} {}: ", role.name())).bold(),
+            Span::raw(what.join(", ")),
+        ]));
+    }
+    Text::from(lines)
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let [top, body, status, keys] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(0),
+            Constraint::Length(1),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        let status_line = match &self.status {
+            Some(Status::Info(m)) => Line::from(m.clone()).green(),
+            Some(Status::Error(m)) => Line::from(m.clone()).red().bold(),
+            None => Line::from(""),
+        };
+        match self.screen {
+            ScreenId::Enrollment => {
+                // The QR code needs the height: this screen has no header, and its status goes beside
+                // the code.
+                let full = Rect { height: area.height.saturating_sub(1), ..area };
+                if let Some(enrollment) = &self.enrollment {
+                    enrollment.render(full, buf);
+                    let (_, _, text_area) = enrollment.areas(full);
+                    let row = Rect { y: full.bottom().saturating_sub(1), height: 1, ..text_area };
+                    status_line.render(row, buf);
+                }
+            }
+            screen => {
+                status_line.render(status, buf);
+                header(self).render(top, buf);
+                match screen {
+                    ScreenId::Dashboard => self.dashboard.render(body, buf),
+                    ScreenId::Users => self.users.render(body, buf),
+                    ScreenId::User => {
+                        if let Some(detail) = &self.user {
+                            detail.render(body, buf);
+                        }
+                    }
+                    ScreenId::Audit => self.audit.render(body, buf),
+                    ScreenId::Enrollment => {}
+                }
+            }
+        }
+        hint_line(&key_hints(self)).render(keys, buf);
+        match &self.mode {
+            Mode::Confirm(action) => {
+                let dialog = body.centered(Constraint::Max(72), Constraint::Length(5));
+                Clear.render(dialog, buf);
+                Paragraph::new(vec![Line::from(action.question()), Line::from(""), hint_line(&[("y", "confirm"), ("n", "cancel")])])
+                    .wrap(Wrap { trim: true })
+                    .block(Block::bordered().title(" Confirm ").yellow())
+                    .render(dialog, buf);
+            }
+            Mode::Help => {
+                let dialog = body.centered(Constraint::Max(78), Constraint::Max(20));
+                Clear.render(dialog, buf);
+                Paragraph::new(help(self)).wrap(Wrap { trim: false }).block(Block::bordered().title(" Help ")).render(dialog, buf);
+            }
+            Mode::AuditFilter => {
+                // The cursor sits after the filter text while it is edited.
+                let x = body.x + 8 + u16::try_from(self.audit.filter.chars().count()).unwrap_or(0);
+                if x < body.right() {
+                    buf.set_string(x, body.y, "█", Style::new());
+                }
+            }
+            Mode::Normal => {}
+        }
+    }
+}

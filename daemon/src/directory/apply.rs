@@ -1,0 +1,181 @@
+//! Applying what the directory says to the store, one user at a time, under the user's lock.
+
+use std::collections::HashSet;
+
+use super::entry::DirectoryEntry;
+use crate::error::{Error, Result};
+use crate::service::{user_key, Actor, Service};
+use crate::store::records::{DirectoryLink, UserRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Added,
+    Changed,
+    /// Changed, and newly disabled in the directory.
+    Disabled,
+    Unchanged,
+}
+
+impl Service {
+    /// Creates or updates the user with this entry's GUID. A name taken by another user is a `Conflict`.
+    pub(crate) async fn apply_entry(&self, domain: &str, entry: DirectoryEntry) -> Result<Applied> {
+        let Some(found) = self.store().user_by_guid(domain, &entry.guid)? else {
+            let user = UserRecord {
+                id: crate::service::new_user_id(),
+                username: entry.username,
+                upn: entry.upn,
+                display_name: entry.display_name,
+                email: entry.email,
+                mobile: entry.mobile,
+                voice: entry.voice,
+                groups: entry.groups,
+                enabled: true,
+                source: format!("ad:{domain}"),
+                enrollment_required: false,
+                created: self.now(),
+                devices: Vec::new(),
+                backup_codes: None,
+                directory: Some(DirectoryLink {
+                    domain: domain.to_owned(),
+                    guid: entry.guid,
+                    dn: entry.dn,
+                    account_disabled: entry.disabled,
+                    removed_at: None,
+                }),
+                mobile_override: None,
+                voice_override: None,
+            };
+            self.store().insert_user(&user)?;
+            self.audit(&Actor::Daemon, "directory_add", Some(&user.username), "ok", Some(format!("domain={domain}")))?;
+            return Ok(Applied::Added);
+        };
+        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let before = self.store().user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let mut user = before.clone();
+        user.username = entry.username;
+        user.upn = entry.upn;
+        user.display_name = entry.display_name;
+        user.email = entry.email;
+        user.mobile = entry.mobile;
+        user.voice = entry.voice;
+        user.groups = entry.groups;
+        let was_disabled = before.directory.as_ref().is_some_and(|d| d.account_disabled);
+        user.directory = Some(DirectoryLink {
+            domain: domain.to_owned(),
+            guid: entry.guid,
+            dn: entry.dn,
+            account_disabled: entry.disabled,
+            // Seen again (restored from the recycle bin, or back in scope).
+            removed_at: None,
+        });
+        if user == before {
+            return Ok(Applied::Unchanged);
+        }
+        self.store().replace_user(Some(&before), &user)?;
+        let changed = changed_fields(&before, &user);
+        let newly_disabled = entry.disabled && !was_disabled;
+        let action = if newly_disabled { "directory_disable" } else { "directory_update" };
+        self.audit(&Actor::Daemon, action, Some(&user.username), "ok", Some(format!("domain={domain} changed={changed}")))?;
+        Ok(if newly_disabled { Applied::Disabled } else { Applied::Changed })
+    }
+
+    /// Marks a synced user removed and revokes their devices. False if already removed.
+    pub(crate) async fn mark_removed(&self, id: &str, why: &str) -> Result<bool> {
+        let _guard = self.lock_user(&user_key(id)).await;
+        let Some(mut user) = self.store().user(id)? else { return Ok(false) };
+        let Some(link) = user.directory.as_mut() else { return Ok(false) };
+        if link.removed_at.is_some() {
+            return Ok(false);
+        }
+        link.removed_at = Some(self.now());
+        let revoked = user.devices.len();
+        user.devices.clear();
+        user.backup_codes = None;
+        self.store().put_user(&user)?;
+        self.audit(
+            &Actor::Daemon,
+            "directory_remove",
+            Some(&user.username),
+            "ok",
+            Some(format!("reason={why} devices_revoked={revoked}")),
+        )?;
+        Ok(true)
+    }
+
+    /// Brings every user of the domain in line with one group's current `member` list. Returns how many
+    /// users changed.
+    pub(crate) async fn apply_group(&self, domain: &str, group_dn: &str, members: &[String]) -> Result<u64> {
+        let members: HashSet<String> = members.iter().map(|m| m.to_lowercase()).collect();
+        let group_lower = group_dn.to_lowercase();
+        let mut changed = 0;
+        for (_, id) in self.store().domain_guids(domain)? {
+            let Some(user) = self.store().user(&id)? else { continue };
+            let Some(dn) = user.directory.as_ref().map(|d| d.dn.to_lowercase()) else { continue };
+            let is_member = members.contains(&dn);
+            let listed = user.groups.iter().any(|g| g.to_lowercase() == group_lower);
+            if is_member == listed {
+                continue;
+            }
+            let _guard = self.lock_user(&user_key(&id)).await;
+            let Some(mut user) = self.store().user(&id)? else { continue };
+            user.groups.retain(|g| g.to_lowercase() != group_lower);
+            if is_member {
+                user.groups.push(group_dn.to_owned());
+                user.groups.sort();
+            }
+            self.store().put_user(&user)?;
+            self.audit(
+                &Actor::Daemon,
+                "directory_group",
+                Some(&user.username),
+                "ok",
+                Some(format!("{} group={group_dn}", if is_member { "added_to" } else { "removed_from" })),
+            )?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
+
+    /// Deletes users removed from the directory longer ago than the retention. Returns how many.
+    pub(crate) async fn purge_removed(&self, domain: &str, retention_days: u32) -> Result<u64> {
+        let cutoff = self.now() - i64::from(retention_days) * 86_400;
+        let mut purged = 0;
+        for (_, id) in self.store().domain_guids(domain)? {
+            let _guard = self.lock_user(&user_key(&id)).await;
+            let Some(user) = self.store().user(&id)? else { continue };
+            if user.directory.as_ref().and_then(|d| d.removed_at).is_some_and(|t| t <= cutoff) {
+                self.store().delete_user(&user)?;
+                self.store().clear_failure_count(&user_key(&id))?;
+                self.audit(&Actor::Daemon, "directory_purge", Some(&user.username), "ok", Some(format!("domain={domain}")))?;
+                purged += 1;
+            }
+        }
+        if purged > 0 {
+            self.store().commit().await?;
+        }
+        Ok(purged)
+    }
+}
+
+/// Names of the fields that differ, for the audit log (values are not secrets, but names suffice).
+fn changed_fields(a: &UserRecord, b: &UserRecord) -> String {
+    let mut out = Vec::new();
+    let link = |u: &UserRecord| u.directory.clone();
+    for (name, differs) in [
+        ("username", a.username != b.username),
+        ("upn", a.upn != b.upn),
+        ("display_name", a.display_name != b.display_name),
+        ("email", a.email != b.email),
+        ("mobile", a.mobile != b.mobile),
+        ("voice", a.voice != b.voice),
+        ("groups", a.groups != b.groups),
+        ("dn", link(a).map(|l| l.dn) != link(b).map(|l| l.dn)),
+        ("disabled", link(a).map(|l| l.account_disabled) != link(b).map(|l| l.account_disabled)),
+        ("restored", link(a).and_then(|l| l.removed_at).is_some()),
+    ] {
+        if differs {
+            out.push(name);
+        }
+    }
+    out.join(",")
+}

@@ -1,0 +1,172 @@
+//! The LDAP side: connecting to a domain controller over TLS, binding, reading the rootDSE, paged searches.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::controls::{Control, ControlType, PagedResults, RawControl};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+
+use crate::config::DirectoryConfig;
+
+/// Returns the DC's deleted objects along with live ones (needed to see deletions incrementally).
+pub const SHOW_DELETED_OID: &str = "1.2.840.113556.1.4.417";
+const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+pub type LdapResult<T> = std::result::Result<T, String>;
+
+pub struct Connection {
+    ldap: Ldap,
+    pub url: String,
+    timeout: Duration,
+}
+
+/// Facts from the rootDSE.
+pub struct RootDse {
+    pub highest_usn: u64,
+    pub naming_context: String,
+    /// Identifies the DC: USNs are per DC, so a cursor only holds on the DC that issued it.
+    pub server: String,
+}
+
+fn read_password(cfg: &DirectoryConfig) -> LdapResult<String> {
+    let path = match (&cfg.bind_password_file, &cfg.bind_password_credential) {
+        (Some(file), _) => file.clone(),
+        (None, Some(name)) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .ok_or_else(|| format!("credential {name}: CREDENTIALS_DIRECTORY is not set (not started by systemd?)"))?;
+            Path::new(&dir).join(name)
+        }
+        (None, None) => return Err("no bind password configured".into()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("bind password {}: {e}", path.display()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn tls_config(cfg: &DirectoryConfig) -> LdapResult<Arc<rustls::ClientConfig>> {
+    let path = cfg.ca_file.clone().unwrap_or_else(|| SYSTEM_CA_FILE.into());
+    let pem = std::fs::read(&path).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("CA file {}: no certificate found", path.display()));
+    }
+    Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
+}
+
+/// Connects and binds to the first domain controller that answers; errors name each one tried.
+pub async fn connect(cfg: &DirectoryConfig) -> LdapResult<Connection> {
+    let password = read_password(cfg)?;
+    let tls = tls_config(cfg)?;
+    let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
+    let mut failures = Vec::new();
+    for url in &cfg.urls {
+        let starttls = cfg.starttls && url.starts_with("ldap://");
+        let settings = LdapConnSettings::new().set_config(tls.clone()).set_starttls(starttls).set_conn_timeout(timeout);
+        let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, url).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                failures.push(format!("{url}: {e}"));
+                continue;
+            }
+        };
+        ldap3::drive!(conn);
+        match ldap.with_timeout(timeout).simple_bind(&cfg.bind_dn, &password).await.and_then(|r| r.success()) {
+            Ok(_) => return Ok(Connection { ldap, url: url.clone(), timeout }),
+            Err(e) => {
+                let _ = ldap.unbind().await;
+                failures.push(format!("{url}: bind as {} failed: {e}", cfg.bind_dn));
+            }
+        }
+    }
+    Err(failures.join("; "))
+}
+
+impl Connection {
+    pub async fn root_dse(&mut self) -> LdapResult<RootDse> {
+        let (entries, _) = self
+            .ldap
+            .with_timeout(self.timeout)
+            .search("", Scope::Base, "(objectClass=*)", vec!["highestCommittedUSN", "defaultNamingContext", "dsServiceName"])
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| format!("{}: reading the rootDSE: {e}", self.url))?;
+        let entry = entries.into_iter().next().map(SearchEntry::construct).ok_or("empty rootDSE")?;
+        let get = |name: &str| entry.attrs.get(name).and_then(|v| v.first()).cloned();
+        Ok(RootDse {
+            highest_usn: get("highestCommittedUSN").and_then(|v| v.parse().ok()).ok_or("rootDSE has no highestCommittedUSN")?,
+            naming_context: get("defaultNamingContext").ok_or("rootDSE has no defaultNamingContext")?,
+            server: get("dsServiceName").unwrap_or_else(|| self.url.clone()),
+        })
+    }
+
+    /// One page of a paged subtree search; referrals are ignored, never chased.
+    pub async fn page(&mut self, search: &mut PagedSearch) -> LdapResult<Option<Vec<SearchEntry>>> {
+        if search.done {
+            return Ok(None);
+        }
+        let mut controls = search.extra.clone();
+        controls.push(PagedResults { size: search.size, cookie: search.cookie.clone() }.into());
+        let (entries, result) = self
+            .ldap
+            .with_timeout(self.timeout)
+            .with_controls(controls)
+            .search(&search.base, Scope::Subtree, &search.filter, &search.attributes)
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| format!("{}: search under {}: {e}", self.url, search.base))?;
+        search.pages += 1;
+        search.cookie = result
+            .ctrls
+            .iter()
+            .find_map(|c| match c {
+                Control(Some(ControlType::PagedResults), raw) if raw.val.is_some() => Some(raw.parse::<PagedResults>().cookie),
+                _ => None,
+            })
+            .unwrap_or_default();
+        search.done = search.cookie.is_empty();
+        Ok(Some(entries.into_iter().filter(|e| !e.is_ref() && !e.is_intermediate()).map(SearchEntry::construct).collect()))
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ldap.unbind().await;
+    }
+}
+
+/// A search read page by page with the paged-results control (RFC 2696): a real AD returns at most
+/// MaxPageSize (1000) entries per request, and at most that many in all to a search without paging.
+pub struct PagedSearch {
+    base: String,
+    filter: String,
+    attributes: Vec<String>,
+    size: i32,
+    extra: Vec<RawControl>,
+    cookie: Vec<u8>,
+    done: bool,
+    pub pages: u64,
+}
+
+impl PagedSearch {
+    pub fn new(base: &str, filter: &str, attributes: Vec<String>, size: u32) -> PagedSearch {
+        PagedSearch {
+            base: base.to_owned(),
+            filter: filter.to_owned(),
+            attributes,
+            size: i32::try_from(size).unwrap_or(1000),
+            extra: Vec::new(),
+            cookie: Vec::new(),
+            done: false,
+            pages: 0,
+        }
+    }
+
+    /// Includes deleted objects (the show-deleted control).
+    pub fn show_deleted(mut self) -> PagedSearch {
+        self.extra.push(RawControl { ctype: SHOW_DELETED_OID.to_owned(), crit: true, val: None });
+        self
+    }
+}

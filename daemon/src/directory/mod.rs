@@ -1,0 +1,330 @@
+//! Active Directory sync: Twofold keeps its own copy of the directory's users, so authentication never
+//! waits on a domain controller.
+//!
+//! The rules:
+//! - objectGUID is the identity. A user renamed or moved to another OU keeps their record and devices.
+//! - A full sync reads every user under the bases with the paged-results control. A user of the domain not
+//!   seen in a *complete* full sync is marked removed. A full sync that sees no users at all while the
+//!   domain has users in the store is refused as a misconfiguration, not taken as "everyone left".
+//! - An incremental sync reads what changed since the last `highestCommittedUSN`: users (`uSNChanged`),
+//!   groups (a membership change bumps only the group's `uSNChanged`, so changed groups' `member` lists
+//!   are compared with the users' groups), and deleted objects (show-deleted control, `isDeleted=TRUE`).
+//!   USNs are per domain controller: a cursor from another DC, or none, means a full sync.
+//! - Disabled in AD (userAccountControl 0x2): cannot authenticate, devices kept. Removed: cannot
+//!   authenticate, devices and backup codes revoked, the record kept for `removed_retention_days`, then
+//!   purged. Each of these is audited.
+//! - A sync that fails (no DC reachable, bind refused, certificate untrusted, search error) changes
+//!   nothing it had not already applied, does not move the cursor, and leaves the last good copy in place.
+//!   Users are written one at a time under the same per-user lock verification takes, so a sync never
+//!   blocks authentication for longer than one record write.
+
+mod apply;
+pub mod entry;
+pub mod ldap;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use twofold_wire::admin::SyncStatus;
+
+use crate::config::DirectoryConfig;
+use crate::error::{Error, Result};
+use crate::service::Service;
+use apply::Applied;
+use ldap::PagedSearch;
+
+/// Lines of errors kept in a sync status.
+const MAX_STATUS_ERRORS: usize = 20;
+
+/// Where the last successful sync of a domain stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SyncCursor {
+    server: String,
+    highest_usn: u64,
+    last_full: i64,
+}
+
+/// The configured domains, each synced by one task at a time.
+pub struct Directories {
+    domains: Vec<Domain>,
+}
+
+struct Domain {
+    config: DirectoryConfig,
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Directories {
+    pub fn new(configs: &[DirectoryConfig]) -> Directories {
+        Directories {
+            domains: configs.iter().map(|c| Domain { config: c.clone(), running: tokio::sync::Mutex::new(()) }).collect(),
+        }
+    }
+
+    fn domain(&self, name: &str) -> Result<&Domain> {
+        self.domains
+            .iter()
+            .find(|d| d.config.name == name)
+            .ok_or(Error::NotFound { what: "directory domain" })
+    }
+}
+
+fn cursor_key(domain: &str) -> String {
+    format!("directory/{domain}/cursor")
+}
+
+fn status_key(domain: &str) -> String {
+    format!("directory/{domain}/status")
+}
+
+impl Service {
+    /// Syncs one domain now (or waits for the sync already running, then runs). Returns its status.
+    pub async fn sync_directory(&self, name: &str, full: bool) -> Result<SyncStatus> {
+        let domain = self.directories().domain(name)?;
+        let _running = domain.running.lock().await;
+        let started = Instant::now();
+        let mut status = SyncStatus {
+            domain: name.to_owned(),
+            last_run: Some(self.now()),
+            last_success: self.store().meta::<SyncStatus>(&status_key(name))?.and_then(|s| s.last_success),
+            ..SyncStatus::default()
+        };
+        let outcome = self.run_sync(&domain.config, full, &mut status).await;
+        status.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match outcome {
+            Ok(()) => {
+                status.ok = true;
+                status.last_success = status.last_run;
+            }
+            Err(e) => {
+                tracing::warn!(domain = name, error = %e, "directory sync failed; the last good copy stays");
+                push_error(&mut status, e);
+            }
+        }
+        self.store().set_meta(&status_key(name), &status)?;
+        self.audit(
+            &crate::service::Actor::Daemon,
+            "directory_sync",
+            None,
+            if status.ok { "ok" } else { "failed" },
+            Some(format!(
+                "domain={name} mode={} entries={} added={} changed={} disabled={} removed={} purged={} errors={} ms={}",
+                status.mode, status.entries, status.added, status.changed, status.disabled, status.removed, status.purged,
+                status.errors.len(), status.duration_ms
+            )),
+        )?;
+        self.store().commit().await?;
+        Ok(status)
+    }
+
+    /// Syncs every configured domain (or one) now.
+    pub async fn sync_directories(&self, domain: Option<&str>, full: bool) -> Result<Vec<SyncStatus>> {
+        let names: Vec<String> = match domain {
+            Some(d) => vec![self.directories().domain(d)?.config.name.clone()],
+            None => self.directories().domains.iter().map(|d| d.config.name.clone()).collect(),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            out.push(self.sync_directory(&name, full).await?);
+        }
+        Ok(out)
+    }
+
+    /// The last sync of each configured domain.
+    pub fn directory_status(&self) -> Result<Vec<SyncStatus>> {
+        self.directories()
+            .domains
+            .iter()
+            .map(|d| {
+                Ok(self.store().meta::<SyncStatus>(&status_key(&d.config.name))?.unwrap_or_else(|| SyncStatus {
+                    domain: d.config.name.clone(),
+                    mode: "never run".into(),
+                    ..SyncStatus::default()
+                }))
+            })
+            .collect()
+    }
+
+    async fn run_sync(&self, cfg: &DirectoryConfig, full: bool, status: &mut SyncStatus) -> std::result::Result<(), String> {
+        let mut conn = ldap::connect(cfg).await?;
+        status.server = Some(conn.url.clone());
+        let root = conn.root_dse().await?;
+        let cursor: Option<SyncCursor> = self.store().meta(&cursor_key(&cfg.name)).map_err(|e| e.to_string())?;
+        let now = self.now();
+        let incremental_from = cursor.as_ref().filter(|c| {
+            !full
+                && c.server == root.server
+                && now.saturating_sub(c.last_full) < i64::try_from(cfg.full_sync_interval_seconds).unwrap_or(i64::MAX)
+        });
+        let user_bases = if cfg.user_bases.is_empty() { vec![root.naming_context.clone()] } else { cfg.user_bases.clone() };
+        let outcome = match incremental_from {
+            None => {
+                status.mode = "full".into();
+                self.full_sync(&mut conn, cfg, &user_bases, status).await
+            }
+            Some(c) => {
+                status.mode = "incremental".into();
+                self.incremental_sync(&mut conn, cfg, &user_bases, &root.naming_context, c.highest_usn, status).await
+            }
+        };
+        conn.close().await;
+        outcome?;
+        let last_full = match (status.mode.as_str(), &cursor) {
+            ("incremental", Some(c)) => c.last_full,
+            _ => now,
+        };
+        let next = SyncCursor { server: root.server, highest_usn: root.highest_usn, last_full };
+        self.store().set_meta(&cursor_key(&cfg.name), &next).map_err(|e| e.to_string())?;
+        status.purged = self.purge_removed(&cfg.name, cfg.removed_retention_days).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Applies every entry of one paged search; returns the GUIDs seen.
+    async fn apply_search(
+        &self,
+        conn: &mut ldap::Connection,
+        cfg: &DirectoryConfig,
+        mut search: PagedSearch,
+        status: &mut SyncStatus,
+        seen: &mut HashSet<String>,
+    ) -> std::result::Result<(), String> {
+        while let Some(page) = conn.page(&mut search).await? {
+            for raw in page {
+                status.entries += 1;
+                let entry = match entry::read(&raw, &cfg.attributes) {
+                    Ok(e) => e,
+                    Err(skip) => {
+                        push_error(status, skip);
+                        continue;
+                    }
+                };
+                seen.insert(entry.guid.clone());
+                match self.apply_entry(&cfg.name, entry).await {
+                    Ok(Applied::Added) => status.added += 1,
+                    Ok(Applied::Changed) => status.changed += 1,
+                    Ok(Applied::Disabled) => {
+                        status.changed += 1;
+                        status.disabled += 1;
+                    }
+                    Ok(Applied::Unchanged) => {}
+                    Err(Error::Conflict(message)) => push_error(status, format!("{}: {message}", raw.dn)),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        status.pages += search.pages;
+        Ok(())
+    }
+
+    async fn full_sync(
+        &self,
+        conn: &mut ldap::Connection,
+        cfg: &DirectoryConfig,
+        user_bases: &[String],
+        status: &mut SyncStatus,
+    ) -> std::result::Result<(), String> {
+        let mut seen = HashSet::new();
+        for base in user_bases {
+            let search = PagedSearch::new(base, &cfg.user_filter, entry::attributes(&cfg.attributes), cfg.page_size);
+            self.apply_search(conn, cfg, search, status, &mut seen).await?;
+        }
+        let known = self.store().domain_guids(&cfg.name).map_err(|e| e.to_string())?;
+        if seen.is_empty() && !known.is_empty() {
+            return Err(format!(
+                "the full sync found no users under {} but {} are known: refusing to remove them all (check user_bases and user_filter)",
+                user_bases.join("; "),
+                known.len()
+            ));
+        }
+        for (guid, id) in known {
+            if !seen.contains(&guid) && self.mark_removed(&id, "not found in a full sync").await.map_err(|e| e.to_string())? {
+                status.removed += 1;
+            }
+        }
+        self.store().commit().await.map_err(|e| e.to_string())
+    }
+
+    async fn incremental_sync(
+        &self,
+        conn: &mut ldap::Connection,
+        cfg: &DirectoryConfig,
+        user_bases: &[String],
+        naming_context: &str,
+        since: u64,
+        status: &mut SyncStatus,
+    ) -> std::result::Result<(), String> {
+        let changed = format!("(uSNChanged>={})", since.saturating_add(1));
+        let mut seen = HashSet::new();
+        for base in user_bases {
+            let filter = format!("(&{}{changed})", cfg.user_filter);
+            let search = PagedSearch::new(base, &filter, entry::attributes(&cfg.attributes), cfg.page_size);
+            self.apply_search(conn, cfg, search, status, &mut seen).await?;
+        }
+
+        let group_bases = if cfg.group_bases.is_empty() { vec![naming_context.to_owned()] } else { cfg.group_bases.clone() };
+        for base in &group_bases {
+            let filter = format!("(&(objectClass=group){changed})");
+            let mut search = PagedSearch::new(base, &filter, vec!["member".to_owned()], cfg.page_size);
+            while let Some(page) = conn.page(&mut search).await? {
+                for group in page {
+                    let members = group.attrs.get("member").cloned().unwrap_or_default();
+                    status.changed += self.apply_group(&cfg.name, &group.dn, &members).await.map_err(|e| e.to_string())?;
+                }
+            }
+            status.pages += search.pages;
+        }
+
+        let filter = format!("(&(isDeleted=TRUE)(objectClass=user){changed})");
+        let mut search = PagedSearch::new(naming_context, &filter, vec!["objectGUID".to_owned()], cfg.page_size).show_deleted();
+        while let Some(page) = conn.page(&mut search).await? {
+            for deleted in page {
+                let Some(guid) = entry::binary(&deleted, "objectGUID").and_then(|g| entry::guid_text(&g)) else { continue };
+                if let Some(user) = self.store().user_by_guid(&cfg.name, &guid).map_err(|e| e.to_string())? {
+                    if self.mark_removed(&user.id, "deleted in the directory").await.map_err(|e| e.to_string())? {
+                        status.removed += 1;
+                    }
+                }
+            }
+        }
+        status.pages += search.pages;
+        self.store().commit().await.map_err(|e| e.to_string())
+    }
+}
+
+fn push_error(status: &mut SyncStatus, message: String) {
+    if status.errors.len() < MAX_STATUS_ERRORS {
+        status.errors.push(message);
+    }
+}
+
+/// One task per domain: a sync at start, then every `sync_interval_seconds`, until stopped.
+pub fn spawn(service: Arc<Service>, configs: &[DirectoryConfig], stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    configs
+        .iter()
+        .map(|cfg| {
+            let service = service.clone();
+            let name = cfg.name.clone();
+            let interval = Duration::from_secs(cfg.sync_interval_seconds);
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    // Stopping abandons a sync midway: what it applied stays, its cursor does not move.
+                    tokio::select! {
+                        outcome = service.sync_directory(&name, false) => if let Err(e) = outcome {
+                            tracing::warn!(domain = %name, error = %e, "directory sync could not record its status");
+                        },
+                        _ = stop.changed() => break,
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        })
+        .collect()
+}

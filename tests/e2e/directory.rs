@@ -1,0 +1,216 @@
+//! Active Directory sync against a real Samba AD DC over LDAPS and StartTLS.
+
+use anyhow::{bail, Result};
+use serde_json::json;
+use twofold_tests::samba::{shared_dc, SambaDc, BASE_DN, BULK_USERS};
+use twofold_tests::{oathtool, Admin, Daemon};
+use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, SyncStatus, UserView};
+
+use crate::step_margin;
+
+const LDAPS: &str = "ldaps://127.0.0.1:636";
+const STARTTLS: &str = "ldap://127.0.0.1:389";
+
+fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
+    match admin.ok(&AdminRequest::DirectorySync { domain: Some("corp".into()), full })? {
+        AdminReply::DirectoryStatus { mut domains } if domains.len() == 1 => Ok(domains.remove(0)),
+        other => bail!("unexpected {other:?}"),
+    }
+}
+
+fn user(admin: &mut Admin, name: &str) -> Result<Option<UserView>> {
+    match admin.call(&AdminRequest::UserShow { user: name.into() })? {
+        AdminAnswer::Ok { reply } => match *reply {
+            AdminReply::User(u) => Ok(Some(u)),
+            other => bail!("unexpected {other:?}"),
+        },
+        AdminAnswer::Error { error } if error.code == "not_found" => Ok(None),
+        AdminAnswer::Error { error } => bail!("{error:?}"),
+    }
+}
+
+/// An OU with `users` (sAMAccountName = cn), created over LDAP.
+fn make_ou(dc: &SambaDc, ou: &str, users: &[&str]) -> Result<String> {
+    let base = format!("OU={ou},{BASE_DN}");
+    let mut ldif = format!("dn: {base}\nchangetype: add\nobjectClass: organizationalUnit\n\n");
+    for u in users {
+        ldif.push_str(&format!(
+            "dn: CN={u},{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: {u}\nuserPrincipalName: {u}@corp.example.test\nmail: {u}@corp.example.test\nmobile: +41 79 100 00 01\nuserAccountControl: 544\n\n"
+        ));
+    }
+    dc.modify(&ldif)?;
+    Ok(base)
+}
+
+#[tokio::test]
+async fn a_full_sync_pages_through_more_than_1000_users() -> Result<()> {
+    let dc = shared_dc()?;
+    let base = format!("OU=Bulk,{BASE_DN}");
+    let daemon = Daemon::start(&dc.directory_config("corp", LDAPS, &base, "page_size = 400"))?;
+    let mut admin = daemon.admin()?;
+    let status = sync(&mut admin, true)?;
+    assert!(status.ok, "{status:?}");
+    assert_eq!(status.mode, "full");
+    assert_eq!(status.entries as usize, BULK_USERS, "{status:?}");
+    // 1200 entries at 400 a page: the client asked page by page (Samba would have sent them all at once).
+    assert!(status.pages >= 3, "paged: {status:?}");
+    assert_eq!(status.removed, 0);
+    let u = user(&mut admin, "bulk00007")?.ok_or_else(|| anyhow::anyhow!("bulk00007 not synced"))?;
+    assert_eq!(u.display_name.as_deref(), Some("Jürgen Ærø 7"));
+    assert_eq!(u.email.as_deref(), Some("bulk00007@corp.example.test"));
+    assert_eq!(u.source, "ad:corp");
+    assert!(u.directory.as_ref().is_some_and(|d| d.guid.len() == 36 && d.dn.starts_with("CN=bulk00007,OU=Bulk")), "{u:?}");
+    let no_mail = user(&mut admin, "bulk00010")?.ok_or_else(|| anyhow::anyhow!("bulk00010 not synced"))?;
+    assert_eq!(no_mail.email, None, "users without mail are synced without one");
+    // Found by UPN too.
+    assert!(user(&mut admin, "BULK00011@corp.example.test")?.is_some());
+    // A second full sync changes nothing.
+    let again = sync(&mut admin, true)?;
+    assert_eq!((again.added, again.changed, again.removed), (0, 0, 0), "{again:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attributes() -> Result<()> {
+    let dc = shared_dc()?;
+    let base = make_ou(dc, "Inc", &["inc-alice", "inc-bob", "inc-carol", "inc-dave", "inc-erin"])?;
+    dc.modify(&format!("dn: OU=Sub,{base}\nchangetype: add\nobjectClass: organizationalUnit\n\ndn: CN=inc-group,{base}\nchangetype: add\nobjectClass: group\nsAMAccountName: inc-group\n\n"))?;
+    let daemon = Daemon::start(&dc.directory_config("corp", LDAPS, &base, "removed_retention_days = 30"))?;
+    let mut admin = daemon.admin()?;
+    // The daemon syncs on start too; this full sync waits for that one and then finds nothing new.
+    let first = sync(&mut admin, true)?;
+    assert!(first.ok, "{first:?}");
+    assert_eq!(first.entries, 5, "{first:?}");
+    for name in ["inc-alice", "inc-bob", "inc-carol", "inc-dave", "inc-erin"] {
+        assert!(user(&mut admin, name)?.is_some(), "{name} synced");
+    }
+    let api = daemon.api_client()?.with_key(&admin.api_key("vpn")?);
+    step_margin(12).await;
+    // alice and carol enroll authenticators.
+    let mut secrets = Vec::new();
+    for name in ["inc-alice", "inc-carol", "inc-dave"] {
+        let started = api.post(&format!("/api/v1/users/{name}/totp"), &json!({})).await?;
+        let secret = started.body["secret"].as_str().unwrap_or_default().to_owned();
+        let device = started.body["device"]["id"].as_str().unwrap_or_default().to_owned();
+        let confirmed = api
+            .post(&format!("/api/v1/users/{name}/totp/{device}/confirm"), &json!({"code": oathtool(&secret, -30, &[])?}))
+            .await?;
+        assert_eq!(confirmed.status, 200, "{}", confirmed.raw);
+        secrets.push(secret);
+    }
+    let before = |admin: &mut Admin, n: &str| user(admin, n).map(|u| u.map(|u| u.id));
+    let alice_id = before(&mut admin, "inc-alice")?;
+    let bob_id = before(&mut admin, "inc-bob")?;
+
+    dc.modify(&format!(
+        "dn: CN=inc-alice,{base}\nchangetype: modify\nreplace: sAMAccountName\nsAMAccountName: inc-alicia\n-\nreplace: userPrincipalName\nuserPrincipalName: inc-alicia@corp.example.test\n\n\
+         dn: CN=inc-alice,{base}\nchangetype: modrdn\nnewrdn: CN=inc-alicia\ndeleteoldrdn: 1\n\n\
+         dn: CN=inc-bob,{base}\nchangetype: modrdn\nnewrdn: CN=inc-bob\ndeleteoldrdn: 1\nnewsuperior: OU=Sub,{base}\n\n\
+         dn: CN=inc-carol,{base}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 546\n\n\
+         dn: CN=inc-dave,{base}\nchangetype: delete\n\n\
+         dn: CN=inc-erin,{base}\nchangetype: modify\nreplace: mail\nmail: erin.new@corp.example.test\n-\nreplace: mobile\nmobile: +41 79 555 55 55\n\n\
+         dn: CN=inc-group,{base}\nchangetype: modify\nadd: member\nmember: CN=inc-erin,{base}\n\n"
+    ))?;
+    let inc = sync(&mut admin, false)?;
+    assert!(inc.ok, "{inc:?}");
+    assert_eq!(inc.mode, "incremental");
+    assert_eq!(inc.added, 0, "{inc:?}");
+    assert_eq!(inc.removed, 1, "{inc:?}");
+    assert_eq!(inc.disabled, 1, "{inc:?}");
+
+    // Renamed: same record, same device, found by the new name only; the code still works.
+    assert!(user(&mut admin, "inc-alice")?.is_none());
+    let alicia = user(&mut admin, "inc-alicia")?.ok_or_else(|| anyhow::anyhow!("rename not synced"))?;
+    assert_eq!(Some(alicia.id.clone()), alice_id);
+    assert_eq!(alicia.devices.len(), 1);
+    let ok = api.post("/api/v1/verify", &json!({"user": "inc-alicia", "code": oathtool(&secrets[0], 0, &[])?})).await?;
+    assert_eq!(ok.body["result"], "accept", "{}", ok.raw);
+    // Moved: same record, new DN.
+    let bob = user(&mut admin, "inc-bob")?.ok_or_else(|| anyhow::anyhow!("bob lost"))?;
+    assert_eq!(Some(bob.id.clone()), bob_id);
+    assert!(bob.directory.as_ref().is_some_and(|d| d.dn.starts_with("CN=inc-bob,OU=Sub,")), "{bob:?}");
+    // Disabled: devices kept, codes refused.
+    let carol = user(&mut admin, "inc-carol")?.ok_or_else(|| anyhow::anyhow!("carol lost"))?;
+    assert!(carol.directory.as_ref().is_some_and(|d| d.account_disabled));
+    assert_eq!(carol.devices.len(), 1, "a disabled user keeps devices");
+    let refused = api.post("/api/v1/verify", &json!({"user": "inc-carol", "code": oathtool(&secrets[1], 0, &[])?})).await?;
+    assert_eq!(refused.body["result"], "reject", "{}", refused.raw);
+    // Deleted: marked removed, devices revoked, codes refused.
+    let dave = user(&mut admin, "inc-dave")?.ok_or_else(|| anyhow::anyhow!("dave purged too early"))?;
+    assert!(dave.directory.as_ref().is_some_and(|d| d.removed_at.is_some()), "{dave:?}");
+    assert!(dave.devices.is_empty(), "devices revoked");
+    let gone = api.post("/api/v1/verify", &json!({"user": "inc-dave", "code": oathtool(&secrets[2], 0, &[])?})).await?;
+    assert_eq!(gone.body["result"], "reject");
+    // New mail and mobile, and the group membership that only bumped the group.
+    let erin = user(&mut admin, "inc-erin")?.ok_or_else(|| anyhow::anyhow!("erin lost"))?;
+    assert_eq!(erin.email.as_deref(), Some("erin.new@corp.example.test"));
+    assert_eq!(erin.mobile.as_deref(), Some("+41 79 555 55 55"));
+    assert_eq!(erin.groups, vec![format!("CN=inc-group,{base}")]);
+
+    // Out of the group again.
+    dc.modify(&format!("dn: CN=inc-group,{base}\nchangetype: modify\ndelete: member\nmember: CN=inc-erin,{base}\n\n"))?;
+    let out = sync(&mut admin, false)?;
+    assert!(out.ok, "{out:?}");
+    assert!(user(&mut admin, "inc-erin")?.is_some_and(|u| u.groups.is_empty()));
+
+    // Every change is in the audit log.
+    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditTail { limit: Some(200) })? else { bail!("no audit") };
+    for action in ["directory_add", "directory_update", "directory_disable", "directory_remove", "directory_group", "directory_sync"] {
+        assert!(events.iter().any(|e| e.action == action), "{action} audited");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn starttls_works_and_plain_ldap_needs_saying_so() -> Result<()> {
+    let dc = shared_dc()?;
+    let base = make_ou(dc, "Tls", &["tls-user"])?;
+    let daemon = Daemon::start(&dc.directory_config("corp", STARTTLS, &base, "starttls = true"))?;
+    let mut admin = daemon.admin()?;
+    let status = sync(&mut admin, true)?;
+    assert!(status.ok, "{status:?}");
+    assert_eq!(status.entries, 1);
+    assert_eq!(status.server.as_deref(), Some(STARTTLS));
+    assert!(user(&mut admin, "tls-user")?.is_some());
+
+    // Without starttls or allow_plain_ldap, the config itself is refused, with the line.
+    let dir = twofold_tests::TempDir::new("twofold-plain")?;
+    let path = dir.path().join("plain.toml");
+    std::fs::write(&path, format!("version = 1\n{}", dc.directory_config("corp", STARTTLS, &base, "")))?;
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(stderr.contains(":4: ") && stderr.contains("plain LDAP"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_an_untrusted_certificate_fails_clearly_and_keeps_the_copy() -> Result<()> {
+    let dc = shared_dc()?;
+    let base = make_ou(dc, "Fail", &["fail-user"])?;
+    let wrong_password = dc.dir.path().join("wrong-password");
+    std::fs::write(&wrong_password, "not the password\n")?;
+    let good = dc.directory_config("corp", LDAPS, &base, "");
+    let mut daemon = Daemon::start(&good)?;
+    let mut admin = daemon.admin()?;
+    assert!(sync(&mut admin, true)?.ok);
+    let kept = user(&mut admin, "fail-user")?.ok_or_else(|| anyhow::anyhow!("not synced"))?;
+
+    for (case, key, value, expect) in [
+        ("wrong password", "bind_password_file", wrong_password.display().to_string(), "52e"),
+        ("untrusted certificate", "ca_file", dc.wrong_ca_cert.display().to_string(), "certificate"),
+    ] {
+        // The same data folder, one setting broken.
+        let broken: Vec<String> =
+            good.lines().map(|l| if l.starts_with(key) { format!("{key} = \"{value}\"") } else { l.to_owned() }).collect();
+        daemon.restart_with(&broken.join("\n"))?;
+        let mut admin = daemon.admin()?;
+        let failed = sync(&mut admin, true)?;
+        assert!(!failed.ok, "{case}: {failed:?}");
+        assert!(failed.errors.iter().any(|e| e.contains(expect)), "{case}: {:?}", failed.errors);
+        assert!(failed.last_success.is_some(), "{case}: the last success is still reported");
+        let still = user(&mut admin, "fail-user")?;
+        assert_eq!(still.as_ref(), Some(&kept), "{case}: the last good copy is kept unchanged");
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! A real Active Directory for the tests: a throw-away Samba AD DC on 127.0.0.1.
+//!
+//! One DC serves the whole test run (it takes 10-20 s to provision and binds the standard LDAP ports);
+//! each test works in its own OU, so tests do not see each other's changes. Facts behind the steps are
+//! in shared/notes/samba-ad.md. The DC is a child of a thread that lives as long as the test process and
+//! gets SIGTERM when the process ends (PR_SET_PDEATHSIG), so no DC outlives a test run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::TempDir;
+
+pub const REALM: &str = "CORP.EXAMPLE.TEST";
+pub const BASE_DN: &str = "DC=corp,DC=example,DC=test";
+pub const ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=corp,DC=example,DC=test";
+pub const ADMIN_PASSWORD: &str = "Tw0fold!Samba-Test";
+/// Users seeded in `OU=Bulk` before the DC starts: more than AD's 1000-entry page cap.
+pub const BULK_USERS: usize = 1200;
+
+pub struct SambaDc {
+    pub dir: TempDir,
+    /// The CA that signed the DC's certificate: what clients trust.
+    pub ca_cert: PathBuf,
+    /// A second, unrelated CA: trusting it instead must fail verification.
+    pub wrong_ca_cert: PathBuf,
+    pub password_file: PathBuf,
+}
+
+static DC: OnceLock<std::result::Result<SambaDc, String>> = OnceLock::new();
+
+/// The test run's DC, provisioned and started on first use.
+pub fn shared_dc() -> Result<&'static SambaDc> {
+    DC.get_or_init(|| SambaDc::provision_and_start(BULK_USERS).map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("Samba AD DC: {e}"))
+}
+
+fn run(command: &mut Command) -> Result<String> {
+    let output = command.output().with_context(|| format!("{command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A CA certificate and key (webpki refuses a self-signed CA certificate as a server's own).
+fn make_ca(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.pem"));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj"])
+        .arg(format!("/CN={name}"))
+        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert))?;
+    Ok((cert, key))
+}
+
+/// A server certificate for 127.0.0.1 and `cn`, signed by the CA.
+fn make_server_cert(dir: &Path, ca: &(PathBuf, PathBuf), cn: &str) -> Result<(PathBuf, PathBuf)> {
+    let key = dir.join("dc.key");
+    let csr = dir.join("dc.csr");
+    let cert = dir.join("dc.pem");
+    let ext = dir.join("dc.ext");
+    run(Command::new("openssl")
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj"])
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr))?;
+    std::fs::write(
+        &ext,
+        format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:{cn}\n"),
+    )?;
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "30", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca.0)
+        .arg("-CAkey")
+        .arg(&ca.1)
+        .arg("-CAcreateserial")
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&cert))?;
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok((cert, key))
+}
+
+/// LDIF for `count` users in `ou`, without passwords (userAccountControl 544), some with non-ASCII
+/// names, every tenth without a mail address.
+pub fn bulk_ldif(ou: &str, count: usize) -> String {
+    let mut ldif = format!("dn: OU={ou},{BASE_DN}\nobjectClass: organizationalUnit\n\n");
+    for i in 1..=count {
+        let name = format!("{}{i:05}", ou.to_lowercase());
+        let display = format!("Jürgen Ærø {i}");
+        ldif.push_str(&format!(
+            "dn: CN={name},OU={ou},{BASE_DN}\nobjectClass: user\nsAMAccountName: {name}\nuserPrincipalName: {name}@corp.example.test\ndisplayName:: {}\nmobile: +41 79 {:03} {:02} {:02}\nuserAccountControl: 544\n",
+            data_encoding::BASE64.encode(display.as_bytes()),
+            i % 1000,
+            i % 100,
+            (i / 100) % 100
+        ));
+        if i % 10 != 0 {
+            ldif.push_str(&format!("mail: {name}@corp.example.test\n"));
+        }
+        ldif.push('\n');
+    }
+    ldif
+}
+
+impl SambaDc {
+    pub fn provision_and_start(bulk_users: usize) -> Result<SambaDc> {
+        let started = Instant::now();
+        let dir = TempDir::new("twofold-samba")?;
+        let d = dir.path().to_owned();
+        for sub in ["tls", "log", "run", "cache"] {
+            std::fs::create_dir_all(d.join(sub))?;
+        }
+        let ca = make_ca(&d.join("tls"), "test-ca")?;
+        let (cert, key) = make_server_cert(&d.join("tls"), &ca, &format!("dc1.{}", REALM.to_lowercase()))?;
+        let (wrong_ca, _) = make_ca(&d.join("tls"), "other-ca")?;
+        let opt = |o: String| format!("--option={o}");
+        run(Command::new("samba-tool")
+            .args(["domain", "provision", "--use-rfc2307", "--server-role=dc", "--dns-backend=NONE"])
+            .arg(format!("--realm={REALM}"))
+            .args(["--domain=CORP", "--host-name=dc1"])
+            .arg(format!("--adminpass={ADMIN_PASSWORD}"))
+            .arg(format!("--targetdir={}", d.display()))
+            .arg(opt("interfaces = lo".into()))
+            .arg(opt("bind interfaces only = yes".into()))
+            .arg(opt(format!("log file = {}/log/log.samba", d.display())))
+            .arg(opt(format!("pid directory = {}/run", d.display())))
+            .arg(opt(format!("ncalrpc dir = {}/run/ncalrpc", d.display())))
+            .arg(opt(format!("winbindd socket directory = {}/run/winbindd", d.display())))
+            .arg(opt("tls enabled = yes".into()))
+            .arg(opt(format!("tls keyfile = {}", key.display())))
+            .arg(opt(format!("tls certfile = {}", cert.display())))
+            .arg(opt("tls cafile = ".into())))?;
+        let conf = d.join("etc/smb.conf");
+        let text = std::fs::read_to_string(&conf)?;
+        // Only the directory services; and allow simple binds over plain LDAP so the test can also
+        // show that Twofold itself refuses plain LDAP unless told otherwise.
+        let text = text.replacen(
+            "[global]\n",
+            "[global]\n\tserver services = ldap, cldap, kdc\n\tldap server require strong auth = no\n",
+            1,
+        );
+        std::fs::write(&conf, text)?;
+        if bulk_users > 0 {
+            let ldif = d.join("bulk.ldif");
+            std::fs::write(&ldif, bulk_ldif("Bulk", bulk_users))?;
+            run(Command::new("ldbadd")
+                .arg(format!("--configfile={}", conf.display()))
+                .arg("-H")
+                .arg(d.join("private/sam.ldb"))
+                .arg(&ldif))?;
+        }
+        let password_file = d.join("bind-password");
+        std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n"))?;
+        start_samba(&conf, &d.join("log/samba.out"))?;
+        let dc = SambaDc { dir, ca_cert: ca.0, wrong_ca_cert: wrong_ca, password_file };
+        dc.wait_ready(Duration::from_secs(60))?;
+        eprintln!("samba AD DC ready in {:.1} s ({bulk_users} bulk users)", started.elapsed().as_secs_f64());
+        Ok(dc)
+    }
+
+    fn wait_ready(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let probe = self.ldap_tool("ldapsearch").args(["-b", "", "-s", "base", "highestCommittedUSN"]).output()?;
+            if probe.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("Samba did not answer LDAPS within {limit:?}: {}", String::from_utf8_lossy(&probe.stderr));
+            }
+            std::thread::park_timeout(Duration::from_millis(200));
+        }
+    }
+
+    /// An OpenLDAP client tool bound as Administrator over LDAPS, trusting the DC's certificate.
+    pub fn ldap_tool(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.env("LDAPTLS_CACERT", &self.ca_cert)
+            .args(["-H", "ldaps://127.0.0.1", "-x", "-D", ADMIN_DN, "-w", ADMIN_PASSWORD]);
+        c
+    }
+
+    /// Applies LDIF changes (adds, modifies, renames, deletes) over LDAPS.
+    pub fn modify(&self, ldif: &str) -> Result<()> {
+        let mut child = self.ldap_tool("ldapmodify").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?.write_all(ldif.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("ldapmodify failed: {}\n{ldif}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// The `[[directory]]` table for a daemon syncing `base` from this DC.
+    pub fn directory_config(&self, name: &str, url: &str, base: &str, extra: &str) -> String {
+        format!(
+            "\n[[directory]]\nname = \"{name}\"\nurls = [\"{url}\"]\nca_file = \"{}\"\nbind_dn = \"{ADMIN_DN}\"\nbind_password_file = \"{}\"\nuser_bases = [\"{base}\"]\nsync_interval_seconds = 3600\n{extra}\n",
+            self.ca_cert.display(),
+            self.password_file.display()
+        )
+    }
+}
+
+/// Starts `samba -i` from a thread that never ends, so PR_SET_PDEATHSIG fires only when the test
+/// process itself exits.
+fn start_samba(conf: &Path, out: &Path) -> Result<()> {
+    let conf = conf.to_owned();
+    let log = std::fs::File::create(out)?;
+    let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<(), String>>();
+    std::thread::Builder::new().name("samba-dc".into()).spawn(move || {
+        let mut command = Command::new("samba");
+        command.arg("-i").arg("-s").arg(&conf).stdin(Stdio::null());
+        match log.try_clone() {
+            Ok(l) => {
+                command.stdout(l);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        }
+        command.stderr(log);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+            });
+        }
+        match command.spawn() {
+            Ok(mut child) => {
+                let _ = tx.send(Ok(()));
+                let _ = child.wait();
+            }
+            Err(e) => {
+                let _ = tx.send(Err(format!("starting samba: {e}")));
+            }
+        }
+        loop {
+            std::thread::park();
+        }
+    })?;
+    rx.recv()?.map_err(|e| anyhow!(e))
+}
