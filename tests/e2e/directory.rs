@@ -214,3 +214,40 @@ async fn a_wrong_password_or_an_untrusted_certificate_fails_clearly_and_keeps_th
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn controllers_are_tried_in_turn_overrides_win_and_removed_users_are_purged_after_retention() -> Result<()> {
+    let dc = shared_dc()?;
+    let base = make_ou(dc, "Misc", &["misc-jürgen", "misc-gone"])?;
+    // The first controller does not answer; the second does.
+    let cfg = dc
+        .directory_config("corp", LDAPS, &base, "removed_retention_days = 0")
+        .replace(&format!("urls = [\"{LDAPS}\"]"), &format!("urls = [\"ldaps://127.0.0.1:1\", \"{LDAPS}\"]"));
+    let daemon = Daemon::start(&cfg)?;
+    let mut admin = daemon.admin()?;
+    let status = sync(&mut admin, true)?;
+    assert!(status.ok, "{status:?}");
+    assert_eq!(status.server.as_deref(), Some(LDAPS));
+    let jurgen = user(&mut admin, "misc-jürgen")?.ok_or_else(|| anyhow::anyhow!("non-ASCII username not synced"))?;
+    assert_eq!(jurgen.mobile.as_deref(), Some("+41 79 100 00 01"));
+
+    // An admin's number wins over the directory's, across syncs, until cleared.
+    admin.ok(&AdminRequest::UserSetPhoneOverride { user: "misc-jürgen".into(), mobile: Some("+41 78 999 99 99".into()), voice: None })?;
+    dc.modify(&format!("dn: CN=misc-jürgen,{base}\nchangetype: modify\nreplace: mobile\nmobile: +41 79 222 22 22\n\n"))?;
+    assert!(sync(&mut admin, false)?.ok);
+    let u = user(&mut admin, "misc-jürgen")?.ok_or_else(|| anyhow::anyhow!("lost"))?;
+    assert_eq!((u.mobile.as_deref(), u.mobile_override.as_deref()), (Some("+41 79 222 22 22"), Some("+41 78 999 99 99")));
+    admin.ok(&AdminRequest::UserSetPhoneOverride { user: "misc-jürgen".into(), mobile: None, voice: None })?;
+    assert!(sync(&mut admin, false)?.ok);
+    let u = user(&mut admin, "misc-jürgen")?.ok_or_else(|| anyhow::anyhow!("lost"))?;
+    assert_eq!((u.mobile.as_deref(), u.mobile_override), (Some("+41 79 222 22 22"), None));
+
+    // With no retention, a user deleted in AD is removed and purged in the same sync, and audited.
+    dc.modify(&format!("dn: CN=misc-gone,{base}\nchangetype: delete\n\n"))?;
+    let gone = sync(&mut admin, false)?;
+    assert_eq!((gone.removed, gone.purged), (1, 1), "{gone:?}");
+    assert!(user(&mut admin, "misc-gone")?.is_none());
+    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditTail { limit: Some(100) })? else { bail!("no audit") };
+    assert!(events.iter().any(|e| e.action == "directory_purge" && e.user.as_deref() == Some("misc-gone")));
+    Ok(())
+}
