@@ -513,3 +513,97 @@ fn fail_a_tls_handshake(addr: &str) -> Result<()> {
     let _ = std::io::Read::read_to_end(&mut stream, &mut sink);
     Ok(())
 }
+
+/// The names a `SystemCallFilter=` item stands for: a `@group` expanded (recursively) by
+/// systemd-analyze, or a single system call.
+fn syscalls_of(item: &str) -> Result<BTreeSet<String>> {
+    if !item.starts_with('@') {
+        return Ok(BTreeSet::from([item.to_owned()]));
+    }
+    let listing = run("systemd-analyze", &["syscall-filter", item])?;
+    let mut names = BTreeSet::new();
+    for line in listing.lines().skip(1).map(str::trim) {
+        if line.starts_with('@') {
+            names.extend(syscalls_of(line)?);
+        } else if !line.is_empty() && !line.starts_with('#') {
+            names.insert(line.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// What the unit's `SystemCallFilter=` lines let through: the allow-lists, less the `~` deny-lists.
+fn unit_syscall_filter() -> Result<BTreeSet<String>> {
+    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/twofoldd.service"))?;
+    let (mut allowed, mut denied) = (BTreeSet::new(), BTreeSet::new());
+    for value in unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")) {
+        let (deny, items) = match value.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        for item in items.split_whitespace() {
+            let names = syscalls_of(item)?;
+            if deny { denied.extend(names) } else { allowed.extend(names) }
+        }
+    }
+    if allowed.is_empty() {
+        bail!("the unit has no SystemCallFilter allow-list");
+    }
+    Ok(&allowed - &denied)
+}
+
+/// The unit's seccomp filter cannot be applied without systemd as PID 1, so the daemon runs under
+/// strace through start, enrollment, verification, reload and stop, and every system call it made
+/// must be one the filter allows (a denied one would fail with EPERM under the unit).
+#[tokio::test]
+async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
+    let allowed = unit_syscall_filter()?;
+    let dir = TempDir::new("twofold-syscalls")?;
+    let config = dir.path().join("twofold.toml");
+    std::fs::write(&config, base_config(&dir.path().join("data")))?;
+    let log = dir.path().join("daemon.log");
+    let summary = dir.path().join("strace.txt");
+    let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
+    let command = format!(
+        "strace -f -qq -c -o {} {} --config {} run",
+        summary.display(),
+        workspace_binary("twofoldd")?.display(),
+        config.display()
+    );
+    let mut running = Running(spawn_with_watchdog(&command, &notify.path, 1_000_000, &log)?);
+    let traced = &mut running.0;
+    let ready = notify.wait("READY=1", Duration::from_secs(60), traced, &log)?;
+    let addr = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS=listening on https://"))
+        .and_then(|s| s.split_whitespace().next())
+        .ok_or_else(|| anyhow!("no address in {ready}"))?
+        .to_owned();
+    let mut admin = Admin::connect(&dir.path().join("data/admin.sock"))?;
+    let api = Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?.with_key(&admin.api_key("strace")?);
+    step_margin(5).await;
+    let carol = enroll(&mut admin, &api, "carol").await?;
+    assert_eq!(verify(&api, "carol", &oathtool(&carol.secret, 0, &[])?).await?, "accept");
+    assert_eq!(verify(&api, "carol", &carol.backup_codes[0]).await?, "accept");
+    // strace (which the shell exec'd, so WATCHDOG_PID names it and the daemon pings nothing) blocks
+    // fatal signals while it traces a command: signal the daemon, its child, directly.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", traced.id()))?;
+    let daemon = children.split_whitespace().next().ok_or_else(|| anyhow!("strace has no child"))?.to_owned();
+    run("kill", &["-HUP", &daemon])?;
+    notify.wait("READY=1", Duration::from_secs(10), traced, &log)?;
+    run("kill", &["-TERM", &daemon])?;
+    assert!(wait_exit(traced, Duration::from_secs(60)).await?.success(), "log:\n{}", read_log(&log));
+
+    let report = std::fs::read_to_string(&summary)?;
+    let used: BTreeSet<String> = report
+        .lines()
+        .filter(|l| !l.starts_with('%') && !l.starts_with('-'))
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|name| *name != "total")
+        .map(str::to_owned)
+        .collect();
+    assert!(used.contains("accept4") && used.contains("fsync"), "strace saw the daemon work:\n{report}");
+    let outside: Vec<&String> = used.difference(&allowed).collect();
+    assert!(outside.is_empty(), "system calls the unit's filter would refuse: {outside:?}");
+    Ok(())
+}
