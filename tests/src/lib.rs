@@ -20,10 +20,14 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, NewUser};
 
-/// A binary built from this workspace, next to the test executable's `deps` folder.
+/// A binary built from this workspace, in the same profile folder as the running executable (a test in
+/// `target/<profile>/deps`, or a tool such as the load generator in `target/<profile>`).
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).ok_or_else(|| anyhow!("no target dir above {}", exe.display()))?;
+    let mut dir = exe.parent().ok_or_else(|| anyhow!("no folder above {}", exe.display()))?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().ok_or_else(|| anyhow!("no target dir above {}", exe.display()))?;
+    }
     let path = dir.join(name);
     if !path.exists() {
         bail!("{} is not built: run `cargo build --workspace --bins` first", path.display());
@@ -167,6 +171,11 @@ impl Daemon {
         let _ = std::fs::remove_file(&notify_path);
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no shutdown, no flush. Whatever was promised must already be on disk.
