@@ -3,6 +3,7 @@
 //!
 //! The level is a reloadable filter, so `systemctl reload twofoldd` applies a new `log.level` live.
 
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -27,13 +28,27 @@ pub fn init(level: &str) -> LogLevel {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if stderr_is_journal() {
         match tracing_journald::layer() {
-            Ok(journald) => registry.with(journald.with_syslog_identifier("twofoldd".into())).try_init(),
+            Ok(journald) => registry
+                .with(journald.with_syslog_identifier("twofoldd".into()).with_priority_mappings(syslog_priorities()))
+                .try_init(),
             Err(_) => registry.with(stderr_layer()).try_init(),
         }
     } else {
         registry.with(stderr_layer()).try_init()
     };
     LogLevel(installed.ok().map(|()| handle))
+}
+
+/// syslog's meaning of the levels (info = 6, debug = 7), so `journalctl -p info` hides debug output;
+/// tracing-journald's default maps info to notice.
+fn syslog_priorities() -> PriorityMappings {
+    PriorityMappings {
+        error: Priority::Error,
+        warn: Priority::Warning,
+        info: Priority::Informational,
+        debug: Priority::Debug,
+        trace: Priority::Debug,
+    }
 }
 
 fn stderr_layer<S>() -> impl tracing_subscriber::Layer<S>

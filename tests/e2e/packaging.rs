@@ -448,7 +448,9 @@ async fn the_daemon_speaks_sd_notify_ready_watchdog_reload_stopping() -> Result<
     let log = dir.path().join("daemon.log");
     let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
     let binary = workspace_binary("twofoldd")?;
-    let command = format!("{} --config {} run", binary.display(), config.display());
+    // An inherited JOURNAL_STREAM that is not this stderr must not divert the logs (asserted below
+    // through the log file).
+    let command = format!("env JOURNAL_STREAM=0:0 {} --config {} run", binary.display(), config.display());
     let mut running = Running(spawn_with_watchdog(&command, &notify.path, 1_000_000, &log)?);
     let daemon = &mut running.0;
     let ready = notify.wait("READY=1", Duration::from_secs(60), daemon, &log)?;
@@ -479,7 +481,7 @@ async fn the_daemon_speaks_sd_notify_ready_watchdog_reload_stopping() -> Result<
     while handshake_failures() == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(handshake_failures(), 1, "debug logging after the reload");
+    assert_eq!(handshake_failures(), 1, "debug logging after the reload, to stderr");
 
     // A broken file: refused with its line, the daemon keeps serving with what it had.
     std::fs::write(&config, format!("lisen = 1\n{good}"))?;
@@ -605,5 +607,112 @@ async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
     assert!(used.contains("accept4") && used.contains("fsync"), "strace saw the daemon work:\n{report}");
     let outside: Vec<&String> = used.difference(&allowed).collect();
     assert!(outside.is_empty(), "system calls the unit's filter would refuse: {outside:?}");
+    Ok(())
+}
+
+/// One journald native-protocol datagram as (FIELD, value) pairs: `NAME=value\n`, or `NAME\n`, a
+/// 64-bit little-endian length, the value and `\n` (systemd.io/JOURNAL_NATIVE_PROTOCOL).
+fn journal_fields(mut datagram: &[u8]) -> Result<Vec<(String, String)>> {
+    let mut fields = Vec::new();
+    while !datagram.is_empty() {
+        let end = datagram.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("unterminated field"))?;
+        let line = String::from_utf8_lossy(&datagram[..end]).into_owned();
+        datagram = &datagram[end + 1..];
+        if let Some((name, value)) = line.split_once('=') {
+            fields.push((name.to_owned(), value.to_owned()));
+            continue;
+        }
+        let (size, rest) = datagram.split_at_checked(8).ok_or_else(|| anyhow!("{line}: no length"))?;
+        let size = usize::try_from(u64::from_le_bytes(size.try_into()?))?;
+        let value = rest.get(..size).ok_or_else(|| anyhow!("{line}: short value"))?;
+        fields.push((line, String::from_utf8_lossy(value).into_owned()));
+        datagram = rest.get(size + 1..).unwrap_or_default();
+    }
+    Ok(fields)
+}
+
+/// Under systemd stderr is the journal and JOURNAL_STREAM names it. The daemon runs in a private
+/// mount namespace (unshare, as root) whose /run/systemd/journal/socket is a socket of this test, so
+/// the records it sends are read here without a journald.
+#[tokio::test]
+async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal() -> Result<()> {
+    let dir = TempDir::new("twofold-journal")?;
+    let journal_dir = dir.path().join("journal");
+    std::fs::create_dir(&journal_dir)?;
+    let journal = UnixDatagram::bind(journal_dir.join("socket"))?;
+    journal.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let config = dir.path().join("twofold.toml");
+    std::fs::write(&config, base_config(&dir.path().join("data")))?;
+    let log = dir.path().join("stderr.log");
+    File::create(&log)?;
+    let stderr = std::fs::metadata(&log)?;
+    let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
+    let command = format!(
+        "unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal \
+         && mount --bind {} /run/systemd/journal && exec {} --config {} run'",
+        journal_dir.display(),
+        workspace_binary("twofoldd")?.display(),
+        config.display()
+    );
+    let log_file = std::fs::OpenOptions::new().append(true).open(&log)?;
+    let mut running = Running(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .env("NOTIFY_SOCKET", &notify.path)
+            .env("JOURNAL_STREAM", format!("{}:{}", stderr.dev(), stderr.ino()))
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()?,
+    );
+    let ready = notify.wait("READY=1", Duration::from_secs(60), &mut running.0, &log)?;
+    let addr = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("STATUS=listening on https://"))
+        .and_then(|s| s.split_whitespace().next())
+        .ok_or_else(|| anyhow!("no address in {ready}"))?
+        .to_owned();
+    let mut admin = Admin::connect(&dir.path().join("data/admin.sock"))?;
+    let api = Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?.with_key(&admin.api_key("journal")?);
+    let dave = enroll(&mut admin, &api, "dave").await?;
+
+    // Read until the confirmation's audit record, which comes last.
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        match journal.recv(&mut buf) {
+            Ok(n) if n > 0 => {
+                let fields = journal_fields(&buf[..n])?;
+                let done = fields.iter().any(|(k, v)| k == "F_ACTION" && v == "totp_confirm");
+                records.push(fields);
+                if done {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let has = |record: &Vec<(String, String)>, key: &str, value: &str| record.iter().any(|(k, v)| k == key && v == value);
+    let started = records
+        .iter()
+        .find(|r| has(r, "MESSAGE", "twofoldd started"))
+        .ok_or_else(|| anyhow!("no start record in {records:?}"))?;
+    assert!(has(started, "SYSLOG_IDENTIFIER", "twofoldd"), "{started:?}");
+    assert!(has(started, "PRIORITY", "6"), "info is priority 6: {started:?}");
+    assert!(has(started, "F_API", &addr), "the address as its own field: {started:?}");
+    let confirmed = records
+        .iter()
+        .find(|r| has(r, "F_ACTION", "totp_confirm"))
+        .ok_or_else(|| anyhow!("no audit record of the confirmation in {records:?}"))?;
+    assert!(has(confirmed, "F_USER", "dave") && has(confirmed, "F_OUTCOME", "ok"), "{confirmed:?}");
+    let everything = format!("{records:?}");
+    assert!(!everything.contains(&dave.secret), "the TOTP secret is never logged");
+    let stderr_text = read_log(&log);
+    assert!(!stderr_text.contains("twofoldd started"), "records go to the journal, not stderr:\n{stderr_text}");
     Ok(())
 }
