@@ -349,6 +349,14 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     assert_eq!(verify(&api, "alice", &oathtool(&alice.secret, 30, &[])?).await?, "accept", "alice's device survived");
     let bob = enroll(&mut admin, &api, "bob").await?;
     assert!(bob.uri.contains("issuer=Twofold%20Appliance"), "the kept config is in force: {}", bob.uri);
+    // The packaged CLI finds the packaged daemon's socket by itself.
+    let shown = Command::new("/usr/bin/twofold-admin")
+        .args(["--json", "user", "show", "alice"])
+        .env_remove("TWOFOLD_ADMIN_SOCKET")
+        .current_dir("/")
+        .output()?;
+    check("twofold-admin", &["--json", "user", "show", "alice"], &shown)?;
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&alice.device), "alice's device is listed");
 
     // Remove stops the daemon and keeps data and config. dpkg runs alongside: this test is the
     // daemon's parent and must reap it for prerm to see it gone.
