@@ -41,6 +41,8 @@ pub enum Command {
     Apikey(ApiKeyCommand),
     #[command(subcommand)]
     Address(AddressCommand),
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
     /// The newest audit events, optionally only those matching every filter given.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -96,6 +98,14 @@ pub enum UserCommand {
     Delete { user: String },
     /// Clear the user's failure count and lock.
     Unlock { user: String },
+    /// Set the numbers codes go to instead of the directory's; a number left out is cleared.
+    Phones {
+        user: String,
+        #[arg(long)]
+        mobile: Option<String>,
+        #[arg(long)]
+        voice: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +148,20 @@ pub enum ApiKeyCommand {
     Create { name: String },
     List,
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum DirectoryCommand {
+    /// Sync now (every domain, or one) and print the result.
+    Sync {
+        #[arg(long)]
+        domain: Option<String>,
+        /// A full sync instead of an incremental one.
+        #[arg(long)]
+        full: bool,
+    },
+    /// The last sync of each domain.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +211,9 @@ impl Command {
                 UserCommand::Disable { user } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: false },
                 UserCommand::Delete { user } => AdminRequest::UserDelete { user: user.clone() },
                 UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
+                UserCommand::Phones { user, mobile, voice } => {
+                    AdminRequest::UserSetPhoneOverride { user: user.clone(), mobile: mobile.clone(), voice: voice.clone() }
+                }
             },
             Command::Device(c) => match c {
                 DeviceCommand::List { user } => AdminRequest::DeviceList { user: user.clone() },
@@ -217,6 +244,10 @@ impl Command {
                 ApiKeyCommand::Revoke { name } => AdminRequest::ApiKeyRevoke { name: name.clone() },
             },
             Command::Address(AddressCommand::Unlock { address }) => AdminRequest::AddressUnlock { address: address.clone() },
+            Command::Directory(DirectoryCommand::Sync { domain, full }) => {
+                AdminRequest::DirectorySync { domain: domain.clone(), full: *full }
+            }
+            Command::Directory(DirectoryCommand::Status) => AdminRequest::DirectoryStatus,
         }
     }
 }

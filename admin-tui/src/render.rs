@@ -122,6 +122,32 @@ pub fn text(reply: &AdminReply) -> String {
                 let _ = writeln!(out, "{:<24} {:<30} {:<8} {:?}{}", u.username, u.display_name.clone().unwrap_or_default(), if u.enabled { "enabled" } else { "disabled" }, u.state, if u.locked { " LOCKED" } else { "" });
             }
         }
+        AdminReply::DirectoryStatus { domains } => {
+            if domains.is_empty() {
+                out.push_str("no [[directory]] configured\n");
+            }
+            for s in domains {
+                let _ = writeln!(
+                    out,
+                    "{}  {}  {}  last run {}  last success {}  {} ms  server {}",
+                    s.domain,
+                    s.mode,
+                    if s.ok { "ok" } else { "FAILED" },
+                    s.last_run.map_or_else(|| "never".to_owned(), time),
+                    s.last_success.map_or_else(|| "never".to_owned(), time),
+                    s.duration_ms,
+                    s.server.clone().unwrap_or_else(|| "-".to_owned())
+                );
+                let _ = writeln!(
+                    out,
+                    "  entries {}  pages {}  added {}  changed {}  disabled {}  removed {}  purged {}",
+                    s.entries, s.pages, s.added, s.changed, s.disabled, s.removed, s.purged
+                );
+                for e in &s.errors {
+                    let _ = writeln!(out, "  error: {e}");
+                }
+            }
+        }
         // Replies that features add to the wire crate print as JSON until they get a text form here.
         #[allow(unreachable_patterns)]
         other => {

@@ -38,6 +38,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// 2FA policies: defaults, and overrides per directory group (see `policy`).
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
     /// Active Directory domains to sync users from, each a `[[directory]]` table.
     #[serde(default)]
     pub directory: Vec<DirectoryConfig>,
@@ -363,6 +366,7 @@ impl Config {
             backup_codes: BackupCodeConfig::default(),
             lockout: LockoutConfig::default(),
             log: LogConfig::default(),
+            policy: crate::policy::PolicyConfig::default(),
             directory: Vec::new(),
         }
     }
@@ -467,6 +471,11 @@ impl Config {
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             fail("log", "level", format!("not a valid log filter: {:?}", self.log.level));
+        }
+        for g in &self.policy.group {
+            if g.group.trim().is_empty() || g.group.chars().any(char::is_control) {
+                errors.push(ConfigError { line: 1, message: "[[policy.group]] group must name a group (its DN or CN)".into() });
+            }
         }
         let mut names = std::collections::HashSet::new();
         for d in &self.directory {

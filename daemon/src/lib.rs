@@ -12,6 +12,7 @@ pub mod directory;
 pub mod error;
 pub mod lockout;
 pub mod logging;
+pub mod policy;
 pub mod roles;
 pub mod service;
 pub mod store;

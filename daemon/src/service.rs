@@ -186,6 +186,7 @@ impl Service {
             groups: user.groups.clone(),
             enabled: user.enabled,
             source: user.source.clone(),
+            policy: Some(self.config.policy.for_groups(&user.groups)),
             directory: user.directory.as_ref().map(|d| DirectoryInfo {
                 domain: d.domain.clone(),
                 guid: d.guid.clone(),
@@ -193,7 +194,7 @@ impl Service {
                 account_disabled: d.account_disabled,
                 removed_at: d.removed_at,
             }),
-            state: user.state(),
+            state: user.state(&self.config.policy),
             devices: user.devices.iter().map(DeviceRecord::info).collect(),
             backup_codes_remaining: user.backup_codes_remaining(),
             failures: failures.failures,
@@ -213,7 +214,7 @@ impl Service {
             .list_users(query, limit)?
             .into_iter()
             .map(|u| UserSummary {
-                state: u.state(),
+                state: u.state(&self.config.policy),
                 id: u.id,
                 username: u.username,
                 display_name: u.display_name,
@@ -638,7 +639,7 @@ impl Service {
         };
         for user in self.store.list_users(None, usize::MAX)? {
             stats.users += 1;
-            match user.state() {
+            match user.state(&self.config.policy) {
                 twofold_wire::TwoFactorState::Enrolled => stats.enrolled += 1,
                 twofold_wire::TwoFactorState::EnrollmentRequired => stats.enrollment_required += 1,
                 twofold_wire::TwoFactorState::NotEnrolled => {}
@@ -664,7 +665,7 @@ impl Service {
             .map(|u| {
                 Ok(twofold_wire::admin::UserIndexEntry {
                     locked: self.user_locked(&u)?,
-                    state: u.state(),
+                    state: u.state(&self.config.policy),
                     enabled: u.enabled,
                     username: u.username,
                     upn: u.upn,

@@ -77,3 +77,21 @@ fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
     assert_eq!(String::from_utf8(bad.stderr)?.lines().count(), 1);
     Ok(())
 }
+
+#[test]
+fn the_commented_directory_and_policy_examples_are_valid_when_uncommented() -> Result<()> {
+    let example = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml"))?;
+    let start = example.find("# [[policy.group]]").ok_or_else(|| anyhow::anyhow!("no policy example"))?;
+    let uncommented: String = example[start..]
+        .lines()
+        .filter(|l| l.starts_with("# ") && !l.starts_with("# # ") && !l.starts_with("# Active") && !l.starts_with("# copy") && !l.starts_with("# sync`"))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert!(uncommented.contains("[[directory]]") && uncommented.contains("[[policy.group]]"), "{uncommented}");
+    let dir = TempDir::new("twofold-example")?;
+    let path = dir.path().join("example.toml");
+    std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
+    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
+    assert!(out.status.success(), "{}\n{uncommented}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}

@@ -5,6 +5,8 @@ use serde_json::json;
 use twofold_tests::samba::{shared_dc, SambaDc, BASE_DN, BULK_USERS};
 use twofold_tests::{oathtool, Admin, Daemon};
 use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, SyncStatus, UserView};
+use twofold_wire::policy::{RestoreRule, TwoFactorRule};
+use twofold_wire::TwoFactorState;
 
 use crate::step_margin;
 
@@ -75,7 +77,9 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     let dc = shared_dc()?;
     let base = make_ou(dc, "Inc", &["inc-alice", "inc-bob", "inc-carol", "inc-dave", "inc-erin"])?;
     dc.modify(&format!("dn: OU=Sub,{base}\nchangetype: add\nobjectClass: organizationalUnit\n\ndn: CN=inc-group,{base}\nchangetype: add\nobjectClass: group\nsAMAccountName: inc-group\n\n"))?;
-    let daemon = Daemon::start(&dc.directory_config("corp", LDAPS, &base, "removed_retention_days = 30"))?;
+    // Members of inc-group must use 2FA: group membership from AD decides the policy.
+    let policy = "\n[policy]\ntwo_factor = \"optional\"\n\n[[policy.group]]\ngroup = \"inc-group\"\ntwo_factor = \"required\"\nrestore = \"prohibited\"\n";
+    let daemon = Daemon::start(&format!("{policy}{}", dc.directory_config("corp", LDAPS, &base, "removed_retention_days = 30")))?;
     let mut admin = daemon.admin()?;
     // The daemon syncs on start too; this full sync waits for that one and then finds nothing new.
     let first = sync(&mut admin, true)?;
@@ -84,6 +88,7 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     for name in ["inc-alice", "inc-bob", "inc-carol", "inc-dave", "inc-erin"] {
         assert!(user(&mut admin, name)?.is_some(), "{name} synced");
     }
+    assert_eq!(user(&mut admin, "inc-erin")?.map(|u| u.state), Some(TwoFactorState::NotEnrolled));
     let api = daemon.api_client()?.with_key(&admin.api_key("vpn")?);
     step_margin(12).await;
     // alice and carol enroll authenticators.
@@ -146,12 +151,18 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     assert_eq!(erin.email.as_deref(), Some("erin.new@corp.example.test"));
     assert_eq!(erin.mobile.as_deref(), Some("+41 79 555 55 55"));
     assert_eq!(erin.groups, vec![format!("CN=inc-group,{base}")]);
+    assert_eq!(erin.state, TwoFactorState::EnrollmentRequired, "the group's policy applies");
+    let policy = erin.policy.clone().ok_or_else(|| anyhow::anyhow!("no policy shown"))?;
+    assert_eq!((policy.two_factor, policy.restore), (TwoFactorRule::Required, RestoreRule::Prohibited));
+    assert_eq!(policy.from_groups, vec!["inc-group".to_owned()]);
 
     // Out of the group again.
     dc.modify(&format!("dn: CN=inc-group,{base}\nchangetype: modify\ndelete: member\nmember: CN=inc-erin,{base}\n\n"))?;
     let out = sync(&mut admin, false)?;
     assert!(out.ok, "{out:?}");
-    assert!(user(&mut admin, "inc-erin")?.is_some_and(|u| u.groups.is_empty()));
+    let erin = user(&mut admin, "inc-erin")?.ok_or_else(|| anyhow::anyhow!("erin lost"))?;
+    assert!(erin.groups.is_empty());
+    assert_eq!(erin.state, TwoFactorState::NotEnrolled, "out of the group, the default applies again");
 
     // Every change is in the audit log.
     let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditTail { limit: Some(200) })? else { bail!("no audit") };

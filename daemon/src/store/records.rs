@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
 
 use crate::crypto::BackupCodeSet;
+use crate::policy::{PolicyConfig, TwoFactorRule};
 use crate::totp::TotpParams;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,10 +71,12 @@ impl UserRecord {
         self.voice_override.as_deref().or(self.voice.as_deref())
     }
 
-    pub fn state(&self) -> TwoFactorState {
+    /// Enrolled once a device is confirmed; until then, enrollment is required when an admin or the
+    /// policy of one of the user's groups says so.
+    pub fn state(&self, policy: &PolicyConfig) -> TwoFactorState {
         if self.devices.iter().any(|d| d.status != DeviceStatus::Pending) {
             TwoFactorState::Enrolled
-        } else if self.enrollment_required {
+        } else if self.enrollment_required || policy.for_groups(&self.groups).two_factor == TwoFactorRule::Required {
             TwoFactorState::EnrollmentRequired
         } else {
             TwoFactorState::NotEnrolled

@@ -163,6 +163,8 @@ pub struct UserView {
     /// `local` for users created here, `ad:<domain>` for synced users.
     pub source: String,
     pub directory: Option<DirectoryInfo>,
+    /// The policy that applies, from the defaults and the user's groups.
+    pub policy: Option<crate::policy::EffectivePolicy>,
     pub state: TwoFactorState,
     pub devices: Vec<DeviceInfo>,
     pub backup_codes_remaining: u32,
