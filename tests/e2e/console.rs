@@ -184,8 +184,9 @@ fn run_ok(command: &mut Command) -> Result<Output> {
 
 /// `twofold-admin` run as `user`, with the groups the system gives that user.
 fn as_user(binary: &Path, socket: &Path, user: &str, args: &[&str]) -> Result<Output> {
+    let gid = String::from_utf8(run_ok(Command::new("id").args(["-g", user]))?.stdout)?;
     Ok(Command::new("setpriv")
-        .args([format!("--reuid={user}"), format!("--regid={user}"), "--init-groups".into()])
+        .args([format!("--reuid={user}"), format!("--regid={}", gid.trim()), "--init-groups".into()])
         .arg(binary)
         .arg("--socket")
         .arg(socket)
