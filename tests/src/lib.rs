@@ -130,7 +130,8 @@ impl Daemon {
         let notify = UnixDatagram::bind(&notify_path)?;
         notify.set_read_timeout(Some(Duration::from_millis(200)))?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
-        let mut child = Command::new(workspace_binary("twofoldd")?)
+        let mut command = Command::new(workspace_binary("twofoldd")?);
+        command
             .arg("--config")
             .arg(&self.config_path)
             .env("NOTIFY_SOCKET", &notify_path)
@@ -139,9 +140,16 @@ impl Daemon {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting twofoldd")?;
+            .stderr(log);
+        // A test that dies (or is killed) takes its daemon with it: the daemon gets SIGKILL when the
+        // thread that started it ends, which for a test is the end of the test.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command.spawn().context("starting twofoldd")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut buf = [0u8; 4096];
         loop {
