@@ -1,4 +1,4 @@
-//! The appliance packages and the systemd protocol.
+//! The appliance packages, and what the systemd unit relies on.
 //!
 //! `the_deb_installs_runs_upgrades_removes_and_purges` installs the real .deb on this machine with dpkg
 //! (CI runs as root), starts the packaged daemon as the service user with the packaged config and a
@@ -6,7 +6,9 @@
 //! upgrades to a higher version, and removes and purges. The packages are made from the dev build the
 //! other tests use (packaging/build-packages --profile dev --no-build: strip and package, no compile),
 //! so CI compiles nothing twice; the size check therefore bounds a package of unoptimised binaries,
-//! which are larger than the release ones.
+//! which are larger than the release ones. The other tests cover what systemd would see without
+//! systemd: the rpm's contents and scriptlets, the sd_notify protocol (READY, WATCHDOG, RELOADING,
+//! STOPPING), the system calls against the unit's filter, and logging to the journal's socket.
 
 use std::collections::BTreeSet;
 use std::fs::File;
