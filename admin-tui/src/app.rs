@@ -3,8 +3,8 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity, Permission, UserIndexEntry,
-    UserView,
+    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity, Permission, SyncStatus,
+    UserIndexEntry, UserView,
 };
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::{DeviceInfo, DeviceStatus};
@@ -21,6 +21,7 @@ pub enum ScreenId {
     User,
     Enrollment,
     Audit,
+    Directory,
 }
 
 /// What the keyboard is doing right now, on top of the screen.
@@ -29,6 +30,8 @@ pub enum Mode {
     Normal,
     /// Editing the audit filter line.
     AuditFilter,
+    /// Editing a user's phone number overrides.
+    Phones(PhoneForm),
     /// An action waits for y or n.
     Confirm(Action),
     Help,
@@ -43,6 +46,34 @@ pub enum Action {
     Unpair { user: String, device: DeviceInfo },
     Enroll { user: String },
     SetEnabled { user: String, enabled: bool },
+    /// Numbers that win over the directory's; `None` clears an override.
+    SetPhones { user: String, mobile: Option<String>, voice: Option<String> },
+    Sync { full: bool },
+}
+
+/// The two override fields of the phone form; Tab moves between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneForm {
+    pub user: String,
+    pub mobile: String,
+    pub voice: String,
+    /// false: mobile, true: voice.
+    pub on_voice: bool,
+}
+
+impl PhoneForm {
+    fn field(&mut self) -> &mut String {
+        if self.on_voice {
+            &mut self.voice
+        } else {
+            &mut self.mobile
+        }
+    }
+
+    fn action(&self) -> Action {
+        let number = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        Action::SetPhones { user: self.user.clone(), mobile: number(&self.mobile), voice: number(&self.voice) }
+    }
 }
 
 impl Action {
@@ -58,6 +89,10 @@ impl Action {
             Action::Unpair { user, device } => AdminRequest::DeviceDelete { user: user.clone(), device: device.id.clone() },
             Action::Enroll { user } => AdminRequest::TotpEnroll { user: user.clone(), label: None, algorithm: None, digits: None },
             Action::SetEnabled { user, enabled } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: *enabled },
+            Action::SetPhones { user, mobile, voice } => {
+                AdminRequest::UserSetPhoneOverride { user: user.clone(), mobile: mobile.clone(), voice: voice.clone() }
+            }
+            Action::Sync { full } => AdminRequest::DirectorySync { domain: None, full: *full },
         }
     }
 
@@ -73,17 +108,26 @@ impl Action {
             Action::Enroll { user } => format!("Enroll a new authenticator app for {user}?"),
             Action::SetEnabled { user, enabled: true } => format!("Enable {user}?"),
             Action::SetEnabled { user, enabled: false } => format!("Disable {user}? Their codes stop working."),
+            Action::SetPhones { user, mobile, voice } => {
+                let shown = |n: &Option<String>| n.clone().unwrap_or_else(|| "the directory's".to_owned());
+                format!("Send {user}'s codes to mobile {} and voice {}?", shown(mobile), shown(voice))
+            }
+            Action::Sync { full: false } => "Sync the directory now (changes since the last sync)?".to_owned(),
+            Action::Sync { full: true } => "Run a full directory sync now? It reads every user.".to_owned(),
         }
     }
 
-    fn user(&self) -> &str {
+    /// What the action is about, for its error line.
+    fn subject(&self) -> &str {
         match self {
             Action::Unlock { user }
             | Action::Block { user, .. }
             | Action::Unblock { user, .. }
             | Action::Unpair { user, .. }
             | Action::Enroll { user }
-            | Action::SetEnabled { user, .. } => user,
+            | Action::SetEnabled { user, .. }
+            | Action::SetPhones { user, .. } => user,
+            Action::Sync { .. } => "directory sync",
         }
     }
 }
@@ -92,6 +136,7 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purpose {
     Dashboard,
+    Directories,
     Index,
     User(String),
     Audit,
@@ -168,6 +213,12 @@ pub struct Enrollment {
     pub confirmed: Option<ConfirmAnswer>,
 }
 
+pub struct Directory {
+    pub domains: Loading<Vec<SyncStatus>>,
+    /// A sync asked for is running in the daemon.
+    pub syncing: bool,
+}
+
 pub struct Audit {
     /// What the operator types: `user:alice action:block outcome:ok free text`.
     pub filter: String,
@@ -186,6 +237,7 @@ pub struct App {
     pub user: Option<UserDetail>,
     pub enrollment: Option<Enrollment>,
     pub audit: Audit,
+    pub directory: Directory,
     pub status: Option<Status>,
     /// Requests for the daemon, taken by the console loop.
     pub outbox: Vec<(Purpose, AdminRequest)>,
@@ -236,6 +288,7 @@ impl App {
             user: None,
             enrollment: None,
             audit: Audit { filter: String::new(), events: Loading::Idle, scroll: 0 },
+            directory: Directory { domains: Loading::Idle, syncing: false },
             status: None,
             outbox: Vec::new(),
             quit: false,
@@ -259,6 +312,14 @@ impl App {
             self.dashboard.stats = Loading::Loading;
         }
         self.send(Purpose::Dashboard, AdminRequest::Dashboard);
+        self.load_directories();
+    }
+
+    fn load_directories(&mut self) {
+        if !matches!(self.directory.domains, Loading::Loaded(_)) {
+            self.directory.domains = Loading::Loading;
+        }
+        self.send(Purpose::Directories, AdminRequest::DirectoryStatus);
     }
 
     fn load_index(&mut self) {
@@ -293,6 +354,7 @@ impl App {
         match screen {
             ScreenId::Dashboard => self.load_dashboard(),
             ScreenId::Audit if self.audit.events == Loading::Idle => self.load_audit(),
+            ScreenId::Directory => self.load_directories(),
             _ => {}
         }
     }
@@ -303,13 +365,17 @@ impl App {
         if self.may(permission) {
             self.mode = Mode::Confirm(action);
         } else {
-            self.status = Some(Status::Error(format!(
-                "{} needs the {} role; you are {}",
-                permission.describe(),
-                permission.role().name(),
-                self.identity.role.name()
-            )));
+            self.refuse(permission);
         }
+    }
+
+    fn refuse(&mut self, permission: Permission) {
+        self.status = Some(Status::Error(format!(
+            "{} needs the {} role; you are {}",
+            permission.describe(),
+            permission.role().name(),
+            self.identity.role.name()
+        )));
     }
 
     pub fn on_tick(&mut self) {
@@ -333,6 +399,10 @@ impl App {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
                     self.mode = Mode::Normal;
                     self.status = Some(Status::Info("working…".into()));
+                    if matches!(action, Action::Sync { .. }) {
+                        self.directory.syncing = true;
+                        self.status = Some(Status::Info("syncing the directory…".into()));
+                    }
                     let request = action.request();
                     self.send(Purpose::Action(action), request);
                 }
@@ -354,6 +424,23 @@ impl App {
                 KeyCode::Char(c) => self.audit.filter.push(c),
                 _ => {}
             },
+            Mode::Phones(mut form) => match key.code {
+                KeyCode::Esc => self.mode = Mode::Normal,
+                KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
+                    form.on_voice = !form.on_voice;
+                    self.mode = Mode::Phones(form);
+                }
+                KeyCode::Backspace => {
+                    form.field().pop();
+                    self.mode = Mode::Phones(form);
+                }
+                KeyCode::Char(c) if form.field().chars().count() < 32 => {
+                    form.field().push(c);
+                    self.mode = Mode::Phones(form);
+                }
+                KeyCode::Enter => self.mode = Mode::Confirm(form.action()),
+                _ => {}
+            },
             Mode::Normal => self.on_screen_key(key),
         }
     }
@@ -365,7 +452,8 @@ impl App {
                 let next = match self.screen {
                     ScreenId::Dashboard => ScreenId::Users,
                     ScreenId::Users | ScreenId::User | ScreenId::Enrollment => ScreenId::Audit,
-                    ScreenId::Audit => ScreenId::Dashboard,
+                    ScreenId::Audit => ScreenId::Directory,
+                    ScreenId::Directory => ScreenId::Dashboard,
                 };
                 self.go(next);
                 return;
@@ -382,6 +470,17 @@ impl App {
             ScreenId::User => self.user_key(key),
             ScreenId::Enrollment => self.enrollment_key(key),
             ScreenId::Audit => self.audit_key(key),
+            ScreenId::Directory => self.directory_key(key),
+        }
+    }
+
+    fn directory_key(&mut self, key: KeyEvent) {
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
+            KeyCode::Char('r') => self.load_directories(),
+            KeyCode::Char('s') => self.propose(Action::Sync { full: false }),
+            KeyCode::Char('S') => self.propose(Action::Sync { full: true }),
+            _ => {}
         }
     }
 
@@ -391,6 +490,7 @@ impl App {
             KeyCode::Char('r') => self.load_dashboard(),
             KeyCode::Char('u') | KeyCode::Char('/') | KeyCode::Char('2') => self.go(ScreenId::Users),
             KeyCode::Char('a') | KeyCode::Char('3') => self.go(ScreenId::Audit),
+            KeyCode::Char('d') | KeyCode::Char('4') => self.go(ScreenId::Directory),
             _ => {}
         }
     }
@@ -458,6 +558,19 @@ impl App {
             KeyCode::Char('r') => self.refresh_user(),
             KeyCode::Char('u') => self.propose(Action::Unlock { user }),
             KeyCode::Char('e') => self.propose(Action::Enroll { user }),
+            KeyCode::Char('p') => {
+                let permission = Permission::UpdatePhoneNumbers;
+                if !self.may(permission) {
+                    self.refuse(permission);
+                } else if let Some(view) = self.user.as_ref().and_then(|d| d.view.loaded()) {
+                    self.mode = Mode::Phones(PhoneForm {
+                        user,
+                        mobile: view.mobile_override.clone().unwrap_or_default(),
+                        voice: view.voice_override.clone().unwrap_or_default(),
+                        on_voice: false,
+                    });
+                }
+            }
             KeyCode::Char('x') => {
                 if let Some(enabled) = enabled {
                     self.propose(Action::SetEnabled { user, enabled: !enabled });
@@ -534,6 +647,10 @@ impl App {
         match (purpose, reply) {
             (Purpose::Dashboard, Ok(AdminReply::Dashboard(stats))) => self.dashboard.stats = Loading::Loaded(stats),
             (Purpose::Dashboard, Err(e)) => self.dashboard.stats = Loading::Failed(e),
+            (Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains })) => {
+                self.directory.domains = Loading::Loaded(domains);
+            }
+            (Purpose::Directories, Err(e)) => self.directory.domains = Loading::Failed(e),
             (Purpose::Index, Ok(AdminReply::UserIndex { users })) => {
                 self.users.index = Loading::Loaded(UserIndex::new(users));
                 self.users.refilter(None);
@@ -557,7 +674,10 @@ impl App {
             }
             (Purpose::Action(action), Ok(reply)) => self.action_done(&action, reply),
             (Purpose::Action(action), Err(e)) => {
-                self.status = Some(Status::Error(format!("{}: {e}", action.user())));
+                if matches!(action, Action::Sync { .. }) {
+                    self.directory.syncing = false;
+                }
+                self.status = Some(Status::Error(format!("{}: {e}", action.subject())));
             }
             (Purpose::ConfirmEnrollment { user }, reply) => {
                 let Some(enrollment) = self.enrollment.as_mut().filter(|e| e.user == user) else { return };
@@ -580,7 +700,7 @@ impl App {
     fn action_done(&mut self, action: &Action, reply: AdminReply) {
         match reply {
             AdminReply::Enrollment(answer) => {
-                self.enrollment = Some(Enrollment { user: action.user().to_owned(), answer, code: String::new(), confirmed: None });
+                self.enrollment = Some(Enrollment { user: action.subject().to_owned(), answer, code: String::new(), confirmed: None });
                 self.screen = ScreenId::Enrollment;
                 self.status = None;
                 return;
@@ -598,11 +718,21 @@ impl App {
                 }));
             }
             AdminReply::User(view) => {
-                self.status = Some(Status::Info(format!(
-                    "{} is {}",
-                    view.username,
-                    if view.enabled { "enabled" } else { "disabled" }
-                )));
+                self.status = Some(Status::Info(match action {
+                    Action::SetPhones { .. } => format!("{}'s phone numbers saved", view.username),
+                    _ => format!("{} is {}", view.username, if view.enabled { "enabled" } else { "disabled" }),
+                }));
+            }
+            AdminReply::DirectoryStatus { domains } => {
+                let failed = domains.iter().filter(|d| !d.ok).count();
+                self.directory.syncing = false;
+                self.status = Some(if failed == 0 {
+                    Status::Info(format!("directory sync done ({} domains)", domains.len()))
+                } else {
+                    Status::Error(format!("directory sync: {failed} of {} domains failed", domains.len()))
+                });
+                self.directory.domains = Loading::Loaded(domains);
+                return;
             }
             other => self.status = Some(Status::Error(format!("unexpected answer {}", reply_name(&other)))),
         }

@@ -41,7 +41,18 @@ impl Client {
     pub fn call(&mut self, request: &AdminRequest) -> Result<AdminReply, CallError> {
         let mut line = serde_json::to_vec(request).map_err(|e| CallError::Connection(e.to_string()))?;
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|e| CallError::Connection(format!("sending to twofoldd: {e}")))?;
+        if let Err(e) = self.writer.write_all(&line) {
+            // The daemon refuses a peer without a role as it connects and closes at once: its answer
+            // is waiting to be read even though our request could not be sent.
+            return match self.read_answer() {
+                Err(CallError::Connection(_)) => Err(CallError::Connection(format!("sending to twofoldd: {e}"))),
+                other => other,
+            };
+        }
+        self.read_answer()
+    }
+
+    fn read_answer(&mut self) -> Result<AdminReply, CallError> {
         let mut answer = String::new();
         let n = self
             .reader

@@ -8,7 +8,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use ratatui::Terminal;
 use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, DashboardStats, OperatorIdentity, Role, UserIndexEntry, UserView,
+    AdminReply, AdminRequest, AuditEvent, DashboardStats, OperatorIdentity, Role, SyncStatus, UserIndexEntry, UserView,
 };
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
@@ -97,9 +97,19 @@ fn alice() -> UserView {
         "email": "alice@example.com",
         "mobile": "+41 79 123 45 67",
         "voice": null,
+        "mobile_override": "+41 79 999 00 00",
+        "voice_override": null,
         "groups": ["vpn-users", "staff"],
         "enabled": true,
-        "source": "local",
+        "source": "ad:corp",
+        "directory": {
+            "domain": "corp",
+            "guid": "5f1c8a52-0d1e-4c77-9a43-1b2c3d4e5f60",
+            "dn": "CN=Alice Smith,OU=Staff,DC=corp,DC=example",
+            "account_disabled": false,
+            "removed_at": null
+        },
+        "policy": {"two_factor": "required", "channels": ["totp", "sms"], "restore": "allowed", "from_groups": ["vpn-users"]},
         "state": "enrolled",
         "devices": [
             device("d0123456789abcdef", "work phone", DeviceStatus::Active, Some(T0 + 3600)),
@@ -154,9 +164,30 @@ fn started(role: Role) -> (App, Vec<(Purpose, AdminRequest)>) {
     (app, sent)
 }
 
+fn corp(ok: bool) -> SyncStatus {
+    SyncStatus {
+        domain: "corp".into(),
+        mode: "incremental".into(),
+        ok,
+        last_run: Some(T0 + 240),
+        last_success: Some(if ok { T0 + 240 } else { T0 - 3600 }),
+        duration_ms: 412,
+        server: Some("ldaps://dc1.corp.example:636".into()),
+        pages: 3,
+        entries: 1200,
+        added: 4,
+        changed: 17,
+        disabled: 1,
+        removed: 0,
+        purged: 0,
+        errors: if ok { vec![] } else { vec!["ldaps://dc1.corp.example:636: connection refused".into()] },
+    }
+}
+
 fn loaded(role: Role) -> App {
     let (mut app, _) = started(role);
     app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
+    app.on_reply(Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
     app.on_reply(Purpose::Index, Ok(AdminReply::UserIndex { users: index() }));
     app
 }
@@ -175,9 +206,17 @@ fn on_alice(role: Role) -> App {
 #[test]
 fn dashboard_loading_then_loaded() {
     let (mut app, sent) = started(Role::MasterAdmin);
-    assert_eq!(sent, vec![(Purpose::Dashboard, AdminRequest::Dashboard), (Purpose::Index, AdminRequest::UserIndex)]);
+    assert_eq!(
+        sent,
+        vec![
+            (Purpose::Dashboard, AdminRequest::Dashboard),
+            (Purpose::Directories, AdminRequest::DirectoryStatus),
+            (Purpose::Index, AdminRequest::UserIndex)
+        ]
+    );
     snapshot!("dashboard_loading", &app);
     app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
+    app.on_reply(Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
     snapshot!("dashboard", &app);
 }
 
@@ -393,4 +432,60 @@ fn ctrl_c_quits_from_any_screen() {
     let mut app = on_alice(Role::MasterAdmin);
     app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
     assert!(app.quit);
+}
+
+#[test]
+fn phone_numbers_are_edited_confirmed_and_sent() {
+    let mut app = on_alice(Role::Admin);
+    app.on_key(key(KeyCode::Char('p')));
+    snapshot!("user_phones_form", &app);
+    // The form starts from the current overrides: clear the mobile one, set a voice number.
+    for _ in 0..20 {
+        app.on_key(key(KeyCode::Backspace));
+    }
+    app.on_key(key(KeyCode::Tab));
+    type_text(&mut app, "+41 44 555 66 77");
+    app.on_key(key(KeyCode::Enter));
+    snapshot!("user_phones_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (_, request) = app.outbox.remove(0);
+    assert_eq!(
+        request,
+        AdminRequest::UserSetPhoneOverride { user: "alice".into(), mobile: None, voice: Some("+41 44 555 66 77".into()) }
+    );
+}
+
+#[test]
+fn helpdesk_cannot_change_phone_numbers_or_sync() {
+    let mut app = on_alice(Role::Helpdesk);
+    app.on_key(key(KeyCode::Char('p')));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(
+        app.status,
+        Some(crate::app::Status::Error("update phone numbers needs the admin role; you are helpdesk".into()))
+    );
+    let mut app = loaded(Role::Helpdesk);
+    app.on_key(key(KeyCode::Char('d')));
+    assert_eq!(app.screen, ScreenId::Directory);
+    app.outbox.clear();
+    app.on_key(key(KeyCode::Char('s')));
+    assert!(app.outbox.is_empty() && app.mode == Mode::Normal);
+    snapshot!("directory_helpdesk_refused_sync", &app);
+}
+
+#[test]
+fn directory_screen_shows_the_last_sync_and_syncs_on_request() {
+    let mut app = loaded(Role::Admin);
+    app.on_key(key(KeyCode::Char('d')));
+    let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
+    assert_eq!(request, AdminRequest::DirectoryStatus);
+    app.on_reply(purpose, Ok(AdminReply::DirectoryStatus { domains: vec![corp(false)] }));
+    snapshot!("directory_failed_sync", &app);
+    app.on_key(key(KeyCode::Char('s')));
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(request, AdminRequest::DirectorySync { domain: None, full: false });
+    snapshot!("directory_syncing", &app);
+    app.on_reply(purpose, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
+    snapshot!("directory_synced", &app);
 }

@@ -8,10 +8,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Widget, Wrap};
-use twofold_wire::admin::{Permission, Role, UserView};
+use twofold_wire::admin::{Permission, Role, SyncStatus, UserView};
+use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceKind, DeviceStatus, TwoFactorState};
 
-use crate::app::{App, Audit, Dashboard, Enrollment, Loading, Mode, ScreenId, Status, UserDetail, Users};
+use crate::app::{App, Audit, Dashboard, Directory, Enrollment, Loading, Mode, PhoneForm, ScreenId, Status, UserDetail, Users};
 
 /// `2026-11-22 17:44` in UTC (the console says so in its header), or the number if out of range.
 pub fn time(t: i64) -> String {
@@ -76,14 +77,62 @@ fn percent(part: u64, whole: u64) -> String {
     format!("{:.1}%", part as f64 * 100.0 / whole as f64)
 }
 
-impl Widget for &Dashboard {
+/// The dashboard draws the counts and, below them, the directory's last sync.
+pub struct DashboardScreen<'a> {
+    pub dashboard: &'a Dashboard,
+    pub directory: &'a Directory,
+}
+
+fn ago(now: i64, then: i64) -> String {
+    let s = (now - then).max(0);
+    match s {
+        0..60 => format!("{s} s ago"),
+        60..3600 => format!("{} min ago", s / 60),
+        3600..86_400 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// One line per directory domain: how its last sync went (with its first error, for the dashboard).
+fn sync_line(domain: &SyncStatus, now: Option<i64>, first_error: bool) -> Line<'static> {
+    let when = match (domain.last_run, now) {
+        (None, _) => "never synced".to_owned(),
+        (Some(t), Some(now)) => format!("{} ({})", time(t), ago(now, t)),
+        (Some(t), None) => time(t),
+    };
+    let outcome = if domain.last_run.is_none() {
+        Span::raw("")
+    } else if domain.ok {
+        Span::raw("ok").green()
+    } else if first_error {
+        Span::raw(format!("FAILED: {}", domain.errors.first().cloned().unwrap_or_default())).red()
+    } else {
+        Span::raw("FAILED").red()
+    };
+    Line::from(vec![
+        Span::raw(format!("{:<12}", domain.domain)).bold(),
+        Span::raw(format!("{} {}  ", domain.mode, when)),
+        outcome,
+    ])
+}
+
+impl Widget for &DashboardScreen<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        if let Some(line) = loading_line("dashboard", &self.stats) {
+        if let Some(line) = loading_line("dashboard", &self.dashboard.stats) {
             line.render(area, buf);
             return;
         }
-        let Loading::Loaded(stats) = &self.stats else { return };
-        let [top, recent] = Layout::vertical([Constraint::Length(7), Constraint::Min(0)]).areas(area);
+        let Loading::Loaded(stats) = &self.dashboard.stats else { return };
+        let newest = stats.recent.last().map(|e| e.time);
+        let directory_lines: Vec<Line> = match &self.directory.domains {
+            Loading::Loaded(domains) if domains.is_empty() => vec![Line::from("no [[directory]] configured: local users only").dim()],
+            Loading::Loaded(domains) => domains.iter().take(3).map(|d| sync_line(d, newest, true)).collect(),
+            other => loading_line("directory status", other).into_iter().collect(),
+        };
+        let directory_height = u16::try_from(directory_lines.len()).unwrap_or(1) + 2;
+        let [top, directory, recent] =
+            Layout::vertical([Constraint::Length(7), Constraint::Length(directory_height), Constraint::Min(0)]).areas(area);
+        Paragraph::new(directory_lines).block(Block::bordered().title(" Directory sync ")).render(directory, buf);
         let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
         let row = |name: &str, value: String| Line::from(vec![Span::raw(format!("{name:<22}")), Span::raw(value).bold()]);
         Paragraph::new(vec![
@@ -172,28 +221,80 @@ impl Widget for &Users {
     }
 }
 
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Totp => "app",
+        Channel::Sms => "sms",
+        Channel::Voice => "voice",
+        Channel::Email => "email",
+        Channel::InPerson => "in person",
+    }
+}
+
+/// A number as codes use it: the override when there is one, saying what the directory has.
+fn phone(value: &Option<String>, override_: &Option<String>) -> String {
+    match (override_, value) {
+        (Some(o), Some(v)) => format!("{o}   (override; directory: {v})"),
+        (Some(o), None) => format!("{o}   (override)"),
+        (None, v) => opt(v),
+    }
+}
+
 fn user_lines(view: &UserView) -> Vec<Line<'static>> {
     let mut lockout = format!("{} failures", view.failures);
     if view.locked {
         lockout.push_str(" · LOCKED");
     }
-    vec![
+    let mut lines = vec![
         Line::from(vec![
             Span::raw(view.username.clone()).bold(),
             Span::raw(format!("  {}", view.display_name.clone().unwrap_or_default())),
-            Span::raw(format!("   source {} · {}", view.source, if view.enabled { "enabled" } else { "DISABLED" })),
+            Span::raw(format!(
+                "   {} · {} · since {}",
+                view.source,
+                if view.enabled { "enabled" } else { "DISABLED" },
+                time(view.created).chars().take(10).collect::<String>()
+            )),
         ]),
         Line::from(vec![label("UPN"), Span::raw(opt(&view.upn))]),
         Line::from(vec![label("Email"), Span::raw(opt(&view.email))]),
-        Line::from(vec![label("Mobile"), Span::raw(format!("{:<24}", opt(&view.mobile))), label("Voice"), Span::raw(opt(&view.voice))]),
+        Line::from(vec![label("Mobile"), Span::raw(phone(&view.mobile, &view.mobile_override))]),
+        Line::from(vec![label("Voice"), Span::raw(phone(&view.voice, &view.voice_override))]),
         Line::from(vec![label("Groups"), Span::raw(if view.groups.is_empty() { "-".to_owned() } else { view.groups.join(", ") })]),
-        Line::from(vec![
-            label("2FA"),
-            Span::raw(format!("{} · {} backup codes left", state_name(view.state), view.backup_codes_remaining)),
-        ]),
-        Line::from(vec![label("Lockout"), if view.locked { Span::raw(lockout).red().bold() } else { Span::raw(lockout) }]),
-        Line::from(vec![label("Created"), Span::raw(time(view.created))]),
-    ]
+    ];
+    if let Some(ad) = &view.directory {
+        let mut spans = vec![label("AD"), Span::raw(format!("{} · {}", ad.domain, ad.dn))];
+        if ad.account_disabled {
+            spans.push(Span::raw(" · disabled in AD").red());
+        }
+        if let Some(t) = ad.removed_at {
+            spans.push(Span::raw(format!(" · removed from AD {}", time(t))).red());
+        }
+        lines.push(Line::from(spans));
+    }
+    if let Some(policy) = &view.policy {
+        let rule = match policy.two_factor {
+            TwoFactorRule::Required => "2FA required",
+            TwoFactorRule::Optional => "2FA optional",
+            TwoFactorRule::Off => "2FA off",
+        };
+        let restore = match policy.restore {
+            RestoreRule::Allowed => "restore allowed",
+            RestoreRule::Prohibited => "restore by admin only",
+        };
+        let channels: Vec<&str> = policy.channels.iter().map(|c| channel_name(*c)).collect();
+        let from = if policy.from_groups.is_empty() { "defaults".to_owned() } else { policy.from_groups.join(", ") };
+        lines.push(Line::from(vec![
+            label("Policy"),
+            Span::raw(format!("{rule} · {} · {restore} · from {from}", channels.join("/"))),
+        ]));
+    }
+    lines.push(Line::from(vec![
+        label("2FA"),
+        Span::raw(format!("{} · {} backup codes left · ", state_name(view.state), view.backup_codes_remaining)),
+        if view.locked { Span::raw(lockout).red().bold() } else { Span::raw(lockout) },
+    ]));
+    lines
 }
 
 impl Widget for &UserDetail {
@@ -372,13 +473,76 @@ impl Widget for &Audit {
     }
 }
 
+impl Widget for &Directory {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if let Some(line) = loading_line("directory status", &self.domains) {
+            line.render(area, buf);
+            return;
+        }
+        let Loading::Loaded(domains) = &self.domains else { return };
+        let mut lines = Vec::new();
+        if self.syncing {
+            lines.push(Line::from("A sync is running; the status below is from before it.").yellow());
+        }
+        if domains.is_empty() {
+            lines.push(Line::from("No [[directory]] is configured: Twofold has local users only."));
+        }
+        for d in domains {
+            lines.push(sync_line(d, None, false));
+            lines.push(Line::from(format!(
+                "   server {} · {} ms · {} pages · {} entries",
+                d.server.clone().unwrap_or_else(|| "-".to_owned()),
+                d.duration_ms,
+                d.pages,
+                d.entries
+            )));
+            lines.push(Line::from(format!(
+                "   added {} · changed {} · disabled {} · removed {} · purged {}",
+                d.added, d.changed, d.disabled, d.removed, d.purged
+            )));
+            if let Some(t) = d.last_success {
+                lines.push(Line::from(format!("   last success {}", time(t))));
+            }
+            for e in d.errors.iter().take(3) {
+                lines.push(Line::from(format!("   ! {e}")).red());
+            }
+            if d.errors.len() > 3 {
+                lines.push(Line::from(format!("   … {} more (twofold-admin directory status)", d.errors.len() - 3)).red());
+            }
+        }
+        Paragraph::new(lines).wrap(Wrap { trim: false }).render(area, buf);
+    }
+}
+
+impl Widget for &PhoneForm {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let field = |name: &str, value: &str, active: bool| {
+            let mut spans = vec![Span::raw(format!("{name:<8}")).bold(), Span::raw(value.to_owned())];
+            if active {
+                spans.push(Span::raw("█").slow_blink());
+            }
+            Line::from(spans)
+        };
+        Paragraph::new(vec![
+            Line::from(format!("Numbers {}'s codes go to instead of the directory's.", self.user)),
+            Line::from("Leave a field empty to use the directory's number again."),
+            Line::from(""),
+            field("Mobile", &self.mobile, !self.on_voice),
+            field("Voice", &self.voice, self.on_voice),
+        ])
+        .block(Block::bordered().title(" Phone numbers "))
+        .render(area, buf);
+    }
+}
+
 fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
     match (&app.mode, app.screen) {
         (Mode::Help, _) => vec![("any key", "close help")],
         (Mode::Confirm(_), _) => vec![("y", "confirm"), ("n", "cancel")],
         (Mode::AuditFilter, _) => vec![("user: action: actor: outcome: text", ""), ("Enter", "apply"), ("Esc", "done")],
+        (Mode::Phones(_), _) => vec![("Tab", "other field"), ("Enter", "save"), ("Esc", "cancel")],
         (Mode::Normal, ScreenId::Dashboard) => {
-            vec![("Tab", "next"), ("u", "users"), ("a", "audit"), ("r", "refresh"), ("?", "help"), ("q", "quit")]
+            vec![("Tab", "next"), ("u", "users"), ("a", "audit"), ("d", "directory"), ("r", "refresh"), ("?", "help"), ("q", "quit")]
         }
         (Mode::Normal, ScreenId::Users) => vec![
             ("type", "search"),
@@ -397,6 +561,7 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
                 ("n", "unblock", Permission::UnblockDevice),
                 ("d", "unpair", Permission::UnpairDevice),
                 ("e", "enroll", Permission::EnrollAuthenticator),
+                ("p", "phones", Permission::UpdatePhoneNumbers),
                 ("x", if user_enabled(app) { "disable" } else { "enable" }, Permission::ManageUsers),
             ] {
                 if app.may(permission) {
@@ -404,6 +569,14 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
                 }
             }
             keys.extend([("Esc", "back"), ("?", "help")]);
+            keys
+        }
+        (Mode::Normal, ScreenId::Directory) => {
+            let mut keys = Vec::new();
+            if app.may(Permission::SyncDirectory) {
+                keys.extend([("s", "sync now"), ("S", "full sync")]);
+            }
+            keys.extend([("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")]);
             keys
         }
         (Mode::Normal, ScreenId::Enrollment) => vec![("digits", "code"), ("Enter", "confirm"), ("Esc", "back to user")],
@@ -430,7 +603,9 @@ fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
 
 fn header(app: &App) -> Line<'static> {
     let mut spans = vec![Span::raw(" Twofold ").bold().reversed(), Span::raw(" ")];
-    for (screen, name) in [(ScreenId::Dashboard, "Dashboard"), (ScreenId::Users, "Users"), (ScreenId::Audit, "Audit")] {
+    for (screen, name) in
+        [(ScreenId::Dashboard, "Dashboard"), (ScreenId::Users, "Users"), (ScreenId::Audit, "Audit"), (ScreenId::Directory, "Directory")]
+    {
         let active = app.screen == screen || (screen == ScreenId::Users && matches!(app.screen, ScreenId::User | ScreenId::Enrollment));
         let span = Span::raw(format!(" {name} "));
         spans.push(if active { span.bold().underlined() } else { span });
@@ -447,6 +622,7 @@ fn help(app: &App) -> Text<'static> {
         Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
         Line::from("  User: ↑↓ picks a device; each action asks y/n before it is done"),
         Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
+        Line::from("  Directory: s syncs the changes now, S runs a full sync"),
         Line::from(""),
         Line::from(format!("You are {} ({}).", app.identity.role.name(), app.identity.granted_by)).bold(),
     ];
@@ -491,7 +667,8 @@ impl Widget for &App {
                 status_line.render(status, buf);
                 header(self).render(top, buf);
                 match screen {
-                    ScreenId::Dashboard => self.dashboard.render(body, buf),
+                    ScreenId::Dashboard => DashboardScreen { dashboard: &self.dashboard, directory: &self.directory }.render(body, buf),
+                    ScreenId::Directory => self.directory.render(body, buf),
                     ScreenId::Users => self.users.render(body, buf),
                     ScreenId::User => {
                         if let Some(detail) = &self.user {
@@ -517,6 +694,11 @@ impl Widget for &App {
                 let dialog = body.centered(Constraint::Max(78), Constraint::Max(20));
                 Clear.render(dialog, buf);
                 Paragraph::new(help(self)).wrap(Wrap { trim: false }).block(Block::bordered().title(" Help ")).render(dialog, buf);
+            }
+            Mode::Phones(form) => {
+                let dialog = body.centered(Constraint::Max(64), Constraint::Length(7));
+                Clear.render(dialog, buf);
+                form.render(dialog, buf);
             }
             Mode::AuditFilter => {
                 // The cursor sits after the filter text while it is edited.
