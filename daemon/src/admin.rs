@@ -11,7 +11,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, DaemonStatus, OperatorIdentity, MAX_REQUEST_BYTES};
+use twofold_wire::admin::{
+    AdminAnswer, AdminReply, AdminRequest, DaemonStatus, GroupPolicyView, OperatorIdentity, PolicyOverview, MAX_REQUEST_BYTES,
+};
 use twofold_wire::ErrorBody;
 
 use crate::error::{Error, Result};
@@ -201,12 +203,60 @@ async fn dispatch(
         AdminRequest::WhoAmI => AdminReply::Identity(operator.clone()),
         AdminRequest::Dashboard => AdminReply::Dashboard(service.dashboard()?),
         AdminRequest::UserIndex => AdminReply::UserIndex { users: service.user_index()? },
+        AdminRequest::PolicyShow => {
+            let policy = &service.config().policy;
+            AdminReply::Policies(PolicyOverview {
+                two_factor: policy.two_factor,
+                channels: policy.channels.clone(),
+                restore: policy.restore,
+                groups: policy
+                    .group
+                    .iter()
+                    .map(|g| GroupPolicyView {
+                        group: g.group.clone(),
+                        two_factor: g.two_factor,
+                        channels: g.channels.clone(),
+                        restore: g.restore,
+                    })
+                    .collect(),
+            })
+        }
         AdminRequest::DirectorySync { domain, full } => {
             AdminReply::DirectoryStatus { domains: service.sync_directories(domain.as_deref(), full).await? }
         }
         AdminRequest::DirectoryStatus => AdminReply::DirectoryStatus { domains: service.directory_status()? },
         AdminRequest::UserSetPhoneOverride { user, mobile, voice } => {
             AdminReply::User(service.set_phone_override(actor, &user, mobile, voice).await?)
+        }
+        AdminRequest::DeliveryList { user, limit } => {
+            AdminReply::Deliveries { deliveries: service.challenges()?.deliveries(service, user.as_deref(), limit)? }
+        }
+        AdminRequest::HandoverList => {
+            let entries = service.challenges()?.delivery().handover().list(service.now());
+            let users: Vec<&str> = entries.iter().map(|e| e.user.as_str()).collect();
+            service.audit(actor, "handover_list", None, "ok", Some(format!("shown={}", users.join(","))))?;
+            service.store().commit().await?;
+            AdminReply::Handovers { entries }
+        }
+        AdminRequest::HandoverDone { id } => {
+            let user = service.challenges()?.delivery().handover().done(&id).ok_or(Error::NotFound { what: "handover entry" })?;
+            service.audit(actor, "handover_done", Some(&user), "ok", Some(format!("entry={id}")))?;
+            service.store().commit().await?;
+            AdminReply::Done { message: format!("handover {id} for {user} done") }
+        }
+        AdminRequest::PluginStatus => AdminReply::Plugins { plugins: service.challenges()?.delivery().host().status() },
+        AdminRequest::PluginReload => {
+            let delivery = service.challenges()?.delivery().clone();
+            let plugins = tokio::task::spawn_blocking(move || delivery.reload(None))
+                .await
+                .map_err(|e| Error::Config(format!("plugin reload task: {e}")))?;
+            let failed = plugins.iter().filter(|p| !p.loaded).count();
+            service.audit(actor, "plugin_reload", None, if failed == 0 { "ok" } else { "partial" }, Some(format!("plugins={} failed={failed}", plugins.len())))?;
+            service.store().commit().await?;
+            AdminReply::Plugins { plugins }
+        }
+        AdminRequest::AccessCodeGenerate { user } => {
+            AdminReply::AccessCode(service.challenges()?.generate_access_code(service, actor, &user).await?)
         }
     })
 }

@@ -44,6 +44,18 @@ pub struct Config {
     /// Active Directory domains to sync users from, each a `[[directory]]` table.
     #[serde(default)]
     pub directory: Vec<DirectoryConfig>,
+    /// Codes sent out of band, and admin access codes (see `challenge`).
+    #[serde(default)]
+    pub challenge: crate::delivery::config::ChallengeConfig,
+    /// Delivery routes, retries and plugin sandbox limits (see `delivery`).
+    #[serde(default)]
+    pub delivery: crate::delivery::config::DeliveryConfig,
+    /// The SMTP server for email codes; absent: no email channel.
+    #[serde(default)]
+    pub email: Option<crate::delivery::config::EmailConfig>,
+    /// Delivery plugins, each a `[[plugin]]` table with its capabilities.
+    #[serde(default)]
+    pub plugin: Vec<crate::delivery::config::PluginConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -368,6 +380,10 @@ impl Config {
             log: LogConfig::default(),
             policy: crate::policy::PolicyConfig::default(),
             directory: Vec::new(),
+            challenge: Default::default(),
+            delivery: Default::default(),
+            email: None,
+            plugin: Vec::new(),
         }
     }
 
@@ -508,6 +524,7 @@ impl Config {
                 fail_dir("sync_interval_seconds must be at least 10".into());
             }
         }
+        crate::delivery::config::validate(self, text, &mut errors);
         errors
     }
 

@@ -5,13 +5,17 @@
 
 pub mod admin;
 pub mod api;
+pub mod challenge;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod delivery;
 pub mod directory;
+pub mod email;
 pub mod error;
 pub mod lockout;
 pub mod logging;
+pub mod plugins;
 pub mod policy;
 pub mod roles;
 pub mod service;
@@ -60,6 +64,17 @@ impl DaemonHandle {
     pub fn reload(&self, new: &Config) -> Reloaded {
         let mut comparable = new.clone();
         comparable.log = self.config.log.clone();
+        // Delivery routes and plugins apply live: load the plugins again with the new tables.
+        comparable.delivery = self.config.delivery.clone();
+        comparable.plugin = self.config.plugin.clone();
+        if let Ok(challenges) = self.service.challenges() {
+            let load = || challenges.delivery().reload(Some((&new.delivery, &new.plugin)));
+            let loaded = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(load),
+                _ => load(),
+            };
+            tracing::info!(plugins = loaded.len(), failed = loaded.iter().filter(|p| !p.loaded).count(), "plugins reloaded");
+        }
         // Debug output covers every field, including ones added later, without asking each
         // config type to implement PartialEq.
         Reloaded { restart_needed: format!("{comparable:?}") != format!("{:?}", self.config) }
@@ -87,7 +102,11 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     let key_path = crypto::master_key_path(config.store.master_key_file.as_deref(), data_dir);
     let key = crypto::load_or_create_master_key(&key_path)?;
     let store = Store::open(&data_dir.join("store"))?;
-    let service = Arc::new(Service::new(store, clock, crypto::SecretBox::new(&key), config.clone()));
+    let plugin_host = Arc::new(plugins::PluginHost::new(&config.delivery, data_dir, &key)?);
+    let mailer = config.email.as_ref().map(email::Mailer::new).transpose()?;
+    let delivery = Arc::new(delivery::Delivery::new(plugin_host, mailer, store.clone(), clock.clone(), &config.delivery, &config.plugin));
+    let challenges = Arc::new(challenge::Challenges::new(challenge::CodeKey::derive(&key), delivery));
+    let service = Arc::new(Service::new(store, clock, crypto::SecretBox::new(&key), config.clone()).with_challenges(challenges));
 
     let (cert, key) = match (&config.api.tls_cert_file, &config.api.tls_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),

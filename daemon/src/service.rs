@@ -55,6 +55,8 @@ pub struct Service {
     /// another request for the same user. Striped so unrelated users rarely wait on each other.
     user_locks: Vec<tokio::sync::Mutex<()>>,
     directories: Directories,
+    /// Codes sent out of band and admin access codes (see `challenge`); set by `start`.
+    challenges: Option<Arc<crate::challenge::Challenges>>,
 }
 
 /// What one verification concluded, before it is recorded.
@@ -72,7 +74,17 @@ impl Service {
             user_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             directories: Directories::new(&config.directory),
             config,
+            challenges: None,
         }
+    }
+
+    pub fn with_challenges(mut self, challenges: Arc<crate::challenge::Challenges>) -> Service {
+        self.challenges = Some(challenges);
+        self
+    }
+
+    pub fn challenges(&self) -> Result<&Arc<crate::challenge::Challenges>> {
+        self.challenges.as_ref().ok_or_else(|| Error::Conflict("code delivery is not running".into()))
     }
 
     pub fn directories(&self) -> &Directories {
@@ -434,6 +446,11 @@ impl Service {
 
     /// Checks a TOTP or backup code for a user, under the lockout rules (see `lockout`).
     pub async fn verify(&self, actor: &Actor, name: &str, code: &str, address: IpAddr) -> Result<VerifyAnswer> {
+        self.verify_with(actor, name, code, None, address).await
+    }
+
+    /// As `verify`; with a challenge's transaction id, only that challenge's code is accepted.
+    pub async fn verify_with(&self, actor: &Actor, name: &str, code: &str, transaction: Option<&str>, address: IpAddr) -> Result<VerifyAnswer> {
         validate::lookup_name(name)?;
         validate::code(code)?;
         let found = self.store.find_user(name)?;
@@ -466,7 +483,7 @@ impl Service {
             Some(u) => self.store.user(&u.id)?,
             None => None,
         };
-        let outcome = self.evaluate(user, code, now).await?;
+        let outcome = self.evaluate(user, code, transaction, now).await?;
         match outcome {
             Outcome::Accepted { device, factor, backup_codes_remaining } => {
                 self.store.clear_failure_count(&key)?;
@@ -501,10 +518,17 @@ impl Service {
     }
 
     /// Decides accept or reject and, on accept, writes the device's new state. Caller holds the user lock.
-    async fn evaluate(&self, user: Option<UserRecord>, code: &str, now: i64) -> Result<Outcome> {
+    async fn evaluate(&self, user: Option<UserRecord>, code: &str, transaction: Option<&str>, now: i64) -> Result<Outcome> {
         let Some(mut user) = user.filter(UserRecord::can_authenticate) else {
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         };
+        if let Some(challenges) = &self.challenges {
+            match challenges.check(&self.store, &user, code, transaction, now)? {
+                Some(factor) => return Ok(Outcome::Accepted { device: None, factor, backup_codes_remaining: None }),
+                None if transaction.is_some() => return Ok(Outcome::Rejected(RejectReason::InvalidCode)),
+                None => {}
+            }
+        }
         if let Some(digits) = totp::looks_like_totp(code) {
             let mut replayed = false;
             let user_id = user.id.clone();
@@ -741,5 +765,10 @@ fn factor_name(factor: Factor) -> &'static str {
     match factor {
         Factor::Totp => "totp",
         Factor::BackupCode => "backup_code",
+        Factor::Sms => "sms",
+        Factor::Voice => "voice",
+        Factor::Email => "email",
+        Factor::InPerson => "in_person",
+        Factor::AccessCode => "access_code",
     }
 }

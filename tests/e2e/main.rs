@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod clocked;
 mod console;
+mod delivery;
 mod devices_and_backup_codes;
 mod directory;
 mod files;

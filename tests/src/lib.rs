@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod delivery;
 pub mod samba;
 
 use anyhow::{anyhow, bail, Context, Result};

@@ -4,6 +4,7 @@
 //! bodies, bad names, unknown routes) is a 4xx `{"error": {"code", "message"}}` and changes nothing.
 //! Only the daemon's own faults are 5xx, and their details go to the log, not to the caller.
 
+mod challenge;
 mod error;
 mod extract;
 pub mod server;
@@ -34,6 +35,8 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/api/v1/verify", post(verify))
+        .route("/api/v1/challenge", post(challenge::start))
+        .route("/api/v1/challenge/{transaction}", get(challenge::status))
         .route("/api/v1/users/{user}/totp", post(enroll_totp))
         .route("/api/v1/users/{user}/totp/{device}/confirm", post(confirm_totp))
         .route("/api/v1/users/{user}/devices", get(list_devices))
@@ -73,7 +76,10 @@ async fn verify(
     ApiJson(request): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<VerifyAnswer>> {
     let address = client_address(request.client_ip.as_deref(), peer)?;
-    let answer = state.service.verify(&Actor::Api(app), &request.user, &request.code, address).await?;
+    let answer = state
+        .service
+        .verify_with(&Actor::Api(app), &request.user, &request.code, request.transaction_id.as_deref(), address)
+        .await?;
     Ok(Json(answer))
 }
 

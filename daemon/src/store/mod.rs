@@ -7,6 +7,7 @@
 //! write, then await `commit()`, then answer. Concurrent callers share one fsync (group commit, see
 //! `durability`), which is what makes durable replay protection cheap under load.
 
+pub mod challenges;
 mod durability;
 pub mod records;
 
@@ -39,6 +40,12 @@ pub struct Store {
     api_keys: sled::Tree,
     /// big-endian id -> AuditEvent; only ever appended to
     audit: sled::Tree,
+    /// transaction id -> ChallengeRecord; big-endian created || transaction id -> () (newest last);
+    /// user id -> transaction id of the user's open challenge; user id -> AccessCodeRecord
+    challenges: sled::Tree,
+    challenge_order: sled::Tree,
+    open_challenges: sled::Tree,
+    access_codes: sled::Tree,
     committer: Committer,
 }
 
@@ -77,6 +84,10 @@ impl Store {
             failures: tree("failures")?,
             api_keys: tree("api_keys")?,
             audit: tree("audit")?,
+            challenges: tree("challenges")?,
+            challenge_order: tree("challenge_order")?,
+            open_challenges: tree("open_challenges")?,
+            access_codes: tree("access_codes")?,
             committer: Committer::start(db.clone()),
             db,
         };

@@ -61,6 +61,8 @@ pub enum AdminRequest {
     /// Every user in a compact form, sorted by username: the console searches it locally, so a keystroke
     /// does not cost a scan of the store.
     UserIndex,
+    /// The configured 2FA policies: the defaults and the per-group entries, in priority order.
+    PolicyShow,
     /// Runs a directory sync now (all domains, or one) and answers with its status when done.
     DirectorySync {
         #[serde(default)]
@@ -78,6 +80,23 @@ pub enum AdminRequest {
         #[serde(default)]
         voice: Option<String>,
     },
+    /// Recent challenges and their delivery status, newest first (all users, or one).
+    DeliveryList {
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// The in-person handover queue, codes included (each listing is audited).
+    HandoverList,
+    /// Removes an entry from the handover queue once the code was read out.
+    HandoverDone { id: String },
+    /// The configured delivery plugins and whether each loaded.
+    PluginStatus,
+    /// Loads the configured plugins again from their folders (a changed file is compiled anew).
+    PluginReload,
+    /// A single-use access code for a user, to hand over verbally (needs `[challenge] access_codes`).
+    AccessCodeGenerate { user: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +145,12 @@ pub enum AdminReply {
     Identity(OperatorIdentity),
     Dashboard(DashboardStats),
     UserIndex { users: Vec<UserIndexEntry> },
+    Policies(PolicyOverview),
+    Deliveries { deliveries: Vec<crate::delivery::DeliveryInfo> },
+    Handovers { entries: Vec<crate::delivery::HandoverEntry> },
+    Plugins { plugins: Vec<crate::delivery::PluginInfo> },
+    /// The code is shown only here; the daemon keeps its HMAC.
+    AccessCode(crate::delivery::AccessCodeIssued),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,12 +386,19 @@ impl AdminRequest {
             | AdminRequest::WhoAmI
             | AdminRequest::Dashboard
             | AdminRequest::UserIndex
+            | AdminRequest::PolicyShow
             | AdminRequest::UserShow { .. }
             | AdminRequest::UserList { .. }
             | AdminRequest::DeviceList { .. }
             | AdminRequest::AuditTail { .. }
             | AdminRequest::AuditSearch { .. }
-            | AdminRequest::DirectoryStatus => Permission::LookUp,
+            | AdminRequest::DirectoryStatus
+            | AdminRequest::DeliveryList { .. }
+            | AdminRequest::PluginStatus => Permission::LookUp,
+            AdminRequest::HandoverList | AdminRequest::HandoverDone { .. } => Permission::HandOverCode,
+            AdminRequest::AccessCodeGenerate { .. } => Permission::GenerateAccessCode,
+            // Plugins run with the capabilities the configuration grants: a system setting.
+            AdminRequest::PluginReload => Permission::ManagePolicies,
             AdminRequest::DirectorySync { .. } => Permission::SyncDirectory,
             AdminRequest::UserSetPhoneOverride { .. } => Permission::UpdatePhoneNumbers,
             AdminRequest::UserUnlock { .. } | AdminRequest::AddressUnlock { .. } => Permission::Unlock,
@@ -422,6 +454,25 @@ pub struct UserIndexEntry {
     pub enabled: bool,
     pub state: TwoFactorState,
     pub locked: bool,
+}
+
+/// The policies as configured (`[policy]` and `[[policy.group]]`); they change in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyOverview {
+    pub two_factor: crate::policy::TwoFactorRule,
+    pub channels: Vec<crate::policy::Channel>,
+    pub restore: crate::policy::RestoreRule,
+    /// First match wins per setting; a setting left out falls through to the next entry, then the default.
+    pub groups: Vec<GroupPolicyView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPolicyView {
+    /// The group's DN or CN.
+    pub group: String,
+    pub two_factor: Option<crate::policy::TwoFactorRule>,
+    pub channels: Option<Vec<crate::policy::Channel>>,
+    pub restore: Option<crate::policy::RestoreRule>,
 }
 
 /// Where a synced user lives in its directory.

@@ -60,6 +60,10 @@ pub struct VerifyRequest {
     /// Defaults to the address of the relying application's connection.
     #[serde(default)]
     pub client_ip: Option<String>,
+    /// The `transaction_id` of a challenge (`POST /api/v1/challenge`): only that challenge's code is
+    /// then accepted. Without it, the code of the user's open challenge is accepted too.
+    #[serde(default)]
+    pub transaction_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,13 @@ pub enum VerifyResult {
 pub enum Factor {
     Totp,
     BackupCode,
+    /// A code sent by SMS, voice call, email or handed over in person (`POST /api/v1/challenge`).
+    Sms,
+    Voice,
+    Email,
+    InPerson,
+    /// A single-use code an admin generated and handed over verbally.
+    AccessCode,
 }
 
 /// Why a code was rejected. An unknown user, a disabled user and a wrong code all answer

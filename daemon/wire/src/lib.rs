@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod delivery;
 pub mod policy;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,322 @@
+//! Delivering codes in the background: retries with backoff, fallback to the channel's next plugin, the
+//! status of every try recorded on the challenge for admins, and the in-person handover queue.
+//!
+//! The rules, per challenge:
+//! - A round tries the channel's plugins in `[delivery]` order until one answers `delivered`. Email has
+//!   one "plugin", the SMTP server.
+//! - `failed` (and a plugin fault: a trap, the CPU or memory limit, a forbidden call) rules that plugin
+//!   out for this challenge; the next one is tried at once. `retry-later` (and an unreachable SMTP
+//!   server) moves on to the next plugin too, but keeps this one for the next round.
+//! - When a round ends without delivery and some plugin may be retried, the next round starts after
+//!   `retry_initial_seconds`, doubling up to `retry_max_seconds`, for at most `max_attempts` rounds and
+//!   never past the code's expiry. Otherwise the delivery has failed.
+//! - Before each round, a challenge that was used, replaced or has expired stops its delivery.
+//! - The code lives in memory only while its delivery runs (the store keeps a MAC), so a restart ends
+//!   the deliveries in flight: their challenges stay `queued`/`retrying` until they expire, and the user
+//!   asks for a new code.
+
+pub mod config;
+pub mod handover;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use twofold_wire::delivery::{DeliveryAttempt, DeliveryState, PluginInfo};
+use twofold_wire::policy::Channel;
+
+use crate::clock::SharedClock;
+use crate::email::{Mailer, Template};
+use crate::error::{Error, Result};
+use crate::plugins::{self, Outcome, PluginHost};
+use crate::service::Actor;
+use crate::store::records::UserRecord;
+use crate::store::Store;
+use config::{DeliveryConfig, PluginConfig};
+pub use handover::HandoverQueue;
+
+/// One code to deliver. Lives only in memory.
+pub struct Job {
+    pub transaction_id: String,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub channel: Channel,
+    pub destination: String,
+    pub code: String,
+    pub locale: String,
+    pub expires_at: i64,
+    pub valid_seconds: u32,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("transaction_id", &self.transaction_id).field("channel", &self.channel).finish_non_exhaustive()
+    }
+}
+
+/// What one try came to.
+enum Try {
+    Delivered(String),
+    Retry(String),
+    Failed(String),
+}
+
+/// The routes and plugins in force; replaced whole on reload.
+struct Routes {
+    delivery: DeliveryConfig,
+    plugins: Vec<PluginConfig>,
+}
+
+pub struct Delivery {
+    host: Arc<PluginHost>,
+    mailer: Option<Mailer>,
+    store: Store,
+    clock: SharedClock,
+    routes: RwLock<Arc<Routes>>,
+    permits: Arc<Semaphore>,
+    handover: HandoverQueue,
+}
+
+impl Delivery {
+    /// Loads the configured plugins and readies the mailer.
+    pub fn new(host: Arc<PluginHost>, mailer: Option<Mailer>, store: Store, clock: SharedClock, delivery: &DeliveryConfig, plugins: &[PluginConfig]) -> Delivery {
+        let now = clock.now();
+        host.load(delivery, plugins, now);
+        Delivery {
+            host,
+            mailer,
+            store,
+            clock,
+            routes: RwLock::new(Arc::new(Routes { delivery: delivery.clone(), plugins: plugins.to_vec() })),
+            permits: Arc::new(Semaphore::new(usize::try_from(delivery.concurrency).unwrap_or(32))),
+            handover: HandoverQueue::default(),
+        }
+    }
+
+    pub fn handover(&self) -> &HandoverQueue {
+        &self.handover
+    }
+
+    pub fn host(&self) -> &Arc<PluginHost> {
+        &self.host
+    }
+
+    fn routes(&self) -> Arc<Routes> {
+        self.routes.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Loads plugins again: with new `[delivery]` and `[[plugin]]` settings (SIGHUP), or the ones in
+    /// force (the admin's request). Blocking (it may compile): call from a blocking thread.
+    pub fn reload(&self, new: Option<(&DeliveryConfig, &[PluginConfig])>) -> Vec<PluginInfo> {
+        let routes = match new {
+            Some((delivery, plugins)) => Arc::new(Routes { delivery: delivery.clone(), plugins: plugins.to_vec() }),
+            None => self.routes(),
+        };
+        let status = self.host.load(&routes.delivery, &routes.plugins, self.clock.now());
+        if let Ok(mut current) = self.routes.write() {
+            *current = routes;
+        }
+        status
+    }
+
+    /// Refuses a challenge on a channel nothing delivers.
+    pub fn can_deliver(&self, channel: Channel) -> Result<()> {
+        let ready = match channel {
+            Channel::Email => self.mailer.is_some(),
+            Channel::Totp => false,
+            other => !self.routes().delivery.route(other).is_empty(),
+        };
+        if ready {
+            Ok(())
+        } else {
+            let how = if channel == Channel::Email { "an [email] server".to_owned() } else { format!("a plugin in [delivery] {}", crate::challenge::channel_name(channel)) };
+            Err(Error::Conflict(format!("no delivery is configured for {}: configure {how}", crate::challenge::channel_name(channel))))
+        }
+    }
+
+    /// Starts delivering in the background.
+    pub fn submit(self: &Arc<Self>, job: Job) {
+        let delivery = self.clone();
+        tokio::spawn(async move {
+            let transaction = job.transaction_id.clone();
+            if let Err(e) = delivery.run(job).await {
+                tracing::error!(transaction = %transaction, error = %e, "delivery stopped by an internal error");
+            }
+        });
+    }
+
+    async fn run(&self, job: Job) -> Result<()> {
+        let routes = self.routes();
+        let config = &routes.delivery;
+        let mut wait = Duration::from_secs(config.retry_initial_seconds);
+        let mut ruled_out: HashSet<String> = HashSet::new();
+        let mut tries_per_plugin: BTreeMap<String, u32> = BTreeMap::new();
+        for round in 1..=config.max_attempts {
+            match self.store.challenge(&job.transaction_id)? {
+                Some(c) if c.open(self.clock.now()) => {}
+                Some(c) => {
+                    let state = if c.used_at.is_some() || c.superseded { DeliveryState::Cancelled } else { DeliveryState::Failed };
+                    self.set_state(&job, state)?;
+                    return Ok(());
+                }
+                None => return Ok(()),
+            }
+            let vias: Vec<String> = match job.channel {
+                Channel::Email => vec!["email".to_owned()],
+                other => config.route(other).to_vec(),
+            };
+            let mut retry_possible = false;
+            for via in &vias {
+                if ruled_out.contains(via) {
+                    continue;
+                }
+                let attempt = tries_per_plugin.entry(via.clone()).or_insert(0);
+                *attempt += 1;
+                let started = Instant::now();
+                let at = self.clock.now();
+                let outcome = if job.channel == Channel::Email { self.send_email(&job).await } else { self.call_plugin(via, &job, *attempt).await };
+                let (label, detail, delivered) = match &outcome {
+                    Try::Delivered(d) => ("delivered", d.clone(), true),
+                    Try::Retry(d) => {
+                        retry_possible = true;
+                        ("retry_later", d.clone(), false)
+                    }
+                    Try::Failed(d) => {
+                        ruled_out.insert(via.clone());
+                        ("failed", d.clone(), false)
+                    }
+                };
+                let detail: String = plugins::capabilities::redact(&detail, &job.code).chars().take(500).collect();
+                tracing::info!(transaction = %job.transaction_id, via = %via, round, outcome = label, detail = %detail, "delivery attempt");
+                let entry = DeliveryAttempt {
+                    at,
+                    via: via.clone(),
+                    outcome: label.to_owned(),
+                    detail,
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                };
+                self.store.update_challenge(&job.transaction_id, |r| {
+                    r.attempts.push(entry.clone());
+                    if delivered {
+                        r.state = DeliveryState::Delivered;
+                    }
+                })?;
+                if delivered {
+                    return Ok(());
+                }
+            }
+            let next_at = self.clock.now().saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+            if !retry_possible || round == config.max_attempts || next_at >= job.expires_at {
+                break;
+            }
+            self.set_state(&job, DeliveryState::Retrying)?;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(config.retry_max_seconds));
+        }
+        self.set_state(&job, DeliveryState::Failed)?;
+        tracing::warn!(transaction = %job.transaction_id, channel = crate::challenge::channel_name(job.channel), "delivery failed");
+        Ok(())
+    }
+
+    fn set_state(&self, job: &Job, state: DeliveryState) -> Result<()> {
+        self.store.update_challenge(&job.transaction_id, |r| {
+            if r.state != DeliveryState::Delivered {
+                r.state = state;
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn call_plugin(&self, name: &str, job: &Job, attempt: u32) -> Try {
+        let plugin = match self.host.plugin(name) {
+            Ok(p) => p,
+            Err(e) => return Try::Failed(e),
+        };
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return Try::Retry("the daemon is shutting down".into());
+        };
+        let message = plugins::Message {
+            channel: match job.channel {
+                Channel::Sms => plugins::WitChannel::Sms,
+                Channel::Voice => plugins::WitChannel::Voice,
+                Channel::Email => plugins::WitChannel::Email,
+                Channel::InPerson | Channel::Totp => plugins::WitChannel::InPerson,
+            },
+            destination: job.destination.clone(),
+            code: job.code.clone(),
+            user: job.username.clone(),
+            display_name: job.display_name.clone(),
+            locale: job.locale.clone(),
+            expires_at: job.expires_at,
+            valid_seconds: job.valid_seconds,
+            transaction: job.transaction_id.clone(),
+            attempt,
+        };
+        let host = self.host.clone();
+        let called = plugin.clone();
+        let report = match tokio::task::spawn_blocking(move || host.call(&called, &message)).await {
+            Ok(report) => report,
+            Err(e) => return Try::Failed(format!("plugin task: {e}")),
+        };
+        match report.result {
+            Ok(Outcome::Delivered(reference)) => {
+                if let Some(note) = report.handover_note {
+                    self.handover.push(job, note, self.clock.now());
+                }
+                Try::Delivered(reference)
+            }
+            Ok(Outcome::RetryLater(reason)) => Try::Retry(reason),
+            Ok(Outcome::Failed(reason)) => Try::Failed(reason),
+            Err(fault) => {
+                tracing::error!(plugin = %plugin.name, transaction = %job.transaction_id, fault = %fault, "plugin fault: delivery goes on without it");
+                Try::Failed(format!("plugin {} {fault}", plugin.name))
+            }
+        }
+    }
+
+    async fn send_email(&self, job: &Job) -> Try {
+        let Some(mailer) = &self.mailer else { return Try::Failed("no [email] server is configured".into()) };
+        let values = BTreeMap::from([
+            ("code", job.code.clone()),
+            ("user", job.username.clone()),
+            ("display_name", job.display_name.clone().unwrap_or_else(|| job.username.clone())),
+            ("minutes", job.valid_seconds.div_ceil(60).to_string()),
+            ("expires", utc_text(job.expires_at)),
+            ("transaction", job.transaction_id.clone()),
+        ]);
+        match mailer.send(Template::Code, &job.destination, &values).await {
+            Ok(()) => Try::Delivered(format!("accepted by {}", mailer.server)),
+            Err(e) if e.transient => Try::Retry(e.message),
+            Err(e) => Try::Failed(e.message),
+        }
+    }
+
+    /// Tells a user by email that an access code was generated for them (in the background).
+    pub fn notify_access_code(self: &Arc<Self>, email: &str, user: &UserRecord, actor: &Actor, expires_at: i64) {
+        if self.mailer.is_none() {
+            return;
+        }
+        let delivery = self.clone();
+        let email = email.to_owned();
+        let values = BTreeMap::from([
+            ("user", user.username.clone()),
+            ("display_name", user.display_name.clone().unwrap_or_else(|| user.username.clone())),
+            ("admin", actor.to_string()),
+            ("expires", utc_text(expires_at)),
+        ]);
+        tokio::spawn(async move {
+            if let Some(mailer) = &delivery.mailer {
+                if let Err(e) = mailer.send(Template::AccessCodeNotice, &email, &values).await {
+                    tracing::warn!(error = %e.message, "access code notice not sent");
+                }
+            }
+        });
+    }
+}
+
+/// `2026-05-04 13:05 UTC`
+fn utc_text(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp(unix).ok().and_then(|t| t.format(&format).ok()).unwrap_or_else(|| unix.to_string())
+}

@@ -1,0 +1,380 @@
+//! The host functions a plugin may call, each checked against what its `[[plugin]]` table grants.
+//!
+//! The rule: nothing is granted by default. A function a plugin was not granted answers an error the
+//! plugin can read (it never traps), so a plugin can report "not allowed" as its outcome and the daemon
+//! carries on. Specifically:
+//! - `config` reads only the plugin's own `[plugin.config]` table; `secret` only the files named in its
+//!   `[plugin.secrets]` table (read when the plugin is loaded, never logged).
+//! - `fetch` reaches only hosts in `allow_hosts`, over HTTPS checked against the system's CAs or the
+//!   plugin's `ca_file`; plain `http://` only when `allow_plain_http_loopback` is set *and* the host is a
+//!   loopback address. No redirects are followed. Each request has a timeout, bodies are capped, and a
+//!   call may make only `http_requests_per_call` requests.
+//! - `log` lines are capped in length and number per call, and the code is blanked out of them.
+//! - `handover` needs `handover = true`.
+//!
+//! Time spent in here is the host's, not the plugin's: it is subtracted from the plugin's CPU budget
+//! (the epoch deadline counts wall time), and bounded by the HTTP timeout instead.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use rustls::pki_types::pem::PemObject;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use wasmtime::StoreLimits;
+
+use super::twofold::delivery::host::{self, HttpRequest, HttpResponse, LogLevel};
+use super::twofold::delivery::types;
+use crate::delivery::config::PluginConfig;
+
+/// The system's CA bundle on Debian and its derivatives.
+const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Largest request body a plugin may send, and answer body it may receive.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+pub const MAX_RESPONSE_BODY: usize = 256 * 1024;
+/// Log lines one call may write, and their length.
+const MAX_LOG_LINES: u32 = 50;
+const MAX_LOG_CHARS: usize = 1000;
+/// What replaces the code wherever a plugin's text is logged or recorded.
+pub const REDACTED: &str = "[code]";
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One entry of `allow_hosts`: a host name or IP address and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    host: String,
+    /// None: the scheme's default port.
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    pub fn parse(text: &str) -> Result<AllowedHost, String> {
+        let text = text.trim();
+        if text.contains("://") || text.contains('/') {
+            return Err("give a host or host:port, not a URL".into());
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && !h.is_empty() => {
+                (h, Some(p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number"))?))
+            }
+            _ => (text, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_lowercase();
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("empty or malformed host".into());
+        }
+        Ok(AllowedHost { host, port })
+    }
+
+    fn permits(&self, host: &str, port: u16, default_port: u16) -> bool {
+        self.host == host && self.port.unwrap_or(default_port) == port
+    }
+}
+
+/// What one plugin was granted, prepared when it is loaded.
+pub struct Grant {
+    pub name: String,
+    config: BTreeMap<String, String>,
+    secrets: BTreeMap<String, String>,
+    allow_hosts: Vec<AllowedHost>,
+    plain_http_loopback: bool,
+    handover: bool,
+    client: HttpClient,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant").field("name", &self.name).field("allow_hosts", &self.allow_hosts).finish_non_exhaustive()
+    }
+}
+
+impl Grant {
+    /// Reads the secrets and the CA file and builds the plugin's HTTP client.
+    pub fn new(config: &PluginConfig, http_timeout: Duration) -> Result<Grant, String> {
+        let mut secrets = BTreeMap::new();
+        for (name, path) in &config.secrets {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("secret {name}: {}: {e}", path.display()))?;
+            secrets.insert(name.clone(), text.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        let allow_hosts = config.allow_hosts.iter().map(|h| AllowedHost::parse(h)).collect::<Result<Vec<_>, _>>()?;
+        let ca_file = config.ca_file.as_deref().unwrap_or(Path::new(SYSTEM_CA_FILE));
+        Ok(Grant {
+            name: config.name.clone(),
+            config: config.config.clone(),
+            secrets,
+            allow_hosts,
+            plain_http_loopback: config.allow_plain_http_loopback,
+            handover: config.handover,
+            client: http_client(ca_file, config.ca_file.is_some(), http_timeout)?,
+        })
+    }
+
+    /// Why `url` may not be fetched, if it may not.
+    fn refuse(&self, uri: &hyper::Uri) -> Option<String> {
+        let (default_port, plain) = match uri.scheme_str() {
+            Some("https") => (443, false),
+            Some("http") => (80, true),
+            _ => return Some("only https:// URLs can be fetched".into()),
+        };
+        let Some(host) = uri.host() else { return Some("the URL names no host".into()) };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_lowercase();
+        let port = uri.port_u16().unwrap_or(default_port);
+        if !self.allow_hosts.iter().any(|a| a.permits(&host, port, default_port)) {
+            return Some(format!("host {host}:{port} is not in this plugin's allow_hosts"));
+        }
+        if plain {
+            let loopback = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !(self.plain_http_loopback && loopback) {
+                return Some(format!(
+                    "plain http:// to {host} is refused: use https://, or for a loopback relay set allow_plain_http_loopback"
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn http_client(ca_file: &Path, configured: bool, timeout: Duration) -> Result<HttpClient, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match std::fs::read(ca_file) {
+        Ok(pem) => {
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+                roots.add(cert).map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("ca_file {}: no certificate found", ca_file.display()));
+            }
+        }
+        Err(e) if configured => return Err(format!("ca_file {}: {e}", ca_file.display())),
+        // No system bundle: HTTPS then fails per request, with a message naming the certificate.
+        Err(_) => {}
+    }
+    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(timeout));
+    http.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector))
+}
+
+/// Blanks every occurrence of the code out of a plugin's text.
+pub fn redact(text: &str, code: &str) -> String {
+    if code.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(code, REDACTED)
+    }
+}
+
+/// Limits of one call, from `[delivery]`.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    pub memory_bytes: usize,
+    pub cpu: Duration,
+    pub http_timeout: Duration,
+    pub http_requests: u32,
+}
+
+/// The store's data during one call into a plugin.
+pub struct CallState {
+    pub(super) limits: StoreLimits,
+    grant: Arc<Grant>,
+    code: String,
+    pub(super) started: Instant,
+    /// Time spent in host functions: not the plugin's CPU time.
+    pub(super) host_time: Duration,
+    pub(super) cpu_budget: Duration,
+    http_timeout: Duration,
+    http_left: u32,
+    log_lines: u32,
+    /// The panic message the SDK logged before aborting, if any.
+    pub(super) panic_message: Option<String>,
+    /// Set when the plugin asked for the message to be handed over in person.
+    pub(super) handover_note: Option<String>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl CallState {
+    pub fn new(grant: Arc<Grant>, code: &str, limits: CallLimits, runtime: tokio::runtime::Handle) -> CallState {
+        CallState {
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            grant,
+            code: code.to_owned(),
+            started: Instant::now(),
+            host_time: Duration::ZERO,
+            cpu_budget: limits.cpu,
+            http_timeout: limits.http_timeout,
+            http_left: limits.http_requests,
+            log_lines: 0,
+            panic_message: None,
+            handover_note: None,
+            runtime,
+        }
+    }
+
+    /// Wall time inside the plugin so far.
+    pub(super) fn plugin_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.host_time)
+    }
+
+    fn fetch_now(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+        if self.http_left == 0 {
+            return Err("too many HTTP requests in one delivery".into());
+        }
+        self.http_left -= 1;
+        let uri: hyper::Uri = request.url.parse().map_err(|e| format!("URL {:?}: {e}", redact(&request.url, &self.code)))?;
+        if let Some(refusal) = self.grant.refuse(&uri) {
+            tracing::warn!(target: "twofold::plugin", plugin = %self.grant.name, refusal = %refusal, "plugin HTTP request refused");
+            return Err(refusal);
+        }
+        if request.body.len() > MAX_REQUEST_BODY {
+            return Err(format!("request body over {MAX_REQUEST_BODY} bytes"));
+        }
+        let method = match request.method.to_ascii_uppercase().as_str() {
+            m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => hyper::Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?,
+            other => return Err(format!("method {other:?} is not one of GET, POST, PUT, PATCH, DELETE")),
+        };
+        let mut builder = hyper::Request::builder().method(method).uri(uri);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let http_request = builder.body(Full::new(Bytes::from(request.body))).map_err(|e| format!("request: {e}"))?;
+        let client = self.grant.client.clone();
+        let timeout = self.http_timeout;
+        let answer = self.runtime.block_on(async move {
+            tokio::time::timeout(timeout, async move {
+                let response = client.request(http_request).await.map_err(|e| describe_client_error(&e))?;
+                let status = response.status().as_u16();
+                let headers = response
+                    .headers()
+                    .iter()
+                    .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+                    .collect();
+                let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("reading the answer (at most {MAX_RESPONSE_BODY} bytes): {e}"))?
+                    .to_bytes()
+                    .to_vec();
+                Ok::<_, String>(HttpResponse { status, headers, body })
+            })
+            .await
+            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+        });
+        answer.map_err(|e| redact(&e, &self.code))
+    }
+}
+
+/// hyper's client errors say "client error (Connect)"; the cause chain says what happened.
+fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl types::Host for CallState {}
+
+impl host::Host for CallState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let started = Instant::now();
+        let text: String = redact(&message, &self.code).chars().take(MAX_LOG_CHARS).collect();
+        if text.starts_with("panic: ") && self.panic_message.is_none() {
+            self.panic_message = Some(text.trim_start_matches("panic: ").to_owned());
+        }
+        self.log_lines += 1;
+        if self.log_lines <= MAX_LOG_LINES {
+            let plugin = self.grant.name.as_str();
+            match level {
+                LogLevel::Debug => tracing::debug!(target: "twofold::plugin", plugin, "{text}"),
+                LogLevel::Info => tracing::info!(target: "twofold::plugin", plugin, "{text}"),
+                LogLevel::Warn => tracing::warn!(target: "twofold::plugin", plugin, "{text}"),
+                LogLevel::Error => tracing::error!(target: "twofold::plugin", plugin, "{text}"),
+            }
+        } else if self.log_lines == MAX_LOG_LINES + 1 {
+            tracing::warn!(target: "twofold::plugin", plugin = %self.grant.name, "more than {MAX_LOG_LINES} log lines in one call: the rest are dropped");
+        }
+        self.host_time += started.elapsed();
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.grant.config.get(&key).cloned()
+    }
+
+    fn secret(&mut self, name: String) -> Result<String, String> {
+        self.grant
+            .secrets
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| format!("secret {name:?} is not granted to this plugin ([plugin.secrets])"))
+    }
+
+    fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+        let started = Instant::now();
+        let answer = self.fetch_now(request);
+        self.host_time += started.elapsed();
+        answer
+    }
+
+    fn handover(&mut self, note: String) -> Result<(), String> {
+        if !self.grant.handover {
+            return Err("the handover capability is not granted to this plugin (handover = true)".into());
+        }
+        self.handover_note = Some(redact(&note, &self.code).chars().take(MAX_LOG_CHARS).collect());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_entries_parse_and_match() {
+        let table = [
+            ("sms.example.com", Some(("sms.example.com", None))),
+            ("SMS.example.com:8443", Some(("sms.example.com", Some(8443)))),
+            ("127.0.0.1:9000", Some(("127.0.0.1", Some(9000)))),
+            ("[::1]:9000", Some(("::1", Some(9000)))),
+            ("https://sms.example.com", None),
+            ("sms.example.com/path", None),
+            ("host:port", None),
+            ("", None),
+        ];
+        for (text, expected) in table {
+            let parsed = AllowedHost::parse(text).ok();
+            let expected = expected.map(|(h, p)| AllowedHost { host: h.to_owned(), port: p });
+            assert_eq!(parsed, expected, "{text}");
+        }
+        let a = AllowedHost::parse("sms.example.com").unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(a.permits("sms.example.com", 443, 443));
+        assert!(!a.permits("sms.example.com", 8443, 443));
+        assert!(!a.permits("evil.example.com", 443, 443));
+    }
+
+    #[test]
+    fn codes_are_blanked_out() {
+        assert_eq!(redact("code 123456 sent, id 9123456", "123456"), "code [code] sent, id 9[code]");
+        assert_eq!(redact("nothing", ""), "nothing");
+    }
+}
