@@ -3,7 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity, Permission, SyncStatus,
+    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity, Permission, PolicyOverview, SyncStatus,
     UserIndexEntry, UserView,
 };
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
@@ -22,6 +22,7 @@ pub enum ScreenId {
     Enrollment,
     Audit,
     Directory,
+    Policies,
 }
 
 /// What the keyboard is doing right now, on top of the screen.
@@ -137,6 +138,7 @@ impl Action {
 pub enum Purpose {
     Dashboard,
     Directories,
+    Policies,
     Index,
     User(String),
     Audit,
@@ -219,6 +221,10 @@ pub struct Directory {
     pub syncing: bool,
 }
 
+pub struct Policies {
+    pub overview: Loading<PolicyOverview>,
+}
+
 pub struct Audit {
     /// What the operator types: `user:alice action:block outcome:ok free text`.
     pub filter: String,
@@ -238,6 +244,7 @@ pub struct App {
     pub enrollment: Option<Enrollment>,
     pub audit: Audit,
     pub directory: Directory,
+    pub policies: Policies,
     pub status: Option<Status>,
     /// Requests for the daemon, taken by the console loop.
     pub outbox: Vec<(Purpose, AdminRequest)>,
@@ -289,6 +296,7 @@ impl App {
             enrollment: None,
             audit: Audit { filter: String::new(), events: Loading::Idle, scroll: 0 },
             directory: Directory { domains: Loading::Idle, syncing: false },
+            policies: Policies { overview: Loading::Idle },
             status: None,
             outbox: Vec::new(),
             quit: false,
@@ -313,6 +321,13 @@ impl App {
         }
         self.send(Purpose::Dashboard, AdminRequest::Dashboard);
         self.load_directories();
+    }
+
+    fn load_policies(&mut self) {
+        if !matches!(self.policies.overview, Loading::Loaded(_)) {
+            self.policies.overview = Loading::Loading;
+        }
+        self.send(Purpose::Policies, AdminRequest::PolicyShow);
     }
 
     fn load_directories(&mut self) {
@@ -355,6 +370,7 @@ impl App {
             ScreenId::Dashboard => self.load_dashboard(),
             ScreenId::Audit if self.audit.events == Loading::Idle => self.load_audit(),
             ScreenId::Directory => self.load_directories(),
+            ScreenId::Policies => self.load_policies(),
             _ => {}
         }
     }
@@ -453,7 +469,8 @@ impl App {
                     ScreenId::Dashboard => ScreenId::Users,
                     ScreenId::Users | ScreenId::User | ScreenId::Enrollment => ScreenId::Audit,
                     ScreenId::Audit => ScreenId::Directory,
-                    ScreenId::Directory => ScreenId::Dashboard,
+                    ScreenId::Directory => ScreenId::Policies,
+                    ScreenId::Policies => ScreenId::Dashboard,
                 };
                 self.go(next);
                 return;
@@ -471,6 +488,11 @@ impl App {
             ScreenId::Enrollment => self.enrollment_key(key),
             ScreenId::Audit => self.audit_key(key),
             ScreenId::Directory => self.directory_key(key),
+            ScreenId::Policies => match key.code {
+                KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
+                KeyCode::Char('r') => self.load_policies(),
+                _ => {}
+            },
         }
     }
 
@@ -491,6 +513,7 @@ impl App {
             KeyCode::Char('u') | KeyCode::Char('/') | KeyCode::Char('2') => self.go(ScreenId::Users),
             KeyCode::Char('a') | KeyCode::Char('3') => self.go(ScreenId::Audit),
             KeyCode::Char('d') | KeyCode::Char('4') => self.go(ScreenId::Directory),
+            KeyCode::Char('p') | KeyCode::Char('5') => self.go(ScreenId::Policies),
             _ => {}
         }
     }
@@ -651,6 +674,8 @@ impl App {
                 self.directory.domains = Loading::Loaded(domains);
             }
             (Purpose::Directories, Err(e)) => self.directory.domains = Loading::Failed(e),
+            (Purpose::Policies, Ok(AdminReply::Policies(overview))) => self.policies.overview = Loading::Loaded(overview),
+            (Purpose::Policies, Err(e)) => self.policies.overview = Loading::Failed(e),
             (Purpose::Index, Ok(AdminReply::UserIndex { users })) => {
                 self.users.index = Loading::Loaded(UserIndex::new(users));
                 self.users.refilter(None);

@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Daemon version, user count, listening address.
     Status,
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Your uid and role, as the daemon sees them.
     Whoami,
     /// Users, enrollment, locks, devices and the newest audit events.
@@ -109,6 +111,12 @@ pub enum UserCommand {
 }
 
 #[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// The configured 2FA policies: defaults and group entries in priority order.
+    Show,
+}
+
+#[derive(Subcommand)]
 pub enum DeviceCommand {
     List { user: String },
     Block { user: String, device: String },
@@ -175,6 +183,7 @@ impl Command {
         match self {
             Command::Status => AdminRequest::Status,
             Command::Whoami => AdminRequest::WhoAmI,
+            Command::Policy(PolicyCommand::Show) => AdminRequest::PolicyShow,
             Command::Dashboard => AdminRequest::Dashboard,
             Command::Audit { limit, user, action, actor, outcome, text, before } => {
                 if [user, action, actor, outcome, text].iter().all(|f| f.is_none()) && before.is_none() {

@@ -107,6 +107,22 @@ pub fn text(reply: &AdminReply) -> String {
         AdminReply::Done { message } => {
             let _ = writeln!(out, "{message}");
         }
+        AdminReply::Policies(p) => {
+            let _ = writeln!(out, "default: 2FA {}  channels {}  restore {}", spelled(&p.two_factor), spelled(&p.channels), spelled(&p.restore));
+            if p.groups.is_empty() {
+                out.push_str("no [[policy.group]] entries\n");
+            }
+            for g in &p.groups {
+                let _ = writeln!(
+                    out,
+                    "group {}: 2FA {}  channels {}  restore {}",
+                    g.group,
+                    g.two_factor.as_ref().map_or_else(|| "-".to_owned(), spelled),
+                    g.channels.as_ref().map_or_else(|| "-".to_owned(), spelled),
+                    g.restore.as_ref().map_or_else(|| "-".to_owned(), spelled),
+                );
+            }
+        }
         AdminReply::Identity(i) => {
             let name = i.name.clone().unwrap_or_else(|| "-".to_owned());
             let _ = writeln!(out, "uid {} ({name})  role {}  granted by {}", i.uid, i.role.name(), i.granted_by);
@@ -155,4 +171,9 @@ pub fn text(reply: &AdminReply) -> String {
         }
     }
     out
+}
+
+/// A policy value as the configuration spells it (`required`, `[totp,sms]`).
+fn spelled<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).map(|s| s.replace('"', "")).unwrap_or_default()
 }

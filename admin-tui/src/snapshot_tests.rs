@@ -8,8 +8,10 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use ratatui::Terminal;
 use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, DashboardStats, OperatorIdentity, Role, SyncStatus, UserIndexEntry, UserView,
+    AdminReply, AdminRequest, AuditEvent, DashboardStats, GroupPolicyView, OperatorIdentity, PolicyOverview, Role, SyncStatus,
+    UserIndexEntry, UserView,
 };
+use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
 
@@ -488,4 +490,31 @@ fn directory_screen_shows_the_last_sync_and_syncs_on_request() {
     snapshot!("directory_syncing", &app);
     app.on_reply(purpose, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
     snapshot!("directory_synced", &app);
+}
+
+#[test]
+fn policies_screen_lists_defaults_and_group_entries_in_order() {
+    let mut app = loaded(Role::Helpdesk);
+    app.on_key(key(KeyCode::Char('p')));
+    assert_eq!(app.screen, ScreenId::Policies);
+    let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
+    assert_eq!(request, AdminRequest::PolicyShow);
+    snapshot!("policies_loading", &app);
+    let overview = PolicyOverview {
+        two_factor: TwoFactorRule::Optional,
+        channels: vec![Channel::Totp, Channel::Sms, Channel::Voice, Channel::Email, Channel::InPerson],
+        restore: RestoreRule::Allowed,
+        groups: vec![
+            GroupPolicyView {
+                group: "CN=VPN Users,OU=Groups,DC=corp,DC=example".into(),
+                two_factor: Some(TwoFactorRule::Required),
+                channels: Some(vec![Channel::Totp, Channel::Sms]),
+                restore: None,
+            },
+            GroupPolicyView { group: "Executives".into(), two_factor: None, channels: None, restore: Some(RestoreRule::Prohibited) },
+            GroupPolicyView { group: "SSO Only".into(), two_factor: Some(TwoFactorRule::Off), channels: None, restore: None },
+        ],
+    };
+    app.on_reply(purpose, Ok(AdminReply::Policies(overview)));
+    snapshot!("policies", &app);
 }

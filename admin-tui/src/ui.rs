@@ -12,7 +12,9 @@ use twofold_wire::admin::{Permission, Role, SyncStatus, UserView};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceKind, DeviceStatus, TwoFactorState};
 
-use crate::app::{App, Audit, Dashboard, Directory, Enrollment, Loading, Mode, PhoneForm, ScreenId, Status, UserDetail, Users};
+use crate::app::{
+    App, Audit, Dashboard, Directory, Enrollment, Loading, Mode, PhoneForm, Policies, ScreenId, Status, UserDetail, Users,
+};
 
 /// `2026-11-22 17:44` in UTC (the console says so in its header), or the number if out of range.
 pub fn time(t: i64) -> String {
@@ -514,6 +516,64 @@ impl Widget for &Directory {
     }
 }
 
+fn rule_name(rule: TwoFactorRule) -> &'static str {
+    match rule {
+        TwoFactorRule::Required => "required",
+        TwoFactorRule::Optional => "optional",
+        TwoFactorRule::Off => "off",
+    }
+}
+
+fn restore_name(rule: RestoreRule) -> &'static str {
+    match rule {
+        RestoreRule::Allowed => "allowed",
+        RestoreRule::Prohibited => "admin only",
+    }
+}
+
+fn channels(list: &[Channel]) -> String {
+    list.iter().map(|c| channel_name(*c)).collect::<Vec<_>>().join(", ")
+}
+
+impl Widget for &Policies {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if let Some(line) = loading_line("policies", &self.overview) {
+            line.render(area, buf);
+            return;
+        }
+        let Loading::Loaded(p) = &self.overview else { return };
+        let [defaults, groups, note] =
+            Layout::vertical([Constraint::Length(5), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+        Paragraph::new(vec![
+            Line::from(vec![label("2FA"), Span::raw(rule_name(p.two_factor))]),
+            Line::from(vec![label("Channels"), Span::raw(channels(&p.channels))]),
+            Line::from(vec![label("Restore"), Span::raw(restore_name(p.restore))]),
+        ])
+        .block(Block::bordered().title(" Defaults [policy] "))
+        .render(defaults, buf);
+        let dash = || "-".to_owned();
+        let rows = p.groups.iter().map(|g| {
+            Row::new(vec![
+                g.group.clone(),
+                g.two_factor.map_or_else(dash, |r| rule_name(r).to_owned()),
+                g.channels.as_deref().map_or_else(dash, channels),
+                g.restore.map_or_else(dash, |r| restore_name(r).to_owned()),
+            ])
+        });
+        Table::new(rows, [Constraint::Fill(2), Constraint::Length(9), Constraint::Fill(2), Constraint::Length(10)])
+            .header(Row::new(["Group", "2FA", "Channels", "Restore"]).bold())
+            .block(Block::bordered().title(" Groups [[policy.group]]: the first entry setting a value wins "))
+            .render(groups, buf);
+        if p.groups.is_empty() && groups.height > 3 {
+            let inner = Rect { x: groups.x + 1, y: groups.y + 2, width: groups.width.saturating_sub(2), height: 1 };
+            Line::from("no group entries: the defaults apply to everyone").italic().render(inner, buf);
+        }
+        Line::from("Policies are set in the configuration file: twofoldd check-config, then reload.")
+            .dim()
+            .render(note, buf);
+    }
+}
+
 impl Widget for &PhoneForm {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let field = |name: &str, value: &str, active: bool| {
@@ -542,7 +602,16 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
         (Mode::AuditFilter, _) => vec![("user: action: actor: outcome: text", ""), ("Enter", "apply"), ("Esc", "done")],
         (Mode::Phones(_), _) => vec![("Tab", "other field"), ("Enter", "save"), ("Esc", "cancel")],
         (Mode::Normal, ScreenId::Dashboard) => {
-            vec![("Tab", "next"), ("u", "users"), ("a", "audit"), ("d", "directory"), ("r", "refresh"), ("?", "help"), ("q", "quit")]
+            vec![
+                ("Tab", "next"),
+                ("u", "users"),
+                ("a", "audit"),
+                ("d", "directory"),
+                ("p", "policies"),
+                ("r", "refresh"),
+                ("?", "help"),
+                ("q", "quit"),
+            ]
         }
         (Mode::Normal, ScreenId::Users) => vec![
             ("type", "search"),
@@ -579,6 +648,7 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
             keys.extend([("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")]);
             keys
         }
+        (Mode::Normal, ScreenId::Policies) => vec![("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")],
         (Mode::Normal, ScreenId::Enrollment) => vec![("digits", "code"), ("Enter", "confirm"), ("Esc", "back to user")],
         (Mode::Normal, ScreenId::Audit) => {
             vec![("/", "filter"), ("c", "clear"), ("↑↓ PgUp PgDn", "scroll"), ("r", "refresh"), ("Esc", "back"), ("?", "help")]
@@ -604,14 +674,19 @@ fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
 fn header(app: &App) -> Line<'static> {
     let mut spans = vec![Span::raw(" Twofold ").bold().reversed(), Span::raw(" ")];
     for (screen, name) in
-        [(ScreenId::Dashboard, "Dashboard"), (ScreenId::Users, "Users"), (ScreenId::Audit, "Audit"), (ScreenId::Directory, "Directory")]
-    {
+    [
+        (ScreenId::Dashboard, "Dashboard"),
+        (ScreenId::Users, "Users"),
+        (ScreenId::Audit, "Audit"),
+        (ScreenId::Directory, "Directory"),
+        (ScreenId::Policies, "Policies"),
+    ] {
         let active = app.screen == screen || (screen == ScreenId::Users && matches!(app.screen, ScreenId::User | ScreenId::Enrollment));
         let span = Span::raw(format!(" {name} "));
         spans.push(if active { span.bold().underlined() } else { span });
     }
     let who = app.identity.name.clone().unwrap_or_else(|| format!("uid {}", app.identity.uid));
-    spans.push(Span::raw(format!("  {who} · {} · UTC", app.identity.role.name())).dim());
+    spans.push(Span::raw(format!("  {who} · {}", app.identity.role.name())).dim());
     Line::from(spans)
 }
 
@@ -619,6 +694,7 @@ fn help(app: &App) -> Text<'static> {
     let mut lines = vec![
         Line::from("Keys").bold(),
         Line::from("  Tab next screen · ? help · Ctrl-C quit · keys for the screen are on the bottom line"),
+        Line::from("  Times are UTC."),
         Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
         Line::from("  User: ↑↓ picks a device; each action asks y/n before it is done"),
         Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
@@ -669,6 +745,7 @@ impl Widget for &App {
                 match screen {
                     ScreenId::Dashboard => DashboardScreen { dashboard: &self.dashboard, directory: &self.directory }.render(body, buf),
                     ScreenId::Directory => self.directory.render(body, buf),
+                    ScreenId::Policies => self.policies.render(body, buf),
                     ScreenId::Users => self.users.render(body, buf),
                     ScreenId::User => {
                         if let Some(detail) = &self.user {

@@ -238,6 +238,7 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
         (&["status"], "helpdesk"),
         (&["whoami"], "helpdesk"),
         (&["dashboard"], "helpdesk"),
+        (&["policy", "show"], "helpdesk"),
         (&["audit", "--limit", "5"], "helpdesk"),
         (&["audit", "--user", "zoe"], "helpdesk"),
         (&["user", "show", "zoe"], "helpdesk"),
