@@ -530,3 +530,30 @@ async fn access_codes_are_refused_while_switched_off() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Result<()> {
+    let example = std::fs::read_to_string(twofold_tests::delivery::repo_root().join("packaging/twofold.toml"))?;
+    let start = example.find("\n# [[plugin]]\n").context("no plugin example")?;
+    let end = example[start..].find("\n\n# 2FA policies").map_or(example.len(), |e| start + e);
+    // The TOML lines of the examples: tables and keys, not the prose around them.
+    let uncommented: String = example[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(uncommented.matches("[[plugin]]").count(), 3, "{uncommented}");
+    assert!(uncommented.contains("[email]"), "{uncommented}");
+    let dir = twofold_tests::TempDir::new("delivery-example")?;
+    let path = dir.path().join("example.toml");
+    std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
+    assert!(out.status.success(), "{}\n{uncommented}", String::from_utf8_lossy(&out.stderr));
+    // And a mistake in such a table is refused with its line.
+    std::fs::write(&path, format!("version = 1\n{}", uncommented.replace("allow_hosts = [\"sms.example.net\"]", "allow_hosts = [\"https://sms.example.net\"]")))?;
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("not a URL"), "{stderr}");
+    Ok(())
+}
