@@ -7,12 +7,15 @@ use twofold_wire::admin::{
     UserIndexEntry, UserView,
 };
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
+use twofold_wire::delivery::{DeliveryInfo, HandoverEntry, PluginInfo};
 use twofold_wire::{DeviceInfo, DeviceStatus};
 
 use crate::search::UserIndex;
 
 /// Ticks between refreshes of a visible dashboard (the console ticks every 500 ms).
 pub const DASHBOARD_REFRESH_TICKS: u32 = 30;
+/// Challenges the dashboard counts and the delivery screen lists.
+pub const DELIVERIES_SHOWN: u32 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScreenId {
@@ -23,7 +26,20 @@ pub enum ScreenId {
     Audit,
     Directory,
     Policies,
+    Handover,
+    Delivery,
 }
+
+/// The screens in Tab order; the number keys 1 to 7 pick them where nothing is being typed.
+pub const SCREENS: [ScreenId; 7] = [
+    ScreenId::Dashboard,
+    ScreenId::Users,
+    ScreenId::Audit,
+    ScreenId::Directory,
+    ScreenId::Policies,
+    ScreenId::Handover,
+    ScreenId::Delivery,
+];
 
 /// What the keyboard is doing right now, on top of the screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +52,8 @@ pub enum Mode {
     /// An action waits for y or n.
     Confirm(Action),
     Help,
+    /// Something shown once (an access code); any key closes it.
+    Notice(Vec<String>),
 }
 
 /// An action on a user that changes something: each asks for confirmation first.
@@ -50,6 +68,9 @@ pub enum Action {
     /// Numbers that win over the directory's; `None` clears an override.
     SetPhones { user: String, mobile: Option<String>, voice: Option<String> },
     Sync { full: bool },
+    AccessCode { user: String },
+    HandedOver { entry: HandoverEntry },
+    ReloadPlugins,
 }
 
 /// The two override fields of the phone form; Tab moves between them.
@@ -94,6 +115,9 @@ impl Action {
                 AdminRequest::UserSetPhoneOverride { user: user.clone(), mobile: mobile.clone(), voice: voice.clone() }
             }
             Action::Sync { full } => AdminRequest::DirectorySync { domain: None, full: *full },
+            Action::AccessCode { user } => AdminRequest::AccessCodeGenerate { user: user.clone() },
+            Action::HandedOver { entry } => AdminRequest::HandoverDone { id: entry.id.clone() },
+            Action::ReloadPlugins => AdminRequest::PluginReload,
         }
     }
 
@@ -115,6 +139,13 @@ impl Action {
             }
             Action::Sync { full: false } => "Sync the directory now (changes since the last sync)?".to_owned(),
             Action::Sync { full: true } => "Run a full directory sync now? It reads every user.".to_owned(),
+            Action::AccessCode { user } => {
+                format!("Generate a single-use access code for {user}? It is shown once, to read out.")
+            }
+            Action::HandedOver { entry } => {
+                format!("Has {} received the code {}? It leaves the queue.", entry.user, entry.code)
+            }
+            Action::ReloadPlugins => "Load the delivery plugins again from their files?".to_owned(),
         }
     }
 
@@ -127,8 +158,11 @@ impl Action {
             | Action::Unpair { user, .. }
             | Action::Enroll { user }
             | Action::SetEnabled { user, .. }
-            | Action::SetPhones { user, .. } => user,
+            | Action::SetPhones { user, .. }
+            | Action::AccessCode { user } => user,
+            Action::HandedOver { entry } => &entry.user,
             Action::Sync { .. } => "directory sync",
+            Action::ReloadPlugins => "plugin reload",
         }
     }
 }
@@ -139,6 +173,9 @@ pub enum Purpose {
     Dashboard,
     Directories,
     Policies,
+    Handovers,
+    Plugins,
+    Deliveries,
     Index,
     User(String),
     Audit,
@@ -221,6 +258,17 @@ pub struct Directory {
     pub syncing: bool,
 }
 
+pub struct Handover {
+    pub entries: Loading<Vec<HandoverEntry>>,
+    pub selected: usize,
+}
+
+pub struct Delivery {
+    pub plugins: Loading<Vec<PluginInfo>>,
+    /// The newest challenges, newest first (also counted on the dashboard).
+    pub deliveries: Loading<Vec<DeliveryInfo>>,
+}
+
 pub struct Policies {
     pub overview: Loading<PolicyOverview>,
 }
@@ -245,6 +293,8 @@ pub struct App {
     pub audit: Audit,
     pub directory: Directory,
     pub policies: Policies,
+    pub handover: Handover,
+    pub delivery: Delivery,
     pub status: Option<Status>,
     /// Requests for the daemon, taken by the console loop.
     pub outbox: Vec<(Purpose, AdminRequest)>,
@@ -297,6 +347,8 @@ impl App {
             audit: Audit { filter: String::new(), events: Loading::Idle, scroll: 0 },
             directory: Directory { domains: Loading::Idle, syncing: false },
             policies: Policies { overview: Loading::Idle },
+            handover: Handover { entries: Loading::Idle, selected: 0 },
+            delivery: Delivery { plugins: Loading::Idle, deliveries: Loading::Idle },
             status: None,
             outbox: Vec::new(),
             quit: false,
@@ -321,6 +373,27 @@ impl App {
         }
         self.send(Purpose::Dashboard, AdminRequest::Dashboard);
         self.load_directories();
+        self.load_deliveries();
+    }
+
+    fn load_deliveries(&mut self) {
+        if !matches!(self.delivery.deliveries, Loading::Loaded(_)) {
+            self.delivery.deliveries = Loading::Loading;
+        }
+        self.send(Purpose::Deliveries, AdminRequest::DeliveryList { user: None, limit: Some(DELIVERIES_SHOWN) });
+    }
+
+    fn load_plugins(&mut self) {
+        if !matches!(self.delivery.plugins, Loading::Loaded(_)) {
+            self.delivery.plugins = Loading::Loading;
+        }
+        self.send(Purpose::Plugins, AdminRequest::PluginStatus);
+    }
+
+    /// Each listing shows codes and is audited, so the queue is read on demand only, never on a tick.
+    fn load_handovers(&mut self) {
+        self.handover.entries = Loading::Loading;
+        self.send(Purpose::Handovers, AdminRequest::HandoverList);
     }
 
     fn load_policies(&mut self) {
@@ -371,6 +444,11 @@ impl App {
             ScreenId::Audit if self.audit.events == Loading::Idle => self.load_audit(),
             ScreenId::Directory => self.load_directories(),
             ScreenId::Policies => self.load_policies(),
+            ScreenId::Handover => self.load_handovers(),
+            ScreenId::Delivery => {
+                self.load_plugins();
+                self.load_deliveries();
+            }
             _ => {}
         }
     }
@@ -410,7 +488,7 @@ impl App {
             return;
         }
         match self.mode.clone() {
-            Mode::Help => self.mode = Mode::Normal,
+            Mode::Help | Mode::Notice(_) => self.mode = Mode::Normal,
             Mode::Confirm(action) => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
                     self.mode = Mode::Normal;
@@ -465,14 +543,19 @@ impl App {
         // Keys that work on every screen but the typing ones.
         match key.code {
             KeyCode::Tab => {
-                let next = match self.screen {
-                    ScreenId::Dashboard => ScreenId::Users,
-                    ScreenId::Users | ScreenId::User | ScreenId::Enrollment => ScreenId::Audit,
-                    ScreenId::Audit => ScreenId::Directory,
-                    ScreenId::Directory => ScreenId::Policies,
-                    ScreenId::Policies => ScreenId::Dashboard,
+                let current = match self.screen {
+                    ScreenId::User | ScreenId::Enrollment => ScreenId::Users,
+                    other => other,
                 };
-                self.go(next);
+                let at = SCREENS.iter().position(|s| *s == current).unwrap_or(0);
+                self.go(SCREENS[(at + 1) % SCREENS.len()]);
+                return;
+            }
+            KeyCode::Char(c @ '1'..='7') if !matches!(self.screen, ScreenId::Users | ScreenId::Enrollment) => {
+                let n = usize::from(u8::try_from(c).unwrap_or(b'1') - b'1');
+                if let Some(screen) = SCREENS.get(n) {
+                    self.go(*screen);
+                }
                 return;
             }
             KeyCode::Char('?') => {
@@ -493,6 +576,33 @@ impl App {
                 KeyCode::Char('r') => self.load_policies(),
                 _ => {}
             },
+            ScreenId::Handover => self.handover_key(key),
+            ScreenId::Delivery => match key.code {
+                KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
+                KeyCode::Char('r') => {
+                    self.load_plugins();
+                    self.load_deliveries();
+                }
+                KeyCode::Char('R') => self.propose(Action::ReloadPlugins),
+                _ => {}
+            },
+        }
+    }
+
+    fn handover_key(&mut self, key: KeyEvent) {
+        let count = self.handover.entries.loaded().map_or(0, Vec::len);
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
+            KeyCode::Char('r') => self.load_handovers(),
+            KeyCode::Down => self.handover.selected = (self.handover.selected + 1).min(count.saturating_sub(1)),
+            KeyCode::Up => self.handover.selected = self.handover.selected.saturating_sub(1),
+            KeyCode::Enter | KeyCode::Char('h') => {
+                let entry = self.handover.entries.loaded().and_then(|e| e.get(self.handover.selected)).cloned();
+                if let Some(entry) = entry {
+                    self.propose(Action::HandedOver { entry });
+                }
+            }
+            _ => {}
         }
     }
 
@@ -510,10 +620,11 @@ impl App {
         match key.code {
             KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
             KeyCode::Char('r') => self.load_dashboard(),
-            KeyCode::Char('u') | KeyCode::Char('/') | KeyCode::Char('2') => self.go(ScreenId::Users),
-            KeyCode::Char('a') | KeyCode::Char('3') => self.go(ScreenId::Audit),
-            KeyCode::Char('d') | KeyCode::Char('4') => self.go(ScreenId::Directory),
-            KeyCode::Char('p') | KeyCode::Char('5') => self.go(ScreenId::Policies),
+            KeyCode::Char('u') | KeyCode::Char('/') => self.go(ScreenId::Users),
+            KeyCode::Char('a') => self.go(ScreenId::Audit),
+            KeyCode::Char('d') => self.go(ScreenId::Directory),
+            KeyCode::Char('p') => self.go(ScreenId::Policies),
+            KeyCode::Char('h') => self.go(ScreenId::Handover),
             _ => {}
         }
     }
@@ -581,6 +692,7 @@ impl App {
             KeyCode::Char('r') => self.refresh_user(),
             KeyCode::Char('u') => self.propose(Action::Unlock { user }),
             KeyCode::Char('e') => self.propose(Action::Enroll { user }),
+            KeyCode::Char('c') => self.propose(Action::AccessCode { user }),
             KeyCode::Char('p') => {
                 let permission = Permission::UpdatePhoneNumbers;
                 if !self.may(permission) {
@@ -659,8 +771,7 @@ impl App {
             KeyCode::Down => self.audit.scroll = self.audit.scroll.saturating_sub(1),
             KeyCode::PageUp => self.audit.scroll = (self.audit.scroll + 10).min(count.saturating_sub(1)),
             KeyCode::PageDown => self.audit.scroll = self.audit.scroll.saturating_sub(10),
-            KeyCode::Char('u') | KeyCode::Char('2') => self.go(ScreenId::Users),
-            KeyCode::Char('1') => self.go(ScreenId::Dashboard),
+            KeyCode::Char('u') => self.go(ScreenId::Users),
             _ => {}
         }
     }
@@ -676,6 +787,17 @@ impl App {
             (Purpose::Directories, Err(e)) => self.directory.domains = Loading::Failed(e),
             (Purpose::Policies, Ok(AdminReply::Policies(overview))) => self.policies.overview = Loading::Loaded(overview),
             (Purpose::Policies, Err(e)) => self.policies.overview = Loading::Failed(e),
+            (Purpose::Handovers, Ok(AdminReply::Handovers { entries })) => {
+                self.handover.selected = self.handover.selected.min(entries.len().saturating_sub(1));
+                self.handover.entries = Loading::Loaded(entries);
+            }
+            (Purpose::Handovers, Err(e)) => self.handover.entries = Loading::Failed(e),
+            (Purpose::Plugins, Ok(AdminReply::Plugins { plugins })) => self.delivery.plugins = Loading::Loaded(plugins),
+            (Purpose::Plugins, Err(e)) => self.delivery.plugins = Loading::Failed(e),
+            (Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries })) => {
+                self.delivery.deliveries = Loading::Loaded(deliveries);
+            }
+            (Purpose::Deliveries, Err(e)) => self.delivery.deliveries = Loading::Failed(e),
             (Purpose::Index, Ok(AdminReply::UserIndex { users })) => {
                 self.users.index = Loading::Loaded(UserIndex::new(users));
                 self.users.refilter(None);
@@ -730,7 +852,34 @@ impl App {
                 self.status = None;
                 return;
             }
-            AdminReply::Done { message } => self.status = Some(Status::Info(message)),
+            AdminReply::Done { message } => {
+                self.status = Some(Status::Info(message));
+                if matches!(action, Action::HandedOver { .. }) {
+                    self.load_handovers();
+                    return;
+                }
+            }
+            AdminReply::AccessCode(issued) => {
+                self.mode = Mode::Notice(vec![
+                    format!("Access code for {}:", issued.user),
+                    String::new(),
+                    issued.code,
+                    String::new(),
+                    format!("Valid once, until {} UTC. It is not shown again.", crate::ui::time(issued.expires_at)),
+                ]);
+                self.status = Some(Status::Info(format!("access code issued for {}", issued.user)));
+                return;
+            }
+            AdminReply::Plugins { plugins } => {
+                let failed = plugins.iter().filter(|p| !p.loaded).count();
+                self.status = Some(if failed == 0 {
+                    Status::Info(format!("{} plugins loaded", plugins.len()))
+                } else {
+                    Status::Error(format!("{failed} of {} plugins did not load", plugins.len()))
+                });
+                self.delivery.plugins = Loading::Loaded(plugins);
+                return;
+            }
             AdminReply::Device(device) => {
                 let what = match device.status {
                     DeviceStatus::Blocked => "blocked",

@@ -11,6 +11,7 @@ use twofold_wire::admin::{
     AdminReply, AdminRequest, AuditEvent, DashboardStats, GroupPolicyView, OperatorIdentity, PolicyOverview, Role, SyncStatus,
     UserIndexEntry, UserView,
 };
+use twofold_wire::delivery::{AccessCodeIssued, DeliveryAttempt, DeliveryInfo, DeliveryState, HandoverEntry, PluginInfo};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
@@ -186,8 +187,40 @@ fn corp(ok: bool) -> SyncStatus {
     }
 }
 
+fn delivery(n: i64, user: &str, channel: Channel, state: DeliveryState, last: Option<(&str, &str)>) -> DeliveryInfo {
+    DeliveryInfo {
+        transaction_id: format!("t{n:016x}"),
+        user: user.into(),
+        channel,
+        destination: "+41 •• ••• •• 67".into(),
+        created: T0 + n * 60,
+        expires_at: T0 + n * 60 + 600,
+        state,
+        used: false,
+        attempts: last
+            .map(|(outcome, detail)| DeliveryAttempt {
+                at: T0 + n * 60 + 1,
+                via: "sms-http".into(),
+                outcome: outcome.into(),
+                detail: detail.into(),
+                duration_ms: 120,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn deliveries() -> Vec<DeliveryInfo> {
+    vec![
+        delivery(9, "bob", Channel::Sms, DeliveryState::Retrying, Some(("retry_later", "gateway answered 503"))),
+        delivery(8, "carol", Channel::Voice, DeliveryState::Failed, Some(("failed", "number not reachable"))),
+        delivery(7, "alice", Channel::Sms, DeliveryState::Delivered, Some(("delivered", "message id 8812"))),
+    ]
+}
+
 fn loaded(role: Role) -> App {
     let (mut app, _) = started(role);
+    app.on_reply(Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries: deliveries() }));
     app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
     app.on_reply(Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
     app.on_reply(Purpose::Index, Ok(AdminReply::UserIndex { users: index() }));
@@ -213,12 +246,14 @@ fn dashboard_loading_then_loaded() {
         vec![
             (Purpose::Dashboard, AdminRequest::Dashboard),
             (Purpose::Directories, AdminRequest::DirectoryStatus),
+            (Purpose::Deliveries, AdminRequest::DeliveryList { user: None, limit: Some(200) }),
             (Purpose::Index, AdminRequest::UserIndex)
         ]
     );
     snapshot!("dashboard_loading", &app);
     app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
     app.on_reply(Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
+    app.on_reply(Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries: deliveries() }));
     snapshot!("dashboard", &app);
 }
 
@@ -517,4 +552,84 @@ fn policies_screen_lists_defaults_and_group_entries_in_order() {
     };
     app.on_reply(purpose, Ok(AdminReply::Policies(overview)));
     snapshot!("policies", &app);
+}
+
+fn handover_entry(id: &str, user: &str, code: &str) -> HandoverEntry {
+    HandoverEntry {
+        id: id.into(),
+        user: user.into(),
+        display_name: Some(format!("{} Example", user.to_uppercase())),
+        code: code.into(),
+        note: "check a photo ID before reading the code out".into(),
+        created: T0,
+        expires_at: T0 + 600,
+    }
+}
+
+#[test]
+fn handover_queue_shows_the_code_and_who_asked_and_marks_it_handed_over() {
+    let mut app = loaded(Role::Helpdesk);
+    app.on_key(key(KeyCode::Char('h')));
+    assert_eq!(app.screen, ScreenId::Handover);
+    let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
+    assert_eq!(request, AdminRequest::HandoverList);
+    app.on_reply(purpose, Ok(AdminReply::Handovers { entries: vec![handover_entry("h1", "bob", "482913"), handover_entry("h2", "carol", "105527")] }));
+    app.on_key(key(KeyCode::Down));
+    snapshot!("handover_queue", &app);
+    app.on_key(key(KeyCode::Enter));
+    snapshot!("handover_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(request, AdminRequest::HandoverDone { id: "h2".into() });
+    app.on_reply(purpose, Ok(AdminReply::Done { message: "handover h2 for carol done".into() }));
+    // The queue is read again, and only then: listing it is audited.
+    assert_eq!(app.outbox, vec![(Purpose::Handovers, AdminRequest::HandoverList)]);
+    for _ in 0..100 {
+        app.on_tick();
+    }
+    assert_eq!(app.outbox.len(), 1, "ticks never re-read the queue");
+}
+
+#[test]
+fn delivery_screen_lists_plugins_and_codes_sent_and_only_master_admins_reload() {
+    let mut app = loaded(Role::Admin);
+    app.on_key(key(KeyCode::Char('7')));
+    assert_eq!(app.screen, ScreenId::Delivery);
+    let sent: Vec<AdminRequest> = app.outbox.drain(..).map(|(_, r)| r).collect();
+    assert!(sent.contains(&AdminRequest::PluginStatus), "{sent:?}");
+    let plugins = vec![
+        PluginInfo { name: "sms-http".into(), file: Some("/usr/lib/twofold/plugins/sms-http.wasm".into()), loaded: true, error: None, sha256: None, from_cache: true, load_ms: 3, loaded_at: Some(T0) },
+        PluginInfo { name: "voice".into(), file: Some("/etc/twofold/plugins/voice.wasm".into()), loaded: false, error: Some("unknown import wasi:http/outgoing-handler".into()), sha256: None, from_cache: false, load_ms: 0, loaded_at: None },
+    ];
+    app.on_reply(Purpose::Plugins, Ok(AdminReply::Plugins { plugins }));
+    app.on_reply(Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries: deliveries() }));
+    snapshot!("delivery", &app);
+    app.on_key(key(KeyCode::Char('R')));
+    assert!(app.outbox.is_empty());
+    assert_eq!(
+        app.status,
+        Some(crate::app::Status::Error("change policies needs the master admin role; you are admin".into()))
+    );
+    let mut app = loaded(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Char('7')));
+    app.outbox.clear();
+    app.on_key(key(KeyCode::Char('R')));
+    app.on_key(key(KeyCode::Char('y')));
+    assert_eq!(app.outbox.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), vec![AdminRequest::PluginReload]);
+}
+
+#[test]
+fn an_access_code_is_generated_after_confirmation_and_shown_once() {
+    let mut app = on_alice(Role::Admin);
+    app.on_key(key(KeyCode::Char('c')));
+    snapshot!("access_code_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(request, AdminRequest::AccessCodeGenerate { user: "alice".into() });
+    app.on_reply(purpose, Ok(AdminReply::AccessCode(AccessCodeIssued { user: "alice".into(), code: "3141-5926".into(), expires_at: T0 + 86_400 })));
+    snapshot!("access_code_shown", &app);
+    app.on_key(key(KeyCode::Char('x')));
+    assert_eq!(app.mode, Mode::Normal);
+    let backend = draw(&app);
+    assert!(!format!("{backend}").contains("3141-5926"), "the code is gone once the notice is closed");
 }

@@ -9,11 +9,13 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Widget, Wrap};
 use twofold_wire::admin::{Permission, Role, SyncStatus, UserView};
+use twofold_wire::delivery::{DeliveryInfo, DeliveryState};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceKind, DeviceStatus, TwoFactorState};
 
 use crate::app::{
-    App, Audit, Dashboard, Directory, Enrollment, Loading, Mode, PhoneForm, Policies, ScreenId, Status, UserDetail, Users,
+    App, Audit, Dashboard, Delivery, Directory, Enrollment, Handover, Loading, Mode, PhoneForm, Policies, ScreenId, Status,
+    UserDetail, Users, SCREENS,
 };
 
 /// `2026-11-22 17:44` in UTC (the console says so in its header), or the number if out of range.
@@ -83,6 +85,28 @@ fn percent(part: u64, whole: u64) -> String {
 pub struct DashboardScreen<'a> {
     pub dashboard: &'a Dashboard,
     pub directory: &'a Directory,
+    pub delivery: &'a Delivery,
+}
+
+fn delivery_state(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Queued => "queued",
+        DeliveryState::Retrying => "retrying",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::Failed => "FAILED",
+        DeliveryState::Cancelled => "cancelled",
+    }
+}
+
+/// Waiting and failed deliveries among the newest challenges.
+fn delivery_counts(deliveries: &[DeliveryInfo]) -> String {
+    let count = |wanted: &[DeliveryState]| deliveries.iter().filter(|d| wanted.contains(&d.state)).count();
+    format!(
+        "{} waiting, {} failed (of the last {})",
+        count(&[DeliveryState::Queued, DeliveryState::Retrying]),
+        count(&[DeliveryState::Failed]),
+        deliveries.len()
+    )
 }
 
 fn ago(now: i64, then: i64) -> String {
@@ -151,6 +175,19 @@ impl Widget for &DashboardScreen<'_> {
             row("Blocked devices", stats.devices_blocked.to_string()),
             row("Pending enrollments", stats.devices_pending.to_string()),
             row("API keys", stats.api_keys.to_string()),
+            match &self.delivery.deliveries {
+                Loading::Loaded(list) => {
+                    let count = |wanted: &[DeliveryState]| list.iter().filter(|d| wanted.contains(&d.state)).count();
+                    let failed = count(&[DeliveryState::Failed]);
+                    let line = row(
+                        "Codes waiting/failed",
+                        format!("{} / {failed}", count(&[DeliveryState::Queued, DeliveryState::Retrying])),
+                    );
+                    if failed > 0 { line.red() } else { line }
+                }
+                Loading::Failed(e) => Line::from(format!("Codes sent: {e}")).red(),
+                _ => Line::from("Codes sent: loading…").italic(),
+            },
         ])
         .block(Block::bordered().title(" Devices and keys "))
         .render(right, buf);
@@ -574,6 +611,105 @@ impl Widget for &Policies {
     }
 }
 
+impl Widget for &Handover {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if let Some(line) = loading_line("handover queue", &self.entries) {
+            line.render(area, buf);
+            return;
+        }
+        let Loading::Loaded(entries) = &self.entries else { return };
+        let [list, detail] = Layout::vertical([Constraint::Min(0), Constraint::Length(4)]).areas(area);
+        let rows = entries.iter().enumerate().map(|(n, e)| {
+            let row = Row::new(vec![
+                Cell::from(e.user.clone()),
+                Cell::from(e.display_name.clone().unwrap_or_default()),
+                Cell::from(e.code.clone()).bold(),
+                Cell::from(short_time(e.created)),
+                Cell::from(short_time(e.expires_at)),
+            ]);
+            if n == self.selected { row.style(selected()) } else { row }
+        });
+        Table::new(rows, [Constraint::Length(16), Constraint::Fill(1), Constraint::Length(10), Constraint::Length(14), Constraint::Length(14)])
+            .header(Row::new(["User", "Name", "Code", "Asked", "Expires"]).bold())
+            .block(Block::bordered().title(format!(" In-person handover queue ({}) ", entries.len())))
+            .render(list, buf);
+        let text = match entries.get(self.selected) {
+            None => vec![Line::from("Nobody is waiting for a code.").italic()],
+            Some(e) => vec![
+                Line::from(vec![Span::raw("Read out to "), Span::raw(e.user.clone()).bold(), Span::raw(": "), Span::raw(e.code.clone()).bold()]),
+                Line::from(format!("Check first: {}", e.note)),
+            ],
+        };
+        Paragraph::new(text).wrap(Wrap { trim: true }).block(Block::bordered()).render(detail, buf);
+    }
+}
+
+impl Widget for &Delivery {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let plugin_rows = self.plugins.loaded().map_or(1, Vec::len).clamp(1, 5);
+        let [plugins, recent] =
+            Layout::vertical([Constraint::Length(u16::try_from(plugin_rows).unwrap_or(1) + 3), Constraint::Min(0)]).areas(area);
+        match &self.plugins {
+            Loading::Loaded(list) => {
+                let rows = list.iter().map(|p| {
+                    let state = if p.loaded { Cell::from("loaded").green() } else { Cell::from("NOT LOADED").red() };
+                    Row::new(vec![
+                        Cell::from(p.name.clone()),
+                        state,
+                        Cell::from(format!("{} ms{}", p.load_ms, if p.from_cache { " cached" } else { "" })),
+                        Cell::from(p.error.clone().unwrap_or_default()),
+                    ])
+                });
+                Table::new(rows, [Constraint::Length(16), Constraint::Length(10), Constraint::Length(14), Constraint::Fill(1)])
+                    .header(Row::new(["Plugin", "State", "Load", "Last error"]).bold())
+                    .block(Block::bordered().title(format!(" Plugins ({}) ", list.len())))
+                    .render(plugins, buf);
+                if list.is_empty() {
+                    let inner = Rect { x: plugins.x + 1, y: plugins.y + 2, width: plugins.width.saturating_sub(2), height: 1 };
+                    Line::from("no [[plugin]] configured").italic().render(inner, buf);
+                }
+            }
+            other => {
+                if let Some(line) = loading_line("plugins", other) {
+                    line.render(plugins, buf);
+                }
+            }
+        }
+        let Loading::Loaded(list) = &self.deliveries else {
+            if let Some(line) = loading_line("deliveries", &self.deliveries) {
+                line.render(recent, buf);
+            }
+            return;
+        };
+        let rows = list.iter().map(|d| {
+            let last = d.attempts.last().map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail)).unwrap_or_default();
+            let state = Cell::from(delivery_state(d.state));
+            Row::new(vec![
+                Cell::from(short_time(d.created)),
+                Cell::from(d.user.clone()),
+                Cell::from(channel_name(d.channel)),
+                Cell::from(d.destination.clone()),
+                if d.state == DeliveryState::Failed { state.red() } else { state },
+                Cell::from(last),
+            ])
+        });
+        Table::new(
+            rows,
+            [
+                Constraint::Length(14),
+                Constraint::Length(12),
+                Constraint::Length(9),
+                Constraint::Length(16),
+                Constraint::Length(9),
+                Constraint::Fill(1),
+            ],
+        )
+        .header(Row::new(["Time", "User", "Channel", "To", "State", "Last try"]).bold())
+        .block(Block::bordered().title(format!(" Codes sent: {} ", delivery_counts(list))))
+        .render(recent, buf);
+    }
+}
+
 impl Widget for &PhoneForm {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let field = |name: &str, value: &str, active: bool| {
@@ -598,20 +734,12 @@ impl Widget for &PhoneForm {
 fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
     match (&app.mode, app.screen) {
         (Mode::Help, _) => vec![("any key", "close help")],
+        (Mode::Notice(_), _) => vec![("any key", "close")],
         (Mode::Confirm(_), _) => vec![("y", "confirm"), ("n", "cancel")],
         (Mode::AuditFilter, _) => vec![("user: action: actor: outcome: text", ""), ("Enter", "apply"), ("Esc", "done")],
         (Mode::Phones(_), _) => vec![("Tab", "other field"), ("Enter", "save"), ("Esc", "cancel")],
         (Mode::Normal, ScreenId::Dashboard) => {
-            vec![
-                ("Tab", "next"),
-                ("u", "users"),
-                ("a", "audit"),
-                ("d", "directory"),
-                ("p", "policies"),
-                ("r", "refresh"),
-                ("?", "help"),
-                ("q", "quit"),
-            ]
+            vec![("Tab/1-7", "screens"), ("u", "users"), ("a", "audit"), ("h", "handover"), ("r", "refresh"), ("?", "help"), ("q", "quit")]
         }
         (Mode::Normal, ScreenId::Users) => vec![
             ("type", "search"),
@@ -631,13 +759,15 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
                 ("d", "unpair", Permission::UnpairDevice),
                 ("e", "enroll", Permission::EnrollAuthenticator),
                 ("p", "phones", Permission::UpdatePhoneNumbers),
+                ("c", "code", Permission::GenerateAccessCode),
                 ("x", if user_enabled(app) { "disable" } else { "enable" }, Permission::ManageUsers),
             ] {
                 if app.may(permission) {
                     keys.push((key, what));
                 }
             }
-            keys.extend([("Esc", "back"), ("?", "help")]);
+            // Esc goes back here as on every screen; with all actions the line has no room to say so.
+            keys.push(("?", "help"));
             keys
         }
         (Mode::Normal, ScreenId::Directory) => {
@@ -646,6 +776,22 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
                 keys.extend([("s", "sync now"), ("S", "full sync")]);
             }
             keys.extend([("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")]);
+            keys
+        }
+        (Mode::Normal, ScreenId::Handover) => {
+            let mut keys = vec![("↑↓", "select")];
+            if app.may(Permission::HandOverCode) {
+                keys.push(("Enter", "handed over"));
+            }
+            keys.extend([("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")]);
+            keys
+        }
+        (Mode::Normal, ScreenId::Delivery) => {
+            let mut keys = vec![("r", "refresh")];
+            if app.may(Permission::ManagePolicies) {
+                keys.push(("R", "reload plugins"));
+            }
+            keys.extend([("Tab", "next"), ("Esc", "back"), ("?", "help")]);
             keys
         }
         (Mode::Normal, ScreenId::Policies) => vec![("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")],
@@ -671,19 +817,26 @@ fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
     Line::from(spans)
 }
 
+fn screen_name(screen: ScreenId) -> &'static str {
+    match screen {
+        ScreenId::Dashboard => "Home",
+        ScreenId::Users | ScreenId::User | ScreenId::Enrollment => "Users",
+        ScreenId::Audit => "Audit",
+        ScreenId::Directory => "AD",
+        ScreenId::Policies => "Policies",
+        ScreenId::Handover => "Handover",
+        ScreenId::Delivery => "Delivery",
+    }
+}
+
 fn header(app: &App) -> Line<'static> {
-    let mut spans = vec![Span::raw(" Twofold ").bold().reversed(), Span::raw(" ")];
-    for (screen, name) in
-    [
-        (ScreenId::Dashboard, "Dashboard"),
-        (ScreenId::Users, "Users"),
-        (ScreenId::Audit, "Audit"),
-        (ScreenId::Directory, "Directory"),
-        (ScreenId::Policies, "Policies"),
-    ] {
-        let active = app.screen == screen || (screen == ScreenId::Users && matches!(app.screen, ScreenId::User | ScreenId::Enrollment));
-        let span = Span::raw(format!(" {name} "));
-        spans.push(if active { span.bold().underlined() } else { span });
+    let mut spans = Vec::new();
+    let current = screen_name(app.screen);
+    for (n, screen) in SCREENS.iter().enumerate() {
+        let name = screen_name(*screen);
+        spans.push(Span::raw(" "));
+        let span = Span::raw(format!("{}{name}", n + 1));
+        spans.push(if name == current { span.bold().reversed() } else { span });
     }
     let who = app.identity.name.clone().unwrap_or_else(|| format!("uid {}", app.identity.uid));
     spans.push(Span::raw(format!("  {who} · {}", app.identity.role.name())).dim());
@@ -692,8 +845,8 @@ fn header(app: &App) -> Line<'static> {
 
 fn help(app: &App) -> Text<'static> {
     let mut lines = vec![
-        Line::from("Keys").bold(),
-        Line::from("  Tab next screen · ? help · Ctrl-C quit · keys for the screen are on the bottom line"),
+        Line::from("Twofold console · keys").bold(),
+        Line::from("  Tab or 1-7 picks a screen · Esc goes back · ? help · Ctrl-C quits"),
         Line::from("  Times are UTC."),
         Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
         Line::from("  User: ↑↓ picks a device; each action asks y/n before it is done"),
@@ -743,7 +896,12 @@ impl Widget for &App {
                 status_line.render(status, buf);
                 header(self).render(top, buf);
                 match screen {
-                    ScreenId::Dashboard => DashboardScreen { dashboard: &self.dashboard, directory: &self.directory }.render(body, buf),
+                    ScreenId::Dashboard => {
+                        DashboardScreen { dashboard: &self.dashboard, directory: &self.directory, delivery: &self.delivery }
+                            .render(body, buf);
+                    }
+                    ScreenId::Handover => self.handover.render(body, buf),
+                    ScreenId::Delivery => self.delivery.render(body, buf),
                     ScreenId::Directory => self.directory.render(body, buf),
                     ScreenId::Policies => self.policies.render(body, buf),
                     ScreenId::Users => self.users.render(body, buf),
@@ -771,6 +929,13 @@ impl Widget for &App {
                 let dialog = body.centered(Constraint::Max(78), Constraint::Max(20));
                 Clear.render(dialog, buf);
                 Paragraph::new(help(self)).wrap(Wrap { trim: false }).block(Block::bordered().title(" Help ")).render(dialog, buf);
+            }
+            Mode::Notice(lines) => {
+                let height = u16::try_from(lines.len()).unwrap_or(5) + 2;
+                let dialog = body.centered(Constraint::Max(64), Constraint::Length(height));
+                Clear.render(dialog, buf);
+                let text: Vec<Line> = lines.iter().map(|l| Line::from(l.clone())).collect();
+                Paragraph::new(text).centered().bold().block(Block::bordered().yellow()).render(dialog, buf);
             }
             Mode::Phones(form) => {
                 let dialog = body.centered(Constraint::Max(64), Constraint::Length(7));
