@@ -29,6 +29,19 @@ pub enum Command {
     Status,
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The in-person handover queue.
+    #[command(subcommand)]
+    Handover(HandoverCommand),
+    /// Delivery plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Codes sent out of band and how their delivery went, newest first.
+    Deliveries {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Your uid and role, as the daemon sees them.
     Whoami,
     /// Users, enrollment, locks, devices and the newest audit events.
@@ -100,6 +113,8 @@ pub enum UserCommand {
     Delete { user: String },
     /// Clear the user's failure count and lock.
     Unlock { user: String },
+    /// A single-use access code to read out to the user (printed once).
+    AccessCode { user: String },
     /// Set the numbers codes go to instead of the directory's; a number left out is cleared.
     Phones {
         user: String,
@@ -108,6 +123,22 @@ pub enum UserCommand {
         #[arg(long)]
         voice: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum HandoverCommand {
+    /// Codes waiting to be read out, with who asked (each listing is audited).
+    List,
+    /// Removes an entry once its code was read out.
+    Done { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Each configured plugin and whether it loaded.
+    Status,
+    /// Loads the plugins again from their files.
+    Reload,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +215,11 @@ impl Command {
             Command::Status => AdminRequest::Status,
             Command::Whoami => AdminRequest::WhoAmI,
             Command::Policy(PolicyCommand::Show) => AdminRequest::PolicyShow,
+            Command::Handover(HandoverCommand::List) => AdminRequest::HandoverList,
+            Command::Handover(HandoverCommand::Done { id }) => AdminRequest::HandoverDone { id: id.clone() },
+            Command::Plugin(PluginCommand::Status) => AdminRequest::PluginStatus,
+            Command::Plugin(PluginCommand::Reload) => AdminRequest::PluginReload,
+            Command::Deliveries { user, limit } => AdminRequest::DeliveryList { user: user.clone(), limit: Some(*limit) },
             Command::Dashboard => AdminRequest::Dashboard,
             Command::Audit { limit, user, action, actor, outcome, text, before } => {
                 if [user, action, actor, outcome, text].iter().all(|f| f.is_none()) && before.is_none() {
@@ -220,6 +256,7 @@ impl Command {
                 UserCommand::Disable { user } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: false },
                 UserCommand::Delete { user } => AdminRequest::UserDelete { user: user.clone() },
                 UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
+                UserCommand::AccessCode { user } => AdminRequest::AccessCodeGenerate { user: user.clone() },
                 UserCommand::Phones { user, mobile, voice } => {
                     AdminRequest::UserSetPhoneOverride { user: user.clone(), mobile: mobile.clone(), voice: voice.clone() }
                 }

@@ -123,6 +123,29 @@ pub fn text(reply: &AdminReply) -> String {
                 );
             }
         }
+        AdminReply::Handovers { entries } => {
+            if entries.is_empty() {
+                out.push_str("nobody is waiting for a code\n");
+            }
+            for e in entries {
+                let _ = writeln!(out, "{}  {:<16} {:<10} asked {}  expires {}  check: {}", e.id, e.user, e.code, time(e.created), time(e.expires_at), e.note);
+            }
+        }
+        AdminReply::Plugins { plugins } => {
+            for p in plugins {
+                let state = if p.loaded { "loaded".to_owned() } else { format!("NOT LOADED: {}", p.error.clone().unwrap_or_default()) };
+                let _ = writeln!(out, "{:<16} {state}  ({} ms{})", p.name, p.load_ms, if p.from_cache { ", cached" } else { "" });
+            }
+        }
+        AdminReply::Deliveries { deliveries } => {
+            for d in deliveries {
+                let last = d.attempts.last().map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail)).unwrap_or_default();
+                let _ = writeln!(out, "{} {:<16} {:<9} {:<20} {:<10} {last}", time(d.created), d.user, spelled(&d.channel), d.destination, spelled(&d.state));
+            }
+        }
+        AdminReply::AccessCode(a) => {
+            let _ = writeln!(out, "access code for {} (shown once, valid once until {}):\n{}", a.user, time(a.expires_at), a.code);
+        }
         AdminReply::Identity(i) => {
             let name = i.name.clone().unwrap_or_else(|| "-".to_owned());
             let _ = writeln!(out, "uid {} ({name})  role {}  granted by {}", i.uid, i.role.name(), i.granted_by);

@@ -217,7 +217,7 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
     let run_dir = TempDir::new("twofold-roles")?;
     let socket = run_dir.path().join("admin.sock");
     let daemon = Daemon::start(&format!(
-        "\n[admin]\nsocket = \"{}\"\ngroup = \"{socket_group}\"\n\n[admin.roles]\nhelpdesk = [\"{helpdesk}\"]\nadmin = [\"{admin_group}\"]\nmaster_admin = [\"{master}\"]\n",
+        "\n[admin]\nsocket = \"{}\"\ngroup = \"{socket_group}\"\n\n[admin.roles]\nhelpdesk = [\"{helpdesk}\"]\nadmin = [\"{admin_group}\"]\nmaster_admin = [\"{master}\"]\n\n[challenge]\naccess_codes = true\n",
         socket.display()
     ))?;
     // The binary may sit under a folder other users cannot enter: they get a copy.
@@ -239,6 +239,10 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
         (&["whoami"], "helpdesk"),
         (&["dashboard"], "helpdesk"),
         (&["policy", "show"], "helpdesk"),
+        (&["plugin", "status"], "helpdesk"),
+        (&["deliveries"], "helpdesk"),
+        (&["handover", "list"], "helpdesk"),
+        (&["handover", "done", "hnosuchentry"], "helpdesk"),
         (&["audit", "--limit", "5"], "helpdesk"),
         (&["audit", "--user", "zoe"], "helpdesk"),
         (&["user", "show", "zoe"], "helpdesk"),
@@ -255,6 +259,9 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
         (&["user", "enable", "yan"], "admin"),
         (&["user", "create", "newbie"], "admin"),
         (&["user", "delete", "nosuchuser"], "admin"),
+        (&["user", "access-code", "zoe"], "admin"),
+        (&["user", "phones", "yan", "--mobile", "+41 79 555 00 11"], "admin"),
+        (&["plugin", "reload"], "master admin"),
         (&["apikey", "list"], "master admin"),
         (&["apikey", "create", "key-from-test"], "master admin"),
         (&["apikey", "revoke", "nosuchkey"], "master admin"),
