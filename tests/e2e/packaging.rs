@@ -4,9 +4,10 @@
 //! (CI runs as root), starts the packaged daemon as the service user with the packaged config and a
 //! NOTIFY_SOCKET we listen on, as systemd would (systemd is not PID 1 here), authenticates a user,
 //! upgrades to a higher version, and removes and purges. The packages are made from the dev build the
-//! other tests use (packaging/build-packages --profile dev --no-build: strip and package, no compile),
-//! so CI compiles nothing twice; the size check therefore bounds a package of unoptimised binaries,
-//! which are larger than the release ones. The other tests cover what systemd would see without
+//! other tests use (packaging/build-packages --profile dev --no-build --fast: strip and package, no
+//! compile), so CI compiles nothing twice. Their unoptimised binaries (wasmtime above all) are far
+//! larger than the release ones, so the 40 MiB installed-size budget is enforced by build-packages on
+//! release builds, not here. The other tests cover what systemd would see without
 //! systemd: the rpm's contents and scriptlets, the sd_notify protocol (READY, WATCHDOG, RELOADING,
 //! STOPPING), the system calls against the unit's filter, and logging to the journal's socket.
 
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use twofold_tests::{base_config, enroll, oathtool, workspace_binary, Admin, Api, TempDir};
+use twofold_wire::admin::{AdminReply, AdminRequest};
 
 use crate::step_margin;
 
@@ -34,7 +36,6 @@ const ADMIN_SOCKET: &str = "/run/twofold/admin.sock";
 const UNIT: &str = "/usr/lib/systemd/system/twofoldd.service";
 /// The packaged config serves here.
 const API: &str = "127.0.0.1:8443";
-const MAX_INSTALLED_KIB: u64 = 40 * 1024;
 const MAX_EXPOSURE: f64 = 2.0;
 
 /// Runs a command, failing with its output unless it succeeds.
@@ -88,12 +89,12 @@ fn packages() -> Result<Packages> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/build-packages");
     let script = script.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
     let out_arg = out.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
-    let first = run(script, &["--profile", "dev", "--no-build", "--out", out_arg])?;
+    let first = run(script, &["--profile", "dev", "--no-build", "--fast", "--out", out_arg])?;
     let mut paths = first.lines().map(PathBuf::from);
     let (deb, rpm) = (paths.next(), paths.next());
     let upgrade_version = format!("{}.1", env!("CARGO_PKG_VERSION"));
     let second =
-        run(script, &["--profile", "dev", "--no-build", "--no-rpm", "--version", &upgrade_version, "--out", out_arg])?;
+        run(script, &["--profile", "dev", "--no-build", "--fast", "--no-rpm", "--version", &upgrade_version, "--out", out_arg])?;
     let packages = Packages {
         deb: deb.ok_or_else(|| anyhow!("build-packages printed no .deb: {first}"))?,
         rpm: rpm.ok_or_else(|| anyhow!("build-packages printed no .rpm: {first}"))?,
@@ -248,6 +249,34 @@ async fn verify(api: &Api, user: &str, code: &str) -> Result<String> {
     Ok(answer.body["result"].as_str().unwrap_or_default().to_owned())
 }
 
+/// Asks for a code by the in-person channel and reads it from the helpdesk's handover queue, where the
+/// in-person plugin (wasm, run by the daemon's plugin engine) puts it.
+async fn in_person_code(admin: &mut Admin, api: &Api, user: &str) -> Result<String> {
+    let asked = api.post("/api/v1/challenge", &json!({"user": user, "channel": "in_person"})).await?;
+    if asked.status != 202 {
+        bail!("in-person challenge answered {}: {}", asked.status, asked.raw);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let AdminReply::Handovers { entries } = admin.ok(&AdminRequest::HandoverList)? {
+            if let Some(entry) = entries.into_iter().find(|e| e.user == user) {
+                return Ok(entry.code);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no handover for {user} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn plugins_loaded(admin: &mut Admin) -> Result<Vec<String>> {
+    match admin.ok(&AdminRequest::PluginStatus)? {
+        AdminReply::Plugins { plugins } => Ok(plugins.into_iter().filter(|p| p.loaded).map(|p| p.name).collect()),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
 fn port_is_free(addr: &str) -> bool {
     std::net::TcpListener::bind(addr).is_ok()
 }
@@ -290,8 +319,6 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     let uid: u32 = fields.get(2).and_then(|u| u.parse().ok()).ok_or_else(|| anyhow!("bad passwd entry {account}"))?;
     assert!(uid < 1000, "a system account: {account}");
     assert_eq!(fields.get(5..7), Some(&[DATA, "/usr/sbin/nologin"][..]), "{account}");
-    let installed_kib: u64 = run("dpkg-query", &["-W", "-f", "${Installed-Size}", PACKAGE])?.trim().parse()?;
-    assert!(installed_kib < MAX_INSTALLED_KIB, "installed size {installed_kib} KiB");
     assert_eq!(run("/usr/bin/twofoldd", &["check-config", CONFIG])?.trim(), format!("{CONFIG}: ok"));
     let help = run("/usr/bin/twofold-admin", &["--help"])?;
     assert!(help.contains("Usage"), "{help}");
@@ -331,10 +358,16 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     let alice = enroll(&mut admin, &api, "alice").await?;
     assert_eq!(verify(&api, "alice", &oathtool(&alice.secret, 0, &[])?).await?, "accept");
 
-    // The admin edits the config; an upgrade keeps the edit and the data.
-    let edited = std::fs::read_to_string(CONFIG)?.replace("issuer = \"Twofold\"", "issuer = \"Twofold Appliance\"");
-    assert!(edited.contains("Twofold Appliance"), "the packaged config names the issuer");
+    // The admin edits the config (another issuer; the packaged in-person plugin for the helpdesk); an
+    // upgrade keeps the edit and the data.
+    let packaged = std::fs::read_to_string(CONFIG)?;
+    let edited = packaged
+        .replace("issuer = \"Twofold\"", "issuer = \"Twofold Appliance\"")
+        .replace("in_person = []", "in_person = [\"helpdesk\"]")
+        + "\n[[plugin]]\nname = \"helpdesk\"\nfile = \"in-person.wasm\"\nhandover = true\n";
+    assert!(edited.contains("Twofold Appliance") && edited.contains("in_person = [\"helpdesk\"]"), "the packaged config has both keys");
     std::fs::write(CONFIG, &edited)?;
+    run("/usr/bin/twofoldd", &["check-config", CONFIG])?;
     run("dpkg", &["-i", path_str(&packages.upgrade_deb)?])?;
     assert_eq!(installed_version(), Some(format!("{}-1", packages.upgrade_version)));
     assert_eq!(std::fs::read_to_string(CONFIG)?, edited, "the edited conffile is kept");
@@ -351,6 +384,10 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     assert_eq!(verify(&api, "alice", &oathtool(&alice.secret, 30, &[])?).await?, "accept", "alice's device survived");
     let bob = enroll(&mut admin, &api, "bob").await?;
     assert!(bob.uri.contains("issuer=Twofold%20Appliance"), "the kept config is in force: {}", bob.uri);
+    // The packaged plugin runs in the packaged daemon, as the service user.
+    assert_eq!(plugins_loaded(&mut admin)?, vec!["helpdesk".to_owned()]);
+    let handed_over = in_person_code(&mut admin, &api, "alice").await?;
+    assert_eq!(verify(&api, "alice", &handed_over).await?, "accept", "the code the plugin queued");
     // The packaged CLI finds the packaged daemon's socket by itself.
     let shown = Command::new("/usr/bin/twofold-admin")
         .args(["--json", "user", "show", "alice"])
@@ -565,14 +602,21 @@ fn unit_syscall_filter() -> Result<BTreeSet<String>> {
 }
 
 /// The unit's seccomp filter cannot be applied without systemd as PID 1, so the daemon runs under
-/// strace through start, enrollment, verification, reload and stop, and every system call it made
-/// must be one the filter allows (a denied one would fail with EPERM under the unit).
+/// strace through start, enrollment, verification, an in-person code from a wasm plugin, reload
+/// (plugins again) and stop, and every system call it made must be one the filter allows (a denied
+/// one would fail with EPERM under the unit).
 #[tokio::test]
 async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
     let allowed = unit_syscall_filter()?;
     let dir = TempDir::new("twofold-syscalls")?;
     let config = dir.path().join("twofold.toml");
-    std::fs::write(&config, base_config(&dir.path().join("data")))?;
+    // The in-person plugin, so that the wasm engine compiles and runs code under the filter too.
+    let plugin = format!(
+        "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nplugin_dirs = [\"{}\"]\nin_person = [\"desk\"]\n\n\
+         [[plugin]]\nname = \"desk\"\nfile = \"in_person.wasm\"\nhandover = true\n",
+        twofold_tests::delivery::plugins_dir()?.display()
+    );
+    std::fs::write(&config, format!("{}{plugin}", base_config(&dir.path().join("data"))))?;
     let log = dir.path().join("daemon.log");
     let summary = dir.path().join("strace.txt");
     let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
@@ -597,6 +641,9 @@ async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
     let carol = enroll(&mut admin, &api, "carol").await?;
     assert_eq!(verify(&api, "carol", &oathtool(&carol.secret, 0, &[])?).await?, "accept");
     assert_eq!(verify(&api, "carol", &carol.backup_codes[0]).await?, "accept");
+    assert_eq!(plugins_loaded(&mut admin)?, vec!["desk".to_owned()]);
+    let handed_over = in_person_code(&mut admin, &api, "carol").await?;
+    assert_eq!(verify(&api, "carol", &handed_over).await?, "accept");
     // strace (which the shell exec'd, so WATCHDOG_PID names it and the daemon pings nothing) blocks
     // fatal signals while it traces a command: signal the daemon, its child, directly.
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", traced.id()))?;
