@@ -557,3 +557,36 @@ fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Resul
     assert!(!out.status.success() && stderr.contains("not a URL"), "{stderr}");
     Ok(())
 }
+
+/// In-process on a manual clock: a code is accepted until `lifetime_seconds` after it was made, and not
+/// at that second or later; a 24 h lifetime (the signing product's) is as good as the short default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_lives_exactly_as_long_as_configured() -> Result<()> {
+    use twofoldd::clock::{Clock, ManualClock};
+    const T0: i64 = 1_700_000_000;
+    // (lifetime_seconds, seconds after the challenge, accepted)
+    let table = [(300, 299, true), (300, 300, false), (86_400, 86_399, true), (86_400, 86_400, false)];
+    for (lifetime, after, accepted) in table {
+        let dir = twofold_tests::TempDir::new("delivery-clock")?;
+        let extra = format!(
+            "\n[challenge]\nlifetime_seconds = {lifetime}\n\n[delivery]\nplugin_dirs = [\"{}\"]\nin_person = [\"desk\"]\n\n[[plugin]]\nname = \"desk\"\nfile = \"in_person.wasm\"\nhandover = true\n",
+            toml_path(&plugins_dir()?)
+        );
+        let config = twofoldd::config::Config::parse(&format!("{}{extra}", twofold_tests::base_config(dir.path())))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let clock = ManualClock::new(T0);
+        let handle = twofoldd::start(config, clock.clone()).await?;
+        let mut admin = Admin::connect(&handle.admin_socket)?;
+        let api = Api::new(&handle.api_addr.to_string(), &dir.path().join("tls/cert.pem"))?.with_key(&admin.api_key("app")?);
+        admin.create_user("ivy")?;
+        let c = challenge(&api, "ivy", "in_person").await?;
+        assert_eq!(c["expires_at"].as_i64(), Some(T0 + lifetime), "{c}");
+        settled(&mut admin, c["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+        let code = handle.service.challenges()?.delivery().handover().list(clock.now()).remove(0).code;
+        clock.advance(after);
+        let answer = verify(&api, "ivy", &code, c["transaction_id"].as_str()).await?;
+        assert_eq!(answer["result"] == "accept", accepted, "lifetime {lifetime}, {after} s later: {answer}");
+        handle.shutdown().await?;
+    }
+    Ok(())
+}

@@ -312,3 +312,35 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// (config after `version = 1`, line of the error, words in its message)
+    #[test]
+    fn mistakes_are_refused_with_their_line() {
+        let table: &[(&str, usize, &str)] = &[
+            ("[challenge]\ncode_digits = 4\n", 3, "code_digits"),
+            ("[challenge]\nlifetime_seconds = 10\n", 3, "lifetime_seconds"),
+            ("[delivery]\nsms = [\"nope\"]\n", 3, "no [[plugin]] is named \"nope\""),
+            ("[delivery]\nretry_initial_seconds = 120\n", 3, "retry_initial_seconds"),
+            ("[[plugin]]\nname = \"a b\"\nfile = \"x.wasm\"\n", 3, "letters, digits"),
+            ("[[plugin]]\nname = \"gw\"\nfile = \"../x.wasm\"\n", 3, "file must be a file name"),
+            ("[[plugin]]\nname = \"gw\"\nfile = \"x.wasm\"\nallow_hosts = [\"https://gw\"]\n", 3, "not a URL"),
+            ("[[plugin]]\nname = \"gw\"\nfile = \"x.wasm\"\nsecret = \"inline\"\n", 5, "unknown field"),
+            ("[email]\nhost = \"smtp.example.com\"\nfrom = \"me@example.com\"\nsecurity = \"none\"\n", 5, "in clear"),
+            ("[email]\nhost = \"smtp.example.com\"\nfrom = \"not an address\"\n", 4, "from"),
+            ("[email]\nhost = \"smtp.example.com\"\nfrom = \"me@example.com\"\nusername = \"u\"\n", 5, "together"),
+        ];
+        for (text, line, words) in table {
+            let errors = Config::parse(&format!("version = 1\n{text}")).err().unwrap_or_default();
+            assert!(
+                errors.iter().any(|e| e.line == *line && e.message.contains(words)),
+                "{text:?}: wanted line {line} with {words:?}, got {errors:?}"
+            );
+        }
+        let ok = "[[plugin]]\nname = \"gw\"\nfile = \"/opt/p/x.wasm\"\nallow_hosts = [\"gw.example.com\", \"127.0.0.1:8080\"]\n[delivery]\nsms = [\"gw\"]\n[email]\nhost = \"127.0.0.1\"\nsecurity = \"none\"\nfrom = \"Twofold <t@example.com>\"\n";
+        assert!(Config::parse(&format!("version = 1\n{ok}")).is_ok(), "{:?}", Config::parse(&format!("version = 1\n{ok}")).err());
+    }
+}
