@@ -183,7 +183,8 @@ impl Service {
         Ok(())
     }
 
-    /// Applies every entry of one paged search; returns the GUIDs seen.
+    /// Applies every entry of one paged search, adding the GUIDs seen to `seen`. The next page is
+    /// fetched while the current one is applied, so the DC's time and the store's overlap.
     async fn apply_search(
         &self,
         conn: &mut ldap::Connection,
@@ -192,31 +193,45 @@ impl Service {
         status: &mut SyncStatus,
         seen: &mut HashSet<String>,
     ) -> std::result::Result<(), String> {
-        while let Some(page) = conn.page(&mut search).await? {
-            for raw in page {
-                status.entries += 1;
-                let entry = match entry::read(&raw, &cfg.attributes) {
-                    Ok(e) => e,
-                    Err(skip) => {
-                        push_error(status, skip);
-                        continue;
-                    }
-                };
-                seen.insert(entry.guid.clone());
-                match self.apply_entry(&cfg.name, entry).await {
-                    Ok(Applied::Added) => status.added += 1,
-                    Ok(Applied::Changed) => status.changed += 1,
-                    Ok(Applied::Disabled) => {
-                        status.changed += 1;
-                        status.disabled += 1;
-                    }
-                    Ok(Applied::Unchanged) => {}
-                    Err(Error::Conflict(message)) => push_error(status, format!("{}: {message}", raw.dn)),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+        let mut current = conn.page(&mut search).await?;
+        while let Some(page) = current {
+            let (next, applied) = tokio::join!(conn.page(&mut search), self.apply_page(cfg, page, status, seen));
+            applied?;
+            current = next?;
         }
         status.pages += search.pages;
+        Ok(())
+    }
+
+    async fn apply_page(
+        &self,
+        cfg: &DirectoryConfig,
+        page: Vec<ldap3::SearchEntry>,
+        status: &mut SyncStatus,
+        seen: &mut HashSet<String>,
+    ) -> std::result::Result<(), String> {
+        for raw in page {
+            status.entries += 1;
+            let entry = match entry::read(&raw, &cfg.attributes) {
+                Ok(e) => e,
+                Err(skip) => {
+                    push_error(status, skip);
+                    continue;
+                }
+            };
+            seen.insert(entry.guid.clone());
+            match self.apply_entry(&cfg.name, entry).await {
+                Ok(Applied::Added) => status.added += 1,
+                Ok(Applied::Changed) => status.changed += 1,
+                Ok(Applied::Disabled) => {
+                    status.changed += 1;
+                    status.disabled += 1;
+                }
+                Ok(Applied::Unchanged) => {}
+                Err(Error::Conflict(message)) => push_error(status, format!("{}: {message}", raw.dn)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         Ok(())
     }
 
