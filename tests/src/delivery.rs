@@ -264,6 +264,8 @@ impl SmtpServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         // Debian's python, where python3-aiosmtpd is installed (a python3 earlier on PATH may lack it).
         let mut child = Command::new("/usr/bin/python3")
+            // aiosmtpd 1.4 warns about its own deprecated attribute on every login.
+            .args(["-W", "ignore::DeprecationWarning"])
             .arg(&script)
             .arg(port.to_string())
             .arg(&ca.cert_file)
