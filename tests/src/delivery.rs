@@ -221,12 +221,14 @@ impl Drop for SmtpServer {
 }
 
 const SMTP_SERVER_PY: &str = r#"
-import os, ssl, sys, time, itertools
+import logging, os, ssl, sys, time, itertools
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port, cert, key, mail_dir, user, password = sys.argv[1:7]
 counter = itertools.count(1)
+# aiosmtpd 1.4 warns about its own deprecated login_data on every login.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 class Save:
     async def handle_DATA(self, server, session, envelope):
@@ -264,8 +266,6 @@ impl SmtpServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         // Debian's python, where python3-aiosmtpd is installed (a python3 earlier on PATH may lack it).
         let mut child = Command::new("/usr/bin/python3")
-            // aiosmtpd 1.4 warns about its own deprecated attribute on every login.
-            .args(["-W", "ignore::DeprecationWarning"])
             .arg(&script)
             .arg(port.to_string())
             .arg(&ca.cert_file)
