@@ -204,7 +204,8 @@ impl SambaDc {
         std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n"))?;
         start_samba(&conf, &d.join("log/samba.out"))?;
         let dc = SambaDc { dir, ca_cert: ca.0, wrong_ca_cert: wrong_ca, password_file };
-        dc.wait_ready(Duration::from_secs(60))?;
+        // A large directory takes a while to load when the machine is busy.
+        dc.wait_ready(Duration::from_secs(240))?;
         eprintln!("samba AD DC ready in {:.1} s ({bulk_users} bulk users)", started.elapsed().as_secs_f64());
         Ok(dc)
     }
