@@ -208,7 +208,17 @@ async fn codes_reach_users_by_sms_voice_in_person_and_email_and_verify_once() ->
     assert_eq!(again["result"], "reject", "a code is accepted once: {again}");
     let ok = verify(&api, "bob", &bob_code, b["transaction_id"].as_str()).await?;
     assert_eq!(ok["result"], "accept", "{ok}");
-    let status = api.get(&format!("/api/v1/challenge/{}", a["transaction_id"].as_str().unwrap_or_default())).await?;
+    // The gateway may hand us the SMS before the daemon has read the gateway's answer: wait (bounded)
+    // for the daemon to record the delivery.
+    let status_path = format!("/api/v1/challenge/{}", a["transaction_id"].as_str().unwrap_or_default());
+    let mut status = api.get(&status_path).await?;
+    for _ in 0..100 {
+        if status.body["state"] != "queued" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = api.get(&status_path).await?;
+    }
     assert_eq!((status.status, status.body["state"].as_str(), status.body["used"].as_bool()), (200, Some("delivered"), Some(true)), "{}", status.raw);
 
     // Voice ("call me" for a user without a mobile): the code is spelled digit by digit.
