@@ -52,8 +52,8 @@ struct Cli {
     /// Length of each measured phase.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Upper bound on requests per phase.
-    #[arg(long, default_value_t = 500_000)]
+    /// Upper bound on requests per phase (health reaches 500,000 in 7 s on an idle 2-core machine).
+    #[arg(long, default_value_t = 2_000_000)]
     max_requests: u64,
     /// Enrollments in flight at once.
     #[arg(long, default_value_t = 8)]
@@ -69,38 +69,9 @@ struct Cli {
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-fn main() -> Result<ExitCode> {
-    if let Some(code) = run_from_deps_if_needed()? {
-        return Ok(code);
-    }
-    tokio::runtime::Runtime::new()?.block_on(benchmark(Cli::parse()))
-}
-
-/// The harness looks for `twofoldd` one folder above the running executable, as for test binaries in
-/// `target/<profile>/deps/`. This binary sits in `target/<profile>/` itself; cargo keeps a hard link to
-/// it in `deps/`, so when the harness would not find the daemon from here, run that link instead.
-fn run_from_deps_if_needed() -> Result<Option<ExitCode>> {
-    use std::os::unix::fs::MetadataExt;
-    if twofold_tests::workspace_binary("twofoldd").is_ok() {
-        return Ok(None);
-    }
-    let exe = std::env::current_exe()?;
-    let Some(dir) = exe.parent() else { return Ok(None) };
-    if !dir.join("twofoldd").exists() {
-        return Ok(None);
-    }
-    let inode = std::fs::metadata(&exe)?.ino();
-    let Ok(entries) = std::fs::read_dir(dir.join("deps")) else { return Ok(None) };
-    let link = entries.flatten().map(|e| e.path()).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("twofold_loadgen-"))
-            && std::fs::metadata(p).is_ok_and(|m| m.ino() == inode)
-    });
-    let Some(link) = link else { return Ok(None) };
-    let status = std::process::Command::new(&link).args(std::env::args_os().skip(1)).status()?;
-    Ok(Some(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))))
-}
-
-async fn benchmark(cli: Cli) -> Result<ExitCode> {
+#[tokio::main]
+async fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
     if cli.users == 0 || cli.concurrency == 0 || cli.enroll_concurrency == 0 || cli.seconds == 0 {
         bail!("--users, --concurrency, --enroll-concurrency and --seconds must be at least 1");
     }
@@ -480,7 +451,7 @@ struct PhaseResult {
     daemon_cpu_seconds: Option<f64>,
     loadgen_cpu_seconds: Option<f64>,
     daemon_write_bytes: Option<u64>,
-    machine_cpu_seconds: Option<f64>,
+    machine_cpu: Option<MachineCpu>,
     verify_step: Option<u64>,
 }
 
@@ -510,7 +481,12 @@ impl PhaseResult {
     /// Cores kept busy by other processes during the phase, on average.
     fn other_cores(&self) -> Option<f64> {
         let ours = self.daemon_cpu_seconds? + self.loadgen_cpu_seconds?;
-        Some(((self.machine_cpu_seconds? - ours) / self.seconds).max(0.0))
+        Some(((self.machine_cpu?.processes - ours) / self.seconds).max(0.0))
+    }
+
+    /// Cores spent in interrupts and softirqs (loopback TCP is mostly softirq work), on average.
+    fn interrupt_cores(&self) -> Option<f64> {
+        Some(self.machine_cpu?.interrupts / self.seconds)
     }
 
     fn count(&self, sent: Option<Sent>, got: Got) -> u64 {
@@ -586,7 +562,10 @@ async fn run_phase(name: &'static str, clients: &[HttpsClient], plan: Arc<Plan>,
         daemon_cpu_seconds: before.daemon_cpu.zip(after.daemon_cpu).map(|(a, b)| b - a),
         loadgen_cpu_seconds: before.own_cpu.zip(after.own_cpu).map(|(a, b)| b - a),
         daemon_write_bytes: before.daemon_write_bytes.zip(after.daemon_write_bytes).map(|(a, b)| b.saturating_sub(a)),
-        machine_cpu_seconds: before.machine_cpu.zip(after.machine_cpu).map(|(a, b)| b - a),
+        machine_cpu: before.machine_cpu.zip(after.machine_cpu).map(|(a, b)| MachineCpu {
+            processes: b.processes - a.processes,
+            interrupts: b.interrupts - a.interrupts,
+        }),
         verify_step: match plan.as_ref() {
             Plan::Verify { step, .. } => Some(*step),
             Plan::Health { .. } => None,
@@ -660,9 +639,17 @@ struct Sample {
     daemon_cpu: Option<f64>,
     own_cpu: Option<f64>,
     daemon_write_bytes: Option<u64>,
-    /// CPU seconds spent by every process on the machine: what is left after the daemon and the load
-    /// generator is someone else's, and makes the figures worse than on a quiet machine.
-    machine_cpu: Option<f64>,
+    machine_cpu: Option<MachineCpu>,
+}
+
+/// CPU seconds of the whole machine. What the processes used beyond the daemon and the load generator is
+/// someone else's, and makes the figures worse than on a quiet machine.
+#[derive(Clone, Copy)]
+struct MachineCpu {
+    /// user + nice + system: time charged to processes.
+    processes: f64,
+    /// irq + softirq: charged to no process.
+    interrupts: f64,
 }
 
 impl Probe {
@@ -684,13 +671,15 @@ fn cpu_seconds(path: &str) -> Option<f64> {
     Some(ticks as f64 / clock_ticks_per_second())
 }
 
-/// Busy time of all CPUs together, from the `cpu` line of `/proc/stat` (everything but idle and iowait).
-fn machine_cpu_seconds() -> Option<f64> {
+/// Busy time of all CPUs together, from the `cpu` line of `/proc/stat`.
+fn machine_cpu_seconds() -> Option<MachineCpu> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = text.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some(total.saturating_sub(idle) as f64 / clock_ticks_per_second())
+    let f: Vec<u64> = text.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let ticks = clock_ticks_per_second();
+    Some(MachineCpu {
+        processes: (f.first()? + f.get(1)? + f.get(2)?) as f64 / ticks,
+        interrupts: (f.get(5)? + f.get(6)?) as f64 / ticks,
+    })
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -823,11 +812,11 @@ impl Report {
             opt_count(self.connections[2]),
             self.log_level
         ));
-        out.push_str("| phase | requests | seconds | req/s | p50 ms | p90 ms | p99 ms | max ms | daemon CPU µs/req | loadgen CPU µs/req | daemon disk writes B/req | other processes, cores |\n");
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("| phase | requests | seconds | req/s | p50 ms | p90 ms | p99 ms | max ms | daemon CPU µs/req | loadgen CPU µs/req | daemon disk writes B/req | irq+softirq, cores | other processes, cores |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for phase in [&self.health, &self.verify] {
             out.push_str(&format!(
-                "| {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
+                "| {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
                 phase.name,
                 phase.requests,
                 phase.seconds,
@@ -839,6 +828,7 @@ impl Report {
                 fmt_opt(phase.per_request_us(phase.daemon_cpu_seconds)),
                 fmt_opt(phase.per_request_us(phase.loadgen_cpu_seconds)),
                 fmt_opt(phase.daemon_write_bytes.filter(|_| phase.requests > 0).map(|b| b as f64 / phase.requests as f64)),
+                phase.interrupt_cores().map_or("-".to_owned(), |c| format!("{c:.2}")),
                 phase.other_cores().map_or("-".to_owned(), |c| format!("{c:.2}")),
             ));
         }
@@ -895,8 +885,8 @@ impl Report {
                 "daemon_cpu_seconds": p.daemon_cpu_seconds,
                 "loadgen_cpu_seconds": p.loadgen_cpu_seconds,
                 "daemon_write_bytes": p.daemon_write_bytes,
-                "machine_cpu_seconds": p.machine_cpu_seconds,
                 "other_processes_cores": p.other_cores(),
+                "interrupt_cores": p.interrupt_cores(),
                 "totp_step": p.verify_step,
                 "outcomes": p.outcomes.iter().map(|((s, g), n)| json!({"sent": s.name(), "answer": g.name(), "count": n})).collect::<Vec<_>>(),
             })
