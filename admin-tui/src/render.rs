@@ -36,10 +36,29 @@ fn user(out: &mut String, u: &UserView) {
     let _ = writeln!(out, "  upn:          {}", opt(&u.upn));
     let _ = writeln!(out, "  display name: {}", opt(&u.display_name));
     let _ = writeln!(out, "  email:        {}", opt(&u.email));
-    let _ = writeln!(out, "  mobile:       {}", opt(&u.mobile));
-    let _ = writeln!(out, "  voice:        {}", opt(&u.voice));
+    let overridden = |o: &Option<String>| o.as_ref().map(|v| format!("   override: {v} (used)")).unwrap_or_default();
+    let _ = writeln!(out, "  mobile:       {}{}", opt(&u.mobile), overridden(&u.mobile_override));
+    let _ = writeln!(out, "  voice:        {}{}", opt(&u.voice), overridden(&u.voice_override));
     let _ = writeln!(out, "  groups:       {}", if u.groups.is_empty() { "-".to_owned() } else { u.groups.join(", ") });
     let _ = writeln!(out, "  enabled:      {}   source: {}   2FA: {:?}", u.enabled, u.source, u.state);
+    if let Some(d) = &u.directory {
+        let state = match (d.removed_at, d.account_disabled) {
+            (Some(t), _) => format!("REMOVED {}", time(t)),
+            (None, true) => "DISABLED in the directory".to_owned(),
+            (None, false) => "active".to_owned(),
+        };
+        let _ = writeln!(out, "  directory:    {} {}   guid {}   {state}", d.domain, d.dn, d.guid);
+    }
+    if let Some(p) = &u.policy {
+        let from = if p.from_groups.is_empty() { "defaults".to_owned() } else { p.from_groups.join(", ") };
+        let _ = writeln!(
+            out,
+            "  policy:       2FA {}   channels {}   restore {}   (from {from})",
+            spelled(&p.two_factor),
+            spelled(&p.channels),
+            spelled(&p.restore)
+        );
+    }
     let _ = writeln!(out, "  failures:     {}{}", u.failures, if u.locked { "   LOCKED" } else { "" });
     let _ = writeln!(out, "  backup codes: {} left", u.backup_codes_remaining);
     let _ = writeln!(out, "  devices:");
