@@ -88,7 +88,10 @@ impl Store {
             challenge_order: tree("challenge_order")?,
             open_challenges: tree("open_challenges")?,
             access_codes: tree("access_codes")?,
-            committer: Committer::start(db.clone()),
+            committer: Committer::start(
+                db.clone(),
+                std::fs::File::open(dir.join("db")).map_err(|e| Error::io(dir.join("db"), e))?,
+            ),
             db,
         };
         store.check_schema()?;
