@@ -18,20 +18,50 @@ const USERS: usize = 100_000;
 const ROUNDS: usize = 20;
 
 const FIRST: &[&str] = &[
-    "anna", "ben", "carla", "david", "eva", "felix", "greta", "hans", "ines", "jonas", "karin", "lukas", "maria",
-    "nina", "oliver", "paula", "quentin", "rosa", "stefan", "tina", "urs", "vera", "walter", "xenia", "yves", "zoe",
+    "anna", "ben", "carla", "david", "eva", "felix", "greta", "hans", "ines", "jonas", "karin",
+    "lukas", "maria", "nina", "oliver", "paula", "quentin", "rosa", "stefan", "tina", "urs",
+    "vera", "walter", "xenia", "yves", "zoe",
 ];
 const LAST: &[&str] = &[
-    "meier", "mueller", "schmid", "keller", "weber", "huber", "schneider", "meyer", "steiner", "fischer", "gerber",
-    "brunner", "baumann", "frei", "zimmermann", "moser", "widmer", "wyss", "graf", "roth", "smith", "jones", "kowalski",
-    "rossi", "dubois", "novak", "nielsen", "garcia", "silva", "yilmaz",
+    "meier",
+    "mueller",
+    "schmid",
+    "keller",
+    "weber",
+    "huber",
+    "schneider",
+    "meyer",
+    "steiner",
+    "fischer",
+    "gerber",
+    "brunner",
+    "baumann",
+    "frei",
+    "zimmermann",
+    "moser",
+    "widmer",
+    "wyss",
+    "graf",
+    "roth",
+    "smith",
+    "jones",
+    "kowalski",
+    "rossi",
+    "dubois",
+    "novak",
+    "nielsen",
+    "garcia",
+    "silva",
+    "yilmaz",
 ];
 
 fn users() -> Vec<UserIndexEntry> {
     // A fixed linear congruential sequence: the same 100,000 users on every run.
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = || {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         usize::try_from(seed >> 33).unwrap_or(0)
     };
     let mut users: Vec<UserIndexEntry> = (0..USERS)
@@ -44,7 +74,11 @@ fn users() -> Vec<UserIndexEntry> {
                 display_name: Some(format!("{} {}", capital(first), capital(last))),
                 email: Some(format!("{first}.{last}{n}@example.com")),
                 enabled: next() % 50 != 0,
-                state: if next() % 3 == 0 { TwoFactorState::NotEnrolled } else { TwoFactorState::Enrolled },
+                state: if next() % 3 == 0 {
+                    TwoFactorState::NotEnrolled
+                } else {
+                    TwoFactorState::Enrolled
+                },
                 locked: next() % 500 == 0,
                 username,
             }
@@ -73,7 +107,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let decoded: AdminReply = serde_json::from_str(&reply)?;
     let decode = started.elapsed();
 
-    let identity = OperatorIdentity { uid: 0, name: Some("root".into()), role: Role::MasterAdmin, granted_by: "root".into() };
+    let identity = OperatorIdentity {
+        uid: 0,
+        name: Some("root".into()),
+        role: Role::MasterAdmin,
+        granted_by: "root".into(),
+    };
     let mut app = App::new(identity, "bench".into());
     app.outbox.clear();
     let started = Instant::now();
@@ -82,7 +121,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     app.on_key(key(KeyCode::Tab));
 
     let viewport = Viewport::Fixed(Rect::new(0, 0, 80, 24));
-    let mut terminal = Terminal::with_options(CrosstermBackend::new(std::io::sink()), TerminalOptions { viewport })?;
+    let mut terminal = Terminal::with_options(
+        CrosstermBackend::new(std::io::sink()),
+        TerminalOptions { viewport },
+    )?;
     terminal.draw(|f| f.render_widget(&app, f.area()))?;
 
     // Typing a surname, deleting it, typing a name and a first name, clearing: the keys an operator
@@ -113,9 +155,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     all.sort();
     full_scans.sort();
-    println!("users: {USERS}; keystrokes: {} ({} rounds of {})", all.len(), ROUNDS, keys.len());
+    println!(
+        "users: {USERS}; keystrokes: {} ({} rounds of {})",
+        all.len(),
+        ROUNDS,
+        keys.len()
+    );
     println!("matches after each key of round 1: {shown:?}");
-    println!("decode the UserIndex reply ({} MB JSON): {}", reply.len() / 1_000_000, ms(decode));
+    println!(
+        "decode the UserIndex reply ({} MB JSON): {}",
+        reply.len() / 1_000_000,
+        ms(decode)
+    );
     println!("build the search index: {}", ms(index));
     println!(
         "keystroke -> filtered list drawn: median {}, p95 {}, max {}",

@@ -3,8 +3,8 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity, Permission, PolicyOverview, SyncStatus,
-    UserIndexEntry, UserView,
+    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity,
+    Permission, PolicyOverview, SyncStatus, UserIndexEntry, UserView,
 };
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::delivery::{DeliveryInfo, HandoverEntry, PluginInfo};
@@ -59,17 +59,43 @@ pub enum Mode {
 /// An action on a user that changes something: each asks for confirmation first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Unlock { user: String },
-    Block { user: String, device: DeviceInfo },
-    Unblock { user: String, device: DeviceInfo },
-    Unpair { user: String, device: DeviceInfo },
-    Enroll { user: String },
-    SetEnabled { user: String, enabled: bool },
+    Unlock {
+        user: String,
+    },
+    Block {
+        user: String,
+        device: DeviceInfo,
+    },
+    Unblock {
+        user: String,
+        device: DeviceInfo,
+    },
+    Unpair {
+        user: String,
+        device: DeviceInfo,
+    },
+    Enroll {
+        user: String,
+    },
+    SetEnabled {
+        user: String,
+        enabled: bool,
+    },
     /// Numbers that win over the directory's; `None` clears an override.
-    SetPhones { user: String, mobile: Option<String>, voice: Option<String> },
-    Sync { full: bool },
-    AccessCode { user: String },
-    HandedOver { entry: HandoverEntry },
+    SetPhones {
+        user: String,
+        mobile: Option<String>,
+        voice: Option<String>,
+    },
+    Sync {
+        full: bool,
+    },
+    AccessCode {
+        user: String,
+    },
+    HandedOver {
+        entry: HandoverEntry,
+    },
     ReloadPlugins,
 }
 
@@ -94,7 +120,11 @@ impl PhoneForm {
 
     fn action(&self) -> Action {
         let number = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        Action::SetPhones { user: self.user.clone(), mobile: number(&self.mobile), voice: number(&self.voice) }
+        Action::SetPhones {
+            user: self.user.clone(),
+            mobile: number(&self.mobile),
+            voice: number(&self.voice),
+        }
     }
 }
 
@@ -106,17 +136,45 @@ impl Action {
     pub fn request(&self) -> AdminRequest {
         match self {
             Action::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
-            Action::Block { user, device } => AdminRequest::DeviceBlock { user: user.clone(), device: device.id.clone() },
-            Action::Unblock { user, device } => AdminRequest::DeviceUnblock { user: user.clone(), device: device.id.clone() },
-            Action::Unpair { user, device } => AdminRequest::DeviceDelete { user: user.clone(), device: device.id.clone() },
-            Action::Enroll { user } => AdminRequest::TotpEnroll { user: user.clone(), label: None, algorithm: None, digits: None },
-            Action::SetEnabled { user, enabled } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: *enabled },
-            Action::SetPhones { user, mobile, voice } => {
-                AdminRequest::UserSetPhoneOverride { user: user.clone(), mobile: mobile.clone(), voice: voice.clone() }
-            }
-            Action::Sync { full } => AdminRequest::DirectorySync { domain: None, full: *full },
+            Action::Block { user, device } => AdminRequest::DeviceBlock {
+                user: user.clone(),
+                device: device.id.clone(),
+            },
+            Action::Unblock { user, device } => AdminRequest::DeviceUnblock {
+                user: user.clone(),
+                device: device.id.clone(),
+            },
+            Action::Unpair { user, device } => AdminRequest::DeviceDelete {
+                user: user.clone(),
+                device: device.id.clone(),
+            },
+            Action::Enroll { user } => AdminRequest::TotpEnroll {
+                user: user.clone(),
+                label: None,
+                algorithm: None,
+                digits: None,
+            },
+            Action::SetEnabled { user, enabled } => AdminRequest::UserSetEnabled {
+                user: user.clone(),
+                enabled: *enabled,
+            },
+            Action::SetPhones {
+                user,
+                mobile,
+                voice,
+            } => AdminRequest::UserSetPhoneOverride {
+                user: user.clone(),
+                mobile: mobile.clone(),
+                voice: voice.clone(),
+            },
+            Action::Sync { full } => AdminRequest::DirectorySync {
+                domain: None,
+                full: *full,
+            },
             Action::AccessCode { user } => AdminRequest::AccessCodeGenerate { user: user.clone() },
-            Action::HandedOver { entry } => AdminRequest::HandoverDone { id: entry.id.clone() },
+            Action::HandedOver { entry } => AdminRequest::HandoverDone {
+                id: entry.id.clone(),
+            },
             Action::ReloadPlugins => AdminRequest::PluginReload,
         }
     }
@@ -125,25 +183,58 @@ impl Action {
     pub fn question(&self) -> String {
         match self {
             Action::Unlock { user } => format!("Unlock {user} (clear their failures)?"),
-            Action::Block { user, device } => format!("Block device \"{}\" ({}) of {user}?", device.label, device.id),
-            Action::Unblock { user, device } => format!("Unblock device \"{}\" ({}) of {user}?", device.label, device.id),
+            Action::Block { user, device } => format!(
+                "Block device \"{}\" ({}) of {user}?",
+                device.label, device.id
+            ),
+            Action::Unblock { user, device } => format!(
+                "Unblock device \"{}\" ({}) of {user}?",
+                device.label, device.id
+            ),
             Action::Unpair { user, device } => {
-                format!("Unpair device \"{}\" ({}) of {user}? It is deleted for good.", device.label, device.id)
+                format!(
+                    "Unpair device \"{}\" ({}) of {user}? It is deleted for good.",
+                    device.label, device.id
+                )
             }
             Action::Enroll { user } => format!("Enroll a new authenticator app for {user}?"),
-            Action::SetEnabled { user, enabled: true } => format!("Enable {user}?"),
-            Action::SetEnabled { user, enabled: false } => format!("Disable {user}? Their codes stop working."),
-            Action::SetPhones { user, mobile, voice } => {
-                let shown = |n: &Option<String>| n.clone().unwrap_or_else(|| "the directory's".to_owned());
-                format!("Send {user}'s codes to mobile {} and voice {}?", shown(mobile), shown(voice))
+            Action::SetEnabled {
+                user,
+                enabled: true,
+            } => format!("Enable {user}?"),
+            Action::SetEnabled {
+                user,
+                enabled: false,
+            } => format!("Disable {user}? Their codes stop working."),
+            Action::SetPhones {
+                user,
+                mobile,
+                voice,
+            } => {
+                let shown =
+                    |n: &Option<String>| n.clone().unwrap_or_else(|| "the directory's".to_owned());
+                format!(
+                    "Send {user}'s codes to mobile {} and voice {}?",
+                    shown(mobile),
+                    shown(voice)
+                )
             }
-            Action::Sync { full: false } => "Sync the directory now (changes since the last sync)?".to_owned(),
-            Action::Sync { full: true } => "Run a full directory sync now? It reads every user.".to_owned(),
+            Action::Sync { full: false } => {
+                "Sync the directory now (changes since the last sync)?".to_owned()
+            }
+            Action::Sync { full: true } => {
+                "Run a full directory sync now? It reads every user.".to_owned()
+            }
             Action::AccessCode { user } => {
-                format!("Generate a single-use access code for {user}? It is shown once, to read out.")
+                format!(
+                    "Generate a single-use access code for {user}? It is shown once, to read out."
+                )
             }
             Action::HandedOver { entry } => {
-                format!("Has {} received the code {}? It leaves the queue.", entry.user, entry.code)
+                format!(
+                    "Has {} received the code {}? It leaves the queue.",
+                    entry.user, entry.code
+                )
             }
             Action::ReloadPlugins => "Load the delivery plugins again from their files?".to_owned(),
         }
@@ -226,7 +317,9 @@ impl Users {
     }
 
     fn refilter(&mut self, previous_query: Option<&str>) {
-        let Some(index) = self.index.loaded() else { return };
+        let Some(index) = self.index.loaded() else {
+            return;
+        };
         let previous = previous_query.map(|q| (q, self.matches.as_slice()));
         self.matches = index.filter(&self.query, previous);
         self.selected = self.selected.min(self.matches.len().saturating_sub(1));
@@ -340,15 +433,38 @@ impl App {
             socket,
             screen: ScreenId::Dashboard,
             mode: Mode::Normal,
-            dashboard: Dashboard { stats: Loading::Idle, ticks_since_refresh: 0 },
-            users: Users { index: Loading::Idle, query: String::new(), matches: Vec::new(), selected: 0 },
+            dashboard: Dashboard {
+                stats: Loading::Idle,
+                ticks_since_refresh: 0,
+            },
+            users: Users {
+                index: Loading::Idle,
+                query: String::new(),
+                matches: Vec::new(),
+                selected: 0,
+            },
             user: None,
             enrollment: None,
-            audit: Audit { filter: String::new(), events: Loading::Idle, scroll: 0 },
-            directory: Directory { domains: Loading::Idle, syncing: false },
-            policies: Policies { overview: Loading::Idle },
-            handover: Handover { entries: Loading::Idle, selected: 0 },
-            delivery: Delivery { plugins: Loading::Idle, deliveries: Loading::Idle },
+            audit: Audit {
+                filter: String::new(),
+                events: Loading::Idle,
+                scroll: 0,
+            },
+            directory: Directory {
+                domains: Loading::Idle,
+                syncing: false,
+            },
+            policies: Policies {
+                overview: Loading::Idle,
+            },
+            handover: Handover {
+                entries: Loading::Idle,
+                selected: 0,
+            },
+            delivery: Delivery {
+                plugins: Loading::Idle,
+                deliveries: Loading::Idle,
+            },
             status: None,
             outbox: Vec::new(),
             quit: false,
@@ -380,7 +496,13 @@ impl App {
         if !matches!(self.delivery.deliveries, Loading::Loaded(_)) {
             self.delivery.deliveries = Loading::Loading;
         }
-        self.send(Purpose::Deliveries, AdminRequest::DeliveryList { user: None, limit: Some(DELIVERIES_SHOWN) });
+        self.send(
+            Purpose::Deliveries,
+            AdminRequest::DeliveryList {
+                user: None,
+                limit: Some(DELIVERIES_SHOWN),
+            },
+        );
     }
 
     fn load_plugins(&mut self) {
@@ -425,15 +547,25 @@ impl App {
     }
 
     fn open_user(&mut self, name: String) {
-        self.user = Some(UserDetail { name: name.clone(), view: Loading::Loading, selected_device: 0 });
+        self.user = Some(UserDetail {
+            name: name.clone(),
+            view: Loading::Loading,
+            selected_device: 0,
+        });
         self.screen = ScreenId::User;
-        self.send(Purpose::User(name.clone()), AdminRequest::UserShow { user: name });
+        self.send(
+            Purpose::User(name.clone()),
+            AdminRequest::UserShow { user: name },
+        );
     }
 
     fn refresh_user(&mut self) {
         if let Some(detail) = &self.user {
             let name = detail.name.clone();
-            self.send(Purpose::User(name.clone()), AdminRequest::UserShow { user: name });
+            self.send(
+                Purpose::User(name.clone()),
+                AdminRequest::UserShow { user: name },
+            );
         }
     }
 
@@ -551,7 +683,9 @@ impl App {
                 self.go(SCREENS[(at + 1) % SCREENS.len()]);
                 return;
             }
-            KeyCode::Char(c @ '1'..='7') if !matches!(self.screen, ScreenId::Users | ScreenId::Enrollment) => {
+            KeyCode::Char(c @ '1'..='7')
+                if !matches!(self.screen, ScreenId::Users | ScreenId::Enrollment) =>
+            {
                 let n = usize::from(u8::try_from(c).unwrap_or(b'1') - b'1');
                 if let Some(screen) = SCREENS.get(n) {
                     self.go(*screen);
@@ -594,10 +728,17 @@ impl App {
         match key.code {
             KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
             KeyCode::Char('r') => self.load_handovers(),
-            KeyCode::Down => self.handover.selected = (self.handover.selected + 1).min(count.saturating_sub(1)),
+            KeyCode::Down => {
+                self.handover.selected = (self.handover.selected + 1).min(count.saturating_sub(1))
+            }
             KeyCode::Up => self.handover.selected = self.handover.selected.saturating_sub(1),
             KeyCode::Enter | KeyCode::Char('h') => {
-                let entry = self.handover.entries.loaded().and_then(|e| e.get(self.handover.selected)).cloned();
+                let entry = self
+                    .handover
+                    .entries
+                    .loaded()
+                    .and_then(|e| e.get(self.handover.selected))
+                    .cloned();
                 if let Some(entry) = entry {
                     self.propose(Action::HandedOver { entry });
                 }
@@ -650,10 +791,14 @@ impl App {
                 self.users.refilter(None);
             }
             KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Down => self.users.selected = (self.users.selected + 1).min(self.users.matches.len().saturating_sub(1)),
+            KeyCode::Down => {
+                self.users.selected =
+                    (self.users.selected + 1).min(self.users.matches.len().saturating_sub(1))
+            }
             KeyCode::Up => self.users.selected = self.users.selected.saturating_sub(1),
             KeyCode::PageDown => {
-                self.users.selected = (self.users.selected + page).min(self.users.matches.len().saturating_sub(1));
+                self.users.selected =
+                    (self.users.selected + page).min(self.users.matches.len().saturating_sub(1));
             }
             KeyCode::PageUp => self.users.selected = self.users.selected.saturating_sub(page),
             KeyCode::Home => self.users.selected = 0,
@@ -708,7 +853,10 @@ impl App {
             }
             KeyCode::Char('x') => {
                 if let Some(enabled) = enabled {
-                    self.propose(Action::SetEnabled { user, enabled: !enabled });
+                    self.propose(Action::SetEnabled {
+                        user,
+                        enabled: !enabled,
+                    });
                 }
             }
             KeyCode::Char(c @ ('b' | 'n' | 'd')) => match device {
@@ -732,12 +880,18 @@ impl App {
             KeyCode::Esc => {
                 self.screen = ScreenId::User;
                 if enrollment.confirmed.is_none() {
-                    self.status = Some(Status::Info("enrollment left pending: it is replaced by the next one".into()));
+                    self.status = Some(Status::Info(
+                        "enrollment left pending: it is replaced by the next one".into(),
+                    ));
                 }
                 self.enrollment = None;
                 self.refresh_user();
             }
-            KeyCode::Char(c) if c.is_ascii_digit() && enrollment.confirmed.is_none() && enrollment.code.len() < 8 => {
+            KeyCode::Char(c)
+                if c.is_ascii_digit()
+                    && enrollment.confirmed.is_none()
+                    && enrollment.code.len() < 8 =>
+            {
                 enrollment.code.push(c);
             }
             KeyCode::Backspace => {
@@ -769,7 +923,9 @@ impl App {
             }
             KeyCode::Up => self.audit.scroll = (self.audit.scroll + 1).min(count.saturating_sub(1)),
             KeyCode::Down => self.audit.scroll = self.audit.scroll.saturating_sub(1),
-            KeyCode::PageUp => self.audit.scroll = (self.audit.scroll + 10).min(count.saturating_sub(1)),
+            KeyCode::PageUp => {
+                self.audit.scroll = (self.audit.scroll + 10).min(count.saturating_sub(1))
+            }
             KeyCode::PageDown => self.audit.scroll = self.audit.scroll.saturating_sub(10),
             KeyCode::Char('u') => self.go(ScreenId::Users),
             _ => {}
@@ -779,20 +935,27 @@ impl App {
     /// A reply from the daemon (or the client's error) for a request this state sent.
     pub fn on_reply(&mut self, purpose: Purpose, reply: Result<AdminReply, String>) {
         match (purpose, reply) {
-            (Purpose::Dashboard, Ok(AdminReply::Dashboard(stats))) => self.dashboard.stats = Loading::Loaded(stats),
+            (Purpose::Dashboard, Ok(AdminReply::Dashboard(stats))) => {
+                self.dashboard.stats = Loading::Loaded(stats)
+            }
             (Purpose::Dashboard, Err(e)) => self.dashboard.stats = Loading::Failed(e),
             (Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains })) => {
                 self.directory.domains = Loading::Loaded(domains);
             }
             (Purpose::Directories, Err(e)) => self.directory.domains = Loading::Failed(e),
-            (Purpose::Policies, Ok(AdminReply::Policies(overview))) => self.policies.overview = Loading::Loaded(overview),
+            (Purpose::Policies, Ok(AdminReply::Policies(overview))) => {
+                self.policies.overview = Loading::Loaded(overview)
+            }
             (Purpose::Policies, Err(e)) => self.policies.overview = Loading::Failed(e),
             (Purpose::Handovers, Ok(AdminReply::Handovers { entries })) => {
-                self.handover.selected = self.handover.selected.min(entries.len().saturating_sub(1));
+                self.handover.selected =
+                    self.handover.selected.min(entries.len().saturating_sub(1));
                 self.handover.entries = Loading::Loaded(entries);
             }
             (Purpose::Handovers, Err(e)) => self.handover.entries = Loading::Failed(e),
-            (Purpose::Plugins, Ok(AdminReply::Plugins { plugins })) => self.delivery.plugins = Loading::Loaded(plugins),
+            (Purpose::Plugins, Ok(AdminReply::Plugins { plugins })) => {
+                self.delivery.plugins = Loading::Loaded(plugins)
+            }
             (Purpose::Plugins, Err(e)) => self.delivery.plugins = Loading::Failed(e),
             (Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries })) => {
                 self.delivery.deliveries = Loading::Loaded(deliveries);
@@ -803,19 +966,28 @@ impl App {
                 self.users.refilter(None);
             }
             (Purpose::Index, Err(e)) => self.users.index = Loading::Failed(e),
-            (Purpose::Audit, Ok(AdminReply::Audit { events })) => self.audit.events = Loading::Loaded(events),
+            (Purpose::Audit, Ok(AdminReply::Audit { events })) => {
+                self.audit.events = Loading::Loaded(events)
+            }
             (Purpose::Audit, Err(e)) => self.audit.events = Loading::Failed(e),
             (Purpose::User(name), reply) => {
-                let Some(detail) = self.user.as_mut().filter(|d| d.name == name) else { return };
+                let Some(detail) = self.user.as_mut().filter(|d| d.name == name) else {
+                    return;
+                };
                 match reply {
                     Ok(AdminReply::User(view)) => {
                         if let Some(index) = self.users.index.loaded_mut() {
                             index.update(index_entry(&view));
                         }
-                        detail.selected_device = detail.selected_device.min(view.devices.len().saturating_sub(1));
+                        detail.selected_device = detail
+                            .selected_device
+                            .min(view.devices.len().saturating_sub(1));
                         detail.view = Loading::Loaded(view);
                     }
-                    Ok(other) => detail.view = Loading::Failed(format!("unexpected answer {}", reply_name(&other))),
+                    Ok(other) => {
+                        detail.view =
+                            Loading::Failed(format!("unexpected answer {}", reply_name(&other)))
+                    }
                     Err(e) => detail.view = Loading::Failed(e),
                 }
             }
@@ -827,27 +999,47 @@ impl App {
                 self.status = Some(Status::Error(format!("{}: {e}", action.subject())));
             }
             (Purpose::ConfirmEnrollment { user }, reply) => {
-                let Some(enrollment) = self.enrollment.as_mut().filter(|e| e.user == user) else { return };
+                let Some(enrollment) = self.enrollment.as_mut().filter(|e| e.user == user) else {
+                    return;
+                };
                 match reply {
                     Ok(AdminReply::Confirmed(confirmed)) => {
-                        self.status = Some(Status::Info(format!("device {} is active", confirmed.device.id)));
+                        self.status = Some(Status::Info(format!(
+                            "device {} is active",
+                            confirmed.device.id
+                        )));
                         enrollment.confirmed = Some(confirmed);
                     }
-                    Ok(other) => self.status = Some(Status::Error(format!("unexpected answer {}", reply_name(&other)))),
+                    Ok(other) => {
+                        self.status = Some(Status::Error(format!(
+                            "unexpected answer {}",
+                            reply_name(&other)
+                        )))
+                    }
                     Err(e) => {
                         enrollment.code.clear();
                         self.status = Some(Status::Error(e));
                     }
                 }
             }
-            (_, Ok(other)) => self.status = Some(Status::Error(format!("unexpected answer {}", reply_name(&other)))),
+            (_, Ok(other)) => {
+                self.status = Some(Status::Error(format!(
+                    "unexpected answer {}",
+                    reply_name(&other)
+                )))
+            }
         }
     }
 
     fn action_done(&mut self, action: &Action, reply: AdminReply) {
         match reply {
             AdminReply::Enrollment(answer) => {
-                self.enrollment = Some(Enrollment { user: action.subject().to_owned(), answer, code: String::new(), confirmed: None });
+                self.enrollment = Some(Enrollment {
+                    user: action.subject().to_owned(),
+                    answer,
+                    code: String::new(),
+                    confirmed: None,
+                });
                 self.screen = ScreenId::Enrollment;
                 self.status = None;
                 return;
@@ -865,9 +1057,15 @@ impl App {
                     String::new(),
                     issued.code,
                     String::new(),
-                    format!("Valid once, until {} UTC. It is not shown again.", crate::ui::time(issued.expires_at)),
+                    format!(
+                        "Valid once, until {} UTC. It is not shown again.",
+                        crate::ui::time(issued.expires_at)
+                    ),
                 ]);
-                self.status = Some(Status::Info(format!("access code issued for {}", issued.user)));
+                self.status = Some(Status::Info(format!(
+                    "access code issued for {}",
+                    issued.user
+                )));
                 return;
             }
             AdminReply::Plugins { plugins } => {
@@ -875,7 +1073,10 @@ impl App {
                 self.status = Some(if failed == 0 {
                     Status::Info(format!("{} plugins loaded", plugins.len()))
                 } else {
-                    Status::Error(format!("{failed} of {} plugins did not load", plugins.len()))
+                    Status::Error(format!(
+                        "{failed} of {} plugins did not load",
+                        plugins.len()
+                    ))
                 });
                 self.delivery.plugins = Loading::Loaded(plugins);
                 return;
@@ -894,7 +1095,11 @@ impl App {
             AdminReply::User(view) => {
                 self.status = Some(Status::Info(match action {
                     Action::SetPhones { .. } => format!("{}'s phone numbers saved", view.username),
-                    _ => format!("{} is {}", view.username, if view.enabled { "enabled" } else { "disabled" }),
+                    _ => format!(
+                        "{} is {}",
+                        view.username,
+                        if view.enabled { "enabled" } else { "disabled" }
+                    ),
                 }));
             }
             AdminReply::DirectoryStatus { domains } => {
@@ -903,12 +1108,20 @@ impl App {
                 self.status = Some(if failed == 0 {
                     Status::Info(format!("directory sync done ({} domains)", domains.len()))
                 } else {
-                    Status::Error(format!("directory sync: {failed} of {} domains failed", domains.len()))
+                    Status::Error(format!(
+                        "directory sync: {failed} of {} domains failed",
+                        domains.len()
+                    ))
                 });
                 self.directory.domains = Loading::Loaded(domains);
                 return;
             }
-            other => self.status = Some(Status::Error(format!("unexpected answer {}", reply_name(&other)))),
+            other => {
+                self.status = Some(Status::Error(format!(
+                    "unexpected answer {}",
+                    reply_name(&other)
+                )))
+            }
         }
         self.refresh_user();
     }

@@ -101,20 +101,32 @@ pub enum UserCommand {
         #[arg(long = "group")]
         groups: Vec<String>,
     },
-    Show { user: String },
+    Show {
+        user: String,
+    },
     List {
         #[arg(long)]
         query: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    Enable { user: String },
-    Disable { user: String },
-    Delete { user: String },
+    Enable {
+        user: String,
+    },
+    Disable {
+        user: String,
+    },
+    Delete {
+        user: String,
+    },
     /// Clear the user's failure count and lock.
-    Unlock { user: String },
+    Unlock {
+        user: String,
+    },
     /// A single-use access code to read out to the user (printed once).
-    AccessCode { user: String },
+    AccessCode {
+        user: String,
+    },
     /// Set the numbers codes go to instead of the directory's; a number left out is cleared.
     Phones {
         user: String,
@@ -178,15 +190,23 @@ pub enum TotpCommand {
         qr_png: Option<PathBuf>,
     },
     /// Confirm an enrollment with the first code the app shows.
-    Confirm { user: String, device: String, code: String },
+    Confirm {
+        user: String,
+        device: String,
+        code: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ApiKeyCommand {
     /// Create a key for a relying application; it is printed once.
-    Create { name: String },
+    Create {
+        name: String,
+    },
     List,
-    Revoke { name: String },
+    Revoke {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -216,61 +236,116 @@ impl Command {
             Command::Whoami => AdminRequest::WhoAmI,
             Command::Policy(PolicyCommand::Show) => AdminRequest::PolicyShow,
             Command::Handover(HandoverCommand::List) => AdminRequest::HandoverList,
-            Command::Handover(HandoverCommand::Done { id }) => AdminRequest::HandoverDone { id: id.clone() },
+            Command::Handover(HandoverCommand::Done { id }) => {
+                AdminRequest::HandoverDone { id: id.clone() }
+            }
             Command::Plugin(PluginCommand::Status) => AdminRequest::PluginStatus,
             Command::Plugin(PluginCommand::Reload) => AdminRequest::PluginReload,
-            Command::Deliveries { user, limit } => AdminRequest::DeliveryList { user: user.clone(), limit: Some(*limit) },
+            Command::Deliveries { user, limit } => AdminRequest::DeliveryList {
+                user: user.clone(),
+                limit: Some(*limit),
+            },
             Command::Dashboard => AdminRequest::Dashboard,
-            Command::Audit { limit, user, action, actor, outcome, text, before } => {
-                if [user, action, actor, outcome, text].iter().all(|f| f.is_none()) && before.is_none() {
-                    AdminRequest::AuditTail { limit: Some(*limit) }
+            Command::Audit {
+                limit,
+                user,
+                action,
+                actor,
+                outcome,
+                text,
+                before,
+            } => {
+                if [user, action, actor, outcome, text]
+                    .iter()
+                    .all(|f| f.is_none())
+                    && before.is_none()
+                {
+                    AdminRequest::AuditTail {
+                        limit: Some(*limit),
+                    }
                 } else {
                     AdminRequest::AuditSearch {
                         filter: AuditFilter {
-                        user: user.clone(),
-                        action: action.clone(),
-                        actor: actor.clone(),
-                        outcome: outcome.clone(),
-                        text: text.clone(),
-                        before: *before,
-                        limit: Some(*limit),
+                            user: user.clone(),
+                            action: action.clone(),
+                            actor: actor.clone(),
+                            outcome: outcome.clone(),
+                            text: text.clone(),
+                            before: *before,
+                            limit: Some(*limit),
                         },
                     }
                 }
             }
             Command::User(c) => match c {
-                UserCommand::Create { username, upn, display_name, email, mobile, voice, groups } => {
-                    AdminRequest::UserCreate(NewUser {
-                        username: username.clone(),
-                        upn: upn.clone(),
-                        display_name: display_name.clone(),
-                        email: email.clone(),
-                        mobile: mobile.clone(),
-                        voice: voice.clone(),
-                        groups: groups.clone(),
-                    })
-                }
+                UserCommand::Create {
+                    username,
+                    upn,
+                    display_name,
+                    email,
+                    mobile,
+                    voice,
+                    groups,
+                } => AdminRequest::UserCreate(NewUser {
+                    username: username.clone(),
+                    upn: upn.clone(),
+                    display_name: display_name.clone(),
+                    email: email.clone(),
+                    mobile: mobile.clone(),
+                    voice: voice.clone(),
+                    groups: groups.clone(),
+                }),
                 UserCommand::Show { user } => AdminRequest::UserShow { user: user.clone() },
-                UserCommand::List { query, limit } => AdminRequest::UserList { query: query.clone(), limit: Some(*limit) },
-                UserCommand::Enable { user } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: true },
-                UserCommand::Disable { user } => AdminRequest::UserSetEnabled { user: user.clone(), enabled: false },
+                UserCommand::List { query, limit } => AdminRequest::UserList {
+                    query: query.clone(),
+                    limit: Some(*limit),
+                },
+                UserCommand::Enable { user } => AdminRequest::UserSetEnabled {
+                    user: user.clone(),
+                    enabled: true,
+                },
+                UserCommand::Disable { user } => AdminRequest::UserSetEnabled {
+                    user: user.clone(),
+                    enabled: false,
+                },
                 UserCommand::Delete { user } => AdminRequest::UserDelete { user: user.clone() },
                 UserCommand::Unlock { user } => AdminRequest::UserUnlock { user: user.clone() },
-                UserCommand::AccessCode { user } => AdminRequest::AccessCodeGenerate { user: user.clone() },
-                UserCommand::Phones { user, mobile, voice } => {
-                    AdminRequest::UserSetPhoneOverride { user: user.clone(), mobile: mobile.clone(), voice: voice.clone() }
+                UserCommand::AccessCode { user } => {
+                    AdminRequest::AccessCodeGenerate { user: user.clone() }
                 }
+                UserCommand::Phones {
+                    user,
+                    mobile,
+                    voice,
+                } => AdminRequest::UserSetPhoneOverride {
+                    user: user.clone(),
+                    mobile: mobile.clone(),
+                    voice: voice.clone(),
+                },
             },
             Command::Device(c) => match c {
                 DeviceCommand::List { user } => AdminRequest::DeviceList { user: user.clone() },
-                DeviceCommand::Block { user, device } => AdminRequest::DeviceBlock { user: user.clone(), device: device.clone() },
-                DeviceCommand::Unblock { user, device } => {
-                    AdminRequest::DeviceUnblock { user: user.clone(), device: device.clone() }
-                }
-                DeviceCommand::Delete { user, device } => AdminRequest::DeviceDelete { user: user.clone(), device: device.clone() },
+                DeviceCommand::Block { user, device } => AdminRequest::DeviceBlock {
+                    user: user.clone(),
+                    device: device.clone(),
+                },
+                DeviceCommand::Unblock { user, device } => AdminRequest::DeviceUnblock {
+                    user: user.clone(),
+                    device: device.clone(),
+                },
+                DeviceCommand::Delete { user, device } => AdminRequest::DeviceDelete {
+                    user: user.clone(),
+                    device: device.clone(),
+                },
             },
             Command::Totp(c) => match c {
-                TotpCommand::Enroll { user, label, algorithm, digits, .. } => AdminRequest::TotpEnroll {
+                TotpCommand::Enroll {
+                    user,
+                    label,
+                    algorithm,
+                    digits,
+                    ..
+                } => AdminRequest::TotpEnroll {
                     user: user.clone(),
                     label: label.clone(),
                     algorithm: algorithm.map(|a| match a {
@@ -280,18 +355,25 @@ impl Command {
                     }),
                     digits: *digits,
                 },
-                TotpCommand::Confirm { user, device, code } => {
-                    AdminRequest::TotpConfirm { user: user.clone(), device: device.clone(), code: code.clone() }
-                }
+                TotpCommand::Confirm { user, device, code } => AdminRequest::TotpConfirm {
+                    user: user.clone(),
+                    device: device.clone(),
+                    code: code.clone(),
+                },
             },
             Command::Apikey(c) => match c {
                 ApiKeyCommand::Create { name } => AdminRequest::ApiKeyCreate { name: name.clone() },
                 ApiKeyCommand::List => AdminRequest::ApiKeyList,
                 ApiKeyCommand::Revoke { name } => AdminRequest::ApiKeyRevoke { name: name.clone() },
             },
-            Command::Address(AddressCommand::Unlock { address }) => AdminRequest::AddressUnlock { address: address.clone() },
+            Command::Address(AddressCommand::Unlock { address }) => AdminRequest::AddressUnlock {
+                address: address.clone(),
+            },
             Command::Directory(DirectoryCommand::Sync { domain, full }) => {
-                AdminRequest::DirectorySync { domain: domain.clone(), full: *full }
+                AdminRequest::DirectorySync {
+                    domain: domain.clone(),
+                    full: *full,
+                }
             }
             Command::Directory(DirectoryCommand::Status) => AdminRequest::DirectoryStatus,
         }
@@ -302,8 +384,12 @@ impl Command {
 pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<(), String> {
     let mut client = crate::client::Client::connect(socket)?;
     let reply = client.call(&command.request()).map_err(|e| e.to_string())?;
-    if let (Command::Totp(TotpCommand::Enroll { qr_png: Some(path), .. }), twofold_wire::admin::AdminReply::Enrollment(e)) =
-        (command, &reply)
+    if let (
+        Command::Totp(TotpCommand::Enroll {
+            qr_png: Some(path), ..
+        }),
+        twofold_wire::admin::AdminReply::Enrollment(e),
+    ) = (command, &reply)
     {
         let png = data_encoding::BASE64
             .decode(e.qr_png_base64.as_bytes())
@@ -311,7 +397,10 @@ pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<()
         std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&reply).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reply).map_err(|e| e.to_string())?
+        );
     } else {
         print!("{}", crate::render::text(&reply));
     }

@@ -26,7 +26,10 @@ impl Client {
     pub fn connect(path: &Path) -> Result<Client, String> {
         let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                format!("cannot reach twofoldd at {}: is the daemon running? ({e})", path.display())
+                format!(
+                    "cannot reach twofoldd at {}: is the daemon running? ({e})",
+                    path.display()
+                )
             }
             std::io::ErrorKind::PermissionDenied => format!(
                 "no permission on {}: run as root or as a member of the admin group",
@@ -35,17 +38,23 @@ impl Client {
             _ => format!("cannot connect to {}: {e}", path.display()),
         })?;
         let writer = stream.try_clone().map_err(|e| e.to_string())?;
-        Ok(Client { reader: BufReader::new(stream), writer })
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+        })
     }
 
     pub fn call(&mut self, request: &AdminRequest) -> Result<AdminReply, CallError> {
-        let mut line = serde_json::to_vec(request).map_err(|e| CallError::Connection(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| CallError::Connection(e.to_string()))?;
         line.push(b'\n');
         if let Err(e) = self.writer.write_all(&line) {
             // The daemon refuses a peer without a role as it connects and closes at once: its answer
             // is waiting to be read even though our request could not be sent.
             return match self.read_answer() {
-                Err(CallError::Connection(_)) => Err(CallError::Connection(format!("sending to twofoldd: {e}"))),
+                Err(CallError::Connection(_)) => {
+                    Err(CallError::Connection(format!("sending to twofoldd: {e}")))
+                }
                 other => other,
             };
         }
@@ -59,12 +68,19 @@ impl Client {
             .read_line(&mut answer)
             .map_err(|e| CallError::Connection(format!("reading from twofoldd: {e}")))?;
         if n == 0 {
-            return Err(CallError::Connection("twofoldd closed the connection".to_owned()));
+            return Err(CallError::Connection(
+                "twofoldd closed the connection".to_owned(),
+            ));
         }
         match serde_json::from_str::<AdminAnswer>(&answer) {
             Ok(AdminAnswer::Ok { reply }) => Ok(*reply),
-            Ok(AdminAnswer::Error { error }) => Err(CallError::Refused(format!("{} ({})", error.message, error.code))),
-            Err(e) => Err(CallError::Connection(format!("unreadable answer from twofoldd: {e}"))),
+            Ok(AdminAnswer::Error { error }) => Err(CallError::Refused(format!(
+                "{} ({})",
+                error.message, error.code
+            ))),
+            Err(e) => Err(CallError::Connection(format!(
+                "unreadable answer from twofoldd: {e}"
+            ))),
         }
     }
 }
@@ -87,7 +103,11 @@ impl std::fmt::Display for CallError {
 /// Requests from the console, answered on a thread of their own so the screen never waits on the daemon.
 /// Answers come back through `deliver`, in the order the requests were sent; the thread ends when the
 /// console drops the sender or `deliver` returns false.
-pub fn spawn_worker<P, F>(socket: PathBuf, client: Client, deliver: F) -> std::sync::mpsc::Sender<(P, AdminRequest)>
+pub fn spawn_worker<P, F>(
+    socket: PathBuf,
+    client: Client,
+    deliver: F,
+) -> std::sync::mpsc::Sender<(P, AdminRequest)>
 where
     P: Send + 'static,
     F: Fn(P, Result<AdminReply, String>) -> bool + Send + 'static,
@@ -97,7 +117,10 @@ where
         let mut connected = Some(client);
         for (purpose, request) in receive {
             // After the connection broke (a daemon restart), the next request connects again.
-            let result = match connected.take().map_or_else(|| Client::connect(&socket), Ok) {
+            let result = match connected
+                .take()
+                .map_or_else(|| Client::connect(&socket), Ok)
+            {
                 Ok(mut c) => match c.call(&request) {
                     Ok(reply) => {
                         connected = Some(c);

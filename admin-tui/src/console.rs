@@ -31,21 +31,39 @@ pub struct Session {
 impl Session {
     pub fn connect(socket: &Path) -> Result<Session, String> {
         let mut client = Client::connect(socket)?;
-        let identity = match client.call(&AdminRequest::WhoAmI).map_err(|e| e.to_string())? {
+        let identity = match client
+            .call(&AdminRequest::WhoAmI)
+            .map_err(|e| e.to_string())?
+        {
             AdminReply::Identity(identity) => identity,
-            _ => return Err("twofoldd answered who-am-I with something else: is it the same version?".into()),
+            _ => {
+                return Err(
+                    "twofoldd answered who-am-I with something else: is it the same version?"
+                        .into(),
+                )
+            }
         };
-        Ok(Session { socket: socket.to_owned(), client, identity })
+        Ok(Session {
+            socket: socket.to_owned(),
+            client,
+            identity,
+        })
     }
 
     pub fn run(self, terminal: &mut DefaultTerminal) -> Result<(), String> {
         let (send, events) = mpsc::channel::<Event>();
         let replies = send.clone();
         let requests =
-            client::spawn_worker(self.socket.clone(), self.client, move |purpose, reply| replies.send(Event::Reply(Box::new((purpose, reply)))).is_ok());
+            client::spawn_worker(self.socket.clone(), self.client, move |purpose, reply| {
+                replies
+                    .send(Event::Reply(Box::new((purpose, reply))))
+                    .is_ok()
+            });
         std::thread::spawn(move || loop {
             let forwarded = match event::read() {
-                Ok(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => send.send(Event::Key(key)),
+                Ok(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => {
+                    send.send(Event::Key(key))
+                }
                 Ok(TermEvent::Resize(..)) => send.send(Event::Redraw),
                 Ok(_) => Ok(()),
                 Err(_) => return,
@@ -58,13 +76,19 @@ impl Session {
         let mut app = App::new(self.identity, self.socket.display().to_string());
         loop {
             for (purpose, request) in app.outbox.drain(..) {
-                requests.send((purpose, request)).map_err(|_| "the connection thread stopped".to_owned())?;
+                requests
+                    .send((purpose, request))
+                    .map_err(|_| "the connection thread stopped".to_owned())?;
             }
-            terminal.draw(|frame| frame.render_widget(&app, frame.area())).map_err(|e| format!("terminal: {e}"))?;
+            terminal
+                .draw(|frame| frame.render_widget(&app, frame.area()))
+                .map_err(|e| format!("terminal: {e}"))?;
             let first = match events.recv_timeout(TICK) {
                 Ok(event) => Some(event),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the terminal closed".into()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the terminal closed".into())
+                }
             };
             match first {
                 None => app.on_tick(),

@@ -8,7 +8,10 @@ use twofold_wire::DeviceInfo;
 fn time(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 
@@ -36,21 +39,55 @@ fn user(out: &mut String, u: &UserView) {
     let _ = writeln!(out, "  upn:          {}", opt(&u.upn));
     let _ = writeln!(out, "  display name: {}", opt(&u.display_name));
     let _ = writeln!(out, "  email:        {}", opt(&u.email));
-    let overridden = |o: &Option<String>| o.as_ref().map(|v| format!("   override: {v} (used)")).unwrap_or_default();
-    let _ = writeln!(out, "  mobile:       {}{}", opt(&u.mobile), overridden(&u.mobile_override));
-    let _ = writeln!(out, "  voice:        {}{}", opt(&u.voice), overridden(&u.voice_override));
-    let _ = writeln!(out, "  groups:       {}", if u.groups.is_empty() { "-".to_owned() } else { u.groups.join(", ") });
-    let _ = writeln!(out, "  enabled:      {}   source: {}   2FA: {:?}", u.enabled, u.source, u.state);
+    let overridden = |o: &Option<String>| {
+        o.as_ref()
+            .map(|v| format!("   override: {v} (used)"))
+            .unwrap_or_default()
+    };
+    let _ = writeln!(
+        out,
+        "  mobile:       {}{}",
+        opt(&u.mobile),
+        overridden(&u.mobile_override)
+    );
+    let _ = writeln!(
+        out,
+        "  voice:        {}{}",
+        opt(&u.voice),
+        overridden(&u.voice_override)
+    );
+    let _ = writeln!(
+        out,
+        "  groups:       {}",
+        if u.groups.is_empty() {
+            "-".to_owned()
+        } else {
+            u.groups.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  enabled:      {}   source: {}   2FA: {:?}",
+        u.enabled, u.source, u.state
+    );
     if let Some(d) = &u.directory {
         let state = match (d.removed_at, d.account_disabled) {
             (Some(t), _) => format!("REMOVED {}", time(t)),
             (None, true) => "DISABLED in the directory".to_owned(),
             (None, false) => "active".to_owned(),
         };
-        let _ = writeln!(out, "  directory:    {} {}   guid {}   {state}", d.domain, d.dn, d.guid);
+        let _ = writeln!(
+            out,
+            "  directory:    {} {}   guid {}   {state}",
+            d.domain, d.dn, d.guid
+        );
     }
     if let Some(p) = &u.policy {
-        let from = if p.from_groups.is_empty() { "defaults".to_owned() } else { p.from_groups.join(", ") };
+        let from = if p.from_groups.is_empty() {
+            "defaults".to_owned()
+        } else {
+            p.from_groups.join(", ")
+        };
         let _ = writeln!(
             out,
             "  policy:       2FA {}   channels {}   restore {}   (from {from})",
@@ -59,7 +96,12 @@ fn user(out: &mut String, u: &UserView) {
             spelled(&p.restore)
         );
     }
-    let _ = writeln!(out, "  failures:     {}{}", u.failures, if u.locked { "   LOCKED" } else { "" });
+    let _ = writeln!(
+        out,
+        "  failures:     {}{}",
+        u.failures,
+        if u.locked { "   LOCKED" } else { "" }
+    );
     let _ = writeln!(out, "  backup codes: {} left", u.backup_codes_remaining);
     let _ = writeln!(out, "  devices:");
     devices(out, &u.devices);
@@ -69,7 +111,11 @@ pub fn text(reply: &AdminReply) -> String {
     let mut out = String::new();
     match reply {
         AdminReply::Status(s) => {
-            let _ = writeln!(out, "twofoldd {}  users {}  api https://{}  schema {}", s.version, s.users, s.api_listen, s.schema_version);
+            let _ = writeln!(
+                out,
+                "twofoldd {}  users {}  api https://{}  schema {}",
+                s.version, s.users, s.api_listen, s.schema_version
+            );
         }
         AdminReply::User(u) => user(&mut out, u),
         AdminReply::Users { users } => {
@@ -127,7 +173,13 @@ pub fn text(reply: &AdminReply) -> String {
             let _ = writeln!(out, "{message}");
         }
         AdminReply::Policies(p) => {
-            let _ = writeln!(out, "default: 2FA {}  channels {}  restore {}", spelled(&p.two_factor), spelled(&p.channels), spelled(&p.restore));
+            let _ = writeln!(
+                out,
+                "default: 2FA {}  channels {}  restore {}",
+                spelled(&p.two_factor),
+                spelled(&p.channels),
+                spelled(&p.restore)
+            );
             if p.groups.is_empty() {
                 out.push_str("no [[policy.group]] entries\n");
             }
@@ -136,7 +188,9 @@ pub fn text(reply: &AdminReply) -> String {
                     out,
                     "group {}: 2FA {}  channels {}  restore {}",
                     g.group,
-                    g.two_factor.as_ref().map_or_else(|| "-".to_owned(), spelled),
+                    g.two_factor
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), spelled),
                     g.channels.as_ref().map_or_else(|| "-".to_owned(), spelled),
                     g.restore.as_ref().map_or_else(|| "-".to_owned(), spelled),
                 );
@@ -147,37 +201,102 @@ pub fn text(reply: &AdminReply) -> String {
                 out.push_str("nobody is waiting for a code\n");
             }
             for e in entries {
-                let _ = writeln!(out, "{}  {:<16} {:<10} asked {}  expires {}  check: {}", e.id, e.user, e.code, time(e.created), time(e.expires_at), e.note);
+                let _ = writeln!(
+                    out,
+                    "{}  {:<16} {:<10} asked {}  expires {}  check: {}",
+                    e.id,
+                    e.user,
+                    e.code,
+                    time(e.created),
+                    time(e.expires_at),
+                    e.note
+                );
             }
         }
         AdminReply::Plugins { plugins } => {
             for p in plugins {
-                let state = if p.loaded { "loaded".to_owned() } else { format!("NOT LOADED: {}", p.error.clone().unwrap_or_default()) };
-                let _ = writeln!(out, "{:<16} {state}  ({} ms{})", p.name, p.load_ms, if p.from_cache { ", cached" } else { "" });
+                let state = if p.loaded {
+                    "loaded".to_owned()
+                } else {
+                    format!("NOT LOADED: {}", p.error.clone().unwrap_or_default())
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<16} {state}  ({} ms{})",
+                    p.name,
+                    p.load_ms,
+                    if p.from_cache { ", cached" } else { "" }
+                );
             }
         }
         AdminReply::Deliveries { deliveries } => {
             for d in deliveries {
-                let last = d.attempts.last().map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail)).unwrap_or_default();
-                let _ = writeln!(out, "{} {:<16} {:<9} {:<20} {:<10} {last}", time(d.created), d.user, spelled(&d.channel), d.destination, spelled(&d.state));
+                let last = d
+                    .attempts
+                    .last()
+                    .map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{} {:<16} {:<9} {:<20} {:<10} {last}",
+                    time(d.created),
+                    d.user,
+                    spelled(&d.channel),
+                    d.destination,
+                    spelled(&d.state)
+                );
             }
         }
         AdminReply::AccessCode(a) => {
-            let _ = writeln!(out, "access code for {} (shown once, valid once until {}):\n{}", a.user, time(a.expires_at), a.code);
+            let _ = writeln!(
+                out,
+                "access code for {} (shown once, valid once until {}):\n{}",
+                a.user,
+                time(a.expires_at),
+                a.code
+            );
         }
         AdminReply::Identity(i) => {
             let name = i.name.clone().unwrap_or_else(|| "-".to_owned());
-            let _ = writeln!(out, "uid {} ({name})  role {}  granted by {}", i.uid, i.role.name(), i.granted_by);
+            let _ = writeln!(
+                out,
+                "uid {} ({name})  role {}  granted by {}",
+                i.uid,
+                i.role.name(),
+                i.granted_by
+            );
         }
         AdminReply::Dashboard(d) => {
-            let share = if d.users == 0 { 0.0 } else { d.enrolled as f64 * 100.0 / d.users as f64 };
-            let _ = writeln!(out, "users {}  enrolled {} ({share:.1}%)  must enroll {}  locked {}  disabled {}", d.users, d.enrolled, d.enrollment_required, d.locked, d.disabled);
-            let _ = writeln!(out, "devices active {}  blocked {}  pending {}  API keys {}", d.devices_active, d.devices_blocked, d.devices_pending, d.api_keys);
-            out.push_str(&text(&AdminReply::Audit { events: d.recent.clone() }));
+            let share = if d.users == 0 {
+                0.0
+            } else {
+                d.enrolled as f64 * 100.0 / d.users as f64
+            };
+            let _ = writeln!(
+                out,
+                "users {}  enrolled {} ({share:.1}%)  must enroll {}  locked {}  disabled {}",
+                d.users, d.enrolled, d.enrollment_required, d.locked, d.disabled
+            );
+            let _ = writeln!(
+                out,
+                "devices active {}  blocked {}  pending {}  API keys {}",
+                d.devices_active, d.devices_blocked, d.devices_pending, d.api_keys
+            );
+            out.push_str(&text(&AdminReply::Audit {
+                events: d.recent.clone(),
+            }));
         }
         AdminReply::UserIndex { users } => {
             for u in users {
-                let _ = writeln!(out, "{:<24} {:<30} {:<8} {:?}{}", u.username, u.display_name.clone().unwrap_or_default(), if u.enabled { "enabled" } else { "disabled" }, u.state, if u.locked { " LOCKED" } else { "" });
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:<30} {:<8} {:?}{}",
+                    u.username,
+                    u.display_name.clone().unwrap_or_default(),
+                    if u.enabled { "enabled" } else { "disabled" },
+                    u.state,
+                    if u.locked { " LOCKED" } else { "" }
+                );
             }
         }
         AdminReply::DirectoryStatus { domains } => {
@@ -209,7 +328,11 @@ pub fn text(reply: &AdminReply) -> String {
         // Replies that features add to the wire crate print as JSON until they get a text form here.
         #[allow(unreachable_patterns)]
         other => {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(other).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(other).unwrap_or_default()
+            );
         }
     }
     out
@@ -217,5 +340,7 @@ pub fn text(reply: &AdminReply) -> String {
 
 /// A policy value as the configuration spells it (`required`, `[totp,sms]`).
 fn spelled<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).map(|s| s.replace('"', "")).unwrap_or_default()
+    serde_json::to_string(value)
+        .map(|s| s.replace('"', ""))
+        .unwrap_or_default()
 }

@@ -43,7 +43,10 @@ impl UserIndex {
 
     /// Replaces the entry of the same username (after an action changed the user), if present.
     pub fn update(&mut self, entry: UserIndexEntry) {
-        if let Ok(i) = self.entries.binary_search_by(|e| e.username.as_str().cmp(entry.username.as_str())) {
+        if let Ok(i) = self
+            .entries
+            .binary_search_by(|e| e.username.as_str().cmp(entry.username.as_str()))
+        {
             self.entries[i] = entry;
         }
     }
@@ -53,12 +56,18 @@ impl UserIndex {
     pub fn filter(&self, query: &str, previous: Option<(&str, &[u32])>) -> Vec<u32> {
         let query = query.to_lowercase();
         let terms: Vec<&str> = query.split_whitespace().collect();
-        let hit = |i: u32| self.haystacks.get(i as usize).is_some_and(|h| terms.iter().all(|t| h.contains(t)));
+        let hit = |i: u32| {
+            self.haystacks
+                .get(i as usize)
+                .is_some_and(|h| terms.iter().all(|t| h.contains(t)))
+        };
         match previous {
             Some((before, matches)) if query.starts_with(&before.to_lowercase()) => {
                 matches.iter().copied().filter(|&i| hit(i)).collect()
             }
-            _ => (0..u32::try_from(self.entries.len()).unwrap_or(u32::MAX)).filter(|&i| hit(i)).collect(),
+            _ => (0..u32::try_from(self.entries.len()).unwrap_or(u32::MAX))
+                .filter(|&i| hit(i))
+                .collect(),
         }
     }
 }
@@ -81,13 +90,23 @@ mod tests {
     }
 
     fn names(index: &UserIndex, found: &[u32]) -> Vec<String> {
-        found.iter().filter_map(|&i| index.get(i).map(|e| e.username.clone())).collect()
+        found
+            .iter()
+            .filter_map(|&i| index.get(i).map(|e| e.username.clone()))
+            .collect()
     }
 
     #[test]
     fn every_term_must_match_some_field_case_insensitively() {
-        let index = UserIndex::new(vec![entry("alice", "Alice Smith"), entry("bob", "Bob Smith"), entry("carol", "Carol Jones")]);
-        assert_eq!(names(&index, &index.filter("smith", None)), ["alice", "bob"]);
+        let index = UserIndex::new(vec![
+            entry("alice", "Alice Smith"),
+            entry("bob", "Bob Smith"),
+            entry("carol", "Carol Jones"),
+        ]);
+        assert_eq!(
+            names(&index, &index.filter("smith", None)),
+            ["alice", "bob"]
+        );
         assert_eq!(names(&index, &index.filter("SMITH ali", None)), ["alice"]);
         assert_eq!(names(&index, &index.filter("corp.example", None)).len(), 3);
         assert!(index.filter("nobody", None).is_empty());
@@ -96,10 +115,20 @@ mod tests {
 
     #[test]
     fn a_longer_query_narrows_the_previous_result_and_a_different_one_starts_over() {
-        let index = UserIndex::new(vec![entry("alice", "Alice Smith"), entry("bob", "Bob Smith"), entry("carol", "Carol Jones")]);
+        let index = UserIndex::new(vec![
+            entry("alice", "Alice Smith"),
+            entry("bob", "Bob Smith"),
+            entry("carol", "Carol Jones"),
+        ]);
         let smith = index.filter("smi", None);
         // Narrowing reads only the previous matches: carol, outside them, cannot come back.
-        assert_eq!(names(&index, &index.filter("smith b", Some(("smi", &smith)))), ["bob"]);
-        assert_eq!(names(&index, &index.filter("jones", Some(("smi", &smith)))), ["carol"]);
+        assert_eq!(
+            names(&index, &index.filter("smith b", Some(("smi", &smith)))),
+            ["bob"]
+        );
+        assert_eq!(
+            names(&index, &index.filter("jones", Some(("smi", &smith)))),
+            ["carol"]
+        );
     }
 }

@@ -8,12 +8,14 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::style::Color;
 use ratatui::Terminal;
 use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, DashboardStats, GroupPolicyView, OperatorIdentity, PolicyOverview, Role, SyncStatus,
-    UserIndexEntry, UserView,
+    AdminReply, AdminRequest, AuditEvent, DashboardStats, GroupPolicyView, OperatorIdentity,
+    PolicyOverview, Role, SyncStatus, UserIndexEntry, UserView,
 };
-use twofold_wire::delivery::{AccessCodeIssued, DeliveryAttempt, DeliveryInfo, DeliveryState, HandoverEntry, PluginInfo};
-use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
+use twofold_wire::delivery::{
+    AccessCodeIssued, DeliveryAttempt, DeliveryInfo, DeliveryState, HandoverEntry, PluginInfo,
+};
+use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
 
 use crate::app::{App, Mode, Purpose, ScreenId};
@@ -22,8 +24,18 @@ const T0: i64 = 1_790_000_000;
 
 fn identity(role: Role) -> OperatorIdentity {
     match role {
-        Role::MasterAdmin => OperatorIdentity { uid: 0, name: Some("root".into()), role, granted_by: "root".into() },
-        _ => OperatorIdentity { uid: 1001, name: Some("hd1".into()), role, granted_by: "group twofold-helpdesk".into() },
+        Role::MasterAdmin => OperatorIdentity {
+            uid: 0,
+            name: Some("root".into()),
+            role,
+            granted_by: "root".into(),
+        },
+        _ => OperatorIdentity {
+            uid: 1001,
+            name: Some("hd1".into()),
+            role,
+            granted_by: "group twofold-helpdesk".into(),
+        },
     }
 }
 
@@ -31,7 +43,11 @@ fn event(id: u64, action: &str, user: &str, outcome: &str, detail: &str) -> Audi
     AuditEvent {
         id,
         time: T0 + i64::try_from(id).unwrap_or(0) * 60,
-        actor: if action == "verify" { "api:vpn".into() } else { "admin:uid=0".into() },
+        actor: if action == "verify" {
+            "api:vpn".into()
+        } else {
+            "admin:uid=0".into()
+        },
         action: action.into(),
         user: Some(user.into()),
         outcome: outcome.into(),
@@ -43,8 +59,20 @@ fn events() -> Vec<AuditEvent> {
     vec![
         event(1, "user_create", "alice", "ok", ""),
         event(2, "totp_confirm", "alice", "ok", "device=d0123456789abcdef"),
-        event(3, "verify", "alice", "accept", "factor=totp device=d0123456789abcdef address=127.0.0.1"),
-        event(4, "verify", "bob", "reject", "reason=invalid_code failures=4 address=10.0.0.7"),
+        event(
+            3,
+            "verify",
+            "alice",
+            "accept",
+            "factor=totp device=d0123456789abcdef address=127.0.0.1",
+        ),
+        event(
+            4,
+            "verify",
+            "bob",
+            "reject",
+            "reason=invalid_code failures=4 address=10.0.0.7",
+        ),
         event(5, "device_block", "alice", "ok", "device=d0123456789abcdef"),
     ]
 }
@@ -81,13 +109,26 @@ fn index() -> Vec<UserIndexEntry> {
         entry("alice", "Alice Smith", TwoFactorState::Enrolled, false),
         entry("bob", "Bob Smith", TwoFactorState::Enrolled, true),
         entry("carol", "Carol Jones", TwoFactorState::NotEnrolled, false),
-        entry("dave", "Dave Smithers", TwoFactorState::EnrollmentRequired, false),
+        entry(
+            "dave",
+            "Dave Smithers",
+            TwoFactorState::EnrollmentRequired,
+            false,
+        ),
         entry("erin", "Erin Example", TwoFactorState::Enrolled, false),
     ]
 }
 
 fn device(id: &str, label: &str, status: DeviceStatus, last_used: Option<i64>) -> DeviceInfo {
-    DeviceInfo { id: id.into(), kind: DeviceKind::Totp, label: label.into(), status, created: T0, last_used, destination: None }
+    DeviceInfo {
+        id: id.into(),
+        kind: DeviceKind::Totp,
+        label: label.into(),
+        status,
+        created: T0,
+        last_used,
+        destination: None,
+    }
 }
 
 /// Built from JSON as the daemon sends it, so fields that later features add (all optional) stay out.
@@ -183,11 +224,21 @@ fn corp(ok: bool) -> SyncStatus {
         disabled: 1,
         removed: 0,
         purged: 0,
-        errors: if ok { vec![] } else { vec!["ldaps://dc1.corp.example:636: connection refused".into()] },
+        errors: if ok {
+            vec![]
+        } else {
+            vec!["ldaps://dc1.corp.example:636: connection refused".into()]
+        },
     }
 }
 
-fn delivery(n: i64, user: &str, channel: Channel, state: DeliveryState, last: Option<(&str, &str)>) -> DeliveryInfo {
+fn delivery(
+    n: i64,
+    user: &str,
+    channel: Channel,
+    state: DeliveryState,
+    last: Option<(&str, &str)>,
+) -> DeliveryInfo {
     DeliveryInfo {
         transaction_id: format!("t{n:016x}"),
         user: user.into(),
@@ -212,17 +263,45 @@ fn delivery(n: i64, user: &str, channel: Channel, state: DeliveryState, last: Op
 
 fn deliveries() -> Vec<DeliveryInfo> {
     vec![
-        delivery(9, "bob", Channel::Sms, DeliveryState::Retrying, Some(("retry_later", "gateway answered 503"))),
-        delivery(8, "carol", Channel::Voice, DeliveryState::Failed, Some(("failed", "number not reachable"))),
-        delivery(7, "alice", Channel::Sms, DeliveryState::Delivered, Some(("delivered", "message id 8812"))),
+        delivery(
+            9,
+            "bob",
+            Channel::Sms,
+            DeliveryState::Retrying,
+            Some(("retry_later", "gateway answered 503")),
+        ),
+        delivery(
+            8,
+            "carol",
+            Channel::Voice,
+            DeliveryState::Failed,
+            Some(("failed", "number not reachable")),
+        ),
+        delivery(
+            7,
+            "alice",
+            Channel::Sms,
+            DeliveryState::Delivered,
+            Some(("delivered", "message id 8812")),
+        ),
     ]
 }
 
 fn loaded(role: Role) -> App {
     let (mut app, _) = started(role);
-    app.on_reply(Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries: deliveries() }));
+    app.on_reply(
+        Purpose::Deliveries,
+        Ok(AdminReply::Deliveries {
+            deliveries: deliveries(),
+        }),
+    );
     app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
-    app.on_reply(Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
+    app.on_reply(
+        Purpose::Directories,
+        Ok(AdminReply::DirectoryStatus {
+            domains: vec![corp(true)],
+        }),
+    );
     app.on_reply(Purpose::Index, Ok(AdminReply::UserIndex { users: index() }));
     app
 }
@@ -246,21 +325,40 @@ fn dashboard_loading_then_loaded() {
         vec![
             (Purpose::Dashboard, AdminRequest::Dashboard),
             (Purpose::Directories, AdminRequest::DirectoryStatus),
-            (Purpose::Deliveries, AdminRequest::DeliveryList { user: None, limit: Some(200) }),
+            (
+                Purpose::Deliveries,
+                AdminRequest::DeliveryList {
+                    user: None,
+                    limit: Some(200)
+                }
+            ),
             (Purpose::Index, AdminRequest::UserIndex)
         ]
     );
     snapshot!("dashboard_loading", &app);
     app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(stats())));
-    app.on_reply(Purpose::Directories, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
-    app.on_reply(Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries: deliveries() }));
+    app.on_reply(
+        Purpose::Directories,
+        Ok(AdminReply::DirectoryStatus {
+            domains: vec![corp(true)],
+        }),
+    );
+    app.on_reply(
+        Purpose::Deliveries,
+        Ok(AdminReply::Deliveries {
+            deliveries: deliveries(),
+        }),
+    );
     snapshot!("dashboard", &app);
 }
 
 #[test]
 fn dashboard_says_when_the_daemon_fails() {
     let (mut app, _) = started(Role::MasterAdmin);
-    app.on_reply(Purpose::Dashboard, Err("twofoldd closed the connection".into()));
+    app.on_reply(
+        Purpose::Dashboard,
+        Err("twofoldd closed the connection".into()),
+    );
     snapshot!("dashboard_failed", &app);
 }
 
@@ -289,7 +387,13 @@ fn enter_opens_the_selected_user() {
     app.on_key(key(KeyCode::Down));
     app.on_key(key(KeyCode::Enter));
     assert_eq!(app.screen, ScreenId::User);
-    assert_eq!(app.outbox, vec![(Purpose::User("bob".into()), AdminRequest::UserShow { user: "bob".into() })]);
+    assert_eq!(
+        app.outbox,
+        vec![(
+            Purpose::User("bob".into()),
+            AdminRequest::UserShow { user: "bob".into() }
+        )]
+    );
     snapshot!("user_loading", &app);
 }
 
@@ -305,15 +409,43 @@ fn blocking_a_device_asks_first_then_sends_and_reports() {
     app.on_key(key(KeyCode::Down));
     app.on_key(key(KeyCode::Char('b')));
     assert!(matches!(app.mode, Mode::Confirm(_)));
-    assert!(app.outbox.is_empty(), "nothing is sent before the confirmation");
+    assert!(
+        app.outbox.is_empty(),
+        "nothing is sent before the confirmation"
+    );
     snapshot!("user_block_confirm", &app);
     app.on_key(key(KeyCode::Char('y')));
-    let block = AdminRequest::DeviceBlock { user: "alice".into(), device: "dfedcba9876543210".into() };
-    assert_eq!(app.outbox.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), vec![block]);
+    let block = AdminRequest::DeviceBlock {
+        user: "alice".into(),
+        device: "dfedcba9876543210".into(),
+    };
+    assert_eq!(
+        app.outbox
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect::<Vec<_>>(),
+        vec![block]
+    );
     let (purpose, _) = app.outbox.remove(0);
-    app.on_reply(purpose, Ok(AdminReply::Device(device("dfedcba9876543210", "old phone", DeviceStatus::Blocked, None))));
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::Device(device(
+            "dfedcba9876543210",
+            "old phone",
+            DeviceStatus::Blocked,
+            None,
+        ))),
+    );
     // The user is read again to show the new state.
-    assert_eq!(app.outbox, vec![(Purpose::User("alice".into()), AdminRequest::UserShow { user: "alice".into() })]);
+    assert_eq!(
+        app.outbox,
+        vec![(
+            Purpose::User("alice".into()),
+            AdminRequest::UserShow {
+                user: "alice".into()
+            }
+        )]
+    );
     let mut view = alice();
     view.devices[1].status = DeviceStatus::Blocked;
     app.on_reply(Purpose::User("alice".into()), Ok(AdminReply::User(view)));
@@ -345,7 +477,10 @@ fn the_daemons_refusal_is_shown() {
     app.on_key(key(KeyCode::Char('d')));
     app.on_key(key(KeyCode::Enter));
     let (purpose, _) = app.outbox.remove(0);
-    app.on_reply(purpose, Err("unpair devices needs the admin role; uid 1001 is helpdesk (forbidden)".into()));
+    app.on_reply(
+        purpose,
+        Err("unpair devices needs the admin role; uid 1001 is helpdesk (forbidden)".into()),
+    );
     snapshot!("user_unpair_refused_by_daemon", &app);
 }
 
@@ -365,7 +500,15 @@ fn enrolling() -> App {
     snapshot!("user_enroll_confirm", &app);
     app.on_key(key(KeyCode::Char('y')));
     let (purpose, request) = app.outbox.remove(0);
-    assert_eq!(request, AdminRequest::TotpEnroll { user: "alice".into(), label: None, algorithm: None, digits: None });
+    assert_eq!(
+        request,
+        AdminRequest::TotpEnroll {
+            user: "alice".into(),
+            label: None,
+            algorithm: None,
+            digits: None
+        }
+    );
     app.on_reply(purpose, Ok(AdminReply::Enrollment(enrollment())));
     app
 }
@@ -376,22 +519,37 @@ fn enrollment_draws_the_qr_code_and_confirms_with_a_code() {
     assert_eq!(app.screen, ScreenId::Enrollment);
     snapshot!("enroll_qr", &app);
     type_text(&mut app, "12a34");
-    assert_eq!(app.enrollment.as_ref().map(|e| e.code.as_str()), Some("1234"), "only digits are typed");
+    assert_eq!(
+        app.enrollment.as_ref().map(|e| e.code.as_str()),
+        Some("1234"),
+        "only digits are typed"
+    );
     type_text(&mut app, "56");
     app.on_key(key(KeyCode::Enter));
     let (purpose, request) = app.outbox.remove(0);
     assert_eq!(
         request,
-        AdminRequest::TotpConfirm { user: "alice".into(), device: "d00000000000000aa".into(), code: "123456".into() }
+        AdminRequest::TotpConfirm {
+            user: "alice".into(),
+            device: "d00000000000000aa".into(),
+            code: "123456".into()
+        }
     );
     app.on_reply(purpose.clone(), Err("the code does not match: check the authenticator's clock and try the next code (invalid_request)".into()));
     snapshot!("enroll_wrong_code", &app);
     type_text(&mut app, "654321");
     app.on_key(key(KeyCode::Enter));
     let (purpose, _) = app.outbox.remove(0);
-    let backup_codes = (0..10).map(|i| format!("{i}{i}{i}{i}{i}-{i}{i}{i}{i}{i}")).collect();
+    let backup_codes = (0..10)
+        .map(|i| format!("{i}{i}{i}{i}{i}-{i}{i}{i}{i}{i}"))
+        .collect();
     let confirmed = ConfirmAnswer {
-        device: device("d00000000000000aa", "Authenticator", DeviceStatus::Active, Some(T0)),
+        device: device(
+            "d00000000000000aa",
+            "Authenticator",
+            DeviceStatus::Active,
+            Some(T0),
+        ),
         backup_codes: Some(backup_codes),
     };
     app.on_reply(purpose, Ok(AdminReply::Confirmed(confirmed)));
@@ -406,7 +564,10 @@ fn the_drawn_qr_code_has_the_uris_modules() {
     let app = enrolling();
     let backend = draw(&app);
     let buffer = backend.buffer();
-    let code = match QrCode::with_error_correction_level(enrollment().otpauth_uri.as_bytes(), EcLevel::L) {
+    let code = match QrCode::with_error_correction_level(
+        enrollment().otpauth_uri.as_bytes(),
+        EcLevel::L,
+    ) {
         Ok(c) => c,
         Err(e) => unreachable!("{e}"),
     };
@@ -416,8 +577,15 @@ fn the_drawn_qr_code_has_the_uris_modules() {
     let (x0, y0) = (2u16, 1u16);
     for y in 0..width {
         for x in 0..width {
-            let cell = &buffer[(x0 + u16::try_from(x).unwrap_or(0), y0 + u16::try_from(y / 2).unwrap_or(0))];
-            assert_eq!((cell.fg, cell.bg), (Color::Black, Color::White), "dark on light at {x},{y}");
+            let cell = &buffer[(
+                x0 + u16::try_from(x).unwrap_or(0),
+                y0 + u16::try_from(y / 2).unwrap_or(0),
+            )];
+            assert_eq!(
+                (cell.fg, cell.bg),
+                (Color::Black, Color::White),
+                "dark on light at {x},{y}"
+            );
             let (top, bottom) = match cell.symbol() {
                 "█" => (true, true),
                 "▀" => (true, false),
@@ -426,7 +594,11 @@ fn the_drawn_qr_code_has_the_uris_modules() {
                 other => unreachable!("unexpected symbol {other:?}"),
             };
             let dark = if y % 2 == 0 { top } else { bottom };
-            assert_eq!(dark, colors[y * width + x] == QrColor::Dark, "module {x},{y}");
+            assert_eq!(
+                dark,
+                colors[y * width + x] == QrColor::Dark,
+                "module {x},{y}"
+            );
         }
     }
 }
@@ -438,7 +610,12 @@ fn audit_filter_is_typed_and_sent() {
     app.on_key(key(KeyCode::Tab));
     assert_eq!(app.screen, ScreenId::Audit);
     let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
-    assert_eq!(request, AdminRequest::AuditSearch { filter: Default::default() });
+    assert_eq!(
+        request,
+        AdminRequest::AuditSearch {
+            filter: Default::default()
+        }
+    );
     app.on_reply(purpose, Ok(AdminReply::Audit { events: events() }));
     snapshot!("audit_all", &app);
     app.on_key(key(KeyCode::Char('/')));
@@ -446,12 +623,23 @@ fn audit_filter_is_typed_and_sent() {
     snapshot!("audit_filter_editing", &app);
     app.on_key(key(KeyCode::Enter));
     let (purpose, request) = app.outbox.remove(0);
-    let AdminRequest::AuditSearch { filter } = request else { unreachable!("{request:?}") };
+    let AdminRequest::AuditSearch { filter } = request else {
+        unreachable!("{request:?}")
+    };
     assert_eq!(
-        (filter.user.as_deref(), filter.action.as_deref(), filter.text.as_deref()),
+        (
+            filter.user.as_deref(),
+            filter.action.as_deref(),
+            filter.text.as_deref()
+        ),
         (Some("alice"), Some("verify"), Some("127.0"))
     );
-    app.on_reply(purpose, Ok(AdminReply::Audit { events: events().into_iter().filter(|e| filter.matches(e)).collect() }));
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::Audit {
+            events: events().into_iter().filter(|e| filter.matches(e)).collect(),
+        }),
+    );
     snapshot!("audit_filtered", &app);
 }
 
@@ -488,7 +676,11 @@ fn phone_numbers_are_edited_confirmed_and_sent() {
     let (_, request) = app.outbox.remove(0);
     assert_eq!(
         request,
-        AdminRequest::UserSetPhoneOverride { user: "alice".into(), mobile: None, voice: Some("+41 44 555 66 77".into()) }
+        AdminRequest::UserSetPhoneOverride {
+            user: "alice".into(),
+            mobile: None,
+            voice: Some("+41 44 555 66 77".into())
+        }
     );
 }
 
@@ -499,7 +691,9 @@ fn helpdesk_cannot_change_phone_numbers_or_sync() {
     assert_eq!(app.mode, Mode::Normal);
     assert_eq!(
         app.status,
-        Some(crate::app::Status::Error("update phone numbers needs the admin role; you are helpdesk".into()))
+        Some(crate::app::Status::Error(
+            "update phone numbers needs the admin role; you are helpdesk".into()
+        ))
     );
     let mut app = loaded(Role::Helpdesk);
     app.on_key(key(KeyCode::Char('d')));
@@ -516,14 +710,30 @@ fn directory_screen_shows_the_last_sync_and_syncs_on_request() {
     app.on_key(key(KeyCode::Char('d')));
     let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
     assert_eq!(request, AdminRequest::DirectoryStatus);
-    app.on_reply(purpose, Ok(AdminReply::DirectoryStatus { domains: vec![corp(false)] }));
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::DirectoryStatus {
+            domains: vec![corp(false)],
+        }),
+    );
     snapshot!("directory_failed_sync", &app);
     app.on_key(key(KeyCode::Char('s')));
     app.on_key(key(KeyCode::Char('y')));
     let (purpose, request) = app.outbox.remove(0);
-    assert_eq!(request, AdminRequest::DirectorySync { domain: None, full: false });
+    assert_eq!(
+        request,
+        AdminRequest::DirectorySync {
+            domain: None,
+            full: false
+        }
+    );
     snapshot!("directory_syncing", &app);
-    app.on_reply(purpose, Ok(AdminReply::DirectoryStatus { domains: vec![corp(true)] }));
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::DirectoryStatus {
+            domains: vec![corp(true)],
+        }),
+    );
     snapshot!("directory_synced", &app);
 }
 
@@ -537,7 +747,13 @@ fn policies_screen_lists_defaults_and_group_entries_in_order() {
     snapshot!("policies_loading", &app);
     let overview = PolicyOverview {
         two_factor: TwoFactorRule::Optional,
-        channels: vec![Channel::Totp, Channel::Sms, Channel::Voice, Channel::Email, Channel::InPerson],
+        channels: vec![
+            Channel::Totp,
+            Channel::Sms,
+            Channel::Voice,
+            Channel::Email,
+            Channel::InPerson,
+        ],
         restore: RestoreRule::Allowed,
         groups: vec![
             GroupPolicyView {
@@ -546,8 +762,18 @@ fn policies_screen_lists_defaults_and_group_entries_in_order() {
                 channels: Some(vec![Channel::Totp, Channel::Sms]),
                 restore: None,
             },
-            GroupPolicyView { group: "Executives".into(), two_factor: None, channels: None, restore: Some(RestoreRule::Prohibited) },
-            GroupPolicyView { group: "SSO Only".into(), two_factor: Some(TwoFactorRule::Off), channels: None, restore: None },
+            GroupPolicyView {
+                group: "Executives".into(),
+                two_factor: None,
+                channels: None,
+                restore: Some(RestoreRule::Prohibited),
+            },
+            GroupPolicyView {
+                group: "SSO Only".into(),
+                two_factor: Some(TwoFactorRule::Off),
+                channels: None,
+                restore: None,
+            },
         ],
     };
     app.on_reply(purpose, Ok(AdminReply::Policies(overview)));
@@ -573,7 +799,15 @@ fn handover_queue_shows_the_code_and_who_asked_and_marks_it_handed_over() {
     assert_eq!(app.screen, ScreenId::Handover);
     let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
     assert_eq!(request, AdminRequest::HandoverList);
-    app.on_reply(purpose, Ok(AdminReply::Handovers { entries: vec![handover_entry("h1", "bob", "482913"), handover_entry("h2", "carol", "105527")] }));
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::Handovers {
+            entries: vec![
+                handover_entry("h1", "bob", "482913"),
+                handover_entry("h2", "carol", "105527"),
+            ],
+        }),
+    );
     app.on_key(key(KeyCode::Down));
     snapshot!("handover_queue", &app);
     app.on_key(key(KeyCode::Enter));
@@ -581,9 +815,17 @@ fn handover_queue_shows_the_code_and_who_asked_and_marks_it_handed_over() {
     app.on_key(key(KeyCode::Char('y')));
     let (purpose, request) = app.outbox.remove(0);
     assert_eq!(request, AdminRequest::HandoverDone { id: "h2".into() });
-    app.on_reply(purpose, Ok(AdminReply::Done { message: "handover h2 for carol done".into() }));
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::Done {
+            message: "handover h2 for carol done".into(),
+        }),
+    );
     // The queue is read again, and only then: listing it is audited.
-    assert_eq!(app.outbox, vec![(Purpose::Handovers, AdminRequest::HandoverList)]);
+    assert_eq!(
+        app.outbox,
+        vec![(Purpose::Handovers, AdminRequest::HandoverList)]
+    );
     for _ in 0..100 {
         app.on_tick();
     }
@@ -598,24 +840,55 @@ fn delivery_screen_lists_plugins_and_codes_sent_and_only_master_admins_reload() 
     let sent: Vec<AdminRequest> = app.outbox.drain(..).map(|(_, r)| r).collect();
     assert!(sent.contains(&AdminRequest::PluginStatus), "{sent:?}");
     let plugins = vec![
-        PluginInfo { name: "sms-http".into(), file: Some("/usr/lib/twofold/plugins/sms-http.wasm".into()), loaded: true, error: None, sha256: None, from_cache: true, load_ms: 3, loaded_at: Some(T0) },
-        PluginInfo { name: "voice".into(), file: Some("/etc/twofold/plugins/voice.wasm".into()), loaded: false, error: Some("unknown import wasi:http/outgoing-handler".into()), sha256: None, from_cache: false, load_ms: 0, loaded_at: None },
+        PluginInfo {
+            name: "sms-http".into(),
+            file: Some("/usr/lib/twofold/plugins/sms-http.wasm".into()),
+            loaded: true,
+            error: None,
+            sha256: None,
+            from_cache: true,
+            load_ms: 3,
+            loaded_at: Some(T0),
+        },
+        PluginInfo {
+            name: "voice".into(),
+            file: Some("/etc/twofold/plugins/voice.wasm".into()),
+            loaded: false,
+            error: Some("unknown import wasi:http/outgoing-handler".into()),
+            sha256: None,
+            from_cache: false,
+            load_ms: 0,
+            loaded_at: None,
+        },
     ];
     app.on_reply(Purpose::Plugins, Ok(AdminReply::Plugins { plugins }));
-    app.on_reply(Purpose::Deliveries, Ok(AdminReply::Deliveries { deliveries: deliveries() }));
+    app.on_reply(
+        Purpose::Deliveries,
+        Ok(AdminReply::Deliveries {
+            deliveries: deliveries(),
+        }),
+    );
     snapshot!("delivery", &app);
     app.on_key(key(KeyCode::Char('R')));
     assert!(app.outbox.is_empty());
     assert_eq!(
         app.status,
-        Some(crate::app::Status::Error("change policies needs the master admin role; you are admin".into()))
+        Some(crate::app::Status::Error(
+            "change policies needs the master admin role; you are admin".into()
+        ))
     );
     let mut app = loaded(Role::MasterAdmin);
     app.on_key(key(KeyCode::Char('7')));
     app.outbox.clear();
     app.on_key(key(KeyCode::Char('R')));
     app.on_key(key(KeyCode::Char('y')));
-    assert_eq!(app.outbox.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), vec![AdminRequest::PluginReload]);
+    assert_eq!(
+        app.outbox
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect::<Vec<_>>(),
+        vec![AdminRequest::PluginReload]
+    );
 }
 
 #[test]
@@ -625,11 +898,26 @@ fn an_access_code_is_generated_after_confirmation_and_shown_once() {
     snapshot!("access_code_confirm", &app);
     app.on_key(key(KeyCode::Char('y')));
     let (purpose, request) = app.outbox.remove(0);
-    assert_eq!(request, AdminRequest::AccessCodeGenerate { user: "alice".into() });
-    app.on_reply(purpose, Ok(AdminReply::AccessCode(AccessCodeIssued { user: "alice".into(), code: "3141-5926".into(), expires_at: T0 + 86_400 })));
+    assert_eq!(
+        request,
+        AdminRequest::AccessCodeGenerate {
+            user: "alice".into()
+        }
+    );
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::AccessCode(AccessCodeIssued {
+            user: "alice".into(),
+            code: "3141-5926".into(),
+            expires_at: T0 + 86_400,
+        })),
+    );
     snapshot!("access_code_shown", &app);
     app.on_key(key(KeyCode::Char('x')));
     assert_eq!(app.mode, Mode::Normal);
     let backend = draw(&app);
-    assert!(!format!("{backend}").contains("3141-5926"), "the code is gone once the notice is closed");
+    assert!(
+        !format!("{backend}").contains("3141-5926"),
+        "the code is gone once the notice is closed"
+    );
 }

@@ -14,19 +14,25 @@ use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceKind, DeviceStatus, TwoFactorState};
 
 use crate::app::{
-    App, Audit, Dashboard, Delivery, Directory, Enrollment, Handover, Loading, Mode, PhoneForm, Policies, ScreenId, Status,
-    UserDetail, Users, SCREENS,
+    App, Audit, Dashboard, Delivery, Directory, Enrollment, Handover, Loading, Mode, PhoneForm,
+    Policies, ScreenId, Status, UserDetail, Users, SCREENS,
 };
 
 /// `2026-11-22 17:44` in UTC (the console says so in its header), or the number if out of range.
 pub fn time(t: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
-    time::OffsetDateTime::from_unix_timestamp(t).ok().and_then(|t| t.format(&format).ok()).unwrap_or_else(|| t.to_string())
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn short_time(t: i64) -> String {
     let format = time::macros::format_description!("[month]-[day] [hour]:[minute]:[second]");
-    time::OffsetDateTime::from_unix_timestamp(t).ok().and_then(|t| t.format(&format).ok()).unwrap_or_else(|| t.to_string())
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn state_name(state: TwoFactorState) -> &'static str {
@@ -67,7 +73,10 @@ fn selected() -> Style {
 }
 
 fn label(text: &str) -> Span<'static> {
-    Span::styled(format!("{text:<9}"), Style::new().add_modifier(Modifier::BOLD))
+    Span::styled(
+        format!("{text:<9}"),
+        Style::new().add_modifier(Modifier::BOLD),
+    )
 }
 
 fn opt(value: &Option<String>) -> String {
@@ -100,7 +109,12 @@ fn delivery_state(state: DeliveryState) -> &'static str {
 
 /// Waiting and failed deliveries among the newest challenges.
 fn delivery_counts(deliveries: &[DeliveryInfo]) -> String {
-    let count = |wanted: &[DeliveryState]| deliveries.iter().filter(|d| wanted.contains(&d.state)).count();
+    let count = |wanted: &[DeliveryState]| {
+        deliveries
+            .iter()
+            .filter(|d| wanted.contains(&d.state))
+            .count()
+    };
     format!(
         "{} waiting, {} failed (of the last {})",
         count(&[DeliveryState::Queued, DeliveryState::Retrying]),
@@ -131,7 +145,11 @@ fn sync_line(domain: &SyncStatus, now: Option<i64>, first_error: bool) -> Line<'
     } else if domain.ok {
         Span::raw("ok").green()
     } else if first_error {
-        Span::raw(format!("FAILED: {}", domain.errors.first().cloned().unwrap_or_default())).red()
+        Span::raw(format!(
+            "FAILED: {}",
+            domain.errors.first().cloned().unwrap_or_default()
+        ))
+        .red()
     } else {
         Span::raw("FAILED").red()
     };
@@ -148,22 +166,51 @@ impl Widget for &DashboardScreen<'_> {
             line.render(area, buf);
             return;
         }
-        let Loading::Loaded(stats) = &self.dashboard.stats else { return };
+        let Loading::Loaded(stats) = &self.dashboard.stats else {
+            return;
+        };
         let newest = stats.recent.last().map(|e| e.time);
         let directory_lines: Vec<Line> = match &self.directory.domains {
-            Loading::Loaded(domains) if domains.is_empty() => vec![Line::from("no [[directory]] configured: local users only").dim()],
-            Loading::Loaded(domains) => domains.iter().take(3).map(|d| sync_line(d, newest, true)).collect(),
-            other => loading_line("directory status", other).into_iter().collect(),
+            Loading::Loaded(domains) if domains.is_empty() => {
+                vec![Line::from("no [[directory]] configured: local users only").dim()]
+            }
+            Loading::Loaded(domains) => domains
+                .iter()
+                .take(3)
+                .map(|d| sync_line(d, newest, true))
+                .collect(),
+            other => loading_line("directory status", other)
+                .into_iter()
+                .collect(),
         };
         let directory_height = u16::try_from(directory_lines.len()).unwrap_or(1) + 2;
-        let [top, directory, recent] =
-            Layout::vertical([Constraint::Length(7), Constraint::Length(directory_height), Constraint::Min(0)]).areas(area);
-        Paragraph::new(directory_lines).block(Block::bordered().title(" Directory sync ")).render(directory, buf);
-        let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
-        let row = |name: &str, value: String| Line::from(vec![Span::raw(format!("{name:<22}")), Span::raw(value).bold()]);
+        let [top, directory, recent] = Layout::vertical([
+            Constraint::Length(7),
+            Constraint::Length(directory_height),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        Paragraph::new(directory_lines)
+            .block(Block::bordered().title(" Directory sync "))
+            .render(directory, buf);
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+        let row = |name: &str, value: String| {
+            Line::from(vec![
+                Span::raw(format!("{name:<22}")),
+                Span::raw(value).bold(),
+            ])
+        };
         Paragraph::new(vec![
             row("Users", stats.users.to_string()),
-            row("Enrolled", format!("{} ({})", stats.enrolled, percent(stats.enrolled, stats.users))),
+            row(
+                "Enrolled",
+                format!(
+                    "{} ({})",
+                    stats.enrolled,
+                    percent(stats.enrolled, stats.users)
+                ),
+            ),
             row("Must enroll", stats.enrollment_required.to_string()),
             row("Locked", stats.locked.to_string()),
             row("Disabled", stats.disabled.to_string()),
@@ -177,13 +224,22 @@ impl Widget for &DashboardScreen<'_> {
             row("API keys", stats.api_keys.to_string()),
             match &self.delivery.deliveries {
                 Loading::Loaded(list) => {
-                    let count = |wanted: &[DeliveryState]| list.iter().filter(|d| wanted.contains(&d.state)).count();
+                    let count = |wanted: &[DeliveryState]| {
+                        list.iter().filter(|d| wanted.contains(&d.state)).count()
+                    };
                     let failed = count(&[DeliveryState::Failed]);
                     let line = row(
                         "Codes waiting/failed",
-                        format!("{} / {failed}", count(&[DeliveryState::Queued, DeliveryState::Retrying])),
+                        format!(
+                            "{} / {failed}",
+                            count(&[DeliveryState::Queued, DeliveryState::Retrying])
+                        ),
                     );
-                    if failed > 0 { line.red() } else { line }
+                    if failed > 0 {
+                        line.red()
+                    } else {
+                        line
+                    }
                 }
                 Loading::Failed(e) => Line::from(format!("Codes sent: {e}")).red(),
                 _ => Line::from("Codes sent: loading…").italic(),
@@ -200,10 +256,19 @@ impl Widget for &DashboardScreen<'_> {
                 e.outcome.clone(),
             ])
         });
-        Table::new(rows, [Constraint::Length(14), Constraint::Length(14), Constraint::Length(18), Constraint::Fill(1), Constraint::Length(10)])
-            .header(Row::new(["Time", "Actor", "Action", "User", "Outcome"]).bold())
-            .block(Block::bordered().title(" Recent audit events (newest first) "))
-            .render(recent, buf);
+        Table::new(
+            rows,
+            [
+                Constraint::Length(14),
+                Constraint::Length(14),
+                Constraint::Length(18),
+                Constraint::Fill(1),
+                Constraint::Length(10),
+            ],
+        )
+        .header(Row::new(["Time", "Actor", "Action", "User", "Outcome"]).bold())
+        .block(Block::bordered().title(" Recent audit events (newest first) "))
+        .render(recent, buf);
     }
 }
 
@@ -219,42 +284,75 @@ impl Users {
 
 impl Widget for &Users {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let [search, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        let [search, list] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
         let total = self.index.loaded().map_or(0, |i| i.len());
         let count = format!("{} of {total} users", self.matches.len());
-        let [query_area, count_area] =
-            Layout::horizontal([Constraint::Min(0), Constraint::Length(u16::try_from(count.len()).unwrap_or(20))]).areas(search);
-        Line::from(vec![Span::raw("Search: ").bold(), Span::raw(self.query.clone()), Span::raw("█").slow_blink()]).render(query_area, buf);
+        let [query_area, count_area] = Layout::horizontal([
+            Constraint::Min(0),
+            Constraint::Length(u16::try_from(count.len()).unwrap_or(20)),
+        ])
+        .areas(search);
+        Line::from(vec![
+            Span::raw("Search: ").bold(),
+            Span::raw(self.query.clone()),
+            Span::raw("█").slow_blink(),
+        ])
+        .render(query_area, buf);
         Line::from(count).render(count_area, buf);
         if let Some(line) = loading_line("users", &self.index) {
             line.render(list, buf);
             return;
         }
-        let Loading::Loaded(index) = &self.index else { return };
+        let Loading::Loaded(index) = &self.index else {
+            return;
+        };
         let height = usize::from(list.height.saturating_sub(1));
         let offset = self.offset(height);
-        let rows = self.matches.iter().enumerate().skip(offset).take(height).filter_map(|(n, &i)| {
-            let e = index.get(i)?;
-            let mut flags = Vec::new();
-            if !e.enabled {
-                flags.push("disabled");
-            }
-            if e.locked {
-                flags.push("LOCKED");
-            }
-            let row = Row::new(vec![
-                Cell::from(e.username.clone()),
-                Cell::from(e.display_name.clone().unwrap_or_default()),
-                Cell::from(state_name(e.state)),
-                Cell::from(flags.join(" ")),
-            ]);
-            Some(if n == self.selected { row.style(selected()) } else { row })
-        });
-        Table::new(rows, [Constraint::Length(22), Constraint::Fill(1), Constraint::Length(12), Constraint::Length(15)])
-            .header(Row::new(["User", "Name", "2FA", "State"]).bold())
-            .render(list, buf);
+        let rows = self
+            .matches
+            .iter()
+            .enumerate()
+            .skip(offset)
+            .take(height)
+            .filter_map(|(n, &i)| {
+                let e = index.get(i)?;
+                let mut flags = Vec::new();
+                if !e.enabled {
+                    flags.push("disabled");
+                }
+                if e.locked {
+                    flags.push("LOCKED");
+                }
+                let row = Row::new(vec![
+                    Cell::from(e.username.clone()),
+                    Cell::from(e.display_name.clone().unwrap_or_default()),
+                    Cell::from(state_name(e.state)),
+                    Cell::from(flags.join(" ")),
+                ]);
+                Some(if n == self.selected {
+                    row.style(selected())
+                } else {
+                    row
+                })
+            });
+        Table::new(
+            rows,
+            [
+                Constraint::Length(22),
+                Constraint::Fill(1),
+                Constraint::Length(12),
+                Constraint::Length(15),
+            ],
+        )
+        .header(Row::new(["User", "Name", "2FA", "State"]).bold())
+        .render(list, buf);
         if self.matches.is_empty() {
-            let below = Rect { y: list.y.saturating_add(1), height: list.height.saturating_sub(1), ..list };
+            let below = Rect {
+                y: list.y.saturating_add(1),
+                height: list.height.saturating_sub(1),
+                ..list
+            };
             Line::from("no user matches").italic().render(below, buf);
         }
     }
@@ -287,7 +385,10 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
     let mut lines = vec![
         Line::from(vec![
             Span::raw(view.username.clone()).bold(),
-            Span::raw(format!("  {}", view.display_name.clone().unwrap_or_default())),
+            Span::raw(format!(
+                "  {}",
+                view.display_name.clone().unwrap_or_default()
+            )),
             Span::raw(format!(
                 "   {} · {} · since {}",
                 view.source,
@@ -297,9 +398,22 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
         ]),
         Line::from(vec![label("UPN"), Span::raw(opt(&view.upn))]),
         Line::from(vec![label("Email"), Span::raw(opt(&view.email))]),
-        Line::from(vec![label("Mobile"), Span::raw(phone(&view.mobile, &view.mobile_override))]),
-        Line::from(vec![label("Voice"), Span::raw(phone(&view.voice, &view.voice_override))]),
-        Line::from(vec![label("Groups"), Span::raw(if view.groups.is_empty() { "-".to_owned() } else { view.groups.join(", ") })]),
+        Line::from(vec![
+            label("Mobile"),
+            Span::raw(phone(&view.mobile, &view.mobile_override)),
+        ]),
+        Line::from(vec![
+            label("Voice"),
+            Span::raw(phone(&view.voice, &view.voice_override)),
+        ]),
+        Line::from(vec![
+            label("Groups"),
+            Span::raw(if view.groups.is_empty() {
+                "-".to_owned()
+            } else {
+                view.groups.join(", ")
+            }),
+        ]),
     ];
     if let Some(ad) = &view.directory {
         let mut spans = vec![label("AD"), Span::raw(format!("{} · {}", ad.domain, ad.dn))];
@@ -322,16 +436,31 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
             RestoreRule::Prohibited => "restore by admin only",
         };
         let channels: Vec<&str> = policy.channels.iter().map(|c| channel_name(*c)).collect();
-        let from = if policy.from_groups.is_empty() { "defaults".to_owned() } else { policy.from_groups.join(", ") };
+        let from = if policy.from_groups.is_empty() {
+            "defaults".to_owned()
+        } else {
+            policy.from_groups.join(", ")
+        };
         lines.push(Line::from(vec![
             label("Policy"),
-            Span::raw(format!("{rule} · {} · {restore} · from {from}", channels.join("/"))),
+            Span::raw(format!(
+                "{rule} · {} · {restore} · from {from}",
+                channels.join("/")
+            )),
         ]));
     }
     lines.push(Line::from(vec![
         label("2FA"),
-        Span::raw(format!("{} · {} backup codes left · ", state_name(view.state), view.backup_codes_remaining)),
-        if view.locked { Span::raw(lockout).red().bold() } else { Span::raw(lockout) },
+        Span::raw(format!(
+            "{} · {} backup codes left · ",
+            state_name(view.state),
+            view.backup_codes_remaining
+        )),
+        if view.locked {
+            Span::raw(lockout).red().bold()
+        } else {
+            Span::raw(lockout)
+        },
     ]));
     lines
 }
@@ -342,22 +471,35 @@ impl Widget for &UserDetail {
             line.render(area, buf);
             return;
         }
-        let Loading::Loaded(view) = &self.view else { return };
+        let Loading::Loaded(view) = &self.view else {
+            return;
+        };
         let lines = user_lines(view);
-        let [facts, devices] =
-            Layout::vertical([Constraint::Length(u16::try_from(lines.len()).unwrap_or(8)), Constraint::Min(0)]).areas(area);
+        let [facts, devices] = Layout::vertical([
+            Constraint::Length(u16::try_from(lines.len()).unwrap_or(8)),
+            Constraint::Min(0),
+        ])
+        .areas(area);
         Paragraph::new(lines).render(facts, buf);
         let rows = view.devices.iter().enumerate().map(|(n, d)| {
             let status = Cell::from(device_status(d.status));
             let row = Row::new(vec![
                 Cell::from(d.label.clone()),
                 Cell::from(device_kind(d.kind)),
-                if d.status == DeviceStatus::Blocked { status.red() } else { status },
+                if d.status == DeviceStatus::Blocked {
+                    status.red()
+                } else {
+                    status
+                },
                 Cell::from(time(d.created).chars().take(10).collect::<String>()),
                 Cell::from(d.last_used.map_or_else(|| "never".to_owned(), time)),
                 Cell::from(d.id.clone()),
             ]);
-            if n == self.selected_device { row.style(selected()) } else { row }
+            if n == self.selected_device {
+                row.style(selected())
+            } else {
+                row
+            }
         });
         let title = format!(" Devices ({}) ↑↓ select ", view.devices.len());
         let table = Table::new(
@@ -375,7 +517,12 @@ impl Widget for &UserDetail {
         .block(Block::bordered().title(title));
         table.render(devices, buf);
         if view.devices.is_empty() {
-            let inner = Rect { x: devices.x + 2, y: devices.y + 2, width: devices.width.saturating_sub(4), height: 1 };
+            let inner = Rect {
+                x: devices.x + 2,
+                y: devices.y + 2,
+                width: devices.width.saturating_sub(4),
+                height: 1,
+            };
             if devices.height > 3 {
                 Line::from("no devices").italic().render(inner, buf);
             }
@@ -387,7 +534,12 @@ impl Widget for &UserDetail {
 /// terminal's colours, with a two-module light margin.
 pub fn qr_lines(uri: &str) -> Option<Vec<String>> {
     let code = QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::L).ok()?;
-    let body = code.render::<Dense1x2>().dark_color(Dense1x2::Dark).light_color(Dense1x2::Light).quiet_zone(false).build();
+    let body = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Dark)
+        .light_color(Dense1x2::Light)
+        .quiet_zone(false)
+        .build();
     let width = body.lines().next().map_or(0, |l| l.chars().count());
     let blank = " ".repeat(width + 4);
     let mut lines = vec![blank.clone()];
@@ -397,7 +549,12 @@ pub fn qr_lines(uri: &str) -> Option<Vec<String>> {
 }
 
 fn grouped(secret: &str) -> String {
-    secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Enrollment {
@@ -406,9 +563,17 @@ impl Enrollment {
         let qr = qr_lines(&self.answer.otpauth_uri).unwrap_or_default();
         let qr_width = qr.first().map_or(0, |l| l.chars().count());
         let fits = qr.len() <= usize::from(area.height) && qr_width + 30 <= usize::from(area.width);
-        let qr_cols = if fits { u16::try_from(qr_width).unwrap_or(0) } else { 0 };
-        let [qr_area, _, text_area] =
-            Layout::horizontal([Constraint::Length(qr_cols), Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        let qr_cols = if fits {
+            u16::try_from(qr_width).unwrap_or(0)
+        } else {
+            0
+        };
+        let [qr_area, _, text_area] = Layout::horizontal([
+            Constraint::Length(qr_cols),
+            Constraint::Length(1),
+            Constraint::Min(0),
+        ])
+        .areas(area);
         (if fits { qr } else { Vec::new() }, qr_area, text_area)
     }
 }
@@ -438,13 +603,20 @@ impl Widget for &Enrollment {
         text.extend([
             Line::from(grouped(&self.answer.secret)).bold(),
             Line::from(""),
-            Line::from(vec![Span::raw("Device  "), Span::raw(self.answer.device.id.clone())]),
+            Line::from(vec![
+                Span::raw("Device  "),
+                Span::raw(self.answer.device.id.clone()),
+            ]),
             Line::from(""),
         ]);
         match &self.confirmed {
             None => {
                 text.push(Line::from("Then type the code the app shows:"));
-                text.push(Line::from(vec![Span::raw("Code  ").bold(), Span::raw(self.code.clone()), Span::raw("█").slow_blink()]));
+                text.push(Line::from(vec![
+                    Span::raw("Code  ").bold(),
+                    Span::raw(self.code.clone()),
+                    Span::raw("█").slow_blink(),
+                ]));
             }
             Some(confirmed) => {
                 text.push(Line::from("The authenticator is active.").green().bold());
@@ -456,24 +628,36 @@ impl Widget for &Enrollment {
                 }
             }
         }
-        Paragraph::new(text).wrap(Wrap { trim: false }).render(text_area, buf);
+        Paragraph::new(text)
+            .wrap(Wrap { trim: false })
+            .render(text_area, buf);
     }
 }
 
 impl Widget for &Audit {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let [filter, list, detail] =
-            Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+        let [filter, list, detail] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(0),
+            Constraint::Length(1),
+        ])
+        .areas(area);
         Line::from(vec![
             Span::raw("Filter: ").bold(),
-            Span::raw(if self.filter.is_empty() { "(none)".to_owned() } else { self.filter.clone() }),
+            Span::raw(if self.filter.is_empty() {
+                "(none)".to_owned()
+            } else {
+                self.filter.clone()
+            }),
         ])
         .render(filter, buf);
         if let Some(line) = loading_line("audit log", &self.events) {
             line.render(list, buf);
             return;
         }
-        let Loading::Loaded(events) = &self.events else { return };
+        let Loading::Loaded(events) = &self.events else {
+            return;
+        };
         let height = usize::from(list.height.saturating_sub(1));
         let end = events.len().saturating_sub(self.scroll);
         let start = end.saturating_sub(height);
@@ -487,7 +671,11 @@ impl Widget for &Audit {
                 e.outcome.clone(),
                 e.detail.clone().unwrap_or_default(),
             ]);
-            if Some(start + n) == selected_index { row.style(selected()) } else { row }
+            if Some(start + n) == selected_index {
+                row.style(selected())
+            } else {
+                row
+            }
         });
         Table::new(
             rows,
@@ -503,11 +691,21 @@ impl Widget for &Audit {
         .header(Row::new(["Time", "Actor", "Action", "User", "Outcome", "Detail"]).bold())
         .render(list, buf);
         if events.is_empty() {
-            let below = Rect { y: list.y.saturating_add(1), height: list.height.saturating_sub(1), ..list };
+            let below = Rect {
+                y: list.y.saturating_add(1),
+                height: list.height.saturating_sub(1),
+                ..list
+            };
             Line::from("no event matches").italic().render(below, buf);
         }
         if let Some(e) = selected_index.and_then(|i| events.get(i)) {
-            Line::from(format!("#{} {}", e.id, e.detail.clone().unwrap_or_default())).dim().render(detail, buf);
+            Line::from(format!(
+                "#{} {}",
+                e.id,
+                e.detail.clone().unwrap_or_default()
+            ))
+            .dim()
+            .render(detail, buf);
         }
     }
 }
@@ -518,13 +716,19 @@ impl Widget for &Directory {
             line.render(area, buf);
             return;
         }
-        let Loading::Loaded(domains) = &self.domains else { return };
+        let Loading::Loaded(domains) = &self.domains else {
+            return;
+        };
         let mut lines = Vec::new();
         if self.syncing {
-            lines.push(Line::from("A sync is running; the status below is from before it.").yellow());
+            lines.push(
+                Line::from("A sync is running; the status below is from before it.").yellow(),
+            );
         }
         if domains.is_empty() {
-            lines.push(Line::from("No [[directory]] is configured: Twofold has local users only."));
+            lines.push(Line::from(
+                "No [[directory]] is configured: Twofold has local users only.",
+            ));
         }
         for d in domains {
             lines.push(sync_line(d, None, false));
@@ -546,10 +750,18 @@ impl Widget for &Directory {
                 lines.push(Line::from(format!("   ! {e}")).red());
             }
             if d.errors.len() > 3 {
-                lines.push(Line::from(format!("   … {} more (twofold-admin directory status)", d.errors.len() - 3)).red());
+                lines.push(
+                    Line::from(format!(
+                        "   … {} more (twofold-admin directory status)",
+                        d.errors.len() - 3
+                    ))
+                    .red(),
+                );
             }
         }
-        Paragraph::new(lines).wrap(Wrap { trim: false }).render(area, buf);
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .render(area, buf);
     }
 }
 
@@ -569,7 +781,10 @@ fn restore_name(rule: RestoreRule) -> &'static str {
 }
 
 fn channels(list: &[Channel]) -> String {
-    list.iter().map(|c| channel_name(*c)).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(|c| channel_name(*c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Widget for &Policies {
@@ -578,9 +793,15 @@ impl Widget for &Policies {
             line.render(area, buf);
             return;
         }
-        let Loading::Loaded(p) = &self.overview else { return };
-        let [defaults, groups, note] =
-            Layout::vertical([Constraint::Length(5), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+        let Loading::Loaded(p) = &self.overview else {
+            return;
+        };
+        let [defaults, groups, note] = Layout::vertical([
+            Constraint::Length(5),
+            Constraint::Min(0),
+            Constraint::Length(1),
+        ])
+        .areas(area);
         Paragraph::new(vec![
             Line::from(vec![label("2FA"), Span::raw(rule_name(p.two_factor))]),
             Line::from(vec![label("Channels"), Span::raw(channels(&p.channels))]),
@@ -597,17 +818,37 @@ impl Widget for &Policies {
                 g.restore.map_or_else(dash, |r| restore_name(r).to_owned()),
             ])
         });
-        Table::new(rows, [Constraint::Fill(2), Constraint::Length(9), Constraint::Fill(2), Constraint::Length(10)])
-            .header(Row::new(["Group", "2FA", "Channels", "Restore"]).bold())
-            .block(Block::bordered().title(" Groups [[policy.group]]: the first entry setting a value wins "))
-            .render(groups, buf);
+        Table::new(
+            rows,
+            [
+                Constraint::Fill(2),
+                Constraint::Length(9),
+                Constraint::Fill(2),
+                Constraint::Length(10),
+            ],
+        )
+        .header(Row::new(["Group", "2FA", "Channels", "Restore"]).bold())
+        .block(
+            Block::bordered()
+                .title(" Groups [[policy.group]]: the first entry setting a value wins "),
+        )
+        .render(groups, buf);
         if p.groups.is_empty() && groups.height > 3 {
-            let inner = Rect { x: groups.x + 1, y: groups.y + 2, width: groups.width.saturating_sub(2), height: 1 };
-            Line::from("no group entries: the defaults apply to everyone").italic().render(inner, buf);
+            let inner = Rect {
+                x: groups.x + 1,
+                y: groups.y + 2,
+                width: groups.width.saturating_sub(2),
+                height: 1,
+            };
+            Line::from("no group entries: the defaults apply to everyone")
+                .italic()
+                .render(inner, buf);
         }
-        Line::from("Policies are set in the configuration file: twofoldd check-config, then reload.")
-            .dim()
-            .render(note, buf);
+        Line::from(
+            "Policies are set in the configuration file: twofoldd check-config, then reload.",
+        )
+        .dim()
+        .render(note, buf);
     }
 }
 
@@ -617,8 +858,11 @@ impl Widget for &Handover {
             line.render(area, buf);
             return;
         }
-        let Loading::Loaded(entries) = &self.entries else { return };
-        let [list, detail] = Layout::vertical([Constraint::Min(0), Constraint::Length(4)]).areas(area);
+        let Loading::Loaded(entries) = &self.entries else {
+            return;
+        };
+        let [list, detail] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(4)]).areas(area);
         let rows = entries.iter().enumerate().map(|(n, e)| {
             let row = Row::new(vec![
                 Cell::from(e.user.clone()),
@@ -627,46 +871,93 @@ impl Widget for &Handover {
                 Cell::from(short_time(e.created)),
                 Cell::from(short_time(e.expires_at)),
             ]);
-            if n == self.selected { row.style(selected()) } else { row }
+            if n == self.selected {
+                row.style(selected())
+            } else {
+                row
+            }
         });
-        Table::new(rows, [Constraint::Length(16), Constraint::Fill(1), Constraint::Length(10), Constraint::Length(14), Constraint::Length(14)])
-            .header(Row::new(["User", "Name", "Code", "Asked", "Expires"]).bold())
-            .block(Block::bordered().title(format!(" In-person handover queue ({}) ", entries.len())))
-            .render(list, buf);
+        Table::new(
+            rows,
+            [
+                Constraint::Length(16),
+                Constraint::Fill(1),
+                Constraint::Length(10),
+                Constraint::Length(14),
+                Constraint::Length(14),
+            ],
+        )
+        .header(Row::new(["User", "Name", "Code", "Asked", "Expires"]).bold())
+        .block(Block::bordered().title(format!(" In-person handover queue ({}) ", entries.len())))
+        .render(list, buf);
         let text = match entries.get(self.selected) {
             None => vec![Line::from("Nobody is waiting for a code.").italic()],
             Some(e) => vec![
-                Line::from(vec![Span::raw("Read out to "), Span::raw(e.user.clone()).bold(), Span::raw(": "), Span::raw(e.code.clone()).bold()]),
+                Line::from(vec![
+                    Span::raw("Read out to "),
+                    Span::raw(e.user.clone()).bold(),
+                    Span::raw(": "),
+                    Span::raw(e.code.clone()).bold(),
+                ]),
                 Line::from(format!("Check first: {}", e.note)),
             ],
         };
-        Paragraph::new(text).wrap(Wrap { trim: true }).block(Block::bordered()).render(detail, buf);
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered())
+            .render(detail, buf);
     }
 }
 
 impl Widget for &Delivery {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let plugin_rows = self.plugins.loaded().map_or(1, Vec::len).clamp(1, 5);
-        let [plugins, recent] =
-            Layout::vertical([Constraint::Length(u16::try_from(plugin_rows).unwrap_or(1) + 3), Constraint::Min(0)]).areas(area);
+        let [plugins, recent] = Layout::vertical([
+            Constraint::Length(u16::try_from(plugin_rows).unwrap_or(1) + 3),
+            Constraint::Min(0),
+        ])
+        .areas(area);
         match &self.plugins {
             Loading::Loaded(list) => {
                 let rows = list.iter().map(|p| {
-                    let state = if p.loaded { Cell::from("loaded").green() } else { Cell::from("NOT LOADED").red() };
+                    let state = if p.loaded {
+                        Cell::from("loaded").green()
+                    } else {
+                        Cell::from("NOT LOADED").red()
+                    };
                     Row::new(vec![
                         Cell::from(p.name.clone()),
                         state,
-                        Cell::from(format!("{} ms{}", p.load_ms, if p.from_cache { " cached" } else { "" })),
+                        Cell::from(format!(
+                            "{} ms{}",
+                            p.load_ms,
+                            if p.from_cache { " cached" } else { "" }
+                        )),
                         Cell::from(p.error.clone().unwrap_or_default()),
                     ])
                 });
-                Table::new(rows, [Constraint::Length(16), Constraint::Length(10), Constraint::Length(14), Constraint::Fill(1)])
-                    .header(Row::new(["Plugin", "State", "Load", "Last error"]).bold())
-                    .block(Block::bordered().title(format!(" Plugins ({}) ", list.len())))
-                    .render(plugins, buf);
+                Table::new(
+                    rows,
+                    [
+                        Constraint::Length(16),
+                        Constraint::Length(10),
+                        Constraint::Length(14),
+                        Constraint::Fill(1),
+                    ],
+                )
+                .header(Row::new(["Plugin", "State", "Load", "Last error"]).bold())
+                .block(Block::bordered().title(format!(" Plugins ({}) ", list.len())))
+                .render(plugins, buf);
                 if list.is_empty() {
-                    let inner = Rect { x: plugins.x + 1, y: plugins.y + 2, width: plugins.width.saturating_sub(2), height: 1 };
-                    Line::from("no [[plugin]] configured").italic().render(inner, buf);
+                    let inner = Rect {
+                        x: plugins.x + 1,
+                        y: plugins.y + 2,
+                        width: plugins.width.saturating_sub(2),
+                        height: 1,
+                    };
+                    Line::from("no [[plugin]] configured")
+                        .italic()
+                        .render(inner, buf);
                 }
             }
             other => {
@@ -682,14 +973,22 @@ impl Widget for &Delivery {
             return;
         };
         let rows = list.iter().map(|d| {
-            let last = d.attempts.last().map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail)).unwrap_or_default();
+            let last = d
+                .attempts
+                .last()
+                .map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail))
+                .unwrap_or_default();
             let state = Cell::from(delivery_state(d.state));
             Row::new(vec![
                 Cell::from(short_time(d.created)),
                 Cell::from(d.user.clone()),
                 Cell::from(channel_name(d.channel)),
                 Cell::from(d.destination.clone()),
-                if d.state == DeliveryState::Failed { state.red() } else { state },
+                if d.state == DeliveryState::Failed {
+                    state.red()
+                } else {
+                    state
+                },
                 Cell::from(last),
             ])
         });
@@ -713,14 +1012,20 @@ impl Widget for &Delivery {
 impl Widget for &PhoneForm {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let field = |name: &str, value: &str, active: bool| {
-            let mut spans = vec![Span::raw(format!("{name:<8}")).bold(), Span::raw(value.to_owned())];
+            let mut spans = vec![
+                Span::raw(format!("{name:<8}")).bold(),
+                Span::raw(value.to_owned()),
+            ];
             if active {
                 spans.push(Span::raw("█").slow_blink());
             }
             Line::from(spans)
         };
         Paragraph::new(vec![
-            Line::from(format!("Numbers {}'s codes go to instead of the directory's.", self.user)),
+            Line::from(format!(
+                "Numbers {}'s codes go to instead of the directory's.",
+                self.user
+            )),
             Line::from("Leave a field empty to use the directory's number again."),
             Line::from(""),
             field("Mobile", &self.mobile, !self.on_voice),
@@ -736,10 +1041,22 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
         (Mode::Help, _) => vec![("any key", "close help")],
         (Mode::Notice(_), _) => vec![("any key", "close")],
         (Mode::Confirm(_), _) => vec![("y", "confirm"), ("n", "cancel")],
-        (Mode::AuditFilter, _) => vec![("user: action: actor: outcome: text", ""), ("Enter", "apply"), ("Esc", "done")],
+        (Mode::AuditFilter, _) => vec![
+            ("user: action: actor: outcome: text", ""),
+            ("Enter", "apply"),
+            ("Esc", "done"),
+        ],
         (Mode::Phones(_), _) => vec![("Tab", "other field"), ("Enter", "save"), ("Esc", "cancel")],
         (Mode::Normal, ScreenId::Dashboard) => {
-            vec![("Tab/1-7", "screens"), ("u", "users"), ("a", "audit"), ("h", "handover"), ("r", "refresh"), ("?", "help"), ("q", "quit")]
+            vec![
+                ("Tab/1-7", "screens"),
+                ("u", "users"),
+                ("a", "audit"),
+                ("h", "handover"),
+                ("r", "refresh"),
+                ("?", "help"),
+                ("q", "quit"),
+            ]
         }
         (Mode::Normal, ScreenId::Users) => vec![
             ("type", "search"),
@@ -760,7 +1077,15 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
                 ("e", "enroll", Permission::EnrollAuthenticator),
                 ("p", "phones", Permission::UpdatePhoneNumbers),
                 ("c", "code", Permission::GenerateAccessCode),
-                ("x", if user_enabled(app) { "disable" } else { "enable" }, Permission::ManageUsers),
+                (
+                    "x",
+                    if user_enabled(app) {
+                        "disable"
+                    } else {
+                        "enable"
+                    },
+                    Permission::ManageUsers,
+                ),
             ] {
                 if app.may(permission) {
                     keys.push((key, what));
@@ -775,7 +1100,12 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
             if app.may(Permission::SyncDirectory) {
                 keys.extend([("s", "sync now"), ("S", "full sync")]);
             }
-            keys.extend([("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")]);
+            keys.extend([
+                ("r", "refresh"),
+                ("Tab", "next"),
+                ("Esc", "back"),
+                ("?", "help"),
+            ]);
             keys
         }
         (Mode::Normal, ScreenId::Handover) => {
@@ -783,7 +1113,12 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
             if app.may(Permission::HandOverCode) {
                 keys.push(("Enter", "handed over"));
             }
-            keys.extend([("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")]);
+            keys.extend([
+                ("r", "refresh"),
+                ("Tab", "next"),
+                ("Esc", "back"),
+                ("?", "help"),
+            ]);
             keys
         }
         (Mode::Normal, ScreenId::Delivery) => {
@@ -794,16 +1129,35 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
             keys.extend([("Tab", "next"), ("Esc", "back"), ("?", "help")]);
             keys
         }
-        (Mode::Normal, ScreenId::Policies) => vec![("r", "refresh"), ("Tab", "next"), ("Esc", "back"), ("?", "help")],
-        (Mode::Normal, ScreenId::Enrollment) => vec![("digits", "code"), ("Enter", "confirm"), ("Esc", "back to user")],
+        (Mode::Normal, ScreenId::Policies) => vec![
+            ("r", "refresh"),
+            ("Tab", "next"),
+            ("Esc", "back"),
+            ("?", "help"),
+        ],
+        (Mode::Normal, ScreenId::Enrollment) => vec![
+            ("digits", "code"),
+            ("Enter", "confirm"),
+            ("Esc", "back to user"),
+        ],
         (Mode::Normal, ScreenId::Audit) => {
-            vec![("/", "filter"), ("c", "clear"), ("↑↓ PgUp PgDn", "scroll"), ("r", "refresh"), ("Esc", "back"), ("?", "help")]
+            vec![
+                ("/", "filter"),
+                ("c", "clear"),
+                ("↑↓ PgUp PgDn", "scroll"),
+                ("r", "refresh"),
+                ("Esc", "back"),
+                ("?", "help"),
+            ]
         }
     }
 }
 
 fn user_enabled(app: &App) -> bool {
-    app.user.as_ref().and_then(|d| d.view.loaded()).is_none_or(|v| v.enabled)
+    app.user
+        .as_ref()
+        .and_then(|d| d.view.loaded())
+        .is_none_or(|v| v.enabled)
 }
 
 fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
@@ -836,9 +1190,17 @@ fn header(app: &App) -> Line<'static> {
         let name = screen_name(*screen);
         spans.push(Span::raw(" "));
         let span = Span::raw(format!("{}{name}", n + 1));
-        spans.push(if name == current { span.bold().reversed() } else { span });
+        spans.push(if name == current {
+            span.bold().reversed()
+        } else {
+            span
+        });
     }
-    let who = app.identity.name.clone().unwrap_or_else(|| format!("uid {}", app.identity.uid));
+    let who = app
+        .identity
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("uid {}", app.identity.uid));
     spans.push(Span::raw(format!("  {who} · {}", app.identity.role.name())).dim());
     Line::from(spans)
 }
@@ -853,11 +1215,24 @@ fn help(app: &App) -> Text<'static> {
         Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
         Line::from("  Directory: s syncs the changes now, S runs a full sync"),
         Line::from(""),
-        Line::from(format!("You are {} ({}).", app.identity.role.name(), app.identity.granted_by)).bold(),
+        Line::from(format!(
+            "You are {} ({}).",
+            app.identity.role.name(),
+            app.identity.granted_by
+        ))
+        .bold(),
     ];
     for role in Role::ALL {
-        let what: Vec<&str> = Permission::ALL.iter().filter(|p| p.role() == role).map(|p| p.describe()).collect();
-        let mark = if app.identity.role >= role { "✓" } else { "✗" };
+        let what: Vec<&str> = Permission::ALL
+            .iter()
+            .filter(|p| p.role() == role)
+            .map(|p| p.describe())
+            .collect();
+        let mark = if app.identity.role >= role {
+            "✓"
+        } else {
+            "✗"
+        };
         lines.push(Line::from(vec![
             Span::raw(format!("{mark} {}: ", role.name())).bold(),
             Span::raw(what.join(", ")),
@@ -884,11 +1259,18 @@ impl Widget for &App {
             ScreenId::Enrollment => {
                 // The QR code needs the height: this screen has no header, and its status goes beside
                 // the code.
-                let full = Rect { height: area.height.saturating_sub(1), ..area };
+                let full = Rect {
+                    height: area.height.saturating_sub(1),
+                    ..area
+                };
                 if let Some(enrollment) = &self.enrollment {
                     enrollment.render(full, buf);
                     let (_, _, text_area) = enrollment.areas(full);
-                    let row = Rect { y: full.bottom().saturating_sub(1), height: 1, ..text_area };
+                    let row = Rect {
+                        y: full.bottom().saturating_sub(1),
+                        height: 1,
+                        ..text_area
+                    };
                     status_line.render(row, buf);
                 }
             }
@@ -897,8 +1279,12 @@ impl Widget for &App {
                 header(self).render(top, buf);
                 match screen {
                     ScreenId::Dashboard => {
-                        DashboardScreen { dashboard: &self.dashboard, directory: &self.directory, delivery: &self.delivery }
-                            .render(body, buf);
+                        DashboardScreen {
+                            dashboard: &self.dashboard,
+                            directory: &self.directory,
+                            delivery: &self.delivery,
+                        }
+                        .render(body, buf);
                     }
                     ScreenId::Handover => self.handover.render(body, buf),
                     ScreenId::Delivery => self.delivery.render(body, buf),
@@ -920,22 +1306,33 @@ impl Widget for &App {
             Mode::Confirm(action) => {
                 let dialog = body.centered(Constraint::Max(72), Constraint::Length(5));
                 Clear.render(dialog, buf);
-                Paragraph::new(vec![Line::from(action.question()), Line::from(""), hint_line(&[("y", "confirm"), ("n", "cancel")])])
-                    .wrap(Wrap { trim: true })
-                    .block(Block::bordered().title(" Confirm ").yellow())
-                    .render(dialog, buf);
+                Paragraph::new(vec![
+                    Line::from(action.question()),
+                    Line::from(""),
+                    hint_line(&[("y", "confirm"), ("n", "cancel")]),
+                ])
+                .wrap(Wrap { trim: true })
+                .block(Block::bordered().title(" Confirm ").yellow())
+                .render(dialog, buf);
             }
             Mode::Help => {
                 let dialog = body.centered(Constraint::Max(78), Constraint::Max(20));
                 Clear.render(dialog, buf);
-                Paragraph::new(help(self)).wrap(Wrap { trim: false }).block(Block::bordered().title(" Help ")).render(dialog, buf);
+                Paragraph::new(help(self))
+                    .wrap(Wrap { trim: false })
+                    .block(Block::bordered().title(" Help "))
+                    .render(dialog, buf);
             }
             Mode::Notice(lines) => {
                 let height = u16::try_from(lines.len()).unwrap_or(5) + 2;
                 let dialog = body.centered(Constraint::Max(64), Constraint::Length(height));
                 Clear.render(dialog, buf);
                 let text: Vec<Line> = lines.iter().map(|l| Line::from(l.clone())).collect();
-                Paragraph::new(text).centered().bold().block(Block::bordered().yellow()).render(dialog, buf);
+                Paragraph::new(text)
+                    .centered()
+                    .bold()
+                    .block(Block::bordered().yellow())
+                    .render(dialog, buf);
             }
             Mode::Phones(form) => {
                 let dialog = body.centered(Constraint::Max(64), Constraint::Length(7));

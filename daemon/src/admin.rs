@@ -12,7 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use twofold_wire::admin::{
-    AdminAnswer, AdminReply, AdminRequest, DaemonStatus, GroupPolicyView, OperatorIdentity, PolicyOverview, MAX_REQUEST_BYTES,
+    AdminAnswer, AdminReply, AdminRequest, DaemonStatus, GroupPolicyView, OperatorIdentity,
+    PolicyOverview, MAX_REQUEST_BYTES,
 };
 use twofold_wire::ErrorBody;
 
@@ -35,21 +36,31 @@ impl AdminSocket {
             std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
         }
         let listener = UnixListener::bind(path).map_err(|e| Error::io(path, e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| Error::io(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| Error::io(path, e))?;
         if let Some(name) = group {
             let g = nix::unistd::Group::from_name(name)
                 .map_err(|e| Error::Config(format!("admin group {name}: {e}")))?
                 .ok_or_else(|| Error::Config(format!("admin group {name} does not exist")))?;
-            std::os::unix::fs::chown(path, None, Some(g.gid.as_raw())).map_err(|e| Error::io(path, e))?;
+            std::os::unix::fs::chown(path, None, Some(g.gid.as_raw()))
+                .map_err(|e| Error::io(path, e))?;
         }
-        Ok(AdminSocket { listener, path: path.to_owned() })
+        Ok(AdminSocket {
+            listener,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub async fn serve(self, service: Arc<Service>, status: Arc<DaemonStatus>, mut stop: watch::Receiver<bool>) {
+    pub async fn serve(
+        self,
+        service: Arc<Service>,
+        status: Arc<DaemonStatus>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
             let stream = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -74,10 +85,18 @@ impl AdminSocket {
     }
 }
 
-async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonStatus>) -> std::io::Result<()> {
+async fn handle(
+    stream: UnixStream,
+    service: Arc<Service>,
+    status: Arc<DaemonStatus>,
+) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
-    let peer = Peer { uid: cred.uid(), gid: cred.gid(), pid: cred.pid() };
+    let peer = Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid: cred.pid(),
+    };
     let operator = match roles::identify(&peer, &service.config().admin.roles) {
         Ok(operator) => operator,
         Err(e) => {
@@ -98,7 +117,9 @@ async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonSta
             return Ok(());
         }
         if line.len() > MAX_REQUEST_BYTES {
-            let answer = error_answer(&Error::invalid(format!("request longer than {MAX_REQUEST_BYTES} bytes")));
+            let answer = error_answer(&Error::invalid(format!(
+                "request longer than {MAX_REQUEST_BYTES} bytes"
+            )));
             write_answer(&mut write, &answer).await?;
             return Ok(());
         }
@@ -109,7 +130,9 @@ async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonSta
             Ok(request) => match authorize(&service, &operator, &actor, &request).await {
                 Err(e) => error_answer(&e),
                 Ok(()) => match dispatch(&service, &status, &operator, &actor, request).await {
-                    Ok(reply) => AdminAnswer::Ok { reply: Box::new(reply) },
+                    Ok(reply) => AdminAnswer::Ok {
+                        reply: Box::new(reply),
+                    },
                     Err(e) => error_answer(&e),
                 },
             },
@@ -120,10 +143,21 @@ async fn handle(stream: UnixStream, service: Arc<Service>, status: Arc<DaemonSta
 }
 
 /// Refuses what the operator's role does not permit, and audits the refusal.
-async fn authorize(service: &Service, operator: &OperatorIdentity, actor: &Actor, request: &AdminRequest) -> Result<()> {
-    let Err(refusal) = roles::authorize(operator, request) else { return Ok(()) };
+async fn authorize(
+    service: &Service,
+    operator: &OperatorIdentity,
+    actor: &Actor,
+    request: &AdminRequest,
+) -> Result<()> {
+    let Err(refusal) = roles::authorize(operator, request) else {
+        return Ok(());
+    };
     let permission = request.permission();
-    let detail = format!("needs={} role={}", permission.role().name(), operator.role.name());
+    let detail = format!(
+        "needs={} role={}",
+        permission.role().name(),
+        operator.role.name()
+    );
     let action = serde_json::to_value(request)
         .ok()
         .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned))
@@ -139,10 +173,18 @@ fn error_answer(e: &Error) -> AdminAnswer {
         tracing::error!(error = %e, "admin request failed");
         "internal error; see the daemon's log".to_owned()
     };
-    AdminAnswer::Error { error: ErrorBody { code: e.code().to_owned(), message } }
+    AdminAnswer::Error {
+        error: ErrorBody {
+            code: e.code().to_owned(),
+            message,
+        },
+    }
 }
 
-async fn write_answer(write: &mut tokio::net::unix::OwnedWriteHalf, answer: &AdminAnswer) -> std::io::Result<()> {
+async fn write_answer(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    answer: &AdminAnswer,
+) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(answer).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     write.write_all(&bytes).await
@@ -163,46 +205,91 @@ async fn dispatch(
         }),
         AdminRequest::UserCreate(new) => AdminReply::User(service.create_user(actor, new).await?),
         AdminRequest::UserShow { user } => AdminReply::User(service.show_user(&user)?),
-        AdminRequest::UserList { query, limit } => AdminReply::Users { users: service.list_users(query.as_deref(), limit)? },
-        AdminRequest::UserSetEnabled { user, enabled } => AdminReply::User(service.set_user_enabled(actor, &user, enabled).await?),
+        AdminRequest::UserList { query, limit } => AdminReply::Users {
+            users: service.list_users(query.as_deref(), limit)?,
+        },
+        AdminRequest::UserSetEnabled { user, enabled } => {
+            AdminReply::User(service.set_user_enabled(actor, &user, enabled).await?)
+        }
         AdminRequest::UserDelete { user } => {
             service.delete_user(actor, &user).await?;
-            AdminReply::Done { message: format!("user {user} deleted") }
+            AdminReply::Done {
+                message: format!("user {user} deleted"),
+            }
         }
         AdminRequest::UserUnlock { user } => {
             let cleared = service.unlock_user(actor, &user).await?;
             AdminReply::Done {
-                message: if cleared { format!("user {user} unlocked") } else { format!("user {user} had no failures") },
+                message: if cleared {
+                    format!("user {user} unlocked")
+                } else {
+                    format!("user {user} had no failures")
+                },
             }
         }
         AdminRequest::AddressUnlock { address } => {
             let cleared = service.unlock_address(actor, &address).await?;
             AdminReply::Done {
-                message: if cleared { format!("address {address} unlocked") } else { format!("address {address} had no failures") },
+                message: if cleared {
+                    format!("address {address} unlocked")
+                } else {
+                    format!("address {address} had no failures")
+                },
             }
         }
-        AdminRequest::DeviceList { user } => AdminReply::Devices { devices: service.devices(&user)? },
-        AdminRequest::DeviceBlock { user, device } => AdminReply::Device(service.set_device_blocked(actor, &user, &device, true).await?),
-        AdminRequest::DeviceUnblock { user, device } => AdminReply::Device(service.set_device_blocked(actor, &user, &device, false).await?),
-        AdminRequest::DeviceDelete { user, device } => AdminReply::Device(service.delete_device(actor, &user, &device).await?),
-        AdminRequest::TotpEnroll { user, label, algorithm, digits } => {
-            AdminReply::Enrollment(service.enroll_totp(actor, &user, label, algorithm, digits).await?)
+        AdminRequest::DeviceList { user } => AdminReply::Devices {
+            devices: service.devices(&user)?,
+        },
+        AdminRequest::DeviceBlock { user, device } => AdminReply::Device(
+            service
+                .set_device_blocked(actor, &user, &device, true)
+                .await?,
+        ),
+        AdminRequest::DeviceUnblock { user, device } => AdminReply::Device(
+            service
+                .set_device_blocked(actor, &user, &device, false)
+                .await?,
+        ),
+        AdminRequest::DeviceDelete { user, device } => {
+            AdminReply::Device(service.delete_device(actor, &user, &device).await?)
         }
-        AdminRequest::TotpConfirm { user, device, code } => AdminReply::Confirmed(service.confirm_totp(actor, &user, &device, &code).await?),
+        AdminRequest::TotpEnroll {
+            user,
+            label,
+            algorithm,
+            digits,
+        } => AdminReply::Enrollment(
+            service
+                .enroll_totp(actor, &user, label, algorithm, digits)
+                .await?,
+        ),
+        AdminRequest::TotpConfirm { user, device, code } => {
+            AdminReply::Confirmed(service.confirm_totp(actor, &user, &device, &code).await?)
+        }
         AdminRequest::ApiKeyCreate { name } => {
             let key = service.create_api_key(actor, &name).await?;
             AdminReply::ApiKeyCreated { name, key }
         }
-        AdminRequest::ApiKeyList => AdminReply::ApiKeys { keys: service.api_keys()? },
+        AdminRequest::ApiKeyList => AdminReply::ApiKeys {
+            keys: service.api_keys()?,
+        },
         AdminRequest::ApiKeyRevoke { name } => {
             service.revoke_api_key(actor, &name).await?;
-            AdminReply::Done { message: format!("API key {name} revoked") }
+            AdminReply::Done {
+                message: format!("API key {name} revoked"),
+            }
         }
-        AdminRequest::AuditTail { limit } => AdminReply::Audit { events: service.audit_tail(limit)? },
-        AdminRequest::AuditSearch { filter } => AdminReply::Audit { events: service.audit_search(&filter)? },
+        AdminRequest::AuditTail { limit } => AdminReply::Audit {
+            events: service.audit_tail(limit)?,
+        },
+        AdminRequest::AuditSearch { filter } => AdminReply::Audit {
+            events: service.audit_search(&filter)?,
+        },
         AdminRequest::WhoAmI => AdminReply::Identity(operator.clone()),
         AdminRequest::Dashboard => AdminReply::Dashboard(service.dashboard()?),
-        AdminRequest::UserIndex => AdminReply::UserIndex { users: service.user_index()? },
+        AdminRequest::UserIndex => AdminReply::UserIndex {
+            users: service.user_index()?,
+        },
         AdminRequest::PolicyShow => {
             let policy = &service.config().policy;
             AdminReply::Policies(PolicyOverview {
@@ -221,42 +308,88 @@ async fn dispatch(
                     .collect(),
             })
         }
-        AdminRequest::DirectorySync { domain, full } => {
-            AdminReply::DirectoryStatus { domains: service.sync_directories(domain.as_deref(), full).await? }
-        }
-        AdminRequest::DirectoryStatus => AdminReply::DirectoryStatus { domains: service.directory_status()? },
-        AdminRequest::UserSetPhoneOverride { user, mobile, voice } => {
-            AdminReply::User(service.set_phone_override(actor, &user, mobile, voice).await?)
-        }
-        AdminRequest::DeliveryList { user, limit } => {
-            AdminReply::Deliveries { deliveries: service.challenges()?.deliveries(service, user.as_deref(), limit)? }
-        }
+        AdminRequest::DirectorySync { domain, full } => AdminReply::DirectoryStatus {
+            domains: service.sync_directories(domain.as_deref(), full).await?,
+        },
+        AdminRequest::DirectoryStatus => AdminReply::DirectoryStatus {
+            domains: service.directory_status()?,
+        },
+        AdminRequest::UserSetPhoneOverride {
+            user,
+            mobile,
+            voice,
+        } => AdminReply::User(
+            service
+                .set_phone_override(actor, &user, mobile, voice)
+                .await?,
+        ),
+        AdminRequest::DeliveryList { user, limit } => AdminReply::Deliveries {
+            deliveries: service
+                .challenges()?
+                .deliveries(service, user.as_deref(), limit)?,
+        },
         AdminRequest::HandoverList => {
-            let entries = service.challenges()?.delivery().handover().list(service.now());
+            let entries = service
+                .challenges()?
+                .delivery()
+                .handover()
+                .list(service.now());
             let users: Vec<&str> = entries.iter().map(|e| e.user.as_str()).collect();
-            service.audit(actor, "handover_list", None, "ok", Some(format!("shown={}", users.join(","))))?;
+            service.audit(
+                actor,
+                "handover_list",
+                None,
+                "ok",
+                Some(format!("shown={}", users.join(","))),
+            )?;
             service.store().commit().await?;
             AdminReply::Handovers { entries }
         }
         AdminRequest::HandoverDone { id } => {
-            let user = service.challenges()?.delivery().handover().done(&id).ok_or(Error::NotFound { what: "handover entry" })?;
-            service.audit(actor, "handover_done", Some(&user), "ok", Some(format!("entry={id}")))?;
+            let user = service
+                .challenges()?
+                .delivery()
+                .handover()
+                .done(&id)
+                .ok_or(Error::NotFound {
+                    what: "handover entry",
+                })?;
+            service.audit(
+                actor,
+                "handover_done",
+                Some(&user),
+                "ok",
+                Some(format!("entry={id}")),
+            )?;
             service.store().commit().await?;
-            AdminReply::Done { message: format!("handover {id} for {user} done") }
+            AdminReply::Done {
+                message: format!("handover {id} for {user} done"),
+            }
         }
-        AdminRequest::PluginStatus => AdminReply::Plugins { plugins: service.challenges()?.delivery().host().status() },
+        AdminRequest::PluginStatus => AdminReply::Plugins {
+            plugins: service.challenges()?.delivery().host().status(),
+        },
         AdminRequest::PluginReload => {
             let delivery = service.challenges()?.delivery().clone();
             let plugins = tokio::task::spawn_blocking(move || delivery.reload(None))
                 .await
                 .map_err(|e| Error::Config(format!("plugin reload task: {e}")))?;
             let failed = plugins.iter().filter(|p| !p.loaded).count();
-            service.audit(actor, "plugin_reload", None, if failed == 0 { "ok" } else { "partial" }, Some(format!("plugins={} failed={failed}", plugins.len())))?;
+            service.audit(
+                actor,
+                "plugin_reload",
+                None,
+                if failed == 0 { "ok" } else { "partial" },
+                Some(format!("plugins={} failed={failed}", plugins.len())),
+            )?;
             service.store().commit().await?;
             AdminReply::Plugins { plugins }
         }
-        AdminRequest::AccessCodeGenerate { user } => {
-            AdminReply::AccessCode(service.challenges()?.generate_access_code(service, actor, &user).await?)
-        }
+        AdminRequest::AccessCodeGenerate { user } => AdminReply::AccessCode(
+            service
+                .challenges()?
+                .generate_access_code(service, actor, &user)
+                .await?,
+        ),
     })
 }

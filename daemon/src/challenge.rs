@@ -25,7 +25,9 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use twofold_wire::api::Factor;
-use twofold_wire::delivery::{AccessCodeIssued, ChallengeAnswer, ChallengeStatus, DeliveryInfo, DeliveryState};
+use twofold_wire::delivery::{
+    AccessCodeIssued, ChallengeAnswer, ChallengeStatus, DeliveryInfo, DeliveryState,
+};
 use twofold_wire::policy::Channel;
 
 use crate::crypto;
@@ -57,13 +59,17 @@ impl std::fmt::Debug for CodeKey {
 
 impl CodeKey {
     pub fn derive(master_key: &[u8]) -> CodeKey {
-        CodeKey(crate::plugins::derive_key(master_key, b"twofold out-of-band code v1"))
+        CodeKey(crate::plugins::derive_key(
+            master_key,
+            b"twofold out-of-band code v1",
+        ))
     }
 
     /// MAC over the purpose, the user, the transaction and the code, so that a MAC copied onto another
     /// user's or another challenge's record does not match there.
     fn mac(&self, purpose: &str, user_id: &str, transaction: &str, code: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         for part in [purpose, user_id, transaction, code] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
@@ -71,8 +77,18 @@ impl CodeKey {
         data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
     }
 
-    fn matches(&self, stored: &str, purpose: &str, user_id: &str, transaction: &str, code: &str) -> bool {
-        crypto::constant_time_eq(self.mac(purpose, user_id, transaction, code).as_bytes(), stored.as_bytes())
+    fn matches(
+        &self,
+        stored: &str,
+        purpose: &str,
+        user_id: &str,
+        transaction: &str,
+        code: &str,
+    ) -> bool {
+        crypto::constant_time_eq(
+            self.mac(purpose, user_id, transaction, code).as_bytes(),
+            stored.as_bytes(),
+        )
     }
 }
 
@@ -81,7 +97,9 @@ impl CodeKey {
 pub enum Started {
     Sent(ChallengeAnswer),
     /// Another challenge for this user was made less than `min_interval_seconds` ago.
-    TooSoon { retry_after: u64 },
+    TooSoon {
+        retry_after: u64,
+    },
 }
 
 pub struct Challenges {
@@ -92,7 +110,11 @@ pub struct Challenges {
 
 impl Challenges {
     pub fn new(key: CodeKey, delivery: Arc<Delivery>) -> Challenges {
-        Challenges { key, delivery, started: std::sync::atomic::AtomicU64::new(0) }
+        Challenges {
+            key,
+            delivery,
+            started: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     pub fn delivery(&self) -> &Arc<Delivery> {
@@ -100,41 +122,80 @@ impl Challenges {
     }
 
     /// Makes a challenge and starts its delivery; answers before the code is delivered.
-    pub async fn start(&self, service: &Service, actor: &Actor, name: &str, channel: Channel, locale: Option<String>) -> Result<Started> {
+    pub async fn start(
+        &self,
+        service: &Service,
+        actor: &Actor,
+        name: &str,
+        channel: Channel,
+        locale: Option<String>,
+    ) -> Result<Started> {
         validate::lookup_name(name)?;
         let locale = locale.unwrap_or_else(|| "en".to_owned());
-        if locale.is_empty() || locale.len() > 35 || !locale.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(Error::invalid("locale must be a language tag such as en or de-CH"));
+        if locale.is_empty()
+            || locale.len() > 35
+            || !locale
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::invalid(
+                "locale must be a language tag such as en or de-CH",
+            ));
         }
         let config = service.config();
-        let found = service.store().find_user(name)?.ok_or(Error::NotFound { what: "user" })?;
+        let found = service
+            .store()
+            .find_user(name)?
+            .ok_or(Error::NotFound { what: "user" })?;
         let _guard = service.lock_user(&user_key(&found.id)).await;
-        let user = service.store().user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let user = service
+            .store()
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
         if !user.can_authenticate() {
-            return Err(Error::Conflict("the user is disabled and cannot sign in".into()));
+            return Err(Error::Conflict(
+                "the user is disabled and cannot sign in".into(),
+            ));
         }
         let policy = config.policy.for_groups(&user.groups);
         if channel == Channel::Totp {
-            return Err(Error::invalid("channel totp has no challenge: verify the authenticator's code directly"));
+            return Err(Error::invalid(
+                "channel totp has no challenge: verify the authenticator's code directly",
+            ));
         }
         if !policy.channels.contains(&channel) {
-            service
-                .audit(actor, "challenge", Some(&user.username), "refused", Some(format!("channel={} reason=policy", channel_name(channel))))?;
+            service.audit(
+                actor,
+                "challenge",
+                Some(&user.username),
+                "refused",
+                Some(format!("channel={} reason=policy", channel_name(channel))),
+            )?;
             service.store().commit().await?;
-            return Err(Error::Forbidden(format!("the user's policy does not allow codes by {}", channel_name(channel))));
+            return Err(Error::Forbidden(format!(
+                "the user's policy does not allow codes by {}",
+                channel_name(channel)
+            )));
         }
         let destination = destination(&user, channel)?;
         self.delivery.can_deliver(channel)?;
         let now = service.now();
         if let Some(previous) = service.store().open_challenge(&user.id)? {
-            let ready_at = previous.created.saturating_add(i64::try_from(config.challenge.min_interval_seconds).unwrap_or(i64::MAX));
+            let ready_at = previous.created.saturating_add(
+                i64::try_from(config.challenge.min_interval_seconds).unwrap_or(i64::MAX),
+            );
             if now < ready_at && !previous.superseded {
-                return Ok(Started::TooSoon { retry_after: u64::try_from(ready_at - now).unwrap_or(1).max(1) });
+                return Ok(Started::TooSoon {
+                    retry_after: u64::try_from(ready_at - now).unwrap_or(1).max(1),
+                });
             }
         }
 
         let code = numeric_code(usize::from(config.challenge.code_digits));
-        let transaction_id = format!("tx{}", data_encoding::HEXLOWER.encode(&crypto::random_bytes::<12>()));
+        let transaction_id = format!(
+            "tx{}",
+            data_encoding::HEXLOWER.encode(&crypto::random_bytes::<12>())
+        );
         let lifetime = config.challenge.lifetime_seconds;
         let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
         let masked = mask(&destination, channel);
@@ -153,18 +214,29 @@ impl Challenges {
             attempts: Vec::new(),
         };
         if let Some(previous) = service.store().insert_challenge(&record)? {
-            service.store().update_challenge(&previous, |r| r.superseded = true)?;
+            service
+                .store()
+                .update_challenge(&previous, |r| r.superseded = true)?;
             self.delivery.handover().remove_transaction(&previous);
         }
-        if self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
-            service.store().prune_challenges(now - CHALLENGE_RETENTION_SECONDS)?;
+        if self
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY)
+        {
+            service
+                .store()
+                .prune_challenges(now - CHALLENGE_RETENTION_SECONDS)?;
         }
         service.audit(
             actor,
             "challenge",
             Some(&user.username),
             "sent",
-            Some(format!("channel={} transaction={transaction_id} destination={masked}", channel_name(channel))),
+            Some(format!(
+                "channel={} transaction={transaction_id} destination={masked}",
+                channel_name(channel)
+            )),
         )?;
         service.store().commit().await?;
         self.delivery.submit(Job {
@@ -178,12 +250,25 @@ impl Challenges {
             expires_at,
             valid_seconds: u32::try_from(lifetime).unwrap_or(u32::MAX),
         });
-        Ok(Started::Sent(ChallengeAnswer { transaction_id, channel, destination: masked, expires_at, delivery: DeliveryState::Queued }))
+        Ok(Started::Sent(ChallengeAnswer {
+            transaction_id,
+            channel,
+            destination: masked,
+            expires_at,
+            delivery: DeliveryState::Queued,
+        }))
     }
 
     /// Checks `code` against the user's open challenge (or the one `transaction` names) and access code,
     /// and uses up what matches. Called by verify with the user's lock held. `None`: no match.
-    pub fn check(&self, store: &Store, user: &UserRecord, code: &str, transaction: Option<&str>, now: i64) -> Result<Option<Factor>> {
+    pub fn check(
+        &self,
+        store: &Store,
+        user: &UserRecord,
+        code: &str,
+        transaction: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Factor>> {
         let digits: String = code.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(None);
@@ -193,17 +278,30 @@ impl Challenges {
             None => store.open_challenge(&user.id)?,
         };
         if let Some(challenge) = challenge.filter(|c| c.open(now)) {
-            if self.key.matches(&challenge.code_mac, "challenge", &user.id, &challenge.transaction_id, &digits) {
+            if self.key.matches(
+                &challenge.code_mac,
+                "challenge",
+                &user.id,
+                &challenge.transaction_id,
+                &digits,
+            ) {
                 // The caller holds the user's lock, so no other verification marks it used meanwhile; the
                 // update is atomic against the delivery task's status writes.
                 store.update_challenge(&challenge.transaction_id, |r| r.used_at = Some(now))?;
-                self.delivery.handover().remove_transaction(&challenge.transaction_id);
+                self.delivery
+                    .handover()
+                    .remove_transaction(&challenge.transaction_id);
                 return Ok(Some(factor_of(challenge.channel)));
             }
         }
         if transaction.is_none() && digits.len() == ACCESS_CODE_DIGITS {
             if let Some(access) = store.access_code(&user.id)? {
-                if now < access.expires_at && self.key.matches(&access.code_mac, "access", &user.id, "", &digits) && store.remove_access_code(&user.id)? {
+                if now < access.expires_at
+                    && self
+                        .key
+                        .matches(&access.code_mac, "access", &user.id, "", &digits)
+                    && store.remove_access_code(&user.id)?
+                {
                     return Ok(Some(Factor::AccessCode));
                 }
             }
@@ -212,17 +310,29 @@ impl Challenges {
     }
 
     /// A single-use access code for a user, shown once to the admin who asked.
-    pub async fn generate_access_code(&self, service: &Service, actor: &Actor, name: &str) -> Result<AccessCodeIssued> {
+    pub async fn generate_access_code(
+        &self,
+        service: &Service,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<AccessCodeIssued> {
         let config = service.config();
         if !config.challenge.access_codes {
-            return Err(Error::Forbidden("access codes are switched off: set [challenge] access_codes = true".into()));
+            return Err(Error::Forbidden(
+                "access codes are switched off: set [challenge] access_codes = true".into(),
+            ));
         }
         validate::lookup_name(name)?;
-        let found = service.store().find_user(name)?.ok_or(Error::NotFound { what: "user" })?;
+        let found = service
+            .store()
+            .find_user(name)?
+            .ok_or(Error::NotFound { what: "user" })?;
         let _guard = service.lock_user(&user_key(&found.id)).await;
         let now = service.now();
         let code = numeric_code(ACCESS_CODE_DIGITS);
-        let expires_at = now.saturating_add(i64::try_from(config.challenge.access_code_lifetime_seconds).unwrap_or(i64::MAX));
+        let expires_at = now.saturating_add(
+            i64::try_from(config.challenge.access_code_lifetime_seconds).unwrap_or(i64::MAX),
+        );
         let record = AccessCodeRecord {
             code_mac: self.key.mac("access", &found.id, "", &code),
             created: now,
@@ -230,18 +340,36 @@ impl Challenges {
             by: actor.to_string(),
         };
         service.store().set_access_code(&found.id, &record)?;
-        service.audit(actor, "access_code_generate", Some(&found.username), "ok", Some(format!("expires_at={expires_at}")))?;
+        service.audit(
+            actor,
+            "access_code_generate",
+            Some(&found.username),
+            "ok",
+            Some(format!("expires_at={expires_at}")),
+        )?;
         service.store().commit().await?;
         if let Some(email) = &found.email {
-            self.delivery.notify_access_code(email, &found, actor, expires_at);
+            self.delivery
+                .notify_access_code(email, &found, actor, expires_at);
         }
-        let grouped = code.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-");
-        Ok(AccessCodeIssued { user: found.username, code: grouped, expires_at })
+        let grouped = code
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("-");
+        Ok(AccessCodeIssued {
+            user: found.username,
+            code: grouped,
+            expires_at,
+        })
     }
 
     /// A challenge's state, for the relying application that made it.
     pub fn status(&self, store: &Store, transaction_id: &str) -> Result<ChallengeStatus> {
-        let record = store.challenge(transaction_id)?.ok_or(Error::NotFound { what: "challenge" })?;
+        let record = store
+            .challenge(transaction_id)?
+            .ok_or(Error::NotFound { what: "challenge" })?;
         Ok(ChallengeStatus {
             transaction_id: record.transaction_id,
             state: record.state,
@@ -251,11 +379,22 @@ impl Challenges {
     }
 
     /// Recent challenges with their delivery, for admins.
-    pub fn deliveries(&self, service: &Service, user: Option<&str>, limit: Option<u32>) -> Result<Vec<DeliveryInfo>> {
+    pub fn deliveries(
+        &self,
+        service: &Service,
+        user: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<DeliveryInfo>> {
         let user_id = match user {
             Some(name) => {
                 validate::lookup_name(name)?;
-                Some(service.store().find_user(name)?.ok_or(Error::NotFound { what: "user" })?.id)
+                Some(
+                    service
+                        .store()
+                        .find_user(name)?
+                        .ok_or(Error::NotFound { what: "user" })?
+                        .id,
+                )
             }
             None => None,
         };
@@ -281,11 +420,22 @@ impl Challenges {
 
 /// Where a code on `channel` goes for this user.
 fn destination(user: &UserRecord, channel: Channel) -> Result<String> {
-    let missing = |what: &str| Error::Conflict(format!("the user has no {what}: choose another channel, or set one"));
+    let missing = |what: &str| {
+        Error::Conflict(format!(
+            "the user has no {what}: choose another channel, or set one"
+        ))
+    };
     match channel {
-        Channel::Sms => user.effective_mobile().map(str::to_owned).ok_or_else(|| missing("mobile number")),
+        Channel::Sms => user
+            .effective_mobile()
+            .map(str::to_owned)
+            .ok_or_else(|| missing("mobile number")),
         // "Call me" is for users without a mobile too: the voice number, else the mobile.
-        Channel::Voice => user.effective_voice().or(user.effective_mobile()).map(str::to_owned).ok_or_else(|| missing("phone number")),
+        Channel::Voice => user
+            .effective_voice()
+            .or(user.effective_mobile())
+            .map(str::to_owned)
+            .ok_or_else(|| missing("phone number")),
         Channel::Email => user.email.clone().ok_or_else(|| missing("email address")),
         Channel::InPerson => Ok(String::new()),
         Channel::Totp => Err(Error::invalid("channel totp has no destination")),
@@ -303,7 +453,14 @@ pub fn mask(destination: &str, channel: Channel) -> String {
         _ => {
             let digits: Vec<char> = destination.chars().filter(char::is_ascii_digit).collect();
             let tail: String = digits[digits.len().saturating_sub(2)..].iter().collect();
-            format!("{}••••{tail}", if destination.trim_start().starts_with('+') { "+" } else { "" })
+            format!(
+                "{}••••{tail}",
+                if destination.trim_start().starts_with('+') {
+                    "+"
+                } else {
+                    ""
+                }
+            )
         }
     }
 }
@@ -352,7 +509,12 @@ mod tests {
         let mac = key.mac("challenge", "u1", "tx1", "123456");
         assert!(key.matches(&mac, "challenge", "u1", "tx1", "123456"));
         // (purpose, user, transaction, code) each changed in turn must not match
-        let others = [("access", "u1", "tx1", "123456"), ("challenge", "u2", "tx1", "123456"), ("challenge", "u1", "tx2", "123456"), ("challenge", "u1", "tx1", "123457")];
+        let others = [
+            ("access", "u1", "tx1", "123456"),
+            ("challenge", "u2", "tx1", "123456"),
+            ("challenge", "u1", "tx2", "123456"),
+            ("challenge", "u1", "tx1", "123457"),
+        ];
         for (p, u, t, c) in others {
             assert!(!key.matches(&mac, p, u, t, c), "{p} {u} {t} {c}");
         }
@@ -363,7 +525,10 @@ mod tests {
     fn destinations_are_masked() {
         assert_eq!(mask("+41 79 123 45 67", Channel::Sms), "+••••67");
         assert_eq!(mask("079 123 45 67", Channel::Voice), "••••67");
-        assert_eq!(mask("alice@example.com", Channel::Email), "a•••@example.com");
+        assert_eq!(
+            mask("alice@example.com", Channel::Email),
+            "a•••@example.com"
+        );
         assert_eq!(mask("", Channel::InPerson), "helpdesk");
     }
 

@@ -32,7 +32,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(now: i64) -> Arc<Self> {
-        Arc::new(ManualClock { now: AtomicI64::new(now) })
+        Arc::new(ManualClock {
+            now: AtomicI64::new(now),
+        })
     }
 
     pub fn set(&self, now: i64) {

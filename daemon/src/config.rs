@@ -174,7 +174,10 @@ fn default_window() -> u8 {
 
 impl Default for TotpConfig {
     fn default() -> Self {
-        TotpConfig { issuer: default_issuer(), window: default_window() }
+        TotpConfig {
+            issuer: default_issuer(),
+            window: default_window(),
+        }
     }
 }
 
@@ -191,7 +194,9 @@ fn default_backup_count() -> u8 {
 
 impl Default for BackupCodeConfig {
     fn default() -> Self {
-        BackupCodeConfig { count: default_backup_count() }
+        BackupCodeConfig {
+            count: default_backup_count(),
+        }
     }
 }
 
@@ -206,7 +211,10 @@ pub struct LockoutConfig {
 
 impl Default for LockoutConfig {
     fn default() -> Self {
-        LockoutConfig { user: LockoutRule::user_default(), address: LockoutRule::address_default() }
+        LockoutConfig {
+            user: LockoutRule::user_default(),
+            address: LockoutRule::address_default(),
+        }
     }
 }
 
@@ -264,7 +272,9 @@ fn default_log_level() -> String {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: default_log_level() }
+        LogConfig {
+            level: default_log_level(),
+        }
     }
 }
 
@@ -390,8 +400,10 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Config::parse(&text).map_err(|errors| {
-            let lines: Vec<String> =
-                errors.iter().map(|e| format!("{}:{}", path.display(), e)).collect();
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}:{}", path.display(), e))
+                .collect();
             Error::Config(lines.join("\n"))
         })
     }
@@ -441,63 +453,136 @@ impl Config {
     fn validate(&self, text: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let mut fail = |table: &str, key: &str, message: String| {
-            errors.push(ConfigError { line: key_line(text, table, key), message });
+            errors.push(ConfigError {
+                line: key_line(text, table, key),
+                message,
+            });
         };
         if self.version != CONFIG_VERSION {
-            fail("", "version", format!("unsupported version {}, expected {CONFIG_VERSION}", self.version));
+            fail(
+                "",
+                "version",
+                format!(
+                    "unsupported version {}, expected {CONFIG_VERSION}",
+                    self.version
+                ),
+            );
         }
         if self.api.tls_cert_file.is_some() != self.api.tls_key_file.is_some() {
-            fail("api", "tls_cert_file", "tls_cert_file and tls_key_file must be given together".into());
+            fail(
+                "api",
+                "tls_cert_file",
+                "tls_cert_file and tls_key_file must be given together".into(),
+            );
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.api.max_body_bytes) {
-            fail("api", "max_body_bytes", "must be between 1024 and 16777216".into());
+            fail(
+                "api",
+                "max_body_bytes",
+                "must be between 1024 and 16777216".into(),
+            );
         }
         if self.store.argon2_memory_kib < ARGON2_MIN_MEMORY_KIB {
-            fail("store", "argon2_memory_kib", format!("must be at least {ARGON2_MIN_MEMORY_KIB}"));
+            fail(
+                "store",
+                "argon2_memory_kib",
+                format!("must be at least {ARGON2_MIN_MEMORY_KIB}"),
+            );
         }
         if !(1..=10).contains(&self.store.argon2_iterations) {
-            fail("store", "argon2_iterations", "must be between 1 and 10".into());
+            fail(
+                "store",
+                "argon2_iterations",
+                "must be between 1 and 10".into(),
+            );
         }
         if self.totp.window > 10 {
             fail("totp", "window", "must be between 0 and 10 steps".into());
         }
-        if self.totp.issuer.is_empty() || self.totp.issuer.contains(':') || self.totp.issuer.chars().any(char::is_control) {
-            fail("totp", "issuer", "must be non-empty, without ':' or control characters".into());
+        if self.totp.issuer.is_empty()
+            || self.totp.issuer.contains(':')
+            || self.totp.issuer.chars().any(char::is_control)
+        {
+            fail(
+                "totp",
+                "issuer",
+                "must be non-empty, without ':' or control characters".into(),
+            );
         }
         if !(1..=32).contains(&self.backup_codes.count) {
             fail("backup_codes", "count", "must be between 1 and 32".into());
         }
-        for (table, rule) in [("lockout.user", &self.lockout.user), ("lockout.address", &self.lockout.address)] {
+        for (table, rule) in [
+            ("lockout.user", &self.lockout.user),
+            ("lockout.address", &self.lockout.address),
+        ] {
             if rule.max_failures == 0 || rule.max_failures > MAX_FAILURES_CEILING {
-                fail(table, "max_failures", format!("must be between 1 and {MAX_FAILURES_CEILING} (NIST SP 800-63B)"));
+                fail(
+                    table,
+                    "max_failures",
+                    format!("must be between 1 and {MAX_FAILURES_CEILING} (NIST SP 800-63B)"),
+                );
             }
             if rule.delay_after > rule.max_failures {
                 fail(table, "delay_after", "must not exceed max_failures".into());
             }
         }
         let mut role_groups = std::collections::HashSet::new();
-        for (key, groups) in [("helpdesk", &self.admin.roles.helpdesk), ("admin", &self.admin.roles.admin), ("master_admin", &self.admin.roles.master_admin)] {
+        for (key, groups) in [
+            ("helpdesk", &self.admin.roles.helpdesk),
+            ("admin", &self.admin.roles.admin),
+            ("master_admin", &self.admin.roles.master_admin),
+        ] {
             for group in groups {
-                if group.is_empty() || group.chars().any(|c| c.is_whitespace() || c == ':' || c.is_control()) {
-                    fail("admin.roles", key, format!("{group:?} is not a Unix group name"));
+                if group.is_empty()
+                    || group
+                        .chars()
+                        .any(|c| c.is_whitespace() || c == ':' || c.is_control())
+                {
+                    fail(
+                        "admin.roles",
+                        key,
+                        format!("{group:?} is not a Unix group name"),
+                    );
                 } else if !role_groups.insert(group.clone()) {
-                    fail("admin.roles", key, format!("group {group} is given more than one role"));
+                    fail(
+                        "admin.roles",
+                        key,
+                        format!("group {group} is given more than one role"),
+                    );
                 }
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            fail("log", "level", format!("not a valid log filter: {:?}", self.log.level));
+            fail(
+                "log",
+                "level",
+                format!("not a valid log filter: {:?}", self.log.level),
+            );
         }
         for g in &self.policy.group {
             if g.group.trim().is_empty() || g.group.chars().any(char::is_control) {
-                errors.push(ConfigError { line: 1, message: "[[policy.group]] group must name a group (its DN or CN)".into() });
+                errors.push(ConfigError {
+                    line: 1,
+                    message: "[[policy.group]] group must name a group (its DN or CN)".into(),
+                });
             }
         }
         let mut names = std::collections::HashSet::new();
         for d in &self.directory {
             let line = directory_line(text, &d.name);
-            let mut fail_dir = |message: String| errors.push(ConfigError { line, message: format!("[[directory]] {}: {message}", d.name) });
-            if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            let mut fail_dir = |message: String| {
+                errors.push(ConfigError {
+                    line,
+                    message: format!("[[directory]] {}: {message}", d.name),
+                })
+            };
+            if d.name.is_empty()
+                || !d
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 fail_dir("name must be letters, digits, - or _".into());
             }
             if !names.insert(d.name.clone()) {
@@ -515,7 +600,9 @@ impl Config {
                 }
             }
             if d.bind_password_file.is_some() == d.bind_password_credential.is_some() {
-                fail_dir("give exactly one of bind_password_file and bind_password_credential".into());
+                fail_dir(
+                    "give exactly one of bind_password_file and bind_password_credential".into(),
+                );
             }
             if !(1..=1000).contains(&d.page_size) {
                 fail_dir("page_size must be between 1 and 1000".into());
@@ -529,7 +616,10 @@ impl Config {
     }
 
     pub fn admin_socket(&self) -> PathBuf {
-        self.admin.socket.clone().unwrap_or_else(|| self.data_dir.join("admin.sock"))
+        self.admin
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
     }
 }
 
@@ -562,7 +652,9 @@ fn is_key_line(line: &str) -> bool {
 /// continuation lines otherwise). Returns false if nothing could be done, to stop the loop.
 fn neutralise(text: &mut String, line: usize) -> bool {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let Some(first) = lines.get(line - 1) else { return false };
+    let Some(first) = lines.get(line - 1) else {
+        return false;
+    };
     if first.trim_start().starts_with('#') {
         return false;
     }
@@ -573,7 +665,11 @@ fn neutralise(text: &mut String, line: usize) -> bool {
         i += 1;
         match lines.get(i) {
             Some(next) if header && !is_header(next) => continue,
-            Some(next) if !header && !is_header(next) && !is_key_line(next) && !next.trim().is_empty() => continue,
+            Some(next)
+                if !header && !is_header(next) && !is_key_line(next) && !next.trim().is_empty() =>
+            {
+                continue
+            }
             _ => break,
         }
     }
@@ -627,7 +723,9 @@ mod tests {
 
     #[test]
     fn minimal_config_takes_defaults() {
-        let c = Config::parse("version = 1\n").map_err(|e| format!("{e:?}")).unwrap_or_else(|e| unreachable!("{e}"));
+        let c = Config::parse("version = 1\n")
+            .map_err(|e| format!("{e:?}"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(c.lockout.user, LockoutRule::user_default());
         assert_eq!(c.lockout.address, LockoutRule::address_default());
         assert_eq!(c.store.argon2_memory_kib, 19 * 1024);
@@ -657,28 +755,38 @@ mod tests {
         let errors = Config::parse("version = 2\n").err().unwrap_or_default();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].message.contains("unsupported version 2"));
-        let errors = Config::parse("data_dir = \"/tmp\"\n").err().unwrap_or_default();
+        let errors = Config::parse("data_dir = \"/tmp\"\n")
+            .err()
+            .unwrap_or_default();
         assert!(errors[0].message.contains("version"), "{errors:?}");
     }
 
     #[test]
     fn admin_roles_map_groups_and_refuse_a_group_with_two_roles() {
         let text = "version = 1\n[admin]\ngroup = \"twofold\"\n[admin.roles]\nhelpdesk = [\"hd\"]\nadmin = [\"ops\"]\n";
-        let c = Config::parse(text).map_err(|e| format!("{e:?}")).unwrap_or_else(|e| unreachable!("{e}"));
+        let c = Config::parse(text)
+            .map_err(|e| format!("{e:?}"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(c.admin.roles.helpdesk, vec!["hd".to_owned()]);
         assert_eq!(c.admin.roles.admin, vec!["ops".to_owned()]);
         assert!(c.admin.roles.master_admin.is_empty());
-        let text = "version = 1\n[admin.roles]\nhelpdesk = [\"hd\"]\nadmin = [\"hd\"]\nmaster = [\"x\"]\n";
+        let text =
+            "version = 1\n[admin.roles]\nhelpdesk = [\"hd\"]\nadmin = [\"hd\"]\nmaster = [\"x\"]\n";
         let errors = Config::parse(text).err().unwrap_or_default();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![4, 5], "{errors:?}");
-        assert!(errors[0].message.contains("more than one role"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("more than one role"),
+            "{errors:?}"
+        );
         assert!(errors[1].message.contains("master"), "{errors:?}");
     }
 
     #[test]
     fn syntax_error_has_its_line() {
-        let errors = Config::parse("version = 1\n[api\n").err().unwrap_or_default();
+        let errors = Config::parse("version = 1\n[api\n")
+            .err()
+            .unwrap_or_default();
         assert_eq!(errors[0].line, 2, "{errors:?}");
     }
 }

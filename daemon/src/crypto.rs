@@ -63,7 +63,9 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: &[u8; MASTER_KEY_BYTES]) -> Self {
-        SecretBox { cipher: XChaCha20Poly1305::new(key.into()) }
+        SecretBox {
+            cipher: XChaCha20Poly1305::new(key.into()),
+        }
     }
 
     /// nonce || ciphertext+tag
@@ -71,7 +73,13 @@ impl SecretBox {
         let nonce: [u8; NONCE_BYTES] = random_bytes();
         let sealed = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: context })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
             .map_err(|_| Error::Crypto("seal failed".into()))?;
         let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
         out.extend_from_slice(&nonce);
@@ -85,7 +93,13 @@ impl SecretBox {
         }
         let (nonce, body) = sealed.split_at(NONCE_BYTES);
         self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: context })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: context,
+                },
+            )
             .map_err(|_| Error::Crypto("sealed value does not open with this master key".into()))
     }
 }
@@ -111,7 +125,10 @@ pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES]> 
         Ok(bytes) => {
             let in_credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
                 .is_some_and(|d| path.starts_with(Path::new(&d)));
-            let mode = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.permissions().mode();
+            let mode = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .permissions()
+                .mode();
             if !in_credentials && mode & 0o077 != 0 {
                 return Err(Error::Crypto(format!(
                     "{}: master key must not be readable by group or others (mode {:o}); chmod 600 it",
@@ -120,7 +137,10 @@ pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES]> 
                 )));
             }
             <[u8; MASTER_KEY_BYTES]>::try_from(bytes.as_slice()).map_err(|_| {
-                Error::Crypto(format!("{}: master key must be exactly {MASTER_KEY_BYTES} bytes", path.display()))
+                Error::Crypto(format!(
+                    "{}: master key must be exactly {MASTER_KEY_BYTES} bytes",
+                    path.display()
+                ))
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -177,7 +197,12 @@ impl BackupCodeSet {
             hashes.push(Some(data_encoding::BASE64.encode(&hash)));
             codes.push(format!("{}-{}", &raw[..5], &raw[5..]));
         }
-        let set = BackupCodeSet { salt: data_encoding::BASE64.encode(&salt), cost, hashes, created: now };
+        let set = BackupCodeSet {
+            salt: data_encoding::BASE64.encode(&salt),
+            cost,
+            hashes,
+            created: now,
+        };
         Ok((set, codes))
     }
 
@@ -240,7 +265,10 @@ pub fn new_api_key() -> (String, String) {
 mod tests {
     use super::*;
 
-    const CHEAP: Argon2Cost = Argon2Cost { memory_kib: 1024, iterations: 1 };
+    const CHEAP: Argon2Cost = Argon2Cost {
+        memory_kib: 1024,
+        iterations: 1,
+    };
 
     #[test]
     fn sealed_seed_opens_only_with_its_context() -> Result<()> {
@@ -263,19 +291,29 @@ mod tests {
         }
         assert_eq!(set.find("0000000000")?, None);
         assert!(normalise_backup_code("123456").is_none());
-        assert!(normalise_backup_code("abcde-fghiL").is_none(), "l is not in the alphabet");
+        assert!(
+            normalise_backup_code("abcde-fghiL").is_none(),
+            "l is not in the alphabet"
+        );
         Ok(())
     }
 
     #[test]
     fn master_key_created_0600_and_group_readable_refused() -> Result<()> {
-        let dir = std::env::temp_dir().join(format!("tf-key-{}", data_encoding::HEXLOWER.encode(&random_bytes::<6>())));
+        let dir = std::env::temp_dir().join(format!(
+            "tf-key-{}",
+            data_encoding::HEXLOWER.encode(&random_bytes::<6>())
+        ));
         let path = dir.join("master.key");
         let key = load_or_create_master_key(&path)?;
-        let mode = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(load_or_create_master_key(&path)?, key);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).map_err(|e| Error::io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))
+            .map_err(|e| Error::io(&path, e))?;
         assert!(load_or_create_master_key(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())

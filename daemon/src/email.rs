@@ -38,7 +38,14 @@ impl Template {
 
     fn names(self) -> &'static [&'static str] {
         match self {
-            Template::Code => &["code", "user", "display_name", "minutes", "expires", "transaction"],
+            Template::Code => &[
+                "code",
+                "user",
+                "display_name",
+                "minutes",
+                "expires",
+                "transaction",
+            ],
             Template::AccessCodeNotice => &["user", "display_name", "admin", "expires"],
         }
     }
@@ -94,9 +101,11 @@ fn placeholders(text: &str) -> Vec<String> {
 }
 
 fn parse_template(kind: Template, text: &str, origin: &str) -> Result<ParsedTemplate> {
-    let (head, body) = text
-        .split_once("\n\n")
-        .ok_or_else(|| Error::Config(format!("{origin}: a template is a Subject: line, an empty line, then the body")))?;
+    let (head, body) = text.split_once("\n\n").ok_or_else(|| {
+        Error::Config(format!(
+            "{origin}: a template is a Subject: line, an empty line, then the body"
+        ))
+    })?;
     let subject = head
         .trim()
         .strip_prefix("Subject:")
@@ -105,10 +114,16 @@ fn parse_template(kind: Template, text: &str, origin: &str) -> Result<ParsedTemp
         .to_owned();
     for name in placeholders(text) {
         if !kind.names().contains(&name.as_str()) {
-            return Err(Error::Config(format!("{origin}: unknown placeholder {{{name}}}; known: {}", kind.names().join(", "))));
+            return Err(Error::Config(format!(
+                "{origin}: unknown placeholder {{{name}}}; known: {}",
+                kind.names().join(", ")
+            )));
         }
     }
-    Ok(ParsedTemplate { subject, body: body.to_owned() })
+    Ok(ParsedTemplate {
+        subject,
+        body: body.to_owned(),
+    })
 }
 
 /// A message that could not be sent, and whether trying again may help.
@@ -131,10 +146,15 @@ impl Mailer {
             let mut builder = TlsParameters::builder(config.host.clone());
             if let Some(ca) = &config.ca_file {
                 let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| Error::Config(format!("[email] ca_file {}: {e}", ca.display())))?;
-                builder = builder.certificate_store(CertificateStore::None).add_root_certificate(cert);
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| Error::Config(format!("[email] ca_file {}: {e}", ca.display())))?;
+                builder = builder
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(cert);
             }
-            builder.build_rustls().map_err(|e| Error::Config(format!("[email] TLS: {e}")))
+            builder
+                .build_rustls()
+                .map_err(|e| Error::Config(format!("[email] TLS: {e}")))
         };
         let (tls, default_port) = match config.security {
             EmailSecurity::Starttls => (Tls::Required(tls_parameters()?), 587),
@@ -142,13 +162,17 @@ impl Mailer {
             EmailSecurity::None => (Tls::None, 25),
         };
         let port = config.port.unwrap_or(default_port);
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
-            .port(port)
-            .tls(tls)
-            .timeout(Some(Duration::from_secs(config.timeout_seconds)));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
+                .port(port)
+                .tls(tls)
+                .timeout(Some(Duration::from_secs(config.timeout_seconds)));
         if let (Some(user), Some(file)) = (&config.username, &config.password_file) {
             let password = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-            builder = builder.credentials(Credentials::new(user.clone(), password.trim_end_matches(['\n', '\r']).to_owned()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.trim_end_matches(['\n', '\r']).to_owned(),
+            ));
         }
         let from = config
             .from
@@ -159,20 +183,44 @@ impl Mailer {
             let (text, origin) = match &config.templates_dir {
                 Some(dir) if dir.join(kind.file_name()).exists() => {
                     let path = dir.join(kind.file_name());
-                    (std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?, path.display().to_string())
+                    (
+                        std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?,
+                        path.display().to_string(),
+                    )
                 }
-                _ => (kind.built_in().to_owned(), format!("built-in {}", kind.file_name())),
+                _ => (
+                    kind.built_in().to_owned(),
+                    format!("built-in {}", kind.file_name()),
+                ),
             };
             templates.insert(kind, parse_template(kind, &text, &origin)?);
         }
-        Ok(Mailer { transport: builder.build(), from, templates, server: format!("{}:{port}", config.host) })
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+            templates,
+            server: format!("{}:{port}", config.host),
+        })
     }
 
     /// Sends one templated mail to `to`.
-    pub async fn send(&self, kind: Template, to: &str, values: &BTreeMap<&str, String>) -> std::result::Result<(), SendError> {
-        let permanent = |message: String| SendError { transient: false, message };
-        let template = self.templates.get(&kind).ok_or_else(|| permanent(format!("no template {}", kind.file_name())))?;
-        let to: Mailbox = to.parse().map_err(|e| permanent(format!("recipient address: {e}")))?;
+    pub async fn send(
+        &self,
+        kind: Template,
+        to: &str,
+        values: &BTreeMap<&str, String>,
+    ) -> std::result::Result<(), SendError> {
+        let permanent = |message: String| SendError {
+            transient: false,
+            message,
+        };
+        let template = self
+            .templates
+            .get(&kind)
+            .ok_or_else(|| permanent(format!("no template {}", kind.file_name())))?;
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| permanent(format!("recipient address: {e}")))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -180,10 +228,14 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(fill(&template.body, values))
             .map_err(|e| permanent(format!("building the message: {e}")))?;
-        self.transport.send(message).await.map(|_| ()).map_err(|e| SendError {
-            transient: !e.is_permanent(),
-            message: describe(&e),
-        })
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| SendError {
+                transient: !e.is_permanent(),
+                message: describe(&e),
+            })
     }
 }
 
@@ -219,14 +271,27 @@ mod tests {
         for kind in Template::ALL {
             parse_template(kind, kind.built_in(), "built-in")?;
         }
-        let t = parse_template(Template::Code, "Subject: Code {code}\n\nHi {display_name}, {{literal}} {code}.\n", "t")?;
-        let values = BTreeMap::from([("code", "123456".to_owned()), ("display_name", "Ann".to_owned())]);
+        let t = parse_template(
+            Template::Code,
+            "Subject: Code {code}\n\nHi {display_name}, {{literal}} {code}.\n",
+            "t",
+        )?;
+        let values = BTreeMap::from([
+            ("code", "123456".to_owned()),
+            ("display_name", "Ann".to_owned()),
+        ]);
         assert_eq!(fill(&t.subject, &values), "Code 123456");
         assert_eq!(fill(&t.body, &values), "Hi Ann, {literal} 123456.\n");
-        let e = parse_template(Template::Code, "Subject: x\n\n{cod}\n", "t").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = parse_template(Template::Code, "Subject: x\n\n{cod}\n", "t")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("{cod}"), "{e}");
         assert!(parse_template(Template::Code, "no subject\n\nbody", "t").is_err());
-        assert!(parse_template(Template::AccessCodeNotice, "Subject: x\n\n{code}\n", "t").is_err(), "the notice never holds a code");
+        assert!(
+            parse_template(Template::AccessCodeNotice, "Subject: x\n\n{code}\n", "t").is_err(),
+            "the notice never holds a code"
+        );
         Ok(())
     }
 }

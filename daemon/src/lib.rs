@@ -68,16 +68,26 @@ impl DaemonHandle {
         comparable.delivery = self.config.delivery.clone();
         comparable.plugin = self.config.plugin.clone();
         if let Ok(challenges) = self.service.challenges() {
-            let load = || challenges.delivery().reload(Some((&new.delivery, &new.plugin)));
+            let load = || {
+                challenges
+                    .delivery()
+                    .reload(Some((&new.delivery, &new.plugin)))
+            };
             let loaded = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
                 Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(load),
                 _ => load(),
             };
-            tracing::info!(plugins = loaded.len(), failed = loaded.iter().filter(|p| !p.loaded).count(), "plugins reloaded");
+            tracing::info!(
+                plugins = loaded.len(),
+                failed = loaded.iter().filter(|p| !p.loaded).count(),
+                "plugins reloaded"
+            );
         }
         // Debug output covers every field, including ones added later, without asking each
         // config type to implement PartialEq.
-        Reloaded { restart_needed: format!("{comparable:?}") != format!("{:?}", self.config) }
+        Reloaded {
+            restart_needed: format!("{comparable:?}") != format!("{:?}", self.config),
+        }
     }
 
     /// Stops accepting, lets requests in flight finish, and flushes the store.
@@ -97,16 +107,30 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
     // Seeds are sealed, codes hashed; still, nobody else has business in here.
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(data_dir, e))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(data_dir, e))?;
 
     let key_path = crypto::master_key_path(config.store.master_key_file.as_deref(), data_dir);
     let key = crypto::load_or_create_master_key(&key_path)?;
     let store = Store::open(&data_dir.join("store"))?;
     let plugin_host = Arc::new(plugins::PluginHost::new(&config.delivery, data_dir, &key)?);
     let mailer = config.email.as_ref().map(email::Mailer::new).transpose()?;
-    let delivery = Arc::new(delivery::Delivery::new(plugin_host, mailer, store.clone(), clock.clone(), &config.delivery, &config.plugin));
-    let challenges = Arc::new(challenge::Challenges::new(challenge::CodeKey::derive(&key), delivery));
-    let service = Arc::new(Service::new(store, clock, crypto::SecretBox::new(&key), config.clone()).with_challenges(challenges));
+    let delivery = Arc::new(delivery::Delivery::new(
+        plugin_host,
+        mailer,
+        store.clone(),
+        clock.clone(),
+        &config.delivery,
+        &config.plugin,
+    ));
+    let challenges = Arc::new(challenge::Challenges::new(
+        challenge::CodeKey::derive(&key),
+        delivery,
+    ));
+    let service = Arc::new(
+        Service::new(store, clock, crypto::SecretBox::new(&key), config.clone())
+            .with_challenges(challenges),
+    );
 
     let (cert, key) = match (&config.api.tls_cert_file, &config.api.tls_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
@@ -116,7 +140,9 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|e| Error::Config(format!("api.listen {}: {e}", config.api.listen)))?;
-    let api_addr = listener.local_addr().map_err(|e| Error::Config(format!("api.listen: {e}")))?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("api.listen: {e}")))?;
     let admin = admin::AdminSocket::bind(&config.admin_socket(), config.admin.group.as_deref())?;
     let admin_socket = admin.path().to_owned();
 
@@ -134,5 +160,12 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
         tokio::spawn(admin.serve(service.clone(), status, stopped)),
     ]);
     tracing::info!(api = %api_addr, admin = %admin_socket.display(), data = %data_dir.display(), "twofoldd started");
-    Ok(DaemonHandle { api_addr, admin_socket, service, config, stop, tasks })
+    Ok(DaemonHandle {
+        api_addr,
+        admin_socket,
+        service,
+        config,
+        stop,
+        tasks,
+    })
 }

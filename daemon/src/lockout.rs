@@ -45,7 +45,10 @@ impl FailureCount {
         }
         if rule.forget_after_seconds > 0
             && self.failures > 0
-            && now >= self.last_failure.saturating_add(secs(rule.forget_after_seconds))
+            && now
+                >= self
+                    .last_failure
+                    .saturating_add(secs(rule.forget_after_seconds))
         {
             return FailureCount::default();
         }
@@ -56,12 +59,16 @@ impl FailureCount {
         let c = self.current(rule, now);
         if let Some(locked_at) = c.locked_at {
             return Gate::Locked(
-                (rule.lock_seconds > 0).then(|| remaining(locked_at.saturating_add(secs(rule.lock_seconds)), now)),
+                (rule.lock_seconds > 0)
+                    .then(|| remaining(locked_at.saturating_add(secs(rule.lock_seconds)), now)),
             );
         }
         if c.failures >= rule.delay_after && c.failures > 0 {
             let exponent = (c.failures - rule.delay_after).min(32);
-            let delay = 1u64.checked_shl(exponent).unwrap_or(u64::MAX).min(rule.max_delay_seconds);
+            let delay = 1u64
+                .checked_shl(exponent)
+                .unwrap_or(u64::MAX)
+                .min(rule.max_delay_seconds);
             let ready_at = c.last_failure.saturating_add(secs(delay));
             if now < ready_at {
                 return Gate::Wait(remaining(ready_at, now));
@@ -77,7 +84,9 @@ impl FailureCount {
         FailureCount {
             failures,
             last_failure: now,
-            locked_at: c.locked_at.or((failures >= rule.max_failures).then_some(now)),
+            locked_at: c
+                .locked_at
+                .or((failures >= rule.max_failures).then_some(now)),
         }
     }
 }
@@ -105,7 +114,9 @@ mod tests {
     }
 
     fn after(rule: &LockoutRule, times: &[i64]) -> FailureCount {
-        times.iter().fold(FailureCount::default(), |c, &t| c.fail(rule, t))
+        times
+            .iter()
+            .fold(FailureCount::default(), |c, &t| c.fail(rule, t))
     }
 
     #[test]
@@ -124,7 +135,11 @@ mod tests {
             (&[0, 0, 0, 0, 0, 0, 0, 0, 0], 0, Gate::Wait(60)),
             (&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, Gate::Locked(None)),
             // a lock without expiry holds forever
-            (&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1_000_000, Gate::Locked(None)),
+            (
+                &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                1_000_000,
+                Gate::Locked(None),
+            ),
         ];
         for (i, (times, now, expected)) in table.iter().enumerate() {
             assert_eq!(after(&r, times).gate(&r, *now), *expected, "row {i}");

@@ -29,7 +29,11 @@ pub fn init(level: &str) -> LogLevel {
     let installed = if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(journald) => registry
-                .with(journald.with_syslog_identifier("twofoldd".into()).with_priority_mappings(syslog_priorities()))
+                .with(
+                    journald
+                        .with_syslog_identifier("twofoldd".into())
+                        .with_priority_mappings(syslog_priorities()),
+                )
                 .try_init(),
             Err(_) => registry.with(stderr_layer()).try_init(),
         }
@@ -55,15 +59,23 @@ fn stderr_layer<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(true)
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(true)
 }
 
 /// systemd sets `JOURNAL_STREAM=DEV:INODE` for a service whose stderr is the journal. A child that
 /// inherited the variable but had its stderr redirected elsewhere must keep logging to stderr, so the
 /// variable counts only when it names the stderr we actually have (systemd.exec(5)).
 fn stderr_is_journal() -> bool {
-    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else { return false };
-    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else { return false };
-    let Ok(stderr) = nix::sys::stat::fstat(std::io::stderr()) else { return false };
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(stderr) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
     dev.parse() == Ok(stderr.st_dev) && ino.parse() == Ok(stderr.st_ino)
 }

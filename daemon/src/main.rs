@@ -10,7 +10,11 @@ use twofoldd::config::{Config, SYSTEM_CONFIG};
 use twofoldd::logging::LogLevel;
 
 #[derive(Parser)]
-#[command(name = "twofoldd", version, about = "Twofold two-factor authentication daemon")]
+#[command(
+    name = "twofoldd",
+    version,
+    about = "Twofold two-factor authentication daemon"
+)]
 struct Cli {
     /// Configuration file. Default: /etc/twofold/twofold.toml if it exists, else built-in defaults
     /// with state in ./twofold-data.
@@ -35,7 +39,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => {
-            let Some(path) = file.or(cli.config).or_else(|| Some(PathBuf::from(SYSTEM_CONFIG))) else {
+            let Some(path) = file
+                .or(cli.config)
+                .or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)))
+            else {
                 return ExitCode::FAILURE;
             };
             match Config::load(&path) {
@@ -62,14 +69,20 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("twofoldd: {}", e.to_string().trim_start_matches("configuration: "));
+                eprintln!(
+                    "twofoldd: {}",
+                    e.to_string().trim_start_matches("configuration: ")
+                );
                 return ExitCode::from(2);
             }
         },
         None => Config::zero_setup(),
     };
     let log_level = twofoldd::logging::init(&config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("twofoldd: cannot start the runtime: {e}");
@@ -86,18 +99,34 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, path: Option<PathBuf>, log_level: LogLevel) -> twofoldd::error::Result<()> {
+async fn serve(
+    config: Config,
+    path: Option<PathBuf>,
+    log_level: LogLevel,
+) -> twofoldd::error::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| twofoldd::error::Error::io("SIGTERM", e))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| twofoldd::error::Error::io("SIGINT", e))?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| twofoldd::error::Error::io("SIGHUP", e))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| twofoldd::error::Error::io("SIGTERM", e))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| twofoldd::error::Error::io("SIGINT", e))?;
+    let mut hangup =
+        signal(SignalKind::hangup()).map_err(|e| twofoldd::error::Error::io("SIGHUP", e))?;
     match &path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
-        None => tracing::info!("no configuration file: zero-setup defaults, state in ./twofold-data"),
+        None => {
+            tracing::info!("no configuration file: zero-setup defaults, state in ./twofold-data")
+        }
     }
     let handle = twofoldd::start(config, Arc::new(SystemClock)).await?;
-    let status = format!("listening on https://{} admin {}", handle.api_addr, handle.admin_socket.display());
-    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    let status = format!(
+        "listening on https://{} admin {}",
+        handle.api_addr,
+        handle.admin_socket.display()
+    );
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     let watchdog = watchdog();
     loop {
         tokio::select! {
@@ -132,7 +161,10 @@ fn reload(handle: &twofoldd::DaemonHandle, path: Option<&Path>, log_level: &LogL
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
-            let message = e.to_string().trim_start_matches("configuration: ").replace('\n', "; ");
+            let message = e
+                .to_string()
+                .trim_start_matches("configuration: ")
+                .replace('\n', "; ");
             tracing::error!(config = %path.display(), error = %message, "reload refused: the running configuration stays");
             return format!("reload failed, running configuration kept: {message}");
         }

@@ -26,7 +26,13 @@ fn default_two_factor() -> TwoFactorRule {
     TwoFactorRule::Optional
 }
 fn all_channels() -> Vec<Channel> {
-    vec![Channel::Totp, Channel::Sms, Channel::Voice, Channel::Email, Channel::InPerson]
+    vec![
+        Channel::Totp,
+        Channel::Sms,
+        Channel::Voice,
+        Channel::Email,
+        Channel::InPerson,
+    ]
 }
 fn default_restore() -> RestoreRule {
     RestoreRule::Allowed
@@ -34,7 +40,12 @@ fn default_restore() -> RestoreRule {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig { two_factor: default_two_factor(), channels: all_channels(), restore: default_restore(), group: Vec::new() }
+        PolicyConfig {
+            two_factor: default_two_factor(),
+            channels: all_channels(),
+            restore: default_restore(),
+            group: Vec::new(),
+        }
     }
 }
 
@@ -56,18 +67,33 @@ fn names_group(wanted: &str, dn: &str) -> bool {
     if wanted.eq_ignore_ascii_case(dn) {
         return true;
     }
-    let cn = dn.split(',').next().and_then(|rdn| rdn.strip_prefix("CN=").or_else(|| rdn.strip_prefix("cn=")));
+    let cn = dn
+        .split(',')
+        .next()
+        .and_then(|rdn| rdn.strip_prefix("CN=").or_else(|| rdn.strip_prefix("cn=")));
     cn.is_some_and(|cn| cn.eq_ignore_ascii_case(wanted))
 }
 
 impl PolicyConfig {
     pub fn for_groups(&self, groups: &[String]) -> EffectivePolicy {
-        let matching: Vec<&GroupPolicy> =
-            self.group.iter().filter(|p| groups.iter().any(|g| names_group(&p.group, g))).collect();
+        let matching: Vec<&GroupPolicy> = self
+            .group
+            .iter()
+            .filter(|p| groups.iter().any(|g| names_group(&p.group, g)))
+            .collect();
         EffectivePolicy {
-            two_factor: matching.iter().find_map(|p| p.two_factor).unwrap_or(self.two_factor),
-            channels: matching.iter().find_map(|p| p.channels.clone()).unwrap_or_else(|| self.channels.clone()),
-            restore: matching.iter().find_map(|p| p.restore).unwrap_or(self.restore),
+            two_factor: matching
+                .iter()
+                .find_map(|p| p.two_factor)
+                .unwrap_or(self.two_factor),
+            channels: matching
+                .iter()
+                .find_map(|p| p.channels.clone())
+                .unwrap_or_else(|| self.channels.clone()),
+            restore: matching
+                .iter()
+                .find_map(|p| p.restore)
+                .unwrap_or(self.restore),
             from_groups: matching.iter().map(|p| p.group.clone()).collect(),
         }
     }
@@ -106,17 +132,51 @@ mod tests {
         let sso = "cn=SSO,OU=Groups,DC=corp,DC=example".to_owned();
         // (groups, two_factor, channels, restore)
         let table: Vec<(Vec<String>, TwoFactorRule, Vec<Channel>, RestoreRule)> = vec![
-            (vec![], TwoFactorRule::Optional, all_channels(), RestoreRule::Allowed),
-            (vec![admins.clone()], TwoFactorRule::Required, all_channels(), RestoreRule::Prohibited),
-            (vec![vpn.clone()], TwoFactorRule::Optional, vec![Channel::Totp, Channel::Sms], RestoreRule::Allowed),
+            (
+                vec![],
+                TwoFactorRule::Optional,
+                all_channels(),
+                RestoreRule::Allowed,
+            ),
+            (
+                vec![admins.clone()],
+                TwoFactorRule::Required,
+                all_channels(),
+                RestoreRule::Prohibited,
+            ),
+            (
+                vec![vpn.clone()],
+                TwoFactorRule::Optional,
+                vec![Channel::Totp, Channel::Sms],
+                RestoreRule::Allowed,
+            ),
             // Admins comes first in the file: its two_factor wins; channels fall through to VPN Users.
-            (vec![vpn.clone(), admins], TwoFactorRule::Required, vec![Channel::Totp, Channel::Sms], RestoreRule::Prohibited),
-            (vec![sso.clone()], TwoFactorRule::Off, all_channels(), RestoreRule::Allowed),
-            (vec![sso, vpn], TwoFactorRule::Optional, vec![Channel::Totp, Channel::Sms], RestoreRule::Allowed),
+            (
+                vec![vpn.clone(), admins],
+                TwoFactorRule::Required,
+                vec![Channel::Totp, Channel::Sms],
+                RestoreRule::Prohibited,
+            ),
+            (
+                vec![sso.clone()],
+                TwoFactorRule::Off,
+                all_channels(),
+                RestoreRule::Allowed,
+            ),
+            (
+                vec![sso, vpn],
+                TwoFactorRule::Optional,
+                vec![Channel::Totp, Channel::Sms],
+                RestoreRule::Allowed,
+            ),
         ];
         for (i, (groups, two_factor, channels, restore)) in table.into_iter().enumerate() {
             let p = c.for_groups(&groups);
-            assert_eq!((p.two_factor, p.channels, p.restore), (two_factor, channels, restore), "row {i}");
+            assert_eq!(
+                (p.two_factor, p.channels, p.restore),
+                (two_factor, channels, restore),
+                "row {i}"
+            );
         }
     }
 }

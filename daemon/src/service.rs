@@ -10,13 +10,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use twofold_wire::admin::{ApiKeyInfo, AuditEvent, DirectoryInfo, NewUser, UserSummary, UserView};
-use twofold_wire::api::{ConfirmAnswer, EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult};
+use twofold_wire::api::{
+    ConfirmAnswer, EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult,
+};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TotpAlgorithm};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::directory::Directories;
 use crate::crypto::{self, Argon2Cost, BackupCodeSet, SecretBox};
+use crate::directory::Directories;
 use crate::error::{Error, Result};
 use crate::lockout::{FailureCount, Gate};
 use crate::store::records::{ApiKeyRecord, DeviceRecord, TotpState, UserRecord};
@@ -30,7 +32,9 @@ pub enum Actor {
     /// A relying application, by its API key's name.
     Api(String),
     /// An operator on the admin socket, by Unix uid.
-    Admin { uid: u32 },
+    Admin {
+        uid: u32,
+    },
     Daemon,
 }
 
@@ -61,17 +65,28 @@ pub struct Service {
 
 /// What one verification concluded, before it is recorded.
 enum Outcome {
-    Accepted { device: Option<DeviceInfo>, factor: Factor, backup_codes_remaining: Option<u32> },
+    Accepted {
+        device: Option<DeviceInfo>,
+        factor: Factor,
+        backup_codes_remaining: Option<u32>,
+    },
     Rejected(RejectReason),
 }
 
 impl Service {
-    pub fn new(store: Store, clock: SharedClock, secrets: SecretBox, config: Arc<Config>) -> Service {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        secrets: SecretBox,
+        config: Arc<Config>,
+    ) -> Service {
         Service {
             store,
             clock,
             secrets,
-            user_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            user_locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             directories: Directories::new(&config.directory),
             config,
             challenges: None,
@@ -84,7 +99,9 @@ impl Service {
     }
 
     pub fn challenges(&self) -> Result<&Arc<crate::challenge::Challenges>> {
-        self.challenges.as_ref().ok_or_else(|| Error::Conflict("code delivery is not running".into()))
+        self.challenges
+            .as_ref()
+            .ok_or_else(|| Error::Conflict("code delivery is not running".into()))
     }
 
     pub fn directories(&self) -> &Directories {
@@ -106,7 +123,14 @@ impl Service {
         }
     }
 
-    pub(crate) fn audit(&self, actor: &Actor, action: &str, user: Option<&str>, outcome: &str, detail: Option<String>) -> Result<()> {
+    pub(crate) fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        user: Option<&str>,
+        outcome: &str,
+        detail: Option<String>,
+    ) -> Result<()> {
         let event = AuditEvent {
             id: 0,
             time: self.now(),
@@ -130,7 +154,9 @@ impl Service {
 
     fn user_by_name(&self, name: &str) -> Result<UserRecord> {
         validate::lookup_name(name)?;
-        self.store.find_user(name)?.ok_or(Error::NotFound { what: "user" })
+        self.store
+            .find_user(name)?
+            .ok_or(Error::NotFound { what: "user" })
     }
 
     // ---- users ----
@@ -235,13 +261,31 @@ impl Service {
             .collect())
     }
 
-    pub async fn set_user_enabled(&self, actor: &Actor, name: &str, enabled: bool) -> Result<UserView> {
+    pub async fn set_user_enabled(
+        &self,
+        actor: &Actor,
+        name: &str,
+        enabled: bool,
+    ) -> Result<UserView> {
         let mut user = self.user_by_name(name)?;
         let _guard = self.lock_user(&user_key(&user.id)).await;
-        user = self.store.user(&user.id)?.ok_or(Error::NotFound { what: "user" })?;
+        user = self
+            .store
+            .user(&user.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
         user.enabled = enabled;
         self.store.put_user(&user)?;
-        self.audit(actor, if enabled { "user_enable" } else { "user_disable" }, Some(&user.username), "ok", None)?;
+        self.audit(
+            actor,
+            if enabled {
+                "user_enable"
+            } else {
+                "user_disable"
+            },
+            Some(&user.username),
+            "ok",
+            None,
+        )?;
         self.store.commit().await?;
         self.user_view(&user)
     }
@@ -256,7 +300,13 @@ impl Service {
     }
 
     /// Numbers that win over the directory's until cleared (None clears).
-    pub async fn set_phone_override(&self, actor: &Actor, name: &str, mobile: Option<String>, voice: Option<String>) -> Result<UserView> {
+    pub async fn set_phone_override(
+        &self,
+        actor: &Actor,
+        name: &str,
+        mobile: Option<String>,
+        voice: Option<String>,
+    ) -> Result<UserView> {
         if let Some(m) = &mobile {
             validate::phone("mobile", m)?;
         }
@@ -265,16 +315,33 @@ impl Service {
         }
         let found = self.user_by_name(name)?;
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let mut user = self
+            .store
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
         user.mobile_override = mobile;
         user.voice_override = voice;
         self.store.put_user(&user)?;
         let detail = format!(
             "mobile={} voice={}",
-            if user.mobile_override.is_some() { "set" } else { "cleared" },
-            if user.voice_override.is_some() { "set" } else { "cleared" }
+            if user.mobile_override.is_some() {
+                "set"
+            } else {
+                "cleared"
+            },
+            if user.voice_override.is_some() {
+                "set"
+            } else {
+                "cleared"
+            }
         );
-        self.audit(actor, "user_phone_override", Some(&user.username), "ok", Some(detail))?;
+        self.audit(
+            actor,
+            "user_phone_override",
+            Some(&user.username),
+            "ok",
+            Some(detail),
+        )?;
         self.store.commit().await?;
         self.user_view(&user)
     }
@@ -282,15 +349,29 @@ impl Service {
     pub async fn unlock_user(&self, actor: &Actor, name: &str) -> Result<bool> {
         let user = self.user_by_name(name)?;
         let cleared = self.store.clear_failure_count(&user_key(&user.id))?;
-        self.audit(actor, "user_unlock", Some(&user.username), if cleared { "ok" } else { "not_locked" }, None)?;
+        self.audit(
+            actor,
+            "user_unlock",
+            Some(&user.username),
+            if cleared { "ok" } else { "not_locked" },
+            None,
+        )?;
         self.store.commit().await?;
         Ok(cleared)
     }
 
     pub async fn unlock_address(&self, actor: &Actor, address: &str) -> Result<bool> {
-        let ip: IpAddr = address.parse().map_err(|_| Error::invalid("address must be an IP address"))?;
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| Error::invalid("address must be an IP address"))?;
         let cleared = self.store.clear_failure_count(&address_key(ip))?;
-        self.audit(actor, "address_unlock", None, if cleared { "ok" } else { "not_locked" }, Some(format!("address={ip}")))?;
+        self.audit(
+            actor,
+            "address_unlock",
+            None,
+            if cleared { "ok" } else { "not_locked" },
+            Some(format!("address={ip}")),
+        )?;
         self.store.commit().await?;
         Ok(cleared)
     }
@@ -298,28 +379,66 @@ impl Service {
     // ---- devices ----
 
     pub fn devices(&self, name: &str) -> Result<Vec<DeviceInfo>> {
-        Ok(self.user_by_name(name)?.devices.iter().map(DeviceRecord::info).collect())
+        Ok(self
+            .user_by_name(name)?
+            .devices
+            .iter()
+            .map(DeviceRecord::info)
+            .collect())
     }
 
-    pub async fn delete_device(&self, actor: &Actor, name: &str, device: &str) -> Result<DeviceInfo> {
+    pub async fn delete_device(
+        &self,
+        actor: &Actor,
+        name: &str,
+        device: &str,
+    ) -> Result<DeviceInfo> {
         let found = self.user_by_name(name)?;
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
-        let index = user.devices.iter().position(|d| d.id == device).ok_or(Error::NotFound { what: "device" })?;
+        let mut user = self
+            .store
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
+        let index = user
+            .devices
+            .iter()
+            .position(|d| d.id == device)
+            .ok_or(Error::NotFound { what: "device" })?;
         let removed = user.devices.remove(index);
         self.store.put_user(&user)?;
-        self.audit(actor, "device_delete", Some(&user.username), "ok", Some(format!("device={device}")))?;
+        self.audit(
+            actor,
+            "device_delete",
+            Some(&user.username),
+            "ok",
+            Some(format!("device={device}")),
+        )?;
         self.store.commit().await?;
         Ok(removed.info())
     }
 
-    pub async fn set_device_blocked(&self, actor: &Actor, name: &str, device: &str, blocked: bool) -> Result<DeviceInfo> {
+    pub async fn set_device_blocked(
+        &self,
+        actor: &Actor,
+        name: &str,
+        device: &str,
+        blocked: bool,
+    ) -> Result<DeviceInfo> {
         let found = self.user_by_name(name)?;
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
-        let d = user.device_mut(device).ok_or(Error::NotFound { what: "device" })?;
+        let mut user = self
+            .store
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
+        let d = user
+            .device_mut(device)
+            .ok_or(Error::NotFound { what: "device" })?;
         match (d.status, blocked) {
-            (DeviceStatus::Pending, _) => return Err(Error::Conflict("the device's enrollment is not confirmed".into())),
+            (DeviceStatus::Pending, _) => {
+                return Err(Error::Conflict(
+                    "the device's enrollment is not confirmed".into(),
+                ))
+            }
             (_, true) => d.status = DeviceStatus::Blocked,
             (_, false) => d.status = DeviceStatus::Active,
         }
@@ -327,7 +446,11 @@ impl Service {
         self.store.put_user(&user)?;
         self.audit(
             actor,
-            if blocked { "device_block" } else { "device_unblock" },
+            if blocked {
+                "device_block"
+            } else {
+                "device_unblock"
+            },
             Some(&user.username),
             "ok",
             Some(format!("device={device}")),
@@ -354,14 +477,22 @@ impl Service {
             return Err(Error::Conflict("the user is disabled".into()));
         }
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let mut user = self
+            .store
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
 
         let secret: [u8; totp::SECRET_BYTES] = crypto::random_bytes();
-        let device_id = format!("d{}", data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>()));
+        let device_id = format!(
+            "d{}",
+            data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())
+        );
         let account = user.upn.clone().unwrap_or_else(|| user.username.clone());
         let generator = totp::totp(params, &secret, &self.config.totp.issuer, &account)?;
         let uri = totp::otpauth_uri(&generator)?;
-        let sealed = self.secrets.seal(&secret, seed_context(&user.id, &device_id).as_bytes())?;
+        let sealed = self
+            .secrets
+            .seal(&secret, seed_context(&user.id, &device_id).as_bytes())?;
         let device = DeviceRecord {
             id: device_id.clone(),
             kind: DeviceKind::Totp,
@@ -378,10 +509,17 @@ impl Service {
             }),
         };
         // A new enrollment replaces one that was started and never confirmed.
-        user.devices.retain(|d| !(d.kind == DeviceKind::Totp && d.status == DeviceStatus::Pending));
+        user.devices
+            .retain(|d| !(d.kind == DeviceKind::Totp && d.status == DeviceStatus::Pending));
         user.devices.push(device.clone());
         self.store.put_user(&user)?;
-        self.audit(actor, "totp_enroll", Some(&user.username), "pending", Some(format!("device={device_id}")))?;
+        self.audit(
+            actor,
+            "totp_enroll",
+            Some(&user.username),
+            "pending",
+            Some(format!("device={device_id}")),
+        )?;
         self.store.commit().await?;
         Ok(EnrollAnswer {
             device: device.info(),
@@ -393,27 +531,55 @@ impl Service {
     }
 
     /// Activates a pending device with its first code; issues backup codes if the user has none.
-    pub async fn confirm_totp(&self, actor: &Actor, name: &str, device_id: &str, code: &str) -> Result<ConfirmAnswer> {
+    pub async fn confirm_totp(
+        &self,
+        actor: &Actor,
+        name: &str,
+        device_id: &str,
+        code: &str,
+    ) -> Result<ConfirmAnswer> {
         validate::code(code)?;
         let found = self.user_by_name(name)?;
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let mut user = self
+            .store
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
         let now = self.now();
         let user_id = user.id.clone();
-        let device = user.device_mut(device_id).ok_or(Error::NotFound { what: "device" })?;
+        let device = user
+            .device_mut(device_id)
+            .ok_or(Error::NotFound { what: "device" })?;
         if device.status != DeviceStatus::Pending {
             return Err(Error::Conflict("the device is already confirmed".into()));
         }
-        let state = device.totp.as_mut().ok_or_else(|| Error::Conflict("not a TOTP device".into()))?;
+        let state = device
+            .totp
+            .as_mut()
+            .ok_or_else(|| Error::Conflict("not a TOTP device".into()))?;
         let secret = open_seed(&self.secrets, &user_id, device_id, state)?;
-        let digits = totp::looks_like_totp(code).ok_or_else(|| Error::invalid("code must be 6 or 8 digits"))?;
-        match totp::check(state.params, &secret, &digits, now, self.config.totp.window, state.last_step)? {
+        let digits = totp::looks_like_totp(code)
+            .ok_or_else(|| Error::invalid("code must be 6 or 8 digits"))?;
+        match totp::check(
+            state.params,
+            &secret,
+            &digits,
+            now,
+            self.config.totp.window,
+            state.last_step,
+        )? {
             TotpCheck::Accepted { step, drift } => {
                 state.last_step = Some(step);
                 state.drift = drift;
             }
             TotpCheck::Replayed | TotpCheck::NoMatch => {
-                self.audit(actor, "totp_confirm", Some(&user.username), "wrong_code", Some(format!("device={device_id}")))?;
+                self.audit(
+                    actor,
+                    "totp_confirm",
+                    Some(&user.username),
+                    "wrong_code",
+                    Some(format!("device={device_id}")),
+                )?;
                 self.store.commit().await?;
                 return Err(Error::invalid("the code does not match: check the authenticator's clock and try the next code"));
             }
@@ -430,13 +596,26 @@ impl Service {
         };
         user.enrollment_required = false;
         self.store.put_user(&user)?;
-        self.audit(actor, "totp_confirm", Some(&user.username), "ok", Some(format!("device={device_id}")))?;
+        self.audit(
+            actor,
+            "totp_confirm",
+            Some(&user.username),
+            "ok",
+            Some(format!("device={device_id}")),
+        )?;
         self.store.commit().await?;
-        Ok(ConfirmAnswer { device: info, backup_codes })
+        Ok(ConfirmAnswer {
+            device: info,
+            backup_codes,
+        })
     }
 
     async fn new_backup_codes(&self) -> Result<(BackupCodeSet, Vec<String>)> {
-        let (count, cost, now) = (self.config.backup_codes.count, self.argon2_cost(), self.now());
+        let (count, cost, now) = (
+            self.config.backup_codes.count,
+            self.argon2_cost(),
+            self.now(),
+        );
         tokio::task::spawn_blocking(move || BackupCodeSet::generate(count, cost, now))
             .await
             .map_err(|e| Error::Crypto(format!("backup code task: {e}")))?
@@ -445,12 +624,25 @@ impl Service {
     // ---- verification ----
 
     /// Checks a TOTP or backup code for a user, under the lockout rules (see `lockout`).
-    pub async fn verify(&self, actor: &Actor, name: &str, code: &str, address: IpAddr) -> Result<VerifyAnswer> {
+    pub async fn verify(
+        &self,
+        actor: &Actor,
+        name: &str,
+        code: &str,
+        address: IpAddr,
+    ) -> Result<VerifyAnswer> {
         self.verify_with(actor, name, code, None, address).await
     }
 
     /// As `verify`; with a challenge's transaction id, only that challenge's code is accepted.
-    pub async fn verify_with(&self, actor: &Actor, name: &str, code: &str, transaction: Option<&str>, address: IpAddr) -> Result<VerifyAnswer> {
+    pub async fn verify_with(
+        &self,
+        actor: &Actor,
+        name: &str,
+        code: &str,
+        transaction: Option<&str>,
+        address: IpAddr,
+    ) -> Result<VerifyAnswer> {
         validate::lookup_name(name)?;
         validate::code(code)?;
         let found = self.store.find_user(name)?;
@@ -460,20 +652,33 @@ impl Service {
             None => format!("name:{}", name.to_lowercase()),
         };
         let addr_key = address_key(address);
-        let audit_user = found.as_ref().map_or_else(|| name.to_owned(), |u| u.username.clone());
+        let audit_user = found
+            .as_ref()
+            .map_or_else(|| name.to_owned(), |u| u.username.clone());
         let _guard = self.lock_user(&key).await;
         let now = self.now();
         let rules = &self.config.lockout;
 
         let user_gate = self.store.failure_count(&key)?.gate(&rules.user, now);
-        let addr_gate = self.store.failure_count(&addr_key)?.gate(&rules.address, now);
+        let addr_gate = self
+            .store
+            .failure_count(&addr_key)?
+            .gate(&rules.address, now);
         let refused = match (user_gate, addr_gate) {
-            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => Some((RejectReason::Locked, after)),
+            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => {
+                Some((RejectReason::Locked, after))
+            }
             (Gate::Wait(s), _) | (_, Gate::Wait(s)) => Some((RejectReason::RateLimited, Some(s))),
             (Gate::Open, Gate::Open) => None,
         };
         if let Some((reason, retry_after)) = refused {
-            self.audit(actor, "verify", Some(&audit_user), "refused", Some(format!("reason={} address={address}", reason_name(reason))))?;
+            self.audit(
+                actor,
+                "verify",
+                Some(&audit_user),
+                "refused",
+                Some(format!("reason={} address={address}", reason_name(reason))),
+            )?;
             self.store.commit().await?;
             return Ok(reject(reason, retry_after));
         }
@@ -485,7 +690,11 @@ impl Service {
         };
         let outcome = self.evaluate(user, code, transaction, now).await?;
         match outcome {
-            Outcome::Accepted { device, factor, backup_codes_remaining } => {
+            Outcome::Accepted {
+                device,
+                factor,
+                backup_codes_remaining,
+            } => {
                 self.store.clear_failure_count(&key)?;
                 let detail = format!(
                     "factor={} device={} address={address}",
@@ -507,9 +716,16 @@ impl Service {
             Outcome::Rejected(reason) => {
                 let user_rule = rules.user;
                 let addr_rule = rules.address;
-                let after_user: FailureCount = self.store.update_failure_count(&key, |c| c.fail(&user_rule, now))?;
-                self.store.update_failure_count(&addr_key, |c| c.fail(&addr_rule, now))?;
-                let detail = format!("reason={} failures={} address={address}", reason_name(reason), after_user.failures);
+                let after_user: FailureCount = self
+                    .store
+                    .update_failure_count(&key, |c| c.fail(&user_rule, now))?;
+                self.store
+                    .update_failure_count(&addr_key, |c| c.fail(&addr_rule, now))?;
+                let detail = format!(
+                    "reason={} failures={} address={address}",
+                    reason_name(reason),
+                    after_user.failures
+                );
                 self.audit(actor, "verify", Some(&audit_user), "reject", Some(detail))?;
                 self.store.commit().await?;
                 Ok(reject(reason, None))
@@ -518,48 +734,84 @@ impl Service {
     }
 
     /// Decides accept or reject and, on accept, writes the device's new state. Caller holds the user lock.
-    async fn evaluate(&self, user: Option<UserRecord>, code: &str, transaction: Option<&str>, now: i64) -> Result<Outcome> {
+    async fn evaluate(
+        &self,
+        user: Option<UserRecord>,
+        code: &str,
+        transaction: Option<&str>,
+        now: i64,
+    ) -> Result<Outcome> {
         let Some(mut user) = user.filter(UserRecord::can_authenticate) else {
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         };
         if let Some(challenges) = &self.challenges {
             match challenges.check(&self.store, &user, code, transaction, now)? {
-                Some(factor) => return Ok(Outcome::Accepted { device: None, factor, backup_codes_remaining: None }),
-                None if transaction.is_some() => return Ok(Outcome::Rejected(RejectReason::InvalidCode)),
+                Some(factor) => {
+                    return Ok(Outcome::Accepted {
+                        device: None,
+                        factor,
+                        backup_codes_remaining: None,
+                    })
+                }
+                None if transaction.is_some() => {
+                    return Ok(Outcome::Rejected(RejectReason::InvalidCode))
+                }
                 None => {}
             }
         }
         if let Some(digits) = totp::looks_like_totp(code) {
             let mut replayed = false;
             let user_id = user.id.clone();
-            for device in user.devices.iter_mut().filter(|d| d.status == DeviceStatus::Active) {
-                let Some(state) = device.totp.as_mut() else { continue };
+            for device in user
+                .devices
+                .iter_mut()
+                .filter(|d| d.status == DeviceStatus::Active)
+            {
+                let Some(state) = device.totp.as_mut() else {
+                    continue;
+                };
                 if usize::from(state.params.digits) != digits.len() {
                     continue;
                 }
                 let secret = open_seed(&self.secrets, &user_id, &device.id, state)?;
-                match totp::check(state.params, &secret, &digits, now, self.config.totp.window, state.last_step)? {
+                match totp::check(
+                    state.params,
+                    &secret,
+                    &digits,
+                    now,
+                    self.config.totp.window,
+                    state.last_step,
+                )? {
                     TotpCheck::Accepted { step, drift } => {
                         state.last_step = Some(step);
                         state.drift = drift;
                         device.last_used = Some(now);
                         let info = device.info();
                         self.store.put_user(&user)?;
-                        return Ok(Outcome::Accepted { device: Some(info), factor: Factor::Totp, backup_codes_remaining: None });
+                        return Ok(Outcome::Accepted {
+                            device: Some(info),
+                            factor: Factor::Totp,
+                            backup_codes_remaining: None,
+                        });
                     }
                     TotpCheck::Replayed => replayed = true,
                     TotpCheck::NoMatch => {}
                 }
             }
-            return Ok(Outcome::Rejected(if replayed { RejectReason::Replayed } else { RejectReason::InvalidCode }));
+            return Ok(Outcome::Rejected(if replayed {
+                RejectReason::Replayed
+            } else {
+                RejectReason::InvalidCode
+            }));
         }
         if let Some(candidate) = crypto::normalise_backup_code(code) {
             let Some(set) = user.backup_codes.clone() else {
                 return Ok(Outcome::Rejected(RejectReason::InvalidCode));
             };
-            let (index, set) = tokio::task::spawn_blocking(move || set.find(&candidate).map(|i| (i, set)))
-                .await
-                .map_err(|e| Error::Crypto(format!("backup code task: {e}")))??;
+            let (index, set) =
+                tokio::task::spawn_blocking(move || set.find(&candidate).map(|i| (i, set)))
+                    .await
+                    .map_err(|e| Error::Crypto(format!("backup code task: {e}")))??;
             if let Some(i) = index {
                 let mut set = set;
                 set.hashes[i] = None;
@@ -577,18 +829,33 @@ impl Service {
     }
 
     /// New backup codes after a valid second factor; the old set stops working.
-    pub async fn regenerate_backup_codes(&self, actor: &Actor, name: &str, code: &str, address: IpAddr) -> Result<Option<Vec<String>>> {
+    pub async fn regenerate_backup_codes(
+        &self,
+        actor: &Actor,
+        name: &str,
+        code: &str,
+        address: IpAddr,
+    ) -> Result<Option<Vec<String>>> {
         let verdict = self.verify(actor, name, code, address).await?;
         if verdict.result != VerifyResult::Accept {
             return Ok(None);
         }
         let found = self.user_by_name(name)?;
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.store.user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let mut user = self
+            .store
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
         let (set, codes) = self.new_backup_codes().await?;
         user.backup_codes = Some(set);
         self.store.put_user(&user)?;
-        self.audit(actor, "backup_codes_regenerate", Some(&user.username), "ok", None)?;
+        self.audit(
+            actor,
+            "backup_codes_regenerate",
+            Some(&user.username),
+            "ok",
+            None,
+        )?;
         self.store.commit().await?;
         Ok(Some(codes))
     }
@@ -601,8 +868,20 @@ impl Service {
             return Err(Error::invalid("name must not contain spaces"));
         }
         let (key, hash) = crypto::new_api_key();
-        self.store.insert_api_key(&hash, &ApiKeyRecord { name: name.to_owned(), created: self.now() })?;
-        self.audit(actor, "apikey_create", None, "ok", Some(format!("name={name}")))?;
+        self.store.insert_api_key(
+            &hash,
+            &ApiKeyRecord {
+                name: name.to_owned(),
+                created: self.now(),
+            },
+        )?;
+        self.audit(
+            actor,
+            "apikey_create",
+            None,
+            "ok",
+            Some(format!("name={name}")),
+        )?;
         self.store.commit().await?;
         Ok(key)
     }
@@ -612,7 +891,10 @@ impl Service {
             .store
             .api_keys()?
             .into_iter()
-            .map(|(_, r)| ApiKeyInfo { name: r.name, created: r.created })
+            .map(|(_, r)| ApiKeyInfo {
+                name: r.name,
+                created: r.created,
+            })
             .collect();
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(keys)
@@ -622,17 +904,27 @@ impl Service {
         if !self.store.remove_api_key(name)? {
             return Err(Error::NotFound { what: "API key" });
         }
-        self.audit(actor, "apikey_revoke", None, "ok", Some(format!("name={name}")))?;
+        self.audit(
+            actor,
+            "apikey_revoke",
+            None,
+            "ok",
+            Some(format!("name={name}")),
+        )?;
         self.store.commit().await
     }
 
     /// The name of the application holding `key`, if it is a current key.
     pub fn authenticate(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.store.api_key(&crypto::sha256_hex(key.as_bytes()))?.map(|r| r.name))
+        Ok(self
+            .store
+            .api_key(&crypto::sha256_hex(key.as_bytes()))?
+            .map(|r| r.name))
     }
 
     pub fn audit_tail(&self, limit: Option<u32>) -> Result<Vec<AuditEvent>> {
-        self.store.audit_tail(usize::try_from(limit.unwrap_or(50).min(10_000)).unwrap_or(50))
+        self.store
+            .audit_tail(usize::try_from(limit.unwrap_or(50).min(10_000)).unwrap_or(50))
     }
 
     // ---- the admin console ----
@@ -643,7 +935,10 @@ impl Service {
 
     /// Whether a user's failure counter is locked now.
     fn user_locked(&self, user: &UserRecord) -> Result<bool> {
-        let count = self.store.failure_count(&user_key(&user.id))?.current(&self.config.lockout.user, self.now());
+        let count = self
+            .store
+            .failure_count(&user_key(&user.id))?
+            .current(&self.config.lockout.user, self.now());
         Ok(count.locked_at.is_some())
     }
 
@@ -700,9 +995,13 @@ impl Service {
             .collect()
     }
 
-    pub fn audit_search(&self, filter: &twofold_wire::admin::AuditFilter) -> Result<Vec<AuditEvent>> {
+    pub fn audit_search(
+        &self,
+        filter: &twofold_wire::admin::AuditFilter,
+    ) -> Result<Vec<AuditEvent>> {
         let limit = usize::try_from(filter.limit.unwrap_or(200).min(10_000)).unwrap_or(200);
-        self.store.audit_newest_matching(limit, filter.before, |e| filter.matches(e))
+        self.store
+            .audit_newest_matching(limit, filter.before, |e| filter.matches(e))
     }
 
     /// Records an admin request refused for the operator's role.
@@ -713,7 +1012,10 @@ impl Service {
 }
 
 pub(crate) fn new_user_id() -> String {
-    format!("u{}", data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>()))
+    format!(
+        "u{}",
+        data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())
+    )
 }
 
 pub(crate) fn user_key(id: &str) -> String {
@@ -733,7 +1035,12 @@ fn seed_context(user_id: &str, device_id: &str) -> String {
     format!("totp-seed/{user_id}/{device_id}")
 }
 
-fn open_seed(secrets: &SecretBox, user_id: &str, device_id: &str, state: &TotpState) -> Result<Vec<u8>> {
+fn open_seed(
+    secrets: &SecretBox,
+    user_id: &str,
+    device_id: &str,
+    state: &TotpState,
+) -> Result<Vec<u8>> {
     let sealed = data_encoding::BASE64
         .decode(state.sealed_secret.as_bytes())
         .map_err(|_| Error::Store("sealed seed is not base64".into()))?;

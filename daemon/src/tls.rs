@@ -29,11 +29,20 @@ pub fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf)> {
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let made = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Tls(format!("self-signed certificate: {e}")))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let made = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| Error::Tls(format!("self-signed certificate: {e}")))?;
     let dir = data_dir.join("tls");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_file(&key_path, made.signing_key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(
+        &key_path,
+        made.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     write_file(&cert_path, made.cert.pem().as_bytes(), 0o644)?;
     tracing::info!(cert = %cert_path.display(), "created a self-signed certificate for 127.0.0.1 and localhost");
     Ok((cert_path, key_path))
@@ -71,7 +80,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!("{}: no certificate found", path.display())));
+        return Err(Error::Tls(format!(
+            "{}: no certificate found",
+            path.display()
+        )));
     }
     Ok(certs)
 }

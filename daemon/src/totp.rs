@@ -27,7 +27,11 @@ pub struct TotpParams {
 impl Default for TotpParams {
     /// What Google Authenticator reads: SHA1, 6 digits, 30 s.
     fn default() -> Self {
-        TotpParams { algorithm: TotpAlgorithm::Sha1, digits: 6, period: PERIOD_SECONDS }
+        TotpParams {
+            algorithm: TotpAlgorithm::Sha1,
+            digits: 6,
+            period: PERIOD_SECONDS,
+        }
     }
 }
 
@@ -37,7 +41,11 @@ impl TotpParams {
         if digits != 6 && digits != 8 {
             return Err(Error::invalid("digits must be 6 or 8"));
         }
-        Ok(TotpParams { algorithm: algorithm.unwrap_or(TotpAlgorithm::Sha1), digits, period: PERIOD_SECONDS })
+        Ok(TotpParams {
+            algorithm: algorithm.unwrap_or(TotpAlgorithm::Sha1),
+            digits,
+            period: PERIOD_SECONDS,
+        })
     }
 }
 
@@ -64,7 +72,8 @@ pub fn totp(params: TotpParams, secret: &[u8], issuer: &str, account: &str) -> R
 }
 
 pub fn otpauth_uri(t: &Totp) -> Result<String> {
-    t.to_url().map_err(|e| Error::invalid(format!("otpauth URI: {e}")))
+    t.to_url()
+        .map_err(|e| Error::invalid(format!("otpauth URI: {e}")))
 }
 
 pub fn base32(secret: &[u8]) -> String {
@@ -74,14 +83,18 @@ pub fn base32(secret: &[u8]) -> String {
 /// The code for a given time, as an authenticator app shows it.
 pub fn code_at(params: TotpParams, secret: &[u8], unix_time: i64) -> Result<String> {
     let t = totp(params, secret, "x", "")?;
-    Ok(t.generate(u64::try_from(unix_time).unwrap_or(0)).to_string())
+    Ok(t.generate(u64::try_from(unix_time).unwrap_or(0))
+        .to_string())
 }
 
 /// Whether a TOTP check accepted, and for which step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotpCheck {
     /// Matched `step`, later than any step used before. `drift` is `step - current step`.
-    Accepted { step: u64, drift: i64 },
+    Accepted {
+        step: u64,
+        drift: i64,
+    },
     /// Matched a step already used (or older than one used).
     Replayed,
     NoMatch,
@@ -120,13 +133,18 @@ pub fn check(
 /// True when the input has the shape of a TOTP code (6 or 8 digits, spaces ignored).
 pub fn looks_like_totp(code: &str) -> Option<String> {
     let digits: String = code.chars().filter(|c| *c != ' ').collect();
-    ((digits.len() == 6 || digits.len() == 8) && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+    ((digits.len() == 6 || digits.len() == 8) && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(digits)
 }
 
 /// The QR code of a URI as a PNG.
 pub fn qr_png(uri: &str) -> Result<Vec<u8>> {
-    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| Error::invalid(format!("QR code: {e}")))?;
-    let image = code.render::<image::Luma<u8>>().min_dimensions(256, 256).build();
+    let code =
+        qrcode::QrCode::new(uri.as_bytes()).map_err(|e| Error::invalid(format!("QR code: {e}")))?;
+    let image = code
+        .render::<image::Luma<u8>>()
+        .min_dimensions(256, 256)
+        .build();
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -135,8 +153,12 @@ pub fn qr_png(uri: &str) -> Result<Vec<u8>> {
 }
 
 pub fn qr_svg(uri: &str) -> Result<String> {
-    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| Error::invalid(format!("QR code: {e}")))?;
-    Ok(code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).build())
+    let code =
+        qrcode::QrCode::new(uri.as_bytes()).map_err(|e| Error::invalid(format!("QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .build())
 }
 
 #[cfg(test)]
@@ -159,10 +181,26 @@ mod tests {
             (20000000000, "65353130", "77737706", "47863826"),
         ];
         for &(time, sha1, sha256, sha512) in table {
-            let p = |a| TotpParams { algorithm: a, digits: 8, period: 30 };
-            assert_eq!(code_at(p(TotpAlgorithm::Sha1), SEED_SHA1, time)?, sha1, "SHA1 at {time}");
-            assert_eq!(code_at(p(TotpAlgorithm::Sha256), SEED_SHA256, time)?, sha256, "SHA256 at {time}");
-            assert_eq!(code_at(p(TotpAlgorithm::Sha512), SEED_SHA512, time)?, sha512, "SHA512 at {time}");
+            let p = |a| TotpParams {
+                algorithm: a,
+                digits: 8,
+                period: 30,
+            };
+            assert_eq!(
+                code_at(p(TotpAlgorithm::Sha1), SEED_SHA1, time)?,
+                sha1,
+                "SHA1 at {time}"
+            );
+            assert_eq!(
+                code_at(p(TotpAlgorithm::Sha256), SEED_SHA256, time)?,
+                sha256,
+                "SHA256 at {time}"
+            );
+            assert_eq!(
+                code_at(p(TotpAlgorithm::Sha512), SEED_SHA512, time)?,
+                sha512,
+                "SHA512 at {time}"
+            );
         }
         Ok(())
     }
@@ -175,15 +213,39 @@ mod tests {
         let prev = code_at(p, SEED_SHA1, now - 30)?;
         let next = code_at(p, SEED_SHA1, now + 30)?;
         let far = code_at(p, SEED_SHA1, now + 90)?;
-        assert_eq!(check(p, SEED_SHA1, &prev, now, 1, None)?, TotpCheck::Accepted { step: current - 1, drift: -1 });
-        assert_eq!(check(p, SEED_SHA1, &next, now, 1, None)?, TotpCheck::Accepted { step: current + 1, drift: 1 });
+        assert_eq!(
+            check(p, SEED_SHA1, &prev, now, 1, None)?,
+            TotpCheck::Accepted {
+                step: current - 1,
+                drift: -1
+            }
+        );
+        assert_eq!(
+            check(p, SEED_SHA1, &next, now, 1, None)?,
+            TotpCheck::Accepted {
+                step: current + 1,
+                drift: 1
+            }
+        );
         assert_eq!(check(p, SEED_SHA1, &far, now, 1, None)?, TotpCheck::NoMatch);
-        assert_eq!(check(p, SEED_SHA1, &prev, now, 0, None)?, TotpCheck::NoMatch);
+        assert_eq!(
+            check(p, SEED_SHA1, &prev, now, 0, None)?,
+            TotpCheck::NoMatch
+        );
         // once step `current` is used, it and every earlier step are replays
         let cur = code_at(p, SEED_SHA1, now)?;
-        assert_eq!(check(p, SEED_SHA1, &cur, now, 1, Some(current))?, TotpCheck::Replayed);
-        assert_eq!(check(p, SEED_SHA1, &prev, now, 1, Some(current))?, TotpCheck::Replayed);
-        assert!(matches!(check(p, SEED_SHA1, &next, now, 1, Some(current))?, TotpCheck::Accepted { .. }));
+        assert_eq!(
+            check(p, SEED_SHA1, &cur, now, 1, Some(current))?,
+            TotpCheck::Replayed
+        );
+        assert_eq!(
+            check(p, SEED_SHA1, &prev, now, 1, Some(current))?,
+            TotpCheck::Replayed
+        );
+        assert!(matches!(
+            check(p, SEED_SHA1, &next, now, 1, Some(current))?,
+            TotpCheck::Accepted { .. }
+        ));
         Ok(())
     }
 

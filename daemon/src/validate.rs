@@ -4,11 +4,15 @@
 use crate::error::{Error, Result};
 
 /// Characters Active Directory refuses in sAMAccountName, plus ':' (the otpauth label separator).
-const FORBIDDEN_IN_NAMES: &[char] = &['"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>'];
+const FORBIDDEN_IN_NAMES: &[char] = &[
+    '"', '/', '\\', '[', ']', ':', ';', '|', '=', ',', '+', '*', '?', '<', '>',
+];
 
 fn no_control(field: &str, value: &str) -> Result<()> {
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("{field} must not contain control characters")));
+        return Err(Error::invalid(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(())
 }
@@ -18,7 +22,9 @@ fn length(field: &str, value: &str, max: usize) -> Result<()> {
         return Err(Error::invalid(format!("{field} must not be empty")));
     }
     if value.chars().count() > max {
-        return Err(Error::invalid(format!("{field} is longer than {max} characters")));
+        return Err(Error::invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
     }
     Ok(())
 }
@@ -26,8 +32,13 @@ fn length(field: &str, value: &str, max: usize) -> Result<()> {
 pub fn username(value: &str) -> Result<()> {
     length("username", value, 256)?;
     no_control("username", value)?;
-    if value.chars().any(|c| FORBIDDEN_IN_NAMES.contains(&c) || c.is_whitespace()) {
-        return Err(Error::invalid("username must not contain spaces or any of \" / \\ [ ] : ; | = , + * ? < >"));
+    if value
+        .chars()
+        .any(|c| FORBIDDEN_IN_NAMES.contains(&c) || c.is_whitespace())
+    {
+        return Err(Error::invalid(
+            "username must not contain spaces or any of \" / \\ [ ] : ; | = , + * ? < >",
+        ));
     }
     Ok(())
 }
@@ -46,7 +57,11 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<()> {
 pub fn email(value: &str) -> Result<()> {
     text("email", value, 254)?;
     match value.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !value.contains(char::is_whitespace) => {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !value.contains(char::is_whitespace) =>
+        {
             Ok(())
         }
         _ => Err(Error::invalid("email must look like name@example.com")),
@@ -57,11 +72,13 @@ pub fn email(value: &str) -> Result<()> {
 pub fn phone(field: &str, value: &str) -> Result<()> {
     text(field, value, 32)?;
     let digits = value.chars().filter(char::is_ascii_digit).count();
-    let allowed = value
-        .char_indices()
-        .all(|(i, c)| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')') || (c == '+' && i == 0));
+    let allowed = value.char_indices().all(|(i, c)| {
+        c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')') || (c == '+' && i == 0)
+    });
     if !allowed || !(3..=15).contains(&digits) {
-        return Err(Error::invalid(format!("{field} must be a phone number such as +41 44 123 45 67")));
+        return Err(Error::invalid(format!(
+            "{field} must be a phone number such as +41 44 123 45 67"
+        )));
     }
     Ok(())
 }

@@ -11,7 +11,9 @@ fn assert_error(answer: &Answer, status: u16, code: &str, case: &str) {
     assert_eq!(answer.status, status, "{case}: {}", answer.raw);
     assert_eq!(answer.body["error"]["code"], code, "{case}: {}", answer.raw);
     assert!(
-        answer.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty() && !m.contains('\n')),
+        answer.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty() && !m.contains('\n')),
         "{case}: a one-line message: {}",
         answer.raw
     );
@@ -32,50 +34,204 @@ async fn bad_requests_get_json_4xx_and_change_nothing() -> Result<()> {
     };
 
     let anonymous = daemon.api_client()?;
-    assert_error(&anonymous.post("/api/v1/verify", &json!({"user": "nia", "code": "123456"})).await?, 401, "unauthorized", "no key");
+    assert_error(
+        &anonymous
+            .post("/api/v1/verify", &json!({"user": "nia", "code": "123456"}))
+            .await?,
+        401,
+        "unauthorized",
+        "no key",
+    );
     let wrong_key = daemon.api_client()?.with_key("tfk_not-a-key");
-    assert_error(&wrong_key.post("/api/v1/verify", &json!({"user": "nia", "code": "123456"})).await?, 401, "unauthorized", "wrong key");
-    assert_error(&wrong_key.get("/api/v1/users/nia/devices").await?, 401, "unauthorized", "wrong key, devices");
+    assert_error(
+        &wrong_key
+            .post("/api/v1/verify", &json!({"user": "nia", "code": "123456"}))
+            .await?,
+        401,
+        "unauthorized",
+        "wrong key",
+    );
+    assert_error(
+        &wrong_key.get("/api/v1/users/nia/devices").await?,
+        401,
+        "unauthorized",
+        "wrong key, devices",
+    );
 
     let verify = "/api/v1/verify";
     let confirm = format!("/api/v1/users/nia/totp/{}/confirm", nia.device);
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON", verify, b"{\"user\": \"nia\", \"code\":".to_vec(), 400, "invalid_json"),
-        ("not an object", verify, b"[1, 2, 3]".to_vec(), 400, "invalid_request"),
+        (
+            "malformed JSON",
+            verify,
+            b"{\"user\": \"nia\", \"code\":".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "not an object",
+            verify,
+            b"[1, 2, 3]".to_vec(),
+            400,
+            "invalid_request",
+        ),
         ("empty body", verify, Vec::new(), 400, "invalid_json"),
-        ("wrong type", verify, br#"{"user": 5, "code": "123456"}"#.to_vec(), 400, "invalid_request"),
-        ("missing field", verify, br#"{"user": "nia"}"#.to_vec(), 400, "invalid_request"),
-        ("unknown field", verify, br#"{"user": "nia", "code": "123456", "admin": true}"#.to_vec(), 400, "invalid_request"),
-        ("control character in name", verify, br#"{"user": "ni\u0007a", "code": "123456"}"#.to_vec(), 400, "invalid_request"),
-        ("control character in code", verify, br#"{"user": "nia", "code": "123\n456"}"#.to_vec(), 400, "invalid_request"),
-        ("over-long code", verify, format!(r#"{{"user": "nia", "code": "{}"}}"#, "1".repeat(65)).into_bytes(), 400, "invalid_request"),
-        ("over-long name", verify, format!(r#"{{"user": "{}", "code": "123456"}}"#, "n".repeat(300)).into_bytes(), 400, "invalid_request"),
-        ("client_ip not an address", verify, br#"{"user": "nia", "code": "123456", "client_ip": "x"}"#.to_vec(), 400, "invalid_request"),
-        ("invalid UTF-8", verify, b"{\"user\": \"\xff\xfe\", \"code\": \"1\"}".to_vec(), 400, "invalid_json"),
-        ("oversized body", verify, format!(r#"{{"user": "nia", "code": "{}"}}"#, "1".repeat(100_000)).into_bytes(), 413, "body_too_large"),
-        ("label with control character", "/api/v1/users/nia/totp", br#"{"label": "ph\u001bone"}"#.to_vec(), 400, "invalid_request"),
-        ("digits not 6 or 8", "/api/v1/users/nia/totp", br#"{"digits": 7}"#.to_vec(), 400, "invalid_request"),
-        ("unknown algorithm", "/api/v1/users/nia/totp", br#"{"algorithm": "MD5"}"#.to_vec(), 400, "invalid_request"),
-        ("digits out of range", "/api/v1/users/nia/totp", br#"{"digits": 70000}"#.to_vec(), 400, "invalid_request"),
-        ("unknown user", "/api/v1/users/nobody/totp", b"{}".to_vec(), 404, "not_found"),
-        ("unknown device", "/api/v1/users/nia/totp/dnothere/confirm", br#"{"code": "123456"}"#.to_vec(), 404, "not_found"),
-        ("confirming an active device", &confirm, br#"{"code": "abcdef"}"#.to_vec(), 409, "conflict"),
+        (
+            "wrong type",
+            verify,
+            br#"{"user": 5, "code": "123456"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "missing field",
+            verify,
+            br#"{"user": "nia"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown field",
+            verify,
+            br#"{"user": "nia", "code": "123456", "admin": true}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "control character in name",
+            verify,
+            br#"{"user": "ni\u0007a", "code": "123456"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "control character in code",
+            verify,
+            br#"{"user": "nia", "code": "123\n456"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "over-long code",
+            verify,
+            format!(r#"{{"user": "nia", "code": "{}"}}"#, "1".repeat(65)).into_bytes(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "over-long name",
+            verify,
+            format!(r#"{{"user": "{}", "code": "123456"}}"#, "n".repeat(300)).into_bytes(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "client_ip not an address",
+            verify,
+            br#"{"user": "nia", "code": "123456", "client_ip": "x"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "invalid UTF-8",
+            verify,
+            b"{\"user\": \"\xff\xfe\", \"code\": \"1\"}".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "oversized body",
+            verify,
+            format!(r#"{{"user": "nia", "code": "{}"}}"#, "1".repeat(100_000)).into_bytes(),
+            413,
+            "body_too_large",
+        ),
+        (
+            "label with control character",
+            "/api/v1/users/nia/totp",
+            br#"{"label": "ph\u001bone"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "digits not 6 or 8",
+            "/api/v1/users/nia/totp",
+            br#"{"digits": 7}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown algorithm",
+            "/api/v1/users/nia/totp",
+            br#"{"algorithm": "MD5"}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "digits out of range",
+            "/api/v1/users/nia/totp",
+            br#"{"digits": 70000}"#.to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown user",
+            "/api/v1/users/nobody/totp",
+            b"{}".to_vec(),
+            404,
+            "not_found",
+        ),
+        (
+            "unknown device",
+            "/api/v1/users/nia/totp/dnothere/confirm",
+            br#"{"code": "123456"}"#.to_vec(),
+            404,
+            "not_found",
+        ),
+        (
+            "confirming an active device",
+            &confirm,
+            br#"{"code": "abcdef"}"#.to_vec(),
+            409,
+            "conflict",
+        ),
     ];
     for (case, path, body, status, code) in &cases {
         let answer = api.raw("POST", path, Some(body)).await?;
         assert_error(&answer, *status, code, case);
     }
-    assert_error(&api.get("/api/v1/nothing").await?, 404, "not_found", "unknown route");
-    assert_error(&api.get("/api/v1/verify").await?, 405, "method_not_allowed", "wrong method");
-    assert_error(&api.get("/api/v1/users/%FF%FE/devices").await?, 400, "invalid_path", "undecodable path");
+    assert_error(
+        &api.get("/api/v1/nothing").await?,
+        404,
+        "not_found",
+        "unknown route",
+    );
+    assert_error(
+        &api.get("/api/v1/verify").await?,
+        405,
+        "method_not_allowed",
+        "wrong method",
+    );
+    assert_error(
+        &api.get("/api/v1/users/%FF%FE/devices").await?,
+        400,
+        "invalid_path",
+        "undecodable path",
+    );
 
     // Nothing changed: same user, no audit events from refused requests.
-    assert_eq!(admin.ok(&AdminRequest::UserShow { user: "nia".into() })?, before_user);
+    assert_eq!(
+        admin.ok(&AdminRequest::UserShow { user: "nia".into() })?,
+        before_user
+    );
     let after_audit = match admin.ok(&AdminRequest::AuditTail { limit: Some(1000) })? {
         AdminReply::Audit { events } => events.len(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(after_audit, before_audit, "refused requests leave no trace in the store");
+    assert_eq!(
+        after_audit, before_audit,
+        "refused requests leave no trace in the store"
+    );
     Ok(())
 }
 
@@ -87,12 +243,27 @@ async fn the_admin_socket_answers_bad_lines_and_keeps_the_connection() -> Result
         ("{not json", "invalid_request"),
         (r#"{"action": "drop_everything"}"#, "invalid_request"),
         (r#"{"action": "user_show"}"#, "invalid_request"),
-        (r#"{"action": "user_create", "username": "o\u0000scar"}"#, "invalid_request"),
-        (r#"{"action": "user_create", "username": "oscar", "shoe_size": 44}"#, "invalid_request"),
-        (r#"{"action": "user_create", "username": "oscar", "email": "not-an-email"}"#, "invalid_request"),
-        (r#"{"action": "user_create", "username": "oscar", "mobile": "call me maybe"}"#, "invalid_request"),
+        (
+            r#"{"action": "user_create", "username": "o\u0000scar"}"#,
+            "invalid_request",
+        ),
+        (
+            r#"{"action": "user_create", "username": "oscar", "shoe_size": 44}"#,
+            "invalid_request",
+        ),
+        (
+            r#"{"action": "user_create", "username": "oscar", "email": "not-an-email"}"#,
+            "invalid_request",
+        ),
+        (
+            r#"{"action": "user_create", "username": "oscar", "mobile": "call me maybe"}"#,
+            "invalid_request",
+        ),
         (r#"{"action": "user_show", "user": "nobody"}"#, "not_found"),
-        (r#"{"action": "address_unlock", "address": "nowhere"}"#, "invalid_request"),
+        (
+            r#"{"action": "address_unlock", "address": "nowhere"}"#,
+            "invalid_request",
+        ),
     ] {
         match admin.call_raw(line)? {
             AdminAnswer::Error { error } => assert_eq!(error.code, code, "{line}: {error:?}"),
@@ -101,7 +272,9 @@ async fn the_admin_socket_answers_bad_lines_and_keeps_the_connection() -> Result
     }
     admin.create_user("oscar")?;
     match admin.call_raw(r#"{"action": "user_create", "username": "OSCAR"}"#)? {
-        AdminAnswer::Error { error } => assert_eq!(error.code, "conflict", "usernames are case-insensitive"),
+        AdminAnswer::Error { error } => {
+            assert_eq!(error.code, "conflict", "usernames are case-insensitive")
+        }
         other => panic!("{other:?}"),
     }
     Ok(())

@@ -12,28 +12,52 @@ fn check_config_reports_every_error_with_its_line() -> Result<()> {
         &bad,
         "version = 1\n[api]\nlisten = \"127.0.0.1:8443\"\nlisen = 1\n[totp]\nwindow = 50\n[lockout.user]\nmax_failures = 500\ndelay_after = 3\nmax_delay_seconds = 60\nlock_seconds = 0\nforget_after_seconds = 0\n",
     )?;
-    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&bad).output()?;
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&bad)
+        .output()?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr)?;
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{stderr}");
     let path = bad.display().to_string();
-    assert!(lines[0].starts_with(&format!("{path}:4: ")) && lines[0].contains("lisen"), "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("{path}:4: ")) && lines[0].contains("lisen"),
+        "{stderr}"
+    );
     assert!(lines[1].starts_with(&format!("{path}:6: ")), "{stderr}");
-    assert!(lines[2].starts_with(&format!("{path}:8: ")) && lines[2].contains("100"), "{stderr}");
+    assert!(
+        lines[2].starts_with(&format!("{path}:8: ")) && lines[2].contains("100"),
+        "{stderr}"
+    );
 
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "version = 1\n")?;
-    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&good).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&good)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
 #[test]
 fn the_shipped_example_config_is_valid() -> Result<()> {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml");
-    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&example).output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml");
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&example)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -42,7 +66,10 @@ fn the_daemon_refuses_a_bad_config_with_the_line() -> Result<()> {
     let dir = TempDir::new("twofold-config")?;
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "version = 1\ndata_dir = 5\n")?;
-    let out = Command::new(workspace_binary("twofoldd")?).arg("--config").arg(&bad).output()?;
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("--config")
+        .arg(&bad)
+        .output()?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr)?;
     assert!(stderr.contains(":2: "), "{stderr}");
@@ -53,7 +80,11 @@ fn the_daemon_refuses_a_bad_config_with_the_line() -> Result<()> {
 fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
     let admin = workspace_binary("twofold-admin")?;
     let dir = TempDir::new("twofold-cli")?;
-    let out = Command::new(&admin).arg("--socket").arg(dir.path().join("none.sock")).arg("status").output()?;
+    let out = Command::new(&admin)
+        .arg("--socket")
+        .arg(dir.path().join("none.sock"))
+        .arg("status")
+        .output()?;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr)?;
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -61,9 +92,27 @@ fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
 
     let daemon = Daemon::start("")?;
     let socket = daemon.admin_socket();
-    let run = |args: &[&str]| Command::new(&admin).arg("--socket").arg(&socket).args(args).output();
-    let created = run(&["user", "create", "quinn", "--email", "quinn@example.com", "--mobile", "+41 79 123 45 67"])?;
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let run = |args: &[&str]| {
+        Command::new(&admin)
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+    };
+    let created = run(&[
+        "user",
+        "create",
+        "quinn",
+        "--email",
+        "quinn@example.com",
+        "--mobile",
+        "+41 79 123 45 67",
+    ])?;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let shown = run(&["--json", "user", "show", "quinn"])?;
     let json: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
     assert_eq!(json["reply"], "user");
@@ -80,18 +129,38 @@ fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
 
 #[test]
 fn the_commented_directory_and_policy_examples_are_valid_when_uncommented() -> Result<()> {
-    let example = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml"))?;
-    let start = example.find("# [[policy.group]]").ok_or_else(|| anyhow::anyhow!("no policy example"))?;
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml"),
+    )?;
+    let start = example
+        .find("# [[policy.group]]")
+        .ok_or_else(|| anyhow::anyhow!("no policy example"))?;
     let uncommented: String = example[start..]
         .lines()
-        .filter(|l| l.starts_with("# ") && !l.starts_with("# # ") && !l.starts_with("# Active") && !l.starts_with("# copy") && !l.starts_with("# sync`"))
+        .filter(|l| {
+            l.starts_with("# ")
+                && !l.starts_with("# # ")
+                && !l.starts_with("# Active")
+                && !l.starts_with("# copy")
+                && !l.starts_with("# sync`")
+        })
         .map(|l| format!("{}\n", &l[2..]))
         .collect();
-    assert!(uncommented.contains("[[directory]]") && uncommented.contains("[[policy.group]]"), "{uncommented}");
+    assert!(
+        uncommented.contains("[[directory]]") && uncommented.contains("[[policy.group]]"),
+        "{uncommented}"
+    );
     let dir = TempDir::new("twofold-example")?;
     let path = dir.path().join("example.toml");
     std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
-    let out = Command::new(workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
-    assert!(out.status.success(), "{}\n{uncommented}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&path)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}\n{uncommented}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }

@@ -23,22 +23,50 @@ struct InProcess {
 
 async fn start(extra: &str) -> Result<InProcess> {
     let dir = TempDir::new("twofold-clock")?;
-    let config = Config::parse(&format!("{}{extra}", base_config(dir.path()))).map_err(|e| anyhow!("{e:?}"))?;
+    let config = Config::parse(&format!("{}{extra}", base_config(dir.path())))
+        .map_err(|e| anyhow!("{e:?}"))?;
     let clock = ManualClock::new(T0);
     let handle = twofoldd::start(config, clock.clone()).await?;
     let mut admin = Admin::connect(&handle.admin_socket)?;
-    let api = Api::new(&handle.api_addr.to_string(), &dir.path().join("tls/cert.pem"))?.with_key(&admin.api_key("app")?);
-    Ok(InProcess { _dir: dir, clock, handle, api, admin })
+    let api = Api::new(
+        &handle.api_addr.to_string(),
+        &dir.path().join("tls/cert.pem"),
+    )?
+    .with_key(&admin.api_key("app")?);
+    Ok(InProcess {
+        _dir: dir,
+        clock,
+        handle,
+        api,
+        admin,
+    })
 }
 
 impl InProcess {
     async fn enroll(&mut self, user: &str) -> Result<Vec<u8>> {
         self.admin.create_user(user)?;
-        let started = self.api.post(&format!("/api/v1/users/{user}/totp"), &json!({})).await?;
-        let secret = data_encoding::BASE32_NOPAD.decode(started.body["secret"].as_str().unwrap_or_default().as_bytes())?;
-        let device = started.body["device"]["id"].as_str().unwrap_or_default().to_owned();
+        let started = self
+            .api
+            .post(&format!("/api/v1/users/{user}/totp"), &json!({}))
+            .await?;
+        let secret = data_encoding::BASE32_NOPAD.decode(
+            started.body["secret"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        let device = started.body["device"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let code = code_at(TotpParams::default(), &secret, self.clock_now() - 30)?;
-        let confirmed = self.api.post(&format!("/api/v1/users/{user}/totp/{device}/confirm"), &json!({"code": code})).await?;
+        let confirmed = self
+            .api
+            .post(
+                &format!("/api/v1/users/{user}/totp/{device}/confirm"),
+                &json!({"code": code}),
+            )
+            .await?;
         assert_eq!(confirmed.status, 200, "{}", confirmed.raw);
         Ok(secret)
     }
@@ -49,7 +77,10 @@ impl InProcess {
     }
 
     async fn verify(&self, user: &str, code: &str) -> Result<(String, Option<u64>)> {
-        let a = self.api.post("/api/v1/verify", &json!({"user": user, "code": code})).await?;
+        let a = self
+            .api
+            .post("/api/v1/verify", &json!({"user": user, "code": code}))
+            .await?;
         assert_eq!(a.status, 200, "{}", a.raw);
         let outcome = match a.body["result"].as_str() {
             Some("accept") => "accept".to_owned(),
@@ -67,12 +98,12 @@ async fn the_window_moves_with_the_clock_and_used_steps_stay_used() -> Result<()
     // (clock advance before the attempt, code's time, expected outcome)
     let table: &[(i64, i64, &str)] = &[
         (0, T0, "accept"),
-        (0, T0 + 60, "invalid_code"), // two steps ahead: outside ±1
-        (0, T0 + 30, "accept"),       // one step ahead
-        (30, T0 + 60, "accept"),      // the clock moved: now one step ahead
+        (0, T0 + 60, "invalid_code"),   // two steps ahead: outside ±1
+        (0, T0 + 30, "accept"),         // one step ahead
+        (30, T0 + 60, "accept"),        // the clock moved: now one step ahead
         (300, T0 + 30, "invalid_code"), // long past: outside the window
         (0, T0 + 330, "accept"),
-        (0, T0 + 300, "replayed"),      // inside the window but before the last used step
+        (0, T0 + 300, "replayed"), // inside the window but before the last used step
         (0, T0 + 330, "replayed"),
     ];
     for (i, &(advance, at, expected)) in table.iter().enumerate() {
@@ -107,11 +138,17 @@ async fn delays_grow_then_a_timed_lock_lifts() -> Result<()> {
     for (i, &(advance, code, expected, retry)) in table.iter().enumerate() {
         d.clock.advance(advance);
         let (outcome, retry_after) = d.verify("sam", code).await?;
-        assert_eq!((outcome.as_str(), retry_after), (expected, retry), "row {i}");
+        assert_eq!(
+            (outcome.as_str(), retry_after),
+            (expected, retry),
+            "row {i}"
+        );
     }
     d.clock.advance(1);
     let now = d.clock_now();
-    let (outcome, _) = d.verify("sam", &code_at(TotpParams::default(), &secret, now)?).await?;
+    let (outcome, _) = d
+        .verify("sam", &code_at(TotpParams::default(), &secret, now)?)
+        .await?;
     assert_eq!(outcome, "accept", "the lock lifted after lock_seconds");
     d.handle.shutdown().await?;
     Ok(())

@@ -16,9 +16,23 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &[&str]) -> Result<Tmux> {
-        let tmux = Tmux { server: format!("twofold-e2e-{}", std::process::id()) };
+        let tmux = Tmux {
+            server: format!("twofold-e2e-{}", std::process::id()),
+        };
         let status = Command::new("tmux")
-            .args(["-L", &tmux.server, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24", "--"])
+            .args([
+                "-L",
+                &tmux.server,
+                "new-session",
+                "-d",
+                "-s",
+                "console",
+                "-x",
+                "80",
+                "-y",
+                "24",
+                "--",
+            ])
             .args(command)
             .status()
             .context("running tmux (Debian package tmux)")?;
@@ -29,7 +43,10 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("tmux").args(["-L", &self.server]).args(args).output()?;
+        let out = Command::new("tmux")
+            .args(["-L", &self.server])
+            .args(args)
+            .output()?;
         if !out.status.success() {
             bail!("tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -68,12 +85,15 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.server, "kill-server"]).output();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.server, "kill-server"])
+            .output();
     }
 }
 
 #[tokio::test]
-async fn console_in_tmux_finds_a_user_and_blocks_a_device_whose_codes_the_api_then_refuses() -> Result<()> {
+async fn console_in_tmux_finds_a_user_and_blocks_a_device_whose_codes_the_api_then_refuses(
+) -> Result<()> {
     let daemon = Daemon::start("")?;
     let mut admin = daemon.admin()?;
     let key = admin.api_key("vpn")?;
@@ -85,7 +105,11 @@ async fn console_in_tmux_finds_a_user_and_blocks_a_device_whose_codes_the_api_th
 
     let binary = workspace_binary("twofold-admin")?;
     let socket = daemon.admin_socket();
-    let tmux = Tmux::start(&[&binary.display().to_string(), "--socket", &socket.display().to_string()])?;
+    let tmux = Tmux::start(&[
+        &binary.display().to_string(),
+        "--socket",
+        &socket.display().to_string(),
+    ])?;
     tmux.wait_for("Recent audit events").await?;
 
     // Search: "zo" leaves zoe alone among the four users.
@@ -95,31 +119,59 @@ async fn console_in_tmux_finds_a_user_and_blocks_a_device_whose_codes_the_api_th
     tmux.wait_for("1 of 4 users").await?;
     tmux.keys("Enter", false)?;
     let screen = tmux.wait_for("Devices (1)").await?;
-    assert!(screen.contains("phone") && screen.contains("active"), "{screen}");
+    assert!(
+        screen.contains("phone") && screen.contains("active"),
+        "{screen}"
+    );
 
     tmux.keys("b", true)?;
     let screen = tmux.wait_for("Confirm").await?;
-    assert!(screen.contains(&format!("Block device \"phone\" ({}) of zoe?", zoe.device)), "{screen}");
+    assert!(
+        screen.contains(&format!("Block device \"phone\" ({}) of zoe?", zoe.device)),
+        "{screen}"
+    );
     tmux.keys("y", true)?;
-    tmux.wait_for(&format!("device {} is blocked", zoe.device)).await?;
+    tmux.wait_for(&format!("device {} is blocked", zoe.device))
+        .await?;
     tmux.wait_for("BLOCKED").await?;
 
     // The API refuses the blocked device's code; unblocked again, the very same code passes, so the
     // refusal was the block and not the code.
     crate::step_margin(10).await;
     let code = oathtool(&zoe.secret, 0, &[])?;
-    let refused = api.post("/api/v1/verify", &serde_json::json!({"user": "zoe", "code": code})).await?;
+    let refused = api
+        .post(
+            "/api/v1/verify",
+            &serde_json::json!({"user": "zoe", "code": code}),
+        )
+        .await?;
     assert_eq!(refused.body["result"], "reject", "{}", refused.raw);
     assert_eq!(refused.body["reason"], "invalid_code", "{}", refused.raw);
-    admin.ok(&AdminRequest::DeviceUnblock { user: "zoe".into(), device: zoe.device.clone() })?;
-    let accepted = api.post("/api/v1/verify", &serde_json::json!({"user": "zoe", "code": code})).await?;
+    admin.ok(&AdminRequest::DeviceUnblock {
+        user: "zoe".into(),
+        device: zoe.device.clone(),
+    })?;
+    let accepted = api
+        .post(
+            "/api/v1/verify",
+            &serde_json::json!({"user": "zoe", "code": code}),
+        )
+        .await?;
     assert_eq!(accepted.body["result"], "accept", "{}", accepted.raw);
 
-    let filter = AuditFilter { action: Some("device_block".into()), ..AuditFilter::default() };
-    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditSearch { filter })? else { bail!("no audit reply") };
+    let filter = AuditFilter {
+        action: Some("device_block".into()),
+        ..AuditFilter::default()
+    };
+    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditSearch { filter })? else {
+        bail!("no audit reply")
+    };
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].actor, "admin:uid=0");
-    assert_eq!(events[0].detail.as_deref(), Some(format!("device={}", zoe.device).as_str()));
+    assert_eq!(
+        events[0].detail.as_deref(),
+        Some(format!("device={}", zoe.device).as_str())
+    );
 
     tmux.keys("C-c", false)?;
     Ok(())
@@ -128,7 +180,10 @@ async fn console_in_tmux_finds_a_user_and_blocks_a_device_whose_codes_the_api_th
 #[test]
 fn the_console_says_when_it_cannot_reach_the_daemon() -> Result<()> {
     let dir = TempDir::new("twofold-console")?;
-    let out = Command::new(workspace_binary("twofold-admin")?).arg("--socket").arg(dir.path().join("none.sock")).output()?;
+    let out = Command::new(workspace_binary("twofold-admin")?)
+        .arg("--socket")
+        .arg(dir.path().join("none.sock"))
+        .output()?;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr)?;
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -152,7 +207,14 @@ impl Accounts {
     /// A user whose primary group is `primary`, also in `others`.
     fn user(&mut self, name: &str, primary: &str, others: &[&str]) -> Result<u32> {
         let mut command = Command::new("useradd");
-        command.args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--gid", primary]);
+        command.args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--gid",
+            primary,
+        ]);
         if !others.is_empty() {
             command.args(["--groups", &others.join(",")]);
         }
@@ -177,7 +239,10 @@ impl Drop for Accounts {
 fn run_ok(command: &mut Command) -> Result<Output> {
     let out = command.output().with_context(|| format!("{command:?}"))?;
     if !out.status.success() {
-        bail!("{command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(out)
 }
@@ -186,7 +251,11 @@ fn run_ok(command: &mut Command) -> Result<Output> {
 fn as_user(binary: &Path, socket: &Path, user: &str, args: &[&str]) -> Result<Output> {
     let gid = String::from_utf8(run_ok(Command::new("id").args(["-g", user]))?.stdout)?;
     Ok(Command::new("setpriv")
-        .args([format!("--reuid={user}"), format!("--regid={}", gid.trim()), "--init-groups".into()])
+        .args([
+            format!("--reuid={user}"),
+            format!("--regid={}", gid.trim()),
+            "--init-groups".into(),
+        ])
         .arg(binary)
         .arg("--socket")
         .arg(socket)
@@ -200,9 +269,16 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
         bail!("the role test creates Unix users and groups: run it as root (CI does)");
     }
     let tag = std::process::id() % 100_000;
-    let (socket_group, helpdesk, admin_group, master) =
-        (format!("tfsock{tag}"), format!("tfhd{tag}"), format!("tfadm{tag}"), format!("tfmas{tag}"));
-    let mut accounts = Accounts { users: Vec::new(), groups: Vec::new() };
+    let (socket_group, helpdesk, admin_group, master) = (
+        format!("tfsock{tag}"),
+        format!("tfhd{tag}"),
+        format!("tfadm{tag}"),
+        format!("tfmas{tag}"),
+    );
+    let mut accounts = Accounts {
+        users: Vec::new(),
+        groups: Vec::new(),
+    };
     for g in [&socket_group, &helpdesk, &admin_group, &master] {
         accounts.group(g)?;
     }
@@ -254,34 +330,56 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
         (&["device", "unblock", "zoe", device], "admin"),
         (&["device", "delete", "zoe", "dnosuchdevice"], "admin"),
         (&["totp", "enroll", "yan"], "admin"),
-        (&["totp", "confirm", "yan", "dnosuchdevice", "123456"], "admin"),
+        (
+            &["totp", "confirm", "yan", "dnosuchdevice", "123456"],
+            "admin",
+        ),
         (&["user", "disable", "yan"], "admin"),
         (&["user", "enable", "yan"], "admin"),
         (&["user", "create", "newbie"], "admin"),
         (&["user", "delete", "nosuchuser"], "admin"),
         (&["user", "access-code", "zoe"], "admin"),
-        (&["user", "phones", "yan", "--mobile", "+41 79 555 00 11"], "admin"),
+        (
+            &["user", "phones", "yan", "--mobile", "+41 79 555 00 11"],
+            "admin",
+        ),
         (&["plugin", "reload"], "master admin"),
         (&["apikey", "list"], "master admin"),
         (&["apikey", "create", "key-from-test"], "master admin"),
         (&["apikey", "revoke", "nosuchkey"], "master admin"),
     ];
-    let roles = [("helpdesk", format!("tfuhd{tag}")), ("admin", format!("tfuadm{tag}")), ("master admin", format!("tfumas{tag}"))];
-    let rank = |role: &str| ["helpdesk", "admin", "master admin"].iter().position(|r| *r == role).unwrap_or(usize::MAX);
+    let roles = [
+        ("helpdesk", format!("tfuhd{tag}")),
+        ("admin", format!("tfuadm{tag}")),
+        ("master admin", format!("tfumas{tag}")),
+    ];
+    let rank = |role: &str| {
+        ["helpdesk", "admin", "master admin"]
+            .iter()
+            .position(|r| *r == role)
+            .unwrap_or(usize::MAX)
+    };
     let mut refused_helpdesk = 0;
     for (role, user) in &roles {
         let who = as_user(&binary, &socket, user, &["whoami"])?;
-        assert!(String::from_utf8_lossy(&who.stdout).contains(&format!("role {role} ")), "{who:?}");
+        assert!(
+            String::from_utf8_lossy(&who.stdout).contains(&format!("role {role} ")),
+            "{who:?}"
+        );
         for (args, least) in table {
             let out = as_user(&binary, &socket, user, args)?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if rank(role) >= rank(least) {
-                assert!(!stderr.contains("(forbidden)"), "{role} must be allowed {args:?}: {stderr}");
+                assert!(
+                    !stderr.contains("(forbidden)"),
+                    "{role} must be allowed {args:?}: {stderr}"
+                );
             } else {
                 assert_eq!(out.status.code(), Some(1), "{role} {args:?}");
                 assert_eq!(stderr.lines().count(), 1, "{stderr}");
                 assert!(
-                    stderr.contains(&format!("needs the {least} role; uid")) && stderr.contains(&format!("is {role} (forbidden)")),
+                    stderr.contains(&format!("needs the {least} role; uid"))
+                        && stderr.contains(&format!("is {role} (forbidden)")),
                     "{role} {args:?}: {stderr}"
                 );
                 if *role == "helpdesk" {
@@ -293,18 +391,33 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
 
     // A refused unblock changed nothing: helpdesk blocks, cannot unblock, the device stays blocked.
     let hd = format!("tfuhd{tag}");
-    assert!(as_user(&binary, &socket, &hd, &["device", "block", "zoe", device])?.status.success());
-    assert!(!as_user(&binary, &socket, &hd, &["device", "unblock", "zoe", device])?.status.success());
+    assert!(
+        as_user(&binary, &socket, &hd, &["device", "block", "zoe", device])?
+            .status
+            .success()
+    );
+    assert!(
+        !as_user(&binary, &socket, &hd, &["device", "unblock", "zoe", device])?
+            .status
+            .success()
+    );
     refused_helpdesk += 1;
     let listed = as_user(&binary, &socket, &hd, &["--json", "device", "list", "zoe"])?;
     let json: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
     assert_eq!(json["devices"][0]["status"], "blocked", "{json}");
 
     // Every refusal is audited with the operator's uid.
-    let filter = AuditFilter { actor: Some(format!("admin:uid={hd_uid}")), outcome: Some("forbidden".into()), limit: Some(1000), ..AuditFilter::default() };
+    let filter = AuditFilter {
+        actor: Some(format!("admin:uid={hd_uid}")),
+        outcome: Some("forbidden".into()),
+        limit: Some(1000),
+        ..AuditFilter::default()
+    };
     match root.call(&AdminRequest::AuditSearch { filter })? {
         AdminAnswer::Ok { reply } => match *reply {
-            AdminReply::Audit { events } => assert_eq!(events.len(), refused_helpdesk, "{events:?}"),
+            AdminReply::Audit { events } => {
+                assert_eq!(events.len(), refused_helpdesk, "{events:?}")
+            }
             other => bail!("unexpected {other:?}"),
         },
         AdminAnswer::Error { error } => bail!("{error:?}"),
@@ -314,7 +427,10 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
     let none = as_user(&binary, &socket, &format!("tfunone{tag}"), &["status"])?;
     let stderr = String::from_utf8_lossy(&none.stderr);
     assert_eq!(none.status.code(), Some(1));
-    assert!(stderr.contains("has no Twofold role") && stderr.contains("[admin.roles]"), "{stderr}");
+    assert!(
+        stderr.contains("has no Twofold role") && stderr.contains("[admin.roles]"),
+        "{stderr}"
+    );
     // Not in the socket's group: the file mode stops them before the daemon is asked.
     let out = as_user(&binary, &socket, &format!("tfuout{tag}"), &["status"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -322,11 +438,17 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
     assert!(stderr.contains("no permission on"), "{stderr}");
     // The console says the same before it takes over the terminal.
     let console = as_user(&binary, &socket, &format!("tfunone{tag}"), &[])?;
-    assert!(String::from_utf8_lossy(&console.stderr).contains("has no Twofold role"), "{console:?}");
+    assert!(
+        String::from_utf8_lossy(&console.stderr).contains("has no Twofold role"),
+        "{console:?}"
+    );
     drop(daemon);
     Ok(())
 }
 
 fn nix_is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }

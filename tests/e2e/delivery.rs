@@ -14,7 +14,13 @@ use twofold_wire::delivery::{DeliveryInfo, DeliveryState, HandoverEntry, PluginI
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn user(admin: &mut Admin, name: &str, mobile: Option<&str>, voice: Option<&str>, groups: &[&str]) -> Result<()> {
+fn user(
+    admin: &mut Admin,
+    name: &str,
+    mobile: Option<&str>,
+    voice: Option<&str>,
+    groups: &[&str],
+) -> Result<()> {
     admin.ok(&AdminRequest::UserCreate(NewUser {
         username: name.to_owned(),
         display_name: Some(format!("{name} Example")),
@@ -33,9 +39,18 @@ async fn client(daemon: &Daemon) -> Result<Api> {
 }
 
 async fn challenge(api: &Api, user: &str, channel: &str) -> Result<Value> {
-    let answer = api.post("/api/v1/challenge", &json!({"user": user, "channel": channel})).await?;
+    let answer = api
+        .post(
+            "/api/v1/challenge",
+            &json!({"user": user, "channel": channel}),
+        )
+        .await?;
     if answer.status != 202 {
-        bail!("challenge for {user} on {channel} answered {}: {}", answer.status, answer.raw);
+        bail!(
+            "challenge for {user} on {channel} answered {}: {}",
+            answer.status,
+            answer.raw
+        );
     }
     Ok(answer.body)
 }
@@ -53,7 +68,10 @@ async fn verify(api: &Api, user: &str, code: &str, transaction: Option<&str>) ->
 }
 
 fn deliveries(admin: &mut Admin, user: Option<&str>) -> Result<Vec<DeliveryInfo>> {
-    match admin.ok(&AdminRequest::DeliveryList { user: user.map(str::to_owned), limit: None })? {
+    match admin.ok(&AdminRequest::DeliveryList {
+        user: user.map(str::to_owned),
+        limit: None,
+    })? {
         AdminReply::Deliveries { deliveries } => Ok(deliveries),
         other => bail!("unexpected reply {other:?}"),
     }
@@ -63,9 +81,14 @@ fn deliveries(admin: &mut Admin, user: Option<&str>) -> Result<Vec<DeliveryInfo>
 async fn settled(admin: &mut Admin, transaction: &str, within: Duration) -> Result<DeliveryInfo> {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let found = deliveries(admin, None)?.into_iter().find(|d| d.transaction_id == transaction);
+        let found = deliveries(admin, None)?
+            .into_iter()
+            .find(|d| d.transaction_id == transaction);
         if let Some(d) = &found {
-            if matches!(d.state, DeliveryState::Delivered | DeliveryState::Failed | DeliveryState::Cancelled) {
+            if matches!(
+                d.state,
+                DeliveryState::Delivered | DeliveryState::Failed | DeliveryState::Cancelled
+            ) {
                 return Ok(d.clone());
             }
         }
@@ -96,7 +119,12 @@ fn toml_path(p: &std::path::Path) -> String {
 
 /// `[delivery]` and `[[plugin]]` tables: the SMS gateway over HTTPS (test CA, bearer token from a secret
 /// file, Swiss number rewriting), the telephony API over plain HTTP on loopback, the in-person desk.
-fn plugin_config(dir: &std::path::Path, ca: &TestCa, sms: &Gateway, voice: &Gateway) -> Result<String> {
+fn plugin_config(
+    dir: &std::path::Path,
+    ca: &TestCa,
+    sms: &Gateway,
+    voice: &Gateway,
+) -> Result<String> {
     let token = dir.join("sms-token");
     std::fs::write(&token, "tok-123\n")?;
     Ok(format!(
@@ -166,7 +194,11 @@ async fn codes_reach_users_by_sms_voice_in_person_and_email_and_verify_once() ->
     let sms = Gateway::start(Some(&ca)).await?;
     let voice = Gateway::start(None).await?;
     let smtp = SmtpServer::start(dir.path(), &ca)?;
-    let daemon = Daemon::start(&format!("{}{}", plugin_config(dir.path(), &ca, &sms, &voice)?, email_config(&smtp, &ca)))?;
+    let daemon = Daemon::start(&format!(
+        "{}{}",
+        plugin_config(dir.path(), &ca, &sms, &voice)?,
+        email_config(&smtp, &ca)
+    ))?;
     let mut admin = daemon.admin()?;
     let api = client(&daemon).await?;
     // Two users share one mobile number (a team phone): each gets a code of their own.
@@ -187,8 +219,14 @@ async fn codes_reach_users_by_sms_voice_in_person_and_email_and_verify_once() ->
     let mut codes = Vec::new();
     // The two deliveries run at once: match each request to its challenge by the reference in the URL.
     for tx in [&a, &b] {
-        let path = format!("/send?ref={}", tx["transaction_id"].as_str().unwrap_or_default());
-        let request = received.iter().find(|r| r.path == path).with_context(|| format!("no request for {path}: {received:?}"))?;
+        let path = format!(
+            "/send?ref={}",
+            tx["transaction_id"].as_str().unwrap_or_default()
+        );
+        let request = received
+            .iter()
+            .find(|r| r.path == path)
+            .with_context(|| format!("no request for {path}: {received:?}"))?;
         let body: Value = serde_json::from_str(&request.body).context("gateway body is JSON")?;
         assert_eq!(body["to"], "+41791234567", "{body}");
         assert_eq!(request.header("authorization"), Some("Bearer tok-123"));
@@ -203,14 +241,24 @@ async fn codes_reach_users_by_sms_voice_in_person_and_email_and_verify_once() ->
         assert_eq!(crossed["result"], "reject", "alice's code is not bob's");
     }
     let ok = verify(&api, "alice", &alice_code, None).await?;
-    assert_eq!((ok["result"].as_str(), ok["factor"].as_str()), (Some("accept"), Some("sms")), "{ok}");
+    assert_eq!(
+        (ok["result"].as_str(), ok["factor"].as_str()),
+        (Some("accept"), Some("sms")),
+        "{ok}"
+    );
     let again = verify(&api, "alice", &alice_code, None).await?;
-    assert_eq!(again["result"], "reject", "a code is accepted once: {again}");
+    assert_eq!(
+        again["result"], "reject",
+        "a code is accepted once: {again}"
+    );
     let ok = verify(&api, "bob", &bob_code, b["transaction_id"].as_str()).await?;
     assert_eq!(ok["result"], "accept", "{ok}");
     // The gateway may hand us the SMS before the daemon has read the gateway's answer: wait (bounded)
     // for the daemon to record the delivery.
-    let status_path = format!("/api/v1/challenge/{}", a["transaction_id"].as_str().unwrap_or_default());
+    let status_path = format!(
+        "/api/v1/challenge/{}",
+        a["transaction_id"].as_str().unwrap_or_default()
+    );
     let mut status = api.get(&status_path).await?;
     for _ in 0..100 {
         if status.body["state"] != "queued" {
@@ -219,7 +267,16 @@ async fn codes_reach_users_by_sms_voice_in_person_and_email_and_verify_once() ->
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         status = api.get(&status_path).await?;
     }
-    assert_eq!((status.status, status.body["state"].as_str(), status.body["used"].as_bool()), (200, Some("delivered"), Some(true)), "{}", status.raw);
+    assert_eq!(
+        (
+            status.status,
+            status.body["state"].as_str(),
+            status.body["used"].as_bool()
+        ),
+        (200, Some("delivered"), Some(true)),
+        "{}",
+        status.raw
+    );
 
     // Voice ("call me" for a user without a mobile): the code is spelled digit by digit.
     let c = challenge(&api, "carol", "voice").await?;
@@ -227,44 +284,106 @@ async fn codes_reach_users_by_sms_voice_in_person_and_email_and_verify_once() ->
     let body: Value = serde_json::from_str(&call.body)?;
     assert_eq!(body["to"], "0041445550102", "{body}");
     let say = body["say"].as_str().unwrap_or_default();
-    let digits: String = say.split("Once more").next().unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
+    let digits: String = say
+        .split("Once more")
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
     assert_eq!(digits.len(), 6, "{say}");
-    assert!(say.contains(&digits.chars().map(String::from).collect::<Vec<_>>().join(", ")), "{say}");
+    assert!(
+        say.contains(
+            &digits
+                .chars()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "{say}"
+    );
     let ok = verify(&api, "carol", &digits, c["transaction_id"].as_str()).await?;
-    assert_eq!((ok["result"].as_str(), ok["factor"].as_str()), (Some("accept"), Some("voice")), "{ok}");
+    assert_eq!(
+        (ok["result"].as_str(), ok["factor"].as_str()),
+        (Some("accept"), Some("voice")),
+        "{ok}"
+    );
 
     // In person: the helpdesk's queue shows the code with the plugin's note; using it empties the queue.
     let d = challenge(&api, "dave", "in_person").await?;
-    settled(&mut admin, d["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+    settled(
+        &mut admin,
+        d["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
     let queue = handovers(&mut admin)?;
     assert_eq!(queue.len(), 1, "{queue:?}");
-    assert_eq!((queue[0].user.as_str(), queue[0].note.as_str()), ("dave", "Check the photo ID."));
+    assert_eq!(
+        (queue[0].user.as_str(), queue[0].note.as_str()),
+        ("dave", "Check the photo ID.")
+    );
     let ok = verify(&api, "dave", &queue[0].code, None).await?;
-    assert_eq!((ok["result"].as_str(), ok["factor"].as_str()), (Some("accept"), Some("in_person")), "{ok}");
+    assert_eq!(
+        (ok["result"].as_str(), ok["factor"].as_str()),
+        (Some("accept"), Some("in_person")),
+        "{ok}"
+    );
     assert!(handovers(&mut admin)?.is_empty());
 
     // Email over SMTP with STARTTLS (the test CA) and AUTH (password from a file).
     let e = challenge(&api, "erin", "email").await?;
     assert_eq!(e["destination"], "e•••@example.com");
     let mail = smtp.wait_for(1, WAIT).await?.remove(0);
-    assert!(mail.contains("X-Tls: True") && mail.contains("X-Auth-User: twofold"), "{mail}");
-    assert!(mail.contains("X-Envelope-To: erin@example.com") && mail.contains("Subject: Your sign-in code"), "{mail}");
-    let code = find_code(mail.split_once("\r\n\r\n").map_or(mail.as_str(), |(_, body)| body), 6).with_context(|| format!("a code in the mail body: {mail}"))?;
+    assert!(
+        mail.contains("X-Tls: True") && mail.contains("X-Auth-User: twofold"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("X-Envelope-To: erin@example.com")
+            && mail.contains("Subject: Your sign-in code"),
+        "{mail}"
+    );
+    let code = find_code(
+        mail.split_once("\r\n\r\n")
+            .map_or(mail.as_str(), |(_, body)| body),
+        6,
+    )
+    .with_context(|| format!("a code in the mail body: {mail}"))?;
     let ok = verify(&api, "erin", &code, None).await?;
-    assert_eq!((ok["result"].as_str(), ok["factor"].as_str()), (Some("accept"), Some("email")), "{ok}");
+    assert_eq!(
+        (ok["result"].as_str(), ok["factor"].as_str()),
+        (Some("accept"), Some("email")),
+        "{ok}"
+    );
 
     // Admins see every delivery and its attempts; no code is in the log or the audit trail.
     let all = deliveries(&mut admin, None)?;
     assert_eq!(all.len(), 5, "{all:?}");
-    assert!(all.iter().all(|d| d.state == DeliveryState::Delivered && d.used), "{all:?}");
-    assert_eq!(all.iter().find(|d| d.user == "carol").map(|d| d.attempts[0].via.as_str()), Some("voice"));
+    assert!(
+        all.iter()
+            .all(|d| d.state == DeliveryState::Delivered && d.used),
+        "{all:?}"
+    );
+    assert_eq!(
+        all.iter()
+            .find(|d| d.user == "carol")
+            .map(|d| d.attempts[0].via.as_str()),
+        Some("voice")
+    );
     let log = daemon.log()?;
     let audit = serde_json::to_string(&admin.ok(&AdminRequest::AuditTail { limit: Some(500) })?)?;
     for code in [&alice_code, &bob_code, &digits, &code] {
         assert!(!log.contains(code.as_str()), "code {code} in the log");
-        assert!(!audit.contains(code.as_str()), "code {code} in the audit log");
+        assert!(
+            !audit.contains(code.as_str()),
+            "code {code} in the audit log"
+        );
     }
-    assert!(audit.contains("handover_list"), "showing the queue is audited");
+    assert!(
+        audit.contains("handover_list"),
+        "showing the queue is audited"
+    );
     Ok(())
 }
 
@@ -274,7 +393,10 @@ async fn hostile_plugins_are_contained_and_the_daemon_keeps_serving() -> Result<
     let ca = TestCa::create(dir.path())?;
     let sms = Gateway::start(Some(&ca)).await?;
     let plugins = plugins_dir()?;
-    std::fs::write(dir.path().join("broken.wasm"), b"\0asm this is not a component")?;
+    std::fs::write(
+        dir.path().join("broken.wasm"),
+        b"\0asm this is not a component",
+    )?;
     let hostile = |name: &str, mode: &str| {
         format!(
             "\n[[plugin]]\nname = \"{name}\"\nfile = \"{}\"\nallow_hosts = [\"127.0.0.1:{}\"]\n[plugin.config]\nmode = \"{mode}\"\n",
@@ -282,7 +404,14 @@ async fn hostile_plugins_are_contained_and_the_daemon_keeps_serving() -> Result<
             sms.addr.port()
         )
     };
-    let modes = [("spin", "endless-loop"), ("hog", "memory-bomb"), ("crash", "panic"), ("leak", "exfiltrate"), ("snoop", "read-file"), ("chatty", "print")];
+    let modes = [
+        ("spin", "endless-loop"),
+        ("hog", "memory-bomb"),
+        ("crash", "panic"),
+        ("leak", "exfiltrate"),
+        ("snoop", "read-file"),
+        ("chatty", "print"),
+    ];
     let mut config = format!(
         "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nplugin_dirs = [\"{}\", \"{}\"]\nplugin_cpu_ms = 300\nmax_attempts = 1\nsms = [{}, \"broken\", \"good\"]\n",
         toml_path(&plugins),
@@ -303,15 +432,30 @@ async fn hostile_plugins_are_contained_and_the_daemon_keeps_serving() -> Result<
     user(&mut admin, "mallory", Some("+41 79 000 00 01"), None, &[])?;
 
     let status = plugin_status(&mut admin)?;
-    let broken = status.iter().find(|p| p.name == "broken").context("broken listed")?;
-    assert!(!broken.loaded && broken.error.as_deref().unwrap_or_default().contains("not a valid WebAssembly component"), "{broken:?}");
+    let broken = status
+        .iter()
+        .find(|p| p.name == "broken")
+        .context("broken listed")?;
+    assert!(
+        !broken.loaded
+            && broken
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not a valid WebAssembly component"),
+        "{broken:?}"
+    );
     assert_eq!(status.iter().filter(|p| p.loaded).count(), 7, "{status:?}");
 
     for round in 0..2 {
         let c = challenge(&api, "mallory", "sms").await?;
         let tx = c["transaction_id"].as_str().unwrap_or_default().to_owned();
         let done = settled(&mut admin, &tx, WAIT).await?;
-        let by: Vec<(&str, &str, &str)> = done.attempts.iter().map(|a| (a.via.as_str(), a.outcome.as_str(), a.detail.as_str())).collect();
+        let by: Vec<(&str, &str, &str)> = done
+            .attempts
+            .iter()
+            .map(|a| (a.via.as_str(), a.outcome.as_str(), a.detail.as_str()))
+            .collect();
         let expect = [
             ("spin", "stopped after its CPU budget of 300 ms"),
             ("hog", "stopped growing its memory past the cap of 16 MiB"),
@@ -322,20 +466,39 @@ async fn hostile_plugins_are_contained_and_the_daemon_keeps_serving() -> Result<
             ("broken", "plugin broken is not loaded: not a valid WebAssembly component"),
         ];
         for (i, (name, text)) in expect.iter().enumerate() {
-            assert_eq!((by[i].0, by[i].1), (*name, "failed"), "round {round}: {by:?}");
-            assert!(by[i].2.contains(text), "round {round}, {name}: {:?} lacks {text:?}", by[i].2);
+            assert_eq!(
+                (by[i].0, by[i].1),
+                (*name, "failed"),
+                "round {round}: {by:?}"
+            );
+            assert!(
+                by[i].2.contains(text),
+                "round {round}, {name}: {:?} lacks {text:?}",
+                by[i].2
+            );
         }
-        assert_eq!((by[7].0, by[7].1, done.state), ("good", "delivered", DeliveryState::Delivered), "{by:?}");
+        assert_eq!(
+            (by[7].0, by[7].1, done.state),
+            ("good", "delivered", DeliveryState::Delivered),
+            "{by:?}"
+        );
         let request = sms.wait_for(round + 1, WAIT).await?.remove(round);
         let code = find_code(&request.body, 6).context("code in the SMS")?;
         let ok = verify(&api, "mallory", &code, Some(&tx)).await?;
         assert_eq!(ok["result"], "accept", "{ok}");
     }
-    assert_eq!(sms.received().len(), 2, "the exfiltrating plugin reached nothing");
+    assert_eq!(
+        sms.received().len(),
+        2,
+        "the exfiltrating plugin reached nothing"
+    );
     let health = api.get("/health").await?;
     assert_eq!(health.status, 200);
     let log = daemon.log()?;
-    assert!(log.contains("[code]"), "the panic message was logged, code blanked out");
+    assert!(
+        log.contains("[code]"),
+        "the panic message was logged, code blanked out"
+    );
     for request in sms.received() {
         let code = find_code(&request.body, 6).unwrap_or_default();
         assert!(!log.contains(&code), "code {code} in the log");
@@ -357,7 +520,9 @@ async fn failover_to_the_second_gateway_and_retries_while_a_gateway_is_down() ->
         )
     };
     // voice goes to a gateway that is down at first: nothing listens on its port yet.
-    let down_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let down_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let config = format!(
         "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nplugin_dirs = [\"{}\"]\nsms = [\"first\", \"second\"]\nvoice = [\"later\"]\nretry_initial_seconds = 1\nretry_max_seconds = 2\nmax_attempts = 8\n{}{}{}",
         toml_path(&plugins),
@@ -374,9 +539,22 @@ async fn failover_to_the_second_gateway_and_retries_while_a_gateway_is_down() ->
     first.script(&[400, 503]);
     for expected_first in ["failed", "retry_later"] {
         let c = challenge(&api, "fay", "sms").await?;
-        let done = settled(&mut admin, c["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
-        let by: Vec<(&str, &str)> = done.attempts.iter().map(|a| (a.via.as_str(), a.outcome.as_str())).collect();
-        assert_eq!(by, vec![("first", expected_first), ("second", "delivered")], "{done:?}");
+        let done = settled(
+            &mut admin,
+            c["transaction_id"].as_str().unwrap_or_default(),
+            WAIT,
+        )
+        .await?;
+        let by: Vec<(&str, &str)> = done
+            .attempts
+            .iter()
+            .map(|a| (a.via.as_str(), a.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            by,
+            vec![("first", expected_first), ("second", "delivered")],
+            "{done:?}"
+        );
     }
     assert_eq!((first.received().len(), second.received().len()), (2, 2));
 
@@ -385,10 +563,17 @@ async fn failover_to_the_second_gateway_and_retries_while_a_gateway_is_down() ->
     let tx = c["transaction_id"].as_str().unwrap_or_default().to_owned();
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let d = deliveries(&mut admin, Some("fay"))?.into_iter().find(|d| d.transaction_id == tx).context("listed")?;
+        let d = deliveries(&mut admin, Some("fay"))?
+            .into_iter()
+            .find(|d| d.transaction_id == tx)
+            .context("listed")?;
         if d.state == DeliveryState::Retrying {
             assert_eq!(d.attempts[0].outcome, "retry_later", "{d:?}");
-            assert!(d.attempts[0].detail.contains("Connection refused") || d.attempts[0].detail.contains("connect"), "{d:?}");
+            assert!(
+                d.attempts[0].detail.contains("Connection refused")
+                    || d.attempts[0].detail.contains("connect"),
+                "{d:?}"
+            );
             break;
         }
         if std::time::Instant::now() > deadline {
@@ -399,50 +584,94 @@ async fn failover_to_the_second_gateway_and_retries_while_a_gateway_is_down() ->
     let back = Gateway::start_at(([127, 0, 0, 1], down_port).into(), Some(&ca)).await?;
     let done = settled(&mut admin, &tx, WAIT).await?;
     assert_eq!(done.state, DeliveryState::Delivered, "{done:?}");
-    assert!(done.attempts.len() >= 2 && done.attempts.iter().rev().skip(1).all(|a| a.outcome == "retry_later"), "{done:?}");
+    assert!(
+        done.attempts.len() >= 2
+            && done
+                .attempts
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|a| a.outcome == "retry_later"),
+        "{done:?}"
+    );
     let call = back.wait_for(1, WAIT).await?.remove(0);
-    let digits: String = serde_json::from_str::<Value>(&call.body)?["say"].as_str().unwrap_or_default().split("Once more").next().unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
-    assert_eq!(verify(&api, "fay", &digits, None).await?["result"], "accept");
+    let digits: String = serde_json::from_str::<Value>(&call.body)?["say"]
+        .as_str()
+        .unwrap_or_default()
+        .split("Once more")
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(
+        verify(&api, "fay", &digits, None).await?["result"],
+        "accept"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_reload_on_sighup_and_on_request_and_load_from_the_sealed_cache() -> Result<()> {
     let plugins = plugins_dir()?;
-    let desk = |name: &str| format!("\n[[plugin]]\nname = \"{name}\"\nfile = \"in_person.wasm\"\nhandover = true\n");
-    let base = format!("\n[delivery]\nplugin_dirs = [\"{}\"]\nin_person = [\"desk\"]\n{}", toml_path(&plugins), desk("desk"));
+    let desk = |name: &str| {
+        format!("\n[[plugin]]\nname = \"{name}\"\nfile = \"in_person.wasm\"\nhandover = true\n")
+    };
+    let base = format!(
+        "\n[delivery]\nplugin_dirs = [\"{}\"]\nin_person = [\"desk\"]\n{}",
+        toml_path(&plugins),
+        desk("desk")
+    );
     let mut daemon = Daemon::start(&base)?;
     let mut admin = daemon.admin()?;
     let first = plugin_status(&mut admin)?;
-    assert_eq!((first.len(), first[0].loaded, first[0].from_cache), (1, true, false), "{first:?}");
+    assert_eq!(
+        (first.len(), first[0].loaded, first[0].from_cache),
+        (1, true, false),
+        "{first:?}"
+    );
     let cache = daemon.data_dir().join("plugin-cache");
-    let artifacts: Vec<_> = std::fs::read_dir(&cache)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let artifacts: Vec<_> = std::fs::read_dir(&cache)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
 
     // SIGHUP with a second plugin configured: it loads without a restart.
     let pid = daemon.pid().context("running")?;
     let config = std::fs::read_to_string(&daemon.config_path)?;
     std::fs::write(&daemon.config_path, format!("{config}{}", desk("desk2")))?;
-    let status = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status()?;
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()?;
     assert!(status.success());
     let deadline = std::time::Instant::now() + WAIT;
     while plugin_status(&mut admin)?.len() != 2 {
         if std::time::Instant::now() > deadline {
-            bail!("SIGHUP did not load desk2: {:?}", plugin_status(&mut admin)?);
+            bail!(
+                "SIGHUP did not load desk2: {:?}",
+                plugin_status(&mut admin)?
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let reloaded = plugin_status(&mut admin)?;
-    assert!(reloaded.iter().all(|p| p.loaded && p.from_cache), "same component, so from the cache: {reloaded:?}");
+    assert!(
+        reloaded.iter().all(|p| p.loaded && p.from_cache),
+        "same component, so from the cache: {reloaded:?}"
+    );
     match admin.call(&AdminRequest::PluginReload)? {
-        AdminAnswer::Ok { reply } => assert!(matches!(*reply, AdminReply::Plugins { ref plugins } if plugins.len() == 2)),
+        AdminAnswer::Ok { reply } => {
+            assert!(matches!(*reply, AdminReply::Plugins { ref plugins } if plugins.len() == 2))
+        }
         AdminAnswer::Error { error } => bail!("reload refused: {error:?}"),
     }
 
     // A restart loads the precompiled artifact; a tampered artifact is refused and compiled anew.
     daemon.restart()?;
     let mut admin = daemon.admin()?;
-    assert!(plugin_status(&mut admin)?.iter().all(|p| p.loaded && p.from_cache));
+    assert!(plugin_status(&mut admin)?
+        .iter()
+        .all(|p| p.loaded && p.from_cache));
     let artifact = &artifacts[0];
     let mut bytes = std::fs::read(artifact)?;
     let last = bytes.len() - 1;
@@ -452,7 +681,10 @@ async fn plugins_reload_on_sighup_and_on_request_and_load_from_the_sealed_cache(
     let mut admin = daemon.admin()?;
     let after = plugin_status(&mut admin)?;
     assert!(after.iter().all(|p| p.loaded), "{after:?}");
-    assert!(!after[0].from_cache, "a bad seal means compile again: {after:?}");
+    assert!(
+        !after[0].from_cache,
+        "a bad seal means compile again: {after:?}"
+    );
     assert!(daemon.log()?.contains("bad seal"));
     Ok(())
 }
@@ -468,51 +700,117 @@ async fn policy_lockout_replacement_and_access_codes() -> Result<()> {
     let mut admin = daemon.admin()?;
     let api = client(&daemon).await?;
     user(&mut admin, "gus", None, None, &[])?;
-    user(&mut admin, "kim", Some("+41 79 000 00 03"), None, &["CN=Kiosk,OU=Groups,DC=corp,DC=example"])?;
+    user(
+        &mut admin,
+        "kim",
+        Some("+41 79 000 00 03"),
+        None,
+        &["CN=Kiosk,OU=Groups,DC=corp,DC=example"],
+    )?;
     user(&mut admin, "lou", None, None, &[])?;
 
     // Refusals: the policy, no destination, no delivery configured, bad input.
     let table = [
-        (json!({"user": "kim", "channel": "in_person"}), 403, "forbidden"),
+        (
+            json!({"user": "kim", "channel": "in_person"}),
+            403,
+            "forbidden",
+        ),
         (json!({"user": "gus", "channel": "sms"}), 409, "conflict"),
         (json!({"user": "gus", "channel": "email"}), 409, "conflict"),
-        (json!({"user": "nobody", "channel": "in_person"}), 404, "not_found"),
-        (json!({"user": "gus", "channel": "pigeon"}), 400, "invalid_request"),
-        (json!({"user": "gus", "channel": "totp"}), 400, "invalid_request"),
+        (
+            json!({"user": "nobody", "channel": "in_person"}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"user": "gus", "channel": "pigeon"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"user": "gus", "channel": "totp"}),
+            400,
+            "invalid_request",
+        ),
     ];
     for (body, status, code) in table {
         let answer = api.post("/api/v1/challenge", &body).await?;
-        assert_eq!((answer.status, answer.body["error"]["code"].as_str()), (status, Some(code)), "{body}: {}", answer.raw);
+        assert_eq!(
+            (answer.status, answer.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {}",
+            answer.raw
+        );
     }
 
     // A new challenge replaces the open one: the first code stops working.
     let first = challenge(&api, "gus", "in_person").await?;
-    settled(&mut admin, first["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+    settled(
+        &mut admin,
+        first["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
     let old_code = handovers(&mut admin)?.remove(0).code;
     let second = challenge(&api, "gus", "in_person").await?;
-    settled(&mut admin, second["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+    settled(
+        &mut admin,
+        second["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
     let queue = handovers(&mut admin)?;
-    assert_eq!(queue.len(), 1, "the newer code replaced the older in the queue: {queue:?}");
+    assert_eq!(
+        queue.len(),
+        1,
+        "the newer code replaced the older in the queue: {queue:?}"
+    );
     let new_code = queue[0].code.clone();
     if old_code != new_code {
-        assert_eq!(verify(&api, "gus", &old_code, None).await?["result"], "reject");
-        assert_eq!(verify(&api, "gus", &old_code, first["transaction_id"].as_str()).await?["result"], "reject");
+        assert_eq!(
+            verify(&api, "gus", &old_code, None).await?["result"],
+            "reject"
+        );
+        assert_eq!(
+            verify(&api, "gus", &old_code, first["transaction_id"].as_str()).await?["result"],
+            "reject"
+        );
     }
-    assert_eq!(verify(&api, "gus", &new_code, None).await?["factor"], "in_person");
+    assert_eq!(
+        verify(&api, "gus", &new_code, None).await?["factor"],
+        "in_person"
+    );
     let statuses = deliveries(&mut admin, Some("gus"))?;
     assert_eq!(statuses.len(), 2);
 
     // Wrong codes count toward the lockout; once locked, even the right code is refused.
     let c = challenge(&api, "lou", "in_person").await?;
-    settled(&mut admin, c["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
-    let right = handovers(&mut admin)?.into_iter().find(|h| h.user == "lou").context("lou queued")?.code;
-    let wrong = if right == "000000" { "111111" } else { "000000" };
+    settled(
+        &mut admin,
+        c["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
+    let right = handovers(&mut admin)?
+        .into_iter()
+        .find(|h| h.user == "lou")
+        .context("lou queued")?
+        .code;
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
     let mut reasons = Vec::new();
     for _ in 0..4 {
         let answer = verify(&api, "lou", wrong, None).await?;
         reasons.push(answer["reason"].as_str().unwrap_or_default().to_owned());
     }
-    assert_eq!(reasons, ["invalid_code", "invalid_code", "invalid_code", "locked"]);
+    assert_eq!(
+        reasons,
+        ["invalid_code", "invalid_code", "invalid_code", "locked"]
+    );
     assert_eq!(verify(&api, "lou", &right, None).await?["reason"], "locked");
 
     // Access codes: generated by an admin, shown once, accepted once.
@@ -520,10 +818,22 @@ async fn policy_lockout_replacement_and_access_codes() -> Result<()> {
         AdminReply::AccessCode(issued) => issued,
         other => bail!("unexpected {other:?}"),
     };
-    assert_eq!(issued.code.len(), 14, "12 digits in groups of 4: {}", issued.code);
+    assert_eq!(
+        issued.code.len(),
+        14,
+        "12 digits in groups of 4: {}",
+        issued.code
+    );
     let ok = verify(&api, "gus", &issued.code, None).await?;
-    assert_eq!((ok["result"].as_str(), ok["factor"].as_str()), (Some("accept"), Some("access_code")), "{ok}");
-    assert_eq!(verify(&api, "gus", &issued.code, None).await?["result"], "reject");
+    assert_eq!(
+        (ok["result"].as_str(), ok["factor"].as_str()),
+        (Some("accept"), Some("access_code")),
+        "{ok}"
+    );
+    assert_eq!(
+        verify(&api, "gus", &issued.code, None).await?["result"],
+        "reject"
+    );
     let audit = serde_json::to_string(&admin.ok(&AdminRequest::AuditTail { limit: Some(200) })?)?;
     assert!(audit.contains("access_code_generate"));
     assert!(!audit.contains(&issued.code) && !audit.contains(&issued.code.replace('-', "")));
@@ -537,7 +847,10 @@ async fn access_codes_are_refused_while_switched_off() -> Result<()> {
     let mut admin = daemon.admin()?;
     admin.create_user("hal")?;
     match admin.call(&AdminRequest::AccessCodeGenerate { user: "hal".into() })? {
-        AdminAnswer::Error { error } => assert!(error.code == "forbidden" && error.message.contains("access_codes"), "{error:?}"),
+        AdminAnswer::Error { error } => assert!(
+            error.code == "forbidden" && error.message.contains("access_codes"),
+            "{error:?}"
+        ),
         AdminAnswer::Ok { reply } => bail!("generated while off: {reply:?}"),
     }
     Ok(())
@@ -545,9 +858,15 @@ async fn access_codes_are_refused_while_switched_off() -> Result<()> {
 
 #[test]
 fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Result<()> {
-    let example = std::fs::read_to_string(twofold_tests::delivery::repo_root().join("packaging/twofold.toml"))?;
-    let start = example.find("\n# [[plugin]]\n").context("no plugin example")?;
-    let end = example[start..].find("\n\n# 2FA policies").map_or(example.len(), |e| start + e);
+    let example = std::fs::read_to_string(
+        twofold_tests::delivery::repo_root().join("packaging/twofold.toml"),
+    )?;
+    let start = example
+        .find("\n# [[plugin]]\n")
+        .context("no plugin example")?;
+    let end = example[start..]
+        .find("\n\n# 2FA policies")
+        .map_or(example.len(), |e| start + e);
     // The TOML lines of the examples: tables and keys, not the prose around them.
     let uncommented: String = example[start..end]
         .lines()
@@ -555,18 +874,44 @@ fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Resul
         .filter(|l| l.starts_with('[') || l.contains(" = "))
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(uncommented.matches("[[plugin]]").count(), 3, "{uncommented}");
+    assert_eq!(
+        uncommented.matches("[[plugin]]").count(),
+        3,
+        "{uncommented}"
+    );
     assert!(uncommented.contains("[email]"), "{uncommented}");
     let dir = twofold_tests::TempDir::new("delivery-example")?;
     let path = dir.path().join("example.toml");
     std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
-    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
-    assert!(out.status.success(), "{}\n{uncommented}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&path)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}\n{uncommented}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // And a mistake in such a table is refused with its line.
-    std::fs::write(&path, format!("version = 1\n{}", uncommented.replace("allow_hosts = [\"sms.example.net\"]", "allow_hosts = [\"https://sms.example.net\"]")))?;
-    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\n{}",
+            uncommented.replace(
+                "allow_hosts = [\"sms.example.net\"]",
+                "allow_hosts = [\"https://sms.example.net\"]"
+            )
+        ),
+    )?;
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&path)
+        .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("not a URL"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("not a URL"),
+        "{stderr}"
+    );
     Ok(())
 }
 
@@ -577,27 +922,55 @@ async fn a_code_lives_exactly_as_long_as_configured() -> Result<()> {
     use twofoldd::clock::{Clock, ManualClock};
     const T0: i64 = 1_700_000_000;
     // (lifetime_seconds, seconds after the challenge, accepted)
-    let table = [(300, 299, true), (300, 300, false), (86_400, 86_399, true), (86_400, 86_400, false)];
+    let table = [
+        (300, 299, true),
+        (300, 300, false),
+        (86_400, 86_399, true),
+        (86_400, 86_400, false),
+    ];
     for (lifetime, after, accepted) in table {
         let dir = twofold_tests::TempDir::new("delivery-clock")?;
         let extra = format!(
             "\n[challenge]\nlifetime_seconds = {lifetime}\n\n[delivery]\nplugin_dirs = [\"{}\"]\nin_person = [\"desk\"]\n\n[[plugin]]\nname = \"desk\"\nfile = \"in_person.wasm\"\nhandover = true\n",
             toml_path(&plugins_dir()?)
         );
-        let config = twofoldd::config::Config::parse(&format!("{}{extra}", twofold_tests::base_config(dir.path())))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let config = twofoldd::config::Config::parse(&format!(
+            "{}{extra}",
+            twofold_tests::base_config(dir.path())
+        ))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let clock = ManualClock::new(T0);
         let handle = twofoldd::start(config, clock.clone()).await?;
         let mut admin = Admin::connect(&handle.admin_socket)?;
-        let api = Api::new(&handle.api_addr.to_string(), &dir.path().join("tls/cert.pem"))?.with_key(&admin.api_key("app")?);
+        let api = Api::new(
+            &handle.api_addr.to_string(),
+            &dir.path().join("tls/cert.pem"),
+        )?
+        .with_key(&admin.api_key("app")?);
         admin.create_user("ivy")?;
         let c = challenge(&api, "ivy", "in_person").await?;
         assert_eq!(c["expires_at"].as_i64(), Some(T0 + lifetime), "{c}");
-        settled(&mut admin, c["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
-        let code = handle.service.challenges()?.delivery().handover().list(clock.now()).remove(0).code;
+        settled(
+            &mut admin,
+            c["transaction_id"].as_str().unwrap_or_default(),
+            WAIT,
+        )
+        .await?;
+        let code = handle
+            .service
+            .challenges()?
+            .delivery()
+            .handover()
+            .list(clock.now())
+            .remove(0)
+            .code;
         clock.advance(after);
         let answer = verify(&api, "ivy", &code, c["transaction_id"].as_str()).await?;
-        assert_eq!(answer["result"] == "accept", accepted, "lifetime {lifetime}, {after} s later: {answer}");
+        assert_eq!(
+            answer["result"] == "accept",
+            accepted,
+            "lifetime {lifetime}, {after} s later: {answer}"
+        );
         handle.shutdown().await?;
     }
     Ok(())

@@ -14,7 +14,10 @@ const LDAPS: &str = "ldaps://127.0.0.1:636";
 const STARTTLS: &str = "ldap://127.0.0.1:389";
 
 fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
-    match admin.ok(&AdminRequest::DirectorySync { domain: Some("corp".into()), full })? {
+    match admin.ok(&AdminRequest::DirectorySync {
+        domain: Some("corp".into()),
+        full,
+    })? {
         AdminReply::DirectoryStatus { mut domains } if domains.len() == 1 => Ok(domains.remove(0)),
         other => bail!("unexpected {other:?}"),
     }
@@ -57,29 +60,51 @@ async fn a_full_sync_pages_through_more_than_1000_users() -> Result<()> {
     // 1200 entries at 400 a page: the client asked page by page (Samba would have sent them all at once).
     assert!(status.pages >= 3, "paged: {status:?}");
     assert_eq!(status.removed, 0);
-    let u = user(&mut admin, "bulk00007")?.ok_or_else(|| anyhow::anyhow!("bulk00007 not synced"))?;
+    let u =
+        user(&mut admin, "bulk00007")?.ok_or_else(|| anyhow::anyhow!("bulk00007 not synced"))?;
     assert_eq!(u.display_name.as_deref(), Some("Jürgen Ærø 7"));
     assert_eq!(u.email.as_deref(), Some("bulk00007@corp.example.test"));
     assert_eq!(u.source, "ad:corp");
-    assert!(u.directory.as_ref().is_some_and(|d| d.guid.len() == 36 && d.dn.starts_with("CN=bulk00007,OU=Bulk")), "{u:?}");
-    let no_mail = user(&mut admin, "bulk00010")?.ok_or_else(|| anyhow::anyhow!("bulk00010 not synced"))?;
-    assert_eq!(no_mail.email, None, "users without mail are synced without one");
+    assert!(
+        u.directory
+            .as_ref()
+            .is_some_and(|d| d.guid.len() == 36 && d.dn.starts_with("CN=bulk00007,OU=Bulk")),
+        "{u:?}"
+    );
+    let no_mail =
+        user(&mut admin, "bulk00010")?.ok_or_else(|| anyhow::anyhow!("bulk00010 not synced"))?;
+    assert_eq!(
+        no_mail.email, None,
+        "users without mail are synced without one"
+    );
     // Found by UPN too.
     assert!(user(&mut admin, "BULK00011@corp.example.test")?.is_some());
     // A second full sync changes nothing.
     let again = sync(&mut admin, true)?;
-    assert_eq!((again.added, again.changed, again.removed), (0, 0, 0), "{again:?}");
+    assert_eq!(
+        (again.added, again.changed, again.removed),
+        (0, 0, 0),
+        "{again:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attributes() -> Result<()> {
+async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attributes(
+) -> Result<()> {
     let dc = shared_dc()?;
-    let base = make_ou(dc, "Inc", &["inc-alice", "inc-bob", "inc-carol", "inc-dave", "inc-erin"])?;
+    let base = make_ou(
+        dc,
+        "Inc",
+        &["inc-alice", "inc-bob", "inc-carol", "inc-dave", "inc-erin"],
+    )?;
     dc.modify(&format!("dn: OU=Sub,{base}\nchangetype: add\nobjectClass: organizationalUnit\n\ndn: CN=inc-group,{base}\nchangetype: add\nobjectClass: group\nsAMAccountName: inc-group\n\n"))?;
     // Members of inc-group must use 2FA: group membership from AD decides the policy.
     let policy = "\n[policy]\ntwo_factor = \"optional\"\n\n[[policy.group]]\ngroup = \"inc-group\"\ntwo_factor = \"required\"\nrestore = \"prohibited\"\n";
-    let daemon = Daemon::start(&format!("{policy}{}", dc.directory_config("corp", LDAPS, &base, "removed_retention_days = 30")))?;
+    let daemon = Daemon::start(&format!(
+        "{policy}{}",
+        dc.directory_config("corp", LDAPS, &base, "removed_retention_days = 30")
+    ))?;
     let mut admin = daemon.admin()?;
     // The daemon syncs on start too; this full sync waits for that one and then finds nothing new.
     let first = sync(&mut admin, true)?;
@@ -88,17 +113,31 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     for name in ["inc-alice", "inc-bob", "inc-carol", "inc-dave", "inc-erin"] {
         assert!(user(&mut admin, name)?.is_some(), "{name} synced");
     }
-    assert_eq!(user(&mut admin, "inc-erin")?.map(|u| u.state), Some(TwoFactorState::NotEnrolled));
+    assert_eq!(
+        user(&mut admin, "inc-erin")?.map(|u| u.state),
+        Some(TwoFactorState::NotEnrolled)
+    );
     let api = daemon.api_client()?.with_key(&admin.api_key("vpn")?);
     step_margin(12).await;
     // alice and carol enroll authenticators.
     let mut secrets = Vec::new();
     for name in ["inc-alice", "inc-carol", "inc-dave"] {
-        let started = api.post(&format!("/api/v1/users/{name}/totp"), &json!({})).await?;
-        let secret = started.body["secret"].as_str().unwrap_or_default().to_owned();
-        let device = started.body["device"]["id"].as_str().unwrap_or_default().to_owned();
+        let started = api
+            .post(&format!("/api/v1/users/{name}/totp"), &json!({}))
+            .await?;
+        let secret = started.body["secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let device = started.body["device"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let confirmed = api
-            .post(&format!("/api/v1/users/{name}/totp/{device}/confirm"), &json!({"code": oathtool(&secret, -30, &[])?}))
+            .post(
+                &format!("/api/v1/users/{name}/totp/{device}/confirm"),
+                &json!({"code": oathtool(&secret, -30, &[])?}),
+            )
             .await?;
         assert_eq!(confirmed.status, 200, "{}", confirmed.raw);
         secrets.push(secret);
@@ -125,35 +164,72 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
 
     // Renamed: same record, same device, found by the new name only; the code still works.
     assert!(user(&mut admin, "inc-alice")?.is_none());
-    let alicia = user(&mut admin, "inc-alicia")?.ok_or_else(|| anyhow::anyhow!("rename not synced"))?;
+    let alicia =
+        user(&mut admin, "inc-alicia")?.ok_or_else(|| anyhow::anyhow!("rename not synced"))?;
     assert_eq!(Some(alicia.id.clone()), alice_id);
     assert_eq!(alicia.devices.len(), 1);
-    let ok = api.post("/api/v1/verify", &json!({"user": "inc-alicia", "code": oathtool(&secrets[0], 0, &[])?})).await?;
+    let ok = api
+        .post(
+            "/api/v1/verify",
+            &json!({"user": "inc-alicia", "code": oathtool(&secrets[0], 0, &[])?}),
+        )
+        .await?;
     assert_eq!(ok.body["result"], "accept", "{}", ok.raw);
     // Moved: same record, new DN.
     let bob = user(&mut admin, "inc-bob")?.ok_or_else(|| anyhow::anyhow!("bob lost"))?;
     assert_eq!(Some(bob.id.clone()), bob_id);
-    assert!(bob.directory.as_ref().is_some_and(|d| d.dn.starts_with("CN=inc-bob,OU=Sub,")), "{bob:?}");
+    assert!(
+        bob.directory
+            .as_ref()
+            .is_some_and(|d| d.dn.starts_with("CN=inc-bob,OU=Sub,")),
+        "{bob:?}"
+    );
     // Disabled: devices kept, codes refused.
     let carol = user(&mut admin, "inc-carol")?.ok_or_else(|| anyhow::anyhow!("carol lost"))?;
     assert!(carol.directory.as_ref().is_some_and(|d| d.account_disabled));
     assert_eq!(carol.devices.len(), 1, "a disabled user keeps devices");
-    let refused = api.post("/api/v1/verify", &json!({"user": "inc-carol", "code": oathtool(&secrets[1], 0, &[])?})).await?;
+    let refused = api
+        .post(
+            "/api/v1/verify",
+            &json!({"user": "inc-carol", "code": oathtool(&secrets[1], 0, &[])?}),
+        )
+        .await?;
     assert_eq!(refused.body["result"], "reject", "{}", refused.raw);
     // Deleted: marked removed, devices revoked, codes refused.
-    let dave = user(&mut admin, "inc-dave")?.ok_or_else(|| anyhow::anyhow!("dave purged too early"))?;
-    assert!(dave.directory.as_ref().is_some_and(|d| d.removed_at.is_some()), "{dave:?}");
+    let dave =
+        user(&mut admin, "inc-dave")?.ok_or_else(|| anyhow::anyhow!("dave purged too early"))?;
+    assert!(
+        dave.directory
+            .as_ref()
+            .is_some_and(|d| d.removed_at.is_some()),
+        "{dave:?}"
+    );
     assert!(dave.devices.is_empty(), "devices revoked");
-    let gone = api.post("/api/v1/verify", &json!({"user": "inc-dave", "code": oathtool(&secrets[2], 0, &[])?})).await?;
+    let gone = api
+        .post(
+            "/api/v1/verify",
+            &json!({"user": "inc-dave", "code": oathtool(&secrets[2], 0, &[])?}),
+        )
+        .await?;
     assert_eq!(gone.body["result"], "reject");
     // New mail and mobile, and the group membership that only bumped the group.
     let erin = user(&mut admin, "inc-erin")?.ok_or_else(|| anyhow::anyhow!("erin lost"))?;
     assert_eq!(erin.email.as_deref(), Some("erin.new@corp.example.test"));
     assert_eq!(erin.mobile.as_deref(), Some("+41 79 555 55 55"));
     assert_eq!(erin.groups, vec![format!("CN=inc-group,{base}")]);
-    assert_eq!(erin.state, TwoFactorState::EnrollmentRequired, "the group's policy applies");
-    let policy = erin.policy.clone().ok_or_else(|| anyhow::anyhow!("no policy shown"))?;
-    assert_eq!((policy.two_factor, policy.restore), (TwoFactorRule::Required, RestoreRule::Prohibited));
+    assert_eq!(
+        erin.state,
+        TwoFactorState::EnrollmentRequired,
+        "the group's policy applies"
+    );
+    let policy = erin
+        .policy
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no policy shown"))?;
+    assert_eq!(
+        (policy.two_factor, policy.restore),
+        (TwoFactorRule::Required, RestoreRule::Prohibited)
+    );
     assert_eq!(policy.from_groups, vec!["inc-group".to_owned()]);
 
     // Out of the group again.
@@ -162,12 +238,29 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     assert!(out.ok, "{out:?}");
     let erin = user(&mut admin, "inc-erin")?.ok_or_else(|| anyhow::anyhow!("erin lost"))?;
     assert!(erin.groups.is_empty());
-    assert_eq!(erin.state, TwoFactorState::NotEnrolled, "out of the group, the default applies again");
+    assert_eq!(
+        erin.state,
+        TwoFactorState::NotEnrolled,
+        "out of the group, the default applies again"
+    );
 
     // Every change is in the audit log.
-    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditTail { limit: Some(200) })? else { bail!("no audit") };
-    for action in ["directory_add", "directory_update", "directory_disable", "directory_remove", "directory_group", "directory_sync"] {
-        assert!(events.iter().any(|e| e.action == action), "{action} audited");
+    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditTail { limit: Some(200) })?
+    else {
+        bail!("no audit")
+    };
+    for action in [
+        "directory_add",
+        "directory_update",
+        "directory_disable",
+        "directory_remove",
+        "directory_group",
+        "directory_sync",
+    ] {
+        assert!(
+            events.iter().any(|e| e.action == action),
+            "{action} audited"
+        );
     }
     Ok(())
 }
@@ -187,16 +280,29 @@ async fn starttls_works_and_plain_ldap_needs_saying_so() -> Result<()> {
     // Without starttls or allow_plain_ldap, the config itself is refused, with the line.
     let dir = twofold_tests::TempDir::new("twofold-plain")?;
     let path = dir.path().join("plain.toml");
-    std::fs::write(&path, format!("version = 1\n{}", dc.directory_config("corp", STARTTLS, &base, "")))?;
-    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?).arg("check-config").arg(&path).output()?;
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\n{}",
+            dc.directory_config("corp", STARTTLS, &base, "")
+        ),
+    )?;
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&path)
+        .output()?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr)?;
-    assert!(stderr.contains(":4: ") && stderr.contains("plain LDAP"), "{stderr}");
+    assert!(
+        stderr.contains(":4: ") && stderr.contains("plain LDAP"),
+        "{stderr}"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn a_wrong_password_or_an_untrusted_certificate_fails_clearly_and_keeps_the_copy() -> Result<()> {
+async fn a_wrong_password_or_an_untrusted_certificate_fails_clearly_and_keeps_the_copy(
+) -> Result<()> {
     let dc = shared_dc()?;
     let base = make_ou(dc, "Fail", &["fail-user"])?;
     let wrong_password = dc.dir.path().join("wrong-password");
@@ -208,57 +314,110 @@ async fn a_wrong_password_or_an_untrusted_certificate_fails_clearly_and_keeps_th
     let kept = user(&mut admin, "fail-user")?.ok_or_else(|| anyhow::anyhow!("not synced"))?;
 
     for (case, key, value, expect) in [
-        ("wrong password", "bind_password_file", wrong_password.display().to_string(), "52e"),
-        ("untrusted certificate", "ca_file", dc.wrong_ca_cert.display().to_string(), "certificate"),
+        (
+            "wrong password",
+            "bind_password_file",
+            wrong_password.display().to_string(),
+            "52e",
+        ),
+        (
+            "untrusted certificate",
+            "ca_file",
+            dc.wrong_ca_cert.display().to_string(),
+            "certificate",
+        ),
     ] {
         // The same data folder, one setting broken.
-        let broken: Vec<String> =
-            good.lines().map(|l| if l.starts_with(key) { format!("{key} = \"{value}\"") } else { l.to_owned() }).collect();
+        let broken: Vec<String> = good
+            .lines()
+            .map(|l| {
+                if l.starts_with(key) {
+                    format!("{key} = \"{value}\"")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
         daemon.restart_with(&broken.join("\n"))?;
         let mut admin = daemon.admin()?;
         let failed = sync(&mut admin, true)?;
         assert!(!failed.ok, "{case}: {failed:?}");
-        assert!(failed.errors.iter().any(|e| e.contains(expect)), "{case}: {:?}", failed.errors);
-        assert!(failed.last_success.is_some(), "{case}: the last success is still reported");
+        assert!(
+            failed.errors.iter().any(|e| e.contains(expect)),
+            "{case}: {:?}",
+            failed.errors
+        );
+        assert!(
+            failed.last_success.is_some(),
+            "{case}: the last success is still reported"
+        );
         let still = user(&mut admin, "fail-user")?;
-        assert_eq!(still.as_ref(), Some(&kept), "{case}: the last good copy is kept unchanged");
+        assert_eq!(
+            still.as_ref(),
+            Some(&kept),
+            "{case}: the last good copy is kept unchanged"
+        );
     }
     Ok(())
 }
 
 #[tokio::test]
-async fn controllers_are_tried_in_turn_overrides_win_and_removed_users_are_purged_after_retention() -> Result<()> {
+async fn controllers_are_tried_in_turn_overrides_win_and_removed_users_are_purged_after_retention(
+) -> Result<()> {
     let dc = shared_dc()?;
     let base = make_ou(dc, "Misc", &["misc-jürgen", "misc-gone"])?;
     // The first controller does not answer; the second does.
     let cfg = dc
         .directory_config("corp", LDAPS, &base, "removed_retention_days = 0")
-        .replace(&format!("urls = [\"{LDAPS}\"]"), &format!("urls = [\"ldaps://127.0.0.1:1\", \"{LDAPS}\"]"));
+        .replace(
+            &format!("urls = [\"{LDAPS}\"]"),
+            &format!("urls = [\"ldaps://127.0.0.1:1\", \"{LDAPS}\"]"),
+        );
     let daemon = Daemon::start(&cfg)?;
     let mut admin = daemon.admin()?;
     let status = sync(&mut admin, true)?;
     assert!(status.ok, "{status:?}");
     assert_eq!(status.server.as_deref(), Some(LDAPS));
-    let jurgen = user(&mut admin, "misc-jürgen")?.ok_or_else(|| anyhow::anyhow!("non-ASCII username not synced"))?;
+    let jurgen = user(&mut admin, "misc-jürgen")?
+        .ok_or_else(|| anyhow::anyhow!("non-ASCII username not synced"))?;
     assert_eq!(jurgen.mobile.as_deref(), Some("+41 79 100 00 01"));
 
     // An admin's number wins over the directory's, across syncs, until cleared.
-    admin.ok(&AdminRequest::UserSetPhoneOverride { user: "misc-jürgen".into(), mobile: Some("+41 78 999 99 99".into()), voice: None })?;
+    admin.ok(&AdminRequest::UserSetPhoneOverride {
+        user: "misc-jürgen".into(),
+        mobile: Some("+41 78 999 99 99".into()),
+        voice: None,
+    })?;
     dc.modify(&format!("dn: CN=misc-jürgen,{base}\nchangetype: modify\nreplace: mobile\nmobile: +41 79 222 22 22\n\n"))?;
     assert!(sync(&mut admin, false)?.ok);
     let u = user(&mut admin, "misc-jürgen")?.ok_or_else(|| anyhow::anyhow!("lost"))?;
-    assert_eq!((u.mobile.as_deref(), u.mobile_override.as_deref()), (Some("+41 79 222 22 22"), Some("+41 78 999 99 99")));
-    admin.ok(&AdminRequest::UserSetPhoneOverride { user: "misc-jürgen".into(), mobile: None, voice: None })?;
+    assert_eq!(
+        (u.mobile.as_deref(), u.mobile_override.as_deref()),
+        (Some("+41 79 222 22 22"), Some("+41 78 999 99 99"))
+    );
+    admin.ok(&AdminRequest::UserSetPhoneOverride {
+        user: "misc-jürgen".into(),
+        mobile: None,
+        voice: None,
+    })?;
     assert!(sync(&mut admin, false)?.ok);
     let u = user(&mut admin, "misc-jürgen")?.ok_or_else(|| anyhow::anyhow!("lost"))?;
-    assert_eq!((u.mobile.as_deref(), u.mobile_override), (Some("+41 79 222 22 22"), None));
+    assert_eq!(
+        (u.mobile.as_deref(), u.mobile_override),
+        (Some("+41 79 222 22 22"), None)
+    );
 
     // With no retention, a user deleted in AD is removed and purged in the same sync, and audited.
     dc.modify(&format!("dn: CN=misc-gone,{base}\nchangetype: delete\n\n"))?;
     let gone = sync(&mut admin, false)?;
     assert_eq!((gone.removed, gone.purged), (1, 1), "{gone:?}");
     assert!(user(&mut admin, "misc-gone")?.is_none());
-    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditTail { limit: Some(100) })? else { bail!("no audit") };
-    assert!(events.iter().any(|e| e.action == "directory_purge" && e.user.as_deref() == Some("misc-gone")));
+    let AdminReply::Audit { events } = admin.ok(&AdminRequest::AuditTail { limit: Some(100) })?
+    else {
+        bail!("no audit")
+    };
+    assert!(events
+        .iter()
+        .any(|e| e.action == "directory_purge" && e.user.as_deref() == Some("misc-gone")));
     Ok(())
 }

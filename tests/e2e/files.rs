@@ -27,7 +27,10 @@ async fn the_master_key_can_come_from_a_systemd_credential() -> Result<()> {
     let dir = twofold_tests::TempDir::new("twofold-cred")?;
     std::fs::write(dir.path().join("master-key"), [7u8; 32])?;
     let daemon = Daemon::start_with_env("", &[("CREDENTIALS_DIRECTORY", dir.path().as_os_str())])?;
-    assert!(!daemon.data_dir().join("master.key").exists(), "no key file made when the credential is given");
+    assert!(
+        !daemon.data_dir().join("master.key").exists(),
+        "no key file made when the credential is given"
+    );
     daemon.admin()?.create_user("tom")?;
     Ok(())
 }
@@ -37,9 +40,21 @@ async fn tls_below_1_2_is_refused() -> Result<()> {
     let daemon = Daemon::start("")?;
     let url = format!("https://{}/health", daemon.api);
     let cert = daemon.data_dir().join("tls/cert.pem");
-    let curl = |args: &[&str]| Command::new("curl").arg("-s").arg("--cacert").arg(&cert).args(args).arg(&url).output();
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .arg("-s")
+            .arg("--cacert")
+            .arg(&cert)
+            .args(args)
+            .arg(&url)
+            .output()
+    };
     let ok12 = curl(&["--tlsv1.2", "--tls-max", "1.2"])?;
-    assert!(ok12.status.success(), "TLS 1.2 works: {}", String::from_utf8_lossy(&ok12.stderr));
+    assert!(
+        ok12.status.success(),
+        "TLS 1.2 works: {}",
+        String::from_utf8_lossy(&ok12.stderr)
+    );
     assert_eq!(String::from_utf8(ok12.stdout)?, r#"{"status":"ok"}"#);
     let ok13 = curl(&["--tlsv1.3"])?;
     assert!(ok13.status.success(), "TLS 1.3 works");

@@ -11,9 +11,9 @@ mod directory;
 mod files;
 mod lockout;
 mod packaging;
+mod replay;
 mod secrets;
 mod totp;
-mod replay;
 
 use std::time::Duration;
 

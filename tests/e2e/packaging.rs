@@ -77,7 +77,9 @@ static PACKAGES: Mutex<Option<Packages>> = Mutex::new(None);
 /// Packages the dev build once per test process, into target/debug/e2e-packages. Call with the
 /// machine lock held: another test process may be packaging into the same folder.
 fn packages() -> Result<Packages> {
-    let mut built = PACKAGES.lock().map_err(|_| anyhow!("packages lock poisoned"))?;
+    let mut built = PACKAGES
+        .lock()
+        .map_err(|_| anyhow!("packages lock poisoned"))?;
     if let Some(packages) = built.as_ref() {
         return Ok(packages.clone());
     }
@@ -89,16 +91,35 @@ fn packages() -> Result<Packages> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/build-packages");
     let script = script.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
     let out_arg = out.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
-    let first = run(script, &["--profile", "dev", "--no-build", "--fast", "--out", out_arg])?;
+    let first = run(
+        script,
+        &["--profile", "dev", "--no-build", "--fast", "--out", out_arg],
+    )?;
     let mut paths = first.lines().map(PathBuf::from);
     let (deb, rpm) = (paths.next(), paths.next());
     let upgrade_version = format!("{}.1", env!("CARGO_PKG_VERSION"));
-    let second =
-        run(script, &["--profile", "dev", "--no-build", "--fast", "--no-rpm", "--version", &upgrade_version, "--out", out_arg])?;
+    let second = run(
+        script,
+        &[
+            "--profile",
+            "dev",
+            "--no-build",
+            "--fast",
+            "--no-rpm",
+            "--version",
+            &upgrade_version,
+            "--out",
+            out_arg,
+        ],
+    )?;
     let packages = Packages {
         deb: deb.ok_or_else(|| anyhow!("build-packages printed no .deb: {first}"))?,
         rpm: rpm.ok_or_else(|| anyhow!("build-packages printed no .rpm: {first}"))?,
-        upgrade_deb: second.lines().next().map(PathBuf::from).ok_or_else(|| anyhow!("no upgrade .deb: {second}"))?,
+        upgrade_deb: second
+            .lines()
+            .next()
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow!("no upgrade .deb: {second}"))?,
         upgrade_version,
     };
     for path in [&packages.deb, &packages.rpm, &packages.upgrade_deb] {
@@ -118,9 +139,13 @@ fn machine_lock() -> Result<File> {
 }
 
 fn installed_version() -> Option<String> {
-    let output = Command::new("dpkg-query").args(["-W", "-f", "${Status} ${Version}", PACKAGE]).output().ok()?;
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status} ${Version}", PACKAGE])
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.strip_prefix("install ok installed ").map(str::to_owned)
+    text.strip_prefix("install ok installed ")
+        .map(str::to_owned)
 }
 
 /// Datagrams the daemon sends to $NOTIFY_SOCKET.
@@ -134,12 +159,22 @@ impl Notifications {
     fn bind(path: PathBuf) -> Result<Notifications> {
         let socket = UnixDatagram::bind(&path)?;
         socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-        Ok(Notifications { socket, path, seen: Vec::new() })
+        Ok(Notifications {
+            socket,
+            path,
+            seen: Vec::new(),
+        })
     }
 
     /// The next message with a line starting with `wanted`, skipping others; fails after `limit`, or
     /// once `child` has exited and its last messages are read.
-    fn wait(&mut self, wanted: &str, limit: Duration, child: &mut Child, log: &Path) -> Result<String> {
+    fn wait(
+        &mut self,
+        wanted: &str,
+        limit: Duration,
+        child: &mut Child,
+        log: &Path,
+    ) -> Result<String> {
         let deadline = Instant::now() + limit;
         let mut buf = [0u8; 4096];
         let mut exited = None;
@@ -153,15 +188,27 @@ impl Notifications {
                     }
                     continue;
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(e.into()),
             }
             if let Some(status) = exited {
-                bail!("twofoldd exited ({status}) before {wanted}; messages {:?}; log:\n{}", self.seen, read_log(log));
+                bail!(
+                    "twofoldd exited ({status}) before {wanted}; messages {:?}; log:\n{}",
+                    self.seen,
+                    read_log(log)
+                );
             }
             exited = child.try_wait()?;
             if exited.is_none() && Instant::now() > deadline {
-                bail!("no {wanted} within {limit:?}; messages {:?}; log:\n{}", self.seen, read_log(log));
+                bail!(
+                    "no {wanted} within {limit:?}; messages {:?}; log:\n{}",
+                    self.seen,
+                    read_log(log)
+                );
             }
         }
     }
@@ -206,8 +253,16 @@ fn signal(child: &Child, name: &str) -> Result<()> {
 
 /// Starts `command` through `sh -c` so that WATCHDOG_PID is the daemon's own pid (the shell execs it),
 /// with the bare environment a systemd service gets.
-fn spawn_with_watchdog(command: &str, notify: &Path, watchdog_usec: u64, log: &Path) -> Result<Child> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+fn spawn_with_watchdog(
+    command: &str,
+    notify: &Path,
+    watchdog_usec: u64,
+    log: &Path,
+) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     Command::new("sh")
         .arg("-c")
         .arg(format!("export WATCHDOG_PID=$$; exec {command}"))
@@ -229,7 +284,11 @@ fn mode_owner(path: &str) -> Result<(u32, String, String)> {
         let entry = run("getent", &[db, &id.to_string()])?;
         Ok(entry.split(':').next().unwrap_or_default().to_owned())
     };
-    Ok((meta.permissions().mode() & 0o7777, name(meta.uid(), "passwd")?, name(meta.gid(), "group")?))
+    Ok((
+        meta.permissions().mode() & 0o7777,
+        name(meta.uid(), "passwd")?,
+        name(meta.gid(), "group")?,
+    ))
 }
 
 /// Purges the package (and so its data) whatever happens to the test.
@@ -237,24 +296,41 @@ struct Purge;
 
 impl Drop for Purge {
     fn drop(&mut self) {
-        let _ = Command::new("dpkg").args(["--purge", PACKAGE]).stdin(Stdio::null()).output();
+        let _ = Command::new("dpkg")
+            .args(["--purge", PACKAGE])
+            .stdin(Stdio::null())
+            .output();
     }
 }
 
 async fn verify(api: &Api, user: &str, code: &str) -> Result<String> {
-    let answer = api.post("/api/v1/verify", &json!({"user": user, "code": code})).await?;
+    let answer = api
+        .post("/api/v1/verify", &json!({"user": user, "code": code}))
+        .await?;
     if answer.status != 200 {
         bail!("verify answered {}: {}", answer.status, answer.raw);
     }
-    Ok(answer.body["result"].as_str().unwrap_or_default().to_owned())
+    Ok(answer.body["result"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// Asks for a code by the in-person channel and reads it from the helpdesk's handover queue, where the
 /// in-person plugin (wasm, run by the daemon's plugin engine) puts it.
 async fn in_person_code(admin: &mut Admin, api: &Api, user: &str) -> Result<String> {
-    let asked = api.post("/api/v1/challenge", &json!({"user": user, "channel": "in_person"})).await?;
+    let asked = api
+        .post(
+            "/api/v1/challenge",
+            &json!({"user": user, "channel": "in_person"}),
+        )
+        .await?;
     if asked.status != 202 {
-        bail!("in-person challenge answered {}: {}", asked.status, asked.raw);
+        bail!(
+            "in-person challenge answered {}: {}",
+            asked.status,
+            asked.raw
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -272,7 +348,11 @@ async fn in_person_code(admin: &mut Admin, api: &Api, user: &str) -> Result<Stri
 
 fn plugins_loaded(admin: &mut Admin) -> Result<Vec<String>> {
     match admin.ok(&AdminRequest::PluginStatus)? {
-        AdminReply::Plugins { plugins } => Ok(plugins.into_iter().filter(|p| p.loaded).map(|p| p.name).collect()),
+        AdminReply::Plugins { plugins } => Ok(plugins
+            .into_iter()
+            .filter(|p| p.loaded)
+            .map(|p| p.name)
+            .collect()),
         other => bail!("unexpected reply {other:?}"),
     }
 }
@@ -296,7 +376,10 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
 
     // Install.
     run("dpkg", &["-i", path_str(&packages.deb)?])?;
-    assert_eq!(installed_version().as_deref(), Some(format!("{}-1", env!("CARGO_PKG_VERSION")).as_str()));
+    assert_eq!(
+        installed_version().as_deref(),
+        Some(format!("{}-1", env!("CARGO_PKG_VERSION")).as_str())
+    );
     for (path, mode, owner, group) in [
         ("/usr/bin/twofoldd", 0o755, "root", "root"),
         ("/usr/bin/twofold-admin", 0o755, "root", "root"),
@@ -310,23 +393,47 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
         (DATA, 0o700, USER, USER),
         ("/run/twofold", 0o755, USER, USER),
     ] {
-        assert_eq!(mode_owner(path)?, (mode, owner.to_owned(), group.to_owned()), "{path}");
+        assert_eq!(
+            mode_owner(path)?,
+            (mode, owner.to_owned(), group.to_owned()),
+            "{path}"
+        );
     }
     let conffiles = run("dpkg-query", &["-W", "-f", "${Conffiles}", PACKAGE])?;
-    assert!(conffiles.contains(CONFIG), "{CONFIG} is a conffile: {conffiles:?}");
+    assert!(
+        conffiles.contains(CONFIG),
+        "{CONFIG} is a conffile: {conffiles:?}"
+    );
     let account = run("getent", &["passwd", USER])?;
     let fields: Vec<&str> = account.trim().split(':').collect();
-    let uid: u32 = fields.get(2).and_then(|u| u.parse().ok()).ok_or_else(|| anyhow!("bad passwd entry {account}"))?;
+    let uid: u32 = fields
+        .get(2)
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| anyhow!("bad passwd entry {account}"))?;
     assert!(uid < 1000, "a system account: {account}");
-    assert_eq!(fields.get(5..7), Some(&[DATA, "/usr/sbin/nologin"][..]), "{account}");
-    assert_eq!(run("/usr/bin/twofoldd", &["check-config", CONFIG])?.trim(), format!("{CONFIG}: ok"));
+    assert_eq!(
+        fields.get(5..7),
+        Some(&[DATA, "/usr/sbin/nologin"][..]),
+        "{account}"
+    );
+    assert_eq!(
+        run("/usr/bin/twofoldd", &["check-config", CONFIG])?.trim(),
+        format!("{CONFIG}: ok")
+    );
     let help = run("/usr/bin/twofold-admin", &["--help"])?;
     assert!(help.contains("Usage"), "{help}");
 
     // The unit, as installed.
-    let verify_unit = Command::new("systemd-analyze").args(["verify", UNIT]).output().context("systemd-analyze")?;
+    let verify_unit = Command::new("systemd-analyze")
+        .args(["verify", UNIT])
+        .output()
+        .context("systemd-analyze")?;
     check("systemd-analyze", &["verify", UNIT], &verify_unit)?;
-    let complaints = format!("{}{}", String::from_utf8_lossy(&verify_unit.stdout), String::from_utf8_lossy(&verify_unit.stderr));
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify_unit.stdout),
+        String::from_utf8_lossy(&verify_unit.stderr)
+    );
     assert_eq!(complaints.trim(), "", "systemd-analyze verify is clean");
     let exposure = exposure_of(UNIT)?;
     assert!(exposure <= MAX_EXPOSURE, "exposure {exposure}");
@@ -339,15 +446,38 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     let command = format!(
         "setpriv --reuid={USER} --regid={USER} --init-groups --no-new-privs -- /usr/bin/twofoldd --config {CONFIG} run"
     );
-    let mut daemon = Running(spawn_with_watchdog(&command, &notify.path, 2_000_000, &log)?);
+    let mut daemon = Running(spawn_with_watchdog(
+        &command,
+        &notify.path,
+        2_000_000,
+        &log,
+    )?);
     let ready = notify.wait("READY=1", Duration::from_secs(60), &mut daemon.0, &log)?;
-    assert!(ready.contains(&format!("STATUS=listening on https://{API} admin {ADMIN_SOCKET}")), "{ready}");
+    assert!(
+        ready.contains(&format!(
+            "STATUS=listening on https://{API} admin {ADMIN_SOCKET}"
+        )),
+        "{ready}"
+    );
     notify.wait("WATCHDOG=1", Duration::from_secs(5), &mut daemon.0, &log)?;
     let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id()))?;
-    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or_default();
-    assert_eq!(uids.split_whitespace().skip(1).collect::<Vec<_>>(), vec![uid.to_string(); 4], "runs as {USER}: {uids}");
-    assert!(status.lines().any(|l| l == "NoNewPrivs:\t1"), "no new privileges");
-    assert_eq!(mode_owner(&format!("{DATA}/master.key"))?, (0o600, USER.to_owned(), USER.to_owned()));
+    let uids = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default();
+    assert_eq!(
+        uids.split_whitespace().skip(1).collect::<Vec<_>>(),
+        vec![uid.to_string(); 4],
+        "runs as {USER}: {uids}"
+    );
+    assert!(
+        status.lines().any(|l| l == "NoNewPrivs:\t1"),
+        "no new privileges"
+    );
+    assert_eq!(
+        mode_owner(&format!("{DATA}/master.key"))?,
+        (0o600, USER.to_owned(), USER.to_owned())
+    );
     assert_eq!(mode_owner(ADMIN_SOCKET)?.0, 0o660);
 
     // Authenticate a user through the packaged daemon.
@@ -356,7 +486,10 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     let api = Api::new(API, &cert)?.with_key(&admin.api_key("pkg-test")?);
     step_margin(10).await;
     let alice = enroll(&mut admin, &api, "alice").await?;
-    assert_eq!(verify(&api, "alice", &oathtool(&alice.secret, 0, &[])?).await?, "accept");
+    assert_eq!(
+        verify(&api, "alice", &oathtool(&alice.secret, 0, &[])?).await?,
+        "accept"
+    );
 
     // The admin edits the config (another issuer; the packaged in-person plugin for the helpdesk); an
     // upgrade keeps the edit and the data.
@@ -365,45 +498,105 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
         .replace("issuer = \"Twofold\"", "issuer = \"Twofold Appliance\"")
         .replace("in_person = []", "in_person = [\"helpdesk\"]")
         + "\n[[plugin]]\nname = \"helpdesk\"\nfile = \"in-person.wasm\"\nhandover = true\n";
-    assert!(edited.contains("Twofold Appliance") && edited.contains("in_person = [\"helpdesk\"]"), "the packaged config has both keys");
+    assert!(
+        edited.contains("Twofold Appliance") && edited.contains("in_person = [\"helpdesk\"]"),
+        "the packaged config has both keys"
+    );
     std::fs::write(CONFIG, &edited)?;
     run("/usr/bin/twofoldd", &["check-config", CONFIG])?;
     run("dpkg", &["-i", path_str(&packages.upgrade_deb)?])?;
-    assert_eq!(installed_version(), Some(format!("{}-1", packages.upgrade_version)));
-    assert_eq!(std::fs::read_to_string(CONFIG)?, edited, "the edited conffile is kept");
-    assert_eq!(mode_owner(CONFIG)?, (0o640, "root".to_owned(), USER.to_owned()));
+    assert_eq!(
+        installed_version(),
+        Some(format!("{}-1", packages.upgrade_version))
+    );
+    assert_eq!(
+        std::fs::read_to_string(CONFIG)?,
+        edited,
+        "the edited conffile is kept"
+    );
+    assert_eq!(
+        mode_owner(CONFIG)?,
+        (0o640, "root".to_owned(), USER.to_owned())
+    );
     // What the unit's restart does: SIGTERM (STOPPING=1, clean exit), then the new binary.
     signal(&daemon.0, "TERM")?;
     let _ = notify.wait("STOPPING=1", Duration::from_secs(10), &mut daemon.0, &log);
-    assert!(notify.saw("STOPPING=1"), "STOPPING=1 on SIGTERM: {:?}", notify.seen);
-    assert!(wait_exit(&mut daemon.0, Duration::from_secs(30)).await?.success(), "clean exit on SIGTERM");
-    let mut daemon = Running(spawn_with_watchdog(&command, &notify.path, 2_000_000, &log)?);
+    assert!(
+        notify.saw("STOPPING=1"),
+        "STOPPING=1 on SIGTERM: {:?}",
+        notify.seen
+    );
+    assert!(
+        wait_exit(&mut daemon.0, Duration::from_secs(30))
+            .await?
+            .success(),
+        "clean exit on SIGTERM"
+    );
+    let mut daemon = Running(spawn_with_watchdog(
+        &command,
+        &notify.path,
+        2_000_000,
+        &log,
+    )?);
     notify.wait("READY=1", Duration::from_secs(60), &mut daemon.0, &log)?;
     let mut admin = Admin::connect(Path::new(ADMIN_SOCKET))?;
     step_margin(10).await;
-    assert_eq!(verify(&api, "alice", &oathtool(&alice.secret, 30, &[])?).await?, "accept", "alice's device survived");
+    assert_eq!(
+        verify(&api, "alice", &oathtool(&alice.secret, 30, &[])?).await?,
+        "accept",
+        "alice's device survived"
+    );
     let bob = enroll(&mut admin, &api, "bob").await?;
-    assert!(bob.uri.contains("issuer=Twofold%20Appliance"), "the kept config is in force: {}", bob.uri);
+    assert!(
+        bob.uri.contains("issuer=Twofold%20Appliance"),
+        "the kept config is in force: {}",
+        bob.uri
+    );
     // The packaged plugin runs in the packaged daemon, as the service user.
     assert_eq!(plugins_loaded(&mut admin)?, vec!["helpdesk".to_owned()]);
     let handed_over = in_person_code(&mut admin, &api, "alice").await?;
-    assert_eq!(verify(&api, "alice", &handed_over).await?, "accept", "the code the plugin queued");
+    assert_eq!(
+        verify(&api, "alice", &handed_over).await?,
+        "accept",
+        "the code the plugin queued"
+    );
     // The packaged CLI finds the packaged daemon's socket by itself.
     let shown = Command::new("/usr/bin/twofold-admin")
         .args(["--json", "user", "show", "alice"])
         .env_remove("TWOFOLD_ADMIN_SOCKET")
         .current_dir("/")
         .output()?;
-    check("twofold-admin", &["--json", "user", "show", "alice"], &shown)?;
-    assert!(String::from_utf8_lossy(&shown.stdout).contains(&alice.device), "alice's device is listed");
+    check(
+        "twofold-admin",
+        &["--json", "user", "show", "alice"],
+        &shown,
+    )?;
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains(&alice.device),
+        "alice's device is listed"
+    );
 
     // Remove stops the daemon and keeps data and config. dpkg runs alongside: this test is the
     // daemon's parent and must reap it for prerm to see it gone.
-    let remove = Command::new("dpkg").args(["-r", PACKAGE]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    assert!(wait_exit(&mut daemon.0, Duration::from_secs(40)).await?.success(), "prerm stopped the daemon cleanly");
+    let remove = Command::new("dpkg")
+        .args(["-r", PACKAGE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    assert!(
+        wait_exit(&mut daemon.0, Duration::from_secs(40))
+            .await?
+            .success(),
+        "prerm stopped the daemon cleanly"
+    );
     check("dpkg", &["-r", PACKAGE], &remove.wait_with_output()?)?;
     assert!(!Path::new("/usr/bin/twofoldd").exists());
-    for kept in [CONFIG, &format!("{DATA}/master.key"), &format!("{DATA}/store")] {
+    for kept in [
+        CONFIG,
+        &format!("{DATA}/master.key"),
+        &format!("{DATA}/store"),
+    ] {
         assert!(Path::new(kept).exists(), "{kept} is kept on remove");
     }
 
@@ -413,23 +606,37 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     for gone in [DATA, "/etc/twofold"] {
         assert!(!Path::new(gone).exists(), "{gone} is removed on purge");
     }
-    assert!(run("getent", &["passwd", USER]).is_ok(), "the account stays");
+    assert!(
+        run("getent", &["passwd", USER]).is_ok(),
+        "the account stays"
+    );
     Ok(())
 }
 
 fn path_str(path: &Path) -> Result<&str> {
-    path.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", path.display()))
+    path.to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", path.display()))
 }
 
 /// `systemd-analyze security --offline=true`'s overall exposure (0 = locked down, 10 = exposed).
 fn exposure_of(unit: &str) -> Result<f64> {
-    let report = Command::new("systemd-analyze").args(["security", "--offline=true", unit]).output()?;
+    let report = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", unit])
+        .output()?;
     let text = String::from_utf8_lossy(&report.stdout);
     text.lines()
-        .find_map(|l| l.split("Overall exposure level for twofoldd.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for twofoldd.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow!("no exposure in systemd-analyze output:\n{text}{}", String::from_utf8_lossy(&report.stderr)))
+        .ok_or_else(|| {
+            anyhow!(
+                "no exposure in systemd-analyze output:\n{text}{}",
+                String::from_utf8_lossy(&report.stderr)
+            )
+        })
 }
 
 #[tokio::test]
@@ -437,7 +644,10 @@ async fn the_rpm_has_the_same_files_and_its_scriptlets() -> Result<()> {
     let _lock = machine_lock()?;
     let packages = packages()?;
     let rpm = path_str(&packages.rpm)?;
-    let rpm_files: BTreeSet<String> = run("rpm", &["-qlp", rpm])?.lines().map(str::to_owned).collect();
+    let rpm_files: BTreeSet<String> = run("rpm", &["-qlp", rpm])?
+        .lines()
+        .map(str::to_owned)
+        .collect();
     let deb_files: BTreeSet<String> = run("dpkg-deb", &["--contents", path_str(&packages.deb)?])?
         .lines()
         .filter(|l| !l.starts_with('d'))
@@ -448,20 +658,36 @@ async fn the_rpm_has_the_same_files_and_its_scriptlets() -> Result<()> {
         .collect();
     assert_eq!(rpm_files, deb_files);
 
-    let attributes = run("rpm", &["-qp", "--queryformat", "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME}\n]", rpm])?;
+    let attributes = run(
+        "rpm",
+        &[
+            "-qp",
+            "--queryformat",
+            "[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME}\n]",
+            rpm,
+        ],
+    )?;
     for expected in [
         "/usr/bin/twofoldd -rwxr-xr-x root root",
         "/usr/bin/twofold-admin -rwxr-xr-x root root",
         "/etc/twofold/twofold.toml -rw-r----- root twofold",
         "/usr/lib/systemd/system/twofoldd.service -rw-r--r-- root root",
     ] {
-        assert!(attributes.lines().any(|l| l == expected), "{expected} in\n{attributes}");
+        assert!(
+            attributes.lines().any(|l| l == expected),
+            "{expected} in\n{attributes}"
+        );
     }
     assert_eq!(run("rpm", &["-qp", "--configfiles", rpm])?.trim(), CONFIG);
 
     let scripts = run("rpm", &["-qp", "--scripts", rpm])?;
-    let sysusers = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/twofold.sysusers.conf"))?;
-    let account = sysusers.lines().find(|l| l.starts_with("u ")).ok_or_else(|| anyhow!("no account in sysusers.d"))?;
+    let sysusers = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/twofold.sysusers.conf"),
+    )?;
+    let account = sysusers
+        .lines()
+        .find(|l| l.starts_with("u "))
+        .ok_or_else(|| anyhow!("no account in sysusers.d"))?;
     for expected in [
         "preinstall scriptlet",
         account,
@@ -472,14 +698,31 @@ async fn the_rpm_has_the_same_files_and_its_scriptlets() -> Result<()> {
         "postuninstall scriptlet",
         "systemctl try-restart twofoldd.service",
     ] {
-        assert!(scripts.contains(expected), "{expected:?} in the scriptlets:\n{scripts}");
+        assert!(
+            scripts.contains(expected),
+            "{expected:?} in the scriptlets:\n{scripts}"
+        );
     }
     for tag in ["PREIN", "POSTIN", "PREUN", "POSTUN"] {
-        let script = run("rpm", &["-qp", "--queryformat", &format!("%{{{tag}}}"), rpm])?;
-        let mut sh = Command::new("sh").arg("-n").stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        sh.stdin.take().ok_or_else(|| anyhow!("no stdin"))?.write_all(script.as_bytes())?;
+        let script = run(
+            "rpm",
+            &["-qp", "--queryformat", &format!("%{{{tag}}}"), rpm],
+        )?;
+        let mut sh = Command::new("sh")
+            .arg("-n")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        sh.stdin
+            .take()
+            .ok_or_else(|| anyhow!("no stdin"))?
+            .write_all(script.as_bytes())?;
         let checked = sh.wait_with_output()?;
-        assert!(checked.status.success(), "{tag} is valid sh: {}", String::from_utf8_lossy(&checked.stderr));
+        assert!(
+            checked.status.success(),
+            "{tag} is valid sh: {}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
     }
     Ok(())
 }
@@ -497,8 +740,17 @@ async fn the_daemon_speaks_sd_notify_ready_watchdog_reload_stopping() -> Result<
     let binary = workspace_binary("twofoldd")?;
     // An inherited JOURNAL_STREAM that is not this stderr must not divert the logs (asserted below
     // through the log file).
-    let command = format!("env JOURNAL_STREAM=0:0 {} --config {} run", binary.display(), config.display());
-    let mut running = Running(spawn_with_watchdog(&command, &notify.path, 1_000_000, &log)?);
+    let command = format!(
+        "env JOURNAL_STREAM=0:0 {} --config {} run",
+        binary.display(),
+        config.display()
+    );
+    let mut running = Running(spawn_with_watchdog(
+        &command,
+        &notify.path,
+        1_000_000,
+        &log,
+    )?);
     let daemon = &mut running.0;
     let ready = notify.wait("READY=1", Duration::from_secs(60), daemon, &log)?;
     let addr = ready
@@ -518,8 +770,14 @@ async fn the_daemon_speaks_sd_notify_ready_watchdog_reload_stopping() -> Result<
     std::fs::write(&config, format!("{good}\n[log]\nlevel = \"debug\"\n"))?;
     signal(daemon, "HUP")?;
     let reloading = notify.wait("RELOADING=1", Duration::from_secs(10), daemon, &log)?;
-    let stamp = reloading.lines().find_map(|l| l.strip_prefix("MONOTONIC_USEC=")).unwrap_or_default();
-    assert!(stamp.parse::<u64>().is_ok_and(|usec| usec > 0), "RELOADING=1 carries MONOTONIC_USEC: {reloading}");
+    let stamp = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_default();
+    assert!(
+        stamp.parse::<u64>().is_ok_and(|usec| usec > 0),
+        "RELOADING=1 carries MONOTONIC_USEC: {reloading}"
+    );
     let reloaded = notify.wait("READY=1", Duration::from_secs(10), daemon, &log)?;
     assert!(reloaded.contains("; reloaded"), "{reloaded}");
     // ...at debug it is.
@@ -528,20 +786,31 @@ async fn the_daemon_speaks_sd_notify_ready_watchdog_reload_stopping() -> Result<
     while handshake_failures() == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(handshake_failures(), 1, "debug logging after the reload, to stderr");
+    assert_eq!(
+        handshake_failures(),
+        1,
+        "debug logging after the reload, to stderr"
+    );
 
     // A broken file: refused with its line, the daemon keeps serving with what it had.
     std::fs::write(&config, format!("lisen = 1\n{good}"))?;
     signal(daemon, "HUP")?;
     notify.wait("RELOADING=1", Duration::from_secs(10), daemon, &log)?;
     let refused = notify.wait("READY=1", Duration::from_secs(10), daemon, &log)?;
-    assert!(refused.contains("reload failed, running configuration kept"), "{refused}");
+    assert!(
+        refused.contains("reload failed, running configuration kept"),
+        "{refused}"
+    );
     assert!(refused.contains("lisen"), "names the bad key: {refused}");
     let api = Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?;
     assert_eq!(api.get("/health").await?.status, 200);
 
     // A change that needs a restart is said to need one.
-    std::fs::write(&config, good.replace("[totp]", "").replace("[api]\n", "[totp]\nwindow = 2\n\n[api]\n"))?;
+    std::fs::write(
+        &config,
+        good.replace("[totp]", "")
+            .replace("[api]\n", "[totp]\nwindow = 2\n\n[api]\n"),
+    )?;
     signal(daemon, "HUP")?;
     let pending = notify.wait("READY=1", Duration::from_secs(10), daemon, &log)?;
     assert!(pending.contains("need a restart"), "{pending}");
@@ -549,7 +818,11 @@ async fn the_daemon_speaks_sd_notify_ready_watchdog_reload_stopping() -> Result<
     signal(daemon, "TERM")?;
     let exited = wait_exit(daemon, Duration::from_secs(30)).await?;
     let _ = notify.wait("STOPPING=1", Duration::from_secs(2), daemon, &log);
-    assert!(notify.saw("STOPPING=1"), "STOPPING=1 on SIGTERM: {:?}", notify.seen);
+    assert!(
+        notify.saw("STOPPING=1"),
+        "STOPPING=1 on SIGTERM: {:?}",
+        notify.seen
+    );
     assert!(exited.success(), "clean exit: {exited}");
     Ok(())
 }
@@ -583,16 +856,25 @@ fn syscalls_of(item: &str) -> Result<BTreeSet<String>> {
 
 /// What the unit's `SystemCallFilter=` lines let through: the allow-lists, less the `~` deny-lists.
 fn unit_syscall_filter() -> Result<BTreeSet<String>> {
-    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/twofoldd.service"))?;
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/twofoldd.service"),
+    )?;
     let (mut allowed, mut denied) = (BTreeSet::new(), BTreeSet::new());
-    for value in unit.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")) {
+    for value in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
         let (deny, items) = match value.strip_prefix('~') {
             Some(rest) => (true, rest),
             None => (false, value),
         };
         for item in items.split_whitespace() {
             let names = syscalls_of(item)?;
-            if deny { denied.extend(names) } else { allowed.extend(names) }
+            if deny {
+                denied.extend(names)
+            } else {
+                allowed.extend(names)
+            }
         }
     }
     if allowed.is_empty() {
@@ -616,7 +898,10 @@ async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
          [[plugin]]\nname = \"desk\"\nfile = \"in_person.wasm\"\nhandover = true\n",
         twofold_tests::delivery::plugins_dir()?.display()
     );
-    std::fs::write(&config, format!("{}{plugin}", base_config(&dir.path().join("data"))))?;
+    std::fs::write(
+        &config,
+        format!("{}{plugin}", base_config(&dir.path().join("data"))),
+    )?;
     let log = dir.path().join("daemon.log");
     let summary = dir.path().join("strace.txt");
     let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
@@ -626,7 +911,12 @@ async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
         workspace_binary("twofoldd")?.display(),
         config.display()
     );
-    let mut running = Running(spawn_with_watchdog(&command, &notify.path, 1_000_000, &log)?);
+    let mut running = Running(spawn_with_watchdog(
+        &command,
+        &notify.path,
+        1_000_000,
+        &log,
+    )?);
     let traced = &mut running.0;
     let ready = notify.wait("READY=1", Duration::from_secs(60), traced, &log)?;
     let addr = ready
@@ -636,22 +926,37 @@ async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
         .ok_or_else(|| anyhow!("no address in {ready}"))?
         .to_owned();
     let mut admin = Admin::connect(&dir.path().join("data/admin.sock"))?;
-    let api = Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?.with_key(&admin.api_key("strace")?);
+    let api =
+        Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?.with_key(&admin.api_key("strace")?);
     step_margin(5).await;
     let carol = enroll(&mut admin, &api, "carol").await?;
-    assert_eq!(verify(&api, "carol", &oathtool(&carol.secret, 0, &[])?).await?, "accept");
-    assert_eq!(verify(&api, "carol", &carol.backup_codes[0]).await?, "accept");
+    assert_eq!(
+        verify(&api, "carol", &oathtool(&carol.secret, 0, &[])?).await?,
+        "accept"
+    );
+    assert_eq!(
+        verify(&api, "carol", &carol.backup_codes[0]).await?,
+        "accept"
+    );
     assert_eq!(plugins_loaded(&mut admin)?, vec!["desk".to_owned()]);
     let handed_over = in_person_code(&mut admin, &api, "carol").await?;
     assert_eq!(verify(&api, "carol", &handed_over).await?, "accept");
     // strace (which the shell exec'd, so WATCHDOG_PID names it and the daemon pings nothing) blocks
     // fatal signals while it traces a command: signal the daemon, its child, directly.
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", traced.id()))?;
-    let daemon = children.split_whitespace().next().ok_or_else(|| anyhow!("strace has no child"))?.to_owned();
+    let daemon = children
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("strace has no child"))?
+        .to_owned();
     run("kill", &["-HUP", &daemon])?;
     notify.wait("READY=1", Duration::from_secs(10), traced, &log)?;
     run("kill", &["-TERM", &daemon])?;
-    assert!(wait_exit(traced, Duration::from_secs(60)).await?.success(), "log:\n{}", read_log(&log));
+    assert!(
+        wait_exit(traced, Duration::from_secs(60)).await?.success(),
+        "log:\n{}",
+        read_log(&log)
+    );
 
     let report = std::fs::read_to_string(&summary)?;
     let used: BTreeSet<String> = report
@@ -661,9 +966,15 @@ async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
         .filter(|name| *name != "total")
         .map(str::to_owned)
         .collect();
-    assert!(used.contains("accept4") && used.contains("fsync"), "strace saw the daemon work:\n{report}");
+    assert!(
+        used.contains("accept4") && used.contains("fsync"),
+        "strace saw the daemon work:\n{report}"
+    );
     let outside: Vec<&String> = used.difference(&allowed).collect();
-    assert!(outside.is_empty(), "system calls the unit's filter would refuse: {outside:?}");
+    assert!(
+        outside.is_empty(),
+        "system calls the unit's filter would refuse: {outside:?}"
+    );
     Ok(())
 }
 
@@ -672,16 +983,23 @@ async fn the_daemon_stays_inside_the_units_system_call_filter() -> Result<()> {
 fn journal_fields(mut datagram: &[u8]) -> Result<Vec<(String, String)>> {
     let mut fields = Vec::new();
     while !datagram.is_empty() {
-        let end = datagram.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("unterminated field"))?;
+        let end = datagram
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| anyhow!("unterminated field"))?;
         let line = String::from_utf8_lossy(&datagram[..end]).into_owned();
         datagram = &datagram[end + 1..];
         if let Some((name, value)) = line.split_once('=') {
             fields.push((name.to_owned(), value.to_owned()));
             continue;
         }
-        let (size, rest) = datagram.split_at_checked(8).ok_or_else(|| anyhow!("{line}: no length"))?;
+        let (size, rest) = datagram
+            .split_at_checked(8)
+            .ok_or_else(|| anyhow!("{line}: no length"))?;
         let size = usize::try_from(u64::from_le_bytes(size.try_into()?))?;
-        let value = rest.get(..size).ok_or_else(|| anyhow!("{line}: short value"))?;
+        let value = rest
+            .get(..size)
+            .ok_or_else(|| anyhow!("{line}: short value"))?;
         fields.push((line, String::from_utf8_lossy(value).into_owned()));
         datagram = rest.get(size + 1..).unwrap_or_default();
     }
@@ -717,7 +1035,10 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
             .arg("-c")
             .arg(format!("exec {command}"))
             .env("NOTIFY_SOCKET", &notify.path)
-            .env("JOURNAL_STREAM", format!("{}:{}", stderr.dev(), stderr.ino()))
+            .env(
+                "JOURNAL_STREAM",
+                format!("{}:{}", stderr.dev(), stderr.ino()),
+            )
             .env_remove("CREDENTIALS_DIRECTORY")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -732,7 +1053,8 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
         .ok_or_else(|| anyhow!("no address in {ready}"))?
         .to_owned();
     let mut admin = Admin::connect(&dir.path().join("data/admin.sock"))?;
-    let api = Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?.with_key(&admin.api_key("journal")?);
+    let api = Api::new(&addr, &dir.path().join("data/tls/cert.pem"))?
+        .with_key(&admin.api_key("journal")?);
     let dave = enroll(&mut admin, &api, "dave").await?;
 
     // Read until the confirmation's audit record, which comes last.
@@ -743,33 +1065,56 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
         match journal.recv(&mut buf) {
             Ok(n) if n > 0 => {
                 let fields = journal_fields(&buf[..n])?;
-                let done = fields.iter().any(|(k, v)| k == "F_ACTION" && v == "totp_confirm");
+                let done = fields
+                    .iter()
+                    .any(|(k, v)| k == "F_ACTION" && v == "totp_confirm");
                 records.push(fields);
                 if done {
                     break;
                 }
             }
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let has = |record: &Vec<(String, String)>, key: &str, value: &str| record.iter().any(|(k, v)| k == key && v == value);
+    let has = |record: &Vec<(String, String)>, key: &str, value: &str| {
+        record.iter().any(|(k, v)| k == key && v == value)
+    };
     let started = records
         .iter()
         .find(|r| has(r, "MESSAGE", "twofoldd started"))
         .ok_or_else(|| anyhow!("no start record in {records:?}"))?;
     assert!(has(started, "SYSLOG_IDENTIFIER", "twofoldd"), "{started:?}");
-    assert!(has(started, "PRIORITY", "6"), "info is priority 6: {started:?}");
-    assert!(has(started, "F_API", &addr), "the address as its own field: {started:?}");
+    assert!(
+        has(started, "PRIORITY", "6"),
+        "info is priority 6: {started:?}"
+    );
+    assert!(
+        has(started, "F_API", &addr),
+        "the address as its own field: {started:?}"
+    );
     let confirmed = records
         .iter()
         .find(|r| has(r, "F_ACTION", "totp_confirm"))
         .ok_or_else(|| anyhow!("no audit record of the confirmation in {records:?}"))?;
-    assert!(has(confirmed, "F_USER", "dave") && has(confirmed, "F_OUTCOME", "ok"), "{confirmed:?}");
+    assert!(
+        has(confirmed, "F_USER", "dave") && has(confirmed, "F_OUTCOME", "ok"),
+        "{confirmed:?}"
+    );
     let everything = format!("{records:?}");
-    assert!(!everything.contains(&dave.secret), "the TOTP secret is never logged");
+    assert!(
+        !everything.contains(&dave.secret),
+        "the TOTP secret is never logged"
+    );
     let stderr_text = read_log(&log);
-    assert!(!stderr_text.contains("twofoldd started"), "records go to the journal, not stderr:\n{stderr_text}");
+    assert!(
+        !stderr_text.contains("twofoldd started"),
+        "records go to the journal, not stderr:\n{stderr_text}"
+    );
     Ok(())
 }

@@ -15,14 +15,20 @@ async fn a_used_step_is_refused_and_older_steps_with_it() -> Result<()> {
     step_margin(10).await;
     let erin = enroll(&mut admin, &api, "erin").await?;
     let now = oathtool(&erin.secret, 0, &[])?;
-    let first = api.post("/api/v1/verify", &json!({"user": "erin", "code": now})).await?;
+    let first = api
+        .post("/api/v1/verify", &json!({"user": "erin", "code": now}))
+        .await?;
     assert_eq!(first.body["result"], "accept", "{}", first.raw);
-    let again = api.post("/api/v1/verify", &json!({"user": "erin", "code": now})).await?;
+    let again = api
+        .post("/api/v1/verify", &json!({"user": "erin", "code": now}))
+        .await?;
     assert_eq!(again.body["result"], "reject");
     assert_eq!(again.body["reason"], "replayed", "{}", again.raw);
     // The enrollment used step T-1; T is used now: T-1 is refused as a replay too.
     let previous = oathtool(&erin.secret, -30, &[])?;
-    let older = api.post("/api/v1/verify", &json!({"user": "erin", "code": previous})).await?;
+    let older = api
+        .post("/api/v1/verify", &json!({"user": "erin", "code": previous}))
+        .await?;
     assert_eq!(older.body["reason"], "replayed", "{}", older.raw);
     Ok(())
 }
@@ -39,7 +45,10 @@ async fn concurrent_submissions_of_one_code_accept_exactly_once() -> Result<()> 
     for _ in 0..16 {
         let api = api.clone();
         let code = code.clone();
-        tasks.push(tokio::spawn(async move { api.post("/api/v1/verify", &json!({"user": "fay", "code": code})).await }));
+        tasks.push(tokio::spawn(async move {
+            api.post("/api/v1/verify", &json!({"user": "fay", "code": code}))
+                .await
+        }));
     }
     let mut accepted = 0;
     let mut replayed = 0;
@@ -64,14 +73,20 @@ async fn replay_is_refused_after_kill_9_and_restart() -> Result<()> {
     step_margin(15).await;
     let gus = enroll(&mut admin, &api, "gus").await?;
     let code = oathtool(&gus.secret, 0, &[])?;
-    let accepted = api.post("/api/v1/verify", &json!({"user": "gus", "code": code})).await?;
+    let accepted = api
+        .post("/api/v1/verify", &json!({"user": "gus", "code": code}))
+        .await?;
     assert_eq!(accepted.body["result"], "accept", "{}", accepted.raw);
-    let wrong = api.post("/api/v1/verify", &json!({"user": "gus", "code": "000000"})).await?;
+    let wrong = api
+        .post("/api/v1/verify", &json!({"user": "gus", "code": "000000"}))
+        .await?;
     assert_eq!(wrong.body["result"], "reject");
     // No shutdown, no flush: only what was durable before each answer survives.
     daemon.restart()?;
     let api = daemon.api_client()?.with_key(&key);
-    let replay = api.post("/api/v1/verify", &json!({"user": "gus", "code": code})).await?;
+    let replay = api
+        .post("/api/v1/verify", &json!({"user": "gus", "code": code}))
+        .await?;
     assert_eq!(replay.body["result"], "reject", "{}", replay.raw);
     assert_eq!(replay.body["reason"], "replayed", "{}", replay.raw);
     // The failure recorded before the kill survived too: 1 wrong + 1 replay.
@@ -81,7 +96,12 @@ async fn replay_is_refused_after_kill_9_and_restart() -> Result<()> {
         other => panic!("{other:?}"),
     }
     // And the enrollment, the backup codes and the API key survived: the next step still works.
-    let next = api.post("/api/v1/verify", &json!({"user": "gus", "code": oathtool(&gus.secret, 30, &[])?})).await?;
+    let next = api
+        .post(
+            "/api/v1/verify",
+            &json!({"user": "gus", "code": oathtool(&gus.secret, 30, &[])?}),
+        )
+        .await?;
     assert_eq!(next.body["result"], "accept", "{}", next.raw);
     Ok(())
 }

@@ -31,10 +31,17 @@ async fn seeds_codes_and_keys_are_absent_from_logs_and_store_files() -> Result<(
     step_margin(10).await;
     let pia = enroll(&mut admin, &api, "pia").await?;
     let code = oathtool(&pia.secret, 0, &[])?;
-    let accepted = api.post("/api/v1/verify", &json!({"user": "pia", "code": code})).await?;
+    let accepted = api
+        .post("/api/v1/verify", &json!({"user": "pia", "code": code}))
+        .await?;
     assert_eq!(accepted.body["result"], "accept");
-    api.post("/api/v1/verify", &json!({"user": "pia", "code": pia.backup_codes[0]})).await?;
-    api.post("/api/v1/verify", &json!({"user": "pia", "code": "987654"})).await?;
+    api.post(
+        "/api/v1/verify",
+        &json!({"user": "pia", "code": pia.backup_codes[0]}),
+    )
+    .await?;
+    api.post("/api/v1/verify", &json!({"user": "pia", "code": "987654"}))
+        .await?;
     daemon.terminate()?; // flushes everything to the files we read
 
     let raw_seed = data_encoding::BASE32_NOPAD.decode(pia.secret.as_bytes())?;
@@ -47,12 +54,22 @@ async fn seeds_codes_and_keys_are_absent_from_logs_and_store_files() -> Result<(
     ];
     for c in &pia.backup_codes {
         secrets.push((format!("backup code {c}"), c.clone().into_bytes()));
-        secrets.push((format!("backup code {c} without dash"), c.replace('-', "").into_bytes()));
+        secrets.push((
+            format!("backup code {c} without dash"),
+            c.replace('-', "").into_bytes(),
+        ));
     }
     let log = daemon.log()?;
-    assert!(log.contains("audit") && log.contains("pia"), "the log is being written: {}", &log[..log.len().min(500)]);
+    assert!(
+        log.contains("audit") && log.contains("pia"),
+        "the log is being written: {}",
+        &log[..log.len().min(500)]
+    );
     for (what, value) in &secrets {
-        assert!(!contains(log.as_bytes(), value), "{what} appears in the log");
+        assert!(
+            !contains(log.as_bytes(), value),
+            "{what} appears in the log"
+        );
     }
     let mut files = Vec::new();
     files_under(&daemon.data_dir().join("store"), &mut files)?;
@@ -62,7 +79,11 @@ async fn seeds_codes_and_keys_are_absent_from_logs_and_store_files() -> Result<(
         let bytes = std::fs::read(&file)?;
         scanned += bytes.len();
         for (what, value) in &secrets {
-            assert!(!contains(&bytes, value), "{what} appears in {}", file.display());
+            assert!(
+                !contains(&bytes, value),
+                "{what} appears in {}",
+                file.display()
+            );
         }
     }
     assert!(scanned > 1000, "store files hold data ({scanned} bytes)");

@@ -15,10 +15,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-
 /// The repository's root (the tests crate sits in `tests/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from(".."), Path::to_owned)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_owned)
 }
 
 /// Builds the plugins workspace for wasm32-wasip2 once per test run (cargo makes it a no-op when
@@ -30,13 +31,22 @@ pub fn plugins_dir() -> Result<PathBuf> {
             let root = repo_root();
             let manifest = root.join("plugins/Cargo.toml");
             let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
                 .arg(&manifest)
                 .env_remove("CARGO_TARGET_DIR")
                 .output()
                 .map_err(|e| format!("cargo build of the plugins: {e}"))?;
             if !output.status.success() {
-                return Err(format!("building the plugins failed:\n{}", String::from_utf8_lossy(&output.stderr)));
+                return Err(format!(
+                    "building the plugins failed:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                ));
             }
             Ok(root.join("plugins/target/wasm32-wasip2/release"))
         })
@@ -53,15 +63,24 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn create(dir: &Path) -> Result<TestCa> {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose,
+        };
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Twofold test CA");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Twofold test CA");
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
         let leaf_key = KeyPair::generate()?;
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?.signed_by(&leaf_key, &ca)?;
-        let t = TestCa { ca_file: dir.join("test-ca.pem"), cert_file: dir.join("server.pem"), key_file: dir.join("server.key") };
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
+            .signed_by(&leaf_key, &ca)?;
+        let t = TestCa {
+            ca_file: dir.join("test-ca.pem"),
+            cert_file: dir.join("server.pem"),
+            key_file: dir.join("server.key"),
+        };
         std::fs::write(&t.ca_file, ca.pem())?;
         std::fs::write(&t.cert_file, leaf.pem())?;
         std::fs::write(&t.key_file, leaf_key.serialize_pem())?;
@@ -71,9 +90,12 @@ impl TestCa {
     fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
         use rustls::pki_types::pem::PemObject;
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&self.cert_file)?.collect::<std::result::Result<Vec<_>, _>>()?;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&self.cert_file)?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&self.key_file)?;
-        let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -90,7 +112,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -126,22 +151,32 @@ impl Gateway {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(GatewayState::default()));
-        let acceptor = tls.map(|ca| ca.server_config()).transpose()?.map(tokio_rustls::TlsAcceptor::from);
+        let acceptor = tls
+            .map(|ca| ca.server_config())
+            .transpose()?
+            .map(tokio_rustls::TlsAcceptor::from);
         let shared = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let state = shared.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(answer(request, &state).await) }
-                    });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let state = state.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(answer(request, &state).await)
+                            }
+                        },
+                    );
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match acceptor {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(tcp).await {
-                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
                             }
                         }
                         None => {
@@ -162,7 +197,10 @@ impl Gateway {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.state.lock().map(|s| s.received.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.received.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until `n` requests have arrived.
@@ -174,32 +212,61 @@ impl Gateway {
                 return Ok(received);
             }
             if Instant::now() > deadline {
-                bail!("the stand-in got {} requests, not {n}, within {within:?}: {received:?}", received.len());
+                bail!(
+                    "the stand-in got {} requests, not {n}, within {within:?}: {received:?}",
+                    received.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
-async fn answer(request: hyper::Request<hyper::body::Incoming>, state: &Mutex<GatewayState>) -> hyper::Response<Full<Bytes>> {
+async fn answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    state: &Mutex<GatewayState>,
+) -> hyper::Response<Full<Bytes>> {
     let method = request.method().to_string();
-    let path = request.uri().path_and_query().map_or_else(|| "/".to_owned(), |p| p.to_string());
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.to_string());
     let headers = request
         .headers()
         .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let (status, n) = match state.lock() {
         Ok(mut s) => {
-            s.received.push(Received { method, path, headers, body: String::from_utf8_lossy(&body).into_owned() });
+            s.received.push(Received {
+                method,
+                path,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
             (s.script.pop_front().unwrap_or(200), s.received.len())
         }
         Err(_) => (500, 0),
     };
-    let text = if status < 300 { format!("{{\"id\": \"msg-{n}\"}}") } else { format!("{{\"error\": \"scripted {status}\"}}") };
+    let text = if status < 300 {
+        format!("{{\"id\": \"msg-{n}\"}}")
+    } else {
+        format!("{{\"error\": \"scripted {status}\"}}")
+    };
     let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     response
 }
 
@@ -263,7 +330,9 @@ impl SmtpServer {
         std::fs::write(&script, SMTP_SERVER_PY)?;
         let password_file = dir.join("smtp-password");
         std::fs::write(&password_file, "s3cret-smtp\n")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         // Debian's python, where python3-aiosmtpd is installed (a python3 earlier on PATH may lack it).
         let mut child = Command::new("/usr/bin/python3")
             .arg(&script)
@@ -283,7 +352,13 @@ impl SmtpServer {
             let _ = child.kill();
             bail!("aiosmtpd did not start (is python3-aiosmtpd installed?): {line:?}");
         }
-        Ok(SmtpServer { port, mail_dir, username: "twofold".into(), password_file, child })
+        Ok(SmtpServer {
+            port,
+            mail_dir,
+            username: "twofold".into(),
+            password_file,
+            child,
+        })
     }
 
     /// The messages received so far, oldest first.
@@ -293,7 +368,10 @@ impl SmtpServer {
             .filter(|p| p.extension().is_some_and(|x| x == "eml"))
             .collect();
         names.sort();
-        names.iter().map(|p| Ok(std::fs::read_to_string(p)?)).collect()
+        names
+            .iter()
+            .map(|p| Ok(std::fs::read_to_string(p)?))
+            .collect()
     }
 
     pub async fn wait_for(&self, n: usize, within: Duration) -> Result<Vec<String>> {
@@ -304,7 +382,10 @@ impl SmtpServer {
                 return Ok(messages);
             }
             if Instant::now() > deadline {
-                bail!("the SMTP server got {} messages, not {n}, within {within:?}", messages.len());
+                bail!(
+                    "the SMTP server got {} messages, not {n}, within {within:?}",
+                    messages.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

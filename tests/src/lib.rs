@@ -25,13 +25,20 @@ use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, NewUser};
 /// `target/<profile>/deps`, or a tool such as the load generator in `target/<profile>`).
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().ok_or_else(|| anyhow!("no folder above {}", exe.display()))?;
+    let mut dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("no folder above {}", exe.display()))?;
     if dir.file_name().is_some_and(|n| n == "deps") {
-        dir = dir.parent().ok_or_else(|| anyhow!("no target dir above {}", exe.display()))?;
+        dir = dir
+            .parent()
+            .ok_or_else(|| anyhow!("no target dir above {}", exe.display()))?;
     }
     let path = dir.join(name);
     if !path.exists() {
-        bail!("{} is not built: run `cargo build --workspace --bins` first", path.display());
+        bail!(
+            "{} is not built: run `cargo build --workspace --bins` first",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -106,7 +113,10 @@ impl Daemon {
             api: String::new(),
             child: None,
             starts: 0,
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), v.to_os_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_os_string()))
+                .collect(),
         };
         daemon.launch()?;
         Ok(daemon)
@@ -130,7 +140,10 @@ impl Daemon {
         let notify_path = self.dir.path().join(format!("notify-{}.sock", self.starts));
         let notify = UnixDatagram::bind(&notify_path)?;
         notify.set_read_timeout(Some(Duration::from_millis(200)))?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
         let mut command = Command::new(workspace_binary("twofoldd")?);
         command
             .arg("--config")
@@ -147,7 +160,8 @@ impl Daemon {
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
             });
         }
         let mut child = command.spawn().context("starting twofoldd")?;
@@ -155,11 +169,17 @@ impl Daemon {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(status) = child.try_wait()? {
-                bail!("twofoldd exited with {status} before READY; log:\n{}", self.log()?);
+                bail!(
+                    "twofoldd exited with {status} before READY; log:\n{}",
+                    self.log()?
+                );
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("twofoldd sent no READY=1 within 60 s; log:\n{}", self.log()?);
+                bail!(
+                    "twofoldd sent no READY=1 within 60 s; log:\n{}",
+                    self.log()?
+                );
             }
             match notify.recv(&mut buf) {
                 Ok(n) => {
@@ -169,11 +189,19 @@ impl Daemon {
                             .lines()
                             .find_map(|l| l.strip_prefix("STATUS=listening on https://"))
                             .ok_or_else(|| anyhow!("READY without a STATUS address: {message}"))?;
-                        self.api = status.split_whitespace().next().unwrap_or_default().to_owned();
+                        self.api = status
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
                         break;
                     }
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -207,7 +235,10 @@ impl Daemon {
 
     /// Rewrites the config (`base_config` plus `extra`) and restarts on the same data folder.
     pub fn restart_with(&mut self, extra: &str) -> Result<()> {
-        std::fs::write(&self.config_path, format!("{}{extra}", base_config(&self.data_dir())))?;
+        std::fs::write(
+            &self.config_path,
+            format!("{}{extra}", base_config(&self.data_dir())),
+        )?;
         self.restart()
     }
 
@@ -233,7 +264,10 @@ impl Drop for Daemon {
 }
 
 fn nix_kill(pid: u32, signal: &str) -> Result<()> {
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
     if !status.success() {
         bail!("kill -{signal} {pid} failed");
     }
@@ -244,7 +278,10 @@ fn nix_kill(pid: u32, signal: &str) -> Result<()> {
 #[derive(Clone)]
 pub struct Api {
     base: String,
-    client: Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+    client: Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
     pub key: Option<String>,
 }
 
@@ -263,14 +300,20 @@ impl Api {
         for cert in rustls_pemfile_certs(&pem)? {
             roots.add(cert)?;
         }
-        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Api { base: format!("https://{addr}"), client, key: None })
+        Ok(Api {
+            base: format!("https://{addr}"),
+            client,
+            key: None,
+        })
     }
 
     pub fn with_key(mut self, key: &str) -> Api {
@@ -280,14 +323,18 @@ impl Api {
 
     /// Sends `body` as is (it need not be valid JSON) and parses the answer as JSON.
     pub async fn raw(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Answer> {
-        let mut request = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
         if let Some(key) = &self.key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
-        let request = request.body(Full::new(Bytes::from(body.map(<[u8]>::to_vec).unwrap_or_default())))?;
+        let request = request.body(Full::new(Bytes::from(
+            body.map(<[u8]>::to_vec).unwrap_or_default(),
+        )))?;
         let response = self.client.request(request).await?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();
@@ -297,7 +344,8 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Answer> {
-        self.raw("POST", path, Some(body.to_string().as_bytes())).await
+        self.raw("POST", path, Some(body.to_string().as_bytes()))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Result<Answer> {
@@ -311,7 +359,8 @@ impl Api {
 
 fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
-    Ok(rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<std::result::Result<Vec<_>, _>>()?)
+    Ok(rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// The admin socket, as `twofold-admin` speaks it.
@@ -323,7 +372,10 @@ pub struct Admin {
 impl Admin {
     pub fn connect(path: &Path) -> Result<Admin> {
         let stream = UnixStream::connect(path).with_context(|| path.display().to_string())?;
-        Ok(Admin { writer: stream.try_clone()?, reader: BufReader::new(stream) })
+        Ok(Admin {
+            writer: stream.try_clone()?,
+            reader: BufReader::new(stream),
+        })
     }
 
     pub fn call(&mut self, request: &AdminRequest) -> Result<AdminAnswer> {
@@ -356,7 +408,9 @@ impl Admin {
     }
 
     pub fn api_key(&mut self, name: &str) -> Result<String> {
-        match self.ok(&AdminRequest::ApiKeyCreate { name: name.to_owned() })? {
+        match self.ok(&AdminRequest::ApiKeyCreate {
+            name: name.to_owned(),
+        })? {
             AdminReply::ApiKeyCreated { key, .. } => Ok(key),
             other => bail!("unexpected reply {other:?}"),
         }
@@ -379,7 +433,10 @@ pub fn oathtool(secret: &str, offset_seconds: i64, extra: &[&str]) -> Result<Str
         .output()
         .context("running oathtool (Debian package oathtool)")?;
     if !output.status.success() {
-        bail!("oathtool failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "oathtool failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(String::from_utf8(output.stdout)?.trim().to_owned())
 }
@@ -387,7 +444,9 @@ pub fn oathtool(secret: &str, offset_seconds: i64, extra: &[&str]) -> Result<Str
 /// Unix time now, for tests that must stay clear of a 30 s step boundary.
 #[allow(clippy::disallowed_methods)]
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// An enrolled user: API enrollment confirmed with an oathtool code.
@@ -404,29 +463,53 @@ pub struct Enrolled {
 /// previous step (so the current and next steps stay free for the test).
 pub async fn enroll(admin: &mut Admin, api: &Api, user: &str) -> Result<Enrolled> {
     admin.create_user(user)?;
-    let started = api.post(&format!("/api/v1/users/{user}/totp"), &serde_json::json!({"label": "phone"})).await?;
+    let started = api
+        .post(
+            &format!("/api/v1/users/{user}/totp"),
+            &serde_json::json!({"label": "phone"}),
+        )
+        .await?;
     if started.status != 201 {
         bail!("enroll answered {}: {}", started.status, started.raw);
     }
-    let secret = started.body["secret"].as_str().unwrap_or_default().to_owned();
-    let device = started.body["device"]["id"].as_str().unwrap_or_default().to_owned();
+    let secret = started.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let device = started.body["device"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let code = oathtool(&secret, -30, &[])?;
     let confirmed = api
-        .post(&format!("/api/v1/users/{user}/totp/{device}/confirm"), &serde_json::json!({"code": code}))
+        .post(
+            &format!("/api/v1/users/{user}/totp/{device}/confirm"),
+            &serde_json::json!({"code": code}),
+        )
         .await?;
     if confirmed.status != 200 {
         bail!("confirm answered {}: {}", confirmed.status, confirmed.raw);
     }
     let backup_codes = confirmed.body["backup_codes"]
         .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(Enrolled {
         user: user.to_owned(),
         device,
         secret,
         backup_codes,
-        uri: started.body["otpauth_uri"].as_str().unwrap_or_default().to_owned(),
-        qr_png_base64: started.body["qr_png_base64"].as_str().unwrap_or_default().to_owned(),
+        uri: started.body["otpauth_uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        qr_png_base64: started.body["qr_png_base64"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     })
 }

@@ -57,9 +57,16 @@ fn make_ca(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
     let key = dir.join(format!("{name}.key"));
     let cert = dir.join(format!("{name}.pem"));
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
+        ])
         .arg(format!("/CN={name}"))
-        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -142,11 +149,21 @@ impl SambaDc {
             std::fs::create_dir_all(d.join(sub))?;
         }
         let ca = make_ca(&d.join("tls"), "test-ca")?;
-        let (cert, key) = make_server_cert(&d.join("tls"), &ca, &format!("dc1.{}", REALM.to_lowercase()))?;
+        let (cert, key) = make_server_cert(
+            &d.join("tls"),
+            &ca,
+            &format!("dc1.{}", REALM.to_lowercase()),
+        )?;
         let (wrong_ca, _) = make_ca(&d.join("tls"), "other-ca")?;
         let opt = |o: String| format!("--option={o}");
         run(Command::new("samba-tool")
-            .args(["domain", "provision", "--use-rfc2307", "--server-role=dc", "--dns-backend=NONE"])
+            .args([
+                "domain",
+                "provision",
+                "--use-rfc2307",
+                "--server-role=dc",
+                "--dns-backend=NONE",
+            ])
             .arg(format!("--realm={REALM}"))
             .args(["--domain=CORP", "--host-name=dc1"])
             .arg(format!("--adminpass={ADMIN_PASSWORD}"))
@@ -156,7 +173,10 @@ impl SambaDc {
             .arg(opt(format!("log file = {}/log/log.samba", d.display())))
             .arg(opt(format!("pid directory = {}/run", d.display())))
             .arg(opt(format!("ncalrpc dir = {}/run/ncalrpc", d.display())))
-            .arg(opt(format!("winbindd socket directory = {}/run/winbindd", d.display())))
+            .arg(opt(format!(
+                "winbindd socket directory = {}/run/winbindd",
+                d.display()
+            )))
             .arg(opt("tls enabled = yes".into()))
             .arg(opt(format!("tls keyfile = {}", key.display())))
             .arg(opt(format!("tls certfile = {}", cert.display())))
@@ -178,7 +198,10 @@ impl SambaDc {
             let mut chunk = String::new();
             let mut in_chunk = 0;
             let mut loaded = 0;
-            let entries: Vec<&str> = ldif.split("\n\n").filter(|e| !e.trim().is_empty()).collect();
+            let entries: Vec<&str> = ldif
+                .split("\n\n")
+                .filter(|e| !e.trim().is_empty())
+                .collect();
             for (i, entry) in entries.iter().enumerate() {
                 chunk.push_str(entry);
                 chunk.push_str("\n\n");
@@ -193,7 +216,11 @@ impl SambaDc {
                         .arg(&path))?;
                     loaded += in_chunk;
                     if entries.len() > 10_000 {
-                        eprintln!("seeded {loaded}/{} entries in {:.0} s", entries.len(), started.elapsed().as_secs_f64());
+                        eprintln!(
+                            "seeded {loaded}/{} entries in {:.0} s",
+                            entries.len(),
+                            started.elapsed().as_secs_f64()
+                        );
                     }
                     chunk.clear();
                     in_chunk = 0;
@@ -203,22 +230,36 @@ impl SambaDc {
         let password_file = d.join("bind-password");
         std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n"))?;
         start_samba(&conf, &d.join("log/samba.out"))?;
-        let dc = SambaDc { dir, ca_cert: ca.0, wrong_ca_cert: wrong_ca, password_file };
+        let dc = SambaDc {
+            dir,
+            ca_cert: ca.0,
+            wrong_ca_cert: wrong_ca,
+            password_file,
+        };
         // A large directory takes a while to load when the machine is busy.
         dc.wait_ready(Duration::from_secs(240))?;
-        eprintln!("samba AD DC ready in {:.1} s ({bulk_users} bulk users)", started.elapsed().as_secs_f64());
+        eprintln!(
+            "samba AD DC ready in {:.1} s ({bulk_users} bulk users)",
+            started.elapsed().as_secs_f64()
+        );
         Ok(dc)
     }
 
     fn wait_ready(&self, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         loop {
-            let probe = self.ldap_tool("ldapsearch").args(["-b", "", "-s", "base", "highestCommittedUSN"]).output()?;
+            let probe = self
+                .ldap_tool("ldapsearch")
+                .args(["-b", "", "-s", "base", "highestCommittedUSN"])
+                .output()?;
             if probe.status.success() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("Samba did not answer LDAPS within {limit:?}: {}", String::from_utf8_lossy(&probe.stderr));
+                bail!(
+                    "Samba did not answer LDAPS within {limit:?}: {}",
+                    String::from_utf8_lossy(&probe.stderr)
+                );
             }
             std::thread::park_timeout(Duration::from_millis(200));
         }
@@ -227,18 +268,37 @@ impl SambaDc {
     /// An OpenLDAP client tool bound as Administrator over LDAPS, trusting the DC's certificate.
     pub fn ldap_tool(&self, tool: &str) -> Command {
         let mut c = Command::new(tool);
-        c.env("LDAPTLS_CACERT", &self.ca_cert)
-            .args(["-H", "ldaps://127.0.0.1", "-x", "-D", ADMIN_DN, "-w", ADMIN_PASSWORD]);
+        c.env("LDAPTLS_CACERT", &self.ca_cert).args([
+            "-H",
+            "ldaps://127.0.0.1",
+            "-x",
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PASSWORD,
+        ]);
         c
     }
 
     /// Applies LDIF changes (adds, modifies, renames, deletes) over LDAPS.
     pub fn modify(&self, ldif: &str) -> Result<()> {
-        let mut child = self.ldap_tool("ldapmodify").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?.write_all(ldif.as_bytes())?;
+        let mut child = self
+            .ldap_tool("ldapmodify")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("no stdin"))?
+            .write_all(ldif.as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("ldapmodify failed: {}\n{ldif}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "ldapmodify failed: {}\n{ldif}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -259,37 +319,40 @@ fn start_samba(conf: &Path, out: &Path) -> Result<()> {
     let conf = conf.to_owned();
     let log = std::fs::File::create(out)?;
     let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<(), String>>();
-    std::thread::Builder::new().name("samba-dc".into()).spawn(move || {
-        let mut command = Command::new("samba");
-        command.arg("-i").arg("-s").arg(&conf).stdin(Stdio::null());
-        match log.try_clone() {
-            Ok(l) => {
-                command.stdout(l);
+    std::thread::Builder::new()
+        .name("samba-dc".into())
+        .spawn(move || {
+            let mut command = Command::new("samba");
+            command.arg("-i").arg("-s").arg(&conf).stdin(Stdio::null());
+            match log.try_clone() {
+                Ok(l) => {
+                    command.stdout(l);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
             }
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string()));
-                return;
+            command.stderr(log);
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                        .map_err(std::io::Error::from)
+                });
             }
-        }
-        command.stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
-            });
-        }
-        match command.spawn() {
-            Ok(mut child) => {
-                let _ = tx.send(Ok(()));
-                let _ = child.wait();
+            match command.spawn() {
+                Ok(mut child) => {
+                    let _ = tx.send(Ok(()));
+                    let _ = child.wait();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("starting samba: {e}")));
+                }
             }
-            Err(e) => {
-                let _ = tx.send(Err(format!("starting samba: {e}")));
+            loop {
+                std::thread::park();
             }
-        }
-        loop {
-            std::thread::park();
-        }
-    })?;
+        })?;
     rx.recv()?.map_err(|e| anyhow!(e))
 }

@@ -12,9 +12,22 @@ use crate::challenge::Started;
 use crate::service::Actor;
 
 /// 202: the challenge is made and its delivery started; the code is on its way.
-pub async fn start(State(state): State<AppState>, Caller(app): Caller, ApiJson(request): ApiJson<ChallengeRequest>) -> ApiResult<Response> {
+pub async fn start(
+    State(state): State<AppState>,
+    Caller(app): Caller,
+    ApiJson(request): ApiJson<ChallengeRequest>,
+) -> ApiResult<Response> {
     let challenges = state.service.challenges()?;
-    match challenges.start(&state.service, &Actor::Api(app), &request.user, request.channel, request.locale).await? {
+    match challenges
+        .start(
+            &state.service,
+            &Actor::Api(app),
+            &request.user,
+            request.channel,
+            request.locale,
+        )
+        .await?
+    {
         Started::Sent(answer) => Ok((StatusCode::ACCEPTED, Json(answer)).into_response()),
         Started::TooSoon { retry_after } => {
             let mut response = ApiError::new(
@@ -23,13 +36,24 @@ pub async fn start(State(state): State<AppState>, Caller(app): Caller, ApiJson(r
                 format!("a code was sent to this user moments ago: ask again in {retry_after} s, or use the code already sent"),
             )
             .into_response();
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after.into());
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after.into());
             Ok(response)
         }
     }
 }
 
-pub async fn status(State(state): State<AppState>, Caller(_app): Caller, ApiPath(transaction): ApiPath<String>) -> ApiResult<Json<ChallengeStatus>> {
+pub async fn status(
+    State(state): State<AppState>,
+    Caller(_app): Caller,
+    ApiPath(transaction): ApiPath<String>,
+) -> ApiResult<Json<ChallengeStatus>> {
     crate::validate::text("transaction", &transaction, 64)?;
-    Ok(Json(state.service.challenges()?.status(state.service.store(), &transaction)?))
+    Ok(Json(
+        state
+            .service
+            .challenges()?
+            .status(state.service.store(), &transaction)?,
+    ))
 }

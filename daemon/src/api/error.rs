@@ -16,7 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.to_owned(), message: message.into() }
+        ApiError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -28,10 +32,18 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Config(_) | Error::Io { .. } | Error::Store(_) | Error::Crypto(_) | Error::Tls(_) => {
+            Error::Config(_)
+            | Error::Io { .. }
+            | Error::Store(_)
+            | Error::Crypto(_)
+            | Error::Tls(_) => {
                 // The caller did nothing wrong and learns nothing about our internals.
                 tracing::error!(error = %e, "request failed");
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the daemon's log",
+                );
             }
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -40,7 +52,12 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorEnvelope { error: ErrorBody { code: self.code, message: self.message } };
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -25,10 +25,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             }
         })?;
         if bytes.is_empty() {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "request body must be a JSON object"));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "request body must be a JSON object",
+            ));
         }
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
+            let code = if e.is_data() {
+                "invalid_request"
+            } else {
+                "invalid_json"
+            };
             ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
         })
     }

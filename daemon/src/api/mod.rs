@@ -38,10 +38,19 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
         .route("/api/v1/challenge", post(challenge::start))
         .route("/api/v1/challenge/{transaction}", get(challenge::status))
         .route("/api/v1/users/{user}/totp", post(enroll_totp))
-        .route("/api/v1/users/{user}/totp/{device}/confirm", post(confirm_totp))
+        .route(
+            "/api/v1/users/{user}/totp/{device}/confirm",
+            post(confirm_totp),
+        )
         .route("/api/v1/users/{user}/devices", get(list_devices))
-        .route("/api/v1/users/{user}/devices/{device}", delete(delete_device))
-        .route("/api/v1/users/{user}/backup-codes", post(regenerate_backup_codes))
+        .route(
+            "/api/v1/users/{user}/devices/{device}",
+            delete(delete_device),
+        )
+        .route(
+            "/api/v1/users/{user}/backup-codes",
+            post(regenerate_backup_codes),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
@@ -51,7 +60,9 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
 type ApiResult<T> = Result<T, ApiError>;
 
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok".to_owned() })
+    Json(Health {
+        status: "ok".to_owned(),
+    })
 }
 
 async fn not_found() -> ApiError {
@@ -59,12 +70,18 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
 }
 
 fn client_address(given: Option<&str>, peer: SocketAddr) -> Result<IpAddr, Error> {
     match given {
-        Some(text) => text.parse().map_err(|_| Error::invalid("client_ip must be an IP address")),
+        Some(text) => text
+            .parse()
+            .map_err(|_| Error::invalid("client_ip must be an IP address")),
         None => Ok(peer.ip()),
     }
 }
@@ -78,7 +95,13 @@ async fn verify(
     let address = client_address(request.client_ip.as_deref(), peer)?;
     let answer = state
         .service
-        .verify_with(&Actor::Api(app), &request.user, &request.code, request.transaction_id.as_deref(), address)
+        .verify_with(
+            &Actor::Api(app),
+            &request.user,
+            &request.code,
+            request.transaction_id.as_deref(),
+            address,
+        )
         .await?;
     Ok(Json(answer))
 }
@@ -91,7 +114,13 @@ async fn enroll_totp(
 ) -> ApiResult<(StatusCode, Json<EnrollAnswer>)> {
     let answer = state
         .service
-        .enroll_totp(&Actor::Api(app), &user, request.label, request.algorithm, request.digits)
+        .enroll_totp(
+            &Actor::Api(app),
+            &user,
+            request.label,
+            request.algorithm,
+            request.digits,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(answer)))
 }
@@ -102,7 +131,12 @@ async fn confirm_totp(
     ApiPath((user, device)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Json<ConfirmAnswer>> {
-    Ok(Json(state.service.confirm_totp(&Actor::Api(app), &user, &device, &request.code).await?))
+    Ok(Json(
+        state
+            .service
+            .confirm_totp(&Actor::Api(app), &user, &device, &request.code)
+            .await?,
+    ))
 }
 
 async fn list_devices(
@@ -110,7 +144,9 @@ async fn list_devices(
     Caller(_app): Caller,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<Json<DeviceList>> {
-    Ok(Json(DeviceList { devices: state.service.devices(&user)? }))
+    Ok(Json(DeviceList {
+        devices: state.service.devices(&user)?,
+    }))
 }
 
 async fn delete_device(
@@ -118,8 +154,13 @@ async fn delete_device(
     Caller(app): Caller,
     ApiPath((user, device)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<DeviceList>> {
-    state.service.delete_device(&Actor::Api(app), &user, &device).await?;
-    Ok(Json(DeviceList { devices: state.service.devices(&user)? }))
+    state
+        .service
+        .delete_device(&Actor::Api(app), &user, &device)
+        .await?;
+    Ok(Json(DeviceList {
+        devices: state.service.devices(&user)?,
+    }))
 }
 
 async fn regenerate_backup_codes(
@@ -129,7 +170,11 @@ async fn regenerate_backup_codes(
     ApiPath(user): ApiPath<String>,
     ApiJson(request): ApiJson<RegenerateBackupCodesRequest>,
 ) -> ApiResult<Json<BackupCodes>> {
-    match state.service.regenerate_backup_codes(&Actor::Api(app), &user, &request.code, peer.ip()).await? {
+    match state
+        .service
+        .regenerate_backup_codes(&Actor::Api(app), &user, &request.code, peer.ip())
+        .await?
+    {
         Some(backup_codes) => Ok(Json(BackupCodes { backup_codes })),
         None => Err(ApiError::new(
             StatusCode::FORBIDDEN,

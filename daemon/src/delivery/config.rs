@@ -99,7 +99,10 @@ pub struct DeliveryConfig {
 }
 
 fn default_plugin_dirs() -> Vec<PathBuf> {
-    vec![PathBuf::from("/usr/lib/twofold/plugins"), PathBuf::from("/etc/twofold/plugins")]
+    vec![
+        PathBuf::from("/usr/lib/twofold/plugins"),
+        PathBuf::from("/etc/twofold/plugins"),
+    ]
 }
 fn default_max_attempts() -> u32 {
     5
@@ -232,62 +235,131 @@ fn default_email_timeout() -> u64 {
 
 /// Checks the rules the types cannot express; each error carries the line of its table or key.
 pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<ConfigError>) {
-    let line_of = |needle: &str| text.lines().position(|l| l.trim_start().starts_with(needle)).map_or(1, |n| n + 1);
-    let mut fail = |needle: &str, message: String| errors.push(ConfigError { line: line_of(needle), message });
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .map_or(1, |n| n + 1)
+    };
+    let mut fail = |needle: &str, message: String| {
+        errors.push(ConfigError {
+            line: line_of(needle),
+            message,
+        })
+    };
     let c = &config.challenge;
     if !(6..=10).contains(&c.code_digits) {
-        fail("code_digits", "[challenge] code_digits must be between 6 and 10".into());
+        fail(
+            "code_digits",
+            "[challenge] code_digits must be between 6 and 10".into(),
+        );
     }
     if !(30..=7 * 86_400).contains(&c.lifetime_seconds) {
-        fail("lifetime_seconds", "[challenge] lifetime_seconds must be between 30 and 604800".into());
+        fail(
+            "lifetime_seconds",
+            "[challenge] lifetime_seconds must be between 30 and 604800".into(),
+        );
     }
     if !(60..=86_400).contains(&c.access_code_lifetime_seconds) {
-        fail("access_code_lifetime_seconds", "[challenge] access_code_lifetime_seconds must be between 60 and 86400".into());
+        fail(
+            "access_code_lifetime_seconds",
+            "[challenge] access_code_lifetime_seconds must be between 60 and 86400".into(),
+        );
     }
     let d = &config.delivery;
     if !(1..=20).contains(&d.max_attempts) {
-        fail("max_attempts", "[delivery] max_attempts must be between 1 and 20".into());
+        fail(
+            "max_attempts",
+            "[delivery] max_attempts must be between 1 and 20".into(),
+        );
     }
     if d.retry_initial_seconds == 0 || d.retry_initial_seconds > d.retry_max_seconds {
-        fail("retry_initial_seconds", "[delivery] retry_initial_seconds must be at least 1 and at most retry_max_seconds".into());
+        fail(
+            "retry_initial_seconds",
+            "[delivery] retry_initial_seconds must be at least 1 and at most retry_max_seconds"
+                .into(),
+        );
     }
     if !(1..=1024).contains(&d.plugin_memory_mib) {
-        fail("plugin_memory_mib", "[delivery] plugin_memory_mib must be between 1 and 1024".into());
+        fail(
+            "plugin_memory_mib",
+            "[delivery] plugin_memory_mib must be between 1 and 1024".into(),
+        );
     }
     if !(10..=60_000).contains(&d.plugin_cpu_ms) {
-        fail("plugin_cpu_ms", "[delivery] plugin_cpu_ms must be between 10 and 60000".into());
+        fail(
+            "plugin_cpu_ms",
+            "[delivery] plugin_cpu_ms must be between 10 and 60000".into(),
+        );
     }
     if !(1..=1000).contains(&d.concurrency) {
-        fail("concurrency", "[delivery] concurrency must be between 1 and 1000".into());
+        fail(
+            "concurrency",
+            "[delivery] concurrency must be between 1 and 1000".into(),
+        );
     }
     if !(1..=120).contains(&d.http_timeout_seconds) {
-        fail("http_timeout_seconds", "[delivery] http_timeout_seconds must be between 1 and 120".into());
+        fail(
+            "http_timeout_seconds",
+            "[delivery] http_timeout_seconds must be between 1 and 120".into(),
+        );
     }
     if !(1..=32).contains(&d.http_requests_per_call) {
-        fail("http_requests_per_call", "[delivery] http_requests_per_call must be between 1 and 32".into());
+        fail(
+            "http_requests_per_call",
+            "[delivery] http_requests_per_call must be between 1 and 32".into(),
+        );
     }
     let mut names = std::collections::HashSet::new();
     for p in &config.plugin {
         let at = format!("name = \"{}\"", p.name);
-        if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            fail(&at, format!("[[plugin]] {:?}: name must be letters, digits, - or _", p.name));
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            fail(
+                &at,
+                format!(
+                    "[[plugin]] {:?}: name must be letters, digits, - or _",
+                    p.name
+                ),
+            );
         }
         if !names.insert(p.name.as_str()) {
-            fail(&at, format!("[[plugin]] {}: a plugin with this name is configured twice", p.name));
+            fail(
+                &at,
+                format!(
+                    "[[plugin]] {}: a plugin with this name is configured twice",
+                    p.name
+                ),
+            );
         }
-        if p.file.as_os_str().is_empty() || (!p.file.is_absolute() && p.file.components().count() != 1) {
+        if p.file.as_os_str().is_empty()
+            || (!p.file.is_absolute() && p.file.components().count() != 1)
+        {
             fail(&at, format!("[[plugin]] {}: file must be a file name (looked up in plugin_dirs) or an absolute path", p.name));
         }
         for host in &p.allow_hosts {
             if let Err(e) = crate::plugins::capabilities::AllowedHost::parse(host) {
-                fail(&at, format!("[[plugin]] {}: allow_hosts {host:?}: {e}", p.name));
+                fail(
+                    &at,
+                    format!("[[plugin]] {}: allow_hosts {host:?}: {e}", p.name),
+                );
             }
         }
     }
-    for (key, channel) in [("sms", Channel::Sms), ("voice", Channel::Voice), ("in_person", Channel::InPerson)] {
+    for (key, channel) in [
+        ("sms", Channel::Sms),
+        ("voice", Channel::Voice),
+        ("in_person", Channel::InPerson),
+    ] {
         for name in d.route(channel) {
             if !config.plugin.iter().any(|p| &p.name == name) {
-                fail(&format!("{key} ="), format!("[delivery] {key}: no [[plugin]] is named {name:?}"));
+                fail(
+                    &format!("{key} ="),
+                    format!("[delivery] {key}: no [[plugin]] is named {name:?}"),
+                );
             }
         }
     }
@@ -296,15 +368,27 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
             fail("host", "[email] host must name the SMTP server".into());
         }
         if e.username.is_some() != e.password_file.is_some() {
-            fail("username", "[email] username and password_file must be given together".into());
+            fail(
+                "username",
+                "[email] username and password_file must be given together".into(),
+            );
         }
-        let loopback = e.host == "localhost" || e.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let loopback = e.host == "localhost"
+            || e.host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
         if e.security == EmailSecurity::None && (e.username.is_some() || !loopback) {
             fail("security", "[email] security = \"none\" sends codes (and any password) in clear: only for a relay on this machine without a password; use starttls or tls".into());
         }
         if let Some(dir) = &e.templates_dir {
             if let Err(err) = crate::email::check_templates(dir) {
-                fail("templates_dir", format!("[email] templates_dir: {}", err.to_string().trim_start_matches("configuration: ")));
+                fail(
+                    "templates_dir",
+                    format!(
+                        "[email] templates_dir: {}",
+                        err.to_string().trim_start_matches("configuration: ")
+                    ),
+                );
             }
         }
         if e.from.parse::<lettre::message::Mailbox>().is_err() {
@@ -334,13 +418,21 @@ mod tests {
             ("[email]\nhost = \"smtp.example.com\"\nfrom = \"me@example.com\"\nusername = \"u\"\n", 5, "together"),
         ];
         for (text, line, words) in table {
-            let errors = Config::parse(&format!("version = 1\n{text}")).err().unwrap_or_default();
+            let errors = Config::parse(&format!("version = 1\n{text}"))
+                .err()
+                .unwrap_or_default();
             assert!(
-                errors.iter().any(|e| e.line == *line && e.message.contains(words)),
+                errors
+                    .iter()
+                    .any(|e| e.line == *line && e.message.contains(words)),
                 "{text:?}: wanted line {line} with {words:?}, got {errors:?}"
             );
         }
         let ok = "[[plugin]]\nname = \"gw\"\nfile = \"/opt/p/x.wasm\"\nallow_hosts = [\"gw.example.com\", \"127.0.0.1:8080\"]\n[delivery]\nsms = [\"gw\"]\n[email]\nhost = \"127.0.0.1\"\nsecurity = \"none\"\nfrom = \"Twofold <t@example.com>\"\n";
-        assert!(Config::parse(&format!("version = 1\n{ok}")).is_ok(), "{:?}", Config::parse(&format!("version = 1\n{ok}")).err());
+        assert!(
+            Config::parse(&format!("version = 1\n{ok}")).is_ok(),
+            "{:?}",
+            Config::parse(&format!("version = 1\n{ok}")).err()
+        );
     }
 }

@@ -23,7 +23,10 @@ pub struct HandoverQueue {
 impl HandoverQueue {
     pub fn push(&self, job: &Job, note: String, now: i64) {
         let entry = HandoverEntry {
-            id: format!("h{}", data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<6>())),
+            id: format!(
+                "h{}",
+                data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<6>())
+            ),
             user: job.username.clone(),
             display_name: job.display_name.clone(),
             code: job.code.clone(),
@@ -34,7 +37,10 @@ impl HandoverQueue {
         if let Ok(mut waiting) = self.waiting.lock() {
             // A new code for the same person replaces the one waiting.
             waiting.retain(|w| w.entry.user != entry.user);
-            waiting.push(Waiting { transaction_id: job.transaction_id.clone(), entry });
+            waiting.push(Waiting {
+                transaction_id: job.transaction_id.clone(),
+                entry,
+            });
         }
     }
 

@@ -51,7 +51,10 @@ pub struct Job {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("transaction_id", &self.transaction_id).field("channel", &self.channel).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("transaction_id", &self.transaction_id)
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +83,14 @@ pub struct Delivery {
 
 impl Delivery {
     /// Loads the configured plugins and readies the mailer.
-    pub fn new(host: Arc<PluginHost>, mailer: Option<Mailer>, store: Store, clock: SharedClock, delivery: &DeliveryConfig, plugins: &[PluginConfig]) -> Delivery {
+    pub fn new(
+        host: Arc<PluginHost>,
+        mailer: Option<Mailer>,
+        store: Store,
+        clock: SharedClock,
+        delivery: &DeliveryConfig,
+        plugins: &[PluginConfig],
+    ) -> Delivery {
         let now = clock.now();
         host.load(delivery, plugins, now);
         Delivery {
@@ -88,8 +98,13 @@ impl Delivery {
             mailer,
             store,
             clock,
-            routes: RwLock::new(Arc::new(Routes { delivery: delivery.clone(), plugins: plugins.to_vec() })),
-            permits: Arc::new(Semaphore::new(usize::try_from(delivery.concurrency).unwrap_or(32))),
+            routes: RwLock::new(Arc::new(Routes {
+                delivery: delivery.clone(),
+                plugins: plugins.to_vec(),
+            })),
+            permits: Arc::new(Semaphore::new(
+                usize::try_from(delivery.concurrency).unwrap_or(32),
+            )),
             handover: HandoverQueue::default(),
         }
     }
@@ -103,17 +118,25 @@ impl Delivery {
     }
 
     fn routes(&self) -> Arc<Routes> {
-        self.routes.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.routes
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Loads plugins again: with new `[delivery]` and `[[plugin]]` settings (SIGHUP), or the ones in
     /// force (the admin's request). Blocking (it may compile): call from a blocking thread.
     pub fn reload(&self, new: Option<(&DeliveryConfig, &[PluginConfig])>) -> Vec<PluginInfo> {
         let routes = match new {
-            Some((delivery, plugins)) => Arc::new(Routes { delivery: delivery.clone(), plugins: plugins.to_vec() }),
+            Some((delivery, plugins)) => Arc::new(Routes {
+                delivery: delivery.clone(),
+                plugins: plugins.to_vec(),
+            }),
             None => self.routes(),
         };
-        let status = self.host.load(&routes.delivery, &routes.plugins, self.clock.now());
+        let status = self
+            .host
+            .load(&routes.delivery, &routes.plugins, self.clock.now());
         if let Ok(mut current) = self.routes.write() {
             *current = routes;
         }
@@ -130,8 +153,18 @@ impl Delivery {
         if ready {
             Ok(())
         } else {
-            let how = if channel == Channel::Email { "an [email] server".to_owned() } else { format!("a plugin in [delivery] {}", crate::challenge::channel_name(channel)) };
-            Err(Error::Conflict(format!("no delivery is configured for {}: configure {how}", crate::challenge::channel_name(channel))))
+            let how = if channel == Channel::Email {
+                "an [email] server".to_owned()
+            } else {
+                format!(
+                    "a plugin in [delivery] {}",
+                    crate::challenge::channel_name(channel)
+                )
+            };
+            Err(Error::Conflict(format!(
+                "no delivery is configured for {}: configure {how}",
+                crate::challenge::channel_name(channel)
+            )))
         }
     }
 
@@ -156,7 +189,11 @@ impl Delivery {
             match self.store.challenge(&job.transaction_id)? {
                 Some(c) if c.open(self.clock.now()) => {}
                 Some(c) => {
-                    let state = if c.used_at.is_some() || c.superseded { DeliveryState::Cancelled } else { DeliveryState::Failed };
+                    let state = if c.used_at.is_some() || c.superseded {
+                        DeliveryState::Cancelled
+                    } else {
+                        DeliveryState::Failed
+                    };
                     self.set_state(&job, state)?;
                     return Ok(());
                 }
@@ -175,7 +212,11 @@ impl Delivery {
                 *attempt += 1;
                 let started = Instant::now();
                 let at = self.clock.now();
-                let outcome = if job.channel == Channel::Email { self.send_email(&job).await } else { self.call_plugin(via, &job, *attempt).await };
+                let outcome = if job.channel == Channel::Email {
+                    self.send_email(&job).await
+                } else {
+                    self.call_plugin(via, &job, *attempt).await
+                };
                 let (label, detail, delivered) = match &outcome {
                     Try::Delivered(d) => ("delivered", d.clone(), true),
                     Try::Retry(d) => {
@@ -187,7 +228,10 @@ impl Delivery {
                         ("failed", d.clone(), false)
                     }
                 };
-                let detail: String = plugins::capabilities::redact(&detail, &job.code).chars().take(500).collect();
+                let detail: String = plugins::capabilities::redact(&detail, &job.code)
+                    .chars()
+                    .take(500)
+                    .collect();
                 tracing::info!(transaction = %job.transaction_id, via = %via, round, outcome = label, detail = %detail, "delivery attempt");
                 let entry = DeliveryAttempt {
                     at,
@@ -206,7 +250,10 @@ impl Delivery {
                     return Ok(());
                 }
             }
-            let next_at = self.clock.now().saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+            let next_at = self
+                .clock
+                .now()
+                .saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
             if !retry_possible || round == config.max_attempts || next_at >= job.expires_at {
                 break;
             }
@@ -276,11 +323,18 @@ impl Delivery {
     }
 
     async fn send_email(&self, job: &Job) -> Try {
-        let Some(mailer) = &self.mailer else { return Try::Failed("no [email] server is configured".into()) };
+        let Some(mailer) = &self.mailer else {
+            return Try::Failed("no [email] server is configured".into());
+        };
         let values = BTreeMap::from([
             ("code", job.code.clone()),
             ("user", job.username.clone()),
-            ("display_name", job.display_name.clone().unwrap_or_else(|| job.username.clone())),
+            (
+                "display_name",
+                job.display_name
+                    .clone()
+                    .unwrap_or_else(|| job.username.clone()),
+            ),
             ("minutes", job.valid_seconds.div_ceil(60).to_string()),
             ("expires", utc_text(job.expires_at)),
             ("transaction", job.transaction_id.clone()),
@@ -293,7 +347,13 @@ impl Delivery {
     }
 
     /// Tells a user by email that an access code was generated for them (in the background).
-    pub fn notify_access_code(self: &Arc<Self>, email: &str, user: &UserRecord, actor: &Actor, expires_at: i64) {
+    pub fn notify_access_code(
+        self: &Arc<Self>,
+        email: &str,
+        user: &UserRecord,
+        actor: &Actor,
+        expires_at: i64,
+    ) {
         if self.mailer.is_none() {
             return;
         }
@@ -301,13 +361,21 @@ impl Delivery {
         let email = email.to_owned();
         let values = BTreeMap::from([
             ("user", user.username.clone()),
-            ("display_name", user.display_name.clone().unwrap_or_else(|| user.username.clone())),
+            (
+                "display_name",
+                user.display_name
+                    .clone()
+                    .unwrap_or_else(|| user.username.clone()),
+            ),
             ("admin", actor.to_string()),
             ("expires", utc_text(expires_at)),
         ]);
         tokio::spawn(async move {
             if let Some(mailer) = &delivery.mailer {
-                if let Err(e) = mailer.send(Template::AccessCodeNotice, &email, &values).await {
+                if let Err(e) = mailer
+                    .send(Template::AccessCodeNotice, &email, &values)
+                    .await
+                {
                     tracing::warn!(error = %e.message, "access code notice not sent");
                 }
             }
@@ -318,5 +386,8 @@ impl Delivery {
 /// `2026-05-04 13:05 UTC`
 fn utc_text(unix: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp(unix).ok().and_then(|t| t.format(&format).ok()).unwrap_or_else(|| unix.to_string())
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
 }

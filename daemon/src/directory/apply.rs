@@ -46,11 +46,20 @@ impl Service {
                 voice_override: None,
             };
             self.store().insert_user(&user)?;
-            self.audit(&Actor::Daemon, "directory_add", Some(&user.username), "ok", Some(format!("domain={domain}")))?;
+            self.audit(
+                &Actor::Daemon,
+                "directory_add",
+                Some(&user.username),
+                "ok",
+                Some(format!("domain={domain}")),
+            )?;
             return Ok(Applied::Added);
         };
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let before = self.store().user(&found.id)?.ok_or(Error::NotFound { what: "user" })?;
+        let before = self
+            .store()
+            .user(&found.id)?
+            .ok_or(Error::NotFound { what: "user" })?;
         let mut user = before.clone();
         user.username = entry.username;
         user.upn = entry.upn;
@@ -59,7 +68,10 @@ impl Service {
         user.mobile = entry.mobile;
         user.voice = entry.voice;
         user.groups = entry.groups;
-        let was_disabled = before.directory.as_ref().is_some_and(|d| d.account_disabled);
+        let was_disabled = before
+            .directory
+            .as_ref()
+            .is_some_and(|d| d.account_disabled);
         user.directory = Some(DirectoryLink {
             domain: domain.to_owned(),
             guid: entry.guid,
@@ -74,16 +86,34 @@ impl Service {
         self.store().replace_user(Some(&before), &user)?;
         let changed = changed_fields(&before, &user);
         let newly_disabled = entry.disabled && !was_disabled;
-        let action = if newly_disabled { "directory_disable" } else { "directory_update" };
-        self.audit(&Actor::Daemon, action, Some(&user.username), "ok", Some(format!("domain={domain} changed={changed}")))?;
-        Ok(if newly_disabled { Applied::Disabled } else { Applied::Changed })
+        let action = if newly_disabled {
+            "directory_disable"
+        } else {
+            "directory_update"
+        };
+        self.audit(
+            &Actor::Daemon,
+            action,
+            Some(&user.username),
+            "ok",
+            Some(format!("domain={domain} changed={changed}")),
+        )?;
+        Ok(if newly_disabled {
+            Applied::Disabled
+        } else {
+            Applied::Changed
+        })
     }
 
     /// Marks a synced user removed and revokes their devices. False if already removed.
     pub(crate) async fn mark_removed(&self, id: &str, why: &str) -> Result<bool> {
         let _guard = self.lock_user(&user_key(id)).await;
-        let Some(mut user) = self.store().user(id)? else { return Ok(false) };
-        let Some(link) = user.directory.as_mut() else { return Ok(false) };
+        let Some(mut user) = self.store().user(id)? else {
+            return Ok(false);
+        };
+        let Some(link) = user.directory.as_mut() else {
+            return Ok(false);
+        };
         if link.removed_at.is_some() {
             return Ok(false);
         }
@@ -104,20 +134,31 @@ impl Service {
 
     /// Brings every user of the domain in line with one group's current `member` list. Returns how many
     /// users changed.
-    pub(crate) async fn apply_group(&self, domain: &str, group_dn: &str, members: &[String]) -> Result<u64> {
+    pub(crate) async fn apply_group(
+        &self,
+        domain: &str,
+        group_dn: &str,
+        members: &[String],
+    ) -> Result<u64> {
         let members: HashSet<String> = members.iter().map(|m| m.to_lowercase()).collect();
         let group_lower = group_dn.to_lowercase();
         let mut changed = 0;
         for (_, id) in self.store().domain_guids(domain)? {
-            let Some(user) = self.store().user(&id)? else { continue };
-            let Some(dn) = user.directory.as_ref().map(|d| d.dn.to_lowercase()) else { continue };
+            let Some(user) = self.store().user(&id)? else {
+                continue;
+            };
+            let Some(dn) = user.directory.as_ref().map(|d| d.dn.to_lowercase()) else {
+                continue;
+            };
             let is_member = members.contains(&dn);
             let listed = user.groups.iter().any(|g| g.to_lowercase() == group_lower);
             if is_member == listed {
                 continue;
             }
             let _guard = self.lock_user(&user_key(&id)).await;
-            let Some(mut user) = self.store().user(&id)? else { continue };
+            let Some(mut user) = self.store().user(&id)? else {
+                continue;
+            };
             user.groups.retain(|g| g.to_lowercase() != group_lower);
             if is_member {
                 user.groups.push(group_dn.to_owned());
@@ -129,7 +170,14 @@ impl Service {
                 "directory_group",
                 Some(&user.username),
                 "ok",
-                Some(format!("{} group={group_dn}", if is_member { "added_to" } else { "removed_from" })),
+                Some(format!(
+                    "{} group={group_dn}",
+                    if is_member {
+                        "added_to"
+                    } else {
+                        "removed_from"
+                    }
+                )),
             )?;
             changed += 1;
         }
@@ -142,11 +190,24 @@ impl Service {
         let mut purged = 0;
         for (_, id) in self.store().domain_guids(domain)? {
             let _guard = self.lock_user(&user_key(&id)).await;
-            let Some(user) = self.store().user(&id)? else { continue };
-            if user.directory.as_ref().and_then(|d| d.removed_at).is_some_and(|t| t <= cutoff) {
+            let Some(user) = self.store().user(&id)? else {
+                continue;
+            };
+            if user
+                .directory
+                .as_ref()
+                .and_then(|d| d.removed_at)
+                .is_some_and(|t| t <= cutoff)
+            {
                 self.store().delete_user(&user)?;
                 self.store().clear_failure_count(&user_key(&id))?;
-                self.audit(&Actor::Daemon, "directory_purge", Some(&user.username), "ok", Some(format!("domain={domain}")))?;
+                self.audit(
+                    &Actor::Daemon,
+                    "directory_purge",
+                    Some(&user.username),
+                    "ok",
+                    Some(format!("domain={domain}")),
+                )?;
                 purged += 1;
             }
         }
@@ -170,7 +231,10 @@ fn changed_fields(a: &UserRecord, b: &UserRecord) -> String {
         ("voice", a.voice != b.voice),
         ("groups", a.groups != b.groups),
         ("dn", link(a).map(|l| l.dn) != link(b).map(|l| l.dn)),
-        ("disabled", link(a).map(|l| l.account_disabled) != link(b).map(|l| l.account_disabled)),
+        (
+            "disabled",
+            link(a).map(|l| l.account_disabled) != link(b).map(|l| l.account_disabled),
+        ),
         ("restored", link(a).and_then(|l| l.removed_at).is_some()),
     ] {
         if differs {

@@ -30,15 +30,29 @@ pub fn binary(entry: &SearchEntry, name: &str) -> Option<Vec<u8>> {
         .iter()
         .find(|(k, _)| find(k))
         .and_then(|(_, v)| v.first().cloned())
-        .or_else(|| entry.attrs.iter().find(|(k, _)| find(k)).and_then(|(_, v)| v.first()).map(|s| s.as_bytes().to_vec()))
+        .or_else(|| {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| find(k))
+                .and_then(|(_, v)| v.first())
+                .map(|s| s.as_bytes().to_vec())
+        })
 }
 
 fn text<'a>(entry: &'a SearchEntry, name: &str) -> Option<&'a Vec<String>> {
-    entry.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    entry
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }
 
 fn single(entry: &SearchEntry, name: &str) -> Option<String> {
-    text(entry, name).and_then(|v| v.first()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    text(entry, name)
+        .and_then(|v| v.first())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// objectGUID in the form AD tools show: the first three groups are little-endian.
@@ -57,8 +71,11 @@ pub fn read(entry: &SearchEntry, map: &AttributeMap) -> Result<DirectoryEntry, S
     let guid = binary(entry, "objectGUID")
         .and_then(|raw| guid_text(&raw))
         .ok_or_else(|| format!("{}: no objectGUID", entry.dn))?;
-    let username = single(entry, &map.username).ok_or_else(|| format!("{}: no {}", entry.dn, map.username))?;
-    let control: u32 = single(entry, &map.account_control).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let username =
+        single(entry, &map.username).ok_or_else(|| format!("{}: no {}", entry.dn, map.username))?;
+    let control: u32 = single(entry, &map.account_control)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut groups = text(entry, &map.groups).cloned().unwrap_or_default();
     groups.sort();
     Ok(DirectoryEntry {
@@ -98,8 +115,14 @@ mod tests {
 
     #[test]
     fn guid_is_shown_as_ad_does() {
-        let raw = [0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
-        assert_eq!(guid_text(&raw).as_deref(), Some("00112233-4455-6677-8899-aabbccddeeff"));
+        let raw = [
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ];
+        assert_eq!(
+            guid_text(&raw).as_deref(),
+            Some("00112233-4455-6677-8899-aabbccddeeff")
+        );
         assert_eq!(guid_text(&raw[..15]), None);
     }
 
@@ -108,11 +131,18 @@ mod tests {
         let mut attrs = std::collections::HashMap::new();
         attrs.insert("sAMAccountName".to_owned(), vec!["jürgen".to_owned()]);
         attrs.insert("userAccountControl".to_owned(), vec!["514".to_owned()]);
-        attrs.insert("memberOf".to_owned(), vec!["CN=b".to_owned(), "CN=a".to_owned()]);
+        attrs.insert(
+            "memberOf".to_owned(),
+            vec!["CN=b".to_owned(), "CN=a".to_owned()],
+        );
         attrs.insert("mail".to_owned(), vec![" ".to_owned()]);
         let mut bin_attrs = std::collections::HashMap::new();
         bin_attrs.insert("objectGUID".to_owned(), vec![vec![0xffu8; 16]]);
-        let entry = SearchEntry { dn: "CN=J,DC=x".into(), attrs, bin_attrs };
+        let entry = SearchEntry {
+            dn: "CN=J,DC=x".into(),
+            attrs,
+            bin_attrs,
+        };
         let read = read(&entry, &AttributeMap::default()).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(read.username, "jürgen");
         assert!(read.disabled);
@@ -124,6 +154,8 @@ mod tests {
     }
 
     fn read_err(entry: &SearchEntry) -> String {
-        read(entry, &AttributeMap::default()).err().unwrap_or_default()
+        read(entry, &AttributeMap::default())
+            .err()
+            .unwrap_or_default()
     }
 }

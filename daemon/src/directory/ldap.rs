@@ -33,13 +33,17 @@ fn read_password(cfg: &DirectoryConfig) -> LdapResult<String> {
     let path = match (&cfg.bind_password_file, &cfg.bind_password_credential) {
         (Some(file), _) => file.clone(),
         (None, Some(name)) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-                .ok_or_else(|| format!("credential {name}: CREDENTIALS_DIRECTORY is not set (not started by systemd?)"))?;
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                format!(
+                    "credential {name}: CREDENTIALS_DIRECTORY is not set (not started by systemd?)"
+                )
+            })?;
             Path::new(&dir).join(name)
         }
         (None, None) => return Err("no bind password configured".into()),
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("bind password {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("bind password {}: {e}", path.display()))?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -50,12 +54,18 @@ fn tls_config(cfg: &DirectoryConfig) -> LdapResult<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
-        roots.add(cert).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
     }
     if roots.is_empty() {
         return Err(format!("CA file {}: no certificate found", path.display()));
     }
-    Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
+    Ok(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// Connects and binds to the first domain controller that answers; errors name each one tried.
@@ -66,7 +76,10 @@ pub async fn connect(cfg: &DirectoryConfig) -> LdapResult<Connection> {
     let mut failures = Vec::new();
     for url in &cfg.urls {
         let starttls = cfg.starttls && url.starts_with("ldap://");
-        let settings = LdapConnSettings::new().set_config(tls.clone()).set_starttls(starttls).set_conn_timeout(timeout);
+        let settings = LdapConnSettings::new()
+            .set_config(tls.clone())
+            .set_starttls(starttls)
+            .set_conn_timeout(timeout);
         let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, url).await {
             Ok(pair) => pair,
             Err(e) => {
@@ -75,8 +88,19 @@ pub async fn connect(cfg: &DirectoryConfig) -> LdapResult<Connection> {
             }
         };
         ldap3::drive!(conn);
-        match ldap.with_timeout(timeout).simple_bind(&cfg.bind_dn, &password).await.and_then(|r| r.success()) {
-            Ok(_) => return Ok(Connection { ldap, url: url.clone(), timeout }),
+        match ldap
+            .with_timeout(timeout)
+            .simple_bind(&cfg.bind_dn, &password)
+            .await
+            .and_then(|r| r.success())
+        {
+            Ok(_) => {
+                return Ok(Connection {
+                    ldap,
+                    url: url.clone(),
+                    timeout,
+                })
+            }
             Err(e) => {
                 let _ = ldap.unbind().await;
                 failures.push(format!("{url}: bind as {} failed: {e}", cfg.bind_dn));
@@ -91,15 +115,31 @@ impl Connection {
         let (entries, _) = self
             .ldap
             .with_timeout(self.timeout)
-            .search("", Scope::Base, "(objectClass=*)", vec!["highestCommittedUSN", "defaultNamingContext", "dsServiceName"])
+            .search(
+                "",
+                Scope::Base,
+                "(objectClass=*)",
+                vec![
+                    "highestCommittedUSN",
+                    "defaultNamingContext",
+                    "dsServiceName",
+                ],
+            )
             .await
             .and_then(|r| r.success())
             .map_err(|e| format!("{}: reading the rootDSE: {e}", self.url))?;
-        let entry = entries.into_iter().next().map(SearchEntry::construct).ok_or("empty rootDSE")?;
+        let entry = entries
+            .into_iter()
+            .next()
+            .map(SearchEntry::construct)
+            .ok_or("empty rootDSE")?;
         let get = |name: &str| entry.attrs.get(name).and_then(|v| v.first()).cloned();
         Ok(RootDse {
-            highest_usn: get("highestCommittedUSN").and_then(|v| v.parse().ok()).ok_or("rootDSE has no highestCommittedUSN")?,
-            naming_context: get("defaultNamingContext").ok_or("rootDSE has no defaultNamingContext")?,
+            highest_usn: get("highestCommittedUSN")
+                .and_then(|v| v.parse().ok())
+                .ok_or("rootDSE has no highestCommittedUSN")?,
+            naming_context: get("defaultNamingContext")
+                .ok_or("rootDSE has no defaultNamingContext")?,
             server: get("dsServiceName").unwrap_or_else(|| self.url.clone()),
         })
     }
@@ -110,12 +150,23 @@ impl Connection {
             return Ok(None);
         }
         let mut controls = search.extra.clone();
-        controls.push(PagedResults { size: search.size, cookie: search.cookie.clone() }.into());
+        controls.push(
+            PagedResults {
+                size: search.size,
+                cookie: search.cookie.clone(),
+            }
+            .into(),
+        );
         let (entries, result) = self
             .ldap
             .with_timeout(self.timeout)
             .with_controls(controls)
-            .search(&search.base, Scope::Subtree, &search.filter, &search.attributes)
+            .search(
+                &search.base,
+                Scope::Subtree,
+                &search.filter,
+                &search.attributes,
+            )
             .await
             .and_then(|r| r.success())
             .map_err(|e| format!("{}: search under {}: {e}", self.url, search.base))?;
@@ -124,12 +175,20 @@ impl Connection {
             .ctrls
             .iter()
             .find_map(|c| match c {
-                Control(Some(ControlType::PagedResults), raw) if raw.val.is_some() => Some(raw.parse::<PagedResults>().cookie),
+                Control(Some(ControlType::PagedResults), raw) if raw.val.is_some() => {
+                    Some(raw.parse::<PagedResults>().cookie)
+                }
                 _ => None,
             })
             .unwrap_or_default();
         search.done = search.cookie.is_empty();
-        Ok(Some(entries.into_iter().filter(|e| !e.is_ref() && !e.is_intermediate()).map(SearchEntry::construct).collect()))
+        Ok(Some(
+            entries
+                .into_iter()
+                .filter(|e| !e.is_ref() && !e.is_intermediate())
+                .map(SearchEntry::construct)
+                .collect(),
+        ))
     }
 
     pub async fn close(mut self) {
@@ -166,7 +225,11 @@ impl PagedSearch {
 
     /// Includes deleted objects (the show-deleted control).
     pub fn show_deleted(mut self) -> PagedSearch {
-        self.extra.push(RawControl { ctype: SHOW_DELETED_OID.to_owned(), crit: true, val: None });
+        self.extra.push(RawControl {
+            ctype: SHOW_DELETED_OID.to_owned(),
+            crit: true,
+            val: None,
+        });
         self
     }
 }

@@ -61,7 +61,13 @@ struct Domain {
 impl Directories {
     pub fn new(configs: &[DirectoryConfig]) -> Directories {
         Directories {
-            domains: configs.iter().map(|c| Domain { config: c.clone(), running: tokio::sync::Mutex::new(()) }).collect(),
+            domains: configs
+                .iter()
+                .map(|c| Domain {
+                    config: c.clone(),
+                    running: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
         }
     }
 
@@ -69,7 +75,9 @@ impl Directories {
         self.domains
             .iter()
             .find(|d| d.config.name == name)
-            .ok_or(Error::NotFound { what: "directory domain" })
+            .ok_or(Error::NotFound {
+                what: "directory domain",
+            })
     }
 }
 
@@ -90,7 +98,10 @@ impl Service {
         let mut status = SyncStatus {
             domain: name.to_owned(),
             last_run: Some(self.now()),
-            last_success: self.store().meta::<SyncStatus>(&status_key(name))?.and_then(|s| s.last_success),
+            last_success: self
+                .store()
+                .meta::<SyncStatus>(&status_key(name))?
+                .and_then(|s| s.last_success),
             ..SyncStatus::default()
         };
         let outcome = self.run_sync(&domain.config, full, &mut status).await;
@@ -122,10 +133,19 @@ impl Service {
     }
 
     /// Syncs every configured domain (or one) now.
-    pub async fn sync_directories(&self, domain: Option<&str>, full: bool) -> Result<Vec<SyncStatus>> {
+    pub async fn sync_directories(
+        &self,
+        domain: Option<&str>,
+        full: bool,
+    ) -> Result<Vec<SyncStatus>> {
         let names: Vec<String> = match domain {
             Some(d) => vec![self.directories().domain(d)?.config.name.clone()],
-            None => self.directories().domains.iter().map(|d| d.config.name.clone()).collect(),
+            None => self
+                .directories()
+                .domains
+                .iter()
+                .map(|d| d.config.name.clone())
+                .collect(),
         };
         let mut out = Vec::new();
         for name in names {
@@ -140,27 +160,43 @@ impl Service {
             .domains
             .iter()
             .map(|d| {
-                Ok(self.store().meta::<SyncStatus>(&status_key(&d.config.name))?.unwrap_or_else(|| SyncStatus {
-                    domain: d.config.name.clone(),
-                    mode: "never run".into(),
-                    ..SyncStatus::default()
-                }))
+                Ok(self
+                    .store()
+                    .meta::<SyncStatus>(&status_key(&d.config.name))?
+                    .unwrap_or_else(|| SyncStatus {
+                        domain: d.config.name.clone(),
+                        mode: "never run".into(),
+                        ..SyncStatus::default()
+                    }))
             })
             .collect()
     }
 
-    async fn run_sync(&self, cfg: &DirectoryConfig, full: bool, status: &mut SyncStatus) -> std::result::Result<(), String> {
+    async fn run_sync(
+        &self,
+        cfg: &DirectoryConfig,
+        full: bool,
+        status: &mut SyncStatus,
+    ) -> std::result::Result<(), String> {
         let mut conn = ldap::connect(cfg).await?;
         status.server = Some(conn.url.clone());
         let root = conn.root_dse().await?;
-        let cursor: Option<SyncCursor> = self.store().meta(&cursor_key(&cfg.name)).map_err(|e| e.to_string())?;
+        let cursor: Option<SyncCursor> = self
+            .store()
+            .meta(&cursor_key(&cfg.name))
+            .map_err(|e| e.to_string())?;
         let now = self.now();
         let incremental_from = cursor.as_ref().filter(|c| {
             !full
                 && c.server == root.server
-                && now.saturating_sub(c.last_full) < i64::try_from(cfg.full_sync_interval_seconds).unwrap_or(i64::MAX)
+                && now.saturating_sub(c.last_full)
+                    < i64::try_from(cfg.full_sync_interval_seconds).unwrap_or(i64::MAX)
         });
-        let user_bases = if cfg.user_bases.is_empty() { vec![root.naming_context.clone()] } else { cfg.user_bases.clone() };
+        let user_bases = if cfg.user_bases.is_empty() {
+            vec![root.naming_context.clone()]
+        } else {
+            cfg.user_bases.clone()
+        };
         let outcome = match incremental_from {
             None => {
                 status.mode = "full".into();
@@ -168,7 +204,15 @@ impl Service {
             }
             Some(c) => {
                 status.mode = "incremental".into();
-                self.incremental_sync(&mut conn, cfg, &user_bases, &root.naming_context, c.highest_usn, status).await
+                self.incremental_sync(
+                    &mut conn,
+                    cfg,
+                    &user_bases,
+                    &root.naming_context,
+                    c.highest_usn,
+                    status,
+                )
+                .await
             }
         };
         conn.close().await;
@@ -177,9 +221,18 @@ impl Service {
             ("incremental", Some(c)) => c.last_full,
             _ => now,
         };
-        let next = SyncCursor { server: root.server, highest_usn: root.highest_usn, last_full };
-        self.store().set_meta(&cursor_key(&cfg.name), &next).map_err(|e| e.to_string())?;
-        status.purged = self.purge_removed(&cfg.name, cfg.removed_retention_days).await.map_err(|e| e.to_string())?;
+        let next = SyncCursor {
+            server: root.server,
+            highest_usn: root.highest_usn,
+            last_full,
+        };
+        self.store()
+            .set_meta(&cursor_key(&cfg.name), &next)
+            .map_err(|e| e.to_string())?;
+        status.purged = self
+            .purge_removed(&cfg.name, cfg.removed_retention_days)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -195,7 +248,10 @@ impl Service {
     ) -> std::result::Result<(), String> {
         let mut current = conn.page(&mut search).await?;
         while let Some(page) = current {
-            let (next, applied) = tokio::join!(conn.page(&mut search), self.apply_page(cfg, page, status, seen));
+            let (next, applied) = tokio::join!(
+                conn.page(&mut search),
+                self.apply_page(cfg, page, status, seen)
+            );
             applied?;
             current = next?;
         }
@@ -228,7 +284,9 @@ impl Service {
                     status.disabled += 1;
                 }
                 Ok(Applied::Unchanged) => {}
-                Err(Error::Conflict(message)) => push_error(status, format!("{}: {message}", raw.dn)),
+                Err(Error::Conflict(message)) => {
+                    push_error(status, format!("{}: {message}", raw.dn))
+                }
                 Err(e) => return Err(e.to_string()),
             }
         }
@@ -244,10 +302,19 @@ impl Service {
     ) -> std::result::Result<(), String> {
         let mut seen = HashSet::new();
         for base in user_bases {
-            let search = PagedSearch::new(base, &cfg.user_filter, entry::attributes(&cfg.attributes), cfg.page_size);
-            self.apply_search(conn, cfg, search, status, &mut seen).await?;
+            let search = PagedSearch::new(
+                base,
+                &cfg.user_filter,
+                entry::attributes(&cfg.attributes),
+                cfg.page_size,
+            );
+            self.apply_search(conn, cfg, search, status, &mut seen)
+                .await?;
         }
-        let known = self.store().domain_guids(&cfg.name).map_err(|e| e.to_string())?;
+        let known = self
+            .store()
+            .domain_guids(&cfg.name)
+            .map_err(|e| e.to_string())?;
         if seen.is_empty() && !known.is_empty() {
             return Err(format!(
                 "the full sync found no users under {} but {} are known: refusing to remove them all (check user_bases and user_filter)",
@@ -256,7 +323,12 @@ impl Service {
             ));
         }
         for (guid, id) in known {
-            if !seen.contains(&guid) && self.mark_removed(&id, "not found in a full sync").await.map_err(|e| e.to_string())? {
+            if !seen.contains(&guid)
+                && self
+                    .mark_removed(&id, "not found in a full sync")
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
                 status.removed += 1;
             }
         }
@@ -276,30 +348,62 @@ impl Service {
         let mut seen = HashSet::new();
         for base in user_bases {
             let filter = format!("(&{}{changed})", cfg.user_filter);
-            let search = PagedSearch::new(base, &filter, entry::attributes(&cfg.attributes), cfg.page_size);
-            self.apply_search(conn, cfg, search, status, &mut seen).await?;
+            let search = PagedSearch::new(
+                base,
+                &filter,
+                entry::attributes(&cfg.attributes),
+                cfg.page_size,
+            );
+            self.apply_search(conn, cfg, search, status, &mut seen)
+                .await?;
         }
 
-        let group_bases = if cfg.group_bases.is_empty() { vec![naming_context.to_owned()] } else { cfg.group_bases.clone() };
+        let group_bases = if cfg.group_bases.is_empty() {
+            vec![naming_context.to_owned()]
+        } else {
+            cfg.group_bases.clone()
+        };
         for base in &group_bases {
             let filter = format!("(&(objectClass=group){changed})");
-            let mut search = PagedSearch::new(base, &filter, vec!["member".to_owned()], cfg.page_size);
+            let mut search =
+                PagedSearch::new(base, &filter, vec!["member".to_owned()], cfg.page_size);
             while let Some(page) = conn.page(&mut search).await? {
                 for group in page {
                     let members = group.attrs.get("member").cloned().unwrap_or_default();
-                    status.changed += self.apply_group(&cfg.name, &group.dn, &members).await.map_err(|e| e.to_string())?;
+                    status.changed += self
+                        .apply_group(&cfg.name, &group.dn, &members)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
             status.pages += search.pages;
         }
 
         let filter = format!("(&(isDeleted=TRUE)(objectClass=user){changed})");
-        let mut search = PagedSearch::new(naming_context, &filter, vec!["objectGUID".to_owned()], cfg.page_size).show_deleted();
+        let mut search = PagedSearch::new(
+            naming_context,
+            &filter,
+            vec!["objectGUID".to_owned()],
+            cfg.page_size,
+        )
+        .show_deleted();
         while let Some(page) = conn.page(&mut search).await? {
             for deleted in page {
-                let Some(guid) = entry::binary(&deleted, "objectGUID").and_then(|g| entry::guid_text(&g)) else { continue };
-                if let Some(user) = self.store().user_by_guid(&cfg.name, &guid).map_err(|e| e.to_string())? {
-                    if self.mark_removed(&user.id, "deleted in the directory").await.map_err(|e| e.to_string())? {
+                let Some(guid) =
+                    entry::binary(&deleted, "objectGUID").and_then(|g| entry::guid_text(&g))
+                else {
+                    continue;
+                };
+                if let Some(user) = self
+                    .store()
+                    .user_by_guid(&cfg.name, &guid)
+                    .map_err(|e| e.to_string())?
+                {
+                    if self
+                        .mark_removed(&user.id, "deleted in the directory")
+                        .await
+                        .map_err(|e| e.to_string())?
+                    {
                         status.removed += 1;
                     }
                 }
@@ -317,7 +421,11 @@ fn push_error(status: &mut SyncStatus, message: String) {
 }
 
 /// One task per domain: a sync at start, then every `sync_interval_seconds`, until stopped.
-pub fn spawn(service: Arc<Service>, configs: &[DirectoryConfig], stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    service: Arc<Service>,
+    configs: &[DirectoryConfig],
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     configs
         .iter()
         .map(|cfg| {

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
-use rustls::pki_types::pem::PemObject;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
 use wasmtime::StoreLimits;
 
 use super::twofold::delivery::host::{self, HttpRequest, HttpResponse, LogLevel};
@@ -61,12 +61,19 @@ impl AllowedHost {
             return Err("give a host or host:port, not a URL".into());
         }
         let (host, port) = match text.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') && !h.is_empty() => {
-                (h, Some(p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number"))?))
-            }
+            Some((h, p)) if !h.ends_with(':') && !h.is_empty() => (
+                h,
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| format!("port {p:?} is not a number"))?,
+                ),
+            ),
             _ => (text, None),
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_lowercase();
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("empty or malformed host".into());
         }
@@ -91,7 +98,10 @@ pub struct Grant {
 
 impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Grant").field("name", &self.name).field("allow_hosts", &self.allow_hosts).finish_non_exhaustive()
+        f.debug_struct("Grant")
+            .field("name", &self.name)
+            .field("allow_hosts", &self.allow_hosts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,11 +110,19 @@ impl Grant {
     pub fn new(config: &PluginConfig, http_timeout: Duration) -> Result<Grant, String> {
         let mut secrets = BTreeMap::new();
         for (name, path) in &config.secrets {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("secret {name}: {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("secret {name}: {}: {e}", path.display()))?;
             secrets.insert(name.clone(), text.trim_end_matches(['\n', '\r']).to_owned());
         }
-        let allow_hosts = config.allow_hosts.iter().map(|h| AllowedHost::parse(h)).collect::<Result<Vec<_>, _>>()?;
-        let ca_file = config.ca_file.as_deref().unwrap_or(Path::new(SYSTEM_CA_FILE));
+        let allow_hosts = config
+            .allow_hosts
+            .iter()
+            .map(|h| AllowedHost::parse(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ca_file = config
+            .ca_file
+            .as_deref()
+            .unwrap_or(Path::new(SYSTEM_CA_FILE));
         Ok(Grant {
             name: config.name.clone(),
             config: config.config.clone(),
@@ -123,11 +141,22 @@ impl Grant {
             Some("http") => (80, true),
             _ => return Some("only https:// URLs can be fetched".into()),
         };
-        let Some(host) = uri.host() else { return Some("the URL names no host".into()) };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_lowercase();
+        let Some(host) = uri.host() else {
+            return Some("the URL names no host".into());
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_lowercase();
         let port = uri.port_u16().unwrap_or(default_port);
-        if !self.allow_hosts.iter().any(|a| a.permits(&host, port, default_port)) {
-            return Some(format!("host {host}:{port} is not in this plugin's allow_hosts"));
+        if !self
+            .allow_hosts
+            .iter()
+            .any(|a| a.permits(&host, port, default_port))
+        {
+            return Some(format!(
+                "host {host}:{port} is not in this plugin's allow_hosts"
+            ));
         }
         if plain {
             let loopback = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
@@ -147,17 +176,24 @@ fn http_client(ca_file: &Path, configured: bool, timeout: Duration) -> Result<Ht
         Ok(pem) => {
             for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
-                roots.add(cert).map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
             }
             if roots.is_empty() {
-                return Err(format!("ca_file {}: no certificate found", ca_file.display()));
+                return Err(format!(
+                    "ca_file {}: no certificate found",
+                    ca_file.display()
+                ));
             }
         }
         Err(e) if configured => return Err(format!("ca_file {}: {e}", ca_file.display())),
         // No system bundle: HTTPS then fails per request, with a message naming the certificate.
         Err(_) => {}
     }
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(timeout));
@@ -167,7 +203,9 @@ fn http_client(ca_file: &Path, configured: bool, timeout: Duration) -> Result<Ht
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector))
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
 }
 
 /// Blanks every occurrence of the code out of a plugin's text.
@@ -208,7 +246,12 @@ pub struct CallState {
 }
 
 impl CallState {
-    pub fn new(grant: Arc<Grant>, code: &str, limits: CallLimits, runtime: tokio::runtime::Handle) -> CallState {
+    pub fn new(
+        grant: Arc<Grant>,
+        code: &str,
+        limits: CallLimits,
+        runtime: tokio::runtime::Handle,
+    ) -> CallState {
         CallState {
             limits: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
@@ -238,7 +281,10 @@ impl CallState {
             return Err("too many HTTP requests in one delivery".into());
         }
         self.http_left -= 1;
-        let uri: hyper::Uri = request.url.parse().map_err(|e| format!("URL {:?}: {e}", redact(&request.url, &self.code)))?;
+        let uri: hyper::Uri = request
+            .url
+            .parse()
+            .map_err(|e| format!("URL {:?}: {e}", redact(&request.url, &self.code)))?;
         if let Some(refusal) = self.grant.refuse(&uri) {
             tracing::warn!(target: "twofold::plugin", plugin = %self.grant.name, refusal = %refusal, "plugin HTTP request refused");
             return Err(refusal);
@@ -247,32 +293,53 @@ impl CallState {
             return Err(format!("request body over {MAX_REQUEST_BODY} bytes"));
         }
         let method = match request.method.to_ascii_uppercase().as_str() {
-            m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => hyper::Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?,
-            other => return Err(format!("method {other:?} is not one of GET, POST, PUT, PATCH, DELETE")),
+            m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
+                hyper::Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?
+            }
+            other => {
+                return Err(format!(
+                    "method {other:?} is not one of GET, POST, PUT, PATCH, DELETE"
+                ))
+            }
         };
         let mut builder = hyper::Request::builder().method(method).uri(uri);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let http_request = builder.body(Full::new(Bytes::from(request.body))).map_err(|e| format!("request: {e}"))?;
+        let http_request = builder
+            .body(Full::new(Bytes::from(request.body)))
+            .map_err(|e| format!("request: {e}"))?;
         let client = self.grant.client.clone();
         let timeout = self.http_timeout;
         let answer = self.runtime.block_on(async move {
             tokio::time::timeout(timeout, async move {
-                let response = client.request(http_request).await.map_err(|e| describe_client_error(&e))?;
+                let response = client
+                    .request(http_request)
+                    .await
+                    .map_err(|e| describe_client_error(&e))?;
                 let status = response.status().as_u16();
                 let headers = response
                     .headers()
                     .iter()
-                    .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+                    .filter_map(|(n, v)| {
+                        v.to_str()
+                            .ok()
+                            .map(|v| (n.as_str().to_owned(), v.to_owned()))
+                    })
                     .collect();
                 let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
                     .collect()
                     .await
-                    .map_err(|e| format!("reading the answer (at most {MAX_RESPONSE_BODY} bytes): {e}"))?
+                    .map_err(|e| {
+                        format!("reading the answer (at most {MAX_RESPONSE_BODY} bytes): {e}")
+                    })?
                     .to_bytes()
                     .to_vec();
-                Ok::<_, String>(HttpResponse { status, headers, body })
+                Ok::<_, String>(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                })
             })
             .await
             .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
@@ -298,7 +365,10 @@ impl types::Host for CallState {}
 impl host::Host for CallState {
     fn log(&mut self, level: LogLevel, message: String) {
         let started = Instant::now();
-        let text: String = redact(&message, &self.code).chars().take(MAX_LOG_CHARS).collect();
+        let text: String = redact(&message, &self.code)
+            .chars()
+            .take(MAX_LOG_CHARS)
+            .collect();
         if text.starts_with("panic: ") && self.panic_message.is_none() {
             self.panic_message = Some(text.trim_start_matches("panic: ").to_owned());
         }
@@ -322,11 +392,9 @@ impl host::Host for CallState {
     }
 
     fn secret(&mut self, name: String) -> Result<String, String> {
-        self.grant
-            .secrets
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| format!("secret {name:?} is not granted to this plugin ([plugin.secrets])"))
+        self.grant.secrets.get(&name).cloned().ok_or_else(|| {
+            format!("secret {name:?} is not granted to this plugin ([plugin.secrets])")
+        })
     }
 
     fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
@@ -338,9 +406,16 @@ impl host::Host for CallState {
 
     fn handover(&mut self, note: String) -> Result<(), String> {
         if !self.grant.handover {
-            return Err("the handover capability is not granted to this plugin (handover = true)".into());
+            return Err(
+                "the handover capability is not granted to this plugin (handover = true)".into(),
+            );
         }
-        self.handover_note = Some(redact(&note, &self.code).chars().take(MAX_LOG_CHARS).collect());
+        self.handover_note = Some(
+            redact(&note, &self.code)
+                .chars()
+                .take(MAX_LOG_CHARS)
+                .collect(),
+        );
         Ok(())
     }
 }
@@ -353,7 +428,10 @@ mod tests {
     fn allow_list_entries_parse_and_match() {
         let table = [
             ("sms.example.com", Some(("sms.example.com", None))),
-            ("SMS.example.com:8443", Some(("sms.example.com", Some(8443)))),
+            (
+                "SMS.example.com:8443",
+                Some(("sms.example.com", Some(8443))),
+            ),
             ("127.0.0.1:9000", Some(("127.0.0.1", Some(9000)))),
             ("[::1]:9000", Some(("::1", Some(9000)))),
             ("https://sms.example.com", None),
@@ -363,7 +441,10 @@ mod tests {
         ];
         for (text, expected) in table {
             let parsed = AllowedHost::parse(text).ok();
-            let expected = expected.map(|(h, p)| AllowedHost { host: h.to_owned(), port: p });
+            let expected = expected.map(|(h, p)| AllowedHost {
+                host: h.to_owned(),
+                port: p,
+            });
             assert_eq!(parsed, expected, "{text}");
         }
         let a = AllowedHost::parse("sms.example.com").unwrap_or_else(|e| unreachable!("{e}"));
@@ -374,7 +455,10 @@ mod tests {
 
     #[test]
     fn codes_are_blanked_out() {
-        assert_eq!(redact("code 123456 sent, id 9123456", "123456"), "code [code] sent, id 9[code]");
+        assert_eq!(
+            redact("code 123456 sent, id 9123456", "123456"),
+            "code [code] sent, id 9[code]"
+        );
         assert_eq!(redact("nothing", ""), "nothing");
     }
 }

@@ -28,7 +28,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use twofold_wire::delivery::PluginInfo;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 
 use crate::delivery::config::{DeliveryConfig, PluginConfig};
 use crate::error::{Error, Result};
@@ -105,7 +107,10 @@ pub struct Plugin {
 
 enum Slot {
     Ready(Arc<Plugin>),
-    Failed { file: Option<PathBuf>, error: String },
+    Failed {
+        file: Option<PathBuf>,
+        error: String,
+    },
 }
 
 /// The engine and the loaded plugins.
@@ -144,7 +149,8 @@ impl PluginHost {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&wasm).map_err(|e| Error::Config(format!("plugin engine: {e}")))?;
+        let engine =
+            Engine::new(&wasm).map_err(|e| Error::Config(format!("plugin engine: {e}")))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.weak(), ticker_stop.clone())?;
         let cache_dir = data_dir.join("plugin-cache");
@@ -162,7 +168,12 @@ impl PluginHost {
 
     /// Loads every configured plugin (compiling those not in the cache) and swaps the new set in. A
     /// plugin that fails to load is listed with its error; the others load regardless.
-    pub fn load(&self, delivery: &DeliveryConfig, plugins: &[PluginConfig], now: i64) -> Vec<PluginInfo> {
+    pub fn load(
+        &self,
+        delivery: &DeliveryConfig,
+        plugins: &[PluginConfig],
+        now: i64,
+    ) -> Vec<PluginInfo> {
         let memory_cap = self.memory_cap;
         if let Ok(mut limits) = self.limits.write() {
             *limits = call_limits(delivery, memory_cap);
@@ -174,7 +185,11 @@ impl PluginHost {
             let slot = match file {
                 None => Slot::Failed {
                     file: None,
-                    error: format!("{} is not in any of the plugin folders {:?}", config.file.display(), delivery.plugin_dirs),
+                    error: format!(
+                        "{} is not in any of the plugin folders {:?}",
+                        config.file.display(),
+                        delivery.plugin_dirs
+                    ),
                 },
                 Some(file) => match self.load_one(config, &file, http_timeout, now) {
                     Ok(plugin) => {
@@ -183,7 +198,10 @@ impl PluginHost {
                     }
                     Err(error) => {
                         tracing::error!(plugin = %config.name, file = %file.display(), error = %error, "plugin not loaded");
-                        Slot::Failed { file: Some(file), error }
+                        Slot::Failed {
+                            file: Some(file),
+                            error,
+                        }
                     }
                 },
             };
@@ -196,7 +214,13 @@ impl PluginHost {
         infos(&slots)
     }
 
-    fn load_one(&self, config: &PluginConfig, file: &Path, http_timeout: Duration, now: i64) -> std::result::Result<Plugin, String> {
+    fn load_one(
+        &self,
+        config: &PluginConfig,
+        file: &Path,
+        http_timeout: Duration,
+        now: i64,
+    ) -> std::result::Result<Plugin, String> {
         let started = Instant::now();
         let wasm = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let sha256 = data_encoding::HEXLOWER.encode(&Sha256::digest(&wasm));
@@ -228,11 +252,21 @@ impl PluginHost {
 
     /// The compiled component: from the sealed cache when this daemon compiled it before, else compiled
     /// now and cached. A cache that cannot be written only costs the next start a compile.
-    fn component(&self, wasm: &[u8], sha256: &str) -> std::result::Result<(Component, bool), String> {
+    fn component(
+        &self,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> std::result::Result<(Component, bool), String> {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut engine_hash);
+        std::hash::Hash::hash(
+            &self.engine.precompile_compatibility_hash(),
+            &mut engine_hash,
+        );
         let engine_id = format!("{:016x}", std::hash::Hasher::finish(&engine_hash));
-        let path = self.cache_dir.join(format!("{sha256}-wasmtime{}-{engine_id}.cwasm", wasmtime_version()));
+        let path = self.cache_dir.join(format!(
+            "{sha256}-wasmtime{}-{engine_id}.cwasm",
+            wasmtime_version()
+        ));
         if let Ok(sealed) = std::fs::read(&path) {
             match self.open_artifact(&sealed) {
                 Some(artifact) => {
@@ -241,18 +275,25 @@ impl PluginHost {
                     // and under the HMAC); wasmtime also checks the engine compatibility before loading.
                     match unsafe { Component::deserialize(&self.engine, artifact) } {
                         Ok(component) => return Ok((component, true)),
-                        Err(e) => tracing::warn!(file = %path.display(), error = %e, "cached plugin artifact not usable: compiling again"),
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), error = %e, "cached plugin artifact not usable: compiling again")
+                        }
                     }
                 }
-                None => tracing::warn!(file = %path.display(), "cached plugin artifact has a bad seal: ignored, compiling again"),
+                None => {
+                    tracing::warn!(file = %path.display(), "cached plugin artifact has a bad seal: ignored, compiling again")
+                }
             }
         }
-        let artifact = self
-            .engine
-            .precompile_component(wasm)
-            .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&format!("{e:#}"))))?;
+        let artifact = self.engine.precompile_component(wasm).map_err(|e| {
+            format!(
+                "not a valid WebAssembly component: {}",
+                first_line(&format!("{e:#}"))
+            )
+        })?;
         // SAFETY: produced by this engine's own compiler a moment ago.
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| format!("loading the compiled component: {e}"))?;
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| format!("loading the compiled component: {e}"))?;
         if let Err(e) = self.store_artifact(&path, sha256, &artifact) {
             tracing::warn!(file = %path.display(), error = %e, "plugin artifact not cached");
         }
@@ -260,7 +301,8 @@ impl PluginHost {
     }
 
     fn seal(&self, sha256: &str, artifact: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.artifact_key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.artifact_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(sha256.as_bytes());
         mac.update(artifact);
         mac.finalize().into_bytes().into()
@@ -282,7 +324,12 @@ impl PluginHost {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(&self.cache_dir)?;
         let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(sha256.as_bytes())?;
         f.write_all(&self.seal(sha256, artifact))?;
         f.write_all(artifact)?;
@@ -292,10 +339,16 @@ impl PluginHost {
 
     /// The loaded plugin of that name.
     pub fn plugin(&self, name: &str) -> std::result::Result<Arc<Plugin>, String> {
-        let slots = self.plugins.read().map(|s| s.clone()).map_err(|_| "plugin table poisoned".to_owned())?;
+        let slots = self
+            .plugins
+            .read()
+            .map(|s| s.clone())
+            .map_err(|_| "plugin table poisoned".to_owned())?;
         match slots.get(name) {
             Some(Slot::Ready(p)) => Ok(p.clone()),
-            Some(Slot::Failed { error, .. }) => Err(format!("plugin {name} is not loaded: {error}")),
+            Some(Slot::Failed { error, .. }) => {
+                Err(format!("plugin {name} is not loaded: {error}"))
+            }
             None => Err(format!("no plugin named {name} is configured")),
         }
     }
@@ -307,8 +360,17 @@ impl PluginHost {
     /// Runs one delivery in a fresh instance. Blocking: call it from a blocking thread.
     pub fn call(&self, plugin: &Plugin, message: &Message) -> CallReport {
         let started = Instant::now();
-        let limits = self.limits.read().map(|l| *l).unwrap_or_else(|p| *p.into_inner());
-        let state = CallState::new(plugin.grant.clone(), &message.code, limits, self.runtime.clone());
+        let limits = self
+            .limits
+            .read()
+            .map(|l| *l)
+            .unwrap_or_else(|p| *p.into_inner());
+        let state = CallState::new(
+            plugin.grant.clone(),
+            &message.code,
+            limits,
+            self.runtime.clone(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|context| {
@@ -322,19 +384,27 @@ impl PluginHost {
         store.set_epoch_deadline(1);
         let result = match plugin.pre.instantiate(&mut store) {
             Err(e) => Err(PluginFault::Instantiate(first_line(&format!("{e:#}")))),
-            Ok(instance) => instance.call_deliver(&mut store, message).map_err(|e| classify(&e, store.data(), limits)),
+            Ok(instance) => instance
+                .call_deliver(&mut store, message)
+                .map_err(|e| classify(&e, store.data(), limits)),
         };
         let plugin_time = store.data().plugin_time();
         let handover_note = store.data_mut().handover_note.take();
         let result = result.map(|outcome| redact_outcome(outcome, &message.code));
-        CallReport { result, handover_note, elapsed: started.elapsed(), plugin_time }
+        CallReport {
+            result,
+            handover_note,
+            elapsed: started.elapsed(),
+            plugin_time,
+        }
     }
 }
 
 fn call_limits(config: &DeliveryConfig, memory_cap: usize) -> CallLimits {
     CallLimits {
         // The pool's slots are sized at start; a reload can lower the cap but not raise it past them.
-        memory_bytes: (usize::try_from(config.plugin_memory_mib).unwrap_or(16) << 20).min(memory_cap),
+        memory_bytes: (usize::try_from(config.plugin_memory_mib).unwrap_or(16) << 20)
+            .min(memory_cap),
         cpu: Duration::from_millis(config.plugin_cpu_ms),
         http_timeout: Duration::from_secs(config.http_timeout_seconds),
         http_requests: config.http_requests_per_call,
@@ -370,7 +440,12 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: CallLimits) -> P
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or(text).chars().take(500).collect()
+    text.lines()
+        .next()
+        .unwrap_or(text)
+        .chars()
+        .take(500)
+        .collect()
 }
 
 fn infos(slots: &BTreeMap<String, Slot>) -> Vec<PluginInfo> {
@@ -406,7 +481,10 @@ fn locate(file: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
     if file.is_absolute() {
         return file.exists().then(|| file.to_owned());
     }
-    dirs.iter().rev().map(|d| d.join(file)).find(|p| p.is_file())
+    dirs.iter()
+        .rev()
+        .map(|d| d.join(file))
+        .find(|p| p.is_file())
 }
 
 fn wasmtime_version() -> &'static str {
@@ -415,7 +493,8 @@ fn wasmtime_version() -> &'static str {
 
 /// A key for one purpose, derived from the master key (HMAC-SHA256 as a PRF over the purpose label).
 pub fn derive_key(master_key: &[u8], purpose: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master_key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(purpose);
     mac.finalize().into_bytes().into()
 }

@@ -57,14 +57,21 @@ fn order_key(created: i64, transaction_id: &str) -> Vec<u8> {
 impl Store {
     /// Stores a new challenge and makes it the user's open one, returning the one it replaces.
     pub fn insert_challenge(&self, record: &ChallengeRecord) -> Result<Option<String>> {
-        self.challenges.insert(record.transaction_id.as_bytes(), encode(record)?)?;
-        self.challenge_order.insert(order_key(record.created, &record.transaction_id), &[])?;
-        let previous = self.open_challenges.insert(record.user_id.as_bytes(), record.transaction_id.as_bytes())?;
+        self.challenges
+            .insert(record.transaction_id.as_bytes(), encode(record)?)?;
+        self.challenge_order
+            .insert(order_key(record.created, &record.transaction_id), &[])?;
+        let previous = self
+            .open_challenges
+            .insert(record.user_id.as_bytes(), record.transaction_id.as_bytes())?;
         Ok(previous.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     pub fn challenge(&self, transaction_id: &str) -> Result<Option<ChallengeRecord>> {
-        self.challenges.get(transaction_id.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.challenges
+            .get(transaction_id.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     /// The user's most recent challenge, open or not.
@@ -76,22 +83,30 @@ impl Store {
     }
 
     /// Applies `change` to a challenge atomically; returns the record after the change.
-    pub fn update_challenge(&self, transaction_id: &str, change: impl Fn(&mut ChallengeRecord)) -> Result<Option<ChallengeRecord>> {
+    pub fn update_challenge(
+        &self,
+        transaction_id: &str,
+        change: impl Fn(&mut ChallengeRecord),
+    ) -> Result<Option<ChallengeRecord>> {
         let mut decode_error = None;
-        let updated = self.challenges.update_and_fetch(transaction_id.as_bytes(), |old| {
-            let old = old?;
-            match serde_json::from_slice::<ChallengeRecord>(old) {
-                Ok(mut record) => {
-                    change(&mut record);
-                    record.attempts.truncate(MAX_ATTEMPTS_KEPT);
-                    serde_json::to_vec(&record).ok().or_else(|| Some(old.to_vec()))
+        let updated = self
+            .challenges
+            .update_and_fetch(transaction_id.as_bytes(), |old| {
+                let old = old?;
+                match serde_json::from_slice::<ChallengeRecord>(old) {
+                    Ok(mut record) => {
+                        change(&mut record);
+                        record.attempts.truncate(MAX_ATTEMPTS_KEPT);
+                        serde_json::to_vec(&record)
+                            .ok()
+                            .or_else(|| Some(old.to_vec()))
+                    }
+                    Err(e) => {
+                        decode_error = Some(e);
+                        Some(old.to_vec())
+                    }
                 }
-                Err(e) => {
-                    decode_error = Some(e);
-                    Some(old.to_vec())
-                }
-            }
-        })?;
+            })?;
         if let Some(e) = decode_error {
             return Err(e.into());
         }
@@ -99,14 +114,23 @@ impl Store {
     }
 
     /// The newest challenges first, of one user or all, at most `limit`.
-    pub fn recent_challenges(&self, user_id: Option<&str>, limit: usize) -> Result<Vec<ChallengeRecord>> {
+    pub fn recent_challenges(
+        &self,
+        user_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ChallengeRecord>> {
         let mut out = Vec::new();
         for item in self.challenge_order.iter().rev() {
             if out.len() >= limit {
                 break;
             }
             let (key, _) = item?;
-            let Some(record) = self.challenges.get(&key[8..])?.map(|v| decode::<ChallengeRecord>(&v)).transpose()? else {
+            let Some(record) = self
+                .challenges
+                .get(&key[8..])?
+                .map(|v| decode::<ChallengeRecord>(&v))
+                .transpose()?
+            else {
                 continue;
             };
             if user_id.is_none_or(|u| u == record.user_id) {
@@ -122,9 +146,18 @@ impl Store {
         for item in self.challenge_order.range(..before.to_be_bytes().to_vec()) {
             let (key, _) = item?;
             let tx = &key[8..];
-            if let Some(record) = self.challenges.remove(tx)?.map(|v| decode::<ChallengeRecord>(&v)).transpose()? {
+            if let Some(record) = self
+                .challenges
+                .remove(tx)?
+                .map(|v| decode::<ChallengeRecord>(&v))
+                .transpose()?
+            {
                 // The open-challenge pointer goes too, unless a newer challenge took its place.
-                let _ = self.open_challenges.compare_and_swap(record.user_id.as_bytes(), Some(tx), None::<&[u8]>)?;
+                let _ = self.open_challenges.compare_and_swap(
+                    record.user_id.as_bytes(),
+                    Some(tx),
+                    None::<&[u8]>,
+                )?;
             }
             self.challenge_order.remove(&key)?;
             pruned += 1;
@@ -133,12 +166,16 @@ impl Store {
     }
 
     pub fn set_access_code(&self, user_id: &str, record: &AccessCodeRecord) -> Result<()> {
-        self.access_codes.insert(user_id.as_bytes(), encode(record)?)?;
+        self.access_codes
+            .insert(user_id.as_bytes(), encode(record)?)?;
         Ok(())
     }
 
     pub fn access_code(&self, user_id: &str) -> Result<Option<AccessCodeRecord>> {
-        self.access_codes.get(user_id.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.access_codes
+            .get(user_id.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     pub fn remove_access_code(&self, user_id: &str) -> Result<bool> {

@@ -56,7 +56,9 @@ impl Committer {
 
     pub async fn commit(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send((tx, self.db.clone())).map_err(|_| Error::Store("the commit task has stopped".into()))?;
+        self.requests
+            .send((tx, self.db.clone()))
+            .map_err(|_| Error::Store("the commit task has stopped".into()))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Store(format!("flush: {e}"))),

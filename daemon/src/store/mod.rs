@@ -102,12 +102,14 @@ impl Store {
         let found = match self.meta.get(SCHEMA_KEY)? {
             None => {
                 // A new store starts at the current layout.
-                self.meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                self.meta
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
                 return Ok(());
             }
             Some(v) => u32::from_be_bytes(
-                <[u8; 4]>::try_from(v.as_ref()).map_err(|_| Error::Store("schema version is not 4 bytes".into()))?,
+                <[u8; 4]>::try_from(v.as_ref())
+                    .map_err(|_| Error::Store("schema version is not 4 bytes".into()))?,
             ),
         };
         if found > SCHEMA_VERSION {
@@ -125,7 +127,9 @@ impl Store {
 
     /// The migration hook: rewrites records from layout `from` to `from + 1`. Layout 1 is the first.
     fn migrate(&self, from: u32) -> Result<()> {
-        Err(Error::Store(format!("no migration from schema version {from}")))
+        Err(Error::Store(format!(
+            "no migration from schema version {from}"
+        )))
     }
 
     pub fn schema_version(&self) -> Result<u32> {
@@ -144,7 +148,10 @@ impl Store {
     // ---- users ----
 
     pub fn user(&self, id: &str) -> Result<Option<UserRecord>> {
-        self.users.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.users
+            .get(id.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     /// By username or UPN, case-insensitively.
@@ -167,26 +174,29 @@ impl Store {
         let old_names = old.map(user_names).unwrap_or_default();
         let new_names = user_names(user);
         let guid = user.directory.as_ref().map(guid_key);
-        let result = (&self.users, &self.names, &self.guids).transaction(|(users, index, guids)| {
-            for name in &new_names {
-                if let Some(holder) = index.get(name.as_bytes())? {
-                    if holder.as_ref() != user.id.as_bytes() {
-                        return Err(ConflictableTransactionError::Abort(format!("{name} is already taken")));
+        let result =
+            (&self.users, &self.names, &self.guids).transaction(|(users, index, guids)| {
+                for name in &new_names {
+                    if let Some(holder) = index.get(name.as_bytes())? {
+                        if holder.as_ref() != user.id.as_bytes() {
+                            return Err(ConflictableTransactionError::Abort(format!(
+                                "{name} is already taken"
+                            )));
+                        }
                     }
                 }
-            }
-            for name in old_names.iter().filter(|n| !new_names.contains(n)) {
-                index.remove(name.as_bytes())?;
-            }
-            for name in &new_names {
-                index.insert(name.as_bytes(), user.id.as_bytes())?;
-            }
-            if let Some(guid) = &guid {
-                guids.insert(guid.as_bytes(), user.id.as_bytes())?;
-            }
-            users.insert(user.id.as_bytes(), value.as_slice())?;
-            Ok(())
-        });
+                for name in old_names.iter().filter(|n| !new_names.contains(n)) {
+                    index.remove(name.as_bytes())?;
+                }
+                for name in &new_names {
+                    index.insert(name.as_bytes(), user.id.as_bytes())?;
+                }
+                if let Some(guid) = &guid {
+                    guids.insert(guid.as_bytes(), user.id.as_bytes())?;
+                }
+                users.insert(user.id.as_bytes(), value.as_slice())?;
+                Ok(())
+            });
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Abort(message)) => Err(Error::Conflict(message)),
@@ -234,14 +244,20 @@ impl Store {
             .map(|item| {
                 let (k, id) = item?;
                 let key = String::from_utf8_lossy(&k);
-                Ok((key[prefix.len()..].to_owned(), String::from_utf8_lossy(&id).into_owned()))
+                Ok((
+                    key[prefix.len()..].to_owned(),
+                    String::from_utf8_lossy(&id).into_owned(),
+                ))
             })
             .collect()
     }
 
     /// A small JSON document kept under `key` (sync cursors and status).
     pub fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.meta.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.meta
+            .get(key.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     pub fn set_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
@@ -262,10 +278,15 @@ impl Store {
             let user: UserRecord = decode(&v)?;
             let hit = match &query {
                 None => true,
-                Some(q) => [Some(&user.username), user.upn.as_ref(), user.display_name.as_ref(), user.email.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .any(|f| f.to_lowercase().contains(q.as_str())),
+                Some(q) => [
+                    Some(&user.username),
+                    user.upn.as_ref(),
+                    user.display_name.as_ref(),
+                    user.email.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|f| f.to_lowercase().contains(q.as_str())),
             };
             if hit {
                 out.push(user);
@@ -279,11 +300,20 @@ impl Store {
     // ---- failure counters ----
 
     pub fn failure_count(&self, key: &str) -> Result<FailureCount> {
-        Ok(self.failures.get(key.as_bytes())?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+        Ok(self
+            .failures
+            .get(key.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// Atomically replaces a counter with `f(current)`; returns the new value.
-    pub fn update_failure_count(&self, key: &str, f: impl Fn(FailureCount) -> FailureCount) -> Result<FailureCount> {
+    pub fn update_failure_count(
+        &self,
+        key: &str,
+        f: impl Fn(FailureCount) -> FailureCount,
+    ) -> Result<FailureCount> {
         let mut decode_error = None;
         let updated = self.failures.update_and_fetch(key.as_bytes(), |old| {
             let current = match old.map(serde_json::from_slice::<FailureCount>).transpose() {
@@ -314,14 +344,20 @@ impl Store {
 
     pub fn insert_api_key(&self, hash: &str, record: &ApiKeyRecord) -> Result<()> {
         if self.api_keys()?.iter().any(|(_, r)| r.name == record.name) {
-            return Err(Error::Conflict(format!("an API key named {} exists", record.name)));
+            return Err(Error::Conflict(format!(
+                "an API key named {} exists",
+                record.name
+            )));
         }
         self.api_keys.insert(hash.as_bytes(), encode(record)?)?;
         Ok(())
     }
 
     pub fn api_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
-        self.api_keys.get(hash.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.api_keys
+            .get(hash.as_bytes())?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     pub fn api_keys(&self) -> Result<Vec<(String, ApiKeyRecord)>> {
@@ -356,14 +392,24 @@ impl Store {
 
     /// The newest `limit` events, oldest first.
     pub fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEvent>> {
-        let mut events: Vec<AuditEvent> =
-            self.audit.iter().rev().take(limit).map(|item| decode(&item?.1)).collect::<Result<_>>()?;
+        let mut events: Vec<AuditEvent> = self
+            .audit
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|item| decode(&item?.1))
+            .collect::<Result<_>>()?;
         events.reverse();
         Ok(events)
     }
 
     /// The newest `limit` events older than `before` (all if `None`) that `keep` accepts, oldest first.
-    pub fn audit_newest_matching(&self, limit: usize, before: Option<u64>, keep: impl Fn(&AuditEvent) -> bool) -> Result<Vec<AuditEvent>> {
+    pub fn audit_newest_matching(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+        keep: impl Fn(&AuditEvent) -> bool,
+    ) -> Result<Vec<AuditEvent>> {
         let mut events = Vec::new();
         let end = before.unwrap_or(u64::MAX).to_be_bytes();
         for item in self.audit.range(..end).rev() {
@@ -410,10 +456,15 @@ mod tests {
         {
             let store = Store::open(&dir)?;
             assert_eq!(store.schema_version()?, SCHEMA_VERSION);
-            store.meta.insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())?;
+            store
+                .meta
+                .insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())?;
             store.commit().await?;
         }
-        let refused = Store::open(&dir).err().map(|e| e.to_string()).unwrap_or_default();
+        let refused = Store::open(&dir)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(refused.contains("newer twofoldd"), "{refused}");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
@@ -428,8 +479,14 @@ mod tests {
             store.commit().await?;
         }
         // Layout 0 never existed, so the hook has no step for it and says so instead of guessing.
-        let refused = Store::open(&dir).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(refused.contains("no migration from schema version 0"), "{refused}");
+        let refused = Store::open(&dir)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains("no migration from schema version 0"),
+            "{refused}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
@@ -458,10 +515,22 @@ mod tests {
             voice_override: None,
         };
         store.insert_user(&user("u1", "Alice", Some("alice@corp.example")))?;
-        assert!(matches!(store.insert_user(&user("u2", "ALICE", None)), Err(Error::Conflict(_))));
-        assert!(matches!(store.insert_user(&user("u3", "al", Some("Alice@Corp.Example"))), Err(Error::Conflict(_))));
-        assert!(store.user("u3")?.is_none(), "an aborted insert leaves nothing behind");
-        assert_eq!(store.find_user("ALICE@corp.example")?.map(|u| u.id), Some("u1".into()));
+        assert!(matches!(
+            store.insert_user(&user("u2", "ALICE", None)),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            store.insert_user(&user("u3", "al", Some("Alice@Corp.Example"))),
+            Err(Error::Conflict(_))
+        ));
+        assert!(
+            store.user("u3")?.is_none(),
+            "an aborted insert leaves nothing behind"
+        );
+        assert_eq!(
+            store.find_user("ALICE@corp.example")?.map(|u| u.id),
+            Some("u1".into())
+        );
         store.delete_user(&user("u1", "Alice", Some("alice@corp.example")))?;
         assert!(store.find_user("alice")?.is_none());
         store.insert_user(&user("u4", "alice", None))?;

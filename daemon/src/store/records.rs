@@ -59,7 +59,11 @@ pub struct DirectoryLink {
 impl UserRecord {
     /// Whether this user may authenticate at all: enabled here, and live and enabled in its directory.
     pub fn can_authenticate(&self) -> bool {
-        self.enabled && self.directory.as_ref().is_none_or(|d| !d.account_disabled && d.removed_at.is_none())
+        self.enabled
+            && self
+                .directory
+                .as_ref()
+                .is_none_or(|d| !d.account_disabled && d.removed_at.is_none())
     }
 
     /// The mobile number codes go to: the admin's override, else the directory's (or local) value.
@@ -74,9 +78,15 @@ impl UserRecord {
     /// Enrolled once a device is confirmed; until then, enrollment is required when an admin or the
     /// policy of one of the user's groups says so.
     pub fn state(&self, policy: &PolicyConfig) -> TwoFactorState {
-        if self.devices.iter().any(|d| d.status != DeviceStatus::Pending) {
+        if self
+            .devices
+            .iter()
+            .any(|d| d.status != DeviceStatus::Pending)
+        {
             TwoFactorState::Enrolled
-        } else if self.enrollment_required || policy.for_groups(&self.groups).two_factor == TwoFactorRule::Required {
+        } else if self.enrollment_required
+            || policy.for_groups(&self.groups).two_factor == TwoFactorRule::Required
+        {
             TwoFactorState::EnrollmentRequired
         } else {
             TwoFactorState::NotEnrolled
@@ -92,7 +102,9 @@ impl UserRecord {
     }
 
     pub fn backup_codes_remaining(&self) -> u32 {
-        self.backup_codes.as_ref().map_or(0, BackupCodeSet::remaining)
+        self.backup_codes
+            .as_ref()
+            .map_or(0, BackupCodeSet::remaining)
     }
 }
 

@@ -16,23 +16,45 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 pub enum AdminRequest {
     Status,
     UserCreate(NewUser),
-    UserShow { user: String },
+    UserShow {
+        user: String,
+    },
     UserList {
         #[serde(default)]
         query: Option<String>,
         #[serde(default)]
         limit: Option<u32>,
     },
-    UserSetEnabled { user: String, enabled: bool },
-    UserDelete { user: String },
+    UserSetEnabled {
+        user: String,
+        enabled: bool,
+    },
+    UserDelete {
+        user: String,
+    },
     /// Clears the user's failure count and lock.
-    UserUnlock { user: String },
+    UserUnlock {
+        user: String,
+    },
     /// Clears a source address's failure count and lock.
-    AddressUnlock { address: String },
-    DeviceList { user: String },
-    DeviceBlock { user: String, device: String },
-    DeviceUnblock { user: String, device: String },
-    DeviceDelete { user: String, device: String },
+    AddressUnlock {
+        address: String,
+    },
+    DeviceList {
+        user: String,
+    },
+    DeviceBlock {
+        user: String,
+        device: String,
+    },
+    DeviceUnblock {
+        user: String,
+        device: String,
+    },
+    DeviceDelete {
+        user: String,
+        device: String,
+    },
     TotpEnroll {
         user: String,
         #[serde(default)]
@@ -42,10 +64,18 @@ pub enum AdminRequest {
         #[serde(default)]
         digits: Option<u8>,
     },
-    TotpConfirm { user: String, device: String, code: String },
-    ApiKeyCreate { name: String },
+    TotpConfirm {
+        user: String,
+        device: String,
+        code: String,
+    },
+    ApiKeyCreate {
+        name: String,
+    },
     ApiKeyList,
-    ApiKeyRevoke { name: String },
+    ApiKeyRevoke {
+        name: String,
+    },
     AuditTail {
         #[serde(default)]
         limit: Option<u32>,
@@ -90,13 +120,17 @@ pub enum AdminRequest {
     /// The in-person handover queue, codes included (each listing is audited).
     HandoverList,
     /// Removes an entry from the handover queue once the code was read out.
-    HandoverDone { id: String },
+    HandoverDone {
+        id: String,
+    },
     /// The configured delivery plugins and whether each loaded.
     PluginStatus,
     /// Loads the configured plugins again from their folders (a changed file is compiled anew).
     PluginReload,
     /// A single-use access code for a user, to hand over verbally (needs `[challenge] access_codes`).
-    AccessCodeGenerate { user: String },
+    AccessCodeGenerate {
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,24 +165,47 @@ pub enum AdminAnswer {
 pub enum AdminReply {
     Status(DaemonStatus),
     User(UserView),
-    Users { users: Vec<UserSummary> },
-    Devices { devices: Vec<DeviceInfo> },
+    Users {
+        users: Vec<UserSummary>,
+    },
+    Devices {
+        devices: Vec<DeviceInfo>,
+    },
     Device(DeviceInfo),
     Enrollment(EnrollAnswer),
     Confirmed(ConfirmAnswer),
     /// The key is shown only here; the daemon keeps its SHA-256.
-    ApiKeyCreated { name: String, key: String },
-    ApiKeys { keys: Vec<ApiKeyInfo> },
-    Audit { events: Vec<AuditEvent> },
-    DirectoryStatus { domains: Vec<SyncStatus> },
-    Done { message: String },
+    ApiKeyCreated {
+        name: String,
+        key: String,
+    },
+    ApiKeys {
+        keys: Vec<ApiKeyInfo>,
+    },
+    Audit {
+        events: Vec<AuditEvent>,
+    },
+    DirectoryStatus {
+        domains: Vec<SyncStatus>,
+    },
+    Done {
+        message: String,
+    },
     Identity(OperatorIdentity),
     Dashboard(DashboardStats),
-    UserIndex { users: Vec<UserIndexEntry> },
+    UserIndex {
+        users: Vec<UserIndexEntry>,
+    },
     Policies(PolicyOverview),
-    Deliveries { deliveries: Vec<crate::delivery::DeliveryInfo> },
-    Handovers { entries: Vec<crate::delivery::HandoverEntry> },
-    Plugins { plugins: Vec<crate::delivery::PluginInfo> },
+    Deliveries {
+        deliveries: Vec<crate::delivery::DeliveryInfo>,
+    },
+    Handovers {
+        entries: Vec<crate::delivery::HandoverEntry>,
+    },
+    Plugins {
+        plugins: Vec<crate::delivery::PluginInfo>,
+    },
     /// The code is shown only here; the daemon keeps its HMAC.
     AccessCode(crate::delivery::AccessCodeIssued),
 }
@@ -247,7 +304,9 @@ pub struct AuditFilter {
 impl AuditFilter {
     pub fn matches(&self, event: &AuditEvent) -> bool {
         fn has(field: &str, wanted: &Option<String>) -> bool {
-            wanted.as_ref().is_none_or(|w| field.to_lowercase().contains(&w.to_lowercase()))
+            wanted
+                .as_ref()
+                .is_none_or(|w| field.to_lowercase().contains(&w.to_lowercase()))
         }
         let user = event.user.as_deref().unwrap_or("");
         let detail = event.detail.as_deref().unwrap_or("");
@@ -257,7 +316,9 @@ impl AuditFilter {
             && has(&event.outcome, &self.outcome)
             && self.text.as_ref().is_none_or(|t| {
                 let t = t.to_lowercase();
-                [user, detail, &event.action, &event.actor, &event.outcome].iter().any(|f| f.to_lowercase().contains(&t))
+                [user, detail, &event.action, &event.actor, &event.outcome]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(&t))
             })
             && self.before.is_none_or(|b| event.id < b)
     }
@@ -341,7 +402,10 @@ impl Permission {
     /// The table of roles: the least role that holds each permission.
     pub fn role(self) -> Role {
         match self {
-            Permission::LookUp | Permission::Unlock | Permission::HandOverCode | Permission::BlockDevice => Role::Helpdesk,
+            Permission::LookUp
+            | Permission::Unlock
+            | Permission::HandOverCode
+            | Permission::BlockDevice => Role::Helpdesk,
             Permission::UnblockDevice
             | Permission::UnpairDevice
             | Permission::ResetTwoFactor
@@ -351,7 +415,9 @@ impl Permission {
             | Permission::ResendRestoreCode
             | Permission::ManageUsers
             | Permission::SyncDirectory => Role::Admin,
-            Permission::ManageApiKeys | Permission::ManagePolicies | Permission::SystemTwoFactorSwitch => Role::MasterAdmin,
+            Permission::ManageApiKeys
+            | Permission::ManagePolicies
+            | Permission::SystemTwoFactorSwitch => Role::MasterAdmin,
         }
     }
 
@@ -395,23 +461,29 @@ impl AdminRequest {
             | AdminRequest::DirectoryStatus
             | AdminRequest::DeliveryList { .. }
             | AdminRequest::PluginStatus => Permission::LookUp,
-            AdminRequest::HandoverList | AdminRequest::HandoverDone { .. } => Permission::HandOverCode,
+            AdminRequest::HandoverList | AdminRequest::HandoverDone { .. } => {
+                Permission::HandOverCode
+            }
             AdminRequest::AccessCodeGenerate { .. } => Permission::GenerateAccessCode,
             // Plugins run with the capabilities the configuration grants: a system setting.
             AdminRequest::PluginReload => Permission::ManagePolicies,
             AdminRequest::DirectorySync { .. } => Permission::SyncDirectory,
             AdminRequest::UserSetPhoneOverride { .. } => Permission::UpdatePhoneNumbers,
-            AdminRequest::UserUnlock { .. } | AdminRequest::AddressUnlock { .. } => Permission::Unlock,
+            AdminRequest::UserUnlock { .. } | AdminRequest::AddressUnlock { .. } => {
+                Permission::Unlock
+            }
             AdminRequest::DeviceBlock { .. } => Permission::BlockDevice,
             AdminRequest::DeviceUnblock { .. } => Permission::UnblockDevice,
             AdminRequest::DeviceDelete { .. } => Permission::UnpairDevice,
-            AdminRequest::TotpEnroll { .. } | AdminRequest::TotpConfirm { .. } => Permission::EnrollAuthenticator,
-            AdminRequest::UserCreate(_) | AdminRequest::UserSetEnabled { .. } | AdminRequest::UserDelete { .. } => {
-                Permission::ManageUsers
+            AdminRequest::TotpEnroll { .. } | AdminRequest::TotpConfirm { .. } => {
+                Permission::EnrollAuthenticator
             }
-            AdminRequest::ApiKeyCreate { .. } | AdminRequest::ApiKeyList | AdminRequest::ApiKeyRevoke { .. } => {
-                Permission::ManageApiKeys
-            }
+            AdminRequest::UserCreate(_)
+            | AdminRequest::UserSetEnabled { .. }
+            | AdminRequest::UserDelete { .. } => Permission::ManageUsers,
+            AdminRequest::ApiKeyCreate { .. }
+            | AdminRequest::ApiKeyList
+            | AdminRequest::ApiKeyRevoke { .. } => Permission::ManageApiKeys,
         }
     }
 }

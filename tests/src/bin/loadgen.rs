@@ -41,7 +41,10 @@ const PERIOD: u64 = 30;
 const BENCH_CONFIG: &str = "\n[lockout.user]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n\n[lockout.address]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 1\nforget_after_seconds = 1\n";
 
 #[derive(Parser, Debug)]
-#[command(name = "twofold-loadgen", about = "Verify benchmark against the real twofoldd (build it first: cargo build --release --workspace --bins)")]
+#[command(
+    name = "twofold-loadgen",
+    about = "Verify benchmark against the real twofoldd (build it first: cargo build --release --workspace --bins)"
+)]
 struct Cli {
     /// Users to enroll before measuring.
     #[arg(long, default_value_t = 2000)]
@@ -81,10 +84,15 @@ async fn main() -> Result<ExitCode> {
         );
     }
 
-    let mut daemon = Daemon::start(BENCH_CONFIG).context("starting twofoldd through the harness")?;
+    let mut daemon =
+        Daemon::start(BENCH_CONFIG).context("starting twofoldd through the harness")?;
     set_log_level(&mut daemon, &cli.log_level)?;
     let daemon_pid = find_daemon_pid(&daemon.config_path);
-    eprintln!("twofoldd at https://{} (pid {})", daemon.api, daemon_pid.map_or("?".into(), |p| p.to_string()));
+    eprintln!(
+        "twofoldd at https://{} (pid {})",
+        daemon.api,
+        daemon_pid.map_or("?".into(), |p| p.to_string())
+    );
     let ca = daemon.data_dir().join("tls/cert.pem");
     let mut admin = daemon.admin()?;
     let api_key = admin.api_key("loadgen")?;
@@ -108,11 +116,18 @@ async fn main() -> Result<ExitCode> {
     // ---- connections ----
     let tls = Arc::new(tls_config(&ca)?);
     let base = format!("https://{}", daemon.api);
-    let clients: Vec<HttpsClient> = (0..cli.concurrency).map(|_| https_client(tls.clone())).collect();
+    let clients: Vec<HttpsClient> = (0..cli.concurrency)
+        .map(|_| https_client(tls.clone()))
+        .collect();
     let health_uri: Uri = format!("{base}/health").parse()?;
     let verify_uri: Uri = format!("{base}/api/v1/verify").parse()?;
     warm_up(&clients, &health_uri).await?;
-    let port = daemon.api.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(0);
+    let port = daemon
+        .api
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(0);
     let connections_after_warm_up = established_connections(port);
 
     let probe = Probe { pid: daemon_pid };
@@ -124,8 +139,16 @@ async fn main() -> Result<ExitCode> {
 
     // ---- verify ----
     let step = wait_for_fresh_step(last_confirm_step + 2, cli.seconds).await;
-    let users: Vec<PlannedUser> = enrolled.iter().map(|u| u.plan(step)).collect::<Result<_>>()?;
-    let plan = Arc::new(Plan::Verify { uri: verify_uri, auth: format!("Bearer {api_key}"), users, step });
+    let users: Vec<PlannedUser> = enrolled
+        .iter()
+        .map(|u| u.plan(step))
+        .collect::<Result<_>>()?;
+    let plan = Arc::new(Plan::Verify {
+        uri: verify_uri,
+        auth: format!("Bearer {api_key}"),
+        users,
+        step,
+    });
     let verify = run_phase("verify", &clients, plan, &cli, &probe).await?;
     let connections_after_verify = established_connections(port);
     let verify_ended_in_step = unix_time_f64() as u64 / PERIOD == step;
@@ -135,7 +158,11 @@ async fn main() -> Result<ExitCode> {
         enroll_seconds,
         enroll_concurrency: cli.enroll_concurrency,
         concurrency: cli.concurrency,
-        connections: [connections_after_warm_up, connections_after_health, connections_after_verify],
+        connections: [
+            connections_after_warm_up,
+            connections_after_health,
+            connections_after_verify,
+        ],
         health,
         verify,
         verify_ended_in_step,
@@ -144,7 +171,10 @@ async fn main() -> Result<ExitCode> {
     };
     let failures = report.failures();
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json(&failures))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json(&failures))?
+        );
     } else {
         print!("{}", report.markdown(&failures));
     }
@@ -162,8 +192,14 @@ async fn main() -> Result<ExitCode> {
 /// Makes the daemon log at `level`, restarting it if its config said otherwise. A harness config that
 /// fixes `[log] level` cannot be overridden by an appended table, so that line is edited in place.
 fn set_log_level(daemon: &mut Daemon, level: &str) -> Result<()> {
-    if level.is_empty() || !level.chars().all(|c| c.is_ascii_alphanumeric() || "_=,:".contains(c)) {
-        bail!("--log-level {level:?}: expected a tracing filter such as info or twofoldd=debug,warn");
+    if level.is_empty()
+        || !level
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_=,:".contains(c))
+    {
+        bail!(
+            "--log-level {level:?}: expected a tracing filter such as info or twofoldd=debug,warn"
+        );
     }
     let text = std::fs::read_to_string(&daemon.config_path)?;
     let wanted = format!("level = \"{level}\"");
@@ -232,11 +268,21 @@ impl EnrolledUser {
             }
             candidate = (candidate + 1) % 1_000_000;
         };
-        Ok(PlannedUser { name: self.name.clone(), client_ip: self.client_ip.clone(), right, wrong })
+        Ok(PlannedUser {
+            name: self.name.clone(),
+            client_ip: self.client_ip.clone(),
+            right,
+            wrong,
+        })
     }
 }
 
-async fn enroll_all(daemon: &Daemon, api: &Api, users: usize, at_once: usize) -> Result<Vec<EnrolledUser>> {
+async fn enroll_all(
+    daemon: &Daemon,
+    api: &Api,
+    users: usize,
+    at_once: usize,
+) -> Result<Vec<EnrolledUser>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..at_once.min(users) {
@@ -277,14 +323,32 @@ async fn enroll_one(admin: Admin, api: &Api, i: usize) -> Result<(Admin, Enrolle
     })
     .await?;
     created?;
-    let started = api.post(&format!("/api/v1/users/{name}/totp"), &json!({"label": "loadgen"})).await?;
+    let started = api
+        .post(
+            &format!("/api/v1/users/{name}/totp"),
+            &json!({"label": "loadgen"}),
+        )
+        .await?;
     if started.status != 201 {
-        bail!("enrolling {name} answered {}: {}", started.status, started.raw);
+        bail!(
+            "enrolling {name} answered {}: {}",
+            started.status,
+            started.raw
+        );
     }
-    let secret = started.body["secret"].as_str().ok_or_else(|| anyhow!("no secret in {}", started.raw))?;
-    let device = started.body["device"]["id"].as_str().ok_or_else(|| anyhow!("no device in {}", started.raw))?;
-    let secret = data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).context("the secret is not base32")?;
-    let totp = totp_rs::Builder::new().with_secret(secret).with_skew(0).build()?;
+    let secret = started.body["secret"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no secret in {}", started.raw))?;
+    let device = started.body["device"]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no device in {}", started.raw))?;
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .context("the secret is not base32")?;
+    let totp = totp_rs::Builder::new()
+        .with_secret(secret)
+        .with_skew(0)
+        .build()?;
     let confirm = format!("/api/v1/users/{name}/totp/{device}/confirm");
     // The previous step's code, so the current and next steps stay free. Across a step boundary the code
     // can fall out of the window between computing and checking it: then once more with a fresh one.
@@ -298,11 +362,23 @@ async fn enroll_one(admin: Admin, api: &Api, i: usize) -> Result<(Admin, Enrolle
         }
         attempt += 1;
         if attempt == 2 {
-            bail!("confirming {name} answered {}: {}", answer.status, answer.raw);
+            bail!(
+                "confirming {name} answered {}: {}",
+                answer.status,
+                answer.raw
+            );
         }
     };
     let client_ip = format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
-    Ok((admin, EnrolledUser { name, client_ip, totp, confirm_step }))
+    Ok((
+        admin,
+        EnrolledUser {
+            name,
+            client_ip,
+            totp,
+            confirm_step,
+        },
+    ))
 }
 
 // ---- HTTPS ----
@@ -315,7 +391,9 @@ fn tls_config(ca: &Path) -> Result<rustls::ClientConfig> {
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert?)?;
     }
-    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// One client per worker, so each has its own pool and so its own connection.
@@ -325,7 +403,9 @@ fn https_client(tls: Arc<rustls::ClientConfig>) -> HttpsClient {
         .https_only()
         .enable_http1()
         .build();
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector)
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .build(connector)
 }
 
 /// Opens every connection (TCP + TLS handshake) before any clock starts.
@@ -353,8 +433,15 @@ async fn warm_up(clients: &[HttpsClient], uri: &Uri) -> Result<()> {
 // ---- phases ----
 
 enum Plan {
-    Health { uri: Uri },
-    Verify { uri: Uri, auth: String, users: Vec<PlannedUser>, step: u64 },
+    Health {
+        uri: Uri,
+    },
+    Verify {
+        uri: Uri,
+        auth: String,
+        users: Vec<PlannedUser>,
+        step: u64,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -411,8 +498,13 @@ impl Plan {
     /// Request number `n` of the phase.
     fn request(&self, n: u64) -> Result<(hyper::Request<Full<Bytes>>, Sent)> {
         match self {
-            Plan::Health { uri } => Ok((hyper::Request::get(uri.clone()).body(Full::new(Bytes::new()))?, Sent::Health)),
-            Plan::Verify { uri, auth, users, .. } => {
+            Plan::Health { uri } => Ok((
+                hyper::Request::get(uri.clone()).body(Full::new(Bytes::new()))?,
+                Sent::Health,
+            )),
+            Plan::Verify {
+                uri, auth, users, ..
+            } => {
                 let count = users.len() as u64;
                 let user = &users[usize::try_from(n % count)?];
                 let round = n / count;
@@ -423,7 +515,10 @@ impl Plan {
                     r if r % 2 == 1 => (&user.wrong, Sent::WrongCode),
                     r => (&user.right[usize::try_from((r / 2) % 3)?], Sent::Replay),
                 };
-                let body = format!(r#"{{"user":"{}","code":"{code}","client_ip":"{}"}}"#, user.name, user.client_ip);
+                let body = format!(
+                    r#"{{"user":"{}","code":"{code}","client_ip":"{}"}}"#,
+                    user.name, user.client_ip
+                );
                 let request = hyper::Request::post(uri.clone())
                     .header("authorization", auth.as_str())
                     .header("content-type", "application/json")
@@ -471,11 +566,15 @@ impl PhaseResult {
     }
 
     fn max_ms(&self) -> f64 {
-        self.latencies_us.last().map_or(0.0, |&v| f64::from(v) / 1000.0)
+        self.latencies_us
+            .last()
+            .map_or(0.0, |&v| f64::from(v) / 1000.0)
     }
 
     fn per_request_us(&self, total_seconds: Option<f64>) -> Option<f64> {
-        total_seconds.filter(|_| self.requests > 0).map(|s| s * 1e6 / self.requests as f64)
+        total_seconds
+            .filter(|_| self.requests > 0)
+            .map(|s| s * 1e6 / self.requests as f64)
     }
 
     /// Cores kept busy by other processes during the phase, on average.
@@ -498,18 +597,34 @@ impl PhaseResult {
     }
 }
 
-async fn run_phase(name: &'static str, clients: &[HttpsClient], plan: Arc<Plan>, cli: &Cli, probe: &Probe) -> Result<PhaseResult> {
-    eprintln!("{name}: {} connections, {} s or {} requests", clients.len(), cli.seconds, cli.max_requests);
+async fn run_phase(
+    name: &'static str,
+    clients: &[HttpsClient],
+    plan: Arc<Plan>,
+    cli: &Cli,
+    probe: &Probe,
+) -> Result<PhaseResult> {
+    eprintln!(
+        "{name}: {} connections, {} s or {} requests",
+        clients.len(),
+        cli.seconds,
+        cli.max_requests
+    );
     let next = Arc::new(AtomicU64::new(0));
     let before = probe.sample();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(cli.seconds);
-    let per_worker = usize::try_from(cli.max_requests / clients.len() as u64 + 1).unwrap_or(1 << 20);
+    let per_worker =
+        usize::try_from(cli.max_requests / clients.len() as u64 + 1).unwrap_or(1 << 20);
     let mut tasks = Vec::new();
     for client in clients {
-        let (client, plan, next, max) = (client.clone(), plan.clone(), next.clone(), cli.max_requests);
+        let (client, plan, next, max) =
+            (client.clone(), plan.clone(), next.clone(), cli.max_requests);
         tasks.push(tokio::spawn(async move {
-            let mut tally = Tally { latencies_us: Vec::with_capacity(per_worker), ..Tally::default() };
+            let mut tally = Tally {
+                latencies_us: Vec::with_capacity(per_worker),
+                ..Tally::default()
+            };
             loop {
                 if Instant::now() >= deadline {
                     break;
@@ -561,11 +676,17 @@ async fn run_phase(name: &'static str, clients: &[HttpsClient], plan: Arc<Plan>,
         first_error,
         daemon_cpu_seconds: before.daemon_cpu.zip(after.daemon_cpu).map(|(a, b)| b - a),
         loadgen_cpu_seconds: before.own_cpu.zip(after.own_cpu).map(|(a, b)| b - a),
-        daemon_write_bytes: before.daemon_write_bytes.zip(after.daemon_write_bytes).map(|(a, b)| b.saturating_sub(a)),
-        machine_cpu: before.machine_cpu.zip(after.machine_cpu).map(|(a, b)| MachineCpu {
-            processes: b.processes - a.processes,
-            interrupts: b.interrupts - a.interrupts,
-        }),
+        daemon_write_bytes: before
+            .daemon_write_bytes
+            .zip(after.daemon_write_bytes)
+            .map(|(a, b)| b.saturating_sub(a)),
+        machine_cpu: before
+            .machine_cpu
+            .zip(after.machine_cpu)
+            .map(|(a, b)| MachineCpu {
+                processes: b.processes - a.processes,
+                interrupts: b.interrupts - a.interrupts,
+            }),
         verify_step: match plan.as_ref() {
             Plan::Verify { step, .. } => Some(*step),
             Plan::Health { .. } => None,
@@ -590,8 +711,14 @@ fn classify(sent: Sent, status: u16, body: &[u8]) -> Got {
         };
     }
     match serde_json::from_slice::<VerifyAnswer>(body) {
-        Ok(VerifyAnswer { result: VerifyResult::Accept, .. }) => Got::Accept,
-        Ok(VerifyAnswer { reason: Some(reason), .. }) => match reason {
+        Ok(VerifyAnswer {
+            result: VerifyResult::Accept,
+            ..
+        }) => Got::Accept,
+        Ok(VerifyAnswer {
+            reason: Some(reason),
+            ..
+        }) => match reason {
             RejectReason::InvalidCode => Got::InvalidCode,
             RejectReason::Replayed => Got::Replayed,
             RejectReason::RateLimited => Got::RateLimited,
@@ -607,7 +734,9 @@ fn classify(sent: Sent, status: u16, body: &[u8]) -> Got {
 /// Wall-clock time, which TOTP codes are made of. The daemon reads the same clock.
 #[allow(clippy::disallowed_methods)]
 fn unix_time_f64() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Waits until a step at least `min_step` has begun with room for the whole phase in it, and returns it.
@@ -621,10 +750,14 @@ async fn wait_for_fresh_step(min_step: u64, seconds: u64) -> u64 {
         let now = unix_time_f64();
         let step = now as u64 / PERIOD;
         let left = ((step + 1) * PERIOD) as f64 - now;
-        if step >= min_step && (left >= room_needed || room_needed > PERIOD as f64 && left > PERIOD as f64 - 1.0) {
+        if step >= min_step
+            && (left >= room_needed || room_needed > PERIOD as f64 && left > PERIOD as f64 - 1.0)
+        {
             return step;
         }
-        eprintln!("waiting {left:.1} s for the next 30 s step, so the verify phase runs inside one step");
+        eprintln!(
+            "waiting {left:.1} s for the next 30 s step, so the verify phase runs inside one step"
+        );
         tokio::time::sleep(Duration::from_secs_f64(left + 0.05)).await;
     }
 }
@@ -655,7 +788,9 @@ struct MachineCpu {
 impl Probe {
     fn sample(&self) -> Sample {
         Sample {
-            daemon_cpu: self.pid.and_then(|p| cpu_seconds(&format!("/proc/{p}/stat"))),
+            daemon_cpu: self
+                .pid
+                .and_then(|p| cpu_seconds(&format!("/proc/{p}/stat"))),
             own_cpu: cpu_seconds("/proc/self/stat"),
             daemon_write_bytes: self.pid.and_then(|p| write_bytes(&format!("/proc/{p}/io"))),
             machine_cpu: machine_cpu_seconds(),
@@ -674,7 +809,13 @@ fn cpu_seconds(path: &str) -> Option<f64> {
 /// Busy time of all CPUs together, from the `cpu` line of `/proc/stat`.
 fn machine_cpu_seconds() -> Option<MachineCpu> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let f: Vec<u64> = text.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let f: Vec<u64> = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
     let ticks = clock_ticks_per_second();
     Some(MachineCpu {
         processes: (f.first()? + f.get(1)? + f.get(2)?) as f64 / ticks,
@@ -707,11 +848,17 @@ fn write_bytes(path: &str) -> Option<u64> {
 /// The daemon the harness started: the process whose command line names our config file.
 fn find_daemon_pid(config: &Path) -> Option<u32> {
     let wanted = config.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        cmdline.split(|&b| b == 0).any(|arg| arg == wanted).then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == wanted)
+                .then_some(pid)
+        })
 }
 
 /// Established TCP connections to the daemon's port (IPv4 loopback), to show keep-alive is in effect.
@@ -724,7 +871,8 @@ fn established_connections(port: u16) -> Option<usize> {
             .skip(1)
             .filter(|line| {
                 let cols: Vec<&str> = line.split_whitespace().collect();
-                cols.get(2).is_some_and(|remote| remote.ends_with(&wanted)) && cols.get(3) == Some(&"01")
+                cols.get(2).is_some_and(|remote| remote.ends_with(&wanted))
+                    && cols.get(3) == Some(&"01")
             })
             .count(),
     )
@@ -778,10 +926,21 @@ impl Report {
                 let bad = matches!(
                     (sent, got),
                     (Sent::WrongCode | Sent::Replay, Got::Accept)
-                        | (_, Got::Status(_) | Got::BadBody | Got::TransportError | Got::RejectWithoutReason)
+                        | (
+                            _,
+                            Got::Status(_)
+                                | Got::BadBody
+                                | Got::TransportError
+                                | Got::RejectWithoutReason
+                        )
                 );
                 if bad {
-                    failures.push(format!("{}: {n} × {} answered {}", phase.name, sent.name(), got.name()));
+                    failures.push(format!(
+                        "{}: {n} × {} answered {}",
+                        phase.name,
+                        sent.name(),
+                        got.name()
+                    ));
                 }
             }
             if let Some(e) = &phase.first_error {
@@ -832,7 +991,10 @@ impl Report {
                 phase.other_cores().map_or("-".to_owned(), |c| format!("{c:.2}")),
             ));
         }
-        out.push_str(&format!("\nverify req/s ÷ health req/s = {:.3}\n\n", self.ratio()));
+        out.push_str(&format!(
+            "\nverify req/s ÷ health req/s = {:.3}\n\n",
+            self.ratio()
+        ));
         out.push_str("| verify: sent | answer | count |\n|---|---|---:|\n");
         for ((sent, got), n) in &self.verify.outcomes {
             out.push_str(&format!("| {} | {} | {n} |\n", sent.name(), got.name()));
@@ -858,7 +1020,10 @@ impl Report {
             out.push_str("note: the verify phase crossed a 30 s step boundary; some right codes may have been refused\n");
         }
         if let Some(bytes) = self.store_bytes {
-            out.push_str(&format!("store size after the run: {:.1} MiB\n", bytes as f64 / 1048576.0));
+            out.push_str(&format!(
+                "store size after the run: {:.1} MiB\n",
+                bytes as f64 / 1048576.0
+            ));
         }
         out.push_str(&format!(
             "goals: verify ≥ 20000/s: {}; verify p99 < 10 ms: {}; verify ≥ 1/3 of health: {}\n",
@@ -866,7 +1031,14 @@ impl Report {
             yes_no(v.percentile_ms(99.0) < 10.0),
             yes_no(self.ratio() >= 1.0 / 3.0)
         ));
-        out.push_str(&format!("result: {}\n", if failures.is_empty() { "PASS (no wrong code or replay accepted, every answer 200)" } else { "FAIL" }));
+        out.push_str(&format!(
+            "result: {}\n",
+            if failures.is_empty() {
+                "PASS (no wrong code or replay accepted, every answer 200)"
+            } else {
+                "FAIL"
+            }
+        ));
         out
     }
 

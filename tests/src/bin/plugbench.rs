@@ -18,7 +18,10 @@ use twofoldd::delivery::config::{DeliveryConfig, PluginConfig};
 use twofoldd::plugins::{Message, Outcome, PluginHost, WitChannel};
 
 #[derive(Parser)]
-#[command(name = "twofold-plugbench", about = "Plugin host cost per delivery and deliveries per second")]
+#[command(
+    name = "twofold-plugbench",
+    about = "Plugin host cost per delivery and deliveries per second"
+)]
 struct Args {
     /// Sequential calls for the per-delivery cost.
     #[arg(long, default_value_t = 20_000)]
@@ -61,7 +64,11 @@ async fn main() -> Result<()> {
     let plugins = plugins_dir()?;
     let data = twofold_tests::TempDir::new("plugbench")?;
     let gateway = Gateway::start(None).await?;
-    let mut delivery = DeliveryConfig { plugin_dirs: vec![plugins.clone()], concurrency: 32, ..DeliveryConfig::default() };
+    let mut delivery = DeliveryConfig {
+        plugin_dirs: vec![plugins.clone()],
+        concurrency: 32,
+        ..DeliveryConfig::default()
+    };
     delivery.http_requests_per_call = 1;
     let desk = PluginConfig {
         name: "desk".into(),
@@ -79,7 +86,11 @@ async fn main() -> Result<()> {
         allow_hosts: vec![gateway.addr.to_string()],
         allow_plain_http_loopback: true,
         handover: false,
-        config: [("url".to_owned(), format!("http://{}/send", gateway.addr)), ("number_rewrite".to_owned(), "0=>+41".to_owned())].into(),
+        config: [
+            ("url".to_owned(), format!("http://{}/send", gateway.addr)),
+            ("number_rewrite".to_owned(), "0=>+41".to_owned()),
+        ]
+        .into(),
         ..desk.clone()
     };
     let key = [42u8; 32];
@@ -94,7 +105,10 @@ async fn main() -> Result<()> {
         if !c.loaded || !w.loaded || !w.from_cache {
             bail!("plugin {} did not load as expected: {c:?} {w:?}", c.name);
         }
-        println!("load {:<5} compile {} ms, from the sealed cache {} ms", c.name, c.load_ms, w.load_ms);
+        println!(
+            "load {:<5} compile {} ms, from the sealed cache {} ms",
+            c.name, c.load_ms, w.load_ms
+        );
     }
 
     // 1. Host cost per delivery, sequential.
@@ -111,13 +125,20 @@ async fn main() -> Result<()> {
             let started = Instant::now();
             let report = host_for_calls.call(&plugin, &msg);
             times.push(started.elapsed());
-            ok += usize::from(matches!(report.result, Ok(Outcome::Delivered(_))) && report.handover_note.is_some());
+            ok += usize::from(
+                matches!(report.result, Ok(Outcome::Delivered(_)))
+                    && report.handover_note.is_some(),
+            );
         }
         (times, ok)
     })
     .await?;
     if ok != args.calls {
-        bail!("{} of {} calls did not deliver", args.calls - ok, args.calls);
+        bail!(
+            "{} of {} calls did not deliver",
+            args.calls - ok,
+            args.calls
+        );
     }
     let mut sorted = times.clone();
     sorted.sort();
@@ -138,7 +159,8 @@ async fn main() -> Result<()> {
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let mut workers = Vec::new();
     for t in 0..args.threads {
-        let (host, plugin, done, failed) = (host.clone(), plugin.clone(), done.clone(), failed.clone());
+        let (host, plugin, done, failed) =
+            (host.clone(), plugin.clone(), done.clone(), failed.clone());
         workers.push(tokio::task::spawn_blocking(move || {
             let mut latencies = Vec::new();
             let mut msg = message(&format!("{:06}", t));

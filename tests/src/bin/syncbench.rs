@@ -42,7 +42,14 @@ fn ldapsearch_dump(dc: &SambaDc, base: &str) -> Result<(Duration, usize)> {
     let started = Instant::now();
     let out = dc
         .ldap_tool("ldapsearch")
-        .args(["-E", "pr=1000/noprompt", "-b", base, "-LLL", "(&(objectCategory=person)(objectClass=user))"])
+        .args([
+            "-E",
+            "pr=1000/noprompt",
+            "-b",
+            base,
+            "-LLL",
+            "(&(objectCategory=person)(objectClass=user))",
+        ])
         .args(ATTRIBUTES)
         .stderr(Stdio::inherit())
         .output()
@@ -73,7 +80,11 @@ fn rss_kib(pid: u32) -> Result<u64> {
 
 /// Sequential verifications of wrong codes for unknown users (the full path: lookup, check, failure
 /// counters, audit, durable commit), until `count` are done or `until` has finished.
-async fn probe(api: &twofold_tests::Api, count: usize, until: Option<&std::thread::JoinHandle<Result<SyncStatus>>>) -> Result<Vec<f64>> {
+async fn probe(
+    api: &twofold_tests::Api,
+    count: usize,
+    until: Option<&std::thread::JoinHandle<Result<SyncStatus>>>,
+) -> Result<Vec<f64>> {
     let mut latencies = Vec::new();
     for i in 0..count {
         if until.is_some_and(|t| t.is_finished()) {
@@ -102,16 +113,26 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let seeding = Instant::now();
     let dc = SambaDc::provision_and_start(args.users)?;
-    println!("seeded {} users and started the DC in {:.1} s", args.users, seeding.elapsed().as_secs_f64());
+    println!(
+        "seeded {} users and started the DC in {:.1} s",
+        args.users,
+        seeding.elapsed().as_secs_f64()
+    );
     let base = format!("OU=Bulk,{BASE_DN}");
 
     let (dump_before, dumped) = ldapsearch_dump(&dc, &base)?;
-    println!("ldapsearch paged dump: {dumped} entries in {:.2} s", dump_before.as_secs_f64());
+    println!(
+        "ldapsearch paged dump: {dumped} entries in {:.2} s",
+        dump_before.as_secs_f64()
+    );
 
     // The daemon's first sync (at start) is the full sync measured. Lockout is relaxed so that the
     // verification probes below (wrong codes on purpose) are all fully checked, never refused unchecked.
     let relaxed = "\n[lockout.user]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n\n[lockout.address]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 1\nforget_after_seconds = 1\n";
-    let daemon = Daemon::start(&format!("{relaxed}{}", dc.directory_config("corp", "ldaps://127.0.0.1:636", &base, "page_size = 1000")))?;
+    let daemon = Daemon::start(&format!(
+        "{relaxed}{}",
+        dc.directory_config("corp", "ldaps://127.0.0.1:636", &base, "page_size = 1000")
+    ))?;
     let pid = daemon.pid().context("daemon pid")?;
     let deadline = Instant::now() + Duration::from_secs(3600);
     let full = loop {
@@ -129,45 +150,69 @@ fn main() -> Result<()> {
     }
     let rss_after_full = rss_kib(pid)?;
     let (dump_after, _) = ldapsearch_dump(&dc, &base)?;
-    println!("ldapsearch paged dump again: {:.2} s", dump_after.as_secs_f64());
+    println!(
+        "ldapsearch paged dump again: {:.2} s",
+        dump_after.as_secs_f64()
+    );
 
     let mut ldif = String::new();
     for i in 1..=args.changes {
         let index = i * (args.users / args.changes.max(1)).max(1);
         let name = format!("bulk{index:05}");
         // Where `bulk_ldif` put the user: sub-OUs of 1,000 past 5,000 users.
-        let parent = if args.users > 5000 { format!("OU=Part{:03},{base}", index / 1000) } else { base.clone() };
+        let parent = if args.users > 5000 {
+            format!("OU=Part{:03},{base}", index / 1000)
+        } else {
+            base.clone()
+        };
         ldif.push_str(&format!("dn: CN={name},{parent}\nchangetype: modify\nreplace: mail\nmail: changed.{name}@corp.example.test\n\n"));
     }
     dc.modify(&ldif)?;
     let mut admin = daemon.admin()?;
-    let incremental = match admin.ok(&AdminRequest::DirectorySync { domain: None, full: false })? {
+    let incremental = match admin.ok(&AdminRequest::DirectorySync {
+        domain: None,
+        full: false,
+    })? {
         AdminReply::DirectoryStatus { mut domains } if !domains.is_empty() => domains.remove(0),
         other => bail!("unexpected {other:?}"),
     };
-    if !incremental.ok || incremental.changed as usize != args.changes || incremental.mode != "incremental" {
+    if !incremental.ok
+        || incremental.changed as usize != args.changes
+        || incremental.mode != "incremental"
+    {
         bail!("incremental sync: {incremental:?}");
     }
     let rss_end = rss_kib(pid)?;
 
     // Authentication during a sync: verification latency idle, then while a full sync of every user runs.
-    let key = match daemon.admin()?.ok(&AdminRequest::ApiKeyCreate { name: "bench".into() })? {
+    let key = match daemon.admin()?.ok(&AdminRequest::ApiKeyCreate {
+        name: "bench".into(),
+    })? {
         AdminReply::ApiKeyCreated { key, .. } => key,
         other => bail!("unexpected {other:?}"),
     };
     let api = daemon.api_client()?.with_key(&key);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let idle = runtime.block_on(probe(&api, 400, None))?;
     let socket = daemon.admin_socket();
     let syncing = std::thread::spawn(move || -> Result<SyncStatus> {
         let mut admin = twofold_tests::Admin::connect(&socket)?;
-        match admin.ok(&AdminRequest::DirectorySync { domain: None, full: true })? {
-            AdminReply::DirectoryStatus { mut domains } if !domains.is_empty() => Ok(domains.remove(0)),
+        match admin.ok(&AdminRequest::DirectorySync {
+            domain: None,
+            full: true,
+        })? {
+            AdminReply::DirectoryStatus { mut domains } if !domains.is_empty() => {
+                Ok(domains.remove(0))
+            }
             other => bail!("unexpected {other:?}"),
         }
     });
     let during = runtime.block_on(probe(&api, 100_000, Some(&syncing)))?;
-    let second = syncing.join().map_err(|_| anyhow::anyhow!("sync thread panicked"))??;
+    let second = syncing
+        .join()
+        .map_err(|_| anyhow::anyhow!("sync thread panicked"))??;
 
     let dump = dump_before.min(dump_after).as_secs_f64();
     let sync = full.duration_ms as f64 / 1000.0;
@@ -176,12 +221,29 @@ fn main() -> Result<()> {
     println!("|---|---|");
     println!("| users | {} |", args.users);
     println!("| ldapsearch paged dump (best of 2) | {dump:.2} s |");
-    println!("| full sync (pages {}, entries {}) | {sync:.2} s |", full.pages, full.entries);
+    println!(
+        "| full sync (pages {}, entries {}) | {sync:.2} s |",
+        full.pages, full.entries
+    );
     println!("| full sync / dump | {:.2}x |", sync / dump);
-    println!("| incremental sync of {} changes | {} ms |", args.changes, incremental.duration_ms);
-    println!("| daemon RSS after full sync | {:.1} MiB |", rss_after_full as f64 / 1024.0);
-    println!("| daemon RSS after incremental | {:.1} MiB |", rss_end as f64 / 1024.0);
-    println!("| verify p50 / p99 idle ({} requests) | {:.2} / {:.2} ms |", idle.len(), pct(&idle, 50), pct(&idle, 99));
+    println!(
+        "| incremental sync of {} changes | {} ms |",
+        args.changes, incremental.duration_ms
+    );
+    println!(
+        "| daemon RSS after full sync | {:.1} MiB |",
+        rss_after_full as f64 / 1024.0
+    );
+    println!(
+        "| daemon RSS after incremental | {:.1} MiB |",
+        rss_end as f64 / 1024.0
+    );
+    println!(
+        "| verify p50 / p99 idle ({} requests) | {:.2} / {:.2} ms |",
+        idle.len(),
+        pct(&idle, 50),
+        pct(&idle, 99)
+    );
     println!(
         "| verify p50 / p99 during a full sync ({} requests, sync {:.1} s) | {:.2} / {:.2} ms |",
         during.len(),
