@@ -46,7 +46,10 @@ impl Committer {
                 if let Err(e) = &outcome {
                     tracing::error!(error = %e, "store flush failed");
                 }
-                for (waiter, _) in batch.drain(..) {
+                // Drop the batch's database handles before answering: a caller that closes the store
+                // after its commit must not find the database still held open by this task.
+                let waiters: Vec<_> = batch.drain(..).map(|(waiter, _db)| waiter).collect();
+                for waiter in waiters {
                     let _ = waiter.send(outcome.clone());
                 }
             }
