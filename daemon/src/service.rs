@@ -645,17 +645,22 @@ impl Service {
     ) -> Result<VerifyAnswer> {
         validate::lookup_name(name)?;
         validate::code(code)?;
-        let found = self.store.find_user(name)?;
-        let key = match &found {
-            Some(u) => user_key(&u.id),
+        let id = self.store.user_id(name)?;
+        let key = match &id {
+            Some(id) => user_key(id),
             // Unknown names are counted too, so that answers for them look like answers for users.
             None => format!("name:{}", name.to_lowercase()),
         };
         let addr_key = address_key(address);
-        let audit_user = found
+        let _guard = self.lock_user(&key).await;
+        // Read once, under the lock: another request for this user may have just used a step.
+        let user = match &id {
+            Some(id) => self.store.user(id)?,
+            None => None,
+        };
+        let audit_user = user
             .as_ref()
             .map_or_else(|| name.to_owned(), |u| u.username.clone());
-        let _guard = self.lock_user(&key).await;
         let now = self.now();
         let rules = &self.config.lockout;
 
@@ -683,11 +688,6 @@ impl Service {
             return Ok(reject(reason, retry_after));
         }
 
-        // Re-read under the lock: another request for this user may have just used a step.
-        let user = match &found {
-            Some(u) => self.store.user(&u.id)?,
-            None => None,
-        };
         let outcome = self.evaluate(user, code, transaction, now).await?;
         match outcome {
             Outcome::Accepted {

@@ -156,10 +156,18 @@ impl Store {
 
     /// By username or UPN, case-insensitively.
     pub fn find_user(&self, name: &str) -> Result<Option<UserRecord>> {
-        match self.names.get(name.to_lowercase().as_bytes())? {
-            Some(id) => self.users.get(&id)?.map(|v| decode(&v)).transpose(),
+        match self.user_id(name)? {
+            Some(id) => self.user(&id),
             None => Ok(None),
         }
+    }
+
+    /// The id of the user with this username or UPN, without reading the record.
+    pub fn user_id(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .names
+            .get(name.to_lowercase().as_bytes())?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
     }
 
     /// Adds a user; fails with `Conflict` if its username or UPN is taken.
