@@ -32,12 +32,34 @@ pub struct SambaDc {
 }
 
 static DC: OnceLock<std::result::Result<SambaDc, String>> = OnceLock::new();
+/// Held for the life of the process that runs the DC: the DC binds the fixed LDAP ports, so a second
+/// test process on the machine (another checkout, a benchmark) waits here instead of failing to bind.
+static PORTS_LOCK: OnceLock<std::fs::File> = OnceLock::new();
+
+/// Waits (without bound: the holder's DC dies with its process) for this machine's LDAP ports.
+pub fn lock_ldap_ports() -> Result<()> {
+    let path = std::env::temp_dir().join("twofold-samba-dc.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("lock {}", path.display()))?;
+    let _ = PORTS_LOCK.set(file);
+    Ok(())
+}
 
 /// The test run's DC, provisioned and started on first use.
 pub fn shared_dc() -> Result<&'static SambaDc> {
-    DC.get_or_init(|| SambaDc::provision_and_start(BULK_USERS).map_err(|e| format!("{e:#}")))
-        .as_ref()
-        .map_err(|e| anyhow!("Samba AD DC: {e}"))
+    DC.get_or_init(|| {
+        lock_ldap_ports()
+            .and_then(|()| SambaDc::provision_and_start(BULK_USERS))
+            .map_err(|e| format!("{e:#}"))
+    })
+    .as_ref()
+    .map_err(|e| anyhow!("Samba AD DC: {e}"))
 }
 
 fn run(command: &mut Command) -> Result<String> {
