@@ -16,7 +16,7 @@ use twofold_wire::delivery::{
     AccessCodeIssued, DeliveryAttempt, DeliveryInfo, DeliveryState, HandoverEntry, PluginInfo,
 };
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
-use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
+use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
 use crate::app::{App, Mode, Purpose, ScreenId};
 
@@ -128,6 +128,7 @@ fn device(id: &str, label: &str, status: DeviceStatus, last_used: Option<i64>) -
         created: T0,
         last_used,
         destination: None,
+        origin: DeviceOrigin::Enrolled,
     }
 }
 

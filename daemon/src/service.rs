@@ -13,7 +13,7 @@ use twofold_wire::admin::{ApiKeyInfo, AuditEvent, DirectoryInfo, NewUser, UserSu
 use twofold_wire::api::{
     ConfirmAnswer, EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult,
 };
-use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TotpAlgorithm};
+use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TotpAlgorithm};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -507,6 +507,10 @@ impl Service {
                 last_step: None,
                 drift: 0,
             }),
+            origin: match actor {
+                Actor::Admin { .. } => DeviceOrigin::Admin,
+                Actor::Api(_) | Actor::Daemon => DeviceOrigin::Enrolled,
+            },
         };
         // A new enrollment replaces one that was started and never confirmed.
         user.devices

@@ -2,7 +2,7 @@
 //! let a new optional field arrive without a migration.
 
 use serde::{Deserialize, Serialize};
-use twofold_wire::{DeviceInfo, DeviceKind, DeviceStatus, TwoFactorState};
+use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
 use crate::crypto::BackupCodeSet;
 use crate::policy::{PolicyConfig, TwoFactorRule};
@@ -118,6 +118,9 @@ pub struct DeviceRecord {
     pub last_used: Option<i64>,
     pub destination: Option<String>,
     pub totp: Option<TotpState>,
+    /// Records written before this field existed were all enrolled by their user.
+    #[serde(default)]
+    pub origin: DeviceOrigin,
 }
 
 impl DeviceRecord {
@@ -130,6 +133,7 @@ impl DeviceRecord {
             created: self.created,
             last_used: self.last_used,
             destination: self.destination.clone(),
+            origin: self.origin,
         }
     }
 }

@@ -58,6 +58,24 @@ pub struct DeviceInfo {
     pub last_used: Option<i64>,
     /// For SMS, voice and email devices: where codes go.
     pub destination: Option<String>,
+    /// How the device was added.
+    #[serde(default)]
+    pub origin: DeviceOrigin,
+}
+
+/// How a device came to be: users and admins see it in device lists, and a notification names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceOrigin {
+    /// Enrolled by the user through a relying application (or the CLI).
+    #[default]
+    Enrolled,
+    /// Enrolled by an admin for the user.
+    Admin,
+    /// Moved onto a new device with the restore code and an emailed code.
+    Restored,
+    /// Added from an already active device with a pairing token.
+    Duplicated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
