@@ -37,7 +37,7 @@ static DC: OnceLock<std::result::Result<SambaDc, String>> = OnceLock::new();
 static PORTS_LOCK: OnceLock<std::fs::File> = OnceLock::new();
 
 /// Waits (without bound: the holder's DC dies with its process) for this machine's LDAP ports.
-pub fn lock_ldap_ports() -> Result<()> {
+fn lock_ldap_ports() -> Result<()> {
     let path = std::env::temp_dir().join("twofold-samba-dc.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -53,13 +53,9 @@ pub fn lock_ldap_ports() -> Result<()> {
 
 /// The test run's DC, provisioned and started on first use.
 pub fn shared_dc() -> Result<&'static SambaDc> {
-    DC.get_or_init(|| {
-        lock_ldap_ports()
-            .and_then(|()| SambaDc::provision_and_start(BULK_USERS))
-            .map_err(|e| format!("{e:#}"))
-    })
-    .as_ref()
-    .map_err(|e| anyhow!("Samba AD DC: {e}"))
+    DC.get_or_init(|| SambaDc::provision_and_start(BULK_USERS).map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("Samba AD DC: {e}"))
 }
 
 fn run(command: &mut Command) -> Result<String> {
@@ -251,6 +247,8 @@ impl SambaDc {
         }
         let password_file = d.join("bind-password");
         std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n"))?;
+        // Provisioning and seeding touch only this folder; the ports are taken from here on.
+        lock_ldap_ports()?;
         start_samba(&conf, &d.join("log/samba.out"))?;
         let dc = SambaDc {
             dir,

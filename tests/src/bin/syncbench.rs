@@ -112,7 +112,6 @@ fn pct(sorted: &[f64], p: usize) -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let seeding = Instant::now();
-    twofold_tests::samba::lock_ldap_ports()?;
     let dc = SambaDc::provision_and_start(args.users)?;
     println!(
         "seeded {} users and started the DC in {:.1} s",
