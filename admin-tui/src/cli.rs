@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use twofold_wire::admin::{AdminRequest, AuditFilter, NewUser};
+use twofold_wire::policy::Channel;
 use twofold_wire::TotpAlgorithm;
 
 #[derive(Parser)]
@@ -58,6 +59,9 @@ pub enum Command {
     Address(AddressCommand),
     #[command(subcommand)]
     Directory(DirectoryCommand),
+    /// The restore function: state, lost restore codes, restoring a user for them.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
     /// The newest audit events, optionally only those matching every filter given.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -223,6 +227,42 @@ pub enum DirectoryCommand {
     Status,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ResendChannel {
+    Sms,
+    Voice,
+    Email,
+    InPerson,
+}
+
+#[derive(Subcommand)]
+pub enum RestoreCommand {
+    /// Whether restore is activated, when, and the restores used in the period.
+    Status { user: String },
+    /// Make a new restore code for a user who lost theirs and send it (the old one stops working).
+    Resend {
+        user: String,
+        /// How, among the channels the user's policy allows (restore_resend_channels).
+        #[arg(long, value_enum)]
+        channel: ResendChannel,
+    },
+    /// Restore a user onto a new authenticator for them: prints the secret and the otpauth URI.
+    Start {
+        user: String,
+        #[arg(long)]
+        label: Option<String>,
+        /// Also write the QR code to this PNG file.
+        #[arg(long)]
+        qr_png: Option<PathBuf>,
+    },
+    /// Finish an admin restore with the new authenticator's first code.
+    Confirm {
+        user: String,
+        device: String,
+        code: String,
+    },
+}
+
 #[derive(Subcommand)]
 pub enum AddressCommand {
     /// Clear a source address's failure count and lock.
@@ -376,6 +416,29 @@ impl Command {
                 }
             }
             Command::Directory(DirectoryCommand::Status) => AdminRequest::DirectoryStatus,
+            Command::Restore(c) => match c {
+                RestoreCommand::Status { user } => {
+                    AdminRequest::RestoreStatus { user: user.clone() }
+                }
+                RestoreCommand::Resend { user, channel } => AdminRequest::RestoreResend {
+                    user: user.clone(),
+                    channel: match channel {
+                        ResendChannel::Sms => Channel::Sms,
+                        ResendChannel::Voice => Channel::Voice,
+                        ResendChannel::Email => Channel::Email,
+                        ResendChannel::InPerson => Channel::InPerson,
+                    },
+                },
+                RestoreCommand::Start { user, label, .. } => AdminRequest::RestoreStart {
+                    user: user.clone(),
+                    label: label.clone(),
+                },
+                RestoreCommand::Confirm { user, device, code } => AdminRequest::RestoreConfirm {
+                    user: user.clone(),
+                    device: device.clone(),
+                    code: code.clone(),
+                },
+            },
         }
     }
 }
@@ -384,13 +447,12 @@ impl Command {
 pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<(), String> {
     let mut client = crate::client::Client::connect(socket)?;
     let reply = client.call(&command.request()).map_err(|e| e.to_string())?;
-    if let (
-        Command::Totp(TotpCommand::Enroll {
-            qr_png: Some(path), ..
-        }),
-        twofold_wire::admin::AdminReply::Enrollment(e),
-    ) = (command, &reply)
-    {
+    let qr_png = match command {
+        Command::Totp(TotpCommand::Enroll { qr_png, .. })
+        | Command::Restore(RestoreCommand::Start { qr_png, .. }) => qr_png.as_ref(),
+        _ => None,
+    };
+    if let (Some(path), twofold_wire::admin::AdminReply::Enrollment(e)) = (qr_png, &reply) {
         let png = data_encoding::BASE64
             .decode(e.qr_png_base64.as_bytes())
             .map_err(|e| format!("QR code from the daemon: {e}"))?;

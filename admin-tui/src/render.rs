@@ -103,8 +103,42 @@ fn user(out: &mut String, u: &UserView) {
         if u.locked { "   LOCKED" } else { "" }
     );
     let _ = writeln!(out, "  backup codes: {} left", u.backup_codes_remaining);
+    if let Some(r) = &u.restore {
+        let _ = writeln!(out, "  restore:      {}", restore_line(r));
+    }
     let _ = writeln!(out, "  devices:");
     devices(out, &u.devices);
+}
+
+/// `activated 2026-...; 1 of 3 restores used in 30 days` and the like.
+fn restore_line(r: &twofold_wire::restore::RestoreState) -> String {
+    let mut line = match r.activated_at {
+        Some(t) if r.activated => format!("activated {}", time(t)),
+        _ => "not activated".to_owned(),
+    };
+    if !r.allowed {
+        line.push_str("; self-service restore prohibited (admins restore)");
+    }
+    if r.limit == 0 {
+        let _ = write!(
+            line,
+            "; {} restores in {} days, no limit",
+            r.restores_in_period, r.period_days
+        );
+    } else {
+        let _ = write!(
+            line,
+            "; {} of {} restores used in {} days",
+            r.restores_in_period, r.limit, r.period_days
+        );
+    }
+    if let Some(t) = r.last_restore {
+        let _ = write!(line, "; last {}", time(t));
+    }
+    if let Some(t) = r.next_restore_at {
+        let _ = write!(line, "; LIMIT REACHED until {}", time(t));
+    }
+    line
 }
 
 pub fn text(reply: &AdminReply) -> String {
@@ -245,6 +279,42 @@ pub fn text(reply: &AdminReply) -> String {
                     d.destination,
                     spelled(&d.state)
                 );
+            }
+        }
+        AdminReply::RestoreState { user, state } => {
+            let _ = writeln!(out, "restore for {user}: {}", restore_line(state));
+            let _ = writeln!(out, "  logins counted: {}", state.logins);
+        }
+        AdminReply::RestoreCodeSent(r) => {
+            let _ = writeln!(
+                out,
+                "a new restore code for {} went by {} to {}; the old one no longer works",
+                r.user,
+                spelled(&r.channel),
+                r.destination
+            );
+        }
+        AdminReply::Restored(r) => {
+            let _ = writeln!(out, "{} restored onto device {}", r.user, r.device.id);
+            if !r.removed_devices.is_empty() {
+                let _ = writeln!(out, "removed devices:");
+                devices(&mut out, &r.removed_devices);
+            }
+            match &r.restore_code.restore_code {
+                Some(code) => {
+                    let _ = writeln!(
+                        out,
+                        "new restore code (shown once, give it to the user):\n{code}"
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "new restore code sent by {} to {}",
+                        spelled(&r.restore_code.delivery),
+                        r.restore_code.destination.clone().unwrap_or_default()
+                    );
+                }
             }
         }
         AdminReply::AccessCode(a) => {

@@ -552,6 +552,7 @@ fn enrollment_draws_the_qr_code_and_confirms_with_a_code() {
             Some(T0),
         ),
         backup_codes: Some(backup_codes),
+        restore_code: None,
     };
     app.on_reply(purpose, Ok(AdminReply::Confirmed(confirmed)));
     snapshot!("enroll_confirmed", &app);
@@ -756,24 +757,28 @@ fn policies_screen_lists_defaults_and_group_entries_in_order() {
             Channel::InPerson,
         ],
         restore: RestoreRule::Allowed,
+        restore_settings: Default::default(),
         groups: vec![
             GroupPolicyView {
                 group: "CN=VPN Users,OU=Groups,DC=corp,DC=example".into(),
                 two_factor: Some(TwoFactorRule::Required),
                 channels: Some(vec![Channel::Totp, Channel::Sms]),
                 restore: None,
+                restore_settings: Default::default(),
             },
             GroupPolicyView {
                 group: "Executives".into(),
                 two_factor: None,
                 channels: None,
                 restore: Some(RestoreRule::Prohibited),
+                restore_settings: Default::default(),
             },
             GroupPolicyView {
                 group: "SSO Only".into(),
                 two_factor: Some(TwoFactorRule::Off),
                 channels: None,
                 restore: None,
+                restore_settings: Default::default(),
             },
         ],
     };

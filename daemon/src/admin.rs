@@ -296,6 +296,7 @@ async fn dispatch(
                 two_factor: policy.two_factor,
                 channels: policy.channels.clone(),
                 restore: policy.restore,
+                restore_settings: policy.restore_defaults(),
                 groups: policy
                     .group
                     .iter()
@@ -304,6 +305,7 @@ async fn dispatch(
                         two_factor: g.two_factor,
                         channels: g.channels.clone(),
                         restore: g.restore,
+                        restore_settings: g.restore_overrides(),
                     })
                     .collect(),
             })
@@ -389,6 +391,21 @@ async fn dispatch(
             service
                 .challenges()?
                 .generate_access_code(service, actor, &user)
+                .await?,
+        ),
+        AdminRequest::RestoreStatus { user } => {
+            let (user, state) = service.restore_status(&user)?;
+            AdminReply::RestoreState { user, state }
+        }
+        AdminRequest::RestoreResend { user, channel } => {
+            AdminReply::RestoreCodeSent(service.resend_restore_code(actor, &user, channel).await?)
+        }
+        AdminRequest::RestoreStart { user, label } => {
+            AdminReply::Enrollment(service.admin_restore_start(actor, &user, label).await?)
+        }
+        AdminRequest::RestoreConfirm { user, device, code } => AdminReply::Restored(
+            service
+                .admin_restore_confirm(actor, &user, &device, &code)
                 .await?,
         ),
     })

@@ -67,7 +67,13 @@ impl CodeKey {
 
     /// MAC over the purpose, the user, the transaction and the code, so that a MAC copied onto another
     /// user's or another challenge's record does not match there.
-    fn mac(&self, purpose: &str, user_id: &str, transaction: &str, code: &str) -> String {
+    pub(crate) fn mac(
+        &self,
+        purpose: &str,
+        user_id: &str,
+        transaction: &str,
+        code: &str,
+    ) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         for part in [purpose, user_id, transaction, code] {
@@ -77,7 +83,7 @@ impl CodeKey {
         data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
     }
 
-    fn matches(
+    pub(crate) fn matches(
         &self,
         stored: &str,
         purpose: &str,
@@ -119,6 +125,11 @@ impl Challenges {
 
     pub fn delivery(&self) -> &Arc<Delivery> {
         &self.delivery
+    }
+
+    /// The key restore OTPs are MACed under too (with their own purpose).
+    pub(crate) fn key(&self) -> &CodeKey {
+        &self.key
     }
 
     /// Makes a challenge and starts its delivery; answers before the code is delivered.
@@ -249,6 +260,7 @@ impl Challenges {
             locale,
             expires_at,
             valid_seconds: u32::try_from(lifetime).unwrap_or(u32::MAX),
+            template: crate::email::Template::Code,
         });
         Ok(Started::Sent(ChallengeAnswer {
             transaction_id,
@@ -419,7 +431,7 @@ impl Challenges {
 }
 
 /// Where a code on `channel` goes for this user.
-fn destination(user: &UserRecord, channel: Channel) -> Result<String> {
+pub(crate) fn destination(user: &UserRecord, channel: Channel) -> Result<String> {
     let missing = |what: &str| {
         Error::Conflict(format!(
             "the user has no {what}: choose another channel, or set one"
@@ -466,7 +478,7 @@ pub fn mask(destination: &str, channel: Channel) -> String {
 }
 
 /// Uniform random digits (bytes of 250 and above are drawn again, so no digit is favoured).
-fn numeric_code(digits: usize) -> String {
+pub(crate) fn numeric_code(digits: usize) -> String {
     use rand_core::{OsRng, RngCore};
     let mut code = String::with_capacity(digits);
     while code.len() < digits {

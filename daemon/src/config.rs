@@ -56,6 +56,9 @@ pub struct Config {
     /// Delivery plugins, each a `[[plugin]]` table with its capabilities.
     #[serde(default)]
     pub plugin: Vec<crate::delivery::config::PluginConfig>,
+    /// Lifetimes of the restore function's short-lived secrets (see `restore`).
+    #[serde(default)]
+    pub restore: crate::restore::RestoreConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -394,6 +397,7 @@ impl Config {
             delivery: Default::default(),
             email: None,
             plugin: Vec::new(),
+            restore: Default::default(),
         }
     }
 
@@ -560,7 +564,49 @@ impl Config {
                 format!("not a valid log filter: {:?}", self.log.level),
             );
         }
+        let p = &self.policy;
+        if p.restore_limit > 0 && p.restore_period_days == 0 {
+            fail(
+                "policy",
+                "restore_period_days",
+                "must be at least 1 when restore_limit is set".into(),
+            );
+        }
+        let phone_like = |c: &crate::policy::Channel| *c == crate::policy::Channel::Totp;
+        if p.restore_resend_channels.iter().any(phone_like) {
+            fail(
+                "policy",
+                "restore_resend_channels",
+                "an authenticator app cannot receive a restore code: use sms, voice, email, in_person"
+                    .into(),
+            );
+        }
+        let r = &self.restore;
+        for (key, zero) in [
+            ("session_lifetime_seconds", r.session_lifetime_seconds == 0),
+            ("pairing_lifetime_seconds", r.pairing_lifetime_seconds == 0),
+            ("block_code_lifetime_days", r.block_code_lifetime_days == 0),
+            ("handover_lifetime_hours", r.handover_lifetime_hours == 0),
+        ] {
+            if zero {
+                fail("restore", key, "must be at least 1".into());
+            }
+        }
         for g in &self.policy.group {
+            if g.restore_resend_channels
+                .as_ref()
+                .is_some_and(|c| c.iter().any(phone_like))
+                || (g.restore_limit.unwrap_or(p.restore_limit) > 0
+                    && g.restore_period_days == Some(0))
+            {
+                errors.push(ConfigError {
+                    line: 1,
+                    message: format!(
+                        "[[policy.group]] {}: restore_resend_channels cannot hold totp, and restore_period_days must be at least 1 with a limit",
+                        g.group
+                    ),
+                });
+            }
             if g.group.trim().is_empty() || g.group.chars().any(char::is_control) {
                 errors.push(ConfigError {
                     line: 1,

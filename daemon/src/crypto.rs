@@ -32,7 +32,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// Picks an index below `n` without modulo bias.
-fn random_below(n: u32) -> u32 {
+pub(crate) fn random_below(n: u32) -> u32 {
     let zone = u32::MAX - (u32::MAX % n);
     loop {
         let v = OsRng.next_u32();
@@ -164,7 +164,7 @@ pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES]> 
 }
 
 /// Alphabet of backup codes: Crockford's base32 (no i, l, o, u), so codes read out over a phone survive.
-const BACKUP_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+pub(crate) const BACKUP_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 pub const BACKUP_CODE_CHARS: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +240,38 @@ pub fn normalise_backup_code(input: &str) -> Option<String> {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     (s.len() == BACKUP_CODE_CHARS && s.bytes().all(|b| BACKUP_ALPHABET.contains(&b))).then_some(s)
+}
+
+/// One secret kept as an argon2id hash with its own salt (a restore code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowHash {
+    pub salt: String,
+    pub cost: Argon2Cost,
+    pub hash: String,
+}
+
+impl SlowHash {
+    pub fn new(secret: &str, cost: Argon2Cost) -> Result<SlowHash> {
+        let salt: [u8; 16] = random_bytes();
+        let hash = argon2id(secret.as_bytes(), &salt, cost)?;
+        Ok(SlowHash {
+            salt: data_encoding::BASE64.encode(&salt),
+            cost,
+            hash: data_encoding::BASE64.encode(&hash),
+        })
+    }
+
+    /// Constant-time comparison of `candidate`'s hash with the stored one.
+    pub fn matches(&self, candidate: &str) -> Result<bool> {
+        let salt = data_encoding::BASE64
+            .decode(self.salt.as_bytes())
+            .map_err(|_| Error::Store("hash salt is not base64".into()))?;
+        let stored = data_encoding::BASE64
+            .decode(self.hash.as_bytes())
+            .map_err(|_| Error::Store("hash is not base64".into()))?;
+        let guess = argon2id(candidate.as_bytes(), &salt, self.cost)?;
+        Ok(constant_time_eq(&stored, &guess))
+    }
 }
 
 fn argon2id(secret: &[u8], salt: &[u8], cost: Argon2Cost) -> Result<[u8; 32]> {

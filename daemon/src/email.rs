@@ -24,15 +24,30 @@ pub enum Template {
     Code,
     /// Tells a user that an admin generated an access code for their account.
     AccessCodeNotice,
+    /// The OTP of a restore (step 2 of restoring onto a new device).
+    RestoreOtp,
+    /// A new restore code (at activation, rotation, after a restore, or re-sent by an admin).
+    RestoreCode,
+    /// A device was added (restored, duplicated, enrolled), with the code that blocks it.
+    NewDevice,
 }
 
 impl Template {
-    const ALL: [Template; 2] = [Template::Code, Template::AccessCodeNotice];
+    const ALL: [Template; 5] = [
+        Template::Code,
+        Template::AccessCodeNotice,
+        Template::RestoreOtp,
+        Template::RestoreCode,
+        Template::NewDevice,
+    ];
 
     pub fn file_name(self) -> &'static str {
         match self {
             Template::Code => "code.txt",
             Template::AccessCodeNotice => "access-code-notice.txt",
+            Template::RestoreOtp => "restore-otp.txt",
+            Template::RestoreCode => "restore-code.txt",
+            Template::NewDevice => "new-device.txt",
         }
     }
 
@@ -47,6 +62,23 @@ impl Template {
                 "transaction",
             ],
             Template::AccessCodeNotice => &["user", "display_name", "admin", "expires"],
+            Template::RestoreOtp => &[
+                "code",
+                "user",
+                "display_name",
+                "minutes",
+                "expires",
+                "transaction",
+            ],
+            Template::RestoreCode => &["restore_code", "user", "display_name"],
+            Template::NewDevice => &[
+                "user",
+                "display_name",
+                "device",
+                "how",
+                "time",
+                "block_code",
+            ],
         }
     }
 
@@ -57,6 +89,15 @@ impl Template {
             }
             Template::AccessCodeNotice => {
                 "Subject: An access code was issued for your account\n\nHello {display_name},\n\nan administrator ({admin}) issued a single-use access code for your account ({user}). It is valid until {expires}.\nIf you did not ask the helpdesk for one, tell your IT security team at once.\n"
+            }
+            Template::RestoreOtp => {
+                "Subject: Your restore code\n\nHello {display_name},\n\nto move your two-factor authentication onto a new device, enter this code: {code}\n\nIt is valid for {minutes} minutes (until {expires}). If you are not restoring your authenticator right now, someone has your restore code: tell your IT helpdesk at once.\n"
+            }
+            Template::RestoreCode => {
+                "Subject: Your new restore code\n\nHello {display_name},\n\nyour restore code for two-factor authentication ({user}) is:\n\n    {restore_code}\n\nKeep it somewhere safe, away from your phone: with it and a code we email you, you can move your authenticator onto a new device. Any restore code you had before no longer works.\n"
+            }
+            Template::NewDevice => {
+                "Subject: A device was added to your two-factor authentication\n\nHello {display_name},\n\na device \"{device}\" was {how} for your account ({user}) at {time}.\n\nIf this wasn't you, block it at once and for good with this code: {block_code}\n(your sign-in page's \"this wasn't me\" link takes it), then tell your IT helpdesk.\n"
             }
         }
     }

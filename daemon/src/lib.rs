@@ -17,6 +17,7 @@ pub mod lockout;
 pub mod logging;
 pub mod plugins;
 pub mod policy;
+pub mod restore;
 pub mod roles;
 pub mod service;
 pub mod store;

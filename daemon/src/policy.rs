@@ -6,7 +6,10 @@
 //! by its DN or by its CN (`VPN Users` matches `CN=VPN Users,OU=Groups,...`), case-insensitively.
 
 use serde::Deserialize;
-pub use twofold_wire::policy::{Channel, EffectivePolicy, RestoreRule, TwoFactorRule};
+pub use twofold_wire::policy::{
+    Channel, EffectivePolicy, OldDevices, RestoreCodeDelivery, RestorePolicy,
+    RestorePolicyOverride, RestoreRule, TwoFactorRule,
+};
 
 /// `[policy]`: the defaults, and the per-group overrides.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -18,8 +21,48 @@ pub struct PolicyConfig {
     pub channels: Vec<Channel>,
     #[serde(default = "default_restore")]
     pub restore: RestoreRule,
+    /// Restores per user per `restore_period_days`; 0: no limit.
+    #[serde(default = "defaults::limit")]
+    pub restore_limit: u32,
+    #[serde(default = "defaults::period_days")]
+    pub restore_period_days: u32,
+    #[serde(default = "defaults::old_devices")]
+    pub restore_old_devices: OldDevices,
+    #[serde(default = "defaults::code_delivery")]
+    pub restore_code_delivery: RestoreCodeDelivery,
+    #[serde(default = "defaults::resend_channels")]
+    pub restore_resend_channels: Vec<Channel>,
+    #[serde(default = "defaults::auto_activate")]
+    pub restore_auto_activate: bool,
+    #[serde(default = "defaults::prompt_after_logins")]
+    pub restore_prompt_after_logins: u32,
     #[serde(default)]
     pub group: Vec<GroupPolicy>,
+}
+
+mod defaults {
+    use super::{Channel, OldDevices, RestoreCodeDelivery, RestorePolicy};
+    pub fn limit() -> u32 {
+        RestorePolicy::default().limit
+    }
+    pub fn period_days() -> u32 {
+        RestorePolicy::default().period_days
+    }
+    pub fn old_devices() -> OldDevices {
+        RestorePolicy::default().old_devices
+    }
+    pub fn code_delivery() -> RestoreCodeDelivery {
+        RestorePolicy::default().code_delivery
+    }
+    pub fn resend_channels() -> Vec<Channel> {
+        RestorePolicy::default().resend_channels
+    }
+    pub fn auto_activate() -> bool {
+        RestorePolicy::default().auto_activate
+    }
+    pub fn prompt_after_logins() -> u32 {
+        RestorePolicy::default().prompt_after_logins
+    }
 }
 
 fn default_two_factor() -> TwoFactorRule {
@@ -44,6 +87,13 @@ impl Default for PolicyConfig {
             two_factor: default_two_factor(),
             channels: all_channels(),
             restore: default_restore(),
+            restore_limit: defaults::limit(),
+            restore_period_days: defaults::period_days(),
+            restore_old_devices: defaults::old_devices(),
+            restore_code_delivery: defaults::code_delivery(),
+            restore_resend_channels: defaults::resend_channels(),
+            restore_auto_activate: defaults::auto_activate(),
+            restore_prompt_after_logins: defaults::prompt_after_logins(),
             group: Vec::new(),
         }
     }
@@ -60,6 +110,34 @@ pub struct GroupPolicy {
     pub channels: Option<Vec<Channel>>,
     #[serde(default)]
     pub restore: Option<RestoreRule>,
+    #[serde(default)]
+    pub restore_limit: Option<u32>,
+    #[serde(default)]
+    pub restore_period_days: Option<u32>,
+    #[serde(default)]
+    pub restore_old_devices: Option<OldDevices>,
+    #[serde(default)]
+    pub restore_code_delivery: Option<RestoreCodeDelivery>,
+    #[serde(default)]
+    pub restore_resend_channels: Option<Vec<Channel>>,
+    #[serde(default)]
+    pub restore_auto_activate: Option<bool>,
+    #[serde(default)]
+    pub restore_prompt_after_logins: Option<u32>,
+}
+
+impl GroupPolicy {
+    pub fn restore_overrides(&self) -> RestorePolicyOverride {
+        RestorePolicyOverride {
+            limit: self.restore_limit,
+            period_days: self.restore_period_days,
+            old_devices: self.restore_old_devices,
+            code_delivery: self.restore_code_delivery,
+            resend_channels: self.restore_resend_channels.clone(),
+            auto_activate: self.restore_auto_activate,
+            prompt_after_logins: self.restore_prompt_after_logins,
+        }
+    }
 }
 
 /// True when `wanted` (a DN or a CN) names the group `dn`.
@@ -94,7 +172,74 @@ impl PolicyConfig {
                 .iter()
                 .find_map(|p| p.restore)
                 .unwrap_or(self.restore),
+            restore_settings: self.restore_for(&matching),
             from_groups: matching.iter().map(|p| p.group.clone()).collect(),
+        }
+    }
+
+    /// The defaults of the restore settings, as `[policy]` sets them.
+    pub fn restore_defaults(&self) -> RestorePolicy {
+        RestorePolicy {
+            limit: self.restore_limit,
+            period_days: self.restore_period_days,
+            old_devices: self.restore_old_devices,
+            code_delivery: self.restore_code_delivery,
+            resend_channels: self.restore_resend_channels.clone(),
+            auto_activate: self.restore_auto_activate,
+            prompt_after_logins: self.restore_prompt_after_logins,
+        }
+    }
+
+    fn restore_for(&self, matching: &[&GroupPolicy]) -> RestorePolicy {
+        RestorePolicy {
+            limit: matching
+                .iter()
+                .find_map(|p| p.restore_limit)
+                .unwrap_or(self.restore_limit),
+            period_days: matching
+                .iter()
+                .find_map(|p| p.restore_period_days)
+                .unwrap_or(self.restore_period_days),
+            old_devices: matching
+                .iter()
+                .find_map(|p| p.restore_old_devices)
+                .unwrap_or(self.restore_old_devices),
+            code_delivery: matching
+                .iter()
+                .find_map(|p| p.restore_code_delivery)
+                .unwrap_or(self.restore_code_delivery),
+            resend_channels: matching
+                .iter()
+                .find_map(|p| p.restore_resend_channels.clone())
+                .unwrap_or_else(|| self.restore_resend_channels.clone()),
+            auto_activate: matching
+                .iter()
+                .find_map(|p| p.restore_auto_activate)
+                .unwrap_or(self.restore_auto_activate),
+            prompt_after_logins: matching
+                .iter()
+                .find_map(|p| p.restore_prompt_after_logins)
+                .unwrap_or(self.restore_prompt_after_logins),
+        }
+    }
+
+    /// `restore_prompt_after_logins` for a user's groups, 0 when their restore is prohibited; without
+    /// building the whole policy (verify asks on every accepted code).
+    pub fn restore_prompt_after(&self, groups: &[String]) -> u32 {
+        let (mut prompt, mut rule) = (None, None);
+        if !self.group.is_empty() {
+            for p in self
+                .group
+                .iter()
+                .filter(|p| groups.iter().any(|g| names_group(&p.group, g)))
+            {
+                prompt = prompt.or(p.restore_prompt_after_logins);
+                rule = rule.or(p.restore);
+            }
+        }
+        match rule.unwrap_or(self.restore) {
+            RestoreRule::Prohibited => 0,
+            RestoreRule::Allowed => prompt.unwrap_or(self.restore_prompt_after_logins),
         }
     }
 }

@@ -248,6 +248,7 @@ mod tests {
             Permission::UpdatePhoneNumbers,
             Permission::GenerateAccessCode,
             Permission::ResendRestoreCode,
+            Permission::RestoreForUser,
         ] {
             assert_eq!(least(p), Role::Admin, "{p:?}");
         }

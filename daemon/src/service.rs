@@ -116,7 +116,7 @@ impl Service {
         self.clock.now()
     }
 
-    fn argon2_cost(&self) -> Argon2Cost {
+    pub(crate) fn argon2_cost(&self) -> Argon2Cost {
         Argon2Cost {
             memory_kib: self.config.store.argon2_memory_kib,
             iterations: self.config.store.argon2_iterations,
@@ -238,6 +238,7 @@ impl Service {
             failures: failures.failures,
             locked: failures.locked_at.is_some(),
             created: user.created,
+            restore: Some(self.restore_state(user)?),
         })
     }
 
@@ -295,6 +296,7 @@ impl Service {
         let _guard = self.lock_user(&user_key(&user.id)).await;
         self.store.delete_user(&user)?;
         self.store.clear_failure_count(&user_key(&user.id))?;
+        self.store.remove_restore_record(&user.id)?;
         self.audit(actor, "user_delete", Some(&user.username), "ok", None)?;
         self.store.commit().await
     }
@@ -440,6 +442,11 @@ impl Service {
                 ))
             }
             (_, true) => d.status = DeviceStatus::Blocked,
+            (_, false) if d.reported_at.is_some() => {
+                return Err(Error::Conflict(
+                    "its user reported this device as not theirs: it stays blocked for good".into(),
+                ))
+            }
             (_, false) => d.status = DeviceStatus::Active,
         }
         let info = d.info();
@@ -468,6 +475,24 @@ impl Service {
         label: Option<String>,
         algorithm: Option<TotpAlgorithm>,
         digits: Option<u8>,
+    ) -> Result<EnrollAnswer> {
+        let origin = match actor {
+            Actor::Admin { .. } => DeviceOrigin::Admin,
+            Actor::Api(_) | Actor::Daemon => DeviceOrigin::Enrolled,
+        };
+        self.enroll_device(actor, name, label, algorithm, digits, origin)
+            .await
+    }
+
+    /// Starts a TOTP device that came to be as `origin` (restore and pairing make theirs here too).
+    pub(crate) async fn enroll_device(
+        &self,
+        actor: &Actor,
+        name: &str,
+        label: Option<String>,
+        algorithm: Option<TotpAlgorithm>,
+        digits: Option<u8>,
+        origin: DeviceOrigin,
     ) -> Result<EnrollAnswer> {
         let label = label.unwrap_or_else(|| "Authenticator".to_owned());
         validate::text("label", &label, 64)?;
@@ -507,10 +532,8 @@ impl Service {
                 last_step: None,
                 drift: 0,
             }),
-            origin: match actor {
-                Actor::Admin { .. } => DeviceOrigin::Admin,
-                Actor::Api(_) | Actor::Daemon => DeviceOrigin::Enrolled,
-            },
+            origin,
+            reported_at: None,
         };
         // A new enrollment replaces one that was started and never confirmed.
         user.devices
@@ -522,7 +545,7 @@ impl Service {
             "totp_enroll",
             Some(&user.username),
             "pending",
-            Some(format!("device={device_id}")),
+            Some(format!("device={device_id} origin={}", origin_name(origin))),
         )?;
         self.store.commit().await?;
         Ok(EnrollAnswer {
@@ -535,6 +558,7 @@ impl Service {
     }
 
     /// Activates a pending device with its first code; issues backup codes if the user has none.
+    /// A restored device is finished by its restore instead (see `restore`).
     pub async fn confirm_totp(
         &self,
         actor: &Actor,
@@ -542,6 +566,25 @@ impl Service {
         device_id: &str,
         code: &str,
     ) -> Result<ConfirmAnswer> {
+        let (mut answer, user, first) = self
+            .confirm_device(actor, name, device_id, code, false)
+            .await?;
+        answer.restore_code = self
+            .after_device_confirmed(actor, &user, &answer.device, first)
+            .await?;
+        Ok(answer)
+    }
+
+    /// Activates a pending device. Returns the answer, the user after it, and whether it is the user's
+    /// first confirmed device. `restoring`: the caller completes a restore with it.
+    pub(crate) async fn confirm_device(
+        &self,
+        actor: &Actor,
+        name: &str,
+        device_id: &str,
+        code: &str,
+        restoring: bool,
+    ) -> Result<(ConfirmAnswer, UserRecord, bool)> {
         validate::code(code)?;
         let found = self.user_by_name(name)?;
         let _guard = self.lock_user(&user_key(&found.id)).await;
@@ -556,6 +599,13 @@ impl Service {
             .ok_or(Error::NotFound { what: "device" })?;
         if device.status != DeviceStatus::Pending {
             return Err(Error::Conflict("the device is already confirmed".into()));
+        }
+        if (device.origin == DeviceOrigin::Restored) != restoring {
+            return Err(Error::Conflict(if restoring {
+                "the device was not made by this restore".into()
+            } else {
+                "a restored device is confirmed through its restore (/api/v1/restore/{transaction}/confirm)".into()
+            }));
         }
         let state = device
             .totp
@@ -591,6 +641,10 @@ impl Service {
         device.status = DeviceStatus::Active;
         device.last_used = Some(now);
         let info = device.info();
+        let first = !user
+            .devices
+            .iter()
+            .any(|d| d.id != device_id && d.status != DeviceStatus::Pending);
         let backup_codes = if user.backup_codes.is_none() {
             let (set, codes) = self.new_backup_codes().await?;
             user.backup_codes = Some(set);
@@ -608,10 +662,15 @@ impl Service {
             Some(format!("device={device_id}")),
         )?;
         self.store.commit().await?;
-        Ok(ConfirmAnswer {
-            device: info,
-            backup_codes,
-        })
+        Ok((
+            ConfirmAnswer {
+                device: info,
+                backup_codes,
+                restore_code: None,
+            },
+            user,
+            first,
+        ))
     }
 
     async fn new_backup_codes(&self) -> Result<(BackupCodeSet, Vec<String>)> {
@@ -692,6 +751,7 @@ impl Service {
             return Ok(reject(reason, retry_after));
         }
 
+        let prompt_after = user.as_ref().map_or(0, |u| self.restore_prompt_after(u));
         let outcome = self.evaluate(user, code, transaction, now).await?;
         match outcome {
             Outcome::Accepted {
@@ -706,8 +766,13 @@ impl Service {
                     device.as_ref().map_or("-", |d| d.id.as_str())
                 );
                 self.audit(actor, "verify", Some(&audit_user), "accept", Some(detail))?;
+                let restore_prompt = match &id {
+                    Some(id) => self.count_login(id, prompt_after)?,
+                    None => false,
+                };
                 self.store.commit().await?;
                 Ok(VerifyAnswer {
+                    restore_prompt,
                     result: VerifyResult::Accept,
                     method: Some("two_factor".to_owned()),
                     factor: Some(factor),
@@ -1026,7 +1091,7 @@ pub(crate) fn user_key(id: &str) -> String {
     format!("user:{id}")
 }
 
-fn address_key(ip: IpAddr) -> String {
+pub(crate) fn address_key(ip: IpAddr) -> String {
     // An IPv4 client seen through an IPv6 socket is the same client.
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -1060,6 +1125,7 @@ fn reject(reason: RejectReason, retry_after: Option<u64>) -> VerifyAnswer {
         reason: Some(reason),
         retry_after,
         backup_codes_remaining: None,
+        restore_prompt: false,
     }
 }
 
@@ -1069,6 +1135,15 @@ fn reason_name(reason: RejectReason) -> &'static str {
         RejectReason::Replayed => "replayed",
         RejectReason::RateLimited => "rate_limited",
         RejectReason::Locked => "locked",
+    }
+}
+
+pub(crate) fn origin_name(origin: DeviceOrigin) -> &'static str {
+    match origin {
+        DeviceOrigin::Enrolled => "enrolled",
+        DeviceOrigin::Admin => "admin",
+        DeviceOrigin::Restored => "restored",
+        DeviceOrigin::Duplicated => "duplicated",
     }
 }
 

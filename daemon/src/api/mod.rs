@@ -7,6 +7,7 @@
 mod challenge;
 mod error;
 mod extract;
+mod restore;
 pub mod server;
 
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +52,23 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
             "/api/v1/users/{user}/backup-codes",
             post(regenerate_backup_codes),
         )
+        .route(
+            "/api/v1/users/{user}/restore-code",
+            post(restore::request_code),
+        )
+        .route("/api/v1/users/{user}/restore", get(restore::status))
+        .route("/api/v1/restore", post(restore::start))
+        .route(
+            "/api/v1/restore/{transaction}/enroll",
+            post(restore::enroll),
+        )
+        .route(
+            "/api/v1/restore/{transaction}/confirm",
+            post(restore::confirm),
+        )
+        .route("/api/v1/users/{user}/pairing", post(restore::pairing))
+        .route("/api/v1/pair", post(restore::pair))
+        .route("/api/v1/block", post(restore::block))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

@@ -47,6 +47,8 @@ pub struct Job {
     pub locale: String,
     pub expires_at: i64,
     pub valid_seconds: u32,
+    /// The mail it becomes on the email channel (other channels send `code` with their own text).
+    pub template: Template,
 }
 
 impl std::fmt::Debug for Job {
@@ -339,11 +341,34 @@ impl Delivery {
             ("expires", utc_text(job.expires_at)),
             ("transaction", job.transaction_id.clone()),
         ]);
-        match mailer.send(Template::Code, &job.destination, &values).await {
+        match mailer.send(job.template, &job.destination, &values).await {
             Ok(()) => Try::Delivered(format!("accepted by {}", mailer.server)),
             Err(e) if e.transient => Try::Retry(e.message),
             Err(e) => Try::Failed(e.message),
         }
+    }
+
+    /// Sends one templated mail in the background (notices, restore codes); a failure is logged.
+    /// False when no `[email]` server is configured.
+    pub fn mail(
+        self: &Arc<Self>,
+        template: Template,
+        to: &str,
+        values: BTreeMap<&'static str, String>,
+    ) -> bool {
+        if self.mailer.is_none() {
+            return false;
+        }
+        let delivery = self.clone();
+        let to = to.to_owned();
+        tokio::spawn(async move {
+            if let Some(mailer) = &delivery.mailer {
+                if let Err(e) = mailer.send(template, &to, &values).await {
+                    tracing::warn!(template = template.file_name(), error = %e.message, "mail not sent");
+                }
+            }
+        });
+        true
     }
 
     /// Tells a user by email that an access code was generated for them (in the background).

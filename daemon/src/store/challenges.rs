@@ -67,6 +67,16 @@ impl Store {
         Ok(previous.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Stores a challenge that is not the user's open one (a restore OTP, a notice sent by SMS): its
+    /// delivery is tracked like any other, and it never replaces or stands in for a sign-in challenge.
+    pub fn insert_detached_challenge(&self, record: &ChallengeRecord) -> Result<()> {
+        self.challenges
+            .insert(record.transaction_id.as_bytes(), encode(record)?)?;
+        self.challenge_order
+            .insert(order_key(record.created, &record.transaction_id), &[])?;
+        Ok(())
+    }
+
     pub fn challenge(&self, transaction_id: &str) -> Result<Option<ChallengeRecord>> {
         self.challenges
             .get(transaction_id.as_bytes())?

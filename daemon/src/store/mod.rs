@@ -10,6 +10,7 @@
 pub mod challenges;
 mod durability;
 pub mod records;
+pub mod restore;
 
 use std::path::Path;
 
@@ -46,6 +47,8 @@ pub struct Store {
     challenge_order: sled::Tree,
     open_challenges: sled::Tree,
     access_codes: sled::Tree,
+    /// The restore function's records, by key prefix (see `restore`).
+    restore: sled::Tree,
     committer: Committer,
 }
 
@@ -88,6 +91,7 @@ impl Store {
             challenge_order: tree("challenge_order")?,
             open_challenges: tree("open_challenges")?,
             access_codes: tree("access_codes")?,
+            restore: tree("restore")?,
             committer: Committer::start(
                 db.clone(),
                 std::fs::File::open(dir.join("db")).map_err(|e| Error::io(dir.join("db"), e))?,

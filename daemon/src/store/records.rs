@@ -121,6 +121,10 @@ pub struct DeviceRecord {
     /// Records written before this field existed were all enrolled by their user.
     #[serde(default)]
     pub origin: DeviceOrigin,
+    /// When its user reported it with a notification's block code ("this wasn't me"): blocked for
+    /// good, nobody unblocks it.
+    #[serde(default)]
+    pub reported_at: Option<i64>,
 }
 
 impl DeviceRecord {

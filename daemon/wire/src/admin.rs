@@ -131,6 +131,29 @@ pub enum AdminRequest {
     AccessCodeGenerate {
         user: String,
     },
+    /// Where a user's restore function stands: activated, when, restores used in the period.
+    RestoreStatus {
+        user: String,
+    },
+    /// Makes a new restore code for a user who lost theirs and sends it by a channel the user's policy
+    /// allows (`restore_resend_channels`); the old code stops working.
+    RestoreResend {
+        user: String,
+        channel: crate::policy::Channel,
+    },
+    /// Restores a user onto a new authenticator for them (when their policy prohibits restore, or their
+    /// limit is reached): answers a pending device with its QR code, finished by `RestoreConfirm`.
+    RestoreStart {
+        user: String,
+        #[serde(default)]
+        label: Option<String>,
+    },
+    /// Confirms the device `RestoreStart` made with its first code and completes the restore.
+    RestoreConfirm {
+        user: String,
+        device: String,
+        code: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +231,12 @@ pub enum AdminReply {
     },
     /// The code is shown only here; the daemon keeps its HMAC.
     AccessCode(crate::delivery::AccessCodeIssued),
+    RestoreState {
+        user: String,
+        state: crate::restore::RestoreState,
+    },
+    RestoreCodeSent(crate::restore::RestoreCodeResent),
+    Restored(crate::restore::RestoreCompleted),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +282,9 @@ pub struct UserView {
     pub failures: u32,
     pub locked: bool,
     pub created: i64,
+    /// The restore function's state (absent from older daemons).
+    #[serde(default)]
+    pub restore: Option<crate::restore::RestoreState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,6 +401,8 @@ pub enum Permission {
     UpdatePhoneNumbers,
     GenerateAccessCode,
     ResendRestoreCode,
+    /// Restore a user onto a new device for them (their policy prohibits it, or their limit is reached).
+    RestoreForUser,
     /// Create, enable, disable and delete local users.
     ManageUsers,
     /// Start a directory sync now.
@@ -380,7 +414,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 17] = [
         Permission::LookUp,
         Permission::Unlock,
         Permission::HandOverCode,
@@ -392,6 +426,7 @@ impl Permission {
         Permission::UpdatePhoneNumbers,
         Permission::GenerateAccessCode,
         Permission::ResendRestoreCode,
+        Permission::RestoreForUser,
         Permission::ManageUsers,
         Permission::SyncDirectory,
         Permission::ManageApiKeys,
@@ -413,6 +448,7 @@ impl Permission {
             | Permission::UpdatePhoneNumbers
             | Permission::GenerateAccessCode
             | Permission::ResendRestoreCode
+            | Permission::RestoreForUser
             | Permission::ManageUsers
             | Permission::SyncDirectory => Role::Admin,
             Permission::ManageApiKeys
@@ -435,6 +471,7 @@ impl Permission {
             Permission::UpdatePhoneNumbers => "update phone numbers",
             Permission::GenerateAccessCode => "generate access codes",
             Permission::ResendRestoreCode => "re-send restore codes",
+            Permission::RestoreForUser => "restore users onto new devices",
             Permission::ManageUsers => "create, enable, disable and delete users",
             Permission::SyncDirectory => "sync the directory now",
             Permission::ManageApiKeys => "manage API keys",
@@ -460,7 +497,12 @@ impl AdminRequest {
             | AdminRequest::AuditSearch { .. }
             | AdminRequest::DirectoryStatus
             | AdminRequest::DeliveryList { .. }
+            | AdminRequest::RestoreStatus { .. }
             | AdminRequest::PluginStatus => Permission::LookUp,
+            AdminRequest::RestoreResend { .. } => Permission::ResendRestoreCode,
+            AdminRequest::RestoreStart { .. } | AdminRequest::RestoreConfirm { .. } => {
+                Permission::RestoreForUser
+            }
             AdminRequest::HandoverList | AdminRequest::HandoverDone { .. } => {
                 Permission::HandOverCode
             }
@@ -534,6 +576,9 @@ pub struct PolicyOverview {
     pub two_factor: crate::policy::TwoFactorRule,
     pub channels: Vec<crate::policy::Channel>,
     pub restore: crate::policy::RestoreRule,
+    /// The default restore settings (`restore_*` keys of `[policy]`).
+    #[serde(default)]
+    pub restore_settings: crate::policy::RestorePolicy,
     /// First match wins per setting; a setting left out falls through to the next entry, then the default.
     pub groups: Vec<GroupPolicyView>,
 }
@@ -545,6 +590,9 @@ pub struct GroupPolicyView {
     pub two_factor: Option<crate::policy::TwoFactorRule>,
     pub channels: Option<Vec<crate::policy::Channel>>,
     pub restore: Option<crate::policy::RestoreRule>,
+    /// The restore settings this entry overrides; the rest fall through.
+    #[serde(default)]
+    pub restore_settings: crate::policy::RestorePolicyOverride,
 }
 
 /// Where a synced user lives in its directory.

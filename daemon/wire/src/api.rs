@@ -46,6 +46,9 @@ pub struct ConfirmAnswer {
     pub device: DeviceInfo,
     /// Issued with the user's first confirmed device, shown once. Absent when the user already has a set.
     pub backup_codes: Option<Vec<String>>,
+    /// The restore code, when this confirmation activated restore (policy `restore_auto_activate`).
+    #[serde(default)]
+    pub restore_code: Option<crate::restore::RestoreCodeIssued>,
 }
 
 /// `POST /api/v1/verify`
@@ -114,6 +117,10 @@ pub struct VerifyAnswer {
     pub retry_after: Option<u64>,
     /// Backup codes left after a backup code was used.
     pub backup_codes_remaining: Option<u32>,
+    /// On accept: the user has logged in often enough (policy `restore_prompt_after_logins`) and has not
+    /// activated restore yet: the application should offer to activate it.
+    #[serde(default)]
+    pub restore_prompt: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

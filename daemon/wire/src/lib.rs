@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod delivery;
 pub mod policy;
+pub mod restore;
 
 use serde::{Deserialize, Serialize};
 
