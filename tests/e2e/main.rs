@@ -12,6 +12,7 @@ mod files;
 mod lockout;
 mod packaging;
 mod replay;
+mod restore;
 mod secrets;
 mod totp;
 
