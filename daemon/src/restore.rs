@@ -1394,3 +1394,206 @@ fn utc_text(unix: i64) -> String {
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| unix.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use twofold_wire::admin::NewUser;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    const T0: i64 = 1_800_000_000;
+
+    #[test]
+    fn the_limit_as_a_table() {
+        // (restores made at, limit, period in days, asked at) -> (restores in the period, next possible)
+        type Row = (&'static [i64], u32, u32, i64, (u32, Option<i64>));
+        let table: &[Row] = &[
+            (&[], 3, 30, T0, (0, None)),
+            (&[T0 - 10], 3, 30, T0, (1, None)),
+            (
+                &[T0 - 3, T0 - 2, T0 - 1],
+                3,
+                30,
+                T0,
+                (3, Some(T0 - 3 + 30 * DAY)),
+            ),
+            // the oldest leaves the period: one more fits
+            (
+                &[T0 - 3, T0 - 2, T0 - 1],
+                3,
+                30,
+                T0 - 3 + 30 * DAY,
+                (2, None),
+            ),
+            // older than the period: not counted at all
+            (
+                &[T0 - 31 * DAY, T0 - 1],
+                1,
+                30,
+                T0,
+                (1, Some(T0 - 1 + 30 * DAY)),
+            ),
+            // over the limit (an admin restored too): wait until enough have left
+            (
+                &[T0 - 5, T0 - 4, T0 - 3],
+                1,
+                7,
+                T0,
+                (3, Some(T0 - 3 + 7 * DAY)),
+            ),
+            // 0: no limit
+            (&[T0 - 3, T0 - 2, T0 - 1], 0, 30, T0, (3, None)),
+        ];
+        for (i, (restores, limit, days, now, expected)) in table.iter().enumerate() {
+            assert_eq!(
+                limit_check(restores, *limit, *days, *now),
+                *expected,
+                "row {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn codes_normalise_and_have_their_length() {
+        let code = new_restore_code();
+        assert_eq!(code.len(), RESTORE_CODE_CHARS + 4);
+        let normal = normalise(&code.to_uppercase(), RESTORE_CODE_CHARS);
+        assert_eq!(normal.map(|n| n.len()), Some(RESTORE_CODE_CHARS));
+        assert_eq!(normalise("abc", RESTORE_CODE_CHARS), None);
+        assert_eq!(
+            normalise(&"u".repeat(25), RESTORE_CODE_CHARS),
+            None,
+            "u is not in the alphabet"
+        );
+        assert_eq!(percent("Acme Corp:x"), "Acme%20Corp%3Ax");
+    }
+
+    async fn service(clock: Arc<ManualClock>) -> Result<(Service, std::path::PathBuf)> {
+        let text = r#"
+version = 1
+[store]
+argon2_memory_kib = 1024
+argon2_iterations = 1
+[policy]
+restore_limit = 3
+restore_period_days = 30
+restore_prompt_after_logins = 4
+[[policy.group]]
+group = "strict"
+restore_limit = 1
+restore_period_days = 7
+restore_prompt_after_logins = 2
+[[policy.group]]
+group = "admins-only"
+restore = "prohibited"
+"#;
+        let config = Config::parse(text).map_err(|e| Error::Config(format!("{e:?}")))?;
+        let dir = std::env::temp_dir().join(format!(
+            "tf-restore-{}",
+            data_encoding::HEXLOWER.encode(&crypto::random_bytes::<6>())
+        ));
+        let store = Store::open(&dir)?;
+        let service = Service::new(
+            store,
+            clock,
+            crypto::SecretBox::new(&[7u8; 32]),
+            Arc::new(config),
+        );
+        for (name, group) in [
+            ("ann", None),
+            ("sid", Some("strict")),
+            ("ada", Some("admins-only")),
+        ] {
+            service
+                .create_user(
+                    &Actor::Daemon,
+                    NewUser {
+                        username: name.into(),
+                        groups: group.map(|g| vec![g.to_owned()]).unwrap_or_default(),
+                        ..NewUser::default()
+                    },
+                )
+                .await?;
+        }
+        Ok((service, dir))
+    }
+
+    #[tokio::test]
+    async fn limits_per_period_over_the_injected_clock() -> Result<()> {
+        let clock = ManualClock::new(T0);
+        let (service, dir) = service(clock.clone()).await?;
+        let restore = |name: &str| -> Result<()> {
+            let user = service.find(name)?;
+            let now = service.now();
+            service
+                .store()
+                .update_restore_record(&user.id, |r| r.restores.push(now))?;
+            Ok(())
+        };
+        let state =
+            |name: &str| -> Result<RestoreState> { service.restore_state(&service.find(name)?) };
+        // (at, user, restore now?, expected restores in the period, expected next possible restore)
+        let table: &[(i64, &str, bool, u32, Option<i64>)] = &[
+            (T0, "ann", true, 1, None),
+            (T0 + DAY, "ann", true, 2, None),
+            (T0 + 2 * DAY, "ann", true, 3, Some(T0 + 30 * DAY)),
+            (T0 + 30 * DAY - 1, "ann", false, 3, Some(T0 + 30 * DAY)),
+            (T0 + 30 * DAY, "ann", false, 2, None),
+            (T0 + 31 * DAY, "ann", false, 1, None),
+            // the group "strict": one per 7 days
+            (T0, "sid", true, 1, Some(T0 + 7 * DAY)),
+            (T0 + 6 * DAY, "sid", false, 1, Some(T0 + 7 * DAY)),
+            (T0 + 7 * DAY, "sid", false, 0, None),
+        ];
+        for (i, (at, name, restore_now, used, next)) in table.iter().enumerate() {
+            clock.set(*at);
+            if *restore_now {
+                restore(name)?;
+            }
+            let s = state(name)?;
+            assert_eq!(
+                (s.restores_in_period, s.next_restore_at),
+                (*used, *next),
+                "row {i}"
+            );
+        }
+        assert!(!state("ada")?.allowed);
+        assert!(state("ann")?.allowed);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_login_prompt_follows_the_policy() -> Result<()> {
+        let clock = ManualClock::new(T0);
+        let (service, dir) = service(clock).await?;
+        // (user, prompts over six logins)
+        let table: &[(&str, [bool; 6])] = &[
+            ("ann", [false, false, false, true, true, true]),
+            ("sid", [false, true, true, true, true, true]),
+            // prohibited: the application is never told to offer restore
+            ("ada", [false; 6]),
+        ];
+        for (name, expected) in table {
+            let user = service.find(name)?;
+            let after = service.restore_prompt_after(&user);
+            let prompts: Vec<bool> = (0..6)
+                .map(|_| service.count_login(&user.id, after))
+                .collect::<Result<_>>()?;
+            assert_eq!(prompts, expected.to_vec(), "{name}");
+        }
+        // Once activated, no prompt.
+        let ann = service.find("ann")?;
+        service
+            .store()
+            .update_restore_record(&ann.id, |r| r.activated_at = Some(T0))?;
+        assert!(!service.count_login(&ann.id, 4)?);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
