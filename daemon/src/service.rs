@@ -22,7 +22,7 @@ use crate::directory::Directories;
 use crate::error::{Error, Result};
 use crate::lockout::{FailureCount, Gate};
 use crate::store::records::{ApiKeyRecord, DeviceRecord, TotpState, UserRecord};
-use crate::store::Store;
+use crate::store::{DeviceUse, Store};
 use crate::totp::{self, TotpCheck, TotpParams};
 use crate::validate;
 
@@ -855,8 +855,16 @@ impl Service {
                         state.last_step = Some(step);
                         state.drift = drift;
                         device.last_used = Some(now);
+                        self.store.record_device_use(
+                            &user_id,
+                            &device.id,
+                            DeviceUse {
+                                last_step: Some(step),
+                                drift,
+                                last_used: Some(now),
+                            },
+                        );
                         let info = device.info();
-                        self.store.put_user(&user)?;
                         return Ok(Outcome::Accepted {
                             device: Some(info),
                             factor: Factor::Totp,

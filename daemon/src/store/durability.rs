@@ -1,71 +1,116 @@
 //! Group commit: many callers, one fsync.
 //!
-//! A caller writes, then asks for a commit and waits. One task collects every waiting caller, flushes the
-//! store once on a blocking thread, and answers them all. Anyone who asked while a flush was running waits
-//! for the next one, which starts right after: their writes may have missed the running flush. So each
+//! A caller writes, then asks for a commit and waits. A dedicated thread collects every waiting caller,
+//! makes the store durable once, and answers them all. Anyone who asked while a commit was running waits
+//! for the next one, which starts right after: their writes may have missed the running one. So each
 //! caller's writes are on disk before its answer, and under load one fsync serves dozens of requests.
+//!
+//! Durable means `fdatasync`: the journal (see `journal`) always, sled's data file only when sled was
+//! written since its last sync (sled 0.34's `flush` ends in `sync_file_range`, which survives a killed
+//! process but not a power loss on a disk with a write-back cache). A verification writes only the
+//! journal, so it costs one `fdatasync` shared by its batch.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
+use tokio::sync::oneshot;
+
+use super::journal::Journal;
 use crate::error::{Error, Result};
 
-/// A caller waiting for its writes to be durable. It brings the database along, so that the commit task
+/// What a commit makes durable.
+pub(super) struct Durable {
+    pub db: sled::Db,
+    /// sled's data file.
+    pub db_file: std::fs::File,
+    pub journal: Journal,
+    /// Counts sled writes (see `tree`).
+    sled_writes: Arc<AtomicU64>,
+    /// The value of `sled_writes` that the last sled sync covered.
+    sled_synced: AtomicU64,
+}
+
+impl Durable {
+    pub fn new(
+        db: sled::Db,
+        sled_writes: Arc<AtomicU64>,
+        db_file: std::fs::File,
+        journal: Journal,
+    ) -> Durable {
+        Durable {
+            db,
+            db_file,
+            journal,
+            sled_writes,
+            sled_synced: AtomicU64::new(0),
+        }
+    }
+
+    fn sync(&self) -> Result<(), String> {
+        // Read before flushing: a write counted here is in sled's log before the flush starts.
+        let sled_writes = self.sled_writes.load(Ordering::Acquire);
+        self.journal.sync().map_err(|e| e.to_string())?;
+        if sled_writes != self.sled_synced.load(Ordering::Relaxed) {
+            self.db.flush().map_err(|e| e.to_string())?;
+            self.db_file
+                .sync_data()
+                .map_err(|e| format!("fdatasync: {e}"))?;
+            self.sled_synced.store(sled_writes, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// A caller waiting for its writes to be durable. It brings the store along, so that the commit thread
 /// holds no handle of its own while idle: dropping the store closes the database.
-type Waiter = (oneshot::Sender<Result<(), String>>, sled::Db);
+type Waiter = (oneshot::Sender<Result<(), String>>, Arc<Durable>);
 
 #[derive(Clone)]
 pub struct Committer {
-    requests: mpsc::UnboundedSender<Waiter>,
-    db: sled::Db,
+    requests: mpsc::Sender<Waiter>,
+    durable: Arc<Durable>,
 }
 
 impl Committer {
-    /// `log` is sled's data file: sled 0.34's `flush` ends in `sync_file_range`, which survives a killed
-    /// process but not a power loss on a disk with a write-back cache, so each batch also `fdatasync`s it.
-    pub fn start(db: sled::Db, log: std::fs::File) -> Committer {
-        let log = std::sync::Arc::new(log);
-        let (requests, mut incoming) = mpsc::unbounded_channel::<Waiter>();
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(first) = incoming.recv().await {
-                let db = first.1.clone();
-                batch.push(first);
-                while let Ok(more) = incoming.try_recv() {
-                    batch.push(more);
+    /// Starts the commit thread; it ends when the last `Committer` is dropped.
+    pub(super) fn start(durable: Arc<Durable>) -> Result<Committer> {
+        let (requests, incoming) = mpsc::channel::<Waiter>();
+        std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || {
+                let mut batch = Vec::new();
+                while let Ok(first) = incoming.recv() {
+                    let durable = first.1.clone();
+                    batch.push(first);
+                    while let Ok(more) = incoming.try_recv() {
+                        batch.push(more);
+                    }
+                    let outcome = durable.sync();
+                    if let Err(e) = &outcome {
+                        tracing::error!(error = %e, "store commit failed");
+                    }
+                    // Drop the batch's store handles before answering: a caller that closes the store
+                    // after its commit must not find the database still held open by this thread.
+                    drop(durable);
+                    let waiters: Vec<_> = batch.drain(..).map(|(waiter, _)| waiter).collect();
+                    for waiter in waiters {
+                        let _ = waiter.send(outcome.clone());
+                    }
                 }
-                let log = log.clone();
-                let flush = move || -> Result<(), String> {
-                    db.flush().map_err(|e| e.to_string())?;
-                    log.sync_data().map_err(|e| format!("fdatasync: {e}"))
-                };
-                let outcome = match tokio::task::spawn_blocking(flush).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(format!("flush task: {e}")),
-                };
-                if let Err(e) = &outcome {
-                    tracing::error!(error = %e, "store flush failed");
-                }
-                // Drop the batch's database handles before answering: a caller that closes the store
-                // after its commit must not find the database still held open by this task.
-                let waiters: Vec<_> = batch.drain(..).map(|(waiter, _db)| waiter).collect();
-                for waiter in waiters {
-                    let _ = waiter.send(outcome.clone());
-                }
-            }
-        });
-        Committer { requests, db }
+            })
+            .map_err(|e| Error::Store(format!("commit thread: {e}")))?;
+        Ok(Committer { requests, durable })
     }
 
     pub async fn commit(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.requests
-            .send((tx, self.db.clone()))
-            .map_err(|_| Error::Store("the commit task has stopped".into()))?;
+            .send((tx, self.durable.clone()))
+            .map_err(|_| Error::Store("the commit thread has stopped".into()))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Store(format!("flush: {e}"))),
-            Err(_) => Err(Error::Store("the commit task has stopped".into())),
+            Ok(Err(e)) => Err(Error::Store(format!("commit: {e}"))),
+            Err(_) => Err(Error::Store("the commit thread has stopped".into())),
         }
     }
 }

@@ -3,52 +3,62 @@
 //! sled is an implementation detail of this module: nothing outside it names a sled type, so a second
 //! backend (a replicated one for clusters) replaces this file's internals, not the logic above it.
 //!
-//! Durability: writes land in sled's log at once, but are only promised once `commit()` returns. Callers
-//! write, then await `commit()`, then answer. Concurrent callers share one fsync (group commit, see
-//! `durability`), which is what makes durable replay protection cheap under load.
+//! Two parts: sled holds the records (users, names, API keys, challenges, settings); the journal (see
+//! `journal`) holds what every verification changes (device use, failure counters) and the audit log, as
+//! small binary frames, so a verification writes no sled record at all. Reading a user through the store
+//! gives the record with its devices' use filled in from the journal; writing one puts each part where it
+//! belongs.
+//!
+//! Durability: writes are only promised once `commit()` returns. Callers write, then await `commit()`,
+//! then answer. Concurrent callers share one fsync (group commit, see `durability`), which is what makes
+//! durable replay protection cheap under load.
 
 pub mod challenges;
 mod durability;
+mod journal;
 pub mod records;
 pub mod restore;
+mod tree;
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use twofold_wire::admin::AuditEvent;
 
 use crate::error::{Error, Result};
 use crate::lockout::FailureCount;
-pub use durability::Committer;
+use durability::{Committer, Durable};
+pub use journal::DeviceUse;
 use records::{ApiKeyRecord, UserRecord};
+use tree::Tree;
 
 /// Version of the record layout. Bump it and add a step to `migrate` when the layout changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 1: everything in sled. 2: device use, failure counters and the audit log in the journal.
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    meta: sled::Tree,
-    users: sled::Tree,
+    meta: Tree,
+    users: Tree,
     /// lower-cased username and UPN -> user id
-    names: sled::Tree,
+    names: Tree,
     /// `<directory name>/<objectGUID>` -> user id, for users synced from a directory
-    guids: sled::Tree,
-    /// `user:<name>` / `addr:<ip>` -> FailureCount
-    failures: sled::Tree,
+    guids: Tree,
     /// SHA-256 of the key -> ApiKeyRecord
-    api_keys: sled::Tree,
-    /// big-endian id -> AuditEvent; only ever appended to
-    audit: sled::Tree,
+    api_keys: Tree,
     /// transaction id -> ChallengeRecord; big-endian created || transaction id -> () (newest last);
     /// user id -> transaction id of the user's open challenge; user id -> AccessCodeRecord
-    challenges: sled::Tree,
-    challenge_order: sled::Tree,
-    open_challenges: sled::Tree,
-    access_codes: sled::Tree,
+    challenges: Tree,
+    challenge_order: Tree,
+    open_challenges: Tree,
+    access_codes: Tree,
     /// The restore function's records, by key prefix (see `restore`).
-    restore: sled::Tree,
+    restore: Tree,
+    durable: Arc<Durable>,
     committer: Committer,
 }
 
@@ -68,7 +78,6 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, migrating an older layout and refusing a newer one.
-    /// Must be called inside a tokio runtime (the group-commit task is spawned here).
     pub fn open(dir: &Path) -> Result<Store> {
         let db = sled::Config::new()
             .path(dir)
@@ -78,28 +87,47 @@ impl Store {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
-        let tree = |name: &str| db.open_tree(name).map_err(Error::from);
+        let writes = Arc::new(AtomicU64::new(0));
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map(|t| Tree::new(t, writes.clone()))
+                .map_err(Error::from)
+        };
+        let durable = Arc::new(Durable::new(
+            db.clone(),
+            writes.clone(),
+            std::fs::File::open(dir.join("db")).map_err(|e| Error::io(dir.join("db"), e))?,
+            journal::Journal::open(dir)?,
+        ));
         let store = Store {
             meta: tree("meta")?,
             users: tree("users")?,
             names: tree("names")?,
             guids: tree("guids")?,
-            failures: tree("failures")?,
             api_keys: tree("api_keys")?,
-            audit: tree("audit")?,
             challenges: tree("challenges")?,
             challenge_order: tree("challenge_order")?,
             open_challenges: tree("open_challenges")?,
             access_codes: tree("access_codes")?,
             restore: tree("restore")?,
-            committer: Committer::start(
-                db.clone(),
-                std::fs::File::open(dir.join("db")).map_err(|e| Error::io(dir.join("db"), e))?,
-            ),
+            committer: Committer::start(durable.clone())?,
+            durable,
             db,
         };
         store.check_schema()?;
+        // Layout 1's trees, emptied into the journal by the migration; dropped here too, so that a crash
+        // between the migration and their removal leaves nothing behind.
+        for old in ["failures", "audit"] {
+            store.db.drop_tree(old)?;
+        }
+        // The next start replays only what this run appends.
+        let journal = &store.durable.journal;
+        journal.write_snapshot(|user| Ok(store.users.contains_key(user.as_bytes())?))?;
         Ok(store)
+    }
+
+    fn journal(&self) -> &journal::Journal {
+        &self.durable.journal
     }
 
     fn check_schema(&self) -> Result<()> {
@@ -131,9 +159,37 @@ impl Store {
 
     /// The migration hook: rewrites records from layout `from` to `from + 1`. Layout 1 is the first.
     fn migrate(&self, from: u32) -> Result<()> {
-        Err(Error::Store(format!(
-            "no migration from schema version {from}"
-        )))
+        match from {
+            1 => self.migrate_to_journal(),
+            _ => Err(Error::Store(format!(
+                "no migration from schema version {from}"
+            ))),
+        }
+    }
+
+    /// Layout 1 -> 2: device use from the user records, the `failures` tree and the `audit` tree go to the
+    /// journal. The journal is rebuilt from scratch, so a migration cut short runs again from the start;
+    /// the old trees are dropped only once the new version is recorded (see `open`). User records keep
+    /// their old copies of device use until next written: they are never read (see `with_device_use`).
+    fn migrate_to_journal(&self) -> Result<()> {
+        let journal = self.journal();
+        journal.reset()?;
+        for item in self.users.iter() {
+            let (_, v) = item?;
+            let user: UserRecord = decode(&v)?;
+            for device in &user.devices {
+                journal.record_device_use(&user.id, &device.id, device_use_of(device));
+            }
+        }
+        for item in self.db.open_tree("failures")?.iter() {
+            let (k, v) = item?;
+            let count: FailureCount = decode(&v)?;
+            journal.update_counter(&String::from_utf8_lossy(&k), |_| count);
+        }
+        for item in self.db.open_tree("audit")?.iter() {
+            journal.append_audit_with_id(&decode(&item?.1)?);
+        }
+        journal.sync()
     }
 
     pub fn schema_version(&self) -> Result<u32> {
@@ -154,8 +210,50 @@ impl Store {
     pub fn user(&self, id: &str) -> Result<Option<UserRecord>> {
         self.users
             .get(id.as_bytes())?
-            .map(|v| decode(&v))
+            .map(|v| self.decode_user(&v))
             .transpose()
+    }
+
+    /// A stored user record with its devices' use filled in from the journal.
+    fn decode_user(&self, bytes: &[u8]) -> Result<UserRecord> {
+        let mut user: UserRecord = decode(bytes)?;
+        self.journal().with_user_devices(&user.id, |uses| {
+            for device in &mut user.devices {
+                let used = uses
+                    .iter()
+                    .find(|(id, _)| *id == device.id)
+                    .map(|(_, u)| *u)
+                    .unwrap_or_default();
+                set_device_use(device, used);
+            }
+        });
+        Ok(user)
+    }
+
+    /// Encodes a user for sled without its devices' use: the journal holds that, so there is one place
+    /// that says which steps were used (see `record_devices_of`).
+    fn encode_user(user: &UserRecord) -> Result<Vec<u8>> {
+        let mut cold = user.clone();
+        for device in &mut cold.devices {
+            set_device_use(device, DeviceUse::default());
+        }
+        encode(&cold)
+    }
+
+    /// After a user record was written: its devices' use goes to the journal, and deleted devices are
+    /// forgotten.
+    fn record_devices_of(&self, user: &UserRecord) {
+        let journal = self.journal();
+        journal.retain_devices(&user.id, |id| user.device(id).is_some());
+        for device in &user.devices {
+            journal.record_device_use(&user.id, &device.id, device_use_of(device));
+        }
+    }
+
+    /// Records that a device was just used (the hot path of verification: no user record is rewritten).
+    /// Replay protection only moves forward (see `DeviceUse::merge`). Durable after the next commit.
+    pub fn record_device_use(&self, user_id: &str, device_id: &str, used: DeviceUse) {
+        self.journal().record_device_use(user_id, device_id, used);
     }
 
     /// By username or UPN, case-insensitively.
@@ -182,12 +280,13 @@ impl Store {
     /// Replaces a user's record. When `old` is given, names it had and `user` lacks are released and new
     /// names are claimed, all in one transaction; a name held by another user fails with `Conflict`.
     pub fn replace_user(&self, old: Option<&UserRecord>, user: &UserRecord) -> Result<()> {
-        let value = encode(user)?;
+        let value = Store::encode_user(user)?;
         let old_names = old.map(user_names).unwrap_or_default();
         let new_names = user_names(user);
         let guid = user.directory.as_ref().map(guid_key);
-        let result =
-            (&self.users, &self.names, &self.guids).transaction(|(users, index, guids)| {
+        let result = Tree::transaction3(
+            (&self.users, &self.names, &self.guids),
+            |(users, index, guids)| {
                 for name in &new_names {
                     if let Some(holder) = index.get(name.as_bytes())? {
                         if holder.as_ref() != user.id.as_bytes() {
@@ -208,25 +307,32 @@ impl Store {
                 }
                 users.insert(user.id.as_bytes(), value.as_slice())?;
                 Ok(())
-            });
+            },
+        );
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.record_devices_of(user);
+                Ok(())
+            }
             Err(TransactionError::Abort(message)) => Err(Error::Conflict(message)),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
     }
 
-    /// Replaces a user's record whose names did not change (the hot path of verification).
+    /// Replaces a user's record whose names did not change.
     pub fn put_user(&self, user: &UserRecord) -> Result<()> {
-        self.users.insert(user.id.as_bytes(), encode(user)?)?;
+        self.users
+            .insert(user.id.as_bytes(), Store::encode_user(user)?)?;
+        self.record_devices_of(user);
         Ok(())
     }
 
     pub fn delete_user(&self, user: &UserRecord) -> Result<()> {
         let names = user_names(user);
         let guid = user.directory.as_ref().map(guid_key);
-        (&self.users, &self.names, &self.guids)
-            .transaction(|(users, index, guids)| {
+        Tree::transaction3(
+            (&self.users, &self.names, &self.guids),
+            |(users, index, guids)| {
                 for name in &names {
                     index.remove(name.as_bytes())?;
                 }
@@ -235,14 +341,21 @@ impl Store {
                 }
                 users.remove(user.id.as_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| Error::Store(format!("delete user: {e:?}")))
+            },
+        )
+        .map_err(|e| Error::Store(format!("delete user: {e:?}")))?;
+        self.journal().retain_devices(&user.id, |_| false);
+        Ok(())
     }
 
     /// The user synced from `domain` with this objectGUID.
     pub fn user_by_guid(&self, domain: &str, guid: &str) -> Result<Option<UserRecord>> {
         match self.guids.get(format!("{domain}/{guid}").as_bytes())? {
-            Some(id) => self.users.get(&id)?.map(|v| decode(&v)).transpose(),
+            Some(id) => self
+                .users
+                .get(&id)?
+                .map(|v| self.decode_user(&v))
+                .transpose(),
             None => Ok(None),
         }
     }
@@ -287,7 +400,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.users.iter() {
             let (_, v) = item?;
-            let user: UserRecord = decode(&v)?;
+            let user = self.decode_user(&v)?;
             let hit = match &query {
                 None => true,
                 Some(q) => [
@@ -312,44 +425,25 @@ impl Store {
     // ---- failure counters ----
 
     pub fn failure_count(&self, key: &str) -> Result<FailureCount> {
-        Ok(self
-            .failures
-            .get(key.as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()?
-            .unwrap_or_default())
+        Ok(self.journal().counter(key))
     }
 
     /// Atomically replaces a counter with `f(current)`; returns the new value.
     pub fn update_failure_count(
         &self,
         key: &str,
-        f: impl Fn(FailureCount) -> FailureCount,
+        f: impl FnOnce(FailureCount) -> FailureCount,
     ) -> Result<FailureCount> {
-        let mut decode_error = None;
-        let updated = self.failures.update_and_fetch(key.as_bytes(), |old| {
-            let current = match old.map(serde_json::from_slice::<FailureCount>).transpose() {
-                Ok(c) => c.unwrap_or_default(),
-                Err(e) => {
-                    decode_error = Some(e);
-                    FailureCount::default()
-                }
-            };
-            let next = f(current);
-            if next == FailureCount::default() {
-                None
-            } else {
-                serde_json::to_vec(&next).ok()
-            }
-        })?;
-        if let Some(e) = decode_error {
-            tracing::warn!(key, error = %e, "failure counter was unreadable and was reset");
-        }
-        Ok(updated.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+        Ok(self.journal().update_counter(key, f))
     }
 
     pub fn clear_failure_count(&self, key: &str) -> Result<bool> {
-        Ok(self.failures.remove(key.as_bytes())?.is_some())
+        let mut cleared = false;
+        self.journal().update_counter(key, |c| {
+            cleared = c != FailureCount::default();
+            FailureCount::default()
+        });
+        Ok(cleared)
     }
 
     // ---- API keys ----
@@ -395,24 +489,13 @@ impl Store {
     // ---- audit ----
 
     /// Appends an event (its `id` is assigned here) and returns the id.
-    pub fn append_audit(&self, mut event: AuditEvent) -> Result<u64> {
-        let id = self.db.generate_id()?;
-        event.id = id;
-        self.audit.insert(id.to_be_bytes(), encode(&event)?)?;
-        Ok(id)
+    pub fn append_audit(&self, event: AuditEvent) -> Result<u64> {
+        Ok(self.journal().append_audit(&event))
     }
 
     /// The newest `limit` events, oldest first.
     pub fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEvent>> {
-        let mut events: Vec<AuditEvent> = self
-            .audit
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|item| decode(&item?.1))
-            .collect::<Result<_>>()?;
-        events.reverse();
-        Ok(events)
+        self.journal().audit_newest(limit, None, |_| true)
     }
 
     /// The newest `limit` events older than `before` (all if `None`) that `keep` accepts, oldest first.
@@ -422,19 +505,23 @@ impl Store {
         before: Option<u64>,
         keep: impl Fn(&AuditEvent) -> bool,
     ) -> Result<Vec<AuditEvent>> {
-        let mut events = Vec::new();
-        let end = before.unwrap_or(u64::MAX).to_be_bytes();
-        for item in self.audit.range(..end).rev() {
-            if events.len() >= limit {
-                break;
-            }
-            let event: AuditEvent = decode(&item?.1)?;
-            if keep(&event) {
-                events.push(event);
-            }
-        }
-        events.reverse();
-        Ok(events)
+        self.journal().audit_newest(limit, before, keep)
+    }
+}
+
+fn device_use_of(device: &records::DeviceRecord) -> DeviceUse {
+    DeviceUse {
+        last_step: device.totp.as_ref().and_then(|t| t.last_step),
+        drift: device.totp.as_ref().map_or(0, |t| t.drift),
+        last_used: device.last_used,
+    }
+}
+
+fn set_device_use(device: &mut records::DeviceRecord, used: DeviceUse) {
+    device.last_used = used.last_used;
+    if let Some(totp) = &mut device.totp {
+        totp.last_step = used.last_step;
+        totp.drift = used.drift;
     }
 }
 
@@ -499,6 +586,99 @@ mod tests {
             refused.contains("no migration from schema version 0"),
             "{refused}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    /// A store as a version-1 daemon left it: everything in sled, device use inside the user record.
+    fn write_version_1_store(dir: &Path) -> Result<()> {
+        let db = sled::open(dir)?;
+        db.open_tree("meta")?
+            .insert(SCHEMA_KEY, &1u32.to_be_bytes())?;
+        let user = serde_json::json!({
+            "id": "u1", "username": "alice", "upn": null, "display_name": null, "email": null,
+            "mobile": null, "voice": null, "groups": [], "enabled": true, "source": "local",
+            "enrollment_required": false, "created": 10,
+            "devices": [{
+                "id": "d1", "kind": "totp", "label": "phone", "status": "active", "created": 11,
+                "last_used": 1_700_000_030, "destination": null,
+                "totp": {"params": {"algorithm": "SHA1", "digits": 6, "period": 30},
+                         "sealed_secret": "AAAA", "last_step": 56_666_667, "drift": -1}
+            }],
+            "backup_codes": null
+        });
+        db.open_tree("users")?
+            .insert(b"u1", serde_json::to_vec(&user)?)?;
+        db.open_tree("names")?.insert(b"alice", b"u1")?;
+        let count = FailureCount {
+            failures: 4,
+            last_failure: 1_700_000_000,
+            locked_at: None,
+        };
+        db.open_tree("failures")?
+            .insert(b"addr:10.0.0.9", serde_json::to_vec(&count)?)?;
+        let audit = db.open_tree("audit")?;
+        for (id, action) in [(7u64, "user_create"), (19, "verify")] {
+            let event = AuditEvent {
+                id,
+                time: 1_700_000_000,
+                actor: "admin:uid=0".into(),
+                action: action.into(),
+                user: Some("alice".into()),
+                outcome: "ok".into(),
+                detail: None,
+            };
+            audit.insert(id.to_be_bytes(), serde_json::to_vec(&event)?)?;
+        }
+        db.flush()?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_version_1_store_moves_device_use_counters_and_audit_to_the_journal() -> Result<()> {
+        let dir = temp_dir("v1");
+        write_version_1_store(&dir)?;
+        for reopen in 0..2 {
+            let store = Store::open(&dir)?;
+            assert_eq!(store.schema_version()?, SCHEMA_VERSION, "reopen {reopen}");
+            let user = store
+                .find_user("alice")?
+                .ok_or(Error::NotFound { what: "user" })?;
+            let device = &user.devices[0];
+            assert_eq!(device.last_used, Some(1_700_000_030));
+            let totp = device
+                .totp
+                .as_ref()
+                .ok_or(Error::NotFound { what: "totp" })?;
+            assert_eq!((totp.last_step, totp.drift), (Some(56_666_667), -1));
+            assert_eq!(store.failure_count("addr:10.0.0.9")?.failures, 4);
+            let events = store.audit_tail(10)?;
+            assert_eq!(
+                events
+                    .iter()
+                    .map(|e| (e.id, e.action.as_str()))
+                    .collect::<Vec<_>>(),
+                [(7, "user_create"), (19, "verify"), (20, "verify")][..2 + reopen]
+            );
+            assert!(store
+                .db
+                .tree_names()
+                .iter()
+                .all(|t| t != b"audit" && t != b"failures"));
+            if reopen == 0 {
+                // New events continue after the migrated ones; a rewritten record keeps no copy of the use.
+                assert_eq!(store.append_audit(events[1].clone())?, 20);
+                store.put_user(&user)?;
+                let raw = store
+                    .users
+                    .get(b"u1")?
+                    .map(|v| v.to_vec())
+                    .unwrap_or_default();
+                let stored: UserRecord = decode(&raw)?;
+                assert_eq!(stored.devices[0].last_used, None);
+                store.commit().await?;
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
