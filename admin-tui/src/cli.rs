@@ -62,6 +62,9 @@ pub enum Command {
     /// The restore function: state, lost restore codes, restoring a user for them.
     #[command(subcommand)]
     Restore(RestoreCommand),
+    /// System-wide settings.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// The newest audit events, optionally only those matching every filter given.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -129,6 +132,11 @@ pub enum UserCommand {
     },
     /// A single-use access code to read out to the user (printed once).
     AccessCode {
+        user: String,
+    },
+    /// Remove the user's devices and backup codes: they must enroll again at their next login.
+    #[command(name = "reset-2fa")]
+    ResetTwoFactor {
         user: String,
     },
     /// Set the numbers codes go to instead of the directory's; a number left out is cleared.
@@ -264,6 +272,24 @@ pub enum RestoreCommand {
 }
 
 #[derive(Subcommand)]
+pub enum SystemCommand {
+    /// The system-wide 2FA switch: `on` makes every user enroll at their next login (again, if they
+    /// enrolled before), `off` lets the policies apply, `status` shows it.
+    #[command(name = "two-factor")]
+    TwoFactor {
+        #[arg(value_enum)]
+        switch: Switch,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+    Status,
+}
+
+#[derive(Subcommand)]
 pub enum AddressCommand {
     /// Clear a source address's failure count and lock.
     Unlock { address: String },
@@ -353,6 +379,9 @@ impl Command {
                 UserCommand::AccessCode { user } => {
                     AdminRequest::AccessCodeGenerate { user: user.clone() }
                 }
+                UserCommand::ResetTwoFactor { user } => {
+                    AdminRequest::UserResetTwoFactor { user: user.clone() }
+                }
                 UserCommand::Phones {
                     user,
                     mobile,
@@ -438,6 +467,11 @@ impl Command {
                     device: device.clone(),
                     code: code.clone(),
                 },
+            },
+            Command::System(SystemCommand::TwoFactor { switch }) => match switch {
+                Switch::On => AdminRequest::SystemTwoFactorSet { on: true },
+                Switch::Off => AdminRequest::SystemTwoFactorSet { on: false },
+                Switch::Status => AdminRequest::SystemTwoFactorShow,
             },
         }
     }

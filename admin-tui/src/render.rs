@@ -22,13 +22,14 @@ fn devices(out: &mut String, devices: &[DeviceInfo]) {
     for d in devices {
         let _ = writeln!(
             out,
-            "  {}  {:?}  {:?}  {:<20}  created {}  last used {}",
+            "  {}  {:?}  {:?}  {:<20}  created {}  last used {}  added {}",
             d.id,
             d.kind,
             d.status,
             d.label,
             time(d.created),
-            d.last_used.map_or_else(|| "never".to_owned(), time)
+            d.last_used.map_or_else(|| "never".to_owned(), time),
+            spelled(&d.origin)
         );
     }
 }
@@ -394,6 +395,25 @@ pub fn text(reply: &AdminReply) -> String {
                     let _ = writeln!(out, "  error: {e}");
                 }
             }
+        }
+        AdminReply::SystemTwoFactor(s) => {
+            let _ = writeln!(
+                out,
+                "system-wide 2FA {}  (epoch {})  last switched {} by {}",
+                if s.on {
+                    "ON: every user must have enrolled since it was switched on"
+                } else {
+                    "off: the policies apply"
+                },
+                s.epoch,
+                s.changed_at.map_or_else(|| "never".to_owned(), time),
+                s.changed_by.clone().unwrap_or_else(|| "-".to_owned())
+            );
+            let _ = writeln!(
+                out,
+                "users who must enroll: {} of {}",
+                s.enrollment_required, s.users
+            );
         }
         // Replies that features add to the wire crate print as JSON until they get a text form here.
         #[allow(unreachable_patterns)]

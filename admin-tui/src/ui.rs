@@ -40,6 +40,7 @@ fn state_name(state: TwoFactorState) -> &'static str {
         TwoFactorState::Enrolled => "enrolled",
         TwoFactorState::EnrollmentRequired => "must enroll",
         TwoFactorState::NotEnrolled => "not enrolled",
+        TwoFactorState::Off => "2FA off",
     }
 }
 

@@ -408,5 +408,14 @@ async fn dispatch(
                 .admin_restore_confirm(actor, &user, &device, &code)
                 .await?,
         ),
+        AdminRequest::UserResetTwoFactor { user } => {
+            AdminReply::User(service.reset_two_factor(actor, &user).await?)
+        }
+        AdminRequest::SystemTwoFactorShow => {
+            AdminReply::SystemTwoFactor(service.system_two_factor_view()?)
+        }
+        AdminRequest::SystemTwoFactorSet { on } => {
+            AdminReply::SystemTwoFactor(service.set_system_two_factor(actor, on).await?)
+        }
     })
 }

@@ -30,15 +30,18 @@ pub enum Template {
     RestoreCode,
     /// A device was added (restored, duplicated, enrolled), with the code that blocks it.
     NewDevice,
+    /// Tells a user that their first authenticator was confirmed: 2FA now protects their account.
+    TwoFactorEnabled,
 }
 
 impl Template {
-    const ALL: [Template; 5] = [
+    const ALL: [Template; 6] = [
         Template::Code,
         Template::AccessCodeNotice,
         Template::RestoreOtp,
         Template::RestoreCode,
         Template::NewDevice,
+        Template::TwoFactorEnabled,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Template {
             Template::RestoreOtp => "restore-otp.txt",
             Template::RestoreCode => "restore-code.txt",
             Template::NewDevice => "new-device.txt",
+            Template::TwoFactorEnabled => "two-factor-enabled.txt",
         }
     }
 
@@ -79,6 +83,7 @@ impl Template {
                 "time",
                 "block_code",
             ],
+            Template::TwoFactorEnabled => &["user", "display_name", "device", "time"],
         }
     }
 
@@ -98,6 +103,9 @@ impl Template {
             }
             Template::NewDevice => {
                 "Subject: A device was added to your two-factor authentication\n\nHello {display_name},\n\na device \"{device}\" was {how} for your account ({user}) at {time}.\n\nIf this wasn't you, block it at once and for good with this code: {block_code}\n(your sign-in page's \"this wasn't me\" link takes it), then tell your IT helpdesk.\n"
+            }
+            Template::TwoFactorEnabled => {
+                "Subject: Two-factor authentication has been enabled\n\nHello {display_name},\n\ntwo-factor authentication has been enabled for your account ({user}) on {time}, with the authenticator \"{device}\".\nFrom now on, signing in asks for a code from it.\nIf you did not set this up, tell your IT security team at once.\n"
             }
         }
     }
@@ -329,10 +337,12 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("{cod}"), "{e}");
         assert!(parse_template(Template::Code, "no subject\n\nbody", "t").is_err());
-        assert!(
-            parse_template(Template::AccessCodeNotice, "Subject: x\n\n{code}\n", "t").is_err(),
-            "the notice never holds a code"
-        );
+        for notice in [Template::AccessCodeNotice, Template::TwoFactorEnabled] {
+            assert!(
+                parse_template(notice, "Subject: x\n\n{code}\n", "t").is_err(),
+                "a notice never holds a code"
+            );
+        }
         Ok(())
     }
 }

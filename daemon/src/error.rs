@@ -17,6 +17,10 @@ pub enum Error {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// Refused for a reason the caller can act on, named by `code` (`second_factor_required`,
+    /// `two_factor_required`, ...): a 403 with that code.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("configuration: {0}")]
     Config(String),
     #[error("{path}: {source}")]
@@ -53,6 +57,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
+            Error::Refused { code, .. } => code,
             Error::Config(_) => "config",
             Error::Io { .. } | Error::Store(_) | Error::Crypto(_) | Error::Tls(_) => "internal",
         }

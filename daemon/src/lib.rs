@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod directory;
 pub mod email;
 pub mod error;
+pub mod lifecycle;
 pub mod lockout;
 pub mod logging;
 pub mod plugins;

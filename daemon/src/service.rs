@@ -61,6 +61,8 @@ pub struct Service {
     directories: Directories,
     /// Codes sent out of band and admin access codes (see `challenge`); set by `start`.
     challenges: Option<Arc<crate::challenge::Challenges>>,
+    /// The system-wide 2FA switch as last read from the store (see `lifecycle`).
+    pub(crate) system_two_factor: std::sync::RwLock<Option<crate::store::records::SystemTwoFactor>>,
 }
 
 /// What one verification concluded, before it is recorded.
@@ -90,6 +92,7 @@ impl Service {
             directories: Directories::new(&config.directory),
             config,
             challenges: None,
+            system_two_factor: std::sync::RwLock::new(None),
         }
     }
 
@@ -152,7 +155,7 @@ impl Service {
         self.user_locks[stripe].lock().await
     }
 
-    fn user_by_name(&self, name: &str) -> Result<UserRecord> {
+    pub(crate) fn user_by_name(&self, name: &str) -> Result<UserRecord> {
         validate::lookup_name(name)?;
         self.store
             .find_user(name)?
@@ -199,6 +202,7 @@ impl Service {
             directory: None,
             mobile_override: None,
             voice_override: None,
+            enrolled_epoch: 0,
         };
         self.store.insert_user(&user)?;
         self.audit(actor, "user_create", Some(&user.username), "ok", None)?;
@@ -232,7 +236,7 @@ impl Service {
                 account_disabled: d.account_disabled,
                 removed_at: d.removed_at,
             }),
-            state: user.state(&self.config.policy),
+            state: self.state_of(user)?,
             devices: user.devices.iter().map(DeviceRecord::info).collect(),
             backup_codes_remaining: user.backup_codes_remaining(),
             failures: failures.failures,
@@ -248,12 +252,13 @@ impl Service {
 
     pub fn list_users(&self, query: Option<&str>, limit: Option<u32>) -> Result<Vec<UserSummary>> {
         let limit = usize::try_from(limit.unwrap_or(100).min(10_000)).unwrap_or(100);
+        let system = self.system_two_factor()?;
         Ok(self
             .store
             .list_users(query, limit)?
             .into_iter()
             .map(|u| UserSummary {
-                state: u.state(&self.config.policy),
+                state: u.state(&self.config.policy, &system),
                 id: u.id,
                 username: u.username,
                 display_name: u.display_name,
@@ -501,6 +506,7 @@ impl Service {
         if !found.enabled {
             return Err(Error::Conflict("the user is disabled".into()));
         }
+        self.refuse_when_off(&found)?;
         let _guard = self.lock_user(&user_key(&found.id)).await;
         let mut user = self
             .store
@@ -569,6 +575,9 @@ impl Service {
         let (mut answer, user, first) = self
             .confirm_device(actor, name, device_id, code, false)
             .await?;
+        if first {
+            self.notify_two_factor_enabled(&user, &answer.device);
+        }
         answer.restore_code = self
             .after_device_confirmed(actor, &user, &answer.device, first)
             .await?;
@@ -645,6 +654,7 @@ impl Service {
             .devices
             .iter()
             .any(|d| d.id != device_id && d.status != DeviceStatus::Pending);
+        user.enrolled_epoch = self.system_two_factor()?.epoch;
         let backup_codes = if user.backup_codes.is_none() {
             let (set, codes) = self.new_backup_codes().await?;
             user.backup_codes = Some(set);
@@ -724,6 +734,13 @@ impl Service {
         let audit_user = user
             .as_ref()
             .map_or_else(|| name.to_owned(), |u| u.username.clone());
+        if let Some(answer) = self
+            .answer_when_off(actor, user.as_ref(), &audit_user)
+            .await?
+        {
+            return Ok(answer);
+        }
+        let enrollment_required = self.must_enroll(user.as_ref())?;
         let now = self.now();
         let rules = &self.config.lockout;
 
@@ -780,6 +797,7 @@ impl Service {
                     reason: None,
                     retry_after: None,
                     backup_codes_remaining,
+                    enrollment_required,
                 })
             }
             Outcome::Rejected(reason) => {
@@ -1033,12 +1051,13 @@ impl Service {
             api_keys: self.store.api_keys()?.len() as u64,
             recent: self.store.audit_tail(12)?,
         };
+        let system = self.system_two_factor()?;
         for user in self.store.list_users(None, usize::MAX)? {
             stats.users += 1;
-            match user.state(&self.config.policy) {
+            match user.state(&self.config.policy, &system) {
                 twofold_wire::TwoFactorState::Enrolled => stats.enrolled += 1,
                 twofold_wire::TwoFactorState::EnrollmentRequired => stats.enrollment_required += 1,
-                twofold_wire::TwoFactorState::NotEnrolled => {}
+                twofold_wire::TwoFactorState::NotEnrolled | twofold_wire::TwoFactorState::Off => {}
             }
             stats.disabled += u64::from(!user.enabled);
             stats.locked += u64::from(self.user_locked(&user)?);
@@ -1055,13 +1074,14 @@ impl Service {
 
     /// Every user, compact and sorted by username, for the console's local search.
     pub fn user_index(&self) -> Result<Vec<twofold_wire::admin::UserIndexEntry>> {
+        let system = self.system_two_factor()?;
         self.store
             .list_users(None, usize::MAX)?
             .into_iter()
             .map(|u| {
                 Ok(twofold_wire::admin::UserIndexEntry {
                     locked: self.user_locked(&u)?,
-                    state: u.state(&self.config.policy),
+                    state: u.state(&self.config.policy, &system),
                     enabled: u.enabled,
                     username: u.username,
                     upn: u.upn,
@@ -1124,7 +1144,7 @@ fn open_seed(
     secrets.open(&sealed, seed_context(user_id, device_id).as_bytes())
 }
 
-fn reject(reason: RejectReason, retry_after: Option<u64>) -> VerifyAnswer {
+pub(crate) fn reject(reason: RejectReason, retry_after: Option<u64>) -> VerifyAnswer {
     VerifyAnswer {
         result: VerifyResult::Reject,
         method: None,
@@ -1134,6 +1154,7 @@ fn reject(reason: RejectReason, retry_after: Option<u64>) -> VerifyAnswer {
         retry_after,
         backup_codes_remaining: None,
         restore_prompt: false,
+        enrollment_required: false,
     }
 }
 
@@ -1143,6 +1164,7 @@ fn reason_name(reason: RejectReason) -> &'static str {
         RejectReason::Replayed => "replayed",
         RejectReason::RateLimited => "rate_limited",
         RejectReason::Locked => "locked",
+        RejectReason::TwoFactorOff => "two_factor_off",
     }
 }
 

@@ -452,3 +452,100 @@ fn nix_is_root() -> bool {
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
+
+/// Unix accounts for each role (helpdesk, admin, master admin), the socket folder and config that
+/// grant them, and a copy of `twofold-admin` they may run: for role tables of other features.
+pub(crate) struct RoleAccounts {
+    _accounts: Accounts,
+    _run_dir: TempDir,
+    pub socket: PathBuf,
+    binary: PathBuf,
+    groups: [String; 4],
+    /// (role name, Unix user)
+    users: Vec<(&'static str, String)>,
+}
+
+impl RoleAccounts {
+    /// `prefix` keeps the names apart from other tests running in the same process.
+    pub(crate) fn create(prefix: &str) -> Result<RoleAccounts> {
+        if !nix_is_root() {
+            bail!("role tests create Unix users and groups: run them as root (CI does)");
+        }
+        let tag = std::process::id() % 100_000;
+        let groups = [
+            format!("{prefix}sock{tag}"),
+            format!("{prefix}hd{tag}"),
+            format!("{prefix}adm{tag}"),
+            format!("{prefix}mas{tag}"),
+        ];
+        let mut accounts = Accounts {
+            users: Vec::new(),
+            groups: Vec::new(),
+        };
+        for g in &groups {
+            accounts.group(g)?;
+        }
+        let users = vec![
+            ("helpdesk", format!("{prefix}uhd{tag}")),
+            ("admin", format!("{prefix}uadm{tag}")),
+            ("master admin", format!("{prefix}umas{tag}")),
+        ];
+        for ((_, user), group) in users.iter().zip(&groups[1..]) {
+            accounts.user(user, &groups[0], &[group])?;
+        }
+        let run_dir = TempDir::new("twofold-roles")?;
+        let binary = run_dir.path().join("twofold-admin");
+        std::fs::copy(workspace_binary("twofold-admin")?, &binary)?;
+        Ok(RoleAccounts {
+            socket: run_dir.path().join("admin.sock"),
+            _accounts: accounts,
+            _run_dir: run_dir,
+            binary,
+            groups,
+            users,
+        })
+    }
+
+    /// The `[admin]` tables a daemon needs to grant these roles.
+    pub(crate) fn config(&self) -> String {
+        let [socket_group, helpdesk, admin, master] = &self.groups;
+        format!(
+            "\n[admin]\nsocket = \"{}\"\ngroup = \"{socket_group}\"\n\n[admin.roles]\nhelpdesk = [\"{helpdesk}\"]\nadmin = [\"{admin}\"]\nmaster_admin = [\"{master}\"]\n",
+            self.socket.display()
+        )
+    }
+
+    /// Runs each command as each role, in order: roles at or above the least role are not refused;
+    /// the others get one line naming the role needed and exit 1. Answers the number of refusals.
+    pub(crate) fn check_table(&self, table: &[(&[&str], &str)]) -> Result<usize> {
+        let rank = |role: &str| {
+            ["helpdesk", "admin", "master admin"]
+                .iter()
+                .position(|r| *r == role)
+                .unwrap_or(usize::MAX)
+        };
+        let mut refusals = 0;
+        for (role, user) in &self.users {
+            for (args, least) in table {
+                let out = as_user(&self.binary, &self.socket, user, args)?;
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if rank(role) >= rank(least) {
+                    assert!(
+                        !stderr.contains("(forbidden)"),
+                        "{role} must be allowed {args:?}: {stderr}"
+                    );
+                } else {
+                    assert_eq!(out.status.code(), Some(1), "{role} {args:?}");
+                    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+                    assert!(
+                        stderr.contains(&format!("needs the {least} role; uid"))
+                            && stderr.contains(&format!("is {role} (forbidden)")),
+                        "{role} {args:?}: {stderr}"
+                    );
+                    refusals += 1;
+                }
+            }
+        }
+        Ok(refusals)
+    }
+}

@@ -9,6 +9,7 @@ mod delivery;
 mod devices_and_backup_codes;
 mod directory;
 mod files;
+mod lifecycle;
 mod lockout;
 mod packaging;
 mod replay;

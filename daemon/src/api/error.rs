@@ -31,7 +31,7 @@ impl From<Error> for ApiError {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::Refused { .. } => StatusCode::FORBIDDEN,
             Error::Config(_)
             | Error::Io { .. }
             | Error::Store(_)

@@ -5,6 +5,7 @@
 //! Only the daemon's own faults are 5xx, and their details go to the log, not to the caller.
 
 mod challenge;
+mod devices;
 mod error;
 mod extract;
 mod restore;
@@ -18,7 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use twofold_wire::api::{
-    BackupCodes, ConfirmAnswer, ConfirmRequest, DeviceList, EnrollAnswer, EnrollRequest, Health,
+    BackupCodes, ConfirmAnswer, ConfirmRequest, EnrollAnswer, EnrollRequest, Health,
     RegenerateBackupCodesRequest, VerifyAnswer, VerifyRequest,
 };
 
@@ -43,10 +44,23 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
             "/api/v1/users/{user}/totp/{device}/confirm",
             post(confirm_totp),
         )
-        .route("/api/v1/users/{user}/devices", get(list_devices))
+        .route("/api/v1/users/{user}/devices", get(devices::list))
         .route(
             "/api/v1/users/{user}/devices/{device}",
-            delete(delete_device),
+            delete(devices::delete),
+        )
+        .route(
+            "/api/v1/users/{user}/devices/{device}/unpair",
+            post(devices::unpair),
+        )
+        .route(
+            "/api/v1/users/{user}/devices/{device}/block",
+            post(devices::block),
+        )
+        .route("/api/v1/users/{user}/two-factor", get(devices::status))
+        .route(
+            "/api/v1/users/{user}/two-factor/disable",
+            post(devices::disable),
         )
         .route(
             "/api/v1/users/{user}/backup-codes",
@@ -155,30 +169,6 @@ async fn confirm_totp(
             .confirm_totp(&Actor::Api(app), &user, &device, &request.code)
             .await?,
     ))
-}
-
-async fn list_devices(
-    State(state): State<AppState>,
-    Caller(_app): Caller,
-    ApiPath(user): ApiPath<String>,
-) -> ApiResult<Json<DeviceList>> {
-    Ok(Json(DeviceList {
-        devices: state.service.devices(&user)?,
-    }))
-}
-
-async fn delete_device(
-    State(state): State<AppState>,
-    Caller(app): Caller,
-    ApiPath((user, device)): ApiPath<(String, String)>,
-) -> ApiResult<Json<DeviceList>> {
-    state
-        .service
-        .delete_device(&Actor::Api(app), &user, &device)
-        .await?;
-    Ok(Json(DeviceList {
-        devices: state.service.devices(&user)?,
-    }))
 }
 
 async fn regenerate_backup_codes(

@@ -408,8 +408,32 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// Sends a notice by email in the background; without an [email] server it is not sent. A notice
+    /// holds no code, so a failure is logged and not retried.
+    pub fn send_notice(
+        self: &Arc<Self>,
+        kind: Template,
+        email: &str,
+        values: BTreeMap<&'static str, String>,
+    ) {
+        if self.mailer.is_none() {
+            return;
+        }
+        let delivery = self.clone();
+        let email = email.to_owned();
+        tokio::spawn(async move {
+            if let Some(mailer) = &delivery.mailer {
+                if let Err(e) = mailer.send(kind, &email, &values).await {
+                    tracing::warn!(error = %e.message, template = kind.file_name(), "notice not sent");
+                }
+            }
+        });
+    }
+}
+
 /// `2026-05-04 13:05 UTC`
-fn utc_text(unix: i64) -> String {
+pub(crate) fn utc_text(unix: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()

@@ -44,6 +44,7 @@ impl Service {
                 }),
                 mobile_override: None,
                 voice_override: None,
+                enrolled_epoch: 0,
             };
             self.store().insert_user(&user)?;
             self.audit(

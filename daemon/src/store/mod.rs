@@ -705,6 +705,7 @@ mod tests {
             directory: None,
             mobile_override: None,
             voice_override: None,
+            enrolled_epoch: 0,
         };
         store.insert_user(&user("u1", "Alice", Some("alice@corp.example")))?;
         assert!(matches!(

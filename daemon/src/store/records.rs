@@ -39,6 +39,10 @@ pub struct UserRecord {
     pub mobile_override: Option<String>,
     #[serde(default)]
     pub voice_override: Option<String>,
+    /// The system-wide switch's epoch when the user last confirmed a device (see `SystemTwoFactor`).
+    /// Records written before the switch existed enrolled in epoch 0.
+    #[serde(default)]
+    pub enrolled_epoch: u64,
 }
 
 /// A user's tie to their directory entry. The GUID is the identity: renames and moves keep it.
@@ -75,22 +79,46 @@ impl UserRecord {
         self.voice_override.as_deref().or(self.voice.as_deref())
     }
 
-    /// Enrolled once a device is confirmed; until then, enrollment is required when an admin or the
-    /// policy of one of the user's groups says so.
-    pub fn state(&self, policy: &PolicyConfig) -> TwoFactorState {
-        if self
+    /// The rule that applies: the user's policy, or `required` for everyone while the system-wide
+    /// switch is on (it wins over `off` too: it is the master admin's "everyone, now").
+    pub fn rule(&self, policy: &PolicyConfig, system: &SystemTwoFactor) -> TwoFactorRule {
+        if system.on {
+            TwoFactorRule::Required
+        } else {
+            policy.for_groups(&self.groups).two_factor
+        }
+    }
+
+    /// While the system-wide switch is on, only an enrollment confirmed in its current epoch counts.
+    /// Otherwise: `off` by policy, enrolled once a device is confirmed, and until then enrollment is
+    /// required when an admin reset the user's 2FA or their policy requires it.
+    pub fn state(&self, policy: &PolicyConfig, system: &SystemTwoFactor) -> TwoFactorState {
+        let rule = self.rule(policy, system);
+        let confirmed = self
             .devices
             .iter()
-            .any(|d| d.status != DeviceStatus::Pending)
-        {
+            .any(|d| d.status != DeviceStatus::Pending);
+        if system.on && (!confirmed || self.enrolled_epoch < system.epoch) {
+            TwoFactorState::EnrollmentRequired
+        } else if rule == TwoFactorRule::Off {
+            TwoFactorState::Off
+        } else if confirmed {
             TwoFactorState::Enrolled
-        } else if self.enrollment_required
-            || policy.for_groups(&self.groups).two_factor == TwoFactorRule::Required
-        {
+        } else if self.enrollment_required || rule == TwoFactorRule::Required {
             TwoFactorState::EnrollmentRequired
         } else {
             TwoFactorState::NotEnrolled
         }
+    }
+
+    /// Confirmed devices that are not blocked.
+    pub fn active_devices(&self) -> u32 {
+        let n = self
+            .devices
+            .iter()
+            .filter(|d| d.status == DeviceStatus::Active)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     pub fn device(&self, id: &str) -> Option<&DeviceRecord> {
@@ -151,6 +179,16 @@ pub struct TotpState {
     pub last_step: Option<u64>,
     /// Steps between the device's clock and ours at the last accepted code (RFC 6238 §6).
     pub drift: i64,
+}
+
+/// The system-wide 2FA switch, kept in the store's meta tree. Each switch-on increments `epoch`; a user
+/// whose last confirmed enrollment is from an earlier epoch must enroll again while the switch is on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemTwoFactor {
+    pub on: bool,
+    pub epoch: u64,
+    pub changed_at: Option<i64>,
+    pub changed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -154,6 +154,17 @@ pub enum AdminRequest {
         device: String,
         code: String,
     },
+    /// Removes the user's devices and backup codes; they must enroll again at their next login.
+    UserResetTwoFactor {
+        user: String,
+    },
+    /// The system-wide 2FA switch: whether it is on, since when and who set it.
+    SystemTwoFactorShow,
+    /// Turns the system-wide switch on (every user must enroll at their next login, again if they
+    /// enrolled before this switch-on) or off (the policies apply).
+    SystemTwoFactorSet {
+        on: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +248,22 @@ pub enum AdminReply {
     },
     RestoreCodeSent(crate::restore::RestoreCodeResent),
     Restored(crate::restore::RestoreCompleted),
+    SystemTwoFactor(SystemTwoFactorView),
+}
+
+/// The system-wide 2FA switch. While it is on, every user must have enrolled during the current epoch;
+/// each switch-on starts a new epoch, so switching off and on again makes everyone enroll again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemTwoFactorView {
+    pub on: bool,
+    /// Counts the switch-ons; 0 until the first.
+    pub epoch: u64,
+    /// When and by whom it was last switched (absent before the first switch).
+    pub changed_at: Option<i64>,
+    pub changed_by: Option<String>,
+    /// Users who must enroll now (for any reason), of all users.
+    pub enrollment_required: u64,
+    pub users: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -498,11 +525,14 @@ impl AdminRequest {
             | AdminRequest::DirectoryStatus
             | AdminRequest::DeliveryList { .. }
             | AdminRequest::RestoreStatus { .. }
-            | AdminRequest::PluginStatus => Permission::LookUp,
+            | AdminRequest::PluginStatus
+            | AdminRequest::SystemTwoFactorShow => Permission::LookUp,
             AdminRequest::RestoreResend { .. } => Permission::ResendRestoreCode,
             AdminRequest::RestoreStart { .. } | AdminRequest::RestoreConfirm { .. } => {
                 Permission::RestoreForUser
             }
+            AdminRequest::UserResetTwoFactor { .. } => Permission::ResetTwoFactor,
+            AdminRequest::SystemTwoFactorSet { .. } => Permission::SystemTwoFactorSwitch,
             AdminRequest::HandoverList | AdminRequest::HandoverDone { .. } => {
                 Permission::HandOverCode
             }

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DeviceInfo, TotpAlgorithm};
+use crate::policy::TwoFactorRule;
+use crate::{DeviceInfo, TotpAlgorithm, TwoFactorState};
 
 /// `POST /api/v1/users/{user}/totp`: start enrolling an authenticator app.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,9 @@ pub enum RejectReason {
     RateLimited,
     /// Too many failures: an admin must unlock (or the lock expires, if so configured).
     Locked,
+    /// No second factor applies to this user (their policy is `off`): the code was not checked and no
+    /// failure was counted. The relying application lets the user in on its first factor.
+    TwoFactorOff,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +125,11 @@ pub struct VerifyAnswer {
     /// activated restore yet: the application should offer to activate it.
     #[serde(default)]
     pub restore_prompt: bool,
+    /// On accept: the user must enroll a new authenticator now (the system-wide switch was turned on
+    /// after their last enrollment, or their policy requires a device they do not have). The relying
+    /// application sends them to enrollment before letting them in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enrollment_required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +149,35 @@ pub struct RegenerateBackupCodesRequest {
 #[serde(deny_unknown_fields)]
 pub struct BackupCodes {
     pub backup_codes: Vec<String>,
+}
+
+/// A code from one of the user's factors, proving the request comes from them:
+/// `POST /api/v1/users/{user}/two-factor/disable`, and `.../devices/{device}/unpair` and `.../block`
+/// (there the code must come from another active authenticator of the user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeProof {
+    pub code: String,
+}
+
+/// `GET /api/v1/users/{user}/two-factor`: what the relying application asks of the user at login.
+///
+/// - `off`: no second factor; let the user in on the first factor (verify answers `two_factor_off`).
+/// - `enrollment_required`: send the user to enrollment (`POST .../totp`) before letting them in.
+/// - `enrolled`: ask for a code and verify it.
+/// - `not_enrolled`: 2FA is optional and the user has no device; the application may offer enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwoFactorStatus {
+    pub user: String,
+    pub state: TwoFactorState,
+    /// The rule that applies: the user's policy, or `required` for everyone while the system-wide switch
+    /// is on.
+    pub rule: TwoFactorRule,
+    /// The system-wide switch (set by a master admin) is on.
+    pub system_required: bool,
+    /// Confirmed, unblocked devices.
+    pub active_devices: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

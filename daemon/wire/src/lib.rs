@@ -82,9 +82,16 @@ pub enum DeviceOrigin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TwoFactorState {
+    /// No confirmed device; the user may enroll.
     NotEnrolled,
+    /// The user must enroll at their next login: their policy requires 2FA and they have no device, an
+    /// admin reset their 2FA, or the system-wide switch was turned on after their last enrollment.
     EnrollmentRequired,
     Enrolled,
+    /// The user's policy is `off` (e.g. a group that logs in through SSO): no second factor applies, the
+    /// relying application lets them in on its first factor. Enrollment is refused, verify answers
+    /// `two_factor_off`.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
