@@ -4,7 +4,7 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use twofold_wire::admin::{
     AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity,
-    Permission, PolicyOverview, SyncStatus, UserIndexEntry, UserView,
+    Permission, PolicyOverview, SyncStatus, SystemTwoFactorView, UserIndexEntry, UserView,
 };
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::delivery::{DeliveryInfo, HandoverEntry, PluginInfo};
@@ -97,6 +97,16 @@ pub enum Action {
         entry: HandoverEntry,
     },
     ReloadPlugins,
+    /// Removes the user's devices and backup codes; they enroll again at their next login.
+    ResetTwoFactor {
+        user: String,
+        devices: usize,
+    },
+    /// The system-wide 2FA switch; `users` is how many it concerns, for the question.
+    SystemTwoFactor {
+        on: bool,
+        users: u64,
+    },
 }
 
 /// The two override fields of the phone form; Tab moves between them.
@@ -176,6 +186,10 @@ impl Action {
                 id: entry.id.clone(),
             },
             Action::ReloadPlugins => AdminRequest::PluginReload,
+            Action::ResetTwoFactor { user, .. } => {
+                AdminRequest::UserResetTwoFactor { user: user.clone() }
+            }
+            Action::SystemTwoFactor { on, .. } => AdminRequest::SystemTwoFactorSet { on: *on },
         }
     }
 
@@ -237,6 +251,15 @@ impl Action {
                 )
             }
             Action::ReloadPlugins => "Load the delivery plugins again from their files?".to_owned(),
+            Action::ResetTwoFactor { user, devices } => format!(
+                "Reset 2FA for {user}? Their {devices} device(s) and backup codes are removed; they must enroll again at their next login."
+            ),
+            Action::SystemTwoFactor { on: true, users } => format!(
+                "Switch 2FA ON for everyone? All {users} users must enroll at their next login, also those enrolled before."
+            ),
+            Action::SystemTwoFactor { on: false, .. } => {
+                "Switch the system-wide 2FA OFF? The policies apply again; enrollments stay.".to_owned()
+            }
         }
     }
 
@@ -250,8 +273,10 @@ impl Action {
             | Action::Enroll { user }
             | Action::SetEnabled { user, .. }
             | Action::SetPhones { user, .. }
-            | Action::AccessCode { user } => user,
+            | Action::AccessCode { user }
+            | Action::ResetTwoFactor { user, .. } => user,
             Action::HandedOver { entry } => &entry.user,
+            Action::SystemTwoFactor { .. } => "system-wide 2FA",
             Action::Sync { .. } => "directory sync",
             Action::ReloadPlugins => "plugin reload",
         }
@@ -264,6 +289,7 @@ pub enum Purpose {
     Dashboard,
     Directories,
     Policies,
+    SystemTwoFactor,
     Handovers,
     Plugins,
     Deliveries,
@@ -364,6 +390,7 @@ pub struct Delivery {
 
 pub struct Policies {
     pub overview: Loading<PolicyOverview>,
+    pub system: Loading<SystemTwoFactorView>,
 }
 
 pub struct Audit {
@@ -456,6 +483,7 @@ impl App {
             },
             policies: Policies {
                 overview: Loading::Idle,
+                system: Loading::Idle,
             },
             handover: Handover {
                 entries: Loading::Idle,
@@ -523,6 +551,10 @@ impl App {
             self.policies.overview = Loading::Loading;
         }
         self.send(Purpose::Policies, AdminRequest::PolicyShow);
+        if !matches!(self.policies.system, Loading::Loaded(_)) {
+            self.policies.system = Loading::Loading;
+        }
+        self.send(Purpose::SystemTwoFactor, AdminRequest::SystemTwoFactorShow);
     }
 
     fn load_directories(&mut self) {
@@ -708,6 +740,15 @@ impl App {
             ScreenId::Policies => match key.code {
                 KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
                 KeyCode::Char('r') => self.load_policies(),
+                KeyCode::Char('s') => {
+                    if let Some(system) = self.policies.system.loaded() {
+                        let action = Action::SystemTwoFactor {
+                            on: !system.on,
+                            users: system.users,
+                        };
+                        self.propose(action);
+                    }
+                }
                 _ => {}
             },
             ScreenId::Handover => self.handover_key(key),
@@ -838,6 +879,10 @@ impl App {
             KeyCode::Char('u') => self.propose(Action::Unlock { user }),
             KeyCode::Char('e') => self.propose(Action::Enroll { user }),
             KeyCode::Char('c') => self.propose(Action::AccessCode { user }),
+            KeyCode::Char('R') => self.propose(Action::ResetTwoFactor {
+                user,
+                devices: device_count,
+            }),
             KeyCode::Char('p') => {
                 let permission = Permission::UpdatePhoneNumbers;
                 if !self.may(permission) {
@@ -947,6 +992,10 @@ impl App {
                 self.policies.overview = Loading::Loaded(overview)
             }
             (Purpose::Policies, Err(e)) => self.policies.overview = Loading::Failed(e),
+            (Purpose::SystemTwoFactor, Ok(AdminReply::SystemTwoFactor(view))) => {
+                self.policies.system = Loading::Loaded(view)
+            }
+            (Purpose::SystemTwoFactor, Err(e)) => self.policies.system = Loading::Failed(e),
             (Purpose::Handovers, Ok(AdminReply::Handovers { entries })) => {
                 self.handover.selected =
                     self.handover.selected.min(entries.len().saturating_sub(1));
@@ -1092,9 +1141,25 @@ impl App {
                     _ => format!("device {} is {what}", device.id),
                 }));
             }
+            AdminReply::SystemTwoFactor(view) => {
+                self.status = Some(Status::Info(if view.on {
+                    format!(
+                        "2FA is on for everyone: {} users must enroll",
+                        view.enrollment_required
+                    )
+                } else {
+                    "system-wide 2FA is off: the policies apply".to_owned()
+                }));
+                self.policies.system = Loading::Loaded(view);
+                return;
+            }
             AdminReply::User(view) => {
                 self.status = Some(Status::Info(match action {
                     Action::SetPhones { .. } => format!("{}'s phone numbers saved", view.username),
+                    Action::ResetTwoFactor { .. } => format!(
+                        "{}'s 2FA was reset: they enroll at their next login",
+                        view.username
+                    ),
                     _ => format!(
                         "{} is {}",
                         view.username,

@@ -9,7 +9,7 @@ use ratatui::style::Color;
 use ratatui::Terminal;
 use twofold_wire::admin::{
     AdminReply, AdminRequest, AuditEvent, DashboardStats, GroupPolicyView, OperatorIdentity,
-    PolicyOverview, Role, SyncStatus, UserIndexEntry, UserView,
+    PolicyOverview, Role, SyncStatus, SystemTwoFactorView, UserIndexEntry, UserView,
 };
 use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::delivery::{
@@ -158,7 +158,10 @@ fn alice() -> UserView {
         "state": "enrolled",
         "devices": [
             device("d0123456789abcdef", "work phone", DeviceStatus::Active, Some(T0 + 3600)),
-            device("dfedcba9876543210", "old phone", DeviceStatus::Active, None),
+            DeviceInfo {
+                origin: DeviceOrigin::Restored,
+                ..device("dfedcba9876543210", "old phone", DeviceStatus::Active, None)
+            },
         ],
         "backup_codes_remaining": 9,
         "failures": 4,
@@ -744,9 +747,18 @@ fn policies_screen_lists_defaults_and_group_entries_in_order() {
     let mut app = loaded(Role::Helpdesk);
     app.on_key(key(KeyCode::Char('p')));
     assert_eq!(app.screen, ScreenId::Policies);
+    let (switch_purpose, request) = app.outbox.remove(app.outbox.len() - 1);
+    assert_eq!(request, AdminRequest::SystemTwoFactorShow);
     let (purpose, request) = app.outbox.remove(app.outbox.len() - 1);
     assert_eq!(request, AdminRequest::PolicyShow);
     snapshot!("policies_loading", &app);
+    app.on_reply(
+        switch_purpose,
+        Ok(AdminReply::SystemTwoFactor(SystemTwoFactorView {
+            users: 5,
+            ..SystemTwoFactorView::default()
+        })),
+    );
     let overview = PolicyOverview {
         two_factor: TwoFactorRule::Optional,
         channels: vec![
@@ -926,4 +938,119 @@ fn an_access_code_is_generated_after_confirmation_and_shown_once() {
         !format!("{backend}").contains("3141-5926"),
         "the code is gone once the notice is closed"
     );
+}
+
+#[test]
+fn resetting_2fa_asks_first_then_sends_and_reports() {
+    let mut app = on_alice(Role::Admin);
+    app.on_key(key(KeyCode::Char('R')));
+    assert!(
+        app.outbox.is_empty(),
+        "nothing is sent before the confirmation"
+    );
+    snapshot!("user_reset_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(
+        request,
+        AdminRequest::UserResetTwoFactor {
+            user: "alice".into()
+        }
+    );
+    let mut view = alice();
+    view.devices.clear();
+    view.backup_codes_remaining = 0;
+    view.state = TwoFactorState::EnrollmentRequired;
+    app.on_reply(purpose, Ok(AdminReply::User(view.clone())));
+    assert_eq!(
+        app.outbox,
+        vec![(
+            Purpose::User("alice".into()),
+            AdminRequest::UserShow {
+                user: "alice".into()
+            }
+        )]
+    );
+    app.on_reply(Purpose::User("alice".into()), Ok(AdminReply::User(view)));
+    snapshot!("user_reset_done", &app);
+}
+
+#[test]
+fn helpdesk_cannot_reset_2fa_and_is_told_the_role_needed() {
+    let mut app = on_alice(Role::Helpdesk);
+    app.on_key(key(KeyCode::Char('R')));
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(app.outbox.is_empty());
+    assert_eq!(
+        app.status,
+        Some(crate::app::Status::Error(
+            "reset 2FA needs the admin role; you are helpdesk".into()
+        ))
+    );
+}
+
+fn on_policies(role: Role, system: SystemTwoFactorView) -> App {
+    let mut app = loaded(role);
+    app.on_key(key(KeyCode::Char('p')));
+    app.on_reply(
+        Purpose::Policies,
+        Ok(AdminReply::Policies(PolicyOverview {
+            two_factor: TwoFactorRule::Optional,
+            channels: vec![Channel::Totp, Channel::Sms],
+            restore: RestoreRule::Allowed,
+            groups: vec![GroupPolicyView {
+                group: "SSO Only".into(),
+                two_factor: Some(TwoFactorRule::Off),
+                channels: None,
+                restore: None,
+            }],
+        })),
+    );
+    app.on_reply(
+        Purpose::SystemTwoFactor,
+        Ok(AdminReply::SystemTwoFactor(system)),
+    );
+    app.outbox.clear();
+    app
+}
+
+#[test]
+fn the_system_switch_is_for_master_admins_and_asks_first() {
+    let off = SystemTwoFactorView {
+        users: 100_000,
+        ..SystemTwoFactorView::default()
+    };
+    let mut admin = on_policies(Role::Admin, off.clone());
+    admin.on_key(key(KeyCode::Char('s')));
+    assert!(admin.outbox.is_empty() && admin.mode == Mode::Normal);
+    snapshot!("policies_switch_refused_admin", &admin);
+
+    let mut app = on_policies(Role::MasterAdmin, off);
+    app.on_key(key(KeyCode::Char('s')));
+    assert!(
+        app.outbox.is_empty(),
+        "nothing is sent before the confirmation"
+    );
+    snapshot!("policies_switch_on_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(request, AdminRequest::SystemTwoFactorSet { on: true });
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::SystemTwoFactor(SystemTwoFactorView {
+            on: true,
+            epoch: 2,
+            changed_at: Some(T0 + 600),
+            changed_by: Some("admin:uid=0".into()),
+            enrollment_required: 100_000,
+            users: 100_000,
+        })),
+    );
+    snapshot!("policies_switch_on", &app);
+    // Switching off again asks its own question.
+    app.on_key(key(KeyCode::Char('s')));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm(crate::app::Action::SystemTwoFactor { on: false, .. })
+    ));
 }

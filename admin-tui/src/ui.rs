@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Widget, Wrap};
 use twofold_wire::admin::{Permission, Role, SyncStatus, UserView};
 use twofold_wire::delivery::{DeliveryInfo, DeliveryState};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
-use twofold_wire::{DeviceKind, DeviceStatus, TwoFactorState};
+use twofold_wire::{DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
 use crate::app::{
     App, Audit, Dashboard, Delivery, Directory, Enrollment, Handover, Loading, Mode, PhoneForm,
@@ -49,6 +49,15 @@ fn device_status(status: DeviceStatus) -> &'static str {
         DeviceStatus::Active => "active",
         DeviceStatus::Blocked => "BLOCKED",
         DeviceStatus::Pending => "pending",
+    }
+}
+
+fn device_origin(origin: DeviceOrigin) -> &'static str {
+    match origin {
+        DeviceOrigin::Enrolled => "user",
+        DeviceOrigin::Admin => "admin",
+        DeviceOrigin::Restored => "restored",
+        DeviceOrigin::Duplicated => "paired",
     }
 }
 
@@ -484,14 +493,19 @@ impl Widget for &UserDetail {
         Paragraph::new(lines).render(facts, buf);
         let rows = view.devices.iter().enumerate().map(|(n, d)| {
             let status = Cell::from(device_status(d.status));
+            // Authenticator apps are the usual kind: only the others say what they are.
+            let label = match d.kind {
+                DeviceKind::Totp => d.label.clone(),
+                other => format!("{} ({})", d.label, device_kind(other)),
+            };
             let row = Row::new(vec![
-                Cell::from(d.label.clone()),
-                Cell::from(device_kind(d.kind)),
+                Cell::from(label),
                 if d.status == DeviceStatus::Blocked {
                     status.red()
                 } else {
                     status
                 },
+                Cell::from(device_origin(d.origin)),
                 Cell::from(time(d.created).chars().take(10).collect::<String>()),
                 Cell::from(d.last_used.map_or_else(|| "never".to_owned(), time)),
                 Cell::from(d.id.clone()),
@@ -506,15 +520,15 @@ impl Widget for &UserDetail {
         let table = Table::new(
             rows,
             [
-                Constraint::Length(14),
-                Constraint::Length(5),
+                Constraint::Length(12),
+                Constraint::Length(7),
                 Constraint::Length(8),
                 Constraint::Length(10),
                 Constraint::Length(16),
                 Constraint::Fill(1),
             ],
         )
-        .header(Row::new(["Label", "Kind", "Status", "Created", "Last used", "Id"]).bold())
+        .header(Row::new(["Label", "Status", "Added by", "Created", "Last used", "Id"]).bold())
         .block(Block::bordered().title(title));
         table.render(devices, buf);
         if view.devices.is_empty() {
@@ -798,15 +812,35 @@ impl Widget for &Policies {
             return;
         };
         let [defaults, groups, note] = Layout::vertical([
-            Constraint::Length(5),
+            Constraint::Length(6),
             Constraint::Min(0),
             Constraint::Length(1),
         ])
         .areas(area);
+        let system = match &self.system {
+            // Who switched it is in the audit log; the line has room for what it means.
+            Loading::Loaded(s) if s.on => Span::raw(format!(
+                "ON since {} (epoch {}) · {} of {} must enroll",
+                s.changed_at.map_or_else(|| "-".to_owned(), time),
+                s.epoch,
+                s.enrollment_required,
+                s.users
+            ))
+            .bold(),
+            Loading::Loaded(s) => Span::raw(format!(
+                "off: the policies apply{}",
+                s.changed_at
+                    .map(|t| format!(" (switched off {})", time(t)))
+                    .unwrap_or_default()
+            )),
+            Loading::Failed(e) => Span::raw(e.clone()).red(),
+            Loading::Idle | Loading::Loading => Span::raw("…"),
+        };
         Paragraph::new(vec![
             Line::from(vec![label("2FA"), Span::raw(rule_name(p.two_factor))]),
             Line::from(vec![label("Channels"), Span::raw(channels(&p.channels))]),
             Line::from(vec![label("Restore"), Span::raw(restore_name(p.restore))]),
+            Line::from(vec![label("System"), system]),
         ])
         .block(Block::bordered().title(" Defaults [policy] "))
         .render(defaults, buf);
@@ -1078,6 +1112,7 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
                 ("e", "enroll", Permission::EnrollAuthenticator),
                 ("p", "phones", Permission::UpdatePhoneNumbers),
                 ("c", "code", Permission::GenerateAccessCode),
+                ("R", "reset 2FA", Permission::ResetTwoFactor),
                 (
                     "x",
                     if user_enabled(app) {
@@ -1130,12 +1165,19 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
             keys.extend([("Tab", "next"), ("Esc", "back"), ("?", "help")]);
             keys
         }
-        (Mode::Normal, ScreenId::Policies) => vec![
-            ("r", "refresh"),
-            ("Tab", "next"),
-            ("Esc", "back"),
-            ("?", "help"),
-        ],
+        (Mode::Normal, ScreenId::Policies) => {
+            let mut keys = Vec::new();
+            if app.may(Permission::SystemTwoFactorSwitch) {
+                keys.push(("s", "switch 2FA for everyone"));
+            }
+            keys.extend([
+                ("r", "refresh"),
+                ("Tab", "next"),
+                ("Esc", "back"),
+                ("?", "help"),
+            ]);
+            keys
+        }
         (Mode::Normal, ScreenId::Enrollment) => vec![
             ("digits", "code"),
             ("Enter", "confirm"),
@@ -1170,6 +1212,31 @@ fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
         }
     }
     Line::from(spans)
+}
+
+/// The hints on as many lines as `width` needs (a screen with many actions takes two), never
+/// splitting a key from what it does.
+fn hint_lines(hints: &[(&str, &str)], width: u16) -> Vec<Line<'static>> {
+    let mut lines: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
+    let mut used = 0;
+    for hint in hints {
+        let needed = 1
+            + hint.0.chars().count()
+            + if hint.1.is_empty() {
+                0
+            } else {
+                1 + hint.1.chars().count()
+            };
+        if used + needed > usize::from(width) && used > 0 {
+            lines.push(Vec::new());
+            used = 0;
+        }
+        used += needed;
+        if let Some(line) = lines.last_mut() {
+            line.push(*hint);
+        }
+    }
+    lines.iter().map(|l| hint_line(l)).collect()
 }
 
 fn screen_name(screen: ScreenId) -> &'static str {
@@ -1212,9 +1279,9 @@ fn help(app: &App) -> Text<'static> {
         Line::from("  Tab or 1-7 picks a screen · Esc goes back · ? help · Ctrl-C quits"),
         Line::from("  Times are UTC."),
         Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
-        Line::from("  User: ↑↓ picks a device; each action asks y/n before it is done"),
+        Line::from("  User: ↑↓ picks a device; R resets 2FA; each action asks y/n first"),
         Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
-        Line::from("  Directory: s syncs the changes now, S runs a full sync"),
+        Line::from("  Directory: s syncs now, S full sync · Policies: s switches 2FA for all"),
         Line::from(""),
         Line::from(format!(
             "You are {} ({}).",
@@ -1244,11 +1311,12 @@ fn help(app: &App) -> Text<'static> {
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
+        let hints = hint_lines(&key_hints(self), area.width);
         let [top, body, status, keys] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(0),
             Constraint::Length(1),
-            Constraint::Length(1),
+            Constraint::Length(u16::try_from(hints.len()).unwrap_or(1)),
         ])
         .areas(area);
         let status_line = match &self.status {
@@ -1302,7 +1370,7 @@ impl Widget for &App {
                 }
             }
         }
-        hint_line(&key_hints(self)).render(keys, buf);
+        Paragraph::new(hints).render(keys, buf);
         match &self.mode {
             Mode::Confirm(action) => {
                 let dialog = body.centered(Constraint::Max(72), Constraint::Length(5));
