@@ -998,11 +998,13 @@ fn on_policies(role: Role, system: SystemTwoFactorView) -> App {
             two_factor: TwoFactorRule::Optional,
             channels: vec![Channel::Totp, Channel::Sms],
             restore: RestoreRule::Allowed,
+            restore_settings: Default::default(),
             groups: vec![GroupPolicyView {
                 group: "SSO Only".into(),
                 two_factor: Some(TwoFactorRule::Off),
                 channels: None,
                 restore: None,
+                restore_settings: Default::default(),
             }],
         })),
     );

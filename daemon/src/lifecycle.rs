@@ -456,6 +456,7 @@ mod tests {
                     destination: None,
                     totp: None,
                     origin: DeviceOrigin::Enrolled,
+                    reported_at: None,
                 })
                 .collect(),
             backup_codes: None,
