@@ -54,6 +54,16 @@ pub enum Mode {
     Help,
     /// Something shown once (an access code); any key closes it.
     Notice(Vec<String>),
+    /// Picking the channel a lost restore code is re-sent by.
+    ResendChannel(ChannelPick),
+}
+
+/// The channels a user's policy lets an admin re-send a restore code by; ↑↓ picks one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPick {
+    pub user: String,
+    pub channels: Vec<twofold_wire::policy::Channel>,
+    pub selected: usize,
 }
 
 /// An action on a user that changes something: each asks for confirmation first.
@@ -101,6 +111,11 @@ pub enum Action {
     ResetTwoFactor {
         user: String,
         devices: usize,
+    },
+    /// A new restore code for a user who lost theirs, sent by `channel`; the old one stops working.
+    ResendRestoreCode {
+        user: String,
+        channel: twofold_wire::policy::Channel,
     },
     /// The system-wide 2FA switch; `users` is how many it concerns, for the question.
     SystemTwoFactor {
@@ -190,6 +205,10 @@ impl Action {
                 AdminRequest::UserResetTwoFactor { user: user.clone() }
             }
             Action::SystemTwoFactor { on, .. } => AdminRequest::SystemTwoFactorSet { on: *on },
+            Action::ResendRestoreCode { user, channel } => AdminRequest::RestoreResend {
+                user: user.clone(),
+                channel: *channel,
+            },
         }
     }
 
@@ -257,6 +276,10 @@ impl Action {
             Action::SystemTwoFactor { on: true, users } => format!(
                 "Switch 2FA ON for everyone? All {users} users must enroll at their next login, also those enrolled before."
             ),
+            Action::ResendRestoreCode { user, channel } => format!(
+                "Send {user} a new restore code by {}? Their old restore code stops working.",
+                crate::ui::channel_name(*channel)
+            ),
             Action::SystemTwoFactor { on: false, .. } => {
                 "Switch the system-wide 2FA OFF? The policies apply again; enrollments stay.".to_owned()
             }
@@ -274,7 +297,8 @@ impl Action {
             | Action::SetEnabled { user, .. }
             | Action::SetPhones { user, .. }
             | Action::AccessCode { user }
-            | Action::ResetTwoFactor { user, .. } => user,
+            | Action::ResetTwoFactor { user, .. }
+            | Action::ResendRestoreCode { user, .. } => user,
             Action::HandedOver { entry } => &entry.user,
             Action::SystemTwoFactor { .. } => "system-wide 2FA",
             Action::Sync { .. } => "directory sync",
@@ -627,6 +651,41 @@ impl App {
         }
     }
 
+    /// Re-sending a lost restore code: by the one channel the user's policy allows, or by the one the
+    /// operator picks.
+    fn pick_resend_channel(&mut self, user: String) {
+        let permission = Permission::ResendRestoreCode;
+        if !self.may(permission) {
+            self.refuse(permission);
+            return;
+        }
+        let channels = self
+            .user
+            .as_ref()
+            .and_then(|d| d.view.loaded())
+            .and_then(|v| v.policy.as_ref())
+            .map(|p| p.restore_settings.resend_channels.clone())
+            .unwrap_or_default();
+        match channels.as_slice() {
+            [] => {
+                self.status = Some(Status::Error(format!(
+                    "{user}'s policy does not re-send lost restore codes"
+                )))
+            }
+            [channel] => self.propose(Action::ResendRestoreCode {
+                user,
+                channel: *channel,
+            }),
+            _ => {
+                self.mode = Mode::ResendChannel(ChannelPick {
+                    user,
+                    channels,
+                    selected: 0,
+                })
+            }
+        }
+    }
+
     fn refuse(&mut self, permission: Permission) {
         self.status = Some(Status::Error(format!(
             "{} needs the {} role; you are {}",
@@ -667,6 +726,29 @@ impl App {
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
                     self.mode = Mode::Normal;
                     self.status = Some(Status::Info("cancelled".into()));
+                }
+                _ => {}
+            },
+            Mode::ResendChannel(mut pick) => match key.code {
+                KeyCode::Esc => {
+                    self.mode = Mode::Normal;
+                    self.status = Some(Status::Info("cancelled".into()));
+                }
+                KeyCode::Up => {
+                    pick.selected = pick.selected.saturating_sub(1);
+                    self.mode = Mode::ResendChannel(pick);
+                }
+                KeyCode::Down => {
+                    pick.selected = (pick.selected + 1).min(pick.channels.len().saturating_sub(1));
+                    self.mode = Mode::ResendChannel(pick);
+                }
+                KeyCode::Enter => {
+                    if let Some(channel) = pick.channels.get(pick.selected) {
+                        self.mode = Mode::Confirm(Action::ResendRestoreCode {
+                            user: pick.user,
+                            channel: *channel,
+                        });
+                    }
                 }
                 _ => {}
             },
@@ -883,6 +965,7 @@ impl App {
                 user,
                 devices: device_count,
             }),
+            KeyCode::Char('s') => self.pick_resend_channel(user),
             KeyCode::Char('p') => {
                 let permission = Permission::UpdatePhoneNumbers;
                 if !self.may(permission) {
@@ -1140,6 +1223,14 @@ impl App {
                     Action::Unpair { .. } => format!("device {} unpaired", device.id),
                     _ => format!("device {} is {what}", device.id),
                 }));
+            }
+            AdminReply::RestoreCodeSent(sent) => {
+                self.status = Some(Status::Info(format!(
+                    "a new restore code for {} went by {} to {}",
+                    sent.user,
+                    crate::ui::channel_name(sent.channel),
+                    sent.destination
+                )));
             }
             AdminReply::SystemTwoFactor(view) => {
                 self.status = Some(Status::Info(if view.on {

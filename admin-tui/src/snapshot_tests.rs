@@ -163,6 +163,11 @@ fn alice() -> UserView {
                 ..device("dfedcba9876543210", "old phone", DeviceStatus::Active, None)
             },
         ],
+        "restore": {
+            "allowed": true, "activated": true, "activated_at": T0, "code_issued_at": T0,
+            "restores_in_period": 1, "limit": 3, "period_days": 30, "last_restore": T0,
+            "next_restore_at": null, "logins": 12
+        },
         "backup_codes_remaining": 9,
         "failures": 4,
         "locked": true,
@@ -1055,4 +1060,62 @@ fn the_system_switch_is_for_master_admins_and_asks_first() {
         &app.mode,
         Mode::Confirm(crate::app::Action::SystemTwoFactor { on: false, .. })
     ));
+}
+
+#[test]
+fn a_lost_restore_code_is_resent_by_the_channel_the_admin_picks() {
+    let mut helpdesk = on_alice(Role::Helpdesk);
+    helpdesk.on_key(key(KeyCode::Char('s')));
+    assert_eq!(
+        helpdesk.status,
+        Some(crate::app::Status::Error(
+            "re-send restore codes needs the admin role; you are helpdesk".into()
+        ))
+    );
+
+    let mut app = on_alice(Role::Admin);
+    app.on_key(key(KeyCode::Char('s')));
+    snapshot!("user_resend_pick", &app);
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert!(
+        app.outbox.is_empty(),
+        "nothing is sent before the confirmation"
+    );
+    snapshot!("user_resend_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(
+        request,
+        AdminRequest::RestoreResend {
+            user: "alice".into(),
+            channel: Channel::InPerson
+        }
+    );
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::RestoreCodeSent(
+            twofold_wire::restore::RestoreCodeResent {
+                user: "alice".into(),
+                channel: Channel::InPerson,
+                destination: "helpdesk".into(),
+            },
+        )),
+    );
+    assert_eq!(
+        app.status,
+        Some(crate::app::Status::Info(
+            "a new restore code for alice went by in person to helpdesk".into()
+        ))
+    );
+    // The user is read again.
+    assert_eq!(
+        app.outbox,
+        vec![(
+            Purpose::User("alice".into()),
+            AdminRequest::UserShow {
+                user: "alice".into()
+            }
+        )]
+    );
 }

@@ -368,7 +368,7 @@ impl Widget for &Users {
     }
 }
 
-fn channel_name(channel: Channel) -> &'static str {
+pub fn channel_name(channel: Channel) -> &'static str {
     match channel {
         Channel::Totp => "app",
         Channel::Sms => "sms",
@@ -458,6 +458,31 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
                 channels.join("/")
             )),
         ]));
+    }
+    if let Some(restore) = &view.restore {
+        let mut text = if restore.activated {
+            format!(
+                "activated {}",
+                restore
+                    .activated_at
+                    .map_or_else(|| "-".to_owned(), |t| time(t).chars().take(10).collect())
+            )
+        } else {
+            format!("not activated ({} logins)", restore.logins)
+        };
+        if !restore.allowed {
+            text.push_str(" · by admin only");
+        }
+        if restore.limit > 0 {
+            text.push_str(&format!(
+                " · {} of {} restores in {} days",
+                restore.restores_in_period, restore.limit, restore.period_days
+            ));
+        }
+        if let Some(next) = restore.next_restore_at {
+            text.push_str(&format!(" · again from {}", time(next)));
+        }
+        lines.push(Line::from(vec![label("Restore"), Span::raw(text)]));
     }
     lines.push(Line::from(vec![
         label("2FA"),
@@ -1082,6 +1107,9 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
             ("Esc", "done"),
         ],
         (Mode::Phones(_), _) => vec![("Tab", "other field"), ("Enter", "save"), ("Esc", "cancel")],
+        (Mode::ResendChannel(_), _) => {
+            vec![("↑↓", "channel"), ("Enter", "choose"), ("Esc", "cancel")]
+        }
         (Mode::Normal, ScreenId::Dashboard) => {
             vec![
                 ("Tab/1-7", "screens"),
@@ -1113,6 +1141,7 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
                 ("p", "phones", Permission::UpdatePhoneNumbers),
                 ("c", "code", Permission::GenerateAccessCode),
                 ("R", "reset 2FA", Permission::ResetTwoFactor),
+                ("s", "send restore code", Permission::ResendRestoreCode),
                 (
                     "x",
                     if user_enabled(app) {
@@ -1279,7 +1308,7 @@ fn help(app: &App) -> Text<'static> {
         Line::from("  Tab or 1-7 picks a screen · Esc goes back · ? help · Ctrl-C quits"),
         Line::from("  Times are UTC."),
         Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
-        Line::from("  User: ↑↓ picks a device; R resets 2FA; each action asks y/n first"),
+        Line::from("  User: ↑↓ device; R resets 2FA; s re-sends a restore code; y/n confirms"),
         Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
         Line::from("  Directory: s syncs now, S full sync · Policies: s switches 2FA for all"),
         Line::from(""),
@@ -1401,6 +1430,26 @@ impl Widget for &App {
                     .centered()
                     .bold()
                     .block(Block::bordered().yellow())
+                    .render(dialog, buf);
+            }
+            Mode::ResendChannel(pick) => {
+                let height = u16::try_from(pick.channels.len()).unwrap_or(4) + 3;
+                let dialog = body.centered(Constraint::Max(56), Constraint::Length(height));
+                Clear.render(dialog, buf);
+                let mut lines = vec![Line::from(format!(
+                    "Re-send {}'s restore code by:",
+                    pick.user
+                ))];
+                for (n, channel) in pick.channels.iter().enumerate() {
+                    let line = Line::from(format!("  {}", channel_name(*channel)));
+                    lines.push(if n == pick.selected {
+                        line.style(selected())
+                    } else {
+                        line
+                    });
+                }
+                Paragraph::new(lines)
+                    .block(Block::bordered().title(" Lost restore code ").yellow())
                     .render(dialog, buf);
             }
             Mode::Phones(form) => {
