@@ -9,6 +9,11 @@
 //! - The code is accepted once, until `lifetime_seconds` after it was made, for its user only (a phone
 //!   number several users share gets a separate code per user). It is checked inside `Service::verify`,
 //!   so a wrong code counts toward the user's and the address's lockout like any wrong code.
+//! - A challenge group (the privacyIDEA API's "one transaction, a challenge per token"): codes on several
+//!   channels at once under one transaction id `tx…`, each member stored as `tx….<channel>` with a code
+//!   of its own. Any member's code completes the group; the others stop working then. The group counts
+//!   as one challenge for `min_interval_seconds`: asked again within it, the open group is answered again
+//!   instead of sending more codes.
 //! - Access codes: with `[challenge] access_codes = true`, an admin holding "generate access codes" makes
 //!   a single-use code for one user, shown to the admin once, valid `access_code_lifetime_seconds`. A new
 //!   one replaces the previous. The user types it as "I have a code"; it goes through verify as well.
@@ -106,6 +111,23 @@ pub enum Started {
     TooSoon {
         retry_after: u64,
     },
+}
+
+/// One transaction id over codes sent on several channels.
+#[derive(Debug)]
+pub struct ChallengeGroup {
+    pub transaction_id: String,
+    pub members: Vec<ChallengeAnswer>,
+}
+
+#[derive(Debug)]
+pub enum GroupStarted {
+    Sent(ChallengeGroup),
+    /// The user's last challenge was answered less than `min_interval_seconds` ago.
+    TooSoon {
+        retry_after: u64,
+    },
+    NoChannel,
 }
 
 pub struct Challenges {
@@ -225,10 +247,7 @@ impl Challenges {
             attempts: Vec::new(),
         };
         if let Some(previous) = service.store().insert_challenge(&record)? {
-            service
-                .store()
-                .update_challenge(&previous, |r| r.superseded = true)?;
-            self.delivery.handover().remove_transaction(&previous);
+            self.supersede(service.store(), &previous, None)?;
         }
         if self
             .started
@@ -271,6 +290,154 @@ impl Challenges {
         }))
     }
 
+    /// Makes a challenge group on each of `channels` the user can receive codes on (allowed by their
+    /// policy, with a destination and a configured delivery), or answers the user's open group again
+    /// within `min_interval_seconds`. Users who are unknown, outside `source`, disabled or without a
+    /// usable channel all come to `NoChannel`, alike.
+    pub async fn start_group(
+        &self,
+        service: &Service,
+        actor: &Actor,
+        name: &str,
+        channels: &[Channel],
+        source: Option<&str>,
+    ) -> Result<GroupStarted> {
+        validate::lookup_name(name)?;
+        let config = service.config();
+        let Some(id) = service.store().user_id(name)? else {
+            return Ok(GroupStarted::NoChannel);
+        };
+        let _guard = service.lock_user(&user_key(&id)).await;
+        let Some(user) = service
+            .store()
+            .user(&id)?
+            .filter(|u| u.can_authenticate() && source.is_none_or(|s| u.source == s))
+        else {
+            return Ok(GroupStarted::NoChannel);
+        };
+        let policy = config.policy.for_groups(&user.groups);
+        let usable: Vec<(Channel, String)> = channels
+            .iter()
+            .filter(|c| **c != Channel::Totp && policy.channels.contains(c))
+            .filter(|c| self.delivery.can_deliver(**c).is_ok())
+            .filter_map(|c| destination(&user, *c).ok().map(|d| (*c, d)))
+            .collect();
+        if usable.is_empty() {
+            return Ok(GroupStarted::NoChannel);
+        }
+        let now = service.now();
+        if let Some(previous) = service.store().open_challenge(&user.id)? {
+            let ready_at = previous.created.saturating_add(
+                i64::try_from(config.challenge.min_interval_seconds).unwrap_or(i64::MAX),
+            );
+            if now < ready_at && !previous.superseded {
+                if !previous.open(now) {
+                    return Ok(GroupStarted::TooSoon {
+                        retry_after: u64::try_from(ready_at - now).unwrap_or(1).max(1),
+                    });
+                }
+                let (transaction_id, members) = match group_of(&previous.transaction_id) {
+                    Some(group) => (
+                        group.to_owned(),
+                        group_members(service.store(), group)?
+                            .into_iter()
+                            .filter(|c| c.open(now))
+                            .collect(),
+                    ),
+                    None => (previous.transaction_id.clone(), vec![previous]),
+                };
+                return Ok(GroupStarted::Sent(ChallengeGroup {
+                    transaction_id,
+                    members: members.into_iter().map(|c| answer_of(&c)).collect(),
+                }));
+            }
+        }
+
+        let group = format!(
+            "tx{}",
+            data_encoding::HEXLOWER.encode(&crypto::random_bytes::<12>())
+        );
+        let lifetime = config.challenge.lifetime_seconds;
+        let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+        let mut jobs = Vec::new();
+        let mut members = Vec::new();
+        for (channel, destination) in usable {
+            let code = numeric_code(usize::from(config.challenge.code_digits));
+            let transaction_id = format!("{group}.{}", channel_name(channel));
+            let record = ChallengeRecord {
+                transaction_id: transaction_id.clone(),
+                user_id: user.id.clone(),
+                username: user.username.clone(),
+                channel,
+                destination: mask(&destination, channel),
+                code_mac: self.key.mac("challenge", &user.id, &transaction_id, &code),
+                created: now,
+                expires_at,
+                used_at: None,
+                superseded: false,
+                state: DeliveryState::Queued,
+                attempts: Vec::new(),
+            };
+            if let Some(previous) = service.store().insert_challenge(&record)? {
+                if group_of(&previous) != Some(group.as_str()) {
+                    self.supersede(service.store(), &previous, None)?;
+                }
+            }
+            service.audit(
+                actor,
+                "challenge",
+                Some(&user.username),
+                "sent",
+                Some(format!(
+                    "channel={} transaction={transaction_id} destination={}",
+                    channel_name(channel),
+                    record.destination
+                )),
+            )?;
+            members.push(answer_of(&record));
+            jobs.push(Job {
+                transaction_id,
+                username: user.username.clone(),
+                display_name: user.display_name.clone(),
+                channel,
+                destination,
+                code,
+                locale: "en".to_owned(),
+                expires_at,
+                valid_seconds: u32::try_from(lifetime).unwrap_or(u32::MAX),
+                template: crate::email::Template::Code,
+            });
+        }
+        service.store().commit().await?;
+        for job in jobs {
+            self.delivery.submit(job);
+        }
+        Ok(GroupStarted::Sent(ChallengeGroup {
+            transaction_id: group,
+            members,
+        }))
+    }
+
+    /// Stops a challenge's code (every member's, for a group or a group member), except `keep`.
+    fn supersede(&self, store: &Store, transaction: &str, keep: Option<&str>) -> Result<()> {
+        let targets: Vec<String> = match group_of(transaction) {
+            Some(group) => group_members(store, group)?
+                .into_iter()
+                .map(|c| c.transaction_id)
+                .collect(),
+            None if store.challenge(transaction)?.is_some() => vec![transaction.to_owned()],
+            None => group_members(store, transaction)?
+                .into_iter()
+                .map(|c| c.transaction_id)
+                .collect(),
+        };
+        for tx in targets.iter().filter(|tx| Some(tx.as_str()) != keep) {
+            store.update_challenge(tx, |r| r.superseded = true)?;
+            self.delivery.handover().remove_transaction(tx);
+        }
+        Ok(())
+    }
+
     /// Checks `code` against the user's open challenge (or the one `transaction` names) and access code,
     /// and uses up what matches. Called by verify with the user's lock held. `None`: no match.
     pub fn check(
@@ -285,11 +452,23 @@ impl Challenges {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(None);
         }
-        let challenge = match transaction {
-            Some(tx) => store.challenge(tx)?.filter(|c| c.user_id == user.id),
-            None => store.open_challenge(&user.id)?,
+        let candidates = match transaction {
+            Some(tx) => match store.challenge(tx)? {
+                Some(challenge) => vec![challenge],
+                None => group_members(store, tx)?,
+            },
+            None => match store.open_challenge(&user.id)? {
+                Some(challenge) => match group_of(&challenge.transaction_id) {
+                    Some(group) => group_members(store, group)?,
+                    None => vec![challenge],
+                },
+                None => Vec::new(),
+            },
         };
-        if let Some(challenge) = challenge.filter(|c| c.open(now)) {
+        for challenge in candidates
+            .into_iter()
+            .filter(|c| c.user_id == user.id && c.open(now))
+        {
             if self.key.matches(
                 &challenge.code_mac,
                 "challenge",
@@ -303,6 +482,9 @@ impl Challenges {
                 self.delivery
                     .handover()
                     .remove_transaction(&challenge.transaction_id);
+                if let Some(group) = group_of(&challenge.transaction_id) {
+                    self.supersede(store, group, Some(&challenge.transaction_id))?;
+                }
                 return Ok(Some(factor_of(challenge.channel)));
             }
         }
@@ -427,6 +609,40 @@ impl Challenges {
                 attempts: r.attempts,
             })
             .collect())
+    }
+}
+
+/// The group a member's transaction id (`tx….sms`) belongs to.
+fn group_of(transaction_id: &str) -> Option<&str> {
+    transaction_id.split_once('.').map(|(group, _)| group)
+}
+
+/// A group's members, whichever channels it was sent on.
+fn group_members(store: &Store, group: &str) -> Result<Vec<ChallengeRecord>> {
+    if group.contains('.') {
+        return Ok(Vec::new());
+    }
+    let mut members = Vec::new();
+    for channel in [
+        Channel::Sms,
+        Channel::Voice,
+        Channel::Email,
+        Channel::InPerson,
+    ] {
+        if let Some(c) = store.challenge(&format!("{group}.{}", channel_name(channel)))? {
+            members.push(c);
+        }
+    }
+    Ok(members)
+}
+
+fn answer_of(record: &ChallengeRecord) -> ChallengeAnswer {
+    ChallengeAnswer {
+        transaction_id: record.transaction_id.clone(),
+        channel: record.channel,
+        destination: record.destination.clone(),
+        expires_at: record.expires_at,
+        delivery: record.state,
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Config {
     /// Lifetimes of the restore function's short-lived secrets (see `restore`).
     #[serde(default)]
     pub restore: crate::restore::RestoreConfig,
+    /// The privacyIDEA-compatible validate API (`/validate/check`), off unless enabled.
+    #[serde(default)]
+    pub privacyidea: PrivacyIdeaConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -156,6 +159,166 @@ fn default_argon2_memory() -> u32 {
 }
 fn default_argon2_iterations() -> u32 {
     2
+}
+
+/// `[privacyidea]`: the privacyIDEA-compatible validate API, for integrations written for privacyIDEA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyIdeaConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// How callers of `/validate/check` prove who they are.
+    #[serde(default = "default_privacyidea_auth")]
+    pub auth: PrivacyIdeaAuth,
+    /// Callers allowed by address. With `auth = "address"` the only check; with `api_key` an extra one
+    /// when not empty.
+    #[serde(default)]
+    pub allowed_addresses: Vec<AddressRange>,
+    /// privacyIDEA realm => Twofold user source: `local` or a `[[directory]]` name. Empty: `local` and
+    /// each directory are realms of their own name.
+    #[serde(default)]
+    pub realms: std::collections::BTreeMap<String, String>,
+    /// The realm of a request without one. Absent: such a request finds users of every source.
+    #[serde(default)]
+    pub default_realm: Option<String>,
+    /// Channels an empty `pass` sends a code on, each one the user's policy allows and has a destination
+    /// for. Not voice by default: the voice number falls back to the mobile, so every login would also
+    /// ring the phone.
+    #[serde(default = "default_privacyidea_channels")]
+    pub challenge_channels: Vec<crate::policy::Channel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivacyIdeaAuth {
+    /// An API key (`twofold-admin apikey create`) in the `Authorization` header.
+    ApiKey,
+    /// The caller's address in `allowed_addresses`, for LDAP proxies and RADIUS plugins that cannot
+    /// send a header.
+    Address,
+}
+
+fn default_privacyidea_auth() -> PrivacyIdeaAuth {
+    PrivacyIdeaAuth::ApiKey
+}
+fn default_privacyidea_channels() -> Vec<crate::policy::Channel> {
+    vec![crate::policy::Channel::Sms, crate::policy::Channel::Email]
+}
+
+impl Default for PrivacyIdeaConfig {
+    fn default() -> Self {
+        PrivacyIdeaConfig {
+            enabled: false,
+            auth: default_privacyidea_auth(),
+            allowed_addresses: Vec::new(),
+            realms: std::collections::BTreeMap::new(),
+            default_realm: None,
+            challenge_channels: default_privacyidea_channels(),
+        }
+    }
+}
+
+impl PrivacyIdeaConfig {
+    /// The user source (`local`, `ad:NAME`) a realm names; realms compare without case, as privacyIDEA's.
+    pub fn realm_source(&self, realm: &str, directories: &[DirectoryConfig]) -> Option<String> {
+        let to_source = |name: &str| {
+            if name == "local" {
+                Some("local".to_owned())
+            } else {
+                directories
+                    .iter()
+                    .find(|d| d.name == name)
+                    .map(|d| format!("ad:{}", d.name))
+            }
+        };
+        if self.realms.is_empty() {
+            let implicit =
+                std::iter::once("local").chain(directories.iter().map(|d| d.name.as_str()));
+            return implicit
+                .into_iter()
+                .find(|name| name.eq_ignore_ascii_case(realm))
+                .and_then(to_source);
+        }
+        self.realms
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(realm))
+            .and_then(|(_, source)| to_source(source))
+    }
+
+    pub fn address_allowed(&self, address: std::net::IpAddr) -> bool {
+        self.allowed_addresses.iter().any(|r| r.contains(address))
+    }
+}
+
+/// An address or a CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AddressRange {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl TryFrom<String> for AddressRange {
+    type Error = String;
+
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        let bad = || format!("{text:?} is not an address or a CIDR range such as 10.0.0.0/8");
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.as_str(), None),
+        };
+        let network: std::net::IpAddr = address.trim().parse().map_err(|_| bad())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        let range = AddressRange { network, prefix };
+        if range.mask(network) != network {
+            return Err(format!(
+                "{text:?} has host bits set: write the network, such as {}/{prefix}",
+                range.mask(network)
+            ));
+        }
+        Ok(range)
+    }
+}
+
+impl AddressRange {
+    fn mask(&self, address: std::net::IpAddr) -> std::net::IpAddr {
+        use std::net::IpAddr;
+        match address {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((bits & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((bits & mask).into())
+            }
+        }
+    }
+
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        // An IPv4 client seen through an IPv6 socket is the same client.
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        address.is_ipv4() == self.network.is_ipv4() && self.mask(address) == self.network
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +561,7 @@ impl Config {
             email: None,
             plugin: Vec::new(),
             restore: Default::default(),
+            privacyidea: PrivacyIdeaConfig::default(),
         }
     }
 
@@ -657,6 +821,43 @@ impl Config {
                 fail_dir("sync_interval_seconds must be at least 10".into());
             }
         }
+        let pi = &self.privacyidea;
+        if pi.auth == PrivacyIdeaAuth::Address && pi.allowed_addresses.is_empty() {
+            errors.push(ConfigError {
+                line: key_line(text, "privacyidea", "auth"),
+                message: "auth = \"address\" needs allowed_addresses (the LDAP proxies' and RADIUS servers' addresses)".into(),
+            });
+        }
+        for (realm, source) in &pi.realms {
+            let known = source == "local" || self.directory.iter().any(|d| &d.name == source);
+            if !known {
+                errors.push(ConfigError {
+                    line: key_line(text, "privacyidea.realms", realm),
+                    message: format!(
+                        "realm {realm}: {source:?} is neither local nor a [[directory]] name"
+                    ),
+                });
+            }
+        }
+        if let Some(realm) = &pi.default_realm {
+            if pi.realm_source(realm, &self.directory).is_none() {
+                errors.push(ConfigError {
+                    line: key_line(text, "privacyidea", "default_realm"),
+                    message: format!(
+                        "default_realm {realm:?} is not a realm (see [privacyidea.realms])"
+                    ),
+                });
+            }
+        }
+        if pi
+            .challenge_channels
+            .contains(&crate::policy::Channel::Totp)
+        {
+            errors.push(ConfigError {
+                line: key_line(text, "privacyidea", "challenge_channels"),
+                message: "totp has no challenge: list sms, voice, email or in_person".into(),
+            });
+        }
         crate::delivery::config::validate(self, text, &mut errors);
         errors
     }
@@ -786,6 +987,34 @@ mod tests {
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![5, 8, 10, 14], "{errors:?}");
         assert!(errors[0].message.contains("lisen"), "{errors:?}");
+    }
+
+    #[test]
+    fn privacyidea_section_is_checked_line_by_line() -> std::result::Result<(), String> {
+        let text = "version = 1\n[privacyidea]\nenabled = true\nauth = \"address\"\nallowed_addresses = [\"10.0.0.1/8\"]\ndefault_realm = \"nowhere\"\nchallenge_channels = [\"totp\"]\n[privacyidea.realms]\ncorp = \"corp\"\n";
+        let errors = Config::parse(text).err().unwrap_or_default();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        // host bits in the range (5); then, once it is set aside, address mode without addresses (4),
+        // a default realm that is not one (6), totp as a challenge (7), a realm naming no source (9)
+        assert_eq!(lines, vec![4, 5, 6, 7, 9], "{errors:?}");
+        assert!(errors[1].message.contains("10.0.0.0/8"), "{errors:?}");
+
+        let good = "version = 1\n[privacyidea]\nenabled = true\nauth = \"address\"\nallowed_addresses = [\"10.0.0.0/8\", \"::1\"]\ndefault_realm = \"Staff\"\n[privacyidea.realms]\nstaff = \"local\"\n";
+        let config = Config::parse(good).map_err(|e| format!("{e:?}"))?;
+        let pi = &config.privacyidea;
+        assert_eq!(pi.realm_source("STAFF", &[]), Some("local".to_owned()));
+        assert_eq!(pi.realm_source("local", &[]), None, "only the realms given");
+        for (address, allowed) in [
+            ("10.200.3.4", true),
+            ("::ffff:10.0.0.9", true),
+            ("::1", true),
+            ("11.0.0.1", false),
+            ("::2", false),
+        ] {
+            let ip: std::net::IpAddr = address.parse().map_err(|e| format!("{e}"))?;
+            assert_eq!(pi.address_allowed(ip), allowed, "{address}");
+        }
+        Ok(())
     }
 
     #[test]

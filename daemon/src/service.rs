@@ -65,6 +65,15 @@ pub struct Service {
     pub(crate) system_two_factor: std::sync::RwLock<Option<crate::store::records::SystemTwoFactor>>,
 }
 
+/// What narrows a verification: the user source a privacyIDEA realm names, the device a serial names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyScope<'a> {
+    /// `local` or `ad:NAME`: users of other sources are treated as unknown.
+    pub source: Option<&'a str>,
+    /// Only this device's TOTP codes are accepted (no challenge codes, no backup codes).
+    pub device: Option<&'a str>,
+}
+
 /// What one verification concluded, before it is recorded.
 enum Outcome {
     Accepted {
@@ -716,6 +725,28 @@ impl Service {
         transaction: Option<&str>,
         address: IpAddr,
     ) -> Result<VerifyAnswer> {
+        self.verify_scoped(
+            actor,
+            name,
+            code,
+            transaction,
+            VerifyScope::default(),
+            address,
+        )
+        .await
+    }
+
+    /// As `verify_with`, narrowed by `scope`: a user outside it is treated as unknown, and a named
+    /// device accepts only its own codes. The one verification path, whichever API asks.
+    pub async fn verify_scoped(
+        &self,
+        actor: &Actor,
+        name: &str,
+        code: &str,
+        transaction: Option<&str>,
+        scope: VerifyScope<'_>,
+        address: IpAddr,
+    ) -> Result<VerifyAnswer> {
         validate::lookup_name(name)?;
         validate::code(code)?;
         let id = self.store.user_id(name)?;
@@ -768,8 +799,11 @@ impl Service {
             return Ok(reject(reason, retry_after));
         }
 
+        let user = user.filter(|u| scope.source.is_none_or(|source| u.source == source));
         let prompt_after = user.as_ref().map_or(0, |u| self.restore_prompt_after(u));
-        let outcome = self.evaluate(user, code, transaction, now).await?;
+        let outcome = self
+            .evaluate(user, code, transaction, scope.device, now)
+            .await?;
         match outcome {
             Outcome::Accepted {
                 device,
@@ -826,12 +860,13 @@ impl Service {
         user: Option<UserRecord>,
         code: &str,
         transaction: Option<&str>,
+        device_only: Option<&str>,
         now: i64,
     ) -> Result<Outcome> {
         let Some(mut user) = user.filter(UserRecord::can_authenticate) else {
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         };
-        if let Some(challenges) = &self.challenges {
+        if let (Some(challenges), None) = (&self.challenges, device_only) {
             match challenges.check(&self.store, &user, code, transaction, now)? {
                 Some(factor) => {
                     return Ok(Outcome::Accepted {
@@ -853,6 +888,7 @@ impl Service {
                 .devices
                 .iter_mut()
                 .filter(|d| d.status == DeviceStatus::Active)
+                .filter(|d| device_only.is_none_or(|id| d.id == id))
             {
                 let Some(state) = device.totp.as_mut() else {
                     continue;
@@ -898,6 +934,9 @@ impl Service {
             } else {
                 RejectReason::InvalidCode
             }));
+        }
+        if device_only.is_some() {
+            return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         }
         if let Some(candidate) = crypto::normalise_backup_code(code) {
             let Some(set) = user.backup_codes.clone() else {

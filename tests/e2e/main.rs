@@ -12,6 +12,7 @@ mod files;
 mod lifecycle;
 mod lockout;
 mod packaging;
+mod privacyidea;
 mod replay;
 mod restore;
 mod secrets;

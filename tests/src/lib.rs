@@ -323,18 +323,35 @@ impl Api {
 
     /// Sends `body` as is (it need not be valid JSON) and parses the answer as JSON.
     pub async fn raw(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Answer> {
+        let content_type = body.map(|_| "application/json");
+        self.send(method, path, content_type, body.unwrap_or_default(), &[])
+            .await
+    }
+
+    /// Sends `body` with the given Content-Type and extra headers (the API key too, when set), as a
+    /// client of another protocol would (form bodies, its own header names), and parses the answer
+    /// as JSON when it is.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<Answer> {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
         if let Some(key) = &self.key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
         }
-        let request = request.body(Full::new(Bytes::from(
-            body.map(<[u8]>::to_vec).unwrap_or_default(),
-        )))?;
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::from(body.to_vec())))?;
         let response = self.client.request(request).await?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();

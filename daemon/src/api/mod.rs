@@ -8,6 +8,7 @@ mod challenge;
 mod devices;
 mod error;
 mod extract;
+mod privacyidea;
 mod restore;
 pub mod server;
 
@@ -34,7 +35,13 @@ pub struct AppState {
 }
 
 pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
+    let privacyidea = if service.config().privacyidea.enabled {
+        privacyidea::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(privacyidea)
         .route("/health", get(health))
         .route("/api/v1/verify", post(verify))
         .route("/api/v1/challenge", post(challenge::start))
