@@ -4,7 +4,10 @@
 //! 1. enrolls `--users` users (admin socket `user_create`, then API enroll + confirm with the code of the
 //!    previous 30 s step, computed here with totp-rs);
 //! 2. measures `GET /health` as a baseline for the HTTPS stack;
-//! 3. measures `POST /api/v1/verify` with a planned mix of right codes, wrong codes and replays.
+//! 3. measures `POST /api/v1/verify` with a planned mix of right codes, wrong codes and replays;
+//! 4. measures privacyIDEA's `POST /validate/check` (form-encoded `user`, `pass`, `client`, the key bare
+//!    in `Authorization`, as privacyIDEA clients send it) with the same plan, in a later step, so both
+//!    servers can be driven by the same load and compared (`--no-validate-check` skips it).
 //!
 //! Both phases use the same `--concurrency` keep-alive connections (one client, so one pool, per worker),
 //! run for `--seconds` or `--max-requests`, whichever comes first, and target 127.0.0.1 only.
@@ -38,7 +41,7 @@ const PERIOD: u64 = 30;
 
 /// Lockout rules high enough that the benchmark measures verification, not refusals. Every user also
 /// sends its own `client_ip`, so the address counters are per user, not one shared 127.0.0.1 counter.
-const BENCH_CONFIG: &str = "\n[lockout.user]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n\n[lockout.address]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 1\nforget_after_seconds = 1\n";
+const BENCH_CONFIG: &str = "\n[privacyidea]\nenabled = true\n\n[lockout.user]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n\n[lockout.address]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 1\nforget_after_seconds = 1\n";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,6 +71,9 @@ struct Cli {
     /// Print the results as JSON instead of markdown tables.
     #[arg(long)]
     json: bool,
+    /// Skip the privacyIDEA `/validate/check` phase (it waits for fresh TOTP steps, about a minute).
+    #[arg(long)]
+    no_validate_check: bool,
 }
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -121,6 +127,7 @@ async fn main() -> Result<ExitCode> {
         .collect();
     let health_uri: Uri = format!("{base}/health").parse()?;
     let verify_uri: Uri = format!("{base}/api/v1/verify").parse()?;
+    let validate_check_uri: Uri = format!("{base}/validate/check").parse()?;
     warm_up(&clients, &health_uri).await?;
     let port = daemon
         .api
@@ -148,10 +155,31 @@ async fn main() -> Result<ExitCode> {
         auth: format!("Bearer {api_key}"),
         users,
         step,
+        protocol: Protocol::Native,
     });
     let verify = run_phase("verify", &clients, plan, &cli, &probe).await?;
     let connections_after_verify = established_connections(port);
     let verify_ended_in_step = unix_time_f64() as u64 / PERIOD == step;
+
+    // ---- privacyIDEA's /validate/check: the same plan in a step whose T-1 is past the verify phase's T+1 ----
+    let validate_check = if cli.no_validate_check {
+        None
+    } else {
+        let step = wait_for_fresh_step(step + 3, cli.seconds).await;
+        let users: Vec<PlannedUser> = enrolled
+            .iter()
+            .map(|u| u.plan(step))
+            .collect::<Result<_>>()?;
+        let plan = Arc::new(Plan::Verify {
+            uri: validate_check_uri,
+            auth: api_key.clone(),
+            users,
+            step,
+            protocol: Protocol::PrivacyIdea,
+        });
+        let phase = run_phase("validate_check", &clients, plan, &cli, &probe).await?;
+        Some((phase, unix_time_f64() as u64 / PERIOD == step))
+    };
 
     let report = Report {
         enroll_users: enrolled.len(),
@@ -166,6 +194,7 @@ async fn main() -> Result<ExitCode> {
         health,
         verify,
         verify_ended_in_step,
+        validate_check,
         log_level: cli.log_level.clone(),
         store_bytes: dir_size(&daemon.data_dir().join("store")),
     };
@@ -441,7 +470,17 @@ enum Plan {
         auth: String,
         users: Vec<PlannedUser>,
         step: u64,
+        protocol: Protocol,
     },
+}
+
+/// Which API the verify plan speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `POST /api/v1/verify`, JSON.
+    Native,
+    /// privacyIDEA's `POST /validate/check`, form-encoded.
+    PrivacyIdea,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -503,7 +542,11 @@ impl Plan {
                 Sent::Health,
             )),
             Plan::Verify {
-                uri, auth, users, ..
+                uri,
+                auth,
+                users,
+                protocol,
+                ..
             } => {
                 let count = users.len() as u64;
                 let user = &users[usize::try_from(n % count)?];
@@ -515,13 +558,23 @@ impl Plan {
                     r if r % 2 == 1 => (&user.wrong, Sent::WrongCode),
                     r => (&user.right[usize::try_from((r / 2) % 3)?], Sent::Replay),
                 };
-                let body = format!(
-                    r#"{{"user":"{}","code":"{code}","client_ip":"{}"}}"#,
-                    user.name, user.client_ip
-                );
+                let (body, content_type) = match protocol {
+                    Protocol::Native => (
+                        format!(
+                            r#"{{"user":"{}","code":"{code}","client_ip":"{}"}}"#,
+                            user.name, user.client_ip
+                        ),
+                        "application/json",
+                    ),
+                    // Names and addresses here need no percent-encoding (load000042, 10.x.y.z).
+                    Protocol::PrivacyIdea => (
+                        format!("user={}&pass={code}&client={}", user.name, user.client_ip),
+                        "application/x-www-form-urlencoded",
+                    ),
+                };
                 let request = hyper::Request::post(uri.clone())
                     .header("authorization", auth.as_str())
-                    .header("content-type", "application/json")
+                    .header("content-type", content_type)
                     .body(Full::new(Bytes::from(body)))?;
                 Ok((request, sent))
             }
@@ -639,7 +692,7 @@ async fn run_phase(
                 let elapsed = u32::try_from(sent_at.elapsed().as_micros()).unwrap_or(u32::MAX);
                 tally.latencies_us.push(elapsed);
                 let got = match answer {
-                    Ok((status, body)) => classify(sent, status, &body),
+                    Ok((status, body)) => classify(&plan, sent, status, &body),
                     Err(e) => {
                         tally.first_error.get_or_insert_with(|| format!("{e:#}"));
                         Got::TransportError
@@ -700,7 +753,7 @@ async fn send(client: &HttpsClient, request: hyper::Request<Full<Bytes>>) -> Res
     Ok((status, response.into_body().collect().await?.to_bytes()))
 }
 
-fn classify(sent: Sent, status: u16, body: &[u8]) -> Got {
+fn classify(plan: &Plan, sent: Sent, status: u16, body: &[u8]) -> Got {
     if status != 200 {
         return Got::Status(status);
     }
@@ -709,6 +762,13 @@ fn classify(sent: Sent, status: u16, body: &[u8]) -> Got {
             Ok(h) if h.status == "ok" => Got::Ok,
             _ => Got::BadBody,
         };
+    }
+    if let Plan::Verify {
+        protocol: Protocol::PrivacyIdea,
+        ..
+    } = plan
+    {
+        return classify_privacyidea(body);
     }
     match serde_json::from_slice::<VerifyAnswer>(body) {
         Ok(VerifyAnswer {
@@ -728,6 +788,34 @@ fn classify(sent: Sent, status: u16, body: &[u8]) -> Got {
         },
         Ok(_) => Got::RejectWithoutReason,
         Err(_) => Got::BadBody,
+    }
+}
+
+/// privacyIDEA's envelope: `result.value` and `result.authentication`, the reason in `detail.message`.
+fn classify_privacyidea(body: &[u8]) -> Got {
+    let Ok(answer) = serde_json::from_slice::<Value>(body) else {
+        return Got::BadBody;
+    };
+    let result = &answer["result"];
+    if result["status"] != true {
+        return Got::BadBody;
+    }
+    match (
+        result["value"].as_bool(),
+        result["authentication"].as_str(),
+        answer["detail"]["message"].as_str(),
+    ) {
+        (Some(true), Some("ACCEPT"), _) => Got::Accept,
+        (Some(false), Some("REJECT"), Some("wrong otp value")) => Got::InvalidCode,
+        (Some(false), Some("REJECT"), Some("wrong otp value. previous otp used again")) => {
+            Got::Replayed
+        }
+        (Some(false), Some("REJECT"), Some("Failcounter exceeded")) => Got::Locked,
+        (Some(false), Some("REJECT"), Some(m)) if m.starts_with("Failcounter exceeded") => {
+            Got::RateLimited
+        }
+        (Some(false), Some("REJECT"), _) => Got::RejectWithoutReason,
+        _ => Got::BadBody,
     }
 }
 
@@ -907,6 +995,8 @@ struct Report {
     health: PhaseResult,
     verify: PhaseResult,
     verify_ended_in_step: bool,
+    /// privacyIDEA's `/validate/check`, and whether it stayed in its step.
+    validate_check: Option<(PhaseResult, bool)>,
     log_level: String,
     store_bytes: Option<u64>,
 }
@@ -920,10 +1010,29 @@ impl Report {
         }
     }
 
+    fn phases(&self) -> Vec<&PhaseResult> {
+        let mut phases = vec![&self.health, &self.verify];
+        phases.extend(self.validate_check.as_ref().map(|(p, _)| p));
+        phases
+    }
+
+    /// `/validate/check` req/s against native verify's and health's, in the same run.
+    fn validate_check_ratios(&self) -> Option<(f64, f64)> {
+        let (phase, _) = self.validate_check.as_ref()?;
+        let per = |other: f64| {
+            if other > 0.0 {
+                phase.rps() / other
+            } else {
+                0.0
+            }
+        };
+        Some((per(self.verify.rps()), per(self.health.rps())))
+    }
+
     /// What makes the run fail: anything accepted that must not be, and anything not answered 200.
     fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
-        for phase in [&self.health, &self.verify] {
+        for phase in self.phases() {
             for ((sent, got), n) in &phase.outcomes {
                 let bad = matches!(
                     (sent, got),
@@ -975,7 +1084,7 @@ impl Report {
         ));
         out.push_str("| phase | requests | seconds | req/s | p50 ms | p90 ms | p99 ms | max ms | daemon CPU µs/req | loadgen CPU µs/req | daemon disk writes B/req | irq+softirq, cores | other processes, cores |\n");
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        for phase in [&self.health, &self.verify] {
+        for phase in self.phases() {
             out.push_str(&format!(
                 "| {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
                 phase.name,
@@ -997,9 +1106,20 @@ impl Report {
             "\nverify req/s ÷ health req/s = {:.3}\n\n",
             self.ratio()
         ));
-        out.push_str("| verify: sent | answer | count |\n|---|---|---:|\n");
-        for ((sent, got), n) in &self.verify.outcomes {
-            out.push_str(&format!("| {} | {} | {n} |\n", sent.name(), got.name()));
+        if let Some((to_verify, to_health)) = self.validate_check_ratios() {
+            out.push_str(&format!(
+                "validate_check req/s ÷ verify req/s = {to_verify:.3}; ÷ health req/s = {to_health:.3}\n\n"
+            ));
+        }
+        for phase in self.phases().into_iter().skip(1) {
+            out.push_str(&format!(
+                "| {}: sent | answer | count |\n|---|---|---:|\n",
+                phase.name
+            ));
+            for ((sent, got), n) in &phase.outcomes {
+                out.push_str(&format!("| {} | {} | {n} |\n", sent.name(), got.name()));
+            }
+            out.push('\n');
         }
         let v = &self.verify;
         out.push_str(&format!(
@@ -1010,7 +1130,7 @@ impl Report {
             v.count(None, Got::RateLimited),
             v.count(None, Got::Locked),
         ));
-        for phase in [&self.health, &self.verify] {
+        for phase in self.phases() {
             if let Some(cores) = phase.other_cores().filter(|&c| c > 0.1) {
                 out.push_str(&format!(
                     "note: other processes kept {cores:.2} cores busy during {}: its figures are lower than on a quiet machine\n",
@@ -1020,6 +1140,13 @@ impl Report {
         }
         if !self.verify_ended_in_step {
             out.push_str("note: the verify phase crossed a 30 s step boundary; some right codes may have been refused\n");
+        }
+        if self
+            .validate_check
+            .as_ref()
+            .is_some_and(|(_, in_step)| !in_step)
+        {
+            out.push_str("note: the validate_check phase crossed a 30 s step boundary; some right codes may have been refused\n");
         }
         if let Some(bytes) = self.store_bytes {
             out.push_str(&format!(
@@ -1073,6 +1200,10 @@ impl Report {
             "health": phase(&self.health),
             "verify": phase(&self.verify),
             "verify_to_health_ratio": self.ratio(),
+            "validate_check": self.validate_check.as_ref().map(|(p, _)| phase(p)),
+            "validate_check_to_verify_ratio": self.validate_check_ratios().map(|r| r.0),
+            "validate_check_to_health_ratio": self.validate_check_ratios().map(|r| r.1),
+            "validate_check_stayed_in_one_step": self.validate_check.as_ref().map(|(_, s)| *s),
             "verify_stayed_in_one_step": self.verify_ended_in_step,
             "store_bytes": self.store_bytes,
             "failures": failures,
