@@ -52,6 +52,7 @@ const REPLAYED_OTP: &str = "wrong otp value. previous otp used again";
 const WRONG_RESPONSE: &str = "Response did not match the challenge.";
 const MATCHING_TOKEN: &str = "matching 1 tokens";
 const MATCHING_CHALLENGE: &str = "Found matching challenge";
+const NO_SECOND_FACTOR: &str = "user has no token, accepted due to 'passOnNoToken' policy";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -463,6 +464,22 @@ async fn run_check(
 }
 
 fn from_verify(state: &AppState, answer: &VerifyAnswer, pass: &str, answering: bool) -> Checked {
+    if answer.reason == Some(RejectReason::TwoFactorOff) {
+        // The user's policy asks for no second factor: the native API says so and lets the relying
+        // application decide; privacyIDEA clients only know accept or reject, and privacyIDEA's own
+        // answer for a user an admin exempted (its passOnNoToken policy) is an accept.
+        return Checked {
+            accepted: true,
+            envelope: envelope(
+                state,
+                verdict(true),
+                Detail {
+                    message: NO_SECOND_FACTOR.to_owned(),
+                    ..Detail::default()
+                },
+            ),
+        };
+    }
     if answer.result == VerifyResult::Accept {
         let (message, serial, token_type) = match answer.factor {
             Some(Factor::Totp) | None => (
@@ -508,8 +525,10 @@ fn from_verify(state: &AppState, answer: &VerifyAnswer, pass: &str, answering: b
             "Failcounter exceeded. Try again in {} seconds.",
             answer.retry_after.unwrap_or(1)
         ),
-        Some(RejectReason::InvalidCode) | None if answering => WRONG_RESPONSE.to_owned(),
-        Some(RejectReason::InvalidCode) | None => WRONG_OTP.to_owned(),
+        Some(RejectReason::InvalidCode | RejectReason::TwoFactorOff) | None if answering => {
+            WRONG_RESPONSE.to_owned()
+        }
+        Some(RejectReason::InvalidCode | RejectReason::TwoFactorOff) | None => WRONG_OTP.to_owned(),
     };
     rejected(state, message)
 }
