@@ -161,6 +161,7 @@ impl Service {
         user.backup_codes = None;
         user.enrollment_required = true;
         self.store().put_user(&user)?;
+        self.retire_restore_code(&user.id)?;
         self.audit(
             actor,
             "two_factor_reset",
@@ -214,6 +215,7 @@ impl Service {
         user.backup_codes = None;
         user.enrollment_required = false;
         self.store().put_user(&user)?;
+        self.retire_restore_code(&user.id)?;
         self.audit(
             actor,
             "two_factor_disable",
@@ -223,6 +225,19 @@ impl Service {
         )?;
         self.store().commit().await?;
         self.status_of(&user)
+    }
+
+    /// A user without devices has no identity to restore: their restore code stops working (a reset
+    /// after a stolen phone must not leave the thief's copy of the code usable). The dates of past
+    /// restores stay, because the restore limit counts them.
+    fn retire_restore_code(&self, user_id: &str) -> Result<()> {
+        self.store().update_restore_record(user_id, |record| {
+            record.code = None;
+            record.code_issued_at = None;
+            record.activated_at = None;
+            record.logins = 0;
+        })?;
+        Ok(())
     }
 
     /// Checks `code` as a login would. With `other_than`, only a code from an active authenticator other

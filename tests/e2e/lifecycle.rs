@@ -293,6 +293,17 @@ async fn an_admin_reset_makes_that_user_alone_enroll_again() -> Result<()> {
     step_margin(15).await;
     let ann = enroll(&mut admin, &api, "ann").await?;
     let bob = enroll(&mut admin, &api, "bob").await?;
+    // Ann activates restore (the code is shown on screen by default).
+    let issued = api
+        .post(
+            "/api/v1/users/ann/restore-code",
+            &json!({"code": oathtool(&ann.secret, 0, &[])?}),
+        )
+        .await?;
+    let restore_code = issued.body["restore_code"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no restore code: {}", issued.raw))?
+        .to_owned();
 
     let AdminReply::User(view) =
         admin.ok(&AdminRequest::UserResetTwoFactor { user: "ann".into() })?
@@ -314,6 +325,24 @@ async fn an_admin_reset_makes_that_user_alone_enroll_again() -> Result<()> {
     }
     let ok = verify(&api, "bob", &oathtool(&bob.secret, 0, &[])?).await?;
     assert_eq!(ok["result"], "accept", "{ok}");
+    // Her restore code went with her devices.
+    let restore = api
+        .post(
+            "/api/v1/restore",
+            &json!({"user": "ann", "restore_code": restore_code}),
+        )
+        .await?;
+    assert!(
+        restore.status >= 400 && restore.status < 500,
+        "{} {}",
+        restore.status,
+        restore.raw
+    );
+    assert_eq!(
+        view.restore.as_ref().map(|r| r.activated),
+        Some(false),
+        "{view:?}"
+    );
     let events = audit(&mut admin, "two_factor_reset")?;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
