@@ -765,6 +765,8 @@ impl Service {
         let audit_user = user
             .as_ref()
             .map_or_else(|| name.to_owned(), |u| u.username.clone());
+        // Outside the scope's source, a user is answered as unknown, before anything else looks at it.
+        let user = user.filter(|u| scope.source.is_none_or(|source| u.source == source));
         if let Some(answer) = self
             .answer_when_off(actor, user.as_ref(), &audit_user)
             .await?
@@ -799,7 +801,6 @@ impl Service {
             return Ok(reject(reason, retry_after));
         }
 
-        let user = user.filter(|u| scope.source.is_none_or(|source| u.source == source));
         let prompt_after = user.as_ref().map_or(0, |u| self.restore_prompt_after(u));
         let outcome = self
             .evaluate(user, code, transaction, scope.device, now)

@@ -584,3 +584,59 @@ async fn callers_are_allowed_by_address_or_by_key_as_configured() -> Result<()> 
     assert_reject(&pi_header, "wrong otp value")?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_without_a_second_factor_by_policy_are_accepted_as_with_pass_on_no_token(
+) -> Result<()> {
+    let daemon = Daemon::start(
+        "\n[policy]\ntwo_factor = \"off\"\n\n[privacyidea]\nenabled = true\ndefault_realm = \"staff\"\n\n[privacyidea.realms]\nstaff = \"local\"\n",
+    )?;
+    let mut admin = daemon.admin()?;
+    let key = admin.api_key("vpn")?;
+    admin.create_user("erin")?;
+    let api = daemon.api_client()?;
+    // In the default realm (no realm sent) and in it by name: accepted, the code not checked.
+    for realm in ["", "Staff"] {
+        let ok = post_form(
+            &api,
+            "/validate/check",
+            Some(&key),
+            &[("user", "erin"), ("realm", realm), ("pass", "123456")],
+        )
+        .await?;
+        let body = envelope(&ok)?;
+        assert_eq!(body["result"]["value"], true, "{body}");
+        assert_eq!(body["result"]["authentication"], "ACCEPT", "{body}");
+        assert_eq!(
+            body["detail"]["message"], "user has no token, accepted due to 'passOnNoToken' policy",
+            "{body}"
+        );
+    }
+    let radius = post_form(
+        &api,
+        "/validate/radiuscheck",
+        Some(&key),
+        &[("user", "erin"), ("pass", "1")],
+    )
+    .await?;
+    assert_eq!(radius.status, 204, "{}", radius.raw);
+    // `local` is not a realm once realms are listed: the same user there is refused.
+    let elsewhere = post_form(
+        &api,
+        "/validate/check",
+        Some(&key),
+        &[("user", "erin"), ("realm", "local"), ("pass", "123456")],
+    )
+    .await?;
+    assert_reject(&elsewhere, "unknown realm: local")?;
+    // Unknown users are not let in by the policy.
+    let nobody = post_form(
+        &api,
+        "/validate/check",
+        Some(&key),
+        &[("user", "nobody"), ("pass", "123456")],
+    )
+    .await?;
+    assert_reject(&nobody, "wrong otp value")?;
+    Ok(())
+}
