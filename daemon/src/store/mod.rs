@@ -13,6 +13,7 @@
 //! then answer. Concurrent callers share one fsync (group commit, see `durability`), which is what makes
 //! durable replay protection cheap under load.
 
+mod cache;
 pub mod challenges;
 mod durability;
 mod journal;
@@ -58,6 +59,7 @@ pub struct Store {
     access_codes: Tree,
     /// The restore function's records, by key prefix (see `restore`).
     restore: Tree,
+    users_cache: Arc<cache::UserCache>,
     durable: Arc<Durable>,
     committer: Committer,
 }
@@ -110,6 +112,7 @@ impl Store {
             open_challenges: tree("open_challenges")?,
             access_codes: tree("access_codes")?,
             restore: tree("restore")?,
+            users_cache: Arc::default(),
             committer: Committer::start(durable.clone())?,
             durable,
             db,
@@ -208,15 +211,26 @@ impl Store {
     // ---- users ----
 
     pub fn user(&self, id: &str) -> Result<Option<UserRecord>> {
-        self.users
-            .get(id.as_bytes())?
-            .map(|v| self.decode_user(&v))
-            .transpose()
+        let stored = match self.users_cache.get(id) {
+            Ok(stored) => stored,
+            Err(generation) => {
+                let Some(bytes) = self.users.get(id.as_bytes())? else {
+                    return Ok(None);
+                };
+                let stored = Arc::new(decode::<UserRecord>(&bytes)?);
+                self.users_cache.keep(stored.clone(), generation);
+                stored
+            }
+        };
+        Ok(Some(self.with_device_use(UserRecord::clone(&stored))))
     }
 
     /// A stored user record with its devices' use filled in from the journal.
     fn decode_user(&self, bytes: &[u8]) -> Result<UserRecord> {
-        let mut user: UserRecord = decode(bytes)?;
+        Ok(self.with_device_use(decode(bytes)?))
+    }
+
+    fn with_device_use(&self, mut user: UserRecord) -> UserRecord {
         self.journal().with_user_devices(&user.id, |uses| {
             for device in &mut user.devices {
                 let used = uses
@@ -227,7 +241,7 @@ impl Store {
                 set_device_use(device, used);
             }
         });
-        Ok(user)
+        user
     }
 
     /// Encodes a user for sled without its devices' use: the journal holds that, so there is one place
@@ -309,6 +323,7 @@ impl Store {
                 Ok(())
             },
         );
+        self.users_cache.written(&user.id);
         match result {
             Ok(()) => {
                 self.record_devices_of(user);
@@ -323,6 +338,7 @@ impl Store {
     pub fn put_user(&self, user: &UserRecord) -> Result<()> {
         self.users
             .insert(user.id.as_bytes(), Store::encode_user(user)?)?;
+        self.users_cache.written(&user.id);
         self.record_devices_of(user);
         Ok(())
     }
@@ -330,7 +346,7 @@ impl Store {
     pub fn delete_user(&self, user: &UserRecord) -> Result<()> {
         let names = user_names(user);
         let guid = user.directory.as_ref().map(guid_key);
-        Tree::transaction3(
+        let result = Tree::transaction3(
             (&self.users, &self.names, &self.guids),
             |(users, index, guids)| {
                 for name in &names {
@@ -342,8 +358,9 @@ impl Store {
                 users.remove(user.id.as_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
             },
-        )
-        .map_err(|e| Error::Store(format!("delete user: {e:?}")))?;
+        );
+        self.users_cache.written(&user.id);
+        result.map_err(|e| Error::Store(format!("delete user: {e:?}")))?;
         self.journal().retain_devices(&user.id, |_| false);
         Ok(())
     }
@@ -679,6 +696,33 @@ mod tests {
                 store.commit().await?;
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_write_sees_the_write_through_the_cache() -> Result<()> {
+        let dir = temp_dir("cache");
+        write_version_1_store(&dir)?;
+        let store = Store::open(&dir)?;
+        let mut user = store.user("u1")?.ok_or(Error::NotFound { what: "user" })?;
+        assert_eq!(
+            store.user("u1")?.as_ref(),
+            Some(&user),
+            "read twice, same record"
+        );
+        user.devices[0].status = twofold_wire::DeviceStatus::Blocked;
+        store.put_user(&user)?;
+        assert_eq!(
+            store.user("u1")?.as_ref(),
+            Some(&user),
+            "the block is seen at once"
+        );
+        user.devices.clear();
+        store.replace_user(None, &user)?;
+        assert_eq!(store.user("u1")?.map(|u| u.devices.len()), Some(0));
+        store.delete_user(&user)?;
+        assert_eq!(store.user("u1")?, None);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
