@@ -12,7 +12,10 @@
 //!   newest-first for the admin's audit queries.
 //! - Frame: `len u32 | crc32(payload) u32 | payload | len u32`, little-endian. The trailing length lets
 //!   the audit reader walk backwards. A torn or corrupt frame can only be at the end (one writer,
-//!   acknowledged only after `fdatasync`): replay stops there and cuts the file back to the last good frame.
+//!   acknowledged only after `fdatasync`): replay stops there and zeroes what follows the last good frame.
+//! - The file is kept zero-filled `PREALLOCATE` bytes ahead of its last frame, so a commit overwrites
+//!   blocks the file already has: its `fdatasync` then writes data only, without a metadata journal commit
+//!   (on ext4 about half the time and CPU of an append). A zero length ends the frames.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -38,6 +41,8 @@ const KIND_AUDIT: u8 = 3;
 const MAX_PAYLOAD: u32 = 1 << 20;
 /// How much the backward audit reader reads at once.
 const READ_CHUNK: u64 = 64 * 1024;
+/// How far ahead of the last frame the file is zero-filled.
+const PREALLOCATE: u64 = 8 * 1024 * 1024;
 
 /// What replay protection and the device list need to know about a device's last use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,6 +92,8 @@ struct Tail {
 struct Writer {
     /// Where the file's frames end.
     end: u64,
+    /// The file's length: zeros from `end` to here.
+    allocated: u64,
     /// How much of it `fdatasync` has covered.
     synced: u64,
     /// The previous batch's buffer, reused so appends rarely allocate.
@@ -127,12 +134,12 @@ impl Journal {
             state = ReplayState::default();
         }
         let end = state.replay(&file, &path)?;
-        if end < file_len {
+        if !zeroes_after(&file, end, file_len).map_err(|e| Error::io(&path, e))? {
             tracing::warn!(
-                dropped = file_len - end,
-                "journal ended in a torn or corrupt frame (never acknowledged); cut back to the last good one"
+                offset = end,
+                "journal ended in a torn or corrupt frame (never acknowledged); zeroed from the last good one"
             );
-            file.set_len(end).map_err(|e| Error::io(&path, e))?;
+            zero_fill(&file, end, file_len).map_err(|e| Error::io(&path, e))?;
             file.sync_all().map_err(|e| Error::io(&path, e))?;
         }
         Ok(Journal {
@@ -147,6 +154,7 @@ impl Journal {
             }),
             writer: Mutex::new(Writer {
                 end,
+                allocated: file_len,
                 synced: end,
                 spare: Vec::new(),
             }),
@@ -163,6 +171,7 @@ impl Journal {
         tail.pending.clear();
         tail.next_audit_id = 1;
         writer.end = 0;
+        writer.allocated = 0;
         writer.synced = 0;
         lock(&self.devices).clear();
         lock(&self.counters).clear();
@@ -382,7 +391,10 @@ impl Journal {
             }
             std::mem::swap(&mut tail.pending, &mut writer.spare);
         }
-        let result = self.file.write_all_at(&writer.spare, writer.end);
+        let needed = writer.end + writer.spare.len() as u64;
+        let result = self
+            .preallocate(writer, needed)
+            .and_then(|()| self.file.write_all_at(&writer.spare, writer.end));
         match result {
             Ok(()) => {
                 writer.end += writer.spare.len() as u64;
@@ -400,6 +412,17 @@ impl Journal {
         }
     }
 
+    /// Zero-fills the file up to `PREALLOCATE` past `needed` once `needed` passes its length.
+    fn preallocate(&self, writer: &mut Writer, needed: u64) -> std::io::Result<()> {
+        if needed <= writer.allocated {
+            return Ok(());
+        }
+        let target = needed + PREALLOCATE;
+        zero_fill(&self.file, writer.allocated, target)?;
+        writer.allocated = target;
+        Ok(())
+    }
+
     fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) {
         frame(&mut lock(&self.tail).pending, encode);
     }
@@ -407,6 +430,32 @@ impl Journal {
     fn corrupt(&self, what: impl std::fmt::Display) -> Error {
         Error::Store(format!("{}: {what}", self.path.display()))
     }
+}
+
+/// Whether bytes `[from, to)` of the file are all zero.
+fn zeroes_after(file: &File, from: u64, to: u64) -> std::io::Result<bool> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = usize::try_from((to - at).min(buf.len() as u64)).unwrap_or(buf.len());
+        file.read_exact_at(&mut buf[..n], at)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
+}
+
+fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; 256 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = usize::try_from((to - at).min(zeros.len() as u64)).unwrap_or(zeros.len());
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 fn remove_if_present(path: &Path) -> Result<()> {
@@ -842,22 +891,20 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_last_frame_is_cut_off_and_appends_continue_after_it() -> Result<()> {
+    fn a_torn_frame_ends_the_journal_and_appends_continue_after_it() -> Result<()> {
         let dir = temp_dir("torn");
         {
             let journal = Journal::open(&dir)?;
             journal.record_device_use("u1", "d1", used(100, 5));
             journal.sync()?;
+            let torn_at = lock(&journal.writer).end + 20;
             journal.record_device_use("u1", "d1", used(101, 6));
+            journal.record_device_use("u1", "d1", used(103, 6));
             journal.sync()?;
-            let end = journal
-                .file
-                .metadata()
-                .map_err(|e| Error::io(&dir, e))?
-                .len();
+            // A write cut short in the second frame; the third, never acknowledged, must not come back.
             journal
                 .file
-                .set_len(end - 3)
+                .write_all_at(&[0xff; 3], torn_at)
                 .map_err(|e| Error::io(&dir, e))?;
         }
         {
