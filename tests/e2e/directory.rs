@@ -305,7 +305,7 @@ async fn a_wrong_password_or_an_untrusted_certificate_fails_clearly_and_keeps_th
 ) -> Result<()> {
     let dc = shared_dc()?;
     let base = make_ou(dc, "Fail", &["fail-user"])?;
-    let wrong_password = dc.dir.path().join("wrong-password");
+    let wrong_password = dc.dir.join("wrong-password");
     std::fs::write(&wrong_password, "not the password\n")?;
     let good = dc.directory_config("corp", LDAPS, &base, "");
     let mut daemon = Daemon::start(&good)?;

@@ -5,7 +5,9 @@
 //!     cargo build --release --workspace --bins
 //!     target/release/twofold-syncbench --users 100000
 //!
-//! It binds the standard LDAP ports on 127.0.0.1: do not run it while the tests run.
+//! With `--keep DIR` the seeded directory is kept in DIR and reused by later runs with as many users.
+//! Seeding runs alongside other test runs; from the DC's start the standard LDAP ports on 127.0.0.1
+//! are locked machine-wide, so tests that need Samba wait until the benchmark ends.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -24,6 +26,10 @@ struct Args {
     /// Users changed for the incremental sync.
     #[arg(long, default_value_t = 100)]
     changes: usize,
+    /// Keep the seeded directory in this folder and reuse it on later runs with the same --users
+    /// (seeding 100,000 users takes minutes).
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
 }
 
 const ATTRIBUTES: &[&str] = &[
@@ -112,7 +118,10 @@ fn pct(sorted: &[f64], p: usize) -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let seeding = Instant::now();
-    let dc = SambaDc::provision_and_start(args.users)?;
+    let dc = match &args.keep {
+        Some(keep) => SambaDc::start_kept(keep, args.users)?,
+        None => SambaDc::provision_and_start(args.users)?,
+    };
     println!(
         "seeded {} users and started the DC in {:.1} s",
         args.users,
@@ -134,14 +143,14 @@ fn main() -> Result<()> {
         dc.directory_config("corp", "ldaps://127.0.0.1:636", &base, "page_size = 1000")
     ))?;
     let pid = daemon.pid().context("daemon pid")?;
-    let deadline = Instant::now() + Duration::from_secs(3600);
+    let deadline = Instant::now() + Duration::from_secs(1200);
     let full = loop {
         let s = status(&daemon)?;
         if s.last_run.is_some() && s.duration_ms > 0 {
             break s;
         }
         if Instant::now() > deadline {
-            bail!("no sync finished within an hour");
+            bail!("no sync finished within 20 minutes (a full disk keeps a failed sync from recording its status)");
         }
         std::thread::park_timeout(Duration::from_millis(250));
     };
@@ -155,6 +164,8 @@ fn main() -> Result<()> {
         dump_after.as_secs_f64()
     );
 
+    // A kept directory is reused: values of this run's own, so that each run really changes them.
+    let run_mark = dc.highest_usn()?;
     let mut ldif = String::new();
     for i in 1..=args.changes {
         let index = i * (args.users / args.changes.max(1)).max(1);
@@ -165,7 +176,7 @@ fn main() -> Result<()> {
         } else {
             base.clone()
         };
-        ldif.push_str(&format!("dn: CN={name},{parent}\nchangetype: modify\nreplace: mail\nmail: changed.{name}@corp.example.test\n\n"));
+        ldif.push_str(&format!("dn: CN={name},{parent}\nchangetype: modify\nreplace: mail\nmail: changed-{run_mark}.{name}@corp.example.test\n\n"));
     }
     dc.modify(&ldif)?;
     let mut admin = daemon.admin()?;
