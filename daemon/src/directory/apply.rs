@@ -9,7 +9,6 @@ use crate::store::records::{DirectoryLink, UserRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    Added,
     Changed,
     /// Changed, and newly disabled in the directory.
     Disabled,
@@ -17,10 +16,17 @@ pub enum Applied {
 }
 
 impl Service {
-    /// Creates or updates the user with this entry's GUID. A name taken by another user is a `Conflict`.
-    pub(crate) async fn apply_entry(&self, domain: &str, entry: DirectoryEntry) -> Result<Applied> {
-        let Some(found) = self.store().user_by_guid(domain, &entry.guid)? else {
-            let user = UserRecord {
+    /// Creates the users of a page that are new to the store, in one store write. Returns, for each one
+    /// left out because its name is taken by another user, its DN and the `Conflict` message.
+    pub(crate) fn add_entries(
+        &self,
+        domain: &str,
+        entries: Vec<DirectoryEntry>,
+    ) -> Result<(u64, Vec<(String, String)>)> {
+        let now = self.now();
+        let users: Vec<UserRecord> = entries
+            .into_iter()
+            .map(|entry| UserRecord {
                 id: crate::service::new_user_id(),
                 username: entry.username,
                 upn: entry.upn,
@@ -32,7 +38,7 @@ impl Service {
                 enabled: true,
                 source: format!("ad:{domain}"),
                 enrollment_required: false,
-                created: self.now(),
+                created: now,
                 devices: Vec::new(),
                 backup_codes: None,
                 directory: Some(DirectoryLink {
@@ -45,21 +51,43 @@ impl Service {
                 mobile_override: None,
                 voice_override: None,
                 enrolled_epoch: 0,
-            };
-            self.store().insert_user(&user)?;
-            self.audit(
-                &Actor::Daemon,
-                "directory_add",
-                Some(&user.username),
-                "ok",
-                Some(format!("domain={domain}")),
-            )?;
-            return Ok(Applied::Added);
-        };
-        let _guard = self.lock_user(&user_key(&found.id)).await;
+            })
+            .collect();
+        let outcome = self.store().insert_users(&users)?;
+        let mut added = 0;
+        let mut conflicts = Vec::new();
+        for (user, taken) in users.into_iter().zip(outcome) {
+            match taken {
+                None => {
+                    self.audit(
+                        &Actor::Daemon,
+                        "directory_add",
+                        Some(&user.username),
+                        "ok",
+                        Some(format!("domain={domain}")),
+                    )?;
+                    added += 1;
+                }
+                Some(message) => {
+                    conflicts.push((user.directory.map(|d| d.dn).unwrap_or_default(), message))
+                }
+            }
+        }
+        Ok((added, conflicts))
+    }
+
+    /// Updates the stored user `id` (found by this entry's GUID) from the entry. A name taken by
+    /// another user is a `Conflict`.
+    pub(crate) async fn apply_entry(
+        &self,
+        domain: &str,
+        id: &str,
+        entry: DirectoryEntry,
+    ) -> Result<Applied> {
+        let _guard = self.lock_user(&user_key(id)).await;
         let before = self
             .store()
-            .user(&found.id)?
+            .user(id)?
             .ok_or(Error::NotFound { what: "user" })?;
         let mut user = before.clone();
         user.username = entry.username;

@@ -15,8 +15,9 @@
 //!   purged. Each of these is audited.
 //! - A sync that fails (no DC reachable, bind refused, certificate untrusted, search error) changes
 //!   nothing it had not already applied, does not move the cursor, and leaves the last good copy in place.
-//!   Users are written one at a time under the same per-user lock verification takes, so a sync never
-//!   blocks authentication for longer than one record write.
+//!   Known users are written one at a time under the same per-user lock verification takes, so a sync
+//!   never blocks authentication for longer than one record write; new users (nobody can be verifying
+//!   them yet) are written a page at a time, in one store transaction.
 
 mod apply;
 pub mod entry;
@@ -259,6 +260,8 @@ impl Service {
         Ok(())
     }
 
+    /// Applies one page: users already stored one at a time under their lock, new users together in one
+    /// store write at the end of the page.
     async fn apply_page(
         &self,
         cfg: &DirectoryConfig,
@@ -266,6 +269,7 @@ impl Service {
         status: &mut SyncStatus,
         seen: &mut HashSet<String>,
     ) -> std::result::Result<(), String> {
+        let mut new_users = Vec::new();
         for raw in page {
             status.entries += 1;
             let entry = match entry::read(&raw, &cfg.attributes) {
@@ -275,9 +279,20 @@ impl Service {
                     continue;
                 }
             };
-            seen.insert(entry.guid.clone());
-            match self.apply_entry(&cfg.name, entry).await {
-                Ok(Applied::Added) => status.added += 1,
+            if !seen.insert(entry.guid.clone()) {
+                // Seen before in this sync (overlapping bases): it may be among the new users not yet
+                // written, so write them first.
+                self.add_new_users(cfg, std::mem::take(&mut new_users), status)?;
+            }
+            let found = self
+                .store()
+                .user_id_by_guid(&cfg.name, &entry.guid)
+                .map_err(|e| e.to_string())?;
+            let Some(id) = found else {
+                new_users.push(entry);
+                continue;
+            };
+            match self.apply_entry(&cfg.name, &id, entry).await {
                 Ok(Applied::Changed) => status.changed += 1,
                 Ok(Applied::Disabled) => {
                     status.changed += 1;
@@ -289,6 +304,25 @@ impl Service {
                 }
                 Err(e) => return Err(e.to_string()),
             }
+        }
+        self.add_new_users(cfg, new_users, status)
+    }
+
+    fn add_new_users(
+        &self,
+        cfg: &DirectoryConfig,
+        new_users: Vec<entry::DirectoryEntry>,
+        status: &mut SyncStatus,
+    ) -> std::result::Result<(), String> {
+        if new_users.is_empty() {
+            return Ok(());
+        }
+        let (added, conflicts) = self
+            .add_entries(&cfg.name, new_users)
+            .map_err(|e| e.to_string())?;
+        status.added += added;
+        for (dn, message) in conflicts {
+            push_error(status, format!("{dn}: {message}"));
         }
         Ok(())
     }

@@ -334,6 +334,58 @@ impl Store {
         }
     }
 
+    /// Adds many users in one transaction: a directory sync's new users, a page at a time, at the cost of
+    /// one write instead of one per user. A user whose username or UPN is taken, by a stored user or by
+    /// one earlier in `users`, is left out: its place in the answer holds the `Conflict` message, the
+    /// others' hold `None`.
+    pub fn insert_users(&self, users: &[UserRecord]) -> Result<Vec<Option<String>>> {
+        let prepared: Vec<(Vec<String>, Option<String>, Vec<u8>)> = users
+            .iter()
+            .map(|user| {
+                Ok((
+                    user_names(user),
+                    user.directory.as_ref().map(guid_key),
+                    Store::encode_user(user)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let outcome = Tree::transaction3(
+            (&self.users, &self.names, &self.guids),
+            |(records, index, guids)| {
+                let mut outcome = Vec::with_capacity(users.len());
+                for (user, (names, guid, value)) in users.iter().zip(&prepared) {
+                    let mut taken = None;
+                    for name in names {
+                        if let Some(holder) = index.get(name.as_bytes())? {
+                            if holder.as_ref() != user.id.as_bytes() {
+                                taken = Some(format!("{name} is already taken"));
+                                break;
+                            }
+                        }
+                    }
+                    if taken.is_none() {
+                        for name in names {
+                            index.insert(name.as_bytes(), user.id.as_bytes())?;
+                        }
+                        if let Some(guid) = guid {
+                            guids.insert(guid.as_bytes(), user.id.as_bytes())?;
+                        }
+                        records.insert(user.id.as_bytes(), value.as_slice())?;
+                    }
+                    outcome.push(taken);
+                }
+                Ok::<_, ConflictableTransactionError<()>>(outcome)
+            },
+        )
+        .map_err(|e| Error::Store(format!("insert users: {e:?}")))?;
+        for (user, taken) in users.iter().zip(&outcome) {
+            if taken.is_none() {
+                self.record_devices_of(user);
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Replaces a user's record whose names did not change.
     pub fn put_user(&self, user: &UserRecord) -> Result<()> {
         self.users
@@ -375,6 +427,14 @@ impl Store {
                 .transpose(),
             None => Ok(None),
         }
+    }
+
+    /// The id of the user synced from `domain` with this objectGUID, without reading the record.
+    pub fn user_id_by_guid(&self, domain: &str, guid: &str) -> Result<Option<String>> {
+        Ok(self
+            .guids
+            .get(format!("{domain}/{guid}").as_bytes())?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
     }
 
     /// (objectGUID, user id) of every user synced from `domain`: small enough to hold for 100k users,
@@ -771,6 +831,63 @@ mod tests {
         store.delete_user(&user("u1", "Alice", Some("alice@corp.example")))?;
         assert!(store.find_user("alice")?.is_none());
         store.insert_user(&user("u4", "alice", None))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_users_is_added_together_except_those_whose_names_are_taken() -> Result<()> {
+        let dir = temp_dir("batch");
+        let store = Store::open(&dir)?;
+        let user = |id: &str, name: &str, guid: &str| UserRecord {
+            id: id.into(),
+            username: name.into(),
+            upn: Some(format!("{name}@corp.example")),
+            display_name: None,
+            email: None,
+            mobile: None,
+            voice: None,
+            groups: vec![],
+            enabled: true,
+            source: "ad:corp".into(),
+            enrollment_required: false,
+            created: 0,
+            devices: vec![],
+            backup_codes: None,
+            directory: Some(records::DirectoryLink {
+                domain: "corp".into(),
+                guid: guid.into(),
+                dn: format!("CN={name},DC=corp"),
+                account_disabled: false,
+                removed_at: None,
+            }),
+            mobile_override: None,
+            voice_override: None,
+            enrolled_epoch: 0,
+        };
+        store.insert_user(&user("u0", "taken", "g0"))?;
+        let outcome = store.insert_users(&[
+            user("u1", "ann", "g1"),
+            user("u2", "Taken", "g2"),
+            user("u3", "bob", "g3"),
+            user("u4", "BOB", "g4"),
+        ])?;
+        assert_eq!(outcome[0], None);
+        assert!(outcome[1].as_deref().is_some_and(|m| m.contains("taken")));
+        assert_eq!(outcome[2], None);
+        assert!(
+            outcome[3].is_some(),
+            "a name claimed earlier in the same batch is taken too"
+        );
+        assert_eq!(store.find_user("ANN")?.map(|u| u.id), Some("u1".into()));
+        assert_eq!(
+            store.find_user("bob@corp.example")?.map(|u| u.id),
+            Some("u3".into())
+        );
+        assert_eq!(store.user_id_by_guid("corp", "g3")?, Some("u3".into()));
+        assert_eq!(store.user_id_by_guid("corp", "g2")?, None);
+        assert!(store.user("u2")?.is_none() && store.user("u4")?.is_none());
+        assert_eq!(store.count_users(), 3);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
