@@ -260,6 +260,16 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.kill9();
+        // The test harness shows a test's output only when it fails: then the daemon's own account of
+        // what went wrong is right there, while its folder is about to be deleted.
+        if let Ok(log) = self.log() {
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("--- last {} lines of the daemon's log ---", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
