@@ -217,8 +217,9 @@ impl Service {
     pub(crate) async fn purge_removed(&self, domain: &str, retention_days: u32) -> Result<u64> {
         let cutoff = self.now() - i64::from(retention_days) * 86_400;
         let mut purged = 0;
-        for (_, id) in self.store().domain_guids(domain)? {
+        for id in self.store().removed_before(domain, cutoff)? {
             let _guard = self.lock_user(&user_key(&id)).await;
+            // Read again under the lock: seen again in the directory since, it is no longer removed.
             let Some(user) = self.store().user(&id)? else {
                 continue;
             };

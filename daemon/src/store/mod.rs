@@ -454,6 +454,34 @@ impl Store {
             .collect()
     }
 
+    /// Ids of the users of `domain` marked removed at or before `cutoff`. Only the directory link of each
+    /// record is decoded: the purge after every sync asks this of every user, and decoding 100,000
+    /// records whole took seconds of an incremental sync.
+    pub fn removed_before(&self, domain: &str, cutoff: i64) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Link<'a> {
+            #[serde(borrow)]
+            domain: std::borrow::Cow<'a, str>,
+            removed_at: Option<i64>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Removal<'a> {
+            #[serde(borrow, default)]
+            directory: Option<Link<'a>>,
+        }
+        let mut ids = Vec::new();
+        for item in self.users.iter() {
+            let (id, value) = item?;
+            let removal: Removal = serde_json::from_slice(&value)?;
+            if removal.directory.is_some_and(|link| {
+                link.domain == domain && link.removed_at.is_some_and(|at| at <= cutoff)
+            }) {
+                ids.push(String::from_utf8_lossy(&id).into_owned());
+            }
+        }
+        Ok(ids)
+    }
+
     /// A small JSON document kept under `key` (sync cursors and status).
     pub fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.meta
@@ -888,6 +916,15 @@ mod tests {
         assert_eq!(store.user_id_by_guid("corp", "g2")?, None);
         assert!(store.user("u2")?.is_none() && store.user("u4")?.is_none());
         assert_eq!(store.count_users(), 3);
+
+        let mut removed = user("u1", "ann", "g1");
+        if let Some(link) = removed.directory.as_mut() {
+            link.removed_at = Some(100);
+        }
+        store.put_user(&removed)?;
+        assert_eq!(store.removed_before("corp", 100)?, vec!["u1".to_owned()]);
+        assert!(store.removed_before("corp", 99)?.is_empty());
+        assert!(store.removed_before("other", 100)?.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
