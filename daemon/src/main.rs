@@ -36,6 +36,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let code = main_inner();
+    twofoldd::logging::flush();
+    code
+}
+
+fn main_inner() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => {
