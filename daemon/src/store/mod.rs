@@ -245,7 +245,7 @@ impl Store {
     }
 
     /// Encodes a user for sled without its devices' use: the journal holds that, so there is one place
-    /// that says which steps were used (see `record_devices_of`).
+    /// that says which steps were used (see `user_written`).
     fn encode_user(user: &UserRecord) -> Result<Vec<u8>> {
         let mut cold = user.clone();
         for device in &mut cold.devices {
@@ -254,9 +254,10 @@ impl Store {
         encode(&cold)
     }
 
-    /// After a user record was written: its devices' use goes to the journal, and deleted devices are
-    /// forgotten.
-    fn record_devices_of(&self, user: &UserRecord) {
+    /// After a user record was written: the cache drops it (see `cache`), its devices' use goes to the
+    /// journal, and deleted devices are forgotten. Every write of a user record calls this.
+    fn user_written(&self, user: &UserRecord) {
+        self.users_cache.written(&user.id);
         let journal = self.journal();
         journal.retain_devices(&user.id, |id| user.device(id).is_some());
         for device in &user.devices {
@@ -326,7 +327,7 @@ impl Store {
         self.users_cache.written(&user.id);
         match result {
             Ok(()) => {
-                self.record_devices_of(user);
+                self.user_written(user);
                 Ok(())
             }
             Err(TransactionError::Abort(message)) => Err(Error::Conflict(message)),
@@ -380,7 +381,7 @@ impl Store {
         .map_err(|e| Error::Store(format!("insert users: {e:?}")))?;
         for (user, taken) in users.iter().zip(&outcome) {
             if taken.is_none() {
-                self.record_devices_of(user);
+                self.user_written(user);
             }
         }
         Ok(outcome)
@@ -390,8 +391,7 @@ impl Store {
     pub fn put_user(&self, user: &UserRecord) -> Result<()> {
         self.users
             .insert(user.id.as_bytes(), Store::encode_user(user)?)?;
-        self.users_cache.written(&user.id);
-        self.record_devices_of(user);
+        self.user_written(user);
         Ok(())
     }
 
