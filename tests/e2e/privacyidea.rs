@@ -640,3 +640,109 @@ async fn users_without_a_second_factor_by_policy_are_accepted_as_with_pass_on_no
     assert_reject(&nobody, "wrong otp value")?;
     Ok(())
 }
+
+/// Realms name user sources: a realm mapped to a `[[directory]]` finds that domain's users (synced from
+/// the Samba AD DC) and no one else, and a user asked for in another realm is refused before their
+/// code is looked at (so the code stays good for the right realm).
+#[tokio::test]
+async fn a_realm_mapped_to_an_ad_domain_finds_its_users_and_no_others() -> Result<()> {
+    let dc = twofold_tests::samba::shared_dc()?;
+    let base = format!("OU=PiRealm,{}", twofold_tests::samba::BASE_DN);
+    dc.modify(&format!(
+        "dn: {base}\nchangetype: add\nobjectClass: organizationalUnit\n\n\
+         dn: CN=pi-ad,{base}\nchangetype: add\nobjectClass: user\nsAMAccountName: pi-ad\n\
+         userPrincipalName: pi-ad@corp.example.test\nuserAccountControl: 544\n\n"
+    ))?;
+    let daemon = Daemon::start(&format!(
+        "\n[privacyidea]\nenabled = true\n\n[privacyidea.realms]\nstaff = \"corp\"\nexternals = \"local\"\n{}",
+        dc.directory_config("corp", "ldaps://127.0.0.1:636", &base, "")
+    ))?;
+    let mut admin = daemon.admin()?;
+    let AdminReply::DirectoryStatus { domains } = admin.ok(&AdminRequest::DirectorySync {
+        domain: None,
+        full: true,
+    })?
+    else {
+        bail!("no sync status");
+    };
+    assert!(domains.iter().all(|d| d.ok), "{domains:?}");
+    let key = admin.api_key("vpn")?;
+    let api = daemon.api_client()?;
+    let with_key = api.clone().with_key(&key);
+    // The AD user enrolls like anyone (no local account is created for them).
+    let started = with_key
+        .post(
+            "/api/v1/users/pi-ad/totp",
+            &serde_json::json!({"label": "phone"}),
+        )
+        .await?;
+    assert_eq!(started.status, 201, "{}", started.raw);
+    let ad_secret = started.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ad_device = started.body["device"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    step_margin(8).await;
+    let confirmed = with_key
+        .post(
+            &format!("/api/v1/users/pi-ad/totp/{ad_device}/confirm"),
+            &serde_json::json!({"code": oathtool(&ad_secret, -30, &[])?}),
+        )
+        .await?;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.raw);
+    let local = enroll(&mut admin, &with_key, "pi-local").await?;
+
+    let check = "/validate/check";
+    let ad_code = oathtool(&ad_secret, 0, &[])?;
+    let local_code = oathtool(&local.secret, 0, &[])?;
+    // Each user in the other's realm: refused, as an unknown user is.
+    let wrong_realm = post_form(
+        &api,
+        check,
+        Some(&key),
+        &[
+            ("user", "pi-ad"),
+            ("realm", "externals"),
+            ("pass", &ad_code),
+        ],
+    )
+    .await?;
+    assert_reject(&wrong_realm, "wrong otp value")?;
+    let wrong_realm = post_form(
+        &api,
+        check,
+        Some(&key),
+        &[
+            ("user", "pi-local"),
+            ("realm", "staff"),
+            ("pass", &local_code),
+        ],
+    )
+    .await?;
+    assert_reject(&wrong_realm, "wrong otp value")?;
+    // The same codes in their own realms: accepted (the refusals above did not use them).
+    let ok = post_form(
+        &api,
+        check,
+        Some(&key),
+        &[("user", "pi-ad"), ("realm", "staff"), ("pass", &ad_code)],
+    )
+    .await?;
+    assert_accept(&ok, "matching 1 tokens", &ad_device, "totp")?;
+    let ok = post_form(
+        &api,
+        check,
+        Some(&key),
+        &[
+            ("user", "pi-local"),
+            ("realm", "externals"),
+            ("pass", &local_code),
+        ],
+    )
+    .await?;
+    assert_accept(&ok, "matching 1 tokens", &local.device, "totp")?;
+    Ok(())
+}
