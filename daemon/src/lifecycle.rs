@@ -154,22 +154,9 @@ impl Service {
     /// Removes the user's devices and backup codes; they must enroll again at their next login.
     pub async fn reset_two_factor(&self, actor: &Actor, name: &str) -> Result<UserView> {
         let found = self.user_by_name(name)?;
-        let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.current(&found)?;
-        let removed = user.devices.len();
-        user.devices.clear();
-        user.backup_codes = None;
-        user.enrollment_required = true;
-        self.store().put_user(&user)?;
-        self.retire_restore_code(&user.id)?;
-        self.audit(
-            actor,
-            "two_factor_reset",
-            Some(&user.username),
-            "ok",
-            Some(format!("devices_removed={removed}")),
-        )?;
-        self.store().commit().await?;
+        let user = self
+            .remove_second_factor(actor, &found, true, "two_factor_reset")
+            .await?;
         self.user_view(&user)
     }
 
@@ -208,23 +195,38 @@ impl Service {
             TwoFactorRule::Optional => {}
         }
         self.prove(actor, name, code, address, None).await?;
+        let user = self
+            .remove_second_factor(actor, &found, false, "two_factor_disable")
+            .await?;
+        self.status_of(&user)
+    }
+
+    /// Removes the user's devices, backup codes and restore code, durably and audited as `action`;
+    /// `enrollment_required` says whether they must enroll again at their next login.
+    async fn remove_second_factor(
+        &self,
+        actor: &Actor,
+        found: &UserRecord,
+        enrollment_required: bool,
+        action: &str,
+    ) -> Result<UserRecord> {
         let _guard = self.lock_user(&user_key(&found.id)).await;
-        let mut user = self.current(&found)?;
+        let mut user = self.current(found)?;
         let removed = user.devices.len();
         user.devices.clear();
         user.backup_codes = None;
-        user.enrollment_required = false;
+        user.enrollment_required = enrollment_required;
         self.store().put_user(&user)?;
         self.retire_restore_code(&user.id)?;
         self.audit(
             actor,
-            "two_factor_disable",
+            action,
             Some(&user.username),
             "ok",
             Some(format!("devices_removed={removed}")),
         )?;
         self.store().commit().await?;
-        self.status_of(&user)
+        Ok(user)
     }
 
     /// A user without devices has no identity to restore: their restore code stops working (a reset

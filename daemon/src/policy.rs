@@ -152,6 +152,18 @@ fn names_group(wanted: &str, dn: &str) -> bool {
     cn.is_some_and(|cn| cn.eq_ignore_ascii_case(wanted))
 }
 
+/// The first matching group entry's setting (file order is the priority), else the default.
+fn first<T>(
+    matching: &[&GroupPolicy],
+    setting: impl Fn(&GroupPolicy) -> Option<T>,
+    default: impl FnOnce() -> T,
+) -> T {
+    matching
+        .iter()
+        .find_map(|p| setting(p))
+        .unwrap_or_else(default)
+}
+
 impl PolicyConfig {
     pub fn for_groups(&self, groups: &[String]) -> EffectivePolicy {
         let matching: Vec<&GroupPolicy> = self
@@ -160,18 +172,9 @@ impl PolicyConfig {
             .filter(|p| groups.iter().any(|g| names_group(&p.group, g)))
             .collect();
         EffectivePolicy {
-            two_factor: matching
-                .iter()
-                .find_map(|p| p.two_factor)
-                .unwrap_or(self.two_factor),
-            channels: matching
-                .iter()
-                .find_map(|p| p.channels.clone())
-                .unwrap_or_else(|| self.channels.clone()),
-            restore: matching
-                .iter()
-                .find_map(|p| p.restore)
-                .unwrap_or(self.restore),
+            two_factor: first(&matching, |p| p.two_factor, || self.two_factor),
+            channels: first(&matching, |p| p.channels.clone(), || self.channels.clone()),
+            restore: first(&matching, |p| p.restore, || self.restore),
             restore_settings: self.restore_for(&matching),
             from_groups: matching.iter().map(|p| p.group.clone()).collect(),
         }
@@ -192,34 +195,37 @@ impl PolicyConfig {
 
     fn restore_for(&self, matching: &[&GroupPolicy]) -> RestorePolicy {
         RestorePolicy {
-            limit: matching
-                .iter()
-                .find_map(|p| p.restore_limit)
-                .unwrap_or(self.restore_limit),
-            period_days: matching
-                .iter()
-                .find_map(|p| p.restore_period_days)
-                .unwrap_or(self.restore_period_days),
-            old_devices: matching
-                .iter()
-                .find_map(|p| p.restore_old_devices)
-                .unwrap_or(self.restore_old_devices),
-            code_delivery: matching
-                .iter()
-                .find_map(|p| p.restore_code_delivery)
-                .unwrap_or(self.restore_code_delivery),
-            resend_channels: matching
-                .iter()
-                .find_map(|p| p.restore_resend_channels.clone())
-                .unwrap_or_else(|| self.restore_resend_channels.clone()),
-            auto_activate: matching
-                .iter()
-                .find_map(|p| p.restore_auto_activate)
-                .unwrap_or(self.restore_auto_activate),
-            prompt_after_logins: matching
-                .iter()
-                .find_map(|p| p.restore_prompt_after_logins)
-                .unwrap_or(self.restore_prompt_after_logins),
+            limit: first(matching, |p| p.restore_limit, || self.restore_limit),
+            period_days: first(
+                matching,
+                |p| p.restore_period_days,
+                || self.restore_period_days,
+            ),
+            old_devices: first(
+                matching,
+                |p| p.restore_old_devices,
+                || self.restore_old_devices,
+            ),
+            code_delivery: first(
+                matching,
+                |p| p.restore_code_delivery,
+                || self.restore_code_delivery,
+            ),
+            resend_channels: first(
+                matching,
+                |p| p.restore_resend_channels.clone(),
+                || self.restore_resend_channels.clone(),
+            ),
+            auto_activate: first(
+                matching,
+                |p| p.restore_auto_activate,
+                || self.restore_auto_activate,
+            ),
+            prompt_after_logins: first(
+                matching,
+                |p| p.restore_prompt_after_logins,
+                || self.restore_prompt_after_logins,
+            ),
         }
     }
 

@@ -48,7 +48,7 @@ use crate::delivery::Job;
 use crate::email::Template;
 use crate::error::{Error, Result};
 use crate::lockout::Gate;
-use crate::service::{address_key, origin_name, user_key, Actor, Service};
+use crate::service::{address_key, origin_name, user_key, Actor, Attempt, Service};
 use crate::store::challenges::ChallengeRecord;
 use crate::store::records::UserRecord;
 use crate::store::restore::{RestoreRecord, RestoreSession, SecretGrant};
@@ -273,30 +273,13 @@ impl Service {
             .ok_or(Error::NotFound { what: "user" })
     }
 
-    /// The lockout's verdict for a user's (or unknown name's) counter and an address's.
+    /// The lockout's verdict on an attempt, as a restore refusal.
     fn gate(&self, key: &str, addr_key: &str, now: i64) -> Result<Option<Refusal>> {
-        let rules = &self.config().lockout;
-        let user_gate = self.store().failure_count(key)?.gate(&rules.user, now);
-        let addr_gate = self
-            .store()
-            .failure_count(addr_key)?
-            .gate(&rules.address, now);
-        Ok(match (user_gate, addr_gate) {
-            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => Some(Refusal::Locked(after)),
-            (Gate::Wait(s), _) | (_, Gate::Wait(s)) => Some(Refusal::RateLimited(s)),
-            (Gate::Open, Gate::Open) => None,
+        Ok(match self.lockout_gate(key, addr_key, now)? {
+            Gate::Locked(after) => Some(Refusal::Locked(after)),
+            Gate::Wait(s) => Some(Refusal::RateLimited(s)),
+            Gate::Open => None,
         })
-    }
-
-    fn count_failure(&self, key: &str, addr_key: &str, now: i64) -> Result<u32> {
-        let rules = &self.config().lockout;
-        let (user_rule, addr_rule) = (rules.user, rules.address);
-        let after = self
-            .store()
-            .update_failure_count(key, |c| c.fail(&user_rule, now))?;
-        self.store()
-            .update_failure_count(addr_key, |c| c.fail(&addr_rule, now))?;
-        Ok(after.failures)
     }
 
     /// Audits a refusal (and counts a wrong code), commits, and hands the refusal back.
@@ -313,7 +296,7 @@ impl Service {
         let mut detail = format!("reason={} address={address}", refusal_name(&refusal));
         let outcome = match counted {
             Some((key, addr_key)) => {
-                let failures = self.count_failure(key, addr_key, now)?;
+                let failures = self.count_failure(key, addr_key, now)?.failures;
                 detail.push_str(&format!(" failures={failures}"));
                 "reject"
             }
@@ -692,21 +675,15 @@ impl Service {
     ) -> Result<Refused<RestoreStarted>> {
         validate::lookup_name(name)?;
         validate::code(restore_code)?;
-        let id = self.store().user_id(name)?;
-        let key = match &id {
-            Some(id) => user_key(id),
-            None => format!("name:{}", name.to_lowercase()),
-        };
-        let addr_key = address_key(address);
-        let guard = self.lock_user(&key).await;
+        let Attempt {
+            key,
+            addr_key,
+            user,
+            audit_name,
+            _guard: guard,
+            ..
+        } = self.begin_attempt(name, address).await?;
         let now = self.now();
-        let user = match &id {
-            Some(id) => self.store().user(id)?,
-            None => None,
-        };
-        let audit_name = user
-            .as_ref()
-            .map_or_else(|| name.to_owned(), |u| u.username.clone());
         if let Some(refusal) = self.gate(&key, &addr_key, now)? {
             return self
                 .refuse(actor, "restore_start", &audit_name, refusal, None, address)
@@ -1123,21 +1100,15 @@ impl Service {
     ) -> Result<Refused<(UserRecord, SecretGrant)>> {
         validate::lookup_name(name)?;
         validate::code(code)?;
-        let id = self.store().user_id(name)?;
-        let key = match &id {
-            Some(id) => user_key(id),
-            None => format!("name:{}", name.to_lowercase()),
-        };
-        let addr_key = address_key(address);
-        let _guard = self.lock_user(&key).await;
+        let Attempt {
+            key,
+            addr_key,
+            user,
+            audit_name,
+            _guard,
+            ..
+        } = self.begin_attempt(name, address).await?;
         let now = self.now();
-        let user = match &id {
-            Some(id) => self.store().user(id)?,
-            None => None,
-        };
-        let audit_name = user
-            .as_ref()
-            .map_or_else(|| name.to_owned(), |u| u.username.clone());
         if let Some(refusal) = self.gate(&key, &addr_key, now)? {
             return self
                 .refuse(actor, action, &audit_name, refusal, None, address)

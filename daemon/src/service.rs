@@ -164,6 +164,67 @@ impl Service {
         self.user_locks[stripe].lock().await
     }
 
+    /// Starts a code attempt for `name` from `address`: takes the user's lock and reads the user once
+    /// under it (another request for this user may have just used a step). Unknown names are locked and
+    /// counted too, so that answers for them look like answers for users.
+    pub(crate) async fn begin_attempt(&self, name: &str, address: IpAddr) -> Result<Attempt<'_>> {
+        let id = self.store.user_id(name)?;
+        let key = match &id {
+            Some(id) => user_key(id),
+            None => format!("name:{}", name.to_lowercase()),
+        };
+        let guard = self.lock_user(&key).await;
+        let user = match &id {
+            Some(id) => self.store.user(id)?,
+            None => None,
+        };
+        let audit_name = user
+            .as_ref()
+            .map_or_else(|| name.to_owned(), |u| u.username.clone());
+        Ok(Attempt {
+            id,
+            key,
+            addr_key: address_key(address),
+            user,
+            audit_name,
+            _guard: guard,
+        })
+    }
+
+    /// The lockout's verdict on an attempt: the stricter of the user's (or unknown name's) counter
+    /// and the address's.
+    pub(crate) fn lockout_gate(&self, key: &str, addr_key: &str, now: i64) -> Result<Gate> {
+        let rules = &self.config.lockout;
+        let user_gate = self.store.failure_count(key)?.gate(&rules.user, now);
+        let addr_gate = self
+            .store
+            .failure_count(addr_key)?
+            .gate(&rules.address, now);
+        Ok(match (user_gate, addr_gate) {
+            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => Gate::Locked(after),
+            (Gate::Wait(s), _) | (_, Gate::Wait(s)) => Gate::Wait(s),
+            (Gate::Open, Gate::Open) => Gate::Open,
+        })
+    }
+
+    /// Counts a failed attempt against the user's (or unknown name's) counter and the address's;
+    /// returns the user's count.
+    pub(crate) fn count_failure(
+        &self,
+        key: &str,
+        addr_key: &str,
+        now: i64,
+    ) -> Result<FailureCount> {
+        let rules = &self.config.lockout;
+        let (user_rule, addr_rule) = (rules.user, rules.address);
+        let after = self
+            .store
+            .update_failure_count(key, |c| c.fail(&user_rule, now))?;
+        self.store
+            .update_failure_count(addr_key, |c| c.fail(&addr_rule, now))?;
+        Ok(after)
+    }
+
     pub(crate) fn user_by_name(&self, name: &str) -> Result<UserRecord> {
         validate::lookup_name(name)?;
         self.store
@@ -749,22 +810,14 @@ impl Service {
     ) -> Result<VerifyAnswer> {
         validate::lookup_name(name)?;
         validate::code(code)?;
-        let id = self.store.user_id(name)?;
-        let key = match &id {
-            Some(id) => user_key(id),
-            // Unknown names are counted too, so that answers for them look like answers for users.
-            None => format!("name:{}", name.to_lowercase()),
-        };
-        let addr_key = address_key(address);
-        let _guard = self.lock_user(&key).await;
-        // Read once, under the lock: another request for this user may have just used a step.
-        let user = match &id {
-            Some(id) => self.store.user(id)?,
-            None => None,
-        };
-        let audit_user = user
-            .as_ref()
-            .map_or_else(|| name.to_owned(), |u| u.username.clone());
+        let Attempt {
+            id,
+            key,
+            addr_key,
+            user,
+            audit_name: audit_user,
+            _guard,
+        } = self.begin_attempt(name, address).await?;
         // Outside the scope's source, a user is answered as unknown, before anything else looks at it.
         let user = user.filter(|u| scope.source.is_none_or(|source| u.source == source));
         if let Some(answer) = self
@@ -775,19 +828,10 @@ impl Service {
         }
         let enrollment_required = self.must_enroll(user.as_ref())?;
         let now = self.now();
-        let rules = &self.config.lockout;
-
-        let user_gate = self.store.failure_count(&key)?.gate(&rules.user, now);
-        let addr_gate = self
-            .store
-            .failure_count(&addr_key)?
-            .gate(&rules.address, now);
-        let refused = match (user_gate, addr_gate) {
-            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => {
-                Some((RejectReason::Locked, after))
-            }
-            (Gate::Wait(s), _) | (_, Gate::Wait(s)) => Some((RejectReason::RateLimited, Some(s))),
-            (Gate::Open, Gate::Open) => None,
+        let refused = match self.lockout_gate(&key, &addr_key, now)? {
+            Gate::Locked(after) => Some((RejectReason::Locked, after)),
+            Gate::Wait(s) => Some((RejectReason::RateLimited, Some(s))),
+            Gate::Open => None,
         };
         if let Some((reason, retry_after)) = refused {
             self.audit(
@@ -836,13 +880,7 @@ impl Service {
                 })
             }
             Outcome::Rejected(reason) => {
-                let user_rule = rules.user;
-                let addr_rule = rules.address;
-                let after_user: FailureCount = self
-                    .store
-                    .update_failure_count(&key, |c| c.fail(&user_rule, now))?;
-                self.store
-                    .update_failure_count(&addr_key, |c| c.fail(&addr_rule, now))?;
+                let after_user = self.count_failure(&key, &addr_key, now)?;
                 let detail = format!(
                     "reason={} failures={} address={address}",
                     reason_name(reason),
@@ -1153,6 +1191,18 @@ pub(crate) fn new_user_id() -> String {
         "u{}",
         data_encoding::HEXLOWER.encode(&crypto::random_bytes::<8>())
     )
+}
+
+/// A code attempt in progress (see `Service::begin_attempt`); the user's lock is held until it drops.
+pub(crate) struct Attempt<'a> {
+    pub(crate) id: Option<String>,
+    /// The lockout counter of the user, or of the unknown name.
+    pub(crate) key: String,
+    pub(crate) addr_key: String,
+    pub(crate) user: Option<UserRecord>,
+    /// The stored username, else the name as given.
+    pub(crate) audit_name: String,
+    pub(crate) _guard: tokio::sync::MutexGuard<'a, ()>,
 }
 
 pub(crate) fn user_key(id: &str) -> String {
