@@ -4,7 +4,8 @@
 //! - Each failed attempt adds one. A success clears the user's counter (not the address's: otherwise an
 //!   attacker with one valid account could clear their address between guesses).
 //! - From `delay_after` failures on, the next attempt must wait `2^(failures - delay_after)` seconds after
-//!   the last failure, capped at `max_delay_seconds`. An attempt made sooner is refused *without checking the
+//!   the last failure (counted from the end of the clock second it fell in, so never less), capped at
+//!   `max_delay_seconds`. An attempt made sooner is refused *without checking the
 //!   code* and without counting, so a fast-retrying client cannot lock a user out on its own.
 //! - At `max_failures` the counter locks: every attempt is refused unchecked until an admin unlocks, or
 //!   until `lock_seconds` pass when that is not 0.
@@ -69,7 +70,9 @@ impl FailureCount {
                 .checked_shl(exponent)
                 .unwrap_or(u64::MAX)
                 .min(rule.max_delay_seconds);
-            let ready_at = c.last_failure.saturating_add(secs(delay));
+            // The clock has whole seconds: a failure stamped t happened somewhere in [t, t+1), so the
+            // wait runs from t+1, or a "1 s" delay could end milliseconds after the failure.
+            let ready_at = c.last_failure.saturating_add(1).saturating_add(secs(delay));
             if now < ready_at {
                 return Gate::Wait(remaining(ready_at, now));
             }
@@ -126,13 +129,17 @@ mod tests {
         let table: &[(&[i64], i64, Gate)] = &[
             (&[], 0, Gate::Open),
             (&[0, 0], 0, Gate::Open),
-            (&[0, 0, 0], 0, Gate::Wait(1)),
-            (&[0, 0, 0], 1, Gate::Open),
-            (&[0, 1, 2, 3], 3, Gate::Wait(2)),
-            (&[0, 1, 2, 3], 5, Gate::Open),
-            (&[0, 1, 2, 3, 5, 9], 9, Gate::Wait(8)),
-            // the delay never exceeds max_delay_seconds
-            (&[0, 0, 0, 0, 0, 0, 0, 0, 0], 0, Gate::Wait(60)),
+            // a failure at second 0 may have been at 0.999: a 1 s wait runs to 2
+            (&[0, 0, 0], 0, Gate::Wait(2)),
+            (&[0, 0, 0], 1, Gate::Wait(1)),
+            (&[0, 0, 0], 2, Gate::Open),
+            (&[0, 1, 2, 3], 3, Gate::Wait(3)),
+            (&[0, 1, 2, 3], 6, Gate::Open),
+            (&[0, 1, 2, 3, 6, 11], 11, Gate::Wait(9)),
+            (&[0, 1, 2, 3, 6, 11], 19, Gate::Wait(1)),
+            (&[0, 1, 2, 3, 6, 11], 20, Gate::Open),
+            // the delay never exceeds max_delay_seconds (plus the failure's own second)
+            (&[0, 0, 0, 0, 0, 0, 0, 0, 0], 0, Gate::Wait(61)),
             (&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, Gate::Locked(None)),
             // a lock without expiry holds forever
             (

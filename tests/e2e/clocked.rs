@@ -126,12 +126,14 @@ async fn delays_grow_then_a_timed_lock_lifts() -> Result<()> {
     let table: &[(i64, &str, &str, Option<u64>)] = &[
         (0, "000000", "invalid_code", None),
         (0, "000000", "invalid_code", None),
-        (0, "000000", "rate_limited", Some(1)), // 2 failures: wait 1 s
-        (1, "000000", "invalid_code", None),    // 3rd failure
-        (0, "000000", "rate_limited", Some(2)), // wait doubles
+        // 2 failures in clock second 0, which may have ended at 0.999: 1 s of wait runs to 2
+        (0, "000000", "rate_limited", Some(2)),
         (1, "000000", "rate_limited", Some(1)),
-        (1, "000000", "invalid_code", None), // 4th
-        (4, "000000", "invalid_code", None), // 5th: locked for an hour
+        (1, "000000", "invalid_code", None), // 3rd failure, at 2
+        (0, "000000", "rate_limited", Some(3)), // wait doubles: 2 s from 3
+        (1, "000000", "rate_limited", Some(2)),
+        (2, "000000", "invalid_code", None), // 4th, at 5: 4 s from 6
+        (5, "000000", "invalid_code", None), // 5th: locked for an hour
         (0, "000000", "locked", Some(3600)),
         (3599, "000000", "locked", Some(1)),
     ];
