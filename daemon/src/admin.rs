@@ -167,7 +167,8 @@ async fn authorize(
 }
 
 fn error_answer(e: &Error) -> AdminAnswer {
-    let message = if e.is_caller_error() {
+    // An operator may see why the store failed; a relying application may not.
+    let message = if e.is_caller_error() || matches!(e, Error::StoreFailed(_)) {
         e.to_string()
     } else {
         tracing::error!(error = %e, "admin request failed");

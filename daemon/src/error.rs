@@ -31,6 +31,9 @@ pub enum Error {
     },
     #[error("store: {0}")]
     Store(String),
+    /// A commit failed (a full disk, an I/O error): nothing more is written until the daemon restarts.
+    #[error("store: commit failed, no further writes until a restart: {0}")]
+    StoreFailed(String),
     #[error("crypto: {0}")]
     Crypto(String),
     #[error("tls: {0}")]
@@ -59,13 +62,14 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Refused { code, .. } => code,
             Error::Config(_) => "config",
+            Error::StoreFailed(_) => "unavailable",
             Error::Io { .. } | Error::Store(_) | Error::Crypto(_) | Error::Tls(_) => "internal",
         }
     }
 
     /// True when the caller did something wrong (4xx), false for the daemon's own faults (5xx).
     pub fn is_caller_error(&self) -> bool {
-        !matches!(self.code(), "internal" | "config")
+        !matches!(self.code(), "internal" | "config" | "unavailable")
     }
 }
 

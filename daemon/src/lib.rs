@@ -92,6 +92,22 @@ impl DaemonHandle {
         }
     }
 
+    /// Resolves with the error of the first failed store commit. From then on every write is refused
+    /// (see `store::durability`): the caller should exit so that a supervisor restarts the daemon from
+    /// what is on disk.
+    pub async fn store_failed(&self) -> String {
+        let mut failure = self.service.store().failure();
+        loop {
+            if let Some(e) = failure.borrow_and_update().clone() {
+                return e;
+            }
+            if failure.changed().await.is_err() {
+                // The commit thread is gone without reporting a failure: the store is closing.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Stops accepting, lets requests in flight finish, and flushes the store.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);

@@ -138,6 +138,18 @@ async fn serve(
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            failure = handle.store_failed() => {
+                // Memory may hold writes the disk does not: stop, and let systemd (Restart=on-failure)
+                // start again from what is on disk. Requests in flight still get their answers
+                // ("unavailable" for any that write), within a bound.
+                notify(&[sd_notify::NotifyState::Stopping]);
+                tracing::error!(error = %failure, "the store failed: stopping for a restart");
+                if let Some(w) = watchdog {
+                    w.abort();
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), handle.shutdown()).await;
+                return Err(twofoldd::error::Error::StoreFailed(failure));
+            }
             _ = hangup.recv() => {
                 let outcome = reload(&handle, path.as_deref(), &log_level);
                 notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&format!("{status}; {outcome}"))]);

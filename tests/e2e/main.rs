@@ -8,6 +8,7 @@ mod console;
 mod delivery;
 mod devices_and_backup_codes;
 mod directory;
+mod disk_full;
 mod files;
 mod lifecycle;
 mod lockout;

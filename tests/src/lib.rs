@@ -102,11 +102,19 @@ impl Daemon {
 
     /// As `start`, with extra environment variables for the daemon process.
     pub fn start_with_env(extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> Result<Daemon> {
+        let mut daemon = Daemon::prepare(extra, env)?;
+        daemon.launch()?;
+        Ok(daemon)
+    }
+
+    /// A daemon's folder and configuration, not started: for a test that must set up the data
+    /// folder first (a small file system of its own, say). `launch` starts it.
+    pub fn prepare(extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> Result<Daemon> {
         let dir = TempDir::new("twofold-e2e")?;
         let data = dir.path().join("data");
         let config_path = dir.path().join("twofold.toml");
         std::fs::write(&config_path, format!("{}{extra}", base_config(&data)))?;
-        let mut daemon = Daemon {
+        let daemon = Daemon {
             log_path: dir.path().join("daemon.log"),
             dir,
             config_path,
@@ -118,7 +126,6 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_owned(), v.to_os_string()))
                 .collect(),
         };
-        daemon.launch()?;
         Ok(daemon)
     }
 
@@ -135,7 +142,8 @@ impl Daemon {
         Ok(std::fs::read_to_string(&self.log_path)?)
     }
 
-    fn launch(&mut self) -> Result<()> {
+    /// Starts the daemon and waits for its READY=1.
+    pub fn launch(&mut self) -> Result<()> {
         self.starts += 1;
         let notify_path = self.dir.path().join(format!("notify-{}.sock", self.starts));
         let notify = UnixDatagram::bind(&notify_path)?;
@@ -222,6 +230,24 @@ impl Daemon {
             child.wait()?;
         }
         Ok(())
+    }
+
+    /// Waits up to `timeout` for the daemon to exit on its own; its exit code, or `None` if it still runs.
+    // std has no way to wait for a child with a timeout but polling `try_wait`.
+    #[allow(clippy::disallowed_methods)]
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        while let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(Some(status.code().unwrap_or(-1)));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(None)
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit code.

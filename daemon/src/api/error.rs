@@ -32,6 +32,14 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::Refused { .. } => StatusCode::FORBIDDEN,
+            Error::StoreFailed(_) => {
+                tracing::error!(error = %e, "request failed");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the daemon cannot write to its store and is restarting; retry shortly",
+                );
+            }
             Error::Config(_)
             | Error::Io { .. }
             | Error::Store(_)

@@ -98,10 +98,21 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".to_owned(),
-    })
+/// `ok`, or 503 `store_failed` once a commit has failed and the daemon is on its way to a restart, so
+/// a load balancer stops sending requests it could not answer.
+async fn health(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    let failed = app.service.store().failure().borrow().is_some();
+    let (status, text) = if failed {
+        (StatusCode::SERVICE_UNAVAILABLE, "store_failed")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    (
+        status,
+        Json(Health {
+            status: text.to_owned(),
+        }),
+    )
 }
 
 async fn not_found() -> ApiError {

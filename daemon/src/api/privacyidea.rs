@@ -171,6 +171,14 @@ impl From<Error> for PiError {
         match e {
             Error::InvalidRequest(message) => PiError::parameter(message),
             Error::Unauthorized => PiError::unauthenticated(),
+            Error::StoreFailed(reason) => {
+                tracing::error!(error = %reason, "privacyIDEA request failed: the store failed");
+                PiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: ERROR_SERVER,
+                    message: format!("ERR{ERROR_SERVER}: the server cannot write to its store and is restarting; retry shortly"),
+                }
+            }
             other => {
                 // The caller learns nothing about our internals; the log has the cause.
                 tracing::error!(error = %other, "privacyIDEA request failed");

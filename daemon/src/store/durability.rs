@@ -9,11 +9,17 @@
 //! written since its last sync (sled 0.34's `flush` ends in `sync_file_range`, which survives a killed
 //! process but not a power loss on a disk with a write-back cache). A verification writes only the
 //! journal, so it costs one `fdatasync` shared by its batch.
+//!
+//! A failed commit (a full disk, an I/O error) is final for this process: after a failed `fdatasync`
+//! Linux may have dropped the dirty pages and report the next one as a success, and sled 0.34 keeps its
+//! write error anyway. Memory may then hold writes the disk does not, so the store refuses every later
+//! commit, `failure()` tells the daemon, and the daemon exits for its supervisor to restart it from
+//! what is on disk, which is everything any answer promised.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::journal::Journal;
 use crate::error::{Error, Result};
@@ -69,12 +75,15 @@ type Waiter = (oneshot::Sender<Result<(), String>>, Arc<Durable>);
 pub struct Committer {
     requests: mpsc::Sender<Waiter>,
     durable: Arc<Durable>,
+    /// The first failed commit's error; `None` while commits succeed.
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl Committer {
     /// Starts the commit thread; it ends when the last `Committer` is dropped.
     pub(super) fn start(durable: Arc<Durable>) -> Result<Committer> {
         let (requests, incoming) = mpsc::channel::<Waiter>();
+        let (failed, failure) = watch::channel(None);
         std::thread::Builder::new()
             .name("store-commit".into())
             .spawn(move || {
@@ -85,9 +94,15 @@ impl Committer {
                     while let Ok(more) = incoming.try_recv() {
                         batch.push(more);
                     }
-                    let outcome = durable.sync();
+                    let outcome = match failed.borrow().clone() {
+                        Some(earlier) => Err(earlier),
+                        None => durable.sync(),
+                    };
                     if let Err(e) = &outcome {
-                        tracing::error!(error = %e, "store commit failed");
+                        if failed.borrow().is_none() {
+                            tracing::error!(error = %e, "store commit failed: the store refuses all further writes");
+                            failed.send_replace(Some(e.clone()));
+                        }
                     }
                     // Drop the batch's store handles before answering: a caller that closes the store
                     // after its commit must not find the database still held open by this thread.
@@ -99,17 +114,29 @@ impl Committer {
                 }
             })
             .map_err(|e| Error::Store(format!("commit thread: {e}")))?;
-        Ok(Committer { requests, durable })
+        Ok(Committer {
+            requests,
+            durable,
+            failure,
+        })
+    }
+
+    /// The first failed commit's error, once there is one.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
     }
 
     pub async fn commit(&self) -> Result<()> {
+        if let Some(e) = self.failure.borrow().clone() {
+            return Err(Error::StoreFailed(e));
+        }
         let (tx, rx) = oneshot::channel();
         self.requests
             .send((tx, self.durable.clone()))
             .map_err(|_| Error::Store("the commit thread has stopped".into()))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Store(format!("commit: {e}"))),
+            Ok(Err(e)) => Err(Error::StoreFailed(e)),
             Err(_) => Err(Error::Store("the commit thread has stopped".into())),
         }
     }

@@ -204,6 +204,11 @@ impl Store {
     }
 
     /// Waits until every write made before this call is on disk.
+    /// The first failed commit's error, once there is one (see `durability`).
+    pub fn failure(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.committer.failure()
+    }
+
     pub async fn commit(&self) -> Result<()> {
         self.committer.commit().await
     }
