@@ -112,6 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: Some("root".into()),
         role: Role::MasterAdmin,
         granted_by: "root".into(),
+        directory_user: None,
     };
     let mut app = App::new(identity, "bench".into());
     app.outbox.clear();

@@ -329,13 +329,21 @@ pub fn text(reply: &AdminReply) -> String {
         }
         AdminReply::Identity(i) => {
             let name = i.name.clone().unwrap_or_else(|| "-".to_owned());
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "uid {} ({name})  role {}  granted by {}",
                 i.uid,
                 i.role.name(),
                 i.granted_by
             );
+            match &i.directory_user {
+                Some(user) => {
+                    let _ = writeln!(out, " to AD user {user}");
+                }
+                None => {
+                    let _ = writeln!(out);
+                }
+            }
         }
         AdminReply::Dashboard(d) => {
             let share = if d.users == 0 {

@@ -29,12 +29,14 @@ fn identity(role: Role) -> OperatorIdentity {
             name: Some("root".into()),
             role,
             granted_by: "root".into(),
+            directory_user: None,
         },
         _ => OperatorIdentity {
             uid: 1001,
             name: Some("hd1".into()),
             role,
             granted_by: "group twofold-helpdesk".into(),
+            directory_user: None,
         },
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Who may connect is decided twice: the socket file is mode 0660 (owner and the configured group), and
 //! each connection's peer credentials decide the operator's role (see `roles`), which every request is
-//! checked against. The operator's uid goes into every audit event, refusals included.
+//! checked against. The operator's uid (and, when an AD group gave the role, the AD user) goes into every
+//! audit event, refusals included.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -97,7 +98,9 @@ async fn handle(
         gid: cred.gid(),
         pid: cred.pid(),
     };
-    let operator = match roles::identify(&peer, &service.config().admin.roles) {
+    let operator = match roles::identify(&peer, &service.config().admin.roles, |login| {
+        service.store().find_user(login)
+    }) {
         Ok(operator) => operator,
         Err(e) => {
             tracing::warn!(uid = peer.uid, "admin connection refused: no role");
@@ -105,7 +108,10 @@ async fn handle(
             return Ok(());
         }
     };
-    let actor = Actor::Admin { uid: cred.uid() };
+    let actor = Actor::Admin {
+        uid: operator.uid,
+        directory_user: operator.directory_user.clone(),
+    };
     let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX) + 1;
     let mut reader = BufReader::new(read).take(limit);
     let mut line = String::new();
@@ -154,9 +160,10 @@ async fn authorize(
     };
     let permission = request.permission();
     let detail = format!(
-        "needs={} role={}",
+        "needs={} role={} granted_by={}",
         permission.role().name(),
-        operator.role.name()
+        operator.role.name(),
+        operator.granted_by
     );
     let action = serde_json::to_value(request)
         .ok()

@@ -115,8 +115,10 @@ pub struct AdminConfig {
 }
 
 /// `[admin.roles]`: Unix groups (primary or supplementary, so also directory groups that sssd or winbind
-/// map to Unix groups) whose members get each role. root and the daemon's own user are master admins; a
-/// member of several groups gets the highest of their roles; someone in none is refused.
+/// map to Unix groups) whose members get each role, and `[admin.roles.directory]`: AD groups, synced
+/// from a `[[directory]]`, whose members get each role (see `roles`). root and the daemon's own user are
+/// master admins; a member of several groups gets the highest of their roles; someone in none is
+/// refused.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminRoles {
@@ -126,6 +128,26 @@ pub struct AdminRoles {
     pub admin: Vec<String>,
     #[serde(default)]
     pub master_admin: Vec<String>,
+    #[serde(default)]
+    pub directory: DirectoryRoles,
+}
+
+/// `[admin.roles.directory]`: AD groups, each named by its DN or its CN as in `[[policy.group]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryRoles {
+    #[serde(default)]
+    pub helpdesk: Vec<String>,
+    #[serde(default)]
+    pub admin: Vec<String>,
+    #[serde(default)]
+    pub master_admin: Vec<String>,
+}
+
+impl DirectoryRoles {
+    pub fn is_empty(&self) -> bool {
+        self.helpdesk.is_empty() && self.admin.is_empty() && self.master_admin.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -721,6 +743,59 @@ impl Config {
                 }
             }
         }
+        // A DN and its CN name the same group (`names_group`): listed for two roles, that is one group
+        // with two roles too.
+        let mut ad_role_groups: Vec<&str> = Vec::new();
+        let ad = &self.admin.roles.directory;
+        for (key, groups) in [
+            ("helpdesk", &ad.helpdesk),
+            ("admin", &ad.admin),
+            ("master_admin", &ad.master_admin),
+        ] {
+            let mut in_this_key: Vec<&str> = Vec::new();
+            for group in groups {
+                if group.trim().is_empty() || group.chars().any(char::is_control) {
+                    fail(
+                        "admin.roles.directory",
+                        key,
+                        format!("{group:?} does not name a group (its DN or CN)"),
+                    );
+                } else if let Some(other) = ad_role_groups.iter().find(|other| {
+                    crate::policy::names_group(other, group)
+                        || crate::policy::names_group(group, other)
+                }) {
+                    fail(
+                        "admin.roles.directory",
+                        key,
+                        if other.eq_ignore_ascii_case(group) {
+                            format!("AD group {group} is given more than one role")
+                        } else {
+                            format!(
+                                "AD group {group} is given more than one role (also as {other})"
+                            )
+                        },
+                    );
+                } else {
+                    in_this_key.push(group);
+                }
+            }
+            ad_role_groups.extend(in_this_key);
+        }
+        if self.directory.is_empty() {
+            let listed = [
+                ("helpdesk", &ad.helpdesk),
+                ("admin", &ad.admin),
+                ("master_admin", &ad.master_admin),
+            ];
+            if let Some((key, _)) = listed.iter().find(|(_, groups)| !groups.is_empty()) {
+                fail(
+                    "admin.roles.directory",
+                    key,
+                    "AD groups give roles only to users synced from a [[directory]]: configure one"
+                        .into(),
+                );
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             fail(
                 "log",
@@ -1055,6 +1130,65 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].message.contains("master"), "{errors:?}");
+    }
+
+    #[test]
+    fn ad_role_groups_parse_and_a_group_with_two_roles_is_refused_with_its_line() {
+        let directory = "[[directory]]\nname = \"corp\"\nurls = [\"ldaps://dc1\"]\nbind_dn = \"CN=svc\"\nbind_password_file = \"/etc/twofold/pw\"\n";
+        let good = format!(
+            "version = 1\n[admin.roles]\nhelpdesk = [\"hd\"]\n[admin.roles.directory]\nhelpdesk = [\"TF Helpdesk\"]\nadmin = [\"CN=TF Admins,OU=Groups,DC=corp,DC=example\"]\n{directory}"
+        );
+        let c = Config::parse(&good)
+            .map_err(|e| format!("{e:?}"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let ad = &c.admin.roles.directory;
+        assert_eq!(ad.helpdesk, vec!["TF Helpdesk".to_owned()]);
+        assert_eq!(
+            ad.admin,
+            vec!["CN=TF Admins,OU=Groups,DC=corp,DC=example".to_owned()]
+        );
+        assert!(ad.master_admin.is_empty());
+        assert_eq!(c.admin.roles.helpdesk, vec!["hd".to_owned()]);
+
+        // Line 5 names TF Helpdesk by CN: line 6 names it again in other case, line 7 by its DN; the
+        // Unix groups of [admin.roles] (line 3) are checked apart.
+        let text = format!(
+            "version = 1\n[admin.roles]\nadmin = [\"tfhelpdesk\"]\n[admin.roles.directory]\nhelpdesk = [\"TF Helpdesk\"]\nadmin = [\"tf helpdesk\"]\nmaster_admin = [\"CN=TF Helpdesk,OU=Groups,DC=corp,DC=example\", \"\"]\n{directory}"
+        );
+        let errors = Config::parse(&text).err().unwrap_or_default();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![6, 7, 7], "{errors:?}");
+        assert!(
+            errors[0].message == "AD group tf helpdesk is given more than one role",
+            "{errors:?}"
+        );
+        assert!(
+            errors[1..].iter().any(|e| e.message
+                == "AD group CN=TF Helpdesk,OU=Groups,DC=corp,DC=example is given more than one role (also as TF Helpdesk)"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1..]
+                .iter()
+                .any(|e| e.message == "\"\" does not name a group (its DN or CN)"),
+            "{errors:?}"
+        );
+
+        // AD groups without a directory to sync them from can give nobody a role.
+        let errors =
+            Config::parse("version = 1\n[admin.roles.directory]\nadmin = [\"TF Admins\"]\n")
+                .err()
+                .unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 3, "{errors:?}");
+        assert!(errors[0].message.contains("[[directory]]"), "{errors:?}");
+        // A typo in the table is an error with its line, as everywhere.
+        let errors = Config::parse(&format!(
+            "version = 1\n[admin.roles.directory]\nhelpdsk = [\"TF Admins\"]\n{directory}"
+        ))
+        .err()
+        .unwrap_or_default();
+        assert_eq!(errors.first().map(|e| e.line), Some(3), "{errors:?}");
     }
 
     #[test]

@@ -140,8 +140,9 @@ impl GroupPolicy {
     }
 }
 
-/// True when `wanted` (a DN or a CN) names the group `dn`.
-fn names_group(wanted: &str, dn: &str) -> bool {
+/// True when `wanted` (a DN or a CN) names the group `dn`. Also how `[admin.roles.directory]` names
+/// the groups that give admin roles (see `roles`).
+pub(crate) fn names_group(wanted: &str, dn: &str) -> bool {
     if wanted.eq_ignore_ascii_case(dn) {
         return true;
     }

@@ -1,10 +1,23 @@
 //! Who may do what on the admin socket.
 //!
 //! The rule: root and the daemon's own user are master admins (they can read the store anyway); anyone
-//! else gets the highest role whose configured Unix groups hold the connecting process's primary or
-//! supplementary group; someone in none of them is refused at connection. The groups come from the
-//! socket's peer credentials (`SO_PEERCRED`, which the peer cannot forge) and, for the supplementary
-//! groups, from `/proc/<pid>/status` of the connecting process.
+//! else gets the highest role given by either
+//! - a Unix group of `[admin.roles]` that holds the connecting process's primary or supplementary
+//!   group, or
+//! - an AD group of `[admin.roles.directory]` that the operator's synced AD user is a member of;
+//!
+//! someone with neither is refused at connection. On a tie the Unix group is named. The uid comes from
+//! the socket's peer credentials (`SO_PEERCRED`, which the peer cannot forge); the supplementary groups
+//! from `/proc/<pid>/status` of the connecting process.
+//!
+//! The operator's AD user is the synced user whose username (sAMAccountName by default) equals the
+//! uid's Unix login name, case-insensitively; a login of the form `user@realm`, as sssd and winbind can
+//! give, names the user whose UPN equals it. `DOMAIN\user` logins match nobody: the NetBIOS domain is
+//! not synced, so the domain part could not be checked. The user must be synced from a `[[directory]]`
+//! (a local Twofold user of the same name gives nothing), enabled in Twofold, and neither disabled nor
+//! removed in AD. Its groups are the memberOf DNs of the last sync, matched like `[[policy.group]]`
+//! (DN or CN, see `policy::names_group`). The role is decided per connection, so a membership change
+//! synced from AD applies from the operator's next connection.
 //!
 //! Each request needs one `Permission`, and `Permission::role` is the table of the least role holding
 //! it (in the wire crate, so the console hides what the daemon would refuse). Refusals name the role
@@ -12,8 +25,10 @@
 
 use twofold_wire::admin::{AdminRequest, OperatorIdentity, Role};
 
-use crate::config::AdminRoles;
+use crate::config::{AdminRoles, DirectoryRoles};
 use crate::error::{Error, Result};
+use crate::policy::names_group;
+use crate::store::records::UserRecord;
 
 /// The connecting process, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,24 +64,63 @@ fn supplementary_groups(proc_status: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Decides the peer's role, or refuses it with a message saying how to get one.
-pub fn identify(peer: &Peer, roles: &AdminRoles) -> Result<OperatorIdentity> {
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name);
-    let identity = |role, granted_by: String| OperatorIdentity {
-        uid: peer.uid,
-        name: name.clone(),
-        role,
-        granted_by,
+/// What the operator's login name finds among the synced AD users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DirectoryOperator {
+    /// No synced AD user answers to the login (none, a local user, or a name that only looks alike).
+    Absent,
+    /// `<domain>/<username>` of an AD user that is disabled (in AD or in Twofold) or removed from AD.
+    Unusable(String),
+    /// `<domain>/<username>` and the user's groups.
+    Usable(String, Vec<String>),
+}
+
+/// Whether `user` (found by the store for `login`) is the operator's AD user, and in what state.
+fn directory_operator(login: &str, user: Option<&UserRecord>) -> DirectoryOperator {
+    let Some(user) = user else {
+        return DirectoryOperator::Absent;
     };
-    if peer.uid == 0 {
-        return Ok(identity(Role::MasterAdmin, "root".into()));
+    let Some(link) = &user.directory else {
+        return DirectoryOperator::Absent;
+    };
+    let login = login.to_lowercase();
+    let by_username = user.username.to_lowercase() == login;
+    let by_upn = login.contains('@')
+        && user
+            .upn
+            .as_deref()
+            .is_some_and(|upn| upn.to_lowercase() == login);
+    if !by_username && !by_upn {
+        return DirectoryOperator::Absent;
     }
-    if peer.uid == nix::unistd::geteuid().as_raw() {
-        return Ok(identity(Role::MasterAdmin, "daemon user".into()));
+    let name = format!("{}/{}", link.domain, user.username);
+    if user.can_authenticate() {
+        DirectoryOperator::Usable(name, user.groups.clone())
+    } else {
+        DirectoryOperator::Unusable(name)
     }
+}
+
+/// The highest role `[admin.roles.directory]` gives to members of `groups`, with the DN that gave it.
+fn directory_role(groups: &[String], roles: &DirectoryRoles) -> Option<(Role, String)> {
+    [
+        (Role::MasterAdmin, &roles.master_admin),
+        (Role::Admin, &roles.admin),
+        (Role::Helpdesk, &roles.helpdesk),
+    ]
+    .into_iter()
+    .find_map(|(role, wanted)| {
+        wanted.iter().find_map(|w| {
+            groups
+                .iter()
+                .find(|dn| names_group(w, dn))
+                .map(|dn| (role, dn.clone()))
+        })
+    })
+}
+
+/// The highest role `[admin.roles]` gives through the peer's Unix groups, with the group's name.
+fn unix_role(peer: &Peer, roles: &AdminRoles) -> Option<(Role, String)> {
     let groups = peer.groups();
     let mut best: Option<(Role, &str)> = None;
     for (role, names) in [
@@ -91,13 +145,73 @@ pub fn identify(peer: &Peer, roles: &AdminRoles) -> Result<OperatorIdentity> {
             }
         }
     }
-    match best {
-        Some((role, group)) => Ok(identity(role, format!("group {group}"))),
-        None => Err(Error::Forbidden(format!(
-            "uid {} has no Twofold role: add it to a group listed in [admin.roles] of the daemon's configuration",
-            peer.uid
-        ))),
+    best.map(|(role, name)| (role, name.to_owned()))
+}
+
+/// Decides the peer's role, or refuses it with a message saying how to get one. `synced_user` finds a
+/// stored user by username or UPN (`Store::find_user`); it is asked only when AD groups give roles.
+pub fn identify(
+    peer: &Peer,
+    roles: &AdminRoles,
+    synced_user: impl FnOnce(&str) -> Result<Option<UserRecord>>,
+) -> Result<OperatorIdentity> {
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let identity = |role, granted_by: String, directory_user| OperatorIdentity {
+        uid: peer.uid,
+        name: name.clone(),
+        role,
+        granted_by,
+        directory_user,
+    };
+    if peer.uid == 0 {
+        return Ok(identity(Role::MasterAdmin, "root".into(), None));
     }
+    if peer.uid == nix::unistd::geteuid().as_raw() {
+        return Ok(identity(Role::MasterAdmin, "daemon user".into(), None));
+    }
+    let unix = unix_role(peer, roles);
+    let directory = match &name {
+        Some(login) if !roles.directory.is_empty() => {
+            directory_operator(login, synced_user(login)?.as_ref())
+        }
+        _ => DirectoryOperator::Absent,
+    };
+    let from_directory = match &directory {
+        DirectoryOperator::Usable(user, groups) => directory_role(groups, &roles.directory)
+            .map(|(role, dn)| (role, format!("AD group {dn}"), user.clone())),
+        _ => None,
+    };
+    match (unix, from_directory) {
+        (Some((unix_role, _)), Some((role, granted_by, user))) if role > unix_role => {
+            Ok(identity(role, granted_by, Some(user)))
+        }
+        (None, Some((role, granted_by, user))) => Ok(identity(role, granted_by, Some(user))),
+        (Some((role, group)), _) => Ok(identity(role, format!("group {group}"), None)),
+        (None, None) => Err(Error::Forbidden(no_role(peer.uid, roles, &directory))),
+    }
+}
+
+fn no_role(uid: u32, roles: &AdminRoles, directory: &DirectoryOperator) -> String {
+    let mut message = format!(
+        "uid {uid} has no Twofold role: add it to a group listed in [admin.roles] of the daemon's configuration"
+    );
+    if !roles.directory.is_empty() {
+        match directory {
+            DirectoryOperator::Absent => message.push_str(
+                ", or log in as a user synced from AD who is in a group listed in [admin.roles.directory]",
+            ),
+            DirectoryOperator::Unusable(user) => message.push_str(&format!(
+                "; AD user {user} is disabled or removed and gets no role from AD groups"
+            )),
+            DirectoryOperator::Usable(user, _) => message.push_str(&format!(
+                ", or AD user {user} to a group listed in [admin.roles.directory]"
+            )),
+        }
+    }
+    message
 }
 
 /// Refuses a request the operator's role does not permit, naming the role that would.
@@ -118,7 +232,12 @@ pub fn authorize(operator: &OperatorIdentity, request: &AdminRequest) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::DirectoryLink;
     use twofold_wire::admin::Permission;
+
+    const HELPDESK_DN: &str = "CN=TF Helpdesk,OU=Groups,DC=corp,DC=example";
+    const ADMINS_DN: &str = "CN=TF Admins,OU=Groups,DC=corp,DC=example";
+    const MASTERS_DN: &str = "CN=TF Masters,OU=Groups,DC=corp,DC=example";
 
     fn operator(role: Role) -> OperatorIdentity {
         OperatorIdentity {
@@ -126,6 +245,59 @@ mod tests {
             name: None,
             role,
             granted_by: "group test".into(),
+            directory_user: None,
+        }
+    }
+
+    /// uid 65534 (`nobody` on every Debian system) with primary group 0 (`root`); the uid is not root.
+    fn nobody_in_group_root() -> Peer {
+        Peer {
+            uid: 65534,
+            gid: 0,
+            pid: None,
+        }
+    }
+
+    fn no_synced_user(_: &str) -> Result<Option<UserRecord>> {
+        Ok(None)
+    }
+
+    /// A user synced from AD domain `corp`, enabled, in `groups`.
+    fn synced(username: &str, upn: &str, groups: &[&str]) -> UserRecord {
+        UserRecord {
+            id: "u1".into(),
+            username: username.into(),
+            upn: Some(upn.into()),
+            display_name: None,
+            email: None,
+            mobile: None,
+            voice: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            enabled: true,
+            source: "ad:corp".into(),
+            enrollment_required: false,
+            created: 0,
+            devices: Vec::new(),
+            backup_codes: None,
+            directory: Some(DirectoryLink {
+                domain: "corp".into(),
+                guid: "00000000-0000-0000-0000-000000000001".into(),
+                dn: format!("CN={username},OU=Staff,DC=corp,DC=example"),
+                account_disabled: false,
+                removed_at: None,
+            }),
+            mobile_override: None,
+            voice_override: None,
+            enrolled_epoch: 0,
+        }
+    }
+
+    fn directory_roles() -> DirectoryRoles {
+        DirectoryRoles {
+            // By CN, by DN, and by a DN in other case: all as `[[policy.group]]` names groups.
+            helpdesk: vec!["TF Helpdesk".into()],
+            admin: vec![ADMINS_DN.into()],
+            master_admin: vec![MASTERS_DN.to_lowercase()],
         }
     }
 
@@ -146,6 +318,7 @@ mod tests {
                 pid: None,
             },
             &AdminRoles::default(),
+            no_synced_user,
         )?;
         assert_eq!(
             (root.role, root.granted_by.as_str()),
@@ -159,7 +332,8 @@ mod tests {
                     gid: 0,
                     pid: None
                 },
-                &AdminRoles::default()
+                &AdminRoles::default(),
+                no_synced_user,
             )?
             .role,
             Role::MasterAdmin
@@ -177,6 +351,7 @@ mod tests {
                 pid: None,
             },
             &AdminRoles::default(),
+            no_synced_user,
         );
         assert!(
             matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("[admin.roles]")),
@@ -186,29 +361,219 @@ mod tests {
 
     #[test]
     fn the_primary_group_grants_the_highest_configured_role() -> Result<()> {
-        // gid 0 is "root" on every Linux system; the uid is not root.
         let roles = AdminRoles {
             helpdesk: vec!["root".into()],
-            admin: vec![],
-            master_admin: vec![],
+            ..AdminRoles::default()
         };
-        let peer = Peer {
-            uid: 65534,
-            gid: 0,
-            pid: None,
-        };
-        assert_eq!(identify(&peer, &roles)?.role, Role::Helpdesk);
+        let peer = nobody_in_group_root();
+        assert_eq!(
+            identify(&peer, &roles, no_synced_user)?.role,
+            Role::Helpdesk
+        );
         let roles = AdminRoles {
             helpdesk: vec!["nosuchgroup-tf".into()],
             admin: vec!["root".into()],
-            master_admin: vec![],
+            ..AdminRoles::default()
         };
-        let found = identify(&peer, &roles)?;
+        let found = identify(&peer, &roles, no_synced_user)?;
         assert_eq!(
             (found.role, found.granted_by.as_str()),
             (Role::Admin, "group root")
         );
         Ok(())
+    }
+
+    #[test]
+    fn the_login_names_the_synced_ad_user_by_username_or_upn() {
+        use DirectoryOperator::{Absent, Unusable, Usable};
+        let alice = synced("alice", "alice@corp.example", &[HELPDESK_DN]);
+        let local = UserRecord {
+            directory: None,
+            source: "local".into(),
+            ..alice.clone()
+        };
+        let disabled_in_ad = UserRecord {
+            directory: alice.directory.clone().map(|d| DirectoryLink {
+                account_disabled: true,
+                ..d
+            }),
+            ..alice.clone()
+        };
+        let removed_from_ad = UserRecord {
+            directory: alice.directory.clone().map(|d| DirectoryLink {
+                removed_at: Some(1),
+                ..d
+            }),
+            ..alice.clone()
+        };
+        let disabled_in_twofold = UserRecord {
+            enabled: false,
+            ..alice.clone()
+        };
+        let usable = || Usable("corp/alice".into(), vec![HELPDESK_DN.to_owned()]);
+        // (login, what the store found for it, the operator's AD user)
+        let table: Vec<(&str, Option<&UserRecord>, DirectoryOperator)> = vec![
+            ("alice", Some(&alice), usable()),
+            ("ALICE", Some(&alice), usable()),
+            ("alice@corp.example", Some(&alice), usable()),
+            ("Alice@CORP.EXAMPLE", Some(&alice), usable()),
+            // The store finds by username or UPN; the rule is stricter than the index.
+            ("alice@other.example", Some(&alice), Absent),
+            ("bob", Some(&alice), Absent),
+            ("corp\\alice", Some(&alice), Absent),
+            ("alice", None, Absent),
+            ("alice", Some(&local), Absent),
+            (
+                "alice",
+                Some(&disabled_in_ad),
+                Unusable("corp/alice".into()),
+            ),
+            (
+                "alice",
+                Some(&removed_from_ad),
+                Unusable("corp/alice".into()),
+            ),
+            (
+                "alice",
+                Some(&disabled_in_twofold),
+                Unusable("corp/alice".into()),
+            ),
+        ];
+        for (row, (login, found, expected)) in table.into_iter().enumerate() {
+            assert_eq!(
+                directory_operator(login, found),
+                expected,
+                "row {row}: {login}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_highest_ad_group_role_wins_and_names_its_group() {
+        let roles = directory_roles();
+        let role_of = |groups: &[&str]| {
+            let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+            directory_role(&groups, &roles)
+        };
+        let given = |role, dn: &str| Some((role, dn.to_owned()));
+        assert_eq!(role_of(&[]), None);
+        assert_eq!(role_of(&["CN=Staff,OU=Groups,DC=corp,DC=example"]), None);
+        assert_eq!(role_of(&[HELPDESK_DN]), given(Role::Helpdesk, HELPDESK_DN));
+        assert_eq!(
+            role_of(&[HELPDESK_DN, ADMINS_DN]),
+            given(Role::Admin, ADMINS_DN)
+        );
+        assert_eq!(
+            role_of(&[ADMINS_DN, MASTERS_DN, HELPDESK_DN]),
+            given(Role::MasterAdmin, MASTERS_DN)
+        );
+        // A CN names a group in any OU (as in [[policy.group]]); a DN only that one.
+        let elsewhere = "cn=tf helpdesk,OU=Elsewhere,DC=corp,DC=example";
+        assert_eq!(role_of(&[elsewhere]), given(Role::Helpdesk, elsewhere));
+        assert_eq!(
+            role_of(&["CN=TF Admins,OU=Elsewhere,DC=corp,DC=example"]),
+            None
+        );
+    }
+
+    #[test]
+    fn unix_and_ad_groups_give_the_higher_role_and_say_which() -> Result<()> {
+        let peer = nobody_in_group_root();
+        let with = |unix_helpdesk: bool, unix_admin: bool| AdminRoles {
+            helpdesk: if unix_helpdesk {
+                vec!["root".into()]
+            } else {
+                vec![]
+            },
+            admin: if unix_admin {
+                vec!["root".into()]
+            } else {
+                vec![]
+            },
+            master_admin: vec![],
+            directory: directory_roles(),
+        };
+        let in_groups = |groups: &'static [&'static str]| {
+            move |login: &str| Ok(Some(synced(login, "x@corp.example", groups)))
+        };
+        // AD admin beats Unix helpdesk: the AD group and the AD user are named.
+        let ad = identify(&peer, &with(true, false), in_groups(&[ADMINS_DN]))?;
+        assert_eq!(
+            (
+                ad.role,
+                ad.granted_by.as_str(),
+                ad.directory_user.as_deref()
+            ),
+            (
+                Role::Admin,
+                "AD group CN=TF Admins,OU=Groups,DC=corp,DC=example",
+                Some("corp/nobody")
+            )
+        );
+        // Unix admin beats AD helpdesk; on a tie the Unix group is named.
+        for groups in [&[HELPDESK_DN][..], &[ADMINS_DN][..]] {
+            let unix = identify(&peer, &with(false, true), in_groups(groups))?;
+            assert_eq!(
+                (unix.role, unix.granted_by.as_str(), unix.directory_user),
+                (Role::Admin, "group root", None)
+            );
+        }
+        // AD alone.
+        let only_ad = identify(&peer, &with(false, false), in_groups(&[HELPDESK_DN]))?;
+        assert_eq!(only_ad.role, Role::Helpdesk);
+        // An AD user in no role group, or disabled: refused, saying why.
+        let refused = identify(&peer, &with(false, false), in_groups(&[]));
+        assert!(
+            matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("AD user corp/nobody to a group listed in [admin.roles.directory]")),
+            "{refused:?}"
+        );
+        let disabled = |login: &str| {
+            let mut user = synced(login, "x@corp.example", &[MASTERS_DN]);
+            user.directory = user.directory.map(|d| DirectoryLink {
+                account_disabled: true,
+                ..d
+            });
+            Ok(Some(user))
+        };
+        let refused = identify(&peer, &with(false, false), disabled);
+        assert!(
+            matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("AD user corp/nobody is disabled or removed")),
+            "{refused:?}"
+        );
+        // The Unix role still holds for a user disabled in AD.
+        assert_eq!(
+            identify(&peer, &with(true, false), disabled)?.granted_by,
+            "group root"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn without_ad_role_groups_the_store_is_not_asked() -> Result<()> {
+        let roles = AdminRoles {
+            helpdesk: vec!["root".into()],
+            ..AdminRoles::default()
+        };
+        let found = identify(&nobody_in_group_root(), &roles, |_| {
+            Err(Error::Config("the store must not be asked".into()))
+        })?;
+        assert_eq!(found.role, Role::Helpdesk);
+        Ok(())
+    }
+
+    #[test]
+    fn the_audit_actor_names_the_ad_user_that_gave_the_role() {
+        use crate::service::Actor;
+        let unix = Actor::Admin {
+            uid: 1001,
+            directory_user: None,
+        };
+        let ad = Actor::Admin {
+            uid: 1001,
+            directory_user: Some("corp/alice".into()),
+        };
+        assert_eq!(unix.to_string(), "admin:uid=1001");
+        assert_eq!(ad.to_string(), "admin:uid=1001,ad=corp/alice");
     }
 
     #[test]

@@ -31,9 +31,11 @@ use crate::validate;
 pub enum Actor {
     /// A relying application, by its API key's name.
     Api(String),
-    /// An operator on the admin socket, by Unix uid.
+    /// An operator on the admin socket, by Unix uid, and by `<domain>/<username>` when the role came
+    /// from the groups of that synced AD user.
     Admin {
         uid: u32,
+        directory_user: Option<String>,
     },
     Daemon,
 }
@@ -42,7 +44,14 @@ impl std::fmt::Display for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Actor::Api(name) => write!(f, "api:{name}"),
-            Actor::Admin { uid } => write!(f, "admin:uid={uid}"),
+            Actor::Admin {
+                uid,
+                directory_user: None,
+            } => write!(f, "admin:uid={uid}"),
+            Actor::Admin {
+                uid,
+                directory_user: Some(user),
+            } => write!(f, "admin:uid={uid},ad={user}"),
             Actor::Daemon => f.write_str("daemon"),
         }
     }

@@ -192,20 +192,28 @@ fn the_console_says_when_it_cannot_reach_the_daemon() -> Result<()> {
 }
 
 /// Throw-away system users and groups, removed on drop.
-struct Accounts {
+/// Unix users and groups made for a test, removed when it ends.
+pub(crate) struct Accounts {
     users: Vec<String>,
     groups: Vec<String>,
 }
 
 impl Accounts {
-    fn group(&mut self, name: &str) -> Result<()> {
+    pub(crate) fn new() -> Accounts {
+        Accounts {
+            users: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    pub(crate) fn group(&mut self, name: &str) -> Result<()> {
         run_ok(Command::new("groupadd").args(["--system", name]))?;
         self.groups.push(name.to_owned());
         Ok(())
     }
 
     /// A user whose primary group is `primary`, also in `others`.
-    fn user(&mut self, name: &str, primary: &str, others: &[&str]) -> Result<u32> {
+    pub(crate) fn user(&mut self, name: &str, primary: &str, others: &[&str]) -> Result<u32> {
         let mut command = Command::new("useradd");
         command.args([
             "--system",
@@ -248,7 +256,7 @@ fn run_ok(command: &mut Command) -> Result<Output> {
 }
 
 /// `twofold-admin` run as `user`, with the groups the system gives that user.
-fn as_user(binary: &Path, socket: &Path, user: &str, args: &[&str]) -> Result<Output> {
+pub(crate) fn as_user(binary: &Path, socket: &Path, user: &str, args: &[&str]) -> Result<Output> {
     let gid = String::from_utf8(run_ok(Command::new("id").args(["-g", user]))?.stdout)?;
     Ok(Command::new("setpriv")
         .args([
@@ -275,10 +283,7 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
         format!("tfadm{tag}"),
         format!("tfmas{tag}"),
     );
-    let mut accounts = Accounts {
-        users: Vec::new(),
-        groups: Vec::new(),
-    };
+    let mut accounts = Accounts::new();
     for g in [&socket_group, &helpdesk, &admin_group, &master] {
         accounts.group(g)?;
     }
@@ -446,7 +451,7 @@ fn each_action_is_refused_for_the_roles_that_lack_it_over_the_real_socket() -> R
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+pub(crate) fn nix_is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -478,10 +483,7 @@ impl RoleAccounts {
             format!("{prefix}adm{tag}"),
             format!("{prefix}mas{tag}"),
         ];
-        let mut accounts = Accounts {
-            users: Vec::new(),
-            groups: Vec::new(),
-        };
+        let mut accounts = Accounts::new();
         for g in &groups {
             accounts.group(g)?;
         }

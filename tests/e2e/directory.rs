@@ -1,10 +1,13 @@
-//! Active Directory sync against a real Samba AD DC over LDAPS and StartTLS.
+//! Active Directory sync against a real Samba AD DC over LDAPS and StartTLS, and the admin roles that
+//! AD groups give.
 
 use anyhow::{bail, Result};
 use serde_json::json;
 use twofold_tests::samba::{shared_dc, SambaDc, BASE_DN, BULK_USERS};
 use twofold_tests::{oathtool, Admin, Daemon};
-use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, SyncStatus, UserView};
+use twofold_wire::admin::{
+    AdminAnswer, AdminReply, AdminRequest, AuditEvent, AuditFilter, SyncStatus, UserView,
+};
 use twofold_wire::policy::{RestoreRule, TwoFactorRule};
 use twofold_wire::TwoFactorState;
 
@@ -419,5 +422,161 @@ async fn controllers_are_tried_in_turn_overrides_win_and_removed_users_are_purge
     assert!(events
         .iter()
         .any(|e| e.action == "directory_purge" && e.user.as_deref() == Some("misc-gone")));
+    Ok(())
+}
+
+/// `twofold-admin` as the Unix user `login`: answers (exit code, stdout, stderr).
+fn admin_as(
+    binary: &std::path::Path,
+    socket: &std::path::Path,
+    login: &str,
+    args: &[&str],
+) -> Result<(Option<i32>, String, String)> {
+    let out = crate::console::as_user(binary, socket, login, args)?;
+    Ok((
+        out.status.code(),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+fn audit(admin: &mut Admin, filter: AuditFilter) -> Result<Vec<AuditEvent>> {
+    match admin.ok(&AdminRequest::AuditSearch { filter })? {
+        AdminReply::Audit { events } => Ok(events),
+        other => bail!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ad_groups_give_admin_roles_to_the_unix_login_of_the_same_name() -> Result<()> {
+    if !crate::console::nix_is_root() {
+        bail!("the AD role test creates Unix users: run it as root (CI does)");
+    }
+    let dc = shared_dc()?;
+    let tag = std::process::id() % 100_000;
+    let (hd, adm) = (format!("tfadhd{tag}"), format!("tfadadm{tag}"));
+    let base = make_ou(dc, "RolesAD", &[&hd, &adm])?;
+    let (hd_group, admin_group) = (
+        format!("CN=TF Helpdesk,{base}"),
+        format!("CN=TF Admins,{base}"),
+    );
+    // adm is in both groups (the higher role wins), hd in the helpdesk group only.
+    dc.modify(&format!(
+        "dn: {hd_group}\nchangetype: add\nobjectClass: group\nsAMAccountName: tfad-hd-{tag}\nmember: CN={hd},{base}\nmember: CN={adm},{base}\n\n\
+         dn: {admin_group}\nchangetype: add\nobjectClass: group\nsAMAccountName: tfad-adm-{tag}\nmember: CN={adm},{base}\n\n"
+    ))?;
+
+    // Unix logins named after the AD users, in the socket's group and in no role group.
+    let socket_group = format!("tfadsock{tag}");
+    let mut accounts = crate::console::Accounts::new();
+    accounts.group(&socket_group)?;
+    let hd_uid = accounts.user(&hd, &socket_group, &[])?;
+    let adm_uid = accounts.user(&adm, &socket_group, &[])?;
+    let run_dir = twofold_tests::TempDir::new("twofold-adroles")?;
+    let socket = run_dir.path().join("admin.sock");
+    let binary = run_dir.path().join("twofold-admin");
+    std::fs::copy(twofold_tests::workspace_binary("twofold-admin")?, &binary)?;
+    // The helpdesk group by its CN, the admin group by its DN.
+    let daemon = Daemon::start(&format!(
+        "\n[admin]\nsocket = \"{}\"\ngroup = \"{socket_group}\"\n\n[admin.roles.directory]\nhelpdesk = [\"TF Helpdesk\"]\nadmin = [\"{admin_group}\"]\n{}",
+        socket.display(),
+        dc.directory_config("corp", LDAPS, &base, "")
+    ))?;
+    let mut root = Admin::connect(&socket)?;
+    assert!(sync(&mut root, true)?.ok);
+    let api = daemon.api_client()?.with_key(&root.api_key("vpn")?);
+    let zed = twofold_tests::enroll(&mut root, &api, "zed").await?;
+
+    // Helpdesk by AD group: may look up, may not reset, and is told the role that would.
+    let (code, who, _) = admin_as(&binary, &socket, &hd, &["whoami"])?;
+    assert_eq!(code, Some(0));
+    assert!(
+        who.contains(&format!("uid {hd_uid} ({hd})  role helpdesk  granted by AD group {hd_group} to AD user corp/{hd}")),
+        "{who}"
+    );
+    let (code, shown, stderr) = admin_as(&binary, &socket, &hd, &["user", "show", "zed"])?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(shown.contains(&zed.device), "{shown}");
+    let (code, _, stderr) = admin_as(&binary, &socket, &hd, &["user", "reset-2fa", "zed"])?;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "twofold-admin: reset 2FA needs the admin role; uid {hd_uid} is helpdesk (forbidden)"
+        )
+    );
+
+    // Admin by AD group (also in the helpdesk group: the higher role wins): the reset goes through.
+    let (_, who, _) = admin_as(&binary, &socket, &adm, &["whoami"])?;
+    assert!(
+        who.contains(&format!(
+            "role admin  granted by AD group {admin_group} to AD user corp/{adm}"
+        )),
+        "{who}"
+    );
+    let (code, _, stderr) = admin_as(&binary, &socket, &adm, &["user", "reset-2fa", "zed"])?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(user(&mut root, "zed")?.is_some_and(|u| u.devices.is_empty()));
+
+    // The audit names the AD user as the actor, and a refusal the group that gave the role held.
+    let reset = audit(
+        &mut root,
+        AuditFilter {
+            action: Some("two_factor_reset".into()),
+            ..AuditFilter::default()
+        },
+    )?;
+    assert_eq!(
+        reset.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(),
+        vec![format!("admin:uid={adm_uid},ad=corp/{adm}")],
+        "{reset:?}"
+    );
+    let refused = audit(
+        &mut root,
+        AuditFilter {
+            outcome: Some("forbidden".into()),
+            ..AuditFilter::default()
+        },
+    )?;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].actor, format!("admin:uid={hd_uid},ad=corp/{hd}"));
+    assert_eq!(
+        refused[0].detail.as_deref(),
+        Some(format!("needs=admin role=helpdesk granted_by=AD group {hd_group}").as_str())
+    );
+
+    // Out of the admin group in AD: after the sync, adm's next connection is helpdesk again.
+    dc.modify(&format!(
+        "dn: {admin_group}\nchangetype: modify\ndelete: member\nmember: CN={adm},{base}\n\n"
+    ))?;
+    // Before the sync the copy still says admin: the role follows the synced groups.
+    let (_, who, _) = admin_as(&binary, &socket, &adm, &["whoami"])?;
+    assert!(who.contains("role admin "), "{who}");
+    assert!(sync(&mut root, false)?.ok);
+    let (_, who, _) = admin_as(&binary, &socket, &adm, &["whoami"])?;
+    assert!(
+        who.contains(&format!("role helpdesk  granted by AD group {hd_group}")),
+        "{who}"
+    );
+    let (code, _, stderr) = admin_as(&binary, &socket, &adm, &["user", "reset-2fa", "zed"])?;
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("needs the admin role; uid {adm_uid} is helpdesk")),
+        "{stderr}"
+    );
+
+    // Disabled in AD: no role from AD groups at all, and told why.
+    dc.modify(&format!(
+        "dn: CN={hd},{base}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 546\n\n"
+    ))?;
+    assert!(sync(&mut root, false)?.ok);
+    let (code, _, stderr) = admin_as(&binary, &socket, &hd, &["user", "show", "zed"])?;
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("uid {hd_uid} has no Twofold role"))
+            && stderr.contains(&format!("AD user corp/{hd} is disabled or removed")),
+        "{stderr}"
+    );
+    drop(daemon);
     Ok(())
 }

@@ -689,10 +689,15 @@ fn the_new_admin_actions_are_refused_for_roles_that_lack_them_over_the_real_sock
         bail!("no audit");
     };
     assert_eq!(events.len(), 5, "{events:?}");
+    // The detail says what was needed, the role held and which group gave it.
     assert!(events.iter().any(|e| e.action == "user_reset_two_factor"
-        && e.detail.as_deref() == Some("needs=admin role=helpdesk")));
+        && e.detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("needs=admin role=helpdesk granted_by=group tflhd"))));
     assert!(events.iter().any(|e| e.action == "system_two_factor_set"
-        && e.detail.as_deref() == Some("needs=master admin role=admin")));
+        && e.detail.as_deref().is_some_and(
+            |d| d.starts_with("needs=master admin role=admin granted_by=group tfladm")
+        )));
     match root.call(&AdminRequest::SystemTwoFactorShow)? {
         AdminAnswer::Ok { reply } => match *reply {
             AdminReply::SystemTwoFactor(v) => assert_eq!(

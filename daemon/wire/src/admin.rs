@@ -326,7 +326,8 @@ pub struct AuditEvent {
     pub id: u64,
     /// Unix seconds.
     pub time: i64,
-    /// `api:<key name>`, `admin:uid=<n>` or `daemon`.
+    /// `api:<key name>`, `admin:uid=<n>` (`admin:uid=<n>,ad=<domain>/<username>` when an AD group gave
+    /// the operator's role) or `daemon`.
     pub actor: String,
     /// e.g. `verify`, `totp_enroll`, `user_create`.
     pub action: String,
@@ -567,8 +568,12 @@ pub struct OperatorIdentity {
     /// The account name of `uid`, when the system knows one.
     pub name: Option<String>,
     pub role: Role,
-    /// Why: `root`, `daemon user`, or `group <name>`.
+    /// Why: `root`, `daemon user`, `group <name>` (a Unix group), or `AD group <DN>`.
     pub granted_by: String,
+    /// `<domain>/<username>` of the synced AD user whose groups gave the role; absent when the role
+    /// came from root, the daemon's user or a Unix group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
