@@ -128,7 +128,7 @@ fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
 }
 
 #[test]
-fn the_commented_directory_and_policy_examples_are_valid_when_uncommented() -> Result<()> {
+fn the_commented_directory_ad_role_and_policy_examples_are_valid_when_uncommented() -> Result<()> {
     let example = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml"),
     )?;
@@ -150,6 +150,19 @@ fn the_commented_directory_and_policy_examples_are_valid_when_uncommented() -> R
         uncommented.contains("[[directory]]") && uncommented.contains("[[policy.group]]"),
         "{uncommented}"
     );
+    // The AD groups that give admin roles need the [[directory]] above.
+    let roles_start = example
+        .find("[admin.roles.directory]\n")
+        .and_then(|at| example[at..].find("# For example:\n").map(|e| at + e))
+        .ok_or_else(|| anyhow::anyhow!("no [admin.roles.directory] example"))?;
+    let ad_roles: String = example[roles_start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert_eq!(ad_roles.lines().count(), 3, "{ad_roles}");
+    let uncommented = format!("[admin.roles.directory]\n{ad_roles}{uncommented}");
     let dir = TempDir::new("twofold-example")?;
     let path = dir.path().join("example.toml");
     std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
