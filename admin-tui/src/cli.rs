@@ -165,10 +165,52 @@ pub enum PluginCommand {
     Reload,
 }
 
+/// The settings and the values they take, for `policy set --help`.
+const SETTINGS_HELP: &str = "Settings (as in twofold.toml's [policy] and [[policy.group]]):
+  two_factor                   required, optional, off
+  channels                     a list of totp, sms, voice, email, in_person (e.g. totp,sms; none)
+  restore                      allowed, prohibited
+  restore_limit                restores per period, 0: no limit
+  restore_period_days          days, at least 1 with a limit
+  restore_old_devices          delete, keep
+  restore_code_delivery        screen, email, in_person
+  restore_resend_channels      a list of sms, voice, email, in_person (none: not re-sent)
+  restore_auto_activate        true, false
+  restore_prompt_after_logins  logins, 0: never
+Changes apply at once, are kept in the daemon's store (a restart keeps them) and are audited.";
+
 #[derive(Subcommand)]
 pub enum PolicyCommand {
-    /// The configured 2FA policies: defaults and group entries in priority order.
+    /// The live 2FA policies: defaults, group entries in priority order, where they came from.
     Show,
+    /// Set a default (a [policy] setting); master admins only.
+    #[command(after_help = SETTINGS_HELP)]
+    Set { key: String, value: String },
+    /// Group entries ([[policy.group]]): the first entry that sets a value wins.
+    #[command(subcommand)]
+    Group(PolicyGroupCommand),
+    /// Replace the live policies with the configuration file's policy sections, as the daemon last
+    /// read the file (at start or on SIGHUP: `systemctl reload twofoldd` first after editing it).
+    #[command(name = "reset-to-config")]
+    ResetToConfig,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyGroupCommand {
+    /// Set one setting of a group's entry (a group without an entry gets one, last).
+    #[command(after_help = SETTINGS_HELP)]
+    Set {
+        /// The group's DN or CN, as the entry names it.
+        group: String,
+        key: String,
+        value: String,
+    },
+    /// Clear one setting of a group's entry: it falls through to the next entry, then the default.
+    Unset { group: String, key: String },
+    /// Remove a group's entry.
+    Remove { group: String },
+    /// Move a group's entry to POSITION (1 = first, the highest priority).
+    Move { group: String, position: u32 },
 }
 
 #[derive(Subcommand)]
@@ -300,7 +342,33 @@ impl Command {
         match self {
             Command::Status => AdminRequest::Status,
             Command::Whoami => AdminRequest::WhoAmI,
-            Command::Policy(PolicyCommand::Show) => AdminRequest::PolicyShow,
+            Command::Policy(c) => match c {
+                PolicyCommand::Show => AdminRequest::PolicyShow,
+                PolicyCommand::Set { key, value } => AdminRequest::PolicySet {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                PolicyCommand::ResetToConfig => AdminRequest::PolicyResetToConfig,
+                PolicyCommand::Group(g) => match g {
+                    PolicyGroupCommand::Set { group, key, value } => AdminRequest::PolicyGroupSet {
+                        group: group.clone(),
+                        key: key.clone(),
+                        value: Some(value.clone()),
+                    },
+                    PolicyGroupCommand::Unset { group, key } => AdminRequest::PolicyGroupSet {
+                        group: group.clone(),
+                        key: key.clone(),
+                        value: None,
+                    },
+                    PolicyGroupCommand::Remove { group } => AdminRequest::PolicyGroupRemove {
+                        group: group.clone(),
+                    },
+                    PolicyGroupCommand::Move { group, position } => AdminRequest::PolicyGroupMove {
+                        group: group.clone(),
+                        position: *position,
+                    },
+                },
+            },
             Command::Handover(HandoverCommand::List) => AdminRequest::HandoverList,
             Command::Handover(HandoverCommand::Done { id }) => {
                 AdminRequest::HandoverDone { id: id.clone() }
@@ -492,13 +560,15 @@ pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<()
             .map_err(|e| format!("QR code from the daemon: {e}"))?;
         std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reply).map_err(|e| e.to_string())?
-        );
+    let text = if json {
+        serde_json::to_string_pretty(&reply).map_err(|e| e.to_string())? + "\n"
     } else {
-        print!("{}", crate::render::text(&reply));
+        crate::render::text(&reply)
+    };
+    // A reader that stops early (`| head`) is not an error of ours; print! would panic on it.
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
     }
-    Ok(())
 }

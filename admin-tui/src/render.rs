@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use twofold_wire::admin::{AdminReply, UserView};
+use twofold_wire::admin::{AdminReply, PolicyOverview, UserView};
+use twofold_wire::policy::{PolicyOrigin, PolicySource};
 use twofold_wire::DeviceInfo;
 
 fn time(t: i64) -> String {
@@ -13,6 +14,57 @@ fn time(t: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| t.to_string())
+}
+
+/// Where the live policies came from, in one line.
+fn origin_line(o: &PolicyOrigin) -> String {
+    let how = match o.source {
+        PolicySource::ConfigFile if o.changed_by == "daemon" => {
+            "copied from the configuration file at the first start"
+        }
+        PolicySource::ConfigFile => "reset to the configuration file",
+        PolicySource::Admin => "edited",
+    };
+    format!(
+        "live policies: {how} by {} at {} (revision {})",
+        o.changed_by,
+        time(o.changed_at),
+        o.revision
+    )
+}
+
+/// Every setting, named as `policy set` takes it; group entries in priority order.
+fn policies(out: &mut String, p: &PolicyOverview) {
+    out.push_str("defaults [policy]\n");
+    for (key, value) in p.default_settings() {
+        let _ = writeln!(out, "  {key:<29}{value}");
+    }
+    if p.groups.is_empty() {
+        out.push_str("no group entries: the defaults apply to everyone\n");
+    }
+    for (n, g) in p.groups.iter().enumerate() {
+        let _ = writeln!(out, "group {} ({})", g.group, n + 1);
+        let set: Vec<(&str, String)> = g
+            .settings()
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value?)))
+            .collect();
+        if set.is_empty() {
+            out.push_str("  (no settings)\n");
+        }
+        for (key, value) in set {
+            let _ = writeln!(out, "  {key:<29}{value}");
+        }
+    }
+    if !p.groups.is_empty() {
+        out.push_str("per setting, the first group entry that sets it wins; else the default\n");
+    }
+    if let Some(o) = &p.origin {
+        let _ = writeln!(out, "{}", origin_line(o));
+    }
+    if p.config_differs {
+        out.push_str("the configuration file's policy sections differ from these; `twofold-admin policy reset-to-config` applies them\n");
+    }
 }
 
 fn devices(out: &mut String, devices: &[DeviceInfo]) {
@@ -207,28 +259,16 @@ pub fn text(reply: &AdminReply) -> String {
         AdminReply::Done { message } => {
             let _ = writeln!(out, "{message}");
         }
-        AdminReply::Policies(p) => {
-            let _ = writeln!(
-                out,
-                "default: 2FA {}  channels {}  restore {}",
-                spelled(&p.two_factor),
-                spelled(&p.channels),
-                spelled(&p.restore)
-            );
-            if p.groups.is_empty() {
-                out.push_str("no [[policy.group]] entries\n");
+        AdminReply::Policies(p) => policies(&mut out, p),
+        AdminReply::PolicyChanged { changes, policies } => {
+            if changes.is_empty() {
+                out.push_str("nothing changed: the policies already say so\n");
             }
-            for g in &p.groups {
-                let _ = writeln!(
-                    out,
-                    "group {}: 2FA {}  channels {}  restore {}",
-                    g.group,
-                    g.two_factor
-                        .as_ref()
-                        .map_or_else(|| "-".to_owned(), spelled),
-                    g.channels.as_ref().map_or_else(|| "-".to_owned(), spelled),
-                    g.restore.as_ref().map_or_else(|| "-".to_owned(), spelled),
-                );
+            for change in changes {
+                let _ = writeln!(out, "changed {change}");
+            }
+            if let Some(line) = policies.origin.as_ref().map(origin_line) {
+                let _ = writeln!(out, "{line}");
             }
         }
         AdminReply::Handovers { entries } => {

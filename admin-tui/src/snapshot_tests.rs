@@ -800,6 +800,8 @@ fn policies_screen_lists_defaults_and_group_entries_in_order() {
                 restore_settings: Default::default(),
             },
         ],
+        origin: None,
+        config_differs: false,
     };
     app.on_reply(purpose, Ok(AdminReply::Policies(overview)));
     snapshot!("policies", &app);
@@ -1013,6 +1015,8 @@ fn on_policies(role: Role, system: SystemTwoFactorView) -> App {
                 restore: None,
                 restore_settings: Default::default(),
             }],
+            origin: None,
+            config_differs: false,
         })),
     );
     app.on_reply(

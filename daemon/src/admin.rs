@@ -13,12 +13,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use twofold_wire::admin::{
-    AdminAnswer, AdminReply, AdminRequest, DaemonStatus, GroupPolicyView, OperatorIdentity,
-    PolicyOverview, MAX_REQUEST_BYTES,
+    AdminAnswer, AdminReply, AdminRequest, DaemonStatus, OperatorIdentity, MAX_REQUEST_BYTES,
 };
 use twofold_wire::ErrorBody;
 
 use crate::error::{Error, Result};
+use crate::live_policy::PolicyChange;
+use crate::policy::PolicyEdit;
 use crate::roles::{self, Peer};
 use crate::service::{Actor, Service};
 
@@ -298,25 +299,29 @@ async fn dispatch(
         AdminRequest::UserIndex => AdminReply::UserIndex {
             users: service.user_index()?,
         },
-        AdminRequest::PolicyShow => {
-            let policy = &service.config().policy;
-            AdminReply::Policies(PolicyOverview {
-                two_factor: policy.two_factor,
-                channels: policy.channels.clone(),
-                restore: policy.restore,
-                restore_settings: policy.restore_defaults(),
-                groups: policy
-                    .group
-                    .iter()
-                    .map(|g| GroupPolicyView {
-                        group: g.group.clone(),
-                        two_factor: g.two_factor,
-                        channels: g.channels.clone(),
-                        restore: g.restore,
-                        restore_settings: g.restore_overrides(),
-                    })
-                    .collect(),
-            })
+        AdminRequest::PolicyShow => AdminReply::Policies(service.policy_overview()),
+        AdminRequest::PolicySet { key, value } => policy_changed(
+            service
+                .edit_policy(actor, PolicyEdit::Default { key, value })
+                .await?,
+        ),
+        AdminRequest::PolicyGroupSet { group, key, value } => policy_changed(
+            service
+                .edit_policy(actor, PolicyEdit::Group { group, key, value })
+                .await?,
+        ),
+        AdminRequest::PolicyGroupRemove { group } => policy_changed(
+            service
+                .edit_policy(actor, PolicyEdit::RemoveGroup { group })
+                .await?,
+        ),
+        AdminRequest::PolicyGroupMove { group, position } => policy_changed(
+            service
+                .edit_policy(actor, PolicyEdit::MoveGroup { group, position })
+                .await?,
+        ),
+        AdminRequest::PolicyResetToConfig => {
+            policy_changed(service.reset_policy_to_config(actor).await?)
         }
         AdminRequest::DirectorySync { domain, full } => AdminReply::DirectoryStatus {
             domains: service.sync_directories(domain.as_deref(), full).await?,
@@ -426,4 +431,11 @@ async fn dispatch(
             AdminReply::SystemTwoFactor(service.set_system_two_factor(actor, on).await?)
         }
     })
+}
+
+fn policy_changed(change: PolicyChange) -> AdminReply {
+    AdminReply::PolicyChanged {
+        changes: change.changes,
+        policies: change.policies,
+    }
 }

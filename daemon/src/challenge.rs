@@ -190,7 +190,7 @@ impl Challenges {
                 "the user is disabled and cannot sign in".into(),
             ));
         }
-        let policy = config.policy.for_groups(&user.groups);
+        let policy = service.policy().rules.for_groups(&user.groups);
         if channel == Channel::Totp {
             return Err(Error::invalid(
                 "channel totp has no challenge: verify the authenticator's code directly",
@@ -315,7 +315,7 @@ impl Challenges {
         else {
             return Ok(GroupStarted::NoChannel);
         };
-        let policy = config.policy.for_groups(&user.groups);
+        let policy = service.policy().rules.for_groups(&user.groups);
         let usable: Vec<(Channel, String)> = channels
             .iter()
             .filter(|c| **c != Channel::Totp && policy.channels.contains(c))

@@ -803,23 +803,6 @@ impl Config {
                 format!("not a valid log filter: {:?}", self.log.level),
             );
         }
-        let p = &self.policy;
-        if p.restore_limit > 0 && p.restore_period_days == 0 {
-            fail(
-                "policy",
-                "restore_period_days",
-                "must be at least 1 when restore_limit is set".into(),
-            );
-        }
-        let phone_like = |c: &crate::policy::Channel| *c == crate::policy::Channel::Totp;
-        if p.restore_resend_channels.iter().any(phone_like) {
-            fail(
-                "policy",
-                "restore_resend_channels",
-                "an authenticator app cannot receive a restore code: use sms, voice, email, in_person"
-                    .into(),
-            );
-        }
         let r = &self.restore;
         for (key, zero) in [
             ("session_lifetime_seconds", r.session_lifetime_seconds == 0),
@@ -831,27 +814,15 @@ impl Config {
                 fail("restore", key, "must be at least 1".into());
             }
         }
-        for g in &self.policy.group {
-            if g.restore_resend_channels
-                .as_ref()
-                .is_some_and(|c| c.iter().any(phone_like))
-                || (g.restore_limit.unwrap_or(p.restore_limit) > 0
-                    && g.restore_period_days == Some(0))
-            {
-                errors.push(ConfigError {
-                    line: 1,
-                    message: format!(
-                        "[[policy.group]] {}: restore_resend_channels cannot hold totp, and restore_period_days must be at least 1 with a limit",
-                        g.group
-                    ),
-                });
-            }
-            if g.group.trim().is_empty() || g.group.chars().any(char::is_control) {
-                errors.push(ConfigError {
-                    line: 1,
-                    message: "[[policy.group]] group must name a group (its DN or CN)".into(),
-                });
-            }
+        for problem in self.policy.problems() {
+            let line = match &problem.group {
+                None => key_line(text, "policy", problem.key),
+                Some(group) => group_key_line(text, group, problem.key),
+            };
+            errors.push(ConfigError {
+                line,
+                message: problem.to_string(),
+            });
         }
         let mut names = std::collections::HashSet::new();
         for d in &self.directory {
@@ -1035,6 +1006,34 @@ fn key_line(text: &str, table: &str, key: &str) -> usize {
                 }
             }
         }
+    }
+    1
+}
+
+/// The line of `key` in the `[[policy.group]]` entry of `group` (its `group = ` line for `group`); the
+/// entry's first line when the key is not written, 1 when the entry is not found.
+fn group_key_line(text: &str, group: &str, key: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut n = 0;
+    while n < lines.len() {
+        if lines[n].trim() != "[[policy.group]]" {
+            n += 1;
+            continue;
+        }
+        let header = n;
+        let end = (header + 1..lines.len())
+            .find(|&i| is_header(lines[i]))
+            .unwrap_or(lines.len());
+        let value_of = |wanted: &str| {
+            (header + 1..end).find_map(|i| {
+                let (k, v) = lines[i].split_once('=')?;
+                (k.trim() == wanted).then(|| (i, v.trim().trim_matches('"').to_owned()))
+            })
+        };
+        if value_of("group").is_some_and(|(_, name)| name == group) {
+            return value_of(key).map_or(header, |(i, _)| i) + 1;
+        }
+        n = end;
     }
     1
 }

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod email;
 pub mod error;
 pub mod lifecycle;
+pub mod live_policy;
 pub mod lockout;
 pub mod logging;
 pub mod plugins;
@@ -58,6 +59,8 @@ pub struct Reloaded {
     /// Settings other than `log.level` changed; they take effect at the next restart. (The caller
     /// applies `log.level`, which belongs to the process-wide logger.)
     pub restart_needed: bool,
+    /// The file's policy sections differ from the live policies, which stay (see `live_policy`).
+    pub policy_differs: bool,
 }
 
 impl DaemonHandle {
@@ -69,6 +72,10 @@ impl DaemonHandle {
         // Delivery routes and plugins apply live: load the plugins again with the new tables.
         comparable.delivery = self.config.delivery.clone();
         comparable.plugin = self.config.plugin.clone();
+        // The store holds the live policies: the file's sections wait for `policy reset-to-config`,
+        // which neither a reload nor a restart replaces (see `live_policy`).
+        comparable.policy = self.config.policy.clone();
+        let policy_differs = self.service.set_file_policy(new.policy.clone());
         if let Ok(challenges) = self.service.challenges() {
             let load = || {
                 challenges
@@ -89,6 +96,7 @@ impl DaemonHandle {
         // config type to implement PartialEq.
         Reloaded {
             restart_needed: format!("{comparable:?}") != format!("{:?}", self.config),
+            policy_differs,
         }
     }
 
@@ -149,6 +157,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
         Service::new(store, clock, crypto::SecretBox::new(&key), config.clone())
             .with_challenges(challenges),
     );
+    service.load_policies().await?;
 
     let (cert, key) = match (&config.api.tls_cert_file, &config.api.tls_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),

@@ -60,7 +60,7 @@ impl Service {
     }
 
     pub(crate) fn state_of(&self, user: &UserRecord) -> Result<TwoFactorState> {
-        Ok(user.state(&self.config().policy, &self.system_two_factor()?))
+        Ok(user.state(&self.policy().rules, &self.system_two_factor()?))
     }
 
     pub(crate) fn refuse_when_off(&self, user: &UserRecord) -> Result<()> {
@@ -137,8 +137,8 @@ impl Service {
         let system = self.system_two_factor()?;
         Ok(TwoFactorStatus {
             user: user.username.clone(),
-            state: user.state(&self.config().policy, &system),
-            rule: user.rule(&self.config().policy, &system),
+            state: user.state(&self.policy().rules, &system),
+            rule: user.rule(&self.policy().rules, &system),
             system_required: system.on,
             active_devices: user.active_devices(),
         })
@@ -171,7 +171,7 @@ impl Service {
     ) -> Result<TwoFactorStatus> {
         let found = self.user_by_name(name)?;
         let system = self.system_two_factor()?;
-        match found.rule(&self.config().policy, &system) {
+        match found.rule(&self.policy().rules, &system) {
             TwoFactorRule::Required => {
                 return Err(refused(
                     "two_factor_required",
@@ -380,9 +380,10 @@ impl Service {
             enrollment_required: 0,
             users: 0,
         };
+        let policy = self.policies.load_full();
         for user in self.store().list_users(None, usize::MAX)? {
             view.users += 1;
-            if user.state(&self.config().policy, &system) == TwoFactorState::EnrollmentRequired {
+            if user.state(&policy.rules, &system) == TwoFactorState::EnrollmentRequired {
                 view.enrollment_required += 1;
             }
         }

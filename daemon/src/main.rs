@@ -190,13 +190,21 @@ fn reload(handle: &twofoldd::DaemonHandle, path: Option<&Path>, log_level: &LogL
     if let Err(e) = log_level.set(&config.log.level) {
         tracing::warn!(error = %e, "reload: log level not applied");
     }
-    if handle.reload(&config).restart_needed {
+    let reloaded = handle.reload(&config);
+    let mut outcome = if reloaded.restart_needed {
         tracing::warn!(config = %path.display(), "reload: log.level applied; other changed settings take effect at the next restart");
         "reloaded; other changed settings need a restart".to_owned()
     } else {
         tracing::info!(config = %path.display(), level = %config.log.level, "configuration reloaded");
         "reloaded".to_owned()
+    };
+    if reloaded.policy_differs {
+        tracing::warn!(config = %path.display(), "reload: the file's policy sections differ from the live policies, which stay; `twofold-admin policy reset-to-config` applies the file's");
+        outcome.push_str(
+            "; the file's policies differ from the live ones (policy reset-to-config applies them)",
+        );
     }
+    outcome
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {

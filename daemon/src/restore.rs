@@ -233,7 +233,7 @@ enum Route {
 impl Service {
     /// The `restore_prompt_after_logins` that applies to a user (0 when restore is prohibited).
     pub(crate) fn restore_prompt_after(&self, user: &UserRecord) -> u32 {
-        self.config().policy.restore_prompt_after(&user.groups)
+        self.policy().rules.restore_prompt_after(&user.groups)
     }
 
     /// Counts a successful login; true when the relying application should prompt the user to activate
@@ -257,7 +257,7 @@ impl Service {
 
     pub fn restore_state(&self, user: &UserRecord) -> Result<RestoreState> {
         let record = self.store().restore_record(&user.id)?;
-        let policy = self.config().policy.for_groups(&user.groups);
+        let policy = self.policy().rules.for_groups(&user.groups);
         Ok(state_of(&record, &policy, self.now()))
     }
 
@@ -347,7 +347,7 @@ impl Service {
             Err(refusal) => return Ok(Err(refusal)),
         };
         let user = self.find(name)?;
-        let policy = self.config().policy.for_groups(&user.groups);
+        let policy = self.policy().rules.for_groups(&user.groups);
         if policy.restore == RestoreRule::Prohibited {
             return self
                 .refuse(
@@ -372,8 +372,8 @@ impl Service {
         reason: &str,
     ) -> Result<RestoreCodeIssued> {
         let delivery = self
-            .config()
-            .policy
+            .policy()
+            .rules
             .for_groups(&user.groups)
             .restore_settings
             .code_delivery;
@@ -570,7 +570,7 @@ impl Service {
         channel: Channel,
     ) -> Result<RestoreCodeResent> {
         let user = self.find(name)?;
-        let policy = self.config().policy.for_groups(&user.groups);
+        let policy = self.policy().rules.for_groups(&user.groups);
         if !policy.restore_settings.resend_channels.contains(&channel) {
             self.audit(
                 actor,
@@ -633,7 +633,7 @@ impl Service {
             self.notify_device_added(actor, user, device).await?;
             return Ok(None);
         }
-        let policy = self.config().policy.for_groups(&user.groups);
+        let policy = self.policy().rules.for_groups(&user.groups);
         let wanted = policy.restore == RestoreRule::Allowed
             && policy.restore_settings.auto_activate
             && user.email.is_some()
@@ -716,7 +716,7 @@ impl Service {
                 )
                 .await;
         };
-        let policy = self.config().policy.for_groups(&user.groups);
+        let policy = self.policy().rules.for_groups(&user.groups);
         if policy.restore == RestoreRule::Prohibited {
             return self
                 .refuse(
@@ -969,7 +969,7 @@ impl Service {
         device: DeviceInfo,
         by: &str,
     ) -> Result<RestoreCompleted> {
-        let policy = self.config().policy.for_groups(&user.groups);
+        let policy = self.policy().rules.for_groups(&user.groups);
         let key = user_key(&user.id);
         let now = self.now();
         let user = {

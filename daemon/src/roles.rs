@@ -594,6 +594,44 @@ mod tests {
         let key = AdminRequest::ApiKeyCreate { name: "vpn".into() };
         assert!(authorize(&operator(Role::Admin), &key).is_err());
         assert!(authorize(&operator(Role::MasterAdmin), &key).is_ok());
+        // Live policy edits are the master admin's; looking at the policies is everyone's.
+        let edits = [
+            AdminRequest::PolicySet {
+                key: "two_factor".into(),
+                value: "required".into(),
+            },
+            AdminRequest::PolicyGroupSet {
+                group: "VPN".into(),
+                key: "channels".into(),
+                value: Some("totp".into()),
+            },
+            AdminRequest::PolicyGroupRemove {
+                group: "VPN".into(),
+            },
+            AdminRequest::PolicyGroupMove {
+                group: "VPN".into(),
+                position: 1,
+            },
+            AdminRequest::PolicyResetToConfig,
+        ];
+        for edit in &edits {
+            for role in [Role::Helpdesk, Role::Admin] {
+                let refused = authorize(&operator(role), edit)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                assert_eq!(
+                    refused,
+                    format!(
+                        "change policies needs the master admin role; uid 1234 is {}",
+                        role.name()
+                    ),
+                    "{edit:?}"
+                );
+            }
+            assert!(authorize(&operator(Role::MasterAdmin), edit).is_ok());
+        }
+        assert!(authorize(&operator(Role::Helpdesk), &AdminRequest::PolicyShow).is_ok());
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct Service {
     challenges: Option<Arc<crate::challenge::Challenges>>,
     /// The system-wide 2FA switch as last read from the store (see `lifecycle`).
     pub(crate) system_two_factor: std::sync::RwLock<Option<crate::store::records::SystemTwoFactor>>,
+    /// The live policies (see `live_policy`): read on every verification, lock-free.
+    pub(crate) policies: arc_swap::ArcSwap<crate::store::records::LivePolicy>,
+    /// The configuration file's policy sections as last read (at start or on SIGHUP): what
+    /// `policy reset-to-config` applies.
+    pub(crate) file_policy: arc_swap::ArcSwap<crate::policy::PolicyConfig>,
 }
 
 /// What narrows a verification: the user source a privacyIDEA realm names, the device a serial names.
@@ -108,6 +113,8 @@ impl Service {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             directories: Directories::new(&config.directory),
+            policies: arc_swap::ArcSwap::from_pointee(crate::live_policy::unsaved(&config.policy)),
+            file_policy: arc_swap::ArcSwap::from_pointee(config.policy.clone()),
             config,
             challenges: None,
             system_two_factor: std::sync::RwLock::new(None),
@@ -307,7 +314,7 @@ impl Service {
             groups: user.groups.clone(),
             enabled: user.enabled,
             source: user.source.clone(),
-            policy: Some(self.config.policy.for_groups(&user.groups)),
+            policy: Some(self.policy().rules.for_groups(&user.groups)),
             directory: user.directory.as_ref().map(|d| DirectoryInfo {
                 domain: d.domain.clone(),
                 guid: d.guid.clone(),
@@ -332,12 +339,13 @@ impl Service {
     pub fn list_users(&self, query: Option<&str>, limit: Option<u32>) -> Result<Vec<UserSummary>> {
         let limit = usize::try_from(limit.unwrap_or(100).min(10_000)).unwrap_or(100);
         let system = self.system_two_factor()?;
+        let policy = self.policies.load_full();
         Ok(self
             .store
             .list_users(query, limit)?
             .into_iter()
             .map(|u| UserSummary {
-                state: u.state(&self.config.policy, &system),
+                state: u.state(&policy.rules, &system),
                 id: u.id,
                 username: u.username,
                 display_name: u.display_name,
@@ -1139,9 +1147,10 @@ impl Service {
             recent: self.store.audit_tail(12)?,
         };
         let system = self.system_two_factor()?;
+        let policy = self.policies.load_full();
         for user in self.store.list_users(None, usize::MAX)? {
             stats.users += 1;
-            match user.state(&self.config.policy, &system) {
+            match user.state(&policy.rules, &system) {
                 twofold_wire::TwoFactorState::Enrolled => stats.enrolled += 1,
                 twofold_wire::TwoFactorState::EnrollmentRequired => stats.enrollment_required += 1,
                 twofold_wire::TwoFactorState::NotEnrolled | twofold_wire::TwoFactorState::Off => {}
@@ -1162,13 +1171,14 @@ impl Service {
     /// Every user, compact and sorted by username, for the console's local search.
     pub fn user_index(&self) -> Result<Vec<twofold_wire::admin::UserIndexEntry>> {
         let system = self.system_two_factor()?;
+        let policy = self.policies.load_full();
         self.store
             .list_users(None, usize::MAX)?
             .into_iter()
             .map(|u| {
                 Ok(twofold_wire::admin::UserIndexEntry {
                     locked: self.user_locked(&u)?,
-                    state: u.state(&self.config.policy, &system),
+                    state: u.state(&policy.rules, &system),
                     enabled: u.enabled,
                     username: u.username,
                     upn: u.upn,

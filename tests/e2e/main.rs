@@ -13,6 +13,7 @@ mod files;
 mod lifecycle;
 mod lockout;
 mod packaging;
+mod policies;
 mod privacyidea;
 mod replay;
 mod restore;

@@ -32,13 +32,14 @@ use crate::error::{Error, Result};
 use crate::lockout::FailureCount;
 use durability::{Committer, Durable};
 pub use journal::DeviceUse;
-use records::{ApiKeyRecord, UserRecord};
+use records::{ApiKeyRecord, LivePolicy, UserRecord};
 use tree::Tree;
 
 /// Version of the record layout. Bump it and add a step to `migrate` when the layout changes.
 /// 1: everything in sled. 2: device use, failure counters and the audit log in the journal.
 pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
+const LIVE_POLICY_KEY: &str = "live_policy";
 
 #[derive(Clone)]
 pub struct Store {
@@ -498,6 +499,16 @@ impl Store {
     pub fn set_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
         self.meta.insert(key.as_bytes(), encode(value)?)?;
         Ok(())
+    }
+
+    /// The live policies, once the first start has stored them.
+    pub fn live_policy(&self) -> Result<Option<LivePolicy>> {
+        self.meta(LIVE_POLICY_KEY)
+    }
+
+    /// Replaces the live policies; durable once `commit()` returns.
+    pub fn put_live_policy(&self, policy: &LivePolicy) -> Result<()> {
+        self.set_meta(LIVE_POLICY_KEY, policy)
     }
 
     pub fn count_users(&self) -> u64 {

@@ -191,6 +191,13 @@ pub struct SystemTwoFactor {
     pub changed_by: Option<String>,
 }
 
+/// The live policies (see `live_policy`): the settings that apply, and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LivePolicy {
+    pub rules: PolicyConfig,
+    pub origin: twofold_wire::policy::PolicyOrigin,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
     pub name: String,

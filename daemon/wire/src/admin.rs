@@ -91,8 +91,35 @@ pub enum AdminRequest {
     /// Every user in a compact form, sorted by username: the console searches it locally, so a keystroke
     /// does not cost a scan of the store.
     UserIndex,
-    /// The configured 2FA policies: the defaults and the per-group entries, in priority order.
+    /// The live 2FA policies: the defaults and the per-group entries in priority order, where they came
+    /// from, and whether the configuration file's policy sections differ from them.
     PolicyShow,
+    /// Sets one default (a `[policy]` key) of the live policies. The value is spelled as on the command
+    /// line: `required`, `totp,sms`, `3`, `true`; checked exactly as the configuration file is.
+    PolicySet {
+        key: String,
+        value: String,
+    },
+    /// Sets one setting of a group's entry; without a value the setting is cleared and falls through.
+    /// A group without an entry gets one, last (lowest priority).
+    PolicyGroupSet {
+        group: String,
+        key: String,
+        #[serde(default)]
+        value: Option<String>,
+    },
+    /// Removes a group's entry.
+    PolicyGroupRemove {
+        group: String,
+    },
+    /// Moves a group's entry to `position` (1 = first, highest priority).
+    PolicyGroupMove {
+        group: String,
+        position: u32,
+    },
+    /// Replaces the live policies with the configuration file's policy sections, as the daemon last
+    /// read the file (at start or on SIGHUP).
+    PolicyResetToConfig,
     /// Runs a directory sync now (all domains, or one) and answers with its status when done.
     DirectorySync {
         #[serde(default)]
@@ -231,6 +258,12 @@ pub enum AdminReply {
         users: Vec<UserIndexEntry>,
     },
     Policies(PolicyOverview),
+    /// A policy edit's outcome: what changed (nothing, when the value was already so) and the result.
+    PolicyChanged {
+        /// One line per setting changed: `group VPN Users: two_factor - -> required`.
+        changes: Vec<String>,
+        policies: PolicyOverview,
+    },
     Deliveries {
         deliveries: Vec<crate::delivery::DeliveryInfo>,
     },
@@ -557,6 +590,11 @@ impl AdminRequest {
             AdminRequest::ApiKeyCreate { .. }
             | AdminRequest::ApiKeyList
             | AdminRequest::ApiKeyRevoke { .. } => Permission::ManageApiKeys,
+            AdminRequest::PolicySet { .. }
+            | AdminRequest::PolicyGroupSet { .. }
+            | AdminRequest::PolicyGroupRemove { .. }
+            | AdminRequest::PolicyGroupMove { .. }
+            | AdminRequest::PolicyResetToConfig => Permission::ManagePolicies,
         }
     }
 }
@@ -605,7 +643,7 @@ pub struct UserIndexEntry {
     pub locked: bool,
 }
 
-/// The policies as configured (`[policy]` and `[[policy.group]]`); they change in the configuration file.
+/// The live policies (`[policy]` and `[[policy.group]]` settings), which master admins edit at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyOverview {
     pub two_factor: crate::policy::TwoFactorRule,
@@ -616,6 +654,37 @@ pub struct PolicyOverview {
     pub restore_settings: crate::policy::RestorePolicy,
     /// First match wins per setting; a setting left out falls through to the next entry, then the default.
     pub groups: Vec<GroupPolicyView>,
+    /// Where the live policies came from and their last change (absent from older daemons).
+    #[serde(default)]
+    pub origin: Option<crate::policy::PolicyOrigin>,
+    /// The configuration file's policy sections, as last read, differ from the live policies (which
+    /// apply); `policy reset-to-config` applies the file's.
+    #[serde(default)]
+    pub config_differs: bool,
+}
+
+impl PolicyOverview {
+    /// The defaults as (setting, value) in `policy::SETTINGS` order, spelled as the CLI takes them.
+    pub fn default_settings(&self) -> Vec<(&'static str, String)> {
+        crate::policy::default_settings(
+            self.two_factor,
+            &self.channels,
+            self.restore,
+            &self.restore_settings,
+        )
+    }
+}
+
+impl GroupPolicyView {
+    /// The entry's settings as (setting, value) in `policy::SETTINGS` order; `None` falls through.
+    pub fn settings(&self) -> Vec<(&'static str, Option<String>)> {
+        crate::policy::group_settings(
+            self.two_factor,
+            self.channels.as_deref(),
+            self.restore,
+            &self.restore_settings,
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

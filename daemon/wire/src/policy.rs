@@ -112,3 +112,135 @@ pub struct EffectivePolicy {
     /// The `[[policy.group]]` entries that matched, in priority order.
     pub from_groups: Vec<String>,
 }
+
+/// The settings of `[policy]` and of each `[[policy.group]]` entry, as the configuration file and the
+/// admin requests (`PolicySet`, `PolicyGroupSet`) name them, in the order screens list them.
+pub const SETTINGS: [&str; 10] = [
+    "two_factor",
+    "channels",
+    "restore",
+    "restore_limit",
+    "restore_period_days",
+    "restore_old_devices",
+    "restore_code_delivery",
+    "restore_resend_channels",
+    "restore_auto_activate",
+    "restore_prompt_after_logins",
+];
+
+/// Where the live policies came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySource {
+    /// The configuration file's policy sections: copied at the first start, or applied again by a
+    /// master admin's `policy reset-to-config`.
+    ConfigFile,
+    /// Edited by a master admin since.
+    Admin,
+}
+
+/// The history of the live policies in one line: their source, their last change and by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyOrigin {
+    pub source: PolicySource,
+    /// Unix seconds of the last change (the copy at the first start included).
+    pub changed_at: i64,
+    /// `daemon` for the copy at the first start, else the operator (`admin:uid=0`).
+    pub changed_by: String,
+    /// Counts the changes: 1 after the first start.
+    pub revision: u64,
+}
+
+/// A setting's value as screens show it and the command line takes it back: `required`, `totp, sms`,
+/// `none` for an empty list, `3`, `true`; `-` for a group setting that falls through (null).
+pub fn spelled(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "none".to_owned(),
+        Value::Array(items) => items.iter().map(spelled).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn spell<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).map_or_else(|_| "?".to_owned(), |v| spelled(&v))
+}
+
+impl RestorePolicy {
+    /// The `restore_*` settings in `SETTINGS` order, spelled.
+    fn settings(&self) -> [(&'static str, String); 7] {
+        [
+            ("restore_limit", spell(&self.limit)),
+            ("restore_period_days", spell(&self.period_days)),
+            ("restore_old_devices", spell(&self.old_devices)),
+            ("restore_code_delivery", spell(&self.code_delivery)),
+            ("restore_resend_channels", spell(&self.resend_channels)),
+            ("restore_auto_activate", spell(&self.auto_activate)),
+            (
+                "restore_prompt_after_logins",
+                spell(&self.prompt_after_logins),
+            ),
+        ]
+    }
+}
+
+impl RestorePolicyOverride {
+    /// The `restore_*` settings in `SETTINGS` order, spelled; `None` falls through.
+    fn settings(&self) -> [(&'static str, Option<String>); 7] {
+        [
+            ("restore_limit", self.limit.map(|v| spell(&v))),
+            ("restore_period_days", self.period_days.map(|v| spell(&v))),
+            ("restore_old_devices", self.old_devices.map(|v| spell(&v))),
+            (
+                "restore_code_delivery",
+                self.code_delivery.map(|v| spell(&v)),
+            ),
+            (
+                "restore_resend_channels",
+                self.resend_channels.as_ref().map(spell),
+            ),
+            (
+                "restore_auto_activate",
+                self.auto_activate.map(|v| spell(&v)),
+            ),
+            (
+                "restore_prompt_after_logins",
+                self.prompt_after_logins.map(|v| spell(&v)),
+            ),
+        ]
+    }
+}
+
+/// The defaults as (setting, value) in `SETTINGS` order, spelled as the command line takes them.
+pub fn default_settings(
+    two_factor: TwoFactorRule,
+    channels: &[Channel],
+    restore: RestoreRule,
+    restore_settings: &RestorePolicy,
+) -> Vec<(&'static str, String)> {
+    let mut all = vec![
+        ("two_factor", spell(&two_factor)),
+        ("channels", spell(&channels)),
+        ("restore", spell(&restore)),
+    ];
+    all.extend(restore_settings.settings());
+    all
+}
+
+/// A group entry's settings as (setting, value) in `SETTINGS` order; `None` falls through.
+pub fn group_settings(
+    two_factor: Option<TwoFactorRule>,
+    channels: Option<&[Channel]>,
+    restore: Option<RestoreRule>,
+    restore_settings: &RestorePolicyOverride,
+) -> Vec<(&'static str, Option<String>)> {
+    let mut all = vec![
+        ("two_factor", two_factor.map(|v| spell(&v))),
+        ("channels", channels.map(|v| spell(&v))),
+        ("restore", restore.map(|v| spell(&v))),
+    ];
+    all.extend(restore_settings.settings());
+    all
+}
