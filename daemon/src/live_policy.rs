@@ -251,7 +251,10 @@ mod tests {
             "tf-live-policy-{}",
             data_encoding::HEXLOWER.encode(&crate::crypto::random_bytes::<6>())
         ));
-        let admin = Actor::Admin { uid: 0 };
+        let admin = Actor::Admin {
+            uid: 0,
+            directory_user: None,
+        };
         {
             let service = service(&dir, "[policy]\ntwo_factor = \"optional\"\n").await?;
             let seeded = service.policy_overview();
