@@ -395,6 +395,16 @@ pub struct LockoutConfig {
     pub user: LockoutRule,
     #[serde(default = "LockoutRule::address_default")]
     pub address: LockoutRule,
+    /// Failure counters kept for names that are no user (so that answers do not tell users from
+    /// non-users); beyond this many, the least recently failed are dropped at each compaction.
+    #[serde(default = "LockoutConfig::max_unknown_names_default")]
+    pub max_unknown_names: usize,
+}
+
+impl LockoutConfig {
+    fn max_unknown_names_default() -> usize {
+        100_000
+    }
 }
 
 impl Default for LockoutConfig {
@@ -402,6 +412,7 @@ impl Default for LockoutConfig {
         LockoutConfig {
             user: LockoutRule::user_default(),
             address: LockoutRule::address_default(),
+            max_unknown_names: LockoutConfig::max_unknown_names_default(),
         }
     }
 }

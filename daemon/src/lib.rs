@@ -126,6 +126,35 @@ impl DaemonHandle {
     }
 }
 
+/// How often the journal is compacted (see `Service::compact_journal`): often enough that counters
+/// for guessed names stay bounded, rarely enough that its encoding pause (about 10 ms for 100,000
+/// devices) does not matter.
+const COMPACT_JOURNAL_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn compact_journal_periodically(service: Arc<Service>, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + COMPACT_JOURNAL_EVERY,
+        COMPACT_JOURNAL_EVERY,
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let service = service.clone();
+        match tokio::task::spawn_blocking(move || service.compact_journal()).await {
+            Ok(Ok(done)) => tracing::info!(
+                counters_dropped = done.counters_dropped,
+                counters_kept = done.counters_kept,
+                "journal compacted"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "journal compaction failed"),
+            Err(e) => tracing::error!(error = %e, "journal compaction task failed"),
+        }
+    }
+}
+
 /// Opens the store, binds the API and the admin socket, and starts serving.
 pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     tls::install_crypto_provider();
@@ -183,6 +212,10 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     });
     let mut tasks = directory::spawn(service.clone(), &config.directory, stopped.clone());
     tasks.extend([
+        tokio::spawn(compact_journal_periodically(
+            service.clone(),
+            stopped.clone(),
+        )),
         tokio::spawn(api::server::serve(listener, tls, app, stopped.clone())),
         tokio::spawn(admin.serve(service.clone(), status, stopped)),
     ]);

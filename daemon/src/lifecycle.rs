@@ -29,7 +29,8 @@ use twofold_wire::{DeviceInfo, DeviceStatus, TwoFactorState};
 
 use crate::email::Template;
 use crate::error::{Error, Result};
-use crate::service::{reject, user_key, Actor, Service};
+use crate::lockout::user_key;
+use crate::service::{reject, Actor, Service};
 use crate::store::records::{DeviceRecord, SystemTwoFactor, UserRecord};
 
 const SYSTEM_TWO_FACTOR_KEY: &str = "system_two_factor";

@@ -12,10 +12,76 @@
 //! - Failures older than `forget_after_seconds` (when not 0) no longer count.
 //!
 //! Counters are kept for names that are not users too, so the answers do not tell users from non-users.
+//! Each counter has a key: `user:<id>`, `name:<lowercased name>` (a name that is no user) or
+//! `addr:<ip>`.
+//!
+//! Counters live in memory (and the store's journal). `prune` runs at each journal compaction: it drops
+//! counters that have run out (forgotten failures, expired locks: dropping them changes no answer), and
+//! keeps only the `max_unknown_names` most recently failed names that are no user, so that guessing
+//! random names from many addresses cannot grow the daemon's memory without bound. A user's counter is
+//! never dropped while it means something.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::LockoutRule;
+use crate::config::{LockoutConfig, LockoutRule};
+
+const USER_PREFIX: &str = "user:";
+const NAME_PREFIX: &str = "name:";
+const ADDRESS_PREFIX: &str = "addr:";
+
+/// The counter key of a user.
+pub fn user_key(id: &str) -> String {
+    format!("{USER_PREFIX}{id}")
+}
+
+/// The counter key of a name that is no user.
+pub fn unknown_name_key(name: &str) -> String {
+    format!("{NAME_PREFIX}{}", name.to_lowercase())
+}
+
+/// The counter key of a source address.
+pub fn address_key(ip: IpAddr) -> String {
+    // An IPv4 client seen through an IPv6 socket is the same client.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    format!("{ADDRESS_PREFIX}{ip}")
+}
+
+/// Drops the counters that no longer mean anything at `now`, then the least recently failed names that
+/// are no user beyond `config.max_unknown_names`. Returns how many were dropped.
+pub fn prune(
+    counters: &mut HashMap<String, FailureCount>,
+    config: &LockoutConfig,
+    now: i64,
+) -> usize {
+    let before = counters.len();
+    counters.retain(|key, count| {
+        let rule = if key.starts_with(ADDRESS_PREFIX) {
+            &config.address
+        } else {
+            &config.user
+        };
+        count.current(rule, now) != FailureCount::default()
+    });
+    let mut unknown: Vec<(i64, String)> = counters
+        .iter()
+        .filter(|(key, _)| key.starts_with(NAME_PREFIX))
+        .map(|(key, count)| (count.last_failure, key.clone()))
+        .collect();
+    if unknown.len() > config.max_unknown_names {
+        let excess = unknown.len() - config.max_unknown_names;
+        unknown.select_nth_unstable(excess - 1);
+        for (_, key) in &unknown[..excess] {
+            counters.remove(key);
+        }
+    }
+    before - counters.len()
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureCount {
@@ -105,6 +171,46 @@ fn remaining(at: i64, now: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_drops_what_ran_out_and_the_oldest_unknown_names_beyond_the_cap() {
+        let config = LockoutConfig {
+            user: rule(10, 3, 60, 0, 0),
+            address: rule(100, 50, 30, 900, 900),
+            max_unknown_names: 2,
+        };
+        let failed = |times: &[i64]| after(&config.user, times);
+        let mut counters: HashMap<String, FailureCount> = [
+            // a user's failures are never forgotten under this rule
+            (user_key("u1"), failed(&[0])),
+            // an address's failures are forgotten after 900 s, its lock lifts after 900 s
+            ("addr:10.0.0.1".to_owned(), after(&config.address, &[0])),
+            ("addr:10.0.0.2".to_owned(), after(&config.address, &[950])),
+            // names that are no user: the two latest stay
+            (unknown_name_key("Ghost1"), failed(&[10])),
+            (unknown_name_key("ghost2"), failed(&[30])),
+            (unknown_name_key("ghost3"), failed(&[20])),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(prune(&mut counters, &config, 1000), 2);
+        let mut kept: Vec<&str> = counters.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            vec!["addr:10.0.0.2", "name:ghost2", "name:ghost3", "user:u1"]
+        );
+        assert_eq!(
+            prune(&mut counters, &config, 1000),
+            0,
+            "nothing left to drop"
+        );
+        assert_eq!(
+            prune(&mut counters, &config, 2000),
+            1,
+            "the address forgotten"
+        );
+    }
 
     fn rule(max: u32, delay_after: u32, max_delay: u64, lock: u64, forget: u64) -> LockoutRule {
         LockoutRule {

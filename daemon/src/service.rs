@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::crypto::{self, Argon2Cost, BackupCodeSet, SecretBox};
 use crate::directory::Directories;
 use crate::error::{Error, Result};
-use crate::lockout::{FailureCount, Gate};
+use crate::lockout::{address_key, user_key, FailureCount, Gate};
 use crate::store::records::{ApiKeyRecord, DeviceRecord, TotpState, UserRecord};
 use crate::store::{DeviceUse, Store};
 use crate::totp::{self, TotpCheck, TotpParams};
@@ -58,6 +58,13 @@ impl std::fmt::Display for Actor {
 }
 
 const LOCK_STRIPES: usize = 1024;
+
+/// What a journal compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactedJournal {
+    pub counters_dropped: usize,
+    pub counters_kept: usize,
+}
 
 pub struct Service {
     store: Store,
@@ -140,6 +147,21 @@ impl Service {
         &self.store
     }
 
+    /// Writes a journal snapshot and drops failure counters that ran out or exceed the cap on unknown
+    /// names (`lockout::prune`). Blocking (file writes and an fsync): call it off the async workers.
+    pub fn compact_journal(&self) -> Result<CompactedJournal> {
+        let now = self.now();
+        let rules = &self.config.lockout;
+        let mut dropped = 0;
+        let kept = self
+            .store
+            .compact_journal(|counters| dropped = crate::lockout::prune(counters, rules, now))?;
+        Ok(CompactedJournal {
+            counters_dropped: dropped,
+            counters_kept: kept,
+        })
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
@@ -187,7 +209,7 @@ impl Service {
         let id = self.store.user_id(name)?;
         let key = match &id {
             Some(id) => user_key(id),
-            None => format!("name:{}", name.to_lowercase()),
+            None => crate::lockout::unknown_name_key(name),
         };
         let guard = self.lock_user(&key).await;
         let user = match &id {
@@ -1222,19 +1244,6 @@ pub(crate) struct Attempt<'a> {
     /// The stored username, else the name as given.
     pub(crate) audit_name: String,
     pub(crate) _guard: tokio::sync::MutexGuard<'a, ()>,
-}
-
-pub(crate) fn user_key(id: &str) -> String {
-    format!("user:{id}")
-}
-
-pub(crate) fn address_key(ip: IpAddr) -> String {
-    // An IPv4 client seen through an IPv6 socket is the same client.
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    format!("addr:{ip}")
 }
 
 fn seed_context(user_id: &str, device_id: &str) -> String {

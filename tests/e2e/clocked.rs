@@ -155,3 +155,39 @@ async fn delays_grow_then_a_timed_lock_lifts() -> Result<()> {
     d.handle.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_drops_counters_that_ran_out_and_caps_guessed_names() -> Result<()> {
+    let mut d = start(
+        "[lockout]\nmax_unknown_names = 2\n[lockout.user]\nmax_failures = 3\ndelay_after = 3\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n[lockout.address]\nmax_failures = 100\ndelay_after = 100\nmax_delay_seconds = 1\nlock_seconds = 60\nforget_after_seconds = 60\n",
+    )
+    .await?;
+    d.admin.create_user("real")?;
+    assert_eq!(d.verify("real", "000000").await?.0, "invalid_code");
+    // Three names that are no user, locked one second apart: ghost1 is the least recent.
+    for ghost in ["ghost1", "ghost2", "ghost3"] {
+        for _ in 0..3 {
+            assert_eq!(d.verify(ghost, "000000").await?.0, "invalid_code");
+        }
+        assert_eq!(d.verify(ghost, "000000").await?.0, "locked");
+        d.clock.advance(1);
+    }
+    // user:real, name:ghost1-3, addr:127.0.0.1; the cap of 2 unknown names drops ghost1.
+    let done = d.handle.service.compact_journal()?;
+    assert_eq!((done.counters_dropped, done.counters_kept), (1, 4));
+    assert_eq!(d.verify("ghost3", "000000").await?.0, "locked");
+    assert_eq!(
+        d.verify("ghost1", "000000").await?.0,
+        "invalid_code",
+        "a dropped name starts again from zero"
+    );
+    // The address's failures are forgotten 60 s after the last; the user's never are. ghost1 failed
+    // again, so of the three names ghost2 is now the least recent: dropped for the cap.
+    d.clock.advance(61);
+    let done = d.handle.service.compact_journal()?;
+    assert_eq!((done.counters_dropped, done.counters_kept), (2, 3));
+    assert_eq!(d.verify("ghost3", "000000").await?.0, "locked");
+    assert_eq!(d.verify("ghost2", "000000").await?.0, "invalid_code");
+    d.handle.shutdown().await?;
+    Ok(())
+}

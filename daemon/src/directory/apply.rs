@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use super::entry::DirectoryEntry;
 use crate::error::{Error, Result};
-use crate::service::{user_key, Actor, Service};
+use crate::lockout::user_key;
+use crate::service::{Actor, Service};
 use crate::store::records::{DirectoryLink, UserRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

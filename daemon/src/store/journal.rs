@@ -78,6 +78,8 @@ pub(super) struct Journal {
     /// user id -> (device id, use); a user has a handful of devices.
     devices: Mutex<HashMap<String, Vec<(String, DeviceUse)>>>,
     counters: Mutex<HashMap<String, FailureCount>>,
+    /// Held while a snapshot is written.
+    snapshotting: Mutex<()>,
     tail: Mutex<Tail>,
     /// Held while frames go to the file, so they land in the order they were appended.
     writer: Mutex<Writer>,
@@ -148,6 +150,7 @@ impl Journal {
             file,
             devices: Mutex::new(state.devices),
             counters: Mutex::new(state.counters),
+            snapshotting: Mutex::new(()),
             tail: Mutex::new(Tail {
                 pending: Vec::new(),
                 next_audit_id: state.next_audit_id,
@@ -178,34 +181,48 @@ impl Journal {
         Ok(())
     }
 
-    /// Writes the current state as the snapshot, first dropping devices of users `keep_user` rejects.
-    pub fn write_snapshot(&self, keep_user: impl Fn(&str) -> Result<bool>) -> Result<()> {
-        let mut devices = lock(&self.devices);
-        let mut dropped = Vec::new();
-        for user in devices.keys() {
-            if !keep_user(user)? {
-                dropped.push(user.clone());
+    /// Writes the current state as the snapshot, first dropping devices of users `keep_user` rejects and
+    /// letting `prune_counters` drop failure counters. Dropping needs no frame: the snapshot is the
+    /// state as of its offset, and a replay starts from it. The state is encoded under the locks and
+    /// written out after them, so verifications wait for the encoding only, not the file's fsync.
+    pub fn write_snapshot(
+        &self,
+        keep_user: impl Fn(&str) -> Result<bool>,
+        prune_counters: impl FnOnce(&mut HashMap<String, FailureCount>),
+    ) -> Result<()> {
+        // One snapshot at a time: an older one must never replace a newer one.
+        let _one_at_a_time = lock(&self.snapshotting);
+        let out = {
+            let mut devices = lock(&self.devices);
+            let mut dropped = Vec::new();
+            for user in devices.keys() {
+                if !keep_user(user)? {
+                    dropped.push(user.clone());
+                }
             }
-        }
-        for user in dropped {
-            devices.remove(&user);
-        }
-        let counters = lock(&self.counters);
-        let mut writer = lock(&self.writer);
-        self.write_out(&mut writer)?;
-        let next_audit_id = lock(&self.tail).next_audit_id;
-        let mut out = Vec::with_capacity(64 + devices.len() * 64 + counters.len() * 48);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&writer.end.to_le_bytes());
-        out.extend_from_slice(&next_audit_id.to_le_bytes());
-        for (user, list) in devices.iter() {
-            for (device, used) in list {
-                frame(&mut out, |b| encode_device(b, user, device, *used));
+            for user in dropped {
+                devices.remove(&user);
             }
-        }
-        for (key, count) in counters.iter() {
-            frame(&mut out, |b| encode_counter(b, key, *count));
-        }
+            let mut counters = lock(&self.counters);
+            prune_counters(&mut counters);
+            let mut writer = lock(&self.writer);
+            self.write_out(&mut writer)?;
+            let next_audit_id = lock(&self.tail).next_audit_id;
+            let mut out = Vec::with_capacity(64 + devices.len() * 64 + counters.len() * 48);
+            out.extend_from_slice(SNAPSHOT_MAGIC);
+            out.extend_from_slice(&writer.end.to_le_bytes());
+            out.extend_from_slice(&next_audit_id.to_le_bytes());
+            for (user, list) in devices.iter() {
+                for (device, used) in list {
+                    frame(&mut out, |b| encode_device(b, user, device, *used));
+                }
+            }
+            for (key, count) in counters.iter() {
+                frame(&mut out, |b| encode_counter(b, key, *count));
+            }
+            out
+        };
+        let mut out = out;
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         let tmp = self.snapshot_path.with_extension("snapshot.tmp");
@@ -220,6 +237,11 @@ impl Journal {
             Ok(())
         };
         write().map_err(|e| Error::io(&self.snapshot_path, e))
+    }
+
+    /// How many failure counters are held (for the dashboard and tests).
+    pub fn counter_count(&self) -> usize {
+        lock(&self.counters).len()
     }
 
     // ---- device use ----
@@ -880,12 +902,43 @@ mod tests {
             // Appends after a snapshot are replayed on top of it.
             journal.append_audit(&event("verify", None));
             journal.sync()?;
-            journal.write_snapshot(|_| Ok(true))?;
+            journal.write_snapshot(|_| Ok(true), |_| {})?;
             journal.append_audit(&event("late", None));
             journal.sync()?;
             let late = journal.audit_newest(1, None, |_| true)?;
             assert_eq!(late[0].action, "late");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn counters_pruned_at_a_snapshot_stay_pruned_and_later_updates_replay() -> Result<()> {
+        let dir = temp_dir("prune");
+        let count = |failures| FailureCount {
+            failures,
+            last_failure: 42,
+            locked_at: None,
+        };
+        {
+            let journal = Journal::open(&dir)?;
+            journal.update_counter("name:a", |_| count(1));
+            journal.update_counter("name:b", |_| count(2));
+            journal.sync()?;
+            journal.write_snapshot(
+                |_| Ok(true),
+                |counters| {
+                    counters.remove("name:a");
+                },
+            )?;
+            journal.update_counter("name:c", |_| count(3));
+            journal.sync()?;
+        }
+        let journal = Journal::open(&dir)?;
+        assert_eq!(journal.counter("name:a"), FailureCount::default());
+        assert_eq!(journal.counter("name:b"), count(2));
+        assert_eq!(journal.counter("name:c"), count(3));
+        assert_eq!(journal.counter_count(), 2);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

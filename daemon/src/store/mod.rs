@@ -126,8 +126,22 @@ impl Store {
         }
         // The next start replays only what this run appends.
         let journal = &store.durable.journal;
-        journal.write_snapshot(|user| Ok(store.users.contains_key(user.as_bytes())?))?;
+        journal.write_snapshot(
+            |user| Ok(store.users.contains_key(user.as_bytes())?),
+            |_| {},
+        )?;
         Ok(store)
+    }
+
+    /// Writes a journal snapshot (a later start replays less), letting `prune` drop failure counters
+    /// that no longer mean anything. Returns how many counters remain.
+    pub fn compact_journal(
+        &self,
+        prune: impl FnOnce(&mut std::collections::HashMap<String, FailureCount>),
+    ) -> Result<usize> {
+        let journal = self.journal();
+        journal.write_snapshot(|_| Ok(true), prune)?;
+        Ok(journal.counter_count())
     }
 
     fn journal(&self) -> &journal::Journal {
