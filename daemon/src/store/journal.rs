@@ -41,6 +41,9 @@ const KIND_AUDIT: u8 = 3;
 const MAX_PAYLOAD: u32 = 1 << 20;
 /// How much the backward audit reader reads at once.
 const READ_CHUNK: u64 = 64 * 1024;
+/// Largest append buffer kept for reuse. A full directory sync appends an audit event per user before
+/// its one commit (8 MB at 100,000 users); kept, that buffer would stay allocated for good.
+const KEPT_BUFFER: usize = 1 << 20;
 /// How far ahead of the last frame the file is zero-filled.
 const PREALLOCATE: u64 = 8 * 1024 * 1024;
 
@@ -98,7 +101,7 @@ struct Writer {
     allocated: u64,
     /// How much of it `fdatasync` has covered.
     synced: u64,
-    /// The previous batch's buffer, reused so appends rarely allocate.
+    /// The previous batch's buffer, reused so appends rarely allocate (unless it grew past `KEPT_BUFFER`).
     spare: Vec<u8>,
 }
 
@@ -421,6 +424,9 @@ impl Journal {
             Ok(()) => {
                 writer.end += writer.spare.len() as u64;
                 writer.spare.clear();
+                if writer.spare.capacity() > KEPT_BUFFER {
+                    writer.spare = Vec::new();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -939,6 +945,30 @@ mod tests {
         assert_eq!(journal.counter("name:b"), count(2));
         assert_eq!(journal.counter("name:c"), count(3));
         assert_eq!(journal.counter_count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_burst_of_appends_leaves_no_big_buffer_behind() -> Result<()> {
+        let dir = temp_dir("burst");
+        let journal = Journal::open(&dir)?;
+        // A full sync of 100,000 users appends an event for each before its one commit.
+        let burst = 2 * KEPT_BUFFER / 80;
+        for _ in 0..burst {
+            journal.append_audit(&event("directory_add", Some("bulk00001")));
+        }
+        journal.sync()?;
+        assert!(lock(&journal.writer).spare.capacity() <= KEPT_BUFFER);
+        assert!(lock(&journal.tail).pending.capacity() <= KEPT_BUFFER);
+        // A small batch keeps its buffer for the next one.
+        journal.append_audit(&event("verify", None));
+        journal.sync()?;
+        assert!(lock(&journal.writer).spare.capacity() > 0);
+        assert_eq!(
+            journal.audit_newest(1, None, |_| true)?[0].id,
+            burst as u64 + 1
+        );
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

@@ -41,6 +41,13 @@ pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const LIVE_POLICY_KEY: &str = "live_policy";
 
+/// sled's page cache. sled counts a page at about its size on disk, while its decoded nodes take about
+/// twice that on the heap: at 128 MiB every page of 100,000 synced users stayed in memory (180 MB of live
+/// heap after a full sync, measured). Verification reads its users through the decoded `cache`, so sled's
+/// cache only serves the first read of a user and the directory sync; a page read back from the OS's
+/// file cache costs about 35 us more (measured: 48 against 14 us per lookup of a random user of 100,000).
+const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -84,7 +91,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(128 * 1024 * 1024)
+            .cache_capacity(SLED_CACHE_BYTES)
             // We flush when an answer needs it; the periodic flush only bounds what an unacknowledged
             // write could lose.
             .flush_every_ms(Some(1000))
@@ -482,6 +489,7 @@ impl Store {
         struct Link<'a> {
             #[serde(borrow)]
             domain: std::borrow::Cow<'a, str>,
+            #[serde(default)]
             removed_at: Option<i64>,
         }
         #[derive(serde::Deserialize)]
