@@ -10,6 +10,7 @@ use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::delivery::{DeliveryInfo, HandoverEntry, PluginInfo};
 use twofold_wire::{DeviceInfo, DeviceStatus};
 
+use crate::policy_form::{PolicyForm, UNSET};
 use crate::search::UserIndex;
 
 /// Ticks between refreshes of a visible dashboard (the console ticks every 500 ms).
@@ -56,6 +57,10 @@ pub enum Mode {
     Notice(Vec<String>),
     /// Picking the channel a lost restore code is re-sent by.
     ResendChannel(ChannelPick),
+    /// Looking at (everyone) or changing (master admins) one policy entry's settings.
+    PolicyForm(PolicyForm),
+    /// Typing the name of a group to open or add its policy entry.
+    PolicyGroupName(String),
 }
 
 /// The channels a user's policy lets an admin re-send a restore code by; ↑↓ picks one.
@@ -122,6 +127,19 @@ pub enum Action {
         on: bool,
         users: u64,
     },
+    /// One setting of the live policies: a default (`group: None`) or a group entry's; `value: None`
+    /// clears a group's setting so it falls through.
+    SetPolicy {
+        group: Option<String>,
+        key: &'static str,
+        before: String,
+        value: Option<String>,
+    },
+    RemovePolicyGroup {
+        group: String,
+    },
+    /// The configuration file's policy sections in place of the live ones.
+    ResetPolicies,
 }
 
 /// The two override fields of the phone form; Tab moves between them.
@@ -209,6 +227,29 @@ impl Action {
                 user: user.clone(),
                 channel: *channel,
             },
+            Action::SetPolicy {
+                group: None,
+                key,
+                value,
+                ..
+            } => AdminRequest::PolicySet {
+                key: (*key).to_owned(),
+                value: value.clone().unwrap_or_default(),
+            },
+            Action::SetPolicy {
+                group: Some(group),
+                key,
+                value,
+                ..
+            } => AdminRequest::PolicyGroupSet {
+                group: group.clone(),
+                key: (*key).to_owned(),
+                value: value.clone(),
+            },
+            Action::RemovePolicyGroup { group } => AdminRequest::PolicyGroupRemove {
+                group: group.clone(),
+            },
+            Action::ResetPolicies => AdminRequest::PolicyResetToConfig,
         }
     }
 
@@ -283,6 +324,24 @@ impl Action {
             Action::SystemTwoFactor { on: false, .. } => {
                 "Switch the system-wide 2FA OFF? The policies apply again; enrollments stay.".to_owned()
             }
+            Action::SetPolicy {
+                group,
+                key,
+                before,
+                value,
+            } => {
+                let after = value
+                    .clone()
+                    .unwrap_or_else(|| format!("{UNSET} (falls through)"));
+                let whose = group
+                    .as_ref()
+                    .map_or_else(|| "the default".to_owned(), |g| format!("group {g}:"));
+                format!("Change {whose} {key} from {before} to {after}? It applies at once.")
+            }
+            Action::RemovePolicyGroup { group } => format!(
+                "Remove the policy entry of group {group}? Its members get the next matching entry or the defaults."
+            ),
+            Action::ResetPolicies => "Replace the live policies with the configuration file's (as the daemon last read it)? Changes made here are undone.".to_owned(),
         }
     }
 
@@ -301,6 +360,9 @@ impl Action {
             | Action::ResendRestoreCode { user, .. } => user,
             Action::HandedOver { entry } => &entry.user,
             Action::SystemTwoFactor { .. } => "system-wide 2FA",
+            Action::SetPolicy { .. } | Action::RemovePolicyGroup { .. } | Action::ResetPolicies => {
+                "policies"
+            }
             Action::Sync { .. } => "directory sync",
             Action::ReloadPlugins => "plugin reload",
         }
@@ -415,6 +477,8 @@ pub struct Delivery {
 pub struct Policies {
     pub overview: Loading<PolicyOverview>,
     pub system: Loading<SystemTwoFactorView>,
+    /// The entry picked with ↑↓: 0 the defaults, n the n-th group entry.
+    pub selected: usize,
 }
 
 pub struct Audit {
@@ -508,6 +572,7 @@ impl App {
             policies: Policies {
                 overview: Loading::Idle,
                 system: Loading::Idle,
+                selected: 0,
             },
             handover: Handover {
                 entries: Loading::Idle,
@@ -781,7 +846,143 @@ impl App {
                 KeyCode::Enter => self.mode = Mode::Confirm(form.action()),
                 _ => {}
             },
+            Mode::PolicyForm(form) => self.policy_form_key(form, key),
+            Mode::PolicyGroupName(mut name) => match key.code {
+                KeyCode::Esc => self.mode = Mode::Normal,
+                KeyCode::Backspace => {
+                    name.pop();
+                    self.mode = Mode::PolicyGroupName(name);
+                }
+                KeyCode::Enter if !name.trim().is_empty() => {
+                    self.mode = Mode::Normal;
+                    self.open_policy_form(Some(name.trim().to_owned()), 0);
+                }
+                KeyCode::Char(c) if !c.is_control() && name.chars().count() < 200 => {
+                    name.push(c);
+                    self.mode = Mode::PolicyGroupName(name);
+                }
+                _ => {}
+            },
             Mode::Normal => self.on_screen_key(key),
+        }
+    }
+
+    /// Opens the form of the defaults (`None`) or of a group's entry, on setting `selected`.
+    fn open_policy_form(&mut self, group: Option<String>, selected: usize) {
+        if let Some(overview) = self.policies.overview.loaded() {
+            let editable = self.may(Permission::ManagePolicies);
+            self.mode = Mode::PolicyForm(PolicyForm::open(
+                overview,
+                group.as_deref(),
+                selected,
+                editable,
+            ));
+        }
+    }
+
+    fn policy_form_key(&mut self, mut form: PolicyForm, key: KeyEvent) {
+        let changing = matches!(
+            key.code,
+            KeyCode::Left
+                | KeyCode::Right
+                | KeyCode::Char(_)
+                | KeyCode::Backspace
+                | KeyCode::Delete
+                | KeyCode::Enter
+        );
+        if changing && !form.editable {
+            self.refuse(Permission::ManagePolicies);
+            self.mode = Mode::PolicyForm(form);
+            return;
+        }
+        match key.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                return;
+            }
+            KeyCode::Up => form.select(false),
+            KeyCode::Down => form.select(true),
+            KeyCode::Left => form.step(false),
+            KeyCode::Right | KeyCode::Char(' ') => form.step(true),
+            KeyCode::Backspace => form.backspace(),
+            // `unset` clears a group's setting (it falls through); the defaults have nothing below.
+            KeyCode::Delete if !form.unset() => {
+                self.status = Some(Status::Error(
+                    "a default cannot fall through: pick or type a value".into(),
+                ));
+            }
+            KeyCode::Char(c) => {
+                form.type_char(c);
+            }
+            KeyCode::Enter => match form.change() {
+                Some((key, before, value)) => {
+                    self.propose(Action::SetPolicy {
+                        group: form.group.clone(),
+                        key,
+                        before,
+                        value,
+                    });
+                    return;
+                }
+                None => {
+                    self.status = Some(Status::Info(
+                        "nothing to change: pick a value with ←→ or type one".into(),
+                    ))
+                }
+            },
+            _ => {}
+        }
+        self.mode = Mode::PolicyForm(form);
+    }
+
+    fn policies_key(&mut self, key: KeyEvent) {
+        let entries = self
+            .policies
+            .overview
+            .loaded()
+            .map_or(0, |p| p.groups.len() + 1);
+        let group = self.policies.overview.loaded().and_then(|p| {
+            self.policies
+                .selected
+                .checked_sub(1)
+                .and_then(|n| p.groups.get(n))
+                .map(|g| g.group.clone())
+        });
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
+            KeyCode::Char('r') => self.load_policies(),
+            KeyCode::Up => self.policies.selected = self.policies.selected.saturating_sub(1),
+            KeyCode::Down => {
+                self.policies.selected = (self.policies.selected + 1).min(entries.saturating_sub(1))
+            }
+            KeyCode::Enter => self.open_policy_form(group, 0),
+            KeyCode::Char('a') => {
+                let permission = Permission::ManagePolicies;
+                if self.may(permission) {
+                    self.mode = Mode::PolicyGroupName(String::new());
+                } else {
+                    self.refuse(permission);
+                }
+            }
+            KeyCode::Char('x') | KeyCode::Delete => match group {
+                Some(group) => self.propose(Action::RemovePolicyGroup { group }),
+                None => {
+                    self.status = Some(Status::Error(
+                        "the defaults stay: pick a group entry with ↓".into(),
+                    ))
+                }
+            },
+            KeyCode::Char('C') => self.propose(Action::ResetPolicies),
+            KeyCode::Char('s') => {
+                if let Some(system) = self.policies.system.loaded() {
+                    let action = Action::SystemTwoFactor {
+                        on: !system.on,
+                        users: system.users,
+                    };
+                    self.propose(action);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -819,20 +1020,7 @@ impl App {
             ScreenId::Enrollment => self.enrollment_key(key),
             ScreenId::Audit => self.audit_key(key),
             ScreenId::Directory => self.directory_key(key),
-            ScreenId::Policies => match key.code {
-                KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-                KeyCode::Char('r') => self.load_policies(),
-                KeyCode::Char('s') => {
-                    if let Some(system) = self.policies.system.loaded() {
-                        let action = Action::SystemTwoFactor {
-                            on: !system.on,
-                            users: system.users,
-                        };
-                        self.propose(action);
-                    }
-                }
-                _ => {}
-            },
+            ScreenId::Policies => self.policies_key(key),
             ScreenId::Handover => self.handover_key(key),
             ScreenId::Delivery => match key.code {
                 KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
@@ -1072,6 +1260,7 @@ impl App {
             }
             (Purpose::Directories, Err(e)) => self.directory.domains = Loading::Failed(e),
             (Purpose::Policies, Ok(AdminReply::Policies(overview))) => {
+                self.policies.selected = self.policies.selected.min(overview.groups.len());
                 self.policies.overview = Loading::Loaded(overview)
             }
             (Purpose::Policies, Err(e)) => self.policies.overview = Loading::Failed(e),
@@ -1231,6 +1420,26 @@ impl App {
                     crate::ui::channel_name(sent.channel),
                     sent.destination
                 )));
+            }
+            AdminReply::PolicyChanged { changes, policies } => {
+                self.status = Some(Status::Info(if changes.is_empty() {
+                    "nothing changed: the policies already say so".to_owned()
+                } else {
+                    format!("changed {}", changes.join("; "))
+                }));
+                self.policies.selected = self.policies.selected.min(policies.groups.len());
+                self.policies.overview = Loading::Loaded(policies);
+                // Back to the setting just changed, to go on with the entry.
+                if let Action::SetPolicy { group, key, .. } = action {
+                    if self.screen == ScreenId::Policies && self.mode == Mode::Normal {
+                        let at = twofold_wire::policy::SETTINGS
+                            .iter()
+                            .position(|k| k == key)
+                            .unwrap_or(0);
+                        self.open_policy_form(group.clone(), at);
+                    }
+                }
+                return;
             }
             AdminReply::SystemTwoFactor(view) => {
                 self.status = Some(Status::Info(if view.on {

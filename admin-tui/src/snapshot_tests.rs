@@ -15,7 +15,7 @@ use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::delivery::{
     AccessCodeIssued, DeliveryAttempt, DeliveryInfo, DeliveryState, HandoverEntry, PluginInfo,
 };
-use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
+use twofold_wire::policy::{Channel, PolicyOrigin, PolicySource, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
 use crate::app::{App, Mode, Purpose, ScreenId};
@@ -998,33 +998,220 @@ fn helpdesk_cannot_reset_2fa_and_is_told_the_role_needed() {
     );
 }
 
+/// The live policies as a master admin left them: the defaults and one group entry.
+fn live_policies() -> PolicyOverview {
+    PolicyOverview {
+        two_factor: TwoFactorRule::Optional,
+        channels: vec![Channel::Totp, Channel::Sms],
+        restore: RestoreRule::Allowed,
+        restore_settings: Default::default(),
+        groups: vec![GroupPolicyView {
+            group: "SSO Only".into(),
+            two_factor: Some(TwoFactorRule::Off),
+            channels: None,
+            restore: None,
+            restore_settings: Default::default(),
+        }],
+        origin: Some(PolicyOrigin {
+            source: PolicySource::ConfigFile,
+            changed_at: T0,
+            changed_by: "daemon".into(),
+            revision: 1,
+        }),
+        config_differs: false,
+    }
+}
+
 fn on_policies(role: Role, system: SystemTwoFactorView) -> App {
     let mut app = loaded(role);
     app.on_key(key(KeyCode::Char('p')));
-    app.on_reply(
-        Purpose::Policies,
-        Ok(AdminReply::Policies(PolicyOverview {
-            two_factor: TwoFactorRule::Optional,
-            channels: vec![Channel::Totp, Channel::Sms],
-            restore: RestoreRule::Allowed,
-            restore_settings: Default::default(),
-            groups: vec![GroupPolicyView {
-                group: "SSO Only".into(),
-                two_factor: Some(TwoFactorRule::Off),
-                channels: None,
-                restore: None,
-                restore_settings: Default::default(),
-            }],
-            origin: None,
-            config_differs: false,
-        })),
-    );
+    app.on_reply(Purpose::Policies, Ok(AdminReply::Policies(live_policies())));
     app.on_reply(
         Purpose::SystemTwoFactor,
         Ok(AdminReply::SystemTwoFactor(system)),
     );
     app.outbox.clear();
     app
+}
+
+#[test]
+fn a_master_admin_changes_a_group_setting_after_confirmation() {
+    let mut app = on_policies(Role::MasterAdmin, SystemTwoFactorView::default());
+    snapshot!("policies_master_admin", &app);
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert!(matches!(&app.mode, Mode::PolicyForm(f) if f.group.as_deref() == Some("SSO Only")));
+    snapshot!("policies_group_form", &app);
+    app.on_key(key(KeyCode::Left));
+    snapshot!("policies_group_form_changed", &app);
+    app.on_key(key(KeyCode::Enter));
+    assert!(
+        app.outbox.is_empty(),
+        "nothing is sent before the confirmation"
+    );
+    snapshot!("policies_group_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, request) = app.outbox.remove(0);
+    assert_eq!(
+        request,
+        AdminRequest::PolicyGroupSet {
+            group: "SSO Only".into(),
+            key: "two_factor".into(),
+            value: Some("optional".into()),
+        }
+    );
+    let mut after = live_policies();
+    after.groups[0].two_factor = Some(TwoFactorRule::Optional);
+    after.origin = Some(PolicyOrigin {
+        source: PolicySource::Admin,
+        changed_at: T0 + 600,
+        changed_by: "admin:uid=0".into(),
+        revision: 2,
+    });
+    after.config_differs = true;
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::PolicyChanged {
+            changes: vec!["group SSO Only: two_factor off -> optional".into()],
+            policies: after,
+        }),
+    );
+    // The form comes back on the setting just changed, with its new value.
+    snapshot!("policies_group_changed", &app);
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Normal);
+    snapshot!("policies_file_differs", &app);
+    // Del makes a group's setting fall through again.
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Delete));
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Char('y')));
+    assert_eq!(
+        app.outbox.remove(0).1,
+        AdminRequest::PolicyGroupSet {
+            group: "SSO Only".into(),
+            key: "two_factor".into(),
+            value: None,
+        }
+    );
+}
+
+#[test]
+fn a_number_is_typed_into_a_default() {
+    let mut app = on_policies(Role::MasterAdmin, SystemTwoFactorView::default());
+    app.on_key(key(KeyCode::Enter));
+    for _ in 0..3 {
+        app.on_key(key(KeyCode::Down));
+    }
+    type_text(&mut app, "5x");
+    snapshot!("policies_defaults_typing", &app);
+    app.on_key(key(KeyCode::Enter));
+    assert!(
+        matches!(&app.mode, Mode::Confirm(a) if a.question().starts_with("Change the default restore_limit from 3 to 5?")),
+        "{:?}",
+        app.mode
+    );
+    app.on_key(key(KeyCode::Char('y')));
+    assert_eq!(
+        app.outbox.remove(0).1,
+        AdminRequest::PolicySet {
+            key: "restore_limit".into(),
+            value: "5".into(),
+        }
+    );
+    // The daemon's refusal (here: a value the file refuses too) is shown.
+    let mut app = on_policies(Role::MasterAdmin, SystemTwoFactorView::default());
+    app.on_key(key(KeyCode::Enter));
+    for _ in 0..4 {
+        app.on_key(key(KeyCode::Down));
+    }
+    type_text(&mut app, "0");
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, _) = app.outbox.remove(0);
+    app.on_reply(
+        purpose,
+        Err(
+            "restore_period_days must be at least 1 when restore_limit is set (invalid_request)"
+                .into(),
+        ),
+    );
+    assert_eq!(
+        app.status,
+        Some(crate::app::Status::Error(
+            "policies: restore_period_days must be at least 1 when restore_limit is set (invalid_request)".into()
+        ))
+    );
+}
+
+#[test]
+fn others_see_every_setting_read_only_and_are_told_the_role_needed() {
+    let mut app = on_policies(Role::Admin, SystemTwoFactorView::default());
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Right));
+    assert!(app.outbox.is_empty());
+    assert!(matches!(&app.mode, Mode::PolicyForm(f) if f.draft.is_none() && !f.editable));
+    snapshot!("policies_read_only_admin", &app);
+    app.on_key(key(KeyCode::Esc));
+    for c in ['a', 'C'] {
+        app.status = None;
+        app.on_key(key(KeyCode::Char(c)));
+        assert_eq!(
+            app.status,
+            Some(crate::app::Status::Error(
+                "change policies needs the master admin role; you are admin".into()
+            )),
+            "{c}"
+        );
+    }
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Char('x')));
+    assert!(app.outbox.is_empty() && app.mode == Mode::Normal);
+}
+
+#[test]
+fn groups_are_added_removed_and_reset_to_the_file_after_confirmation() {
+    let mut app = on_policies(Role::MasterAdmin, SystemTwoFactorView::default());
+    app.on_key(key(KeyCode::Char('x')));
+    assert_eq!(
+        app.status,
+        Some(crate::app::Status::Error(
+            "the defaults stay: pick a group entry with ↓".into()
+        ))
+    );
+    app.on_key(key(KeyCode::Char('a')));
+    type_text(&mut app, "Kiosk");
+    snapshot!("policies_add_group", &app);
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Down));
+    type_text(&mut app, "totp");
+    snapshot!("policies_new_group_form", &app);
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Char('y')));
+    assert_eq!(
+        app.outbox.remove(0).1,
+        AdminRequest::PolicyGroupSet {
+            group: "Kiosk".into(),
+            key: "channels".into(),
+            value: Some("totp".into()),
+        }
+    );
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Char('x')));
+    assert!(
+        matches!(&app.mode, Mode::Confirm(a) if a.question().starts_with("Remove the policy entry of group SSO Only?"))
+    );
+    app.on_key(key(KeyCode::Char('y')));
+    assert_eq!(
+        app.outbox.remove(0).1,
+        AdminRequest::PolicyGroupRemove {
+            group: "SSO Only".into()
+        }
+    );
+    app.on_key(key(KeyCode::Char('C')));
+    snapshot!("policies_reset_confirm", &app);
+    app.on_key(key(KeyCode::Char('y')));
+    assert_eq!(app.outbox.remove(0).1, AdminRequest::PolicyResetToConfig);
 }
 
 #[test]

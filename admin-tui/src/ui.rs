@@ -13,10 +13,13 @@ use twofold_wire::delivery::{DeliveryInfo, DeliveryState};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
+use twofold_wire::policy::{PolicyOrigin, PolicySource};
+
 use crate::app::{
     App, Audit, Dashboard, Delivery, Directory, Enrollment, Handover, Loading, Mode, PhoneForm,
     Policies, ScreenId, Status, UserDetail, Users, SCREENS,
 };
+use crate::policy_form::{PolicyForm, UNSET};
 
 /// `2026-11-22 17:44` in UTC (the console says so in its header), or the number if out of range.
 pub fn time(t: i64) -> String {
@@ -839,7 +842,7 @@ impl Widget for &Policies {
         let [defaults, groups, note] = Layout::vertical([
             Constraint::Length(6),
             Constraint::Min(0),
-            Constraint::Length(1),
+            Constraint::Length(if p.config_differs { 2 } else { 1 }),
         ])
         .areas(area);
         let system = match &self.system {
@@ -867,16 +870,26 @@ impl Widget for &Policies {
             Line::from(vec![label("Restore"), Span::raw(restore_name(p.restore))]),
             Line::from(vec![label("System"), system]),
         ])
-        .block(Block::bordered().title(" Defaults [policy] "))
+        .block(Block::bordered().title(if self.selected == 0 {
+            Line::from(" ▸ Defaults [policy] ").style(selected())
+        } else {
+            Line::from(" Defaults [policy] ")
+        }))
         .render(defaults, buf);
         let dash = || "-".to_owned();
-        let rows = p.groups.iter().map(|g| {
-            Row::new(vec![
-                g.group.clone(),
+        let rows = p.groups.iter().enumerate().map(|(n, g)| {
+            let marked = n + 1 == self.selected;
+            let row = Row::new(vec![
+                format!("{}{}", if marked { "▸ " } else { "" }, g.group),
                 g.two_factor.map_or_else(dash, |r| rule_name(r).to_owned()),
                 g.channels.as_deref().map_or_else(dash, channels),
                 g.restore.map_or_else(dash, |r| restore_name(r).to_owned()),
-            ])
+            ]);
+            if marked {
+                row.style(selected())
+            } else {
+                row
+            }
         });
         Table::new(
             rows,
@@ -904,11 +917,77 @@ impl Widget for &Policies {
                 .italic()
                 .render(inner, buf);
         }
-        Line::from(
-            "Policies are set in the configuration file: twofoldd check-config, then reload.",
-        )
-        .dim()
-        .render(note, buf);
+        let mut lines = vec![p
+            .origin
+            .as_ref()
+            .map_or_else(|| Line::from(""), |o| Line::from(origin_line(o)).dim())];
+        if p.config_differs {
+            lines.push(
+                Line::from(
+                    "twofold.toml's policy sections differ from these live ones (C applies them)",
+                )
+                .yellow(),
+            );
+        }
+        Paragraph::new(lines).render(note, buf);
+    }
+}
+
+/// Where the live policies came from, in one line of the screen.
+fn origin_line(o: &PolicyOrigin) -> String {
+    let how = match o.source {
+        PolicySource::ConfigFile if o.changed_by == "daemon" => {
+            "Copied from twofold.toml at the first start,".to_owned()
+        }
+        PolicySource::ConfigFile => format!("Reset to twofold.toml by {} at", o.changed_by),
+        PolicySource::Admin => format!("Edited by {} at", o.changed_by),
+    };
+    format!("{how} {} (revision {})", time(o.changed_at), o.revision)
+}
+
+impl Widget for &PolicyForm {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let mut lines = Vec::new();
+        for (n, (key, value)) in self.settings.iter().enumerate() {
+            let now = value.clone().unwrap_or_else(|| UNSET.to_owned());
+            let mark = if n == self.selected { "▸" } else { " " };
+            let mut spans = vec![Span::raw(format!("{mark}{key:<28}"))];
+            match (&self.draft, n == self.selected) {
+                (Some(draft), true) => {
+                    spans.push(Span::raw(format!("{now} → ")).dim());
+                    spans.push(Span::raw(draft.clone()).bold().yellow());
+                    if !matches!(self.kind(), crate::policy_form::SettingKind::Choice(_)) {
+                        spans.push(Span::raw("█").slow_blink());
+                    }
+                }
+                _ if value.is_none() => spans.push(Span::raw(now).dim()),
+                _ => spans.push(Span::raw(now)),
+            }
+            let line = Line::from(spans);
+            lines.push(if n == self.selected {
+                line.style(selected())
+            } else {
+                line
+            });
+        }
+        lines.push(Line::from(""));
+        lines.push(if self.editable {
+            Line::from(format!(" {}", self.kind().help())).italic()
+        } else {
+            Line::from(" Read-only: changing policies needs the master admin role.").italic()
+        });
+        if self.group.is_some() {
+            lines.push(
+                Line::from(" - falls through to the next matching entry, then the default").dim(),
+            );
+        }
+        let title = match &self.group {
+            None => " Defaults [policy] ".to_owned(),
+            Some(g) => format!(" Group {g} "),
+        };
+        Paragraph::new(lines)
+            .block(Block::bordered().title(title).yellow())
+            .render(area, buf);
     }
 }
 
@@ -1110,6 +1189,26 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
         (Mode::ResendChannel(_), _) => {
             vec![("↑↓", "channel"), ("Enter", "choose"), ("Esc", "cancel")]
         }
+        (Mode::PolicyForm(form), _) => {
+            let mut keys = vec![("↑↓", "setting")];
+            if form.editable {
+                keys.push(match form.kind() {
+                    crate::policy_form::SettingKind::Choice(_) => ("←→", "change"),
+                    _ => ("type", "a value"),
+                });
+                if form.group.is_some() {
+                    keys.push(("Del", "unset"));
+                }
+                keys.push(("Enter", "apply"));
+            }
+            keys.push(("Esc", "close"));
+            keys
+        }
+        (Mode::PolicyGroupName(_), _) => vec![
+            ("type", "a group's DN or CN"),
+            ("Enter", "open its entry"),
+            ("Esc", "cancel"),
+        ],
         (Mode::Normal, ScreenId::Dashboard) => {
             vec![
                 ("Tab/1-7", "screens"),
@@ -1195,9 +1294,19 @@ fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
             keys
         }
         (Mode::Normal, ScreenId::Policies) => {
-            let mut keys = Vec::new();
+            let mut keys = vec![("↑↓", "entry")];
+            if app.may(Permission::ManagePolicies) {
+                keys.extend([
+                    ("Enter", "edit"),
+                    ("a", "add group"),
+                    ("x", "remove group"),
+                    ("C", "reset to file"),
+                ]);
+            } else {
+                keys.push(("Enter", "settings"));
+            }
             if app.may(Permission::SystemTwoFactorSwitch) {
-                keys.push(("s", "switch 2FA for everyone"));
+                keys.push(("s", "switch 2FA for all"));
             }
             keys.extend([
                 ("r", "refresh"),
@@ -1310,7 +1419,8 @@ fn help(app: &App) -> Text<'static> {
         Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
         Line::from("  User: ↑↓ device; R resets 2FA; s re-sends a restore code; y/n confirms"),
         Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
-        Line::from("  Directory: s syncs now, S full sync · Policies: s switches 2FA for all"),
+        Line::from("  Directory: s syncs, S full sync · Policies: s 2FA for all, C reset to file"),
+        Line::from("  Policies: ↑↓ entry, Enter: settings (←→/type, Del unsets); a add, x remove"),
         Line::from(""),
         Line::from(format!(
             "You are {} ({}).",
@@ -1402,7 +1512,11 @@ impl Widget for &App {
         Paragraph::new(hints).render(keys, buf);
         match &self.mode {
             Mode::Confirm(action) => {
-                let dialog = body.centered(Constraint::Max(72), Constraint::Length(5));
+                // A long question (a group named by its DN) wraps: the dialog grows with it.
+                let width = body.width.min(72).saturating_sub(2).max(1);
+                let question = u16::try_from(action.question().chars().count()).unwrap_or(u16::MAX);
+                let lines = question.div_ceil(width).saturating_add(1).min(6);
+                let dialog = body.centered(Constraint::Max(72), Constraint::Length(lines + 3));
                 Clear.render(dialog, buf);
                 Paragraph::new(vec![
                     Line::from(action.question()),
@@ -1456,6 +1570,24 @@ impl Widget for &App {
                 let dialog = body.centered(Constraint::Max(64), Constraint::Length(7));
                 Clear.render(dialog, buf);
                 form.render(dialog, buf);
+            }
+            Mode::PolicyForm(form) => {
+                let height = u16::try_from(form.settings.len()).unwrap_or(10)
+                    + if form.group.is_some() { 5 } else { 4 };
+                let dialog = body.centered(Constraint::Max(72), Constraint::Length(height));
+                Clear.render(dialog, buf);
+                form.render(dialog, buf);
+            }
+            Mode::PolicyGroupName(name) => {
+                let dialog = body.centered(Constraint::Max(72), Constraint::Length(5));
+                Clear.render(dialog, buf);
+                Paragraph::new(vec![
+                    Line::from("The group's DN or CN (a group without an entry gets one, last):"),
+                    Line::from(""),
+                    Line::from(vec![Span::raw(name.clone()), Span::raw("█").slow_blink()]),
+                ])
+                .block(Block::bordered().title(" Group policy ").yellow())
+                .render(dialog, buf);
             }
             Mode::AuditFilter => {
                 // The cursor sits after the filter text while it is edited.
