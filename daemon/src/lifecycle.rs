@@ -450,18 +450,8 @@ mod tests {
 
     fn user(groups: &[&str], devices: &[DeviceStatus], epoch: u64, reset: bool) -> UserRecord {
         UserRecord {
-            id: "u1".into(),
-            username: "ann".into(),
-            upn: None,
-            display_name: None,
-            email: None,
-            mobile: None,
-            voice: None,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            enabled: true,
-            source: "local".into(),
             enrollment_required: reset,
-            created: 0,
             devices: devices
                 .iter()
                 .enumerate()
@@ -478,11 +468,8 @@ mod tests {
                     reported_at: None,
                 })
                 .collect(),
-            backup_codes: None,
-            directory: None,
-            mobile_override: None,
-            voice_override: None,
             enrolled_epoch: epoch,
+            ..UserRecord::local_for_test("u1", "ann")
         }
     }
 

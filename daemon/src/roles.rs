@@ -265,20 +265,9 @@ mod tests {
     /// A user synced from AD domain `corp`, enabled, in `groups`.
     fn synced(username: &str, upn: &str, groups: &[&str]) -> UserRecord {
         UserRecord {
-            id: "u1".into(),
-            username: username.into(),
             upn: Some(upn.into()),
-            display_name: None,
-            email: None,
-            mobile: None,
-            voice: None,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            enabled: true,
             source: "ad:corp".into(),
-            enrollment_required: false,
-            created: 0,
-            devices: Vec::new(),
-            backup_codes: None,
             directory: Some(DirectoryLink {
                 domain: "corp".into(),
                 guid: "00000000-0000-0000-0000-000000000001".into(),
@@ -286,9 +275,7 @@ mod tests {
                 account_disabled: false,
                 removed_at: None,
             }),
-            mobile_override: None,
-            voice_override: None,
-            enrolled_epoch: 0,
+            ..UserRecord::local_for_test("u1", username)
         }
     }
 

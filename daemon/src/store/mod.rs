@@ -858,24 +858,8 @@ mod tests {
         let dir = temp_dir("names");
         let store = Store::open(&dir)?;
         let user = |id: &str, name: &str, upn: Option<&str>| UserRecord {
-            id: id.into(),
-            username: name.into(),
             upn: upn.map(Into::into),
-            display_name: None,
-            email: None,
-            mobile: None,
-            voice: None,
-            groups: vec![],
-            enabled: true,
-            source: "local".into(),
-            enrollment_required: false,
-            created: 0,
-            devices: vec![],
-            backup_codes: None,
-            directory: None,
-            mobile_override: None,
-            voice_override: None,
-            enrolled_epoch: 0,
+            ..UserRecord::local_for_test(id, name)
         };
         store.insert_user(&user("u1", "Alice", Some("alice@corp.example")))?;
         assert!(matches!(
@@ -906,20 +890,8 @@ mod tests {
         let dir = temp_dir("batch");
         let store = Store::open(&dir)?;
         let user = |id: &str, name: &str, guid: &str| UserRecord {
-            id: id.into(),
-            username: name.into(),
             upn: Some(format!("{name}@corp.example")),
-            display_name: None,
-            email: None,
-            mobile: None,
-            voice: None,
-            groups: vec![],
-            enabled: true,
             source: "ad:corp".into(),
-            enrollment_required: false,
-            created: 0,
-            devices: vec![],
-            backup_codes: None,
             directory: Some(records::DirectoryLink {
                 domain: "corp".into(),
                 guid: guid.into(),
@@ -927,9 +899,7 @@ mod tests {
                 account_disabled: false,
                 removed_at: None,
             }),
-            mobile_override: None,
-            voice_override: None,
-            enrolled_epoch: 0,
+            ..UserRecord::local_for_test(id, name)
         };
         store.insert_user(&user("u0", "taken", "g0"))?;
         let outcome = store.insert_users(&[

@@ -78,6 +78,32 @@ pub struct DirectoryLink {
 }
 
 impl UserRecord {
+    /// An enabled local user with nothing else set, for tests to fill in what they need
+    /// (`UserRecord { groups, ..UserRecord::local_for_test("u1", "ann") }`).
+    #[cfg(test)]
+    pub fn local_for_test(id: &str, username: &str) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            username: username.into(),
+            upn: None,
+            display_name: None,
+            email: None,
+            mobile: None,
+            voice: None,
+            groups: Vec::new(),
+            enabled: true,
+            source: "local".into(),
+            enrollment_required: false,
+            created: 0,
+            devices: Vec::new(),
+            backup_codes: None,
+            directory: None,
+            mobile_override: None,
+            voice_override: None,
+            enrolled_epoch: 0,
+        }
+    }
+
     /// Whether this user may authenticate at all: enabled here, and live and enabled in its directory.
     pub fn can_authenticate(&self) -> bool {
         self.enabled
@@ -228,20 +254,9 @@ mod tests {
     #[test]
     fn absent_fields_are_left_out_and_read_back_as_defaults() -> serde_json::Result<()> {
         let synced = UserRecord {
-            id: "u1".into(),
-            username: "bulk00001".into(),
             upn: Some("bulk00001@corp.example.test".into()),
-            display_name: None,
-            email: None,
-            mobile: None,
-            voice: None,
-            groups: vec![],
-            enabled: true,
             source: "ad:corp".into(),
-            enrollment_required: false,
             created: 10,
-            devices: vec![],
-            backup_codes: None,
             directory: Some(DirectoryLink {
                 domain: "corp".into(),
                 guid: "g1".into(),
@@ -249,9 +264,7 @@ mod tests {
                 account_disabled: false,
                 removed_at: None,
             }),
-            mobile_override: None,
-            voice_override: None,
-            enrolled_epoch: 0,
+            ..UserRecord::local_for_test("u1", "bulk00001")
         };
         let json = serde_json::to_string(&synced)?;
         assert_eq!(
