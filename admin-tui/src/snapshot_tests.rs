@@ -227,6 +227,7 @@ fn corp(ok: bool) -> SyncStatus {
         last_run: Some(T0 + 240),
         last_success: Some(if ok { T0 + 240 } else { T0 - 3600 }),
         duration_ms: 412,
+        directory_ms: 380,
         server: Some("ldaps://dc1.corp.example:636".into()),
         pages: 3,
         entries: 1200,

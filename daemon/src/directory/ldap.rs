@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ldap3::controls::{Control, ControlType, PagedResults, RawControl};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
@@ -19,6 +19,8 @@ pub struct Connection {
     ldap: Ldap,
     pub url: String,
     timeout: Duration,
+    /// Time spent in requests to the DC since connecting (see `SyncStatus::directory_ms`).
+    pub waited: Duration,
 }
 
 /// Facts from the rootDSE.
@@ -72,46 +74,61 @@ fn tls_config(cfg: &DirectoryConfig) -> LdapResult<Arc<rustls::ClientConfig>> {
 pub async fn connect(cfg: &DirectoryConfig) -> LdapResult<Connection> {
     let password = read_password(cfg)?;
     let tls = tls_config(cfg)?;
-    let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
     let mut failures = Vec::new();
     for url in &cfg.urls {
-        let starttls = cfg.starttls && url.starts_with("ldap://");
-        let settings = LdapConnSettings::new()
-            .set_config(tls.clone())
-            .set_starttls(starttls)
-            .set_conn_timeout(timeout);
-        let (conn, mut ldap) = match LdapConnAsync::with_settings(settings, url).await {
-            Ok(pair) => pair,
-            Err(e) => {
-                failures.push(format!("{url}: {e}"));
-                continue;
-            }
-        };
-        ldap3::drive!(conn);
-        match ldap
-            .with_timeout(timeout)
-            .simple_bind(&cfg.bind_dn, &password)
-            .await
-            .and_then(|r| r.success())
-        {
-            Ok(_) => {
-                return Ok(Connection {
-                    ldap,
-                    url: url.clone(),
-                    timeout,
-                })
-            }
-            Err(e) => {
-                let _ = ldap.unbind().await;
-                failures.push(format!("{url}: bind as {} failed: {e}", cfg.bind_dn));
-            }
+        match connect_with(cfg, url, &password, tls.clone()).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => failures.push(e),
         }
     }
     Err(failures.join("; "))
 }
 
+/// Connects and binds to the domain controller at `url` (a second connection to the DC another one is
+/// bound to: USNs are per DC, so a search that goes with another's cursor must ask the same one).
+pub async fn connect_url(cfg: &DirectoryConfig, url: &str) -> LdapResult<Connection> {
+    connect_with(cfg, url, &read_password(cfg)?, tls_config(cfg)?).await
+}
+
+async fn connect_with(
+    cfg: &DirectoryConfig,
+    url: &str,
+    password: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> LdapResult<Connection> {
+    let timeout = Duration::from_secs(cfg.timeout_seconds.max(1));
+    let starttls = cfg.starttls && url.starts_with("ldap://");
+    let settings = LdapConnSettings::new()
+        .set_config(tls)
+        .set_starttls(starttls)
+        .set_conn_timeout(timeout);
+    let started = Instant::now();
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    ldap3::drive!(conn);
+    match ldap
+        .with_timeout(timeout)
+        .simple_bind(&cfg.bind_dn, password)
+        .await
+        .and_then(|r| r.success())
+    {
+        Ok(_) => Ok(Connection {
+            ldap,
+            url: url.to_owned(),
+            timeout,
+            waited: started.elapsed(),
+        }),
+        Err(e) => {
+            let _ = ldap.unbind().await;
+            Err(format!("{url}: bind as {} failed: {e}", cfg.bind_dn))
+        }
+    }
+}
+
 impl Connection {
     pub async fn root_dse(&mut self) -> LdapResult<RootDse> {
+        let started = Instant::now();
         let (entries, _) = self
             .ldap
             .with_timeout(self.timeout)
@@ -128,6 +145,7 @@ impl Connection {
             .await
             .and_then(|r| r.success())
             .map_err(|e| format!("{}: reading the rootDSE: {e}", self.url))?;
+        self.waited += started.elapsed();
         let entry = entries
             .into_iter()
             .next()
@@ -157,6 +175,7 @@ impl Connection {
             }
             .into(),
         );
+        let started = Instant::now();
         let (entries, result) = self
             .ldap
             .with_timeout(self.timeout)
@@ -170,6 +189,7 @@ impl Connection {
             .await
             .and_then(|r| r.success())
             .map_err(|e| format!("{}: search under {}: {e}", self.url, search.base))?;
+        self.waited += started.elapsed();
         search.pages += 1;
         search.cookie = result
             .ctrls

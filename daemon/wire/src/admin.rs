@@ -720,6 +720,11 @@ pub struct SyncStatus {
     pub last_run: Option<i64>,
     pub last_success: Option<i64>,
     pub duration_ms: u64,
+    /// Of `duration_ms`, the time spent waiting for the domain controller: connecting, binding and
+    /// searching (a search's next page is awaited while the current one is applied, so this counts the
+    /// DC's time, not only the wait that was left over).
+    #[serde(default)]
+    pub directory_ms: u64,
     /// The domain controller URL that answered.
     pub server: Option<String>,
     /// Pages of search results read (paged-results control).

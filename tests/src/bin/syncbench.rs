@@ -68,6 +68,147 @@ fn ldapsearch_dump(dc: &SambaDc, base: &str) -> Result<(Duration, usize)> {
     Ok((elapsed, entries))
 }
 
+const USER_FILTER: &str = "(&(objectCategory=person)(objectClass=user))";
+
+/// The DC alone: one of the daemon's searches (same base, filter, attributes, controls, paging),
+/// timed with `ldapsearch`. Returns the time and the entries found.
+fn timed_search(
+    dc: &SambaDc,
+    base: &str,
+    filter: &str,
+    attributes: &[&str],
+    show_deleted: bool,
+) -> Result<(Duration, usize)> {
+    let mut command = dc.ldap_tool("ldapsearch");
+    command.args(["-E", "pr=1000/noprompt", "-b", base, "-LLL"]);
+    if show_deleted {
+        command.args(["-E", "!1.2.840.113556.1.4.417"]);
+    }
+    let started = Instant::now();
+    let out = command
+        .arg(filter)
+        .args(attributes)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("ldapsearch")?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!("ldapsearch {filter} failed");
+    }
+    Ok((
+        elapsed,
+        out.stdout.windows(4).filter(|w| w == b"dn: ").count(),
+    ))
+}
+
+/// One DirSync search (control 1.2.840.113556.1.4.841) of `filter` from the naming context, with the
+/// cookie of an earlier one (or none); returns the time, the entries and the new cookie.
+fn dirsync(dc: &SambaDc, filter: &str, cookie: Option<&str>) -> Result<(Duration, usize, String)> {
+    let control = match cookie {
+        Some(c) => format!("!dirSync=0/0/{c}"),
+        None => "!dirSync=0/0".to_owned(),
+    };
+    let started = Instant::now();
+    let out = dc
+        .ldap_tool("ldapsearch")
+        .args(["-E", &control, "-b", BASE_DN, "-LL", filter])
+        .args(ATTRIBUTES)
+        .output()
+        .context("ldapsearch")?;
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "DirSync search failed: {}{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // ldapsearch shows the answer's control as comments: `# cookie:: BASE64`.
+    let cookie = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# cookie:: "))
+        .map(|c| c.trim().to_owned())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no DirSync cookie in ldapsearch's answer: {:?}",
+                text.lines()
+                    .filter(|l| l.starts_with('#'))
+                    .collect::<Vec<_>>()
+            )
+        })?;
+    Ok((
+        elapsed,
+        text.matches("\ndn: ").count() + usize::from(text.starts_with("dn: ")),
+        cookie,
+    ))
+}
+
+/// CPU seconds the DC's processes have used: the samba master (its pid file) and the workers it
+/// forked, such as the LDAP server's `ldap(N)` (they retitle themselves, so their command line does
+/// not tell).
+fn dc_cpu_seconds(dc: &SambaDc) -> Result<f64> {
+    let master: u32 = std::fs::read_to_string(dc.dir.join("run/samba.pid"))?
+        .trim()
+        .parse()
+        .context("samba.pid")?;
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The parent is the second field after the command name (which may hold spaces).
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut family = vec![master];
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i];
+        family.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    // A process that ends between the two reads is left out.
+    Ok(family
+        .iter()
+        .map(|pid| cpu_seconds(*pid).unwrap_or(0.0))
+        .sum())
+}
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("/proc/PID/stat")
+    };
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name; 100 ticks a second.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 fn status(daemon: &Daemon) -> Result<SyncStatus> {
     match daemon.admin()?.ok(&AdminRequest::DirectoryStatus)? {
         AdminReply::DirectoryStatus { mut domains } if !domains.is_empty() => Ok(domains.remove(0)),
@@ -129,7 +270,9 @@ fn main() -> Result<()> {
     );
     let base = format!("OU=Bulk,{BASE_DN}");
 
+    let dc_cpu_before_dump = dc_cpu_seconds(&dc)?;
     let (dump_before, dumped) = ldapsearch_dump(&dc, &base)?;
+    let dc_cpu_dump = dc_cpu_seconds(&dc)? - dc_cpu_before_dump;
     println!(
         "ldapsearch paged dump: {dumped} entries in {:.2} s",
         dump_before.as_secs_f64()
@@ -143,6 +286,8 @@ fn main() -> Result<()> {
         dc.directory_config("corp", "ldaps://127.0.0.1:636", &base, "page_size = 1000")
     ))?;
     let pid = daemon.pid().context("daemon pid")?;
+    let cpu_at_start = cpu_seconds(pid)?;
+    let dc_cpu_at_start = dc_cpu_seconds(&dc)?;
     let deadline = Instant::now() + Duration::from_secs(1200);
     let full = loop {
         let s = status(&daemon)?;
@@ -158,6 +303,8 @@ fn main() -> Result<()> {
         bail!("full sync did not add every user: {full:?}");
     }
     let rss_after_full = rss_kib(pid)?;
+    let cpu_full = cpu_seconds(pid)? - cpu_at_start;
+    let dc_cpu_full = dc_cpu_seconds(&dc)? - dc_cpu_at_start;
     let (dump_after, _) = ldapsearch_dump(&dc, &base)?;
     println!(
         "ldapsearch paged dump again: {:.2} s",
@@ -166,6 +313,9 @@ fn main() -> Result<()> {
 
     // A kept directory is reused: values of this run's own, so that each run really changes them.
     let run_mark = dc.highest_usn()?;
+    // A DirSync cookie for this point: Samba puts the highest uSNChanged of the entries it returned in
+    // the cookie, so the search asks for the entry changed last.
+    let cookie = dirsync(&dc, &format!("(uSNChanged>={run_mark})"), None).map(|(_, _, c)| c);
     let mut ldif = String::new();
     for i in 1..=args.changes {
         let index = i * (args.users / args.changes.max(1)).max(1);
@@ -194,6 +344,31 @@ fn main() -> Result<()> {
         bail!("incremental sync: {incremental:?}");
     }
     let rss_end = rss_kib(pid)?;
+    // The DC alone, right after the daemon's incremental sync: its changed-users search, and DirSync
+    // for the same changes.
+    let changed = format!("(uSNChanged>={})", run_mark + 1);
+    let (dc_search, dc_found) = timed_search(
+        &dc,
+        &base,
+        &format!("(&{changed}{USER_FILTER})"),
+        ATTRIBUTES,
+        false,
+    )?;
+    let (dc_groups, _) = timed_search(
+        &dc,
+        BASE_DN,
+        &format!("(&(objectClass=group){changed})"),
+        &["member"],
+        false,
+    )?;
+    let (dc_deleted, _) = timed_search(
+        &dc,
+        BASE_DN,
+        &format!("(&{changed}(isDeleted=TRUE))"),
+        &["objectGUID"],
+        true,
+    )?;
+    let dc_dirsync = cookie.and_then(|c| dirsync(&dc, USER_FILTER, Some(&c)));
 
     // Authentication during a sync: verification latency idle, then while a full sync of every user runs.
     let key = match daemon.admin()?.ok(&AdminRequest::ApiKeyCreate {
@@ -238,9 +413,29 @@ fn main() -> Result<()> {
     );
     println!("| full sync / dump | {:.2}x |", sync / dump);
     println!(
-        "| incremental sync of {} changes | {} ms |",
-        args.changes, incremental.duration_ms
+        "| daemon: time waiting for the DC / CPU during the full sync | {:.2} s / {cpu_full:.2} s |",
+        full.directory_ms as f64 / 1000.0
     );
+    println!(
+        "| DC's CPU during the first dump / during the full sync | {dc_cpu_dump:.2} s / {dc_cpu_full:.2} s |"
+    );
+    println!(
+        "| incremental sync of {} changes (of which waiting for the DC) | {} ms ({} ms) |",
+        args.changes, incremental.duration_ms, incremental.directory_ms
+    );
+    println!(
+        "| DC alone, ldapsearch: changed users ({dc_found} entries) / changed groups / deleted objects | {} / {} / {} ms |",
+        dc_search.as_millis(),
+        dc_groups.as_millis(),
+        dc_deleted.as_millis()
+    );
+    match dc_dirsync {
+        Ok((took, found, _)) => println!(
+            "| DC alone: DirSync with a cookie from before the changes ({found} entries) | {} ms |",
+            took.as_millis()
+        ),
+        Err(e) => println!("| DC alone: DirSync | failed: {e} |"),
+    }
     println!(
         "| daemon RSS after full sync | {:.1} MiB |",
         rss_after_full as f64 / 1024.0
