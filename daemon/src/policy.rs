@@ -255,7 +255,8 @@ impl PolicyConfig {
     }
 }
 
-/// Longest group name an entry may hold; a DN is rarely a tenth of it.
+/// Longest group name an entry may hold; a DN is rarely a tenth of it. Also the longest setting name or
+/// value an edit takes, so that a refusal (which is audited) never repeats megabytes.
 const MAX_GROUP_NAME: usize = 1024;
 
 const RESEND_TOTP: &str = "restore_resend_channels cannot hold totp: an authenticator app cannot receive a restore code; use sms, voice, email, in_person";
@@ -378,6 +379,23 @@ impl PolicyConfig {
     /// The policies with `edit` made, when they pass the same parsing and checks as the configuration
     /// file; else why not, in one line.
     pub fn edited(&self, edit: &PolicyEdit) -> Result<PolicyConfig, String> {
+        let inputs: Vec<(&str, &str)> = match edit {
+            PolicyEdit::Default { key, value } => vec![("setting", key), ("value", value)],
+            PolicyEdit::Group { group, key, value } => vec![
+                ("group", group),
+                ("setting", key),
+                ("value", value.as_deref().unwrap_or_default()),
+            ],
+            PolicyEdit::RemoveGroup { group } | PolicyEdit::MoveGroup { group, .. } => {
+                vec![("group", group)]
+            }
+            PolicyEdit::Replace(_) => Vec::new(),
+        };
+        if let Some((what, _)) = inputs.iter().find(|(_, text)| text.len() > MAX_GROUP_NAME) {
+            return Err(format!(
+                "the {what} is longer than {MAX_GROUP_NAME} characters"
+            ));
+        }
         let mut next = self.clone();
         match edit {
             PolicyEdit::Default { key, value } => {
@@ -736,6 +754,7 @@ mod edit_tests {
     fn an_edit_answers_its_changes_or_the_files_refusal() {
         let admins_removed =
             "group CN=Admins,OU=Groups,DC=corp,DC=example removed (two_factor required)";
+        let huge = "x".repeat(2000);
         // (edit, the changes it makes, or a part of the one-line refusal)
         let table: Vec<(PolicyEdit, Result<Vec<&str>, &str>)> = vec![
             (
@@ -782,6 +801,11 @@ mod edit_tests {
             (
                 set("restore_code_delivery", "in person"),
                 Ok(vec!["restore_code_delivery: screen -> in_person"]),
+            ),
+            (set("two_factor", &huge), Err("the value is longer than 1024 characters")),
+            (
+                PolicyEdit::RemoveGroup { group: huge.clone() },
+                Err("the group is longer than 1024 characters"),
             ),
             (set("colour", "red"), Err("unknown policy setting \"colour\"; the settings are two_factor, channels,")),
             (set("group", "x"), Err("unknown policy setting \"group\"")),

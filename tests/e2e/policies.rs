@@ -1,6 +1,7 @@
 //! Live policies end to end: a master admin edits them with the real `twofold-admin` over the real
 //! socket, the very next verification and challenge follow the edit, a SIGKILL and restart keep it, bad
-//! values are refused with one line, and only master admins may edit.
+//! values are refused with one line, a file re-read on SIGHUP applies only on `reset-to-config`, and
+//! only master admins may edit.
 
 use std::process::{Command, Output};
 
@@ -366,5 +367,67 @@ fn only_master_admins_edit_policies_over_the_real_socket() -> Result<()> {
         "only the master admin's edits that changed something: {events:?}"
     );
     drop(daemon);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_file_applies_only_when_a_master_admin_resets_to_it() -> Result<()> {
+    let sso_off = "\n[[policy.group]]\ngroup = \"lp-sso\"\ntwo_factor = \"off\"\n";
+    let daemon = Daemon::start(sso_off)?;
+    let mut admin = daemon.admin()?;
+    let api = daemon.api_client()?.with_key(&admin.api_key("portal")?);
+    admin.ok(&AdminRequest::UserCreate(NewUser {
+        username: "sam".into(),
+        groups: vec!["lp-sso".into()],
+        ..NewUser::default()
+    }))?;
+    assert_eq!(state(&api, "sam").await?, "off");
+
+    // The file now requires 2FA for the group; SIGHUP reads it, the live policies stay and the
+    // difference is said.
+    std::fs::write(
+        &daemon.config_path,
+        format!(
+            "{}\n[[policy.group]]\ngroup = \"lp-sso\"\ntwo_factor = \"required\"\n",
+            twofold_tests::base_config(&daemon.data_dir())
+        ),
+    )?;
+    let pid = daemon
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("daemon not running"))?;
+    let hup = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()?;
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !daemon
+        .log()?
+        .contains("reload: the file's policy sections differ")
+    {
+        if std::time::Instant::now() > deadline {
+            bail!("no reload warning within 10 s:\n{}", daemon.log()?);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        state(&api, "sam").await?,
+        "off",
+        "the file does not win by itself"
+    );
+    assert!(shown(&mut admin)?.config_differs);
+    let text = cli_ok(&daemon, &["policy", "show"])?;
+    assert!(
+        text.contains("the configuration file's policy sections differ from these"),
+        "{text}"
+    );
+
+    // reset-to-config applies the file as reloaded, at once.
+    let out = cli_ok(&daemon, &["policy", "reset-to-config"])?;
+    assert!(
+        out.contains("changed group lp-sso: two_factor off -> required"),
+        "{out}"
+    );
+    assert_eq!(state(&api, "sam").await?, "enrollment_required");
+    assert!(!shown(&mut admin)?.config_differs);
     Ok(())
 }
