@@ -167,7 +167,7 @@ impl SambaDc {
         let started = Instant::now();
         let dir = TempDir::new("twofold-samba")?;
         let d = dir.path().to_owned();
-        provision(&d, bulk_users)?;
+        provision(&d, bulk_users, Backend::Tdb)?;
         SambaDc::start(d, Some(dir), bulk_users, started)
     }
 
@@ -175,13 +175,17 @@ impl SambaDc {
     /// with the same `bulk_users`: seeding 100,000 users takes minutes. It is reused in place, not
     /// copied (1.5 GB at 100,000 users, on a shared disk), so a caller that changes entries must leave
     /// them usable by the next run (syncbench gives each run's changes values of their own).
-    pub fn start_kept(keep: &Path, bulk_users: usize) -> Result<SambaDc> {
+    pub fn start_kept(keep: &Path, bulk_users: usize, backend: Backend) -> Result<SambaDc> {
         let started = Instant::now();
         let work = keep.join("dc");
         let marker = keep.join("seeded-users");
-        let reusable = std::fs::read_to_string(&marker)
-            .is_ok_and(|n| n.trim() == bulk_users.to_string())
-            && work.is_dir();
+        // "N" for the default tdb backend (as kept folders always said), "N mdb" for LMDB.
+        let seeded = match backend {
+            Backend::Tdb => bulk_users.to_string(),
+            Backend::Mdb => format!("{bulk_users} mdb"),
+        };
+        let reusable =
+            std::fs::read_to_string(&marker).is_ok_and(|n| n.trim() == seeded) && work.is_dir();
         if reusable {
             eprintln!(
                 "reusing the directory of {bulk_users} users kept in {}",
@@ -192,9 +196,9 @@ impl SambaDc {
             remove_file_if_present(&marker)?;
             remove_dir_if_present(&work)?;
             std::fs::create_dir_all(&work)?;
-            provision(&work, bulk_users)?;
+            provision(&work, bulk_users, backend)?;
             // Written last: an interrupted seeding is never taken for a finished one.
-            std::fs::write(&marker, format!("{bulk_users}\n"))?;
+            std::fs::write(&marker, format!("{seeded}\n"))?;
         }
         SambaDc::start(work, None, bulk_users, started)
     }
@@ -309,7 +313,16 @@ impl SambaDc {
 }
 
 /// Provisions a DC into `d` (empty) with its certificates, and seeds `bulk_users` in `OU=Bulk`.
-fn provision(d: &Path, bulk_users: usize) -> Result<()> {
+/// The DC's database backend (`samba-tool domain provision --backend-store`). They differ in what the
+/// incremental sync's `(uSNChanged>=N)` costs: ldb answers a `>=` from an index only on LMDB, which can
+/// iterate index keys in order; on tdb it reads every candidate entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Tdb,
+    Mdb,
+}
+
+fn provision(d: &Path, bulk_users: usize, backend: Backend) -> Result<()> {
     let started = Instant::now();
     for sub in ["tls", "log", "run", "cache"] {
         std::fs::create_dir_all(d.join(sub))?;
@@ -335,6 +348,10 @@ fn provision(d: &Path, bulk_users: usize) -> Result<()> {
         .args(["--domain=CORP", "--host-name=dc1"])
         .arg(format!("--adminpass={ADMIN_PASSWORD}"))
         .arg(format!("--targetdir={}", d.display()))
+        .arg(match backend {
+            Backend::Tdb => "--backend-store=tdb",
+            Backend::Mdb => "--backend-store=mdb",
+        })
         .arg(opt("interfaces = lo".into()))
         .arg(opt("bind interfaces only = yes".into()))
         .arg(opt(format!("log file = {}/log/log.samba", d.display())))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use twofold_tests::samba::{SambaDc, BASE_DN};
+use twofold_tests::samba::{Backend, SambaDc, BASE_DN};
 use twofold_tests::Daemon;
 use twofold_wire::admin::{AdminReply, AdminRequest, SyncStatus};
 
@@ -30,6 +30,10 @@ struct Args {
     /// (seeding 100,000 users takes minutes).
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
+    /// The DC's database: `tdb` (Samba's default) or `mdb` (LMDB, which can answer the incremental
+    /// sync's `uSNChanged>=N` from its index). Only with --keep.
+    #[arg(long, default_value = "tdb", value_parser = ["tdb", "mdb"])]
+    backend_store: String,
 }
 
 const ATTRIBUTES: &[&str] = &[
@@ -260,7 +264,16 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let seeding = Instant::now();
     let dc = match &args.keep {
-        Some(keep) => SambaDc::start_kept(keep, args.users)?,
+        Some(keep) => SambaDc::start_kept(
+            keep,
+            args.users,
+            if args.backend_store == "mdb" {
+                Backend::Mdb
+            } else {
+                Backend::Tdb
+            },
+        )?,
+        None if args.backend_store == "mdb" => bail!("--backend-store mdb needs --keep"),
         None => SambaDc::provision_and_start(args.users)?,
     };
     println!(
