@@ -78,6 +78,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Opens sled, waiting (up to 5 s) for a file lock that an earlier open in this process still holds:
+/// sled's background threads let go of it a moment after its last handle is dropped, so a quick
+/// reopen (a test, an in-process restart) could otherwise fail. Another process holding the store
+/// still gets a clear error after the wait.
+#[allow(clippy::disallowed_methods)] // sled's lock has no event to wait on
+fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match config.open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(value)?)
 }
@@ -89,14 +109,15 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 impl Store {
     /// Opens (or creates) the store in `dir`, migrating an older layout and refusing a newer one.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(SLED_CACHE_BYTES)
-            // We flush when an answer needs it; the periodic flush only bounds what an unacknowledged
-            // write could lose.
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        let db = open_sled(
+            &sled::Config::new()
+                .path(dir)
+                .cache_capacity(SLED_CACHE_BYTES)
+                // We flush when an answer needs it; the periodic flush only bounds what an
+                // unacknowledged write could lose.
+                .flush_every_ms(Some(1000)),
+        )
+        .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
         let writes = Arc::new(AtomicU64::new(0));
         let tree = |name: &str| {
             db.open_tree(name)
@@ -708,6 +729,23 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(refused.contains("newer twofoldd"), "{refused}");
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_reopen_waits_for_a_lock_that_is_let_go_of_shortly() -> Result<()> {
+        let dir = temp_dir("relock");
+        let first = Store::open(&dir)?;
+        let closing = std::thread::spawn(move || {
+            #[allow(clippy::disallowed_methods)] // stands in for sled's threads finishing late
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let second = Store::open(&dir);
+        let _ = closing.join();
+        assert!(second.is_ok(), "{:?}", second.err());
+        drop(second);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
