@@ -469,7 +469,7 @@ mod tests {
                 })
                 .collect(),
             enrolled_epoch: epoch,
-            ..UserRecord::local_for_test("u1", "ann")
+            ..UserRecord::new_local("u1", "ann", 0)
         }
     }
 

@@ -275,7 +275,7 @@ mod tests {
                 account_disabled: false,
                 removed_at: None,
             }),
-            ..UserRecord::local_for_test("u1", username)
+            ..UserRecord::new_local("u1", username, 0)
         }
     }
 

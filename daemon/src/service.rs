@@ -292,25 +292,15 @@ impl Service {
         for group in &new.groups {
             validate::text("group", group, 256)?;
         }
+        let id = new_user_id();
         let user = UserRecord {
-            id: new_user_id(),
-            username: new.username,
             upn: new.upn,
             display_name: new.display_name,
             email: new.email,
             mobile: new.mobile,
             voice: new.voice,
             groups: new.groups,
-            enabled: true,
-            source: "local".to_owned(),
-            enrollment_required: false,
-            created: self.now(),
-            devices: Vec::new(),
-            backup_codes: None,
-            directory: None,
-            mobile_override: None,
-            voice_override: None,
-            enrolled_epoch: 0,
+            ..UserRecord::new_local(&id, &new.username, self.now())
         };
         self.store.insert_user(&user)?;
         self.audit(actor, "user_create", Some(&user.username), "ok", None)?;

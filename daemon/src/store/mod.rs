@@ -897,7 +897,7 @@ mod tests {
         let store = Store::open(&dir)?;
         let user = |id: &str, name: &str, upn: Option<&str>| UserRecord {
             upn: upn.map(Into::into),
-            ..UserRecord::local_for_test(id, name)
+            ..UserRecord::new_local(id, name, 0)
         };
         store.insert_user(&user("u1", "Alice", Some("alice@corp.example")))?;
         assert!(matches!(
@@ -937,7 +937,7 @@ mod tests {
                 account_disabled: false,
                 removed_at: None,
             }),
-            ..UserRecord::local_for_test(id, name)
+            ..UserRecord::new_local(id, name, 0)
         };
         store.insert_user(&user("u0", "taken", "g0"))?;
         let outcome = store.insert_users(&[

@@ -78,10 +78,9 @@ pub struct DirectoryLink {
 }
 
 impl UserRecord {
-    /// An enabled local user with nothing else set, for tests to fill in what they need
-    /// (`UserRecord { groups, ..UserRecord::local_for_test("u1", "ann") }`).
-    #[cfg(test)]
-    pub fn local_for_test(id: &str, username: &str) -> UserRecord {
+    /// An enabled local user created at `created` with nothing else set; callers fill in the rest
+    /// (`UserRecord { groups, ..UserRecord::new_local("u1", "ann", now) }`).
+    pub fn new_local(id: &str, username: &str, created: i64) -> UserRecord {
         UserRecord {
             id: id.into(),
             username: username.into(),
@@ -94,7 +93,7 @@ impl UserRecord {
             enabled: true,
             source: "local".into(),
             enrollment_required: false,
-            created: 0,
+            created,
             devices: Vec::new(),
             backup_codes: None,
             directory: None,
@@ -264,7 +263,7 @@ mod tests {
                 account_disabled: false,
                 removed_at: None,
             }),
-            ..UserRecord::local_for_test("u1", "bulk00001")
+            ..UserRecord::new_local("u1", "bulk00001", 0)
         };
         let json = serde_json::to_string(&synced)?;
         assert_eq!(
