@@ -137,7 +137,45 @@ pub struct Challenges {
     started: std::sync::atomic::AtomicU64,
 }
 
+/// A new transaction id: `tx` and 96 random bits in hex.
+pub(crate) fn new_transaction_id() -> String {
+    format!(
+        "tx{}",
+        data_encoding::HEXLOWER.encode(&crypto::random_bytes::<12>())
+    )
+}
+
 impl Challenges {
+    /// The record of a code just made for `user`, queued for delivery to `destination` (stored masked);
+    /// the code itself is kept only as its MAC under `purpose`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn queued_record(
+        &self,
+        purpose: &str,
+        transaction_id: &str,
+        user: &UserRecord,
+        channel: Channel,
+        destination: &str,
+        code: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> ChallengeRecord {
+        ChallengeRecord {
+            transaction_id: transaction_id.to_owned(),
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            channel,
+            destination: mask(destination, channel),
+            code_mac: self.key.mac(purpose, &user.id, transaction_id, code),
+            created: now,
+            expires_at,
+            used_at: None,
+            superseded: false,
+            state: DeliveryState::Queued,
+            attempts: Vec::new(),
+        }
+    }
+
     pub fn new(key: CodeKey, delivery: Arc<Delivery>) -> Challenges {
         Challenges {
             key,
@@ -226,27 +264,19 @@ impl Challenges {
         }
 
         let code = numeric_code(usize::from(config.challenge.code_digits));
-        let transaction_id = format!(
-            "tx{}",
-            data_encoding::HEXLOWER.encode(&crypto::random_bytes::<12>())
-        );
+        let transaction_id = new_transaction_id();
         let lifetime = config.challenge.lifetime_seconds;
         let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
-        let masked = mask(&destination, channel);
-        let record = ChallengeRecord {
-            transaction_id: transaction_id.clone(),
-            user_id: user.id.clone(),
-            username: user.username.clone(),
+        let record = self.queued_record(
+            "challenge",
+            &transaction_id,
+            &user,
             channel,
-            destination: masked.clone(),
-            code_mac: self.key.mac("challenge", &user.id, &transaction_id, &code),
-            created: now,
+            &destination,
+            &code,
+            now,
             expires_at,
-            used_at: None,
-            superseded: false,
-            state: DeliveryState::Queued,
-            attempts: Vec::new(),
-        };
+        );
         if let Some(previous) = service.store().insert_challenge(&record)? {
             self.supersede(service.store(), &previous, None)?;
         }
@@ -265,8 +295,9 @@ impl Challenges {
             Some(&user.username),
             "sent",
             Some(format!(
-                "channel={} transaction={transaction_id} destination={masked}",
-                channel_name(channel)
+                "channel={} transaction={transaction_id} destination={}",
+                channel_name(channel),
+                record.destination
             )),
         )?;
         service.store().commit().await?;
@@ -285,7 +316,7 @@ impl Challenges {
         Ok(Started::Sent(ChallengeAnswer {
             transaction_id,
             channel,
-            destination: masked,
+            destination: record.destination,
             expires_at,
             delivery: DeliveryState::Queued,
         }))
@@ -354,10 +385,7 @@ impl Challenges {
             }
         }
 
-        let group = format!(
-            "tx{}",
-            data_encoding::HEXLOWER.encode(&crypto::random_bytes::<12>())
-        );
+        let group = new_transaction_id();
         let lifetime = config.challenge.lifetime_seconds;
         let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
         let mut jobs = Vec::new();
@@ -365,20 +393,16 @@ impl Challenges {
         for (channel, destination) in usable {
             let code = numeric_code(usize::from(config.challenge.code_digits));
             let transaction_id = format!("{group}.{}", channel_name(channel));
-            let record = ChallengeRecord {
-                transaction_id: transaction_id.clone(),
-                user_id: user.id.clone(),
-                username: user.username.clone(),
+            let record = self.queued_record(
+                "challenge",
+                &transaction_id,
+                &user,
                 channel,
-                destination: mask(&destination, channel),
-                code_mac: self.key.mac("challenge", &user.id, &transaction_id, &code),
-                created: now,
+                &destination,
+                &code,
+                now,
                 expires_at,
-                used_at: None,
-                superseded: false,
-                state: DeliveryState::Queued,
-                attempts: Vec::new(),
-            };
+            );
             if let Some(previous) = service.store().insert_challenge(&record)? {
                 if group_of(&previous) != Some(group.as_str()) {
                     self.supersede(service.store(), &previous, None)?;

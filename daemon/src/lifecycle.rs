@@ -315,15 +315,13 @@ impl Service {
         if user.devices.len() == before {
             return Err(Error::NotFound { what: "device" });
         }
-        self.store().put_user(&user)?;
-        self.audit(
+        self.save_user(
             actor,
+            &user,
             "device_delete",
-            Some(&user.username),
-            "ok",
             Some(format!("device={device} vouched_by={by}")),
-        )?;
-        self.store().commit().await?;
+        )
+        .await?;
         Ok(user.devices.iter().map(DeviceRecord::info).collect())
     }
 
@@ -359,15 +357,13 @@ impl Service {
             .ok_or(Error::NotFound { what: "device" })?;
         target.status = DeviceStatus::Blocked;
         let info = target.info();
-        self.store().put_user(&user)?;
-        self.audit(
+        self.save_user(
             actor,
+            &user,
             "device_block",
-            Some(&user.username),
-            "ok",
             Some(format!("device={device} vouched_by={by}")),
-        )?;
-        self.store().commit().await?;
+        )
+        .await?;
         Ok(info)
     }
 

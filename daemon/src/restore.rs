@@ -32,7 +32,6 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 use twofold_wire::api::{EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult};
-use twofold_wire::delivery::DeliveryState;
 use twofold_wire::policy::{
     Channel, EffectivePolicy, OldDevices, RestoreCodeDelivery, RestoreRule,
 };
@@ -42,6 +41,7 @@ use twofold_wire::restore::{
 };
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus};
 
+use crate::challenge::new_transaction_id;
 use crate::challenge::{self, mask, numeric_code};
 use crate::crypto::{self, SlowHash, BACKUP_ALPHABET};
 use crate::delivery::Job;
@@ -50,7 +50,6 @@ use crate::error::{Error, Result};
 use crate::lockout::Gate;
 use crate::lockout::{address_key, user_key};
 use crate::service::{origin_name, Actor, Attempt, Service};
-use crate::store::challenges::ChallengeRecord;
 use crate::store::records::UserRecord;
 use crate::store::restore::{RestoreRecord, RestoreSession, SecretGrant};
 use crate::validate;
@@ -187,13 +186,6 @@ fn normalise(input: &str, len: usize) -> Option<String> {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     (s.len() == len && s.bytes().all(|b| BACKUP_ALPHABET.contains(&b))).then_some(s)
-}
-
-fn new_transaction_id() -> String {
-    format!(
-        "tx{}",
-        data_encoding::HEXLOWER.encode(&crypto::random_bytes::<12>())
-    )
 }
 
 fn refusal_of(answer: &VerifyAnswer) -> Refusal {
@@ -533,22 +525,17 @@ impl Service {
         let transaction_id = new_transaction_id();
         let lifetime = self.config().challenge.lifetime_seconds;
         let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
-        self.store().insert_detached_challenge(&ChallengeRecord {
-            transaction_id: transaction_id.clone(),
-            user_id: user.id.clone(),
-            username: user.username.clone(),
-            channel,
-            destination: mask(destination, channel),
-            code_mac: challenges
-                .key()
-                .mac(purpose, &user.id, &transaction_id, code),
-            created: now,
-            expires_at,
-            used_at: None,
-            superseded: false,
-            state: DeliveryState::Queued,
-            attempts: Vec::new(),
-        })?;
+        self.store()
+            .insert_detached_challenge(&challenges.queued_record(
+                purpose,
+                &transaction_id,
+                user,
+                channel,
+                destination,
+                code,
+                now,
+                expires_at,
+            ))?;
         Ok(Job {
             transaction_id,
             username: user.username.clone(),
@@ -1320,18 +1307,16 @@ impl Service {
         device.status = DeviceStatus::Blocked;
         device.reported_at.get_or_insert(now);
         let info = device.info();
-        self.store().put_user(&user)?;
-        self.audit(
+        self.save_user(
             actor,
+            &user,
             "device_block_reported",
-            Some(&user.username),
-            "ok",
             Some(format!(
                 "device={device_id} origin={} address={address}",
                 origin_name(info.origin)
             )),
-        )?;
-        self.store().commit().await?;
+        )
+        .await?;
         Ok(Ok(DeviceBlocked {
             user: user.username,
             device: info,

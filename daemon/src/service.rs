@@ -263,6 +263,20 @@ impl Service {
         Ok(after)
     }
 
+    /// Writes a changed user, audits the change as done, and answers only once both are durable: the
+    /// write-audit-commit step most user changes end with.
+    pub(crate) async fn save_user(
+        &self,
+        actor: &Actor,
+        user: &UserRecord,
+        action: &str,
+        detail: Option<String>,
+    ) -> Result<()> {
+        self.store.put_user(user)?;
+        self.audit(actor, action, Some(&user.username), "ok", detail)?;
+        self.store.commit().await
+    }
+
     pub(crate) fn user_by_name(&self, name: &str) -> Result<UserRecord> {
         validate::lookup_name(name)?;
         self.store
@@ -379,19 +393,17 @@ impl Service {
             .user(&user.id)?
             .ok_or(Error::NotFound { what: "user" })?;
         user.enabled = enabled;
-        self.store.put_user(&user)?;
-        self.audit(
+        self.save_user(
             actor,
+            &user,
             if enabled {
                 "user_enable"
             } else {
                 "user_disable"
             },
-            Some(&user.username),
-            "ok",
             None,
-        )?;
-        self.store.commit().await?;
+        )
+        .await?;
         self.user_view(&user)
     }
 
@@ -511,15 +523,13 @@ impl Service {
             .position(|d| d.id == device)
             .ok_or(Error::NotFound { what: "device" })?;
         let removed = user.devices.remove(index);
-        self.store.put_user(&user)?;
-        self.audit(
+        self.save_user(
             actor,
+            &user,
             "device_delete",
-            Some(&user.username),
-            "ok",
             Some(format!("device={device}")),
-        )?;
-        self.store.commit().await?;
+        )
+        .await?;
         Ok(removed.info())
     }
 
@@ -554,19 +564,17 @@ impl Service {
             (_, false) => d.status = DeviceStatus::Active,
         }
         let info = d.info();
-        self.store.put_user(&user)?;
-        self.audit(
+        self.save_user(
             actor,
+            &user,
             if blocked {
                 "device_block"
             } else {
                 "device_unblock"
             },
-            Some(&user.username),
-            "ok",
             Some(format!("device={device}")),
-        )?;
-        self.store.commit().await?;
+        )
+        .await?;
         Ok(info)
     }
 
@@ -762,15 +770,13 @@ impl Service {
             None
         };
         user.enrollment_required = false;
-        self.store.put_user(&user)?;
-        self.audit(
+        self.save_user(
             actor,
+            &user,
             "totp_confirm",
-            Some(&user.username),
-            "ok",
             Some(format!("device={device_id}")),
-        )?;
-        self.store.commit().await?;
+        )
+        .await?;
         Ok((
             ConfirmAnswer {
                 device: info,
@@ -1050,15 +1056,8 @@ impl Service {
             .ok_or(Error::NotFound { what: "user" })?;
         let (set, codes) = self.new_backup_codes().await?;
         user.backup_codes = Some(set);
-        self.store.put_user(&user)?;
-        self.audit(
-            actor,
-            "backup_codes_regenerate",
-            Some(&user.username),
-            "ok",
-            None,
-        )?;
-        self.store.commit().await?;
+        self.save_user(actor, &user, "backup_codes_regenerate", None)
+            .await?;
         Ok(Some(codes))
     }
 
