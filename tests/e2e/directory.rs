@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use serde_json::json;
 use twofold_tests::samba::{shared_dc, SambaDc, BASE_DN, BULK_USERS};
-use twofold_tests::{oathtool, Admin, Daemon};
+use twofold_tests::{enroll_existing, oathtool, Admin, Daemon};
 use twofold_wire::admin::{
     AdminAnswer, AdminReply, AdminRequest, AuditEvent, AuditFilter, SyncStatus, UserView,
 };
@@ -130,25 +130,7 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     // alice and carol enroll authenticators.
     let mut secrets = Vec::new();
     for name in ["inc-alice", "inc-carol", "inc-dave"] {
-        let started = api
-            .post(&format!("/api/v1/users/{name}/totp"), &json!({}))
-            .await?;
-        let secret = started.body["secret"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let device = started.body["device"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let confirmed = api
-            .post(
-                &format!("/api/v1/users/{name}/totp/{device}/confirm"),
-                &json!({"code": oathtool(&secret, -30, &[])?}),
-            )
-            .await?;
-        assert_eq!(confirmed.status, 200, "{}", confirmed.raw);
-        secrets.push(secret);
+        secrets.push(enroll_existing(&api, name, "phone").await?.secret);
     }
     let before = |admin: &mut Admin, n: &str| user(admin, n).map(|u| u.map(|u| u.id));
     let alice_id = before(&mut admin, "inc-alice")?;

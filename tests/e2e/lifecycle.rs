@@ -10,7 +10,9 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use twofold_tests::delivery::{SmtpServer, TestCa};
 use twofold_tests::samba::{shared_dc, BASE_DN};
-use twofold_tests::{enroll, oathtool, workspace_binary, Admin, Api, Daemon, TempDir};
+use twofold_tests::{
+    enroll, enroll_existing, oathtool, workspace_binary, Admin, Api, Daemon, TempDir,
+};
 use twofold_wire::admin::{
     AdminAnswer, AdminReply, AdminRequest, AuditEvent, AuditFilter, SystemTwoFactorView, UserView,
 };
@@ -83,37 +85,6 @@ fn admin_enroll(admin: &mut Admin, name: &str, label: &str) -> Result<(String, S
         code: oathtool(&e.secret, -30, &[])?,
     })?;
     Ok((e.device.id, e.secret))
-}
-
-/// An API enrollment for an existing user, confirmed with the previous step's code.
-async fn enroll_existing(api: &Api, name: &str) -> Result<(String, String)> {
-    let started = api
-        .post(
-            &format!("/api/v1/users/{name}/totp"),
-            &json!({"label": "new phone"}),
-        )
-        .await?;
-    if started.status != 201 {
-        bail!("enroll {name}: {} {}", started.status, started.raw);
-    }
-    let secret = started.body["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let device = started.body["device"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let confirmed = api
-        .post(
-            &format!("/api/v1/users/{name}/totp/{device}/confirm"),
-            &json!({"code": oathtool(&secret, -30, &[])?}),
-        )
-        .await?;
-    if confirmed.status != 200 {
-        bail!("confirm {name}: {} {}", confirmed.status, confirmed.raw);
-    }
-    Ok((device, secret))
 }
 
 #[tokio::test]
@@ -354,7 +325,7 @@ async fn an_admin_reset_makes_that_user_alone_enroll_again() -> Result<()> {
         ("admin:uid=0", Some("ann"), Some("devices_removed=1"))
     );
     // She enrolls again and is enrolled.
-    enroll_existing(&api, "ann").await?;
+    enroll_existing(&api, "ann", "new phone").await?;
     assert_eq!(state(&api, "ann").await?, "enrolled");
 
     // The CLI: the same request, and one line + exit 1 for a mistake.
@@ -440,9 +411,9 @@ async fn the_system_switch_on_off_and_on_again_makes_everyone_enroll_again() -> 
         (&json!("accept"), &json!(true)),
         "{told}"
     );
-    enroll_existing(&api, "ann").await?;
-    enroll_existing(&api, "carl").await?;
-    let (_, sam_secret) = enroll_existing(&api, "sam").await?;
+    enroll_existing(&api, "ann", "new phone").await?;
+    enroll_existing(&api, "carl", "new phone").await?;
+    let sam_secret = enroll_existing(&api, "sam", "new phone").await?.secret;
     for name in ["ann", "carl", "sam"] {
         assert_eq!(state(&api, name).await?, "enrolled", "{name}");
     }
@@ -534,8 +505,8 @@ async fn turning_2fa_off_needs_a_code_and_is_refused_where_ad_groups_require_it(
     assert_eq!(sso["reason"], "two_factor_off", "{sso}");
 
     step_margin(15).await;
-    let (_, opt_secret) = enroll_existing(&api, "lc-opt").await?;
-    let (_, req_secret) = enroll_existing(&api, "lc-req").await?;
+    let opt_secret = enroll_existing(&api, "lc-opt", "new phone").await?.secret;
+    let req_secret = enroll_existing(&api, "lc-req", "new phone").await?.secret;
     let disable = |name: &str| format!("/api/v1/users/{name}/two-factor/disable");
 
     // Optional: a wrong code is refused and changes nothing; a valid one turns 2FA off.
@@ -649,7 +620,7 @@ async fn the_first_confirmed_device_sends_the_enabled_mail() -> Result<()> {
         username: "nomail".into(),
         ..Default::default()
     }))?;
-    enroll_existing(&api, "nomail").await?;
+    enroll_existing(&api, "nomail", "new phone").await?;
     enroll(&mut admin, &api, "bea").await?;
     let mails = enabled_mails(&smtp, 2).await?;
     assert!(

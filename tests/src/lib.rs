@@ -516,10 +516,16 @@ pub struct Enrolled {
 /// previous step (so the current and next steps stay free for the test).
 pub async fn enroll(admin: &mut Admin, api: &Api, user: &str) -> Result<Enrolled> {
     admin.create_user(user)?;
+    enroll_existing(api, user, "phone").await
+}
+
+/// Enrolls a TOTP device labelled `label` over the API for an existing user, and confirms it with
+/// oathtool's code for the previous step.
+pub async fn enroll_existing(api: &Api, user: &str, label: &str) -> Result<Enrolled> {
     let started = api
         .post(
             &format!("/api/v1/users/{user}/totp"),
-            &serde_json::json!({"label": "phone"}),
+            &serde_json::json!({"label": label}),
         )
         .await?;
     if started.status != 201 {
