@@ -3,7 +3,8 @@
 //! A caller writes, then asks for a commit and waits. A dedicated thread collects every waiting caller,
 //! makes the store durable once, and answers them all. Anyone who asked while a commit was running waits
 //! for the next one, which starts right after: their writes may have missed the running one. So each
-//! caller's writes are on disk before its answer, and under load one fsync serves dozens of requests.
+//! caller's writes are on disk before its answer, and under load one fsync serves dozens of requests:
+//! while commits keep finding company, each waits `COMMIT_WINDOW` for more before it syncs.
 //!
 //! Durable means `fdatasync`: the journal (see `journal`) always, sled's data file only when sled was
 //! written since its last sync (sled 0.34's `flush` ends in `sync_file_range`, which survives a killed
@@ -18,11 +19,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
 use super::journal::Journal;
 use crate::error::{Error, Result};
+
+/// How long a commit waits for more callers once the previous commit served more than one. Under load an
+/// `fdatasync` costs about 40 µs of CPU and a wake-up of this thread; batches sized only by the time one
+/// `fdatasync` takes held 5-6 verifications at 21,000/s (3,760 syncs a second). Waiting 250 µs, as
+/// PostgreSQL's `commit_delay` does, cuts that to a third. A lone caller (idle daemon) is never delayed.
+const COMMIT_WINDOW: Duration = Duration::from_micros(250);
 
 /// What a commit makes durable.
 pub(super) struct Durable {
@@ -88,12 +96,20 @@ impl Committer {
             .name("store-commit".into())
             .spawn(move || {
                 let mut batch = Vec::new();
+                // Callers the previous commit served: more than one means load, worth a window.
+                let mut last_batch = 0usize;
                 while let Ok(first) = incoming.recv() {
                     let durable = first.1.clone();
                     batch.push(first);
+                    if last_batch > 1 {
+                        // Not woken by senders (they only wake a thread blocked in `recv`), so the
+                        // callers arriving meanwhile cost no context switch each.
+                        std::thread::park_timeout(COMMIT_WINDOW);
+                    }
                     while let Ok(more) = incoming.try_recv() {
                         batch.push(more);
                     }
+                    last_batch = batch.len();
                     let outcome = match failed.borrow().clone() {
                         Some(earlier) => Err(earlier),
                         None => durable.sync(),
