@@ -6,7 +6,7 @@
 //! On stderr, info and debug lines are gathered and written by one thread (see `BufferedStderr`): under
 //! load a `write` per audit line cost a third of the line. Warnings and errors are written at once.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -67,8 +67,11 @@ fn stderr_layer<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    // Colours only for a person at a terminal: a log file or pipe gets plain text, which is also
+    // cheaper to format for the audit line every verification writes.
     tracing_subscriber::fmt::layer()
         .with_writer(BufferedStderr::start())
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
 }
 

@@ -29,6 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use twofold_wire::api::{EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult};
@@ -677,7 +678,7 @@ impl Service {
                 .refuse(actor, "restore_start", &audit_name, refusal, None, address)
                 .await;
         }
-        let user = user.filter(UserRecord::can_authenticate);
+        let user = user.filter(|u| u.can_authenticate());
         let stored = match &user {
             Some(u) => self.store().restore_record(&u.id)?.code,
             None => None,
@@ -1085,7 +1086,7 @@ impl Service {
         name: &str,
         code: &str,
         address: IpAddr,
-    ) -> Result<Refused<(UserRecord, SecretGrant)>> {
+    ) -> Result<Refused<(Arc<UserRecord>, SecretGrant)>> {
         validate::lookup_name(name)?;
         validate::code(code)?;
         let Attempt {

@@ -213,7 +213,7 @@ impl Service {
         };
         let guard = self.lock_user(&key).await;
         let user = match &id {
-            Some(id) => self.store.user(id)?,
+            Some(id) => self.store.stored_user(id)?,
             None => None,
         };
         let audit_name = user
@@ -856,12 +856,12 @@ impl Service {
         // Outside the scope's source, a user is answered as unknown, before anything else looks at it.
         let user = user.filter(|u| scope.source.is_none_or(|source| u.source == source));
         if let Some(answer) = self
-            .answer_when_off(actor, user.as_ref(), &audit_user)
+            .answer_when_off(actor, user.as_deref(), &audit_user)
             .await?
         {
             return Ok(answer);
         }
-        let enrollment_required = self.must_enroll(user.as_ref())?;
+        let enrollment_required = self.must_enroll(user.as_deref())?;
         let now = self.now();
         let refused = match self.lockout_gate(&key, &addr_key, now)? {
             Gate::Locked(after) => Some((RejectReason::Locked, after)),
@@ -931,13 +931,13 @@ impl Service {
     /// Decides accept or reject and, on accept, writes the device's new state. Caller holds the user lock.
     async fn evaluate(
         &self,
-        user: Option<UserRecord>,
+        user: Option<Arc<UserRecord>>,
         code: &str,
         transaction: Option<&str>,
         device_only: Option<&str>,
         now: i64,
     ) -> Result<Outcome> {
-        let Some(mut user) = user.filter(UserRecord::can_authenticate) else {
+        let Some(user) = user.filter(|u| u.can_authenticate()) else {
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         };
         if let (Some(challenges), None) = (&self.challenges, device_only) {
@@ -957,34 +957,31 @@ impl Service {
         }
         if let Some(digits) = totp::looks_like_totp(code) {
             let mut replayed = false;
-            let user_id = user.id.clone();
             for device in user
                 .devices
-                .iter_mut()
+                .iter()
                 .filter(|d| d.status == DeviceStatus::Active)
                 .filter(|d| device_only.is_none_or(|id| d.id == id))
             {
-                let Some(state) = device.totp.as_mut() else {
+                let Some(state) = device.totp.as_ref() else {
                     continue;
                 };
                 if usize::from(state.params.digits) != digits.len() {
                     continue;
                 }
-                let secret = open_seed(&self.secrets, &user_id, &device.id, state)?;
+                let secret = open_seed(&self.secrets, &user.id, &device.id, state)?;
+                let last_step = self.store.device_use(&user.id, &device.id).last_step;
                 match totp::check(
                     state.params,
                     &secret,
                     &digits,
                     now,
                     self.config.totp.window,
-                    state.last_step,
+                    last_step,
                 )? {
                     TotpCheck::Accepted { step, drift } => {
-                        state.last_step = Some(step);
-                        state.drift = drift;
-                        device.last_used = Some(now);
                         self.store.record_device_use(
-                            &user_id,
+                            &user.id,
                             &device.id,
                             DeviceUse {
                                 last_step: Some(step),
@@ -992,9 +989,11 @@ impl Service {
                                 last_used: Some(now),
                             },
                         );
-                        let info = device.info();
                         return Ok(Outcome::Accepted {
-                            device: Some(info),
+                            device: Some(DeviceInfo {
+                                last_used: Some(now),
+                                ..device.info()
+                            }),
                             factor: Factor::Totp,
                             backup_codes_remaining: None,
                         });
@@ -1024,6 +1023,8 @@ impl Service {
                 let mut set = set;
                 set.hashes[i] = None;
                 let remaining = set.remaining();
+                // A stored record: its devices' use is left as stored, which the journal's wins over.
+                let mut user = UserRecord::clone(&user);
                 user.backup_codes = Some(set);
                 self.store.put_user(&user)?;
                 return Ok(Outcome::Accepted {
@@ -1229,7 +1230,8 @@ pub(crate) struct Attempt<'a> {
     /// The lockout counter of the user, or of the unknown name.
     pub(crate) key: String,
     pub(crate) addr_key: String,
-    pub(crate) user: Option<UserRecord>,
+    /// As stored: its devices' use is in `Store::device_use`.
+    pub(crate) user: Option<Arc<UserRecord>>,
     /// The stored username, else the name as given.
     pub(crate) audit_name: String,
     pub(crate) _guard: tokio::sync::MutexGuard<'a, ()>,

@@ -5,6 +5,9 @@
 //! record read from sled is kept only if no user was written while it was being read (the generation
 //! did not move). So a reader never sees an older record than sled's: a blocked or deleted device is
 //! refused from the next request on.
+//!
+//! It also remembers which id a name (lowercased username or UPN) led to, as a hint only: the store
+//! trusts it when the cached record still holds that name, and asks sled otherwise.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +26,8 @@ pub(super) struct UserCache {
 struct Inner {
     generation: u64,
     users: HashMap<String, Arc<UserRecord>>,
+    /// Lowercased name -> user id, as last read from sled's name index.
+    names: HashMap<String, String>,
 }
 
 impl UserCache {
@@ -48,6 +53,25 @@ impl UserCache {
             inner.users.clear();
         }
         inner.users.insert(record.id.clone(), record);
+    }
+
+    /// The cached record a name led to before, if it is still cached; it may no longer hold that name.
+    pub fn named(&self, name: &str) -> Option<Arc<UserRecord>> {
+        let inner = self.lock();
+        inner
+            .names
+            .get(name)
+            .and_then(|id| inner.users.get(id))
+            .cloned()
+    }
+
+    /// Remembers that sled's name index led `name` to `id`.
+    pub fn remember_name(&self, name: String, id: String) {
+        let mut inner = self.lock();
+        if inner.names.len() >= MAX_USERS {
+            inner.names.clear();
+        }
+        inner.names.insert(name, id);
     }
 
     /// Called after a user's record was written or deleted.

@@ -249,7 +249,6 @@ impl Journal {
 
     // ---- device use ----
 
-    #[cfg(test)]
     pub fn device_use(&self, user: &str, device: &str) -> DeviceUse {
         lock(&self.devices)
             .get(user)

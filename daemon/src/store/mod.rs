@@ -259,18 +259,32 @@ impl Store {
     // ---- users ----
 
     pub fn user(&self, id: &str) -> Result<Option<UserRecord>> {
-        let stored = match self.users_cache.get(id) {
-            Ok(stored) => stored,
+        Ok(self
+            .stored_user(id)?
+            .map(|stored| self.with_device_use(UserRecord::clone(&stored))))
+    }
+
+    /// A user's record as stored, shared with the cache instead of copied: verification reads one on
+    /// every request, and a copy of a record with its backup-code hashes cost 4% of the daemon's CPU.
+    /// Its devices' use is not filled in: `device_use` reads it (the journal holds it, see
+    /// `encode_user`).
+    pub fn stored_user(&self, id: &str) -> Result<Option<Arc<UserRecord>>> {
+        match self.users_cache.get(id) {
+            Ok(stored) => Ok(Some(stored)),
             Err(generation) => {
                 let Some(bytes) = self.users.get(id.as_bytes())? else {
                     return Ok(None);
                 };
                 let stored = Arc::new(decode::<UserRecord>(&bytes)?);
                 self.users_cache.keep(stored.clone(), generation);
-                stored
+                Ok(Some(stored))
             }
-        };
-        Ok(Some(self.with_device_use(UserRecord::clone(&stored))))
+        }
+    }
+
+    /// A device's last use (replay protection's last step among it), as the journal has it.
+    pub fn device_use(&self, user_id: &str, device_id: &str) -> DeviceUse {
+        self.journal().device_use(user_id, device_id)
     }
 
     /// A stored user record with its devices' use filled in from the journal.
@@ -327,12 +341,24 @@ impl Store {
         }
     }
 
-    /// The id of the user with this username or UPN, without reading the record.
+    /// The id of the user with this username or UPN. A cached record that holds the name answers
+    /// without a sled read: the record and the name index change in one transaction, and a changed
+    /// record leaves the cache.
     pub fn user_id(&self, name: &str) -> Result<Option<String>> {
-        Ok(self
+        let lower = name.to_lowercase();
+        if let Some(user) = self.users_cache.named(&lower) {
+            if holds_name(&user, &lower) {
+                return Ok(Some(user.id.clone()));
+            }
+        }
+        let id = self
             .names
-            .get(name.to_lowercase().as_bytes())?
-            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+            .get(lower.as_bytes())?
+            .map(|id| String::from_utf8_lossy(&id).into_owned());
+        if let Some(id) = &id {
+            self.users_cache.remember_name(lower, id.clone());
+        }
+        Ok(id)
     }
 
     /// Adds a user; fails with `Conflict` if its username or UPN is taken.
@@ -693,6 +719,18 @@ fn guid_key(link: &records::DirectoryLink) -> String {
     format!("{}/{}", link.domain, link.guid)
 }
 
+/// Whether `lower` is one of `user_names(user)`, without building them.
+fn holds_name(user: &UserRecord, lower: &str) -> bool {
+    let is = |name: &str| {
+        if name.is_ascii() {
+            name.eq_ignore_ascii_case(lower)
+        } else {
+            name.to_lowercase() == lower
+        }
+    };
+    is(&user.username) || user.upn.as_deref().is_some_and(is)
+}
+
 fn user_names(user: &UserRecord) -> Vec<String> {
     let mut names = vec![user.username.to_lowercase()];
     if let Some(upn) = &user.upn {
@@ -919,6 +957,58 @@ mod tests {
         store.delete_user(&user("u1", "Alice", Some("alice@corp.example")))?;
         assert!(store.find_user("alice")?.is_none());
         store.insert_user(&user("u4", "alice", None))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_name_follows_renames_and_new_owners_through_the_cache() -> Result<()> {
+        let dir = temp_dir("renames");
+        let store = Store::open(&dir)?;
+        let ann = UserRecord {
+            upn: Some("ann@corp.example".into()),
+            ..UserRecord::new_local("u1", "ann", 0)
+        };
+        store.insert_user(&ann)?;
+        // Read twice: the second answer comes from the cached record.
+        for _ in 0..2 {
+            assert_eq!(store.user_id("ANN")?.as_deref(), Some("u1"));
+            assert_eq!(
+                store.stored_user("u1")?.map(|u| u.id.clone()).as_deref(),
+                Some("u1")
+            );
+            assert_eq!(store.user_id("Ann@Corp.Example")?.as_deref(), Some("u1"));
+        }
+        let renamed = UserRecord {
+            username: "anna".into(),
+            upn: None,
+            ..ann.clone()
+        };
+        store.replace_user(Some(&ann), &renamed)?;
+        // The renamed record back in the cache, where the old names' hints lead.
+        assert!(store.stored_user("u1")?.is_some());
+        assert_eq!(store.user_id("ann")?, None, "the old name is free");
+        assert_eq!(
+            store.user_id("ann@corp.example")?,
+            None,
+            "so is the old UPN"
+        );
+        assert_eq!(store.user_id("anna")?.as_deref(), Some("u1"));
+        store.insert_user(&UserRecord::new_local("u2", "ANN", 0))?;
+        for _ in 0..2 {
+            assert_eq!(
+                store.user_id("ann")?.as_deref(),
+                Some("u2"),
+                "the old name now leads to its new owner"
+            );
+            let _ = store.stored_user("u2")?;
+        }
+        store.delete_user(&store.user("u2")?.ok_or(Error::NotFound { what: "user" })?)?;
+        assert_eq!(
+            store.user_id("ann")?,
+            None,
+            "a deleted user's name leads nowhere"
+        );
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
