@@ -231,16 +231,17 @@ impl Service {
     }
 
     /// Counts a successful login; true when the relying application should prompt the user to activate
-    /// restore. Counting stops at the prompt and after activation, so most logins cost one read.
+    /// restore. Counting stops at the prompt and after activation, so most logins cost one look into
+    /// memory.
     pub(crate) fn count_login(&self, user_id: &str, prompt_after: u32) -> Result<bool> {
         if prompt_after == 0 {
             return Ok(false);
         }
-        let record = self.store().restore_record(user_id)?;
-        if record.activated_at.is_some() {
+        let count = self.store().login_count(user_id)?;
+        if count.activated {
             return Ok(false);
         }
-        if record.logins >= prompt_after {
+        if count.logins >= prompt_after {
             return Ok(true);
         }
         let record = self

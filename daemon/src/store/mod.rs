@@ -67,7 +67,10 @@ pub struct Store {
     access_codes: Tree,
     /// The restore function's records, by key prefix (see `restore`).
     restore: Tree,
-    users_cache: Arc<cache::UserCache>,
+    users_cache: Arc<cache::RecordCache<Arc<UserRecord>>>,
+    name_hints: Arc<cache::NameHints>,
+    /// What the restore prompt needs of each restore record (see `restore`).
+    login_counts: Arc<cache::RecordCache<restore::LoginCount>>,
     durable: Arc<Durable>,
     committer: Committer,
 }
@@ -142,6 +145,8 @@ impl Store {
             access_codes: tree("access_codes")?,
             restore: tree("restore")?,
             users_cache: Arc::default(),
+            name_hints: Arc::default(),
+            login_counts: Arc::default(),
             committer: Committer::start(durable.clone())?,
             durable,
             db,
@@ -276,7 +281,7 @@ impl Store {
                     return Ok(None);
                 };
                 let stored = Arc::new(decode::<UserRecord>(&bytes)?);
-                self.users_cache.keep(stored.clone(), generation);
+                self.users_cache.keep(id, stored.clone(), generation);
                 Ok(Some(stored))
             }
         }
@@ -346,9 +351,13 @@ impl Store {
     /// record leaves the cache.
     pub fn user_id(&self, name: &str) -> Result<Option<String>> {
         let lower = name.to_lowercase();
-        if let Some(user) = self.users_cache.named(&lower) {
-            if holds_name(&user, &lower) {
-                return Ok(Some(user.id.clone()));
+        if let Some(id) = self.name_hints.get(&lower) {
+            if self
+                .users_cache
+                .get(&id)
+                .is_ok_and(|user| holds_name(&user, &lower))
+            {
+                return Ok(Some(id));
             }
         }
         let id = self
@@ -356,7 +365,7 @@ impl Store {
             .get(lower.as_bytes())?
             .map(|id| String::from_utf8_lossy(&id).into_owned());
         if let Some(id) = &id {
-            self.users_cache.remember_name(lower, id.clone());
+            self.name_hints.remember(lower, id.clone());
         }
         Ok(id)
     }
@@ -1009,6 +1018,36 @@ mod tests {
             None,
             "a deleted user's name leads nowhere"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_remembered_login_count_follows_every_change_of_the_restore_record() -> Result<()> {
+        let dir = temp_dir("logins");
+        let store = Store::open(&dir)?;
+        let count = |logins, activated| restore::LoginCount { activated, logins };
+        assert_eq!(store.login_count("u1")?, count(0, false));
+        for expected in 1..=3 {
+            store.update_restore_record("u1", |r| r.logins += 1)?;
+            // Read twice: from sled, then from memory.
+            assert_eq!(store.login_count("u1")?, count(expected, false));
+            assert_eq!(store.login_count("u1")?, count(expected, false));
+        }
+        store.update_restore_record("u1", |r| r.activated_at = Some(5))?;
+        assert_eq!(store.login_count("u1")?, count(3, true));
+        assert_eq!(store.login_count("u2")?, count(0, false), "per user");
+        store.remove_restore_record("u1")?;
+        assert_eq!(store.login_count("u1")?, count(0, false));
+        store.commit().await?;
+        drop(store);
+        let store = Store::open(&dir)?;
+        assert_eq!(
+            store.login_count("u1")?,
+            count(0, false),
+            "after a reopen too"
+        );
+        drop(store);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

@@ -44,6 +44,23 @@ pub struct SecretGrant {
     pub expires_at: i64,
 }
 
+/// What the restore prompt needs of a restore record. Kept in memory (`Store::login_count`): counting
+/// logins looks at it on every accepted verification, and after the first few logins it rarely changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginCount {
+    pub activated: bool,
+    pub logins: u32,
+}
+
+impl LoginCount {
+    fn of(record: &RestoreRecord) -> LoginCount {
+        LoginCount {
+            activated: record.activated_at.is_some(),
+            logins: record.logins,
+        }
+    }
+}
+
 fn state_key(user_id: &str) -> String {
     format!("state/{user_id}")
 }
@@ -56,6 +73,18 @@ impl Store {
             .map(|v| decode(&v))
             .transpose()?
             .unwrap_or_default())
+    }
+
+    /// The user's restore activation and login count, from memory when a read or write left it there.
+    pub fn login_count(&self, user_id: &str) -> Result<LoginCount> {
+        match self.login_counts.get(user_id) {
+            Ok(count) => Ok(count),
+            Err(generation) => {
+                let count = LoginCount::of(&self.restore_record(user_id)?);
+                self.login_counts.keep(user_id, count, generation);
+                Ok(count)
+            }
+        }
     }
 
     /// Replaces a user's restore record with `change(current)` atomically; returns the new record.
@@ -78,7 +107,9 @@ impl Store {
                 };
                 change(&mut record);
                 serde_json::to_vec(&record).ok()
-            })?;
+            });
+        self.login_counts.written(user_id);
+        let updated = updated?;
         if let Some(e) = decode_error {
             return Err(e.into());
         }
@@ -86,7 +117,9 @@ impl Store {
     }
 
     pub fn remove_restore_record(&self, user_id: &str) -> Result<()> {
-        self.restore.remove(state_key(user_id).as_bytes())?;
+        let removed = self.restore.remove(state_key(user_id).as_bytes());
+        self.login_counts.written(user_id);
+        removed?;
         Ok(())
     }
 

@@ -29,13 +29,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper::header::HeaderValue;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use twofold_tests::{Admin, Api, Daemon};
-use twofold_wire::api::{RejectReason, VerifyAnswer, VerifyResult};
+use twofold_wire::api::{RejectReason, VerifyResult};
 
 const PERIOD: u64 = 30;
 
@@ -49,8 +50,10 @@ const BENCH_CONFIG: &str = "\n[privacyidea]\nenabled = true\n\n[lockout.user]\nm
     about = "Verify benchmark against the real twofoldd (build it first: cargo build --release --workspace --bins)"
 )]
 struct Cli {
-    /// Users to enroll before measuring.
-    #[arg(long, default_value_t = 2000)]
+    /// Users to enroll before measuring. Each takes about 105 checked codes before its lockout (100
+    /// failures) answers `locked` without checking anything: 4,000 users cover 42,000 checked codes a
+    /// second for 10 s.
+    #[arg(long, default_value_t = 4000)]
     users: usize,
     /// Concurrent keep-alive HTTPS connections (one request in flight on each).
     #[arg(long, default_value_t = 64)]
@@ -150,13 +153,13 @@ async fn main() -> Result<ExitCode> {
         .iter()
         .map(|u| u.plan(step))
         .collect::<Result<_>>()?;
-    let plan = Arc::new(Plan::Verify {
-        uri: verify_uri,
-        auth: format!("Bearer {api_key}"),
-        users,
+    let plan = Arc::new(Plan::verify(
+        verify_uri,
+        &format!("Bearer {api_key}"),
+        &users,
         step,
-        protocol: Protocol::Native,
-    });
+        Protocol::Native,
+    )?);
     let verify = run_phase("verify", &clients, plan, &cli, &probe).await?;
     let connections_after_verify = established_connections(port);
     let verify_ended_in_step = unix_time_f64() as u64 / PERIOD == step;
@@ -170,13 +173,13 @@ async fn main() -> Result<ExitCode> {
             .iter()
             .map(|u| u.plan(step))
             .collect::<Result<_>>()?;
-        let plan = Arc::new(Plan::Verify {
-            uri: validate_check_uri,
-            auth: api_key.clone(),
-            users,
+        let plan = Arc::new(Plan::verify(
+            validate_check_uri,
+            &api_key,
+            &users,
             step,
-            protocol: Protocol::PrivacyIdea,
-        });
+            Protocol::PrivacyIdea,
+        )?);
         let phase = run_phase("validate_check", &clients, plan, &cli, &probe).await?;
         Some((phase, unix_time_f64() as u64 / PERIOD == step))
     };
@@ -467,11 +470,38 @@ enum Plan {
     },
     Verify {
         uri: Uri,
-        auth: String,
-        users: Vec<PlannedUser>,
+        auth: HeaderValue,
+        /// Per user: the request bodies for the codes of steps T-1, T, T+1 and the wrong code, built
+        /// before the clock starts so that the phase measures the daemon, not this program's formatting.
+        bodies: Vec<[Bytes; 4]>,
         step: u64,
         protocol: Protocol,
     },
+}
+
+impl Plan {
+    fn verify(
+        uri: Uri,
+        auth: &str,
+        users: &[PlannedUser],
+        step: u64,
+        protocol: Protocol,
+    ) -> Result<Plan> {
+        let bodies = users
+            .iter()
+            .map(|user| {
+                let [a, b, c] = &user.right;
+                [a, b, c, &user.wrong].map(|code| Bytes::from(protocol.body(user, code)))
+            })
+            .collect();
+        Ok(Plan::Verify {
+            uri,
+            auth: HeaderValue::from_str(auth)?,
+            bodies,
+            step,
+            protocol,
+        })
+    }
 }
 
 /// Which API the verify plan speaks.
@@ -481,6 +511,28 @@ enum Protocol {
     Native,
     /// privacyIDEA's `POST /validate/check`, form-encoded.
     PrivacyIdea,
+}
+
+impl Protocol {
+    fn body(self, user: &PlannedUser, code: &str) -> String {
+        match self {
+            Protocol::Native => format!(
+                r#"{{"user":"{}","code":"{code}","client_ip":"{}"}}"#,
+                user.name, user.client_ip
+            ),
+            // Names and addresses here need no percent-encoding (load000042, 10.x.y.z).
+            Protocol::PrivacyIdea => {
+                format!("user={}&pass={code}&client={}", user.name, user.client_ip)
+            }
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Protocol::Native => "application/json",
+            Protocol::PrivacyIdea => "application/x-www-form-urlencoded",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -544,38 +596,24 @@ impl Plan {
             Plan::Verify {
                 uri,
                 auth,
-                users,
+                bodies,
                 protocol,
                 ..
             } => {
-                let count = users.len() as u64;
-                let user = &users[usize::try_from(n % count)?];
+                let count = bodies.len() as u64;
+                let user = &bodies[usize::try_from(n % count)?];
                 let round = n / count;
-                let (code, sent) = match round {
-                    0 => (&user.right[0], Sent::RightCode),
-                    2 => (&user.right[1], Sent::RightCode),
-                    4 => (&user.right[2], Sent::RightCode),
-                    r if r % 2 == 1 => (&user.wrong, Sent::WrongCode),
-                    r => (&user.right[usize::try_from((r / 2) % 3)?], Sent::Replay),
-                };
-                let (body, content_type) = match protocol {
-                    Protocol::Native => (
-                        format!(
-                            r#"{{"user":"{}","code":"{code}","client_ip":"{}"}}"#,
-                            user.name, user.client_ip
-                        ),
-                        "application/json",
-                    ),
-                    // Names and addresses here need no percent-encoding (load000042, 10.x.y.z).
-                    Protocol::PrivacyIdea => (
-                        format!("user={}&pass={code}&client={}", user.name, user.client_ip),
-                        "application/x-www-form-urlencoded",
-                    ),
+                let (body, sent) = match round {
+                    0 => (&user[0], Sent::RightCode),
+                    2 => (&user[1], Sent::RightCode),
+                    4 => (&user[2], Sent::RightCode),
+                    r if r % 2 == 1 => (&user[3], Sent::WrongCode),
+                    r => (&user[usize::try_from((r / 2) % 3)?], Sent::Replay),
                 };
                 let request = hyper::Request::post(uri.clone())
-                    .header("authorization", auth.as_str())
-                    .header("content-type", content_type)
-                    .body(Full::new(Bytes::from(body)))?;
+                    .header(hyper::header::AUTHORIZATION, auth.clone())
+                    .header(hyper::header::CONTENT_TYPE, protocol.content_type())
+                    .body(Full::new(body.clone()))?;
                 Ok((request, sent))
             }
         }
@@ -616,6 +654,13 @@ impl PhaseResult {
         let rank = ((p / 100.0) * self.latencies_us.len() as f64).ceil() as usize;
         let index = rank.clamp(1, self.latencies_us.len()) - 1;
         f64::from(self.latencies_us[index]) / 1000.0
+    }
+
+    /// Requests whose code was checked: all but the lockout's `locked` and `rate_limited` answers,
+    /// which are cheap and would flatter the figure once the plan's users run out of failures.
+    fn checked_rps(&self) -> f64 {
+        let refused = self.count(None, Got::Locked) + self.count(None, Got::RateLimited);
+        self.requests.saturating_sub(refused) as f64 / self.seconds
     }
 
     fn max_ms(&self) -> f64 {
@@ -770,12 +815,12 @@ fn classify(plan: &Plan, sent: Sent, status: u16, body: &[u8]) -> Got {
     {
         return classify_privacyidea(body);
     }
-    match serde_json::from_slice::<VerifyAnswer>(body) {
-        Ok(VerifyAnswer {
+    match serde_json::from_slice::<Verdict>(body) {
+        Ok(Verdict {
             result: VerifyResult::Accept,
             ..
         }) => Got::Accept,
-        Ok(VerifyAnswer {
+        Ok(Verdict {
             reason: Some(reason),
             ..
         }) => match reason {
@@ -789,6 +834,15 @@ fn classify(plan: &Plan, sent: Sent, status: u16, body: &[u8]) -> Got {
         Ok(_) => Got::RejectWithoutReason,
         Err(_) => Got::BadBody,
     }
+}
+
+/// The part of a `VerifyAnswer` the tally needs: decoding only these two fields keeps this program's
+/// share of the shared CPU small.
+#[derive(serde::Deserialize)]
+struct Verdict {
+    result: VerifyResult,
+    #[serde(default)]
+    reason: Option<RejectReason>,
 }
 
 /// privacyIDEA's envelope: `result.value` and `result.authentication`, the reason in `detail.message`.
@@ -1010,6 +1064,15 @@ impl Report {
         }
     }
 
+    /// As `ratio`, counting only verifications whose code was checked: the goal's measure.
+    fn checked_ratio(&self) -> f64 {
+        if self.health.rps() > 0.0 {
+            self.verify.checked_rps() / self.health.rps()
+        } else {
+            0.0
+        }
+    }
+
     fn phases(&self) -> Vec<&PhaseResult> {
         let mut phases = vec![&self.health, &self.verify];
         phases.extend(self.validate_check.as_ref().map(|(p, _)| p));
@@ -1103,8 +1166,10 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "\nverify req/s ÷ health req/s = {:.3}\n\n",
-            self.ratio()
+            "\nverify req/s ÷ health req/s = {:.3}; checked codes only: {:.0}/s, ÷ health = {:.3}\n\n",
+            self.ratio(),
+            self.verify.checked_rps(),
+            self.checked_ratio()
         ));
         if let Some((to_verify, to_health)) = self.validate_check_ratios() {
             out.push_str(&format!(
@@ -1155,10 +1220,10 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "goals: verify ≥ 20000/s: {}; verify p99 < 10 ms: {}; verify ≥ 1/3 of health: {}\n",
-            yes_no(v.rps() >= 20_000.0),
+            "goals (checked codes only): verify ≥ 20000/s: {}; verify p99 < 10 ms: {}; verify ≥ 1/3 of health: {}\n",
+            yes_no(v.checked_rps() >= 20_000.0),
             yes_no(v.percentile_ms(99.0) < 10.0),
-            yes_no(self.ratio() >= 1.0 / 3.0)
+            yes_no(self.checked_ratio() >= 1.0 / 3.0)
         ));
         out.push_str(&format!(
             "result: {}\n",
@@ -1200,6 +1265,8 @@ impl Report {
             "health": phase(&self.health),
             "verify": phase(&self.verify),
             "verify_to_health_ratio": self.ratio(),
+            "verify_checked_per_second": self.verify.checked_rps(),
+            "verify_checked_to_health_ratio": self.checked_ratio(),
             "validate_check": self.validate_check.as_ref().map(|(p, _)| phase(p)),
             "validate_check_to_verify_ratio": self.validate_check_ratios().map(|r| r.0),
             "validate_check_to_health_ratio": self.validate_check_ratios().map(|r| r.1),
