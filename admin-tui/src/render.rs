@@ -203,6 +203,17 @@ pub fn text(reply: &AdminReply) -> String {
                 "twofoldd {}  users {}  api https://{}  schema {}",
                 s.version, s.users, s.api_listen, s.schema_version
             );
+            if let Some(log) = &s.audit_log {
+                let _ = writeln!(
+                    out,
+                    "audit log {:.1} MiB in {} {}, oldest event {}, kept {} days",
+                    log.bytes as f64 / (1024.0 * 1024.0),
+                    log.segments,
+                    if log.segments == 1 { "file" } else { "files" },
+                    log.oldest_event.map_or_else(|| "none".to_owned(), time),
+                    log.retention_days
+                );
+            }
         }
         AdminReply::User(u) => user(&mut out, u),
         AdminReply::Users { users } => {

@@ -210,6 +210,7 @@ async fn dispatch(
         AdminRequest::Status => AdminReply::Status(DaemonStatus {
             users: service.store().count_users(),
             schema_version: service.store().schema_version()?,
+            audit_log: Some(service.audit_log_status()?),
             ..status.clone()
         }),
         AdminRequest::UserCreate(new) => AdminReply::User(service.create_user(actor, new).await?),

@@ -38,6 +38,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// How long the audit log keeps its events.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// 2FA policies: defaults, and overrides per directory group (see `policy`).
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
@@ -457,6 +460,34 @@ impl LockoutRule {
     }
 }
 
+/// `[audit]`: the audit log (the store's journal) keeps every event at least `retention_days`; at each
+/// compaction, whole journal segments whose newest event is older are deleted, and the deletion is
+/// itself an audit event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// PCI DSS v4.0 requirement 10.5.1 keeps audit logs at least 12 months, the last three at hand; 400
+    /// days is a year with a month to spare for a late review or a delayed export.
+    #[serde(default = "default_audit_retention_days")]
+    pub retention_days: u32,
+}
+
+/// At least a day: the journal starts a new segment about daily, so a shorter retention could not be
+/// honoured. 36,500 days (100 years) keeps everything.
+pub const AUDIT_RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=36_500;
+
+fn default_audit_retention_days() -> u32 {
+    400
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: default_audit_retention_days(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -587,6 +618,7 @@ impl Config {
             backup_codes: BackupCodeConfig::default(),
             lockout: LockoutConfig::default(),
             log: LogConfig::default(),
+            audit: AuditConfig::default(),
             policy: crate::policy::PolicyConfig::default(),
             directory: Vec::new(),
             challenge: Default::default(),
@@ -688,6 +720,17 @@ impl Config {
                 "store",
                 "argon2_memory_kib",
                 format!("must be at least {ARGON2_MIN_MEMORY_KIB}"),
+            );
+        }
+        if !AUDIT_RETENTION_DAYS.contains(&self.audit.retention_days) {
+            fail(
+                "audit",
+                "retention_days",
+                format!(
+                    "must be between {} and {} days",
+                    AUDIT_RETENTION_DAYS.start(),
+                    AUDIT_RETENTION_DAYS.end()
+                ),
             );
         }
         if !(1..=10).contains(&self.store.argon2_iterations) {
@@ -1199,6 +1242,37 @@ mod tests {
         .err()
         .unwrap_or_default();
         assert_eq!(errors.first().map(|e| e.line), Some(3), "{errors:?}");
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_400_days_and_is_bounded_with_its_line() {
+        let c = Config::parse("version = 1\n")
+            .map_err(|e| format!("{e:?}"))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.audit.retention_days, 400);
+        for (days, ok) in [("0", false), ("1", true), ("36500", true), ("36501", false)] {
+            let text = format!("version = 1\n\n[audit]\nretention_days = {days}\n");
+            match Config::parse(&text) {
+                Ok(c) => {
+                    assert!(ok, "{days} accepted");
+                    assert_eq!(c.audit.retention_days.to_string(), days);
+                }
+                Err(errors) => {
+                    assert!(!ok, "{days} refused: {errors:?}");
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert_eq!(errors[0].line, 4, "{errors:?}");
+                    assert!(
+                        errors[0].message.contains("between 1 and 36500"),
+                        "{errors:?}"
+                    );
+                }
+            }
+        }
+        let errors = Config::parse("version = 1\n[audit]\nretention = 30\nretention_days = -1\n")
+            .err()
+            .unwrap_or_default();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 4], "{errors:?}");
     }
 
     #[test]

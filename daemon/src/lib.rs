@@ -147,6 +147,7 @@ async fn compact_journal_periodically(service: Arc<Service>, mut stopped: watch:
             Ok(Ok(done)) => tracing::info!(
                 counters_dropped = done.counters_dropped,
                 counters_kept = done.counters_kept,
+                segments_dropped = done.segments_dropped,
                 "journal compacted"
             ),
             Ok(Err(e)) => tracing::error!(error = %e, "journal compaction failed"),
@@ -209,6 +210,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
         users: 0,
         api_listen: api_addr.to_string(),
         schema_version: store::SCHEMA_VERSION,
+        audit_log: None,
     });
     let mut tasks = directory::spawn(service.clone(), &config.directory, stopped.clone());
     tasks.extend([

@@ -64,6 +64,8 @@ const LOCK_STRIPES: usize = 1024;
 pub struct CompactedJournal {
     pub counters_dropped: usize,
     pub counters_kept: usize,
+    /// Journal segments deleted because all their audit events passed `[audit] retention_days`.
+    pub segments_dropped: usize,
 }
 
 pub struct Service {
@@ -147,18 +149,47 @@ impl Service {
         &self.store
     }
 
-    /// Writes a journal snapshot and drops failure counters that ran out or exceed the cap on unknown
-    /// names (`lockout::prune`). Blocking (file writes and an fsync): call it off the async workers.
+    /// Writes a journal snapshot, drops failure counters that ran out or exceed the cap on unknown
+    /// names (`lockout::prune`), and deletes the journal segments whose audit events all passed the
+    /// retention, with an `audit_retention` event saying what went. Blocking (file writes and fsyncs):
+    /// call it off the async workers.
     pub fn compact_journal(&self) -> Result<CompactedJournal> {
         let now = self.now();
         let rules = &self.config.lockout;
+        let retention_days = self.config.audit.retention_days;
         let mut dropped = 0;
-        let kept = self
-            .store
-            .compact_journal(|counters| dropped = crate::lockout::prune(counters, rules, now))?;
+        let (kept, segments_dropped) = self.store.compact_journal(
+            now,
+            i64::from(retention_days) * 86_400,
+            |counters| dropped = crate::lockout::prune(counters, rules, now),
+            |expired| {
+                self.audit(
+                    &Actor::Daemon,
+                    "audit_retention",
+                    None,
+                    "ok",
+                    Some(format!(
+                        "{} retention_days={retention_days}",
+                        expired.audit_detail()
+                    )),
+                )
+            },
+        )?;
         Ok(CompactedJournal {
             counters_dropped: dropped,
             counters_kept: kept,
+            segments_dropped,
+        })
+    }
+
+    /// The audit log on disk, for the admin's status.
+    pub fn audit_log_status(&self) -> Result<twofold_wire::admin::AuditLogStatus> {
+        let stats = self.store.journal_stats()?;
+        Ok(twofold_wire::admin::AuditLogStatus {
+            segments: stats.segments,
+            bytes: stats.bytes,
+            oldest_event: stats.oldest_event,
+            retention_days: self.config.audit.retention_days,
         })
     }
 

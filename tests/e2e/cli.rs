@@ -113,6 +113,11 @@ fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
+    let status = String::from_utf8(run(&["status"])?.stdout)?;
+    assert!(
+        status.contains(" in 1 file, oldest event ") && status.contains(", kept 400 days"),
+        "{status}"
+    );
     let shown = run(&["--json", "user", "show", "quinn"])?;
     let json: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
     assert_eq!(json["reply"], "user");

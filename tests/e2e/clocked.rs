@@ -22,17 +22,31 @@ struct InProcess {
 }
 
 async fn start(extra: &str) -> Result<InProcess> {
-    let dir = TempDir::new("twofold-clock")?;
+    start_on(
+        TempDir::new("twofold-clock")?,
+        ManualClock::new(T0),
+        extra,
+        "app",
+    )
+    .await
+}
+
+/// Starts the daemon on `dir`'s data, with an API key of its own named `key`.
+async fn start_on(
+    dir: TempDir,
+    clock: Arc<ManualClock>,
+    extra: &str,
+    key: &str,
+) -> Result<InProcess> {
     let config = Config::parse(&format!("{}{extra}", base_config(dir.path())))
         .map_err(|e| anyhow!("{e:?}"))?;
-    let clock = ManualClock::new(T0);
     let handle = twofoldd::start(config, clock.clone()).await?;
     let mut admin = Admin::connect(&handle.admin_socket)?;
     let api = Api::new(
         &handle.api_addr.to_string(),
         &dir.path().join("tls/cert.pem"),
     )?
-    .with_key(&admin.api_key("app")?);
+    .with_key(&admin.api_key(key)?);
     Ok(InProcess {
         _dir: dir,
         clock,
@@ -43,6 +57,21 @@ async fn start(extra: &str) -> Result<InProcess> {
 }
 
 impl InProcess {
+    /// Stops the daemon and starts it again on the same data and clock.
+    async fn restart(self, extra: &str, key: &str) -> Result<InProcess> {
+        let InProcess {
+            _dir: dir,
+            clock,
+            handle,
+            api,
+            admin,
+        } = self;
+        // Their connections hold the service, and with it the store, open.
+        drop((api, admin));
+        handle.shutdown().await?;
+        start_on(dir, clock, extra, key).await
+    }
+
     async fn enroll(&mut self, user: &str) -> Result<Vec<u8>> {
         self.admin.create_user(user)?;
         let started = self
@@ -188,6 +217,92 @@ async fn compaction_drops_counters_that_ran_out_and_caps_guessed_names() -> Resu
     assert_eq!((done.counters_dropped, done.counters_kept), (2, 3));
     assert_eq!(d.verify("ghost3", "000000").await?.0, "locked");
     assert_eq!(d.verify("ghost2", "000000").await?.0, "invalid_code");
+    d.handle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_past_the_retention_go_by_whole_segments_and_their_going_is_audited(
+) -> Result<()> {
+    use twofold_wire::admin::{AdminReply, AdminRequest, AuditEvent, AuditLogStatus};
+    const DAY: i64 = 86_400;
+    let extra = "[audit]\nretention_days = 30\n";
+    let audit_log = |admin: &mut Admin| -> Result<AuditLogStatus> {
+        match admin.ok(&AdminRequest::Status)? {
+            AdminReply::Status(s) => s.audit_log.ok_or_else(|| anyhow!("no audit_log")),
+            other => Err(anyhow!("unexpected {other:?}")),
+        }
+    };
+    let audit = |admin: &mut Admin| -> Result<Vec<AuditEvent>> {
+        match admin.ok(&AdminRequest::AuditTail { limit: Some(1000) })? {
+            AdminReply::Audit { events } => Ok(events),
+            other => Err(anyhow!("unexpected {other:?}")),
+        }
+    };
+    let mut d = start(extra).await?;
+    let secret = d.enroll("rosa").await?;
+    let code = code_at(TotpParams::default(), &secret, T0)?;
+    assert_eq!(d.verify("rosa", &code).await?.0, "accept");
+    let first_day = audit(&mut d.admin)?;
+    assert!(first_day.iter().all(|e| e.time == T0), "{first_day:?}");
+
+    // A day on, the compaction starts a new journal segment: the first day's events are in a finished
+    // one, which is younger than the retention and stays.
+    d.clock.advance(DAY + 60);
+    assert_eq!(d.handle.service.compact_journal()?.segments_dropped, 0);
+    assert_eq!(d.verify("rosa", "000000").await?.0, "invalid_code");
+    let log = audit_log(&mut d.admin)?;
+    assert_eq!(
+        (log.segments, log.oldest_event, log.retention_days),
+        (2, Some(T0), 30)
+    );
+
+    // 30 days after the first day, its segment goes, and the log says so; the second day's stays.
+    d.clock.advance(29 * DAY);
+    assert_eq!(d.handle.service.compact_journal()?.segments_dropped, 1);
+    let events = audit(&mut d.admin)?;
+    let first = &events[0];
+    assert_eq!(
+        (first.time, first.action.as_str(), first.outcome.as_str()),
+        (T0 + DAY + 60, "verify", "reject"),
+        "{events:?}"
+    );
+    let dropped = events.last().ok_or_else(|| anyhow!("no events"))?;
+    assert_eq!(
+        (dropped.actor.as_str(), dropped.action.as_str()),
+        ("daemon", "audit_retention")
+    );
+    let first_id = first_day.first().map_or(0, |e| e.id);
+    let last_id = first_day.last().map_or(0, |e| e.id);
+    assert_eq!(
+        dropped
+            .detail
+            .as_deref()
+            .and_then(|d| d.split_once(" bytes="))
+            .map(|(head, _)| head),
+        Some("segments=1")
+    );
+    assert!(
+        dropped.detail.as_deref().is_some_and(|d| d.ends_with(&format!(
+            " events={first_id}..{last_id} from=2023-11-14T22:13:30Z to=2023-11-14T22:13:30Z retention_days=30"
+        ))),
+        "{dropped:?}"
+    );
+    let log = audit_log(&mut d.admin)?;
+    assert_eq!((log.segments, log.oldest_event), (2, Some(T0 + DAY + 60)));
+
+    // After a restart the device's use and the user's failure, recorded in the segment that went and
+    // in the one that stayed, are both still known.
+    let mut d = d.restart(extra, "app-2").await?;
+    match d.admin.ok(&AdminRequest::UserShow {
+        user: "rosa".into(),
+    })? {
+        AdminReply::User(u) => {
+            assert_eq!((u.devices[0].last_used, u.failures), (Some(T0), 1), "{u:?}")
+        }
+        other => return Err(anyhow!("unexpected {other:?}")),
+    }
+    assert_eq!(audit(&mut d.admin)?[0].time, T0 + DAY + 60);
     d.handle.shutdown().await?;
     Ok(())
 }

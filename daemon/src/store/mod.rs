@@ -31,7 +31,7 @@ use twofold_wire::admin::AuditEvent;
 use crate::error::{Error, Result};
 use crate::lockout::FailureCount;
 use durability::{Committer, Durable};
-pub use journal::DeviceUse;
+pub use journal::{DeviceUse, ExpiredSegments, JournalStats};
 use records::{ApiKeyRecord, LivePolicy, UserRecord};
 use tree::Tree;
 
@@ -166,15 +166,37 @@ impl Store {
         Ok(store)
     }
 
-    /// Writes a journal snapshot (a later start replays less), letting `prune` drop failure counters
-    /// that no longer mean anything. Returns how many counters remain.
+    /// Compacts the journal at `now`: starts a new segment once the current one holds a day-old event,
+    /// writes a snapshot (a later start replays less), letting `prune` drop failure counters that no
+    /// longer mean anything, then deletes the oldest segments whose events are all older than
+    /// `retention_seconds`, once `record_expiry` has appended the audit event that says so. Returns how
+    /// many counters remain and how many segments were deleted. Blocking.
     pub fn compact_journal(
         &self,
+        now: i64,
+        retention_seconds: i64,
         prune: impl FnOnce(&mut std::collections::HashMap<String, FailureCount>),
-    ) -> Result<usize> {
+        record_expiry: impl FnOnce(&ExpiredSegments) -> Result<()>,
+    ) -> Result<(usize, usize)> {
         let journal = self.journal();
-        journal.write_snapshot(|_| Ok(true), prune)?;
-        Ok(journal.counter_count())
+        journal.roll_if_older(now.saturating_sub(journal::ROLL_AFTER_SECONDS))?;
+        let snapshot = journal.write_snapshot(|_| Ok(true), prune)?;
+        let mut dropped = 0;
+        if let Some(expired) =
+            journal.expired_segments(snapshot, now.saturating_sub(retention_seconds))?
+        {
+            // Said, and durable, before done: a deletion cut short is found and said again next time.
+            record_expiry(&expired)?;
+            journal.sync()?;
+            journal.drop_segments(&expired)?;
+            dropped = expired.ids.len();
+        }
+        Ok((journal.counter_count(), dropped))
+    }
+
+    /// The journal's segments, size and oldest audit event.
+    pub fn journal_stats(&self) -> Result<JournalStats> {
+        self.journal().stats()
     }
 
     fn journal(&self) -> &journal::Journal {

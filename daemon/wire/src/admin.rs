@@ -305,6 +305,20 @@ pub struct DaemonStatus {
     pub users: u64,
     pub api_listen: String,
     pub schema_version: u32,
+    /// Absent from older daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<AuditLogStatus>,
+}
+
+/// The audit log on disk (the store's journal, in segment files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLogStatus {
+    pub segments: u64,
+    pub bytes: u64,
+    /// Time of the oldest event kept.
+    pub oldest_event: Option<i64>,
+    /// Whole segments go once all their events are older than this (`[audit] retention_days`).
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
