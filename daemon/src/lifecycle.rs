@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use twofold_wire::admin::{SystemTwoFactorView, UserView};
 use twofold_wire::api::{Factor, RejectReason, TwoFactorStatus, VerifyAnswer, VerifyResult};
@@ -43,17 +44,18 @@ fn refused(code: &'static str, message: impl Into<String>) -> Error {
 }
 
 impl Service {
-    /// The system-wide switch, read from the store once and kept.
-    pub(crate) fn system_two_factor(&self) -> Result<SystemTwoFactor> {
+    /// The system-wide switch, read from the store once and kept (shared: every verification asks).
+    pub(crate) fn system_two_factor(&self) -> Result<Arc<SystemTwoFactor>> {
         if let Ok(cached) = self.system_two_factor.read() {
             if let Some(system) = cached.as_ref() {
                 return Ok(system.clone());
             }
         }
-        let system: SystemTwoFactor = self
-            .store()
-            .meta(SYSTEM_TWO_FACTOR_KEY)?
-            .unwrap_or_default();
+        let system: Arc<SystemTwoFactor> = Arc::new(
+            self.store()
+                .meta(SYSTEM_TWO_FACTOR_KEY)?
+                .unwrap_or_default(),
+        );
         if let Ok(mut cached) = self.system_two_factor.write() {
             *cached = Some(system.clone());
         }
@@ -61,7 +63,7 @@ impl Service {
     }
 
     pub(crate) fn state_of(&self, user: &UserRecord) -> Result<TwoFactorState> {
-        Ok(user.state(&self.policy().rules, &self.system_two_factor()?))
+        Ok(user.state(&self.policy().rules, &*self.system_two_factor()?))
     }
 
     pub(crate) fn refuse_when_off(&self, user: &UserRecord) -> Result<()> {
@@ -76,16 +78,15 @@ impl Service {
 
     /// Verify's answer for a user to whom no second factor applies; `None` for everyone else (unknown
     /// users included, so that they keep answering like users with a wrong code).
+    /// `state` is the user's (`state_of`).
     pub(crate) async fn answer_when_off(
         &self,
         actor: &Actor,
         user: Option<&UserRecord>,
+        state: Option<TwoFactorState>,
         audit_user: &str,
     ) -> Result<Option<VerifyAnswer>> {
-        let Some(user) = user.filter(|u| u.can_authenticate()) else {
-            return Ok(None);
-        };
-        if self.state_of(user)? != TwoFactorState::Off {
+        if !user.is_some_and(|u| u.can_authenticate()) || state != Some(TwoFactorState::Off) {
             return Ok(None);
         }
         self.audit(
@@ -97,14 +98,6 @@ impl Service {
         )?;
         self.store().commit().await?;
         Ok(Some(reject(RejectReason::TwoFactorOff, None)))
-    }
-
-    /// Whether an accepted verification must also send the user to enrollment.
-    pub(crate) fn must_enroll(&self, user: Option<&UserRecord>) -> Result<bool> {
-        match user {
-            Some(u) => Ok(self.state_of(u)? == TwoFactorState::EnrollmentRequired),
-            None => Ok(false),
-        }
     }
 
     /// The "two-factor authentication has been enabled" mail, when the user has an address.
@@ -427,7 +420,7 @@ impl Service {
         )?;
         self.store().commit().await?;
         if let Ok(mut cached) = self.system_two_factor.write() {
-            *cached = Some(next);
+            *cached = Some(Arc::new(next));
         }
         self.system_two_factor_view()
     }

@@ -170,12 +170,15 @@ fn first<T>(
 }
 
 impl PolicyConfig {
-    pub fn for_groups(&self, groups: &[String]) -> EffectivePolicy {
-        let matching: Vec<&GroupPolicy> = self
-            .group
+    /// The group entries that name one of `groups`, in file order (the priority).
+    fn matching<'a>(&'a self, groups: &'a [String]) -> impl Iterator<Item = &'a GroupPolicy> {
+        self.group
             .iter()
             .filter(|p| groups.iter().any(|g| names_group(&p.group, g)))
-            .collect();
+    }
+
+    pub fn for_groups(&self, groups: &[String]) -> EffectivePolicy {
+        let matching: Vec<&GroupPolicy> = self.matching(groups).collect();
         EffectivePolicy {
             two_factor: first(&matching, |p| p.two_factor, || self.two_factor),
             channels: first(&matching, |p| p.channels.clone(), || self.channels.clone()),
@@ -183,6 +186,14 @@ impl PolicyConfig {
             restore_settings: self.restore_for(&matching),
             from_groups: matching.iter().map(|p| p.group.clone()).collect(),
         }
+    }
+
+    /// `for_groups(groups).two_factor` without building the rest: verification asks it on every
+    /// request.
+    pub fn two_factor_for(&self, groups: &[String]) -> TwoFactorRule {
+        self.matching(groups)
+            .find_map(|p| p.two_factor)
+            .unwrap_or(self.two_factor)
     }
 
     /// The defaults of the restore settings, as `[policy]` sets them.
@@ -238,15 +249,9 @@ impl PolicyConfig {
     /// building the whole policy (verify asks on every accepted code).
     pub fn restore_prompt_after(&self, groups: &[String]) -> u32 {
         let (mut prompt, mut rule) = (None, None);
-        if !self.group.is_empty() {
-            for p in self
-                .group
-                .iter()
-                .filter(|p| groups.iter().any(|g| names_group(&p.group, g)))
-            {
-                prompt = prompt.or(p.restore_prompt_after_logins);
-                rule = rule.or(p.restore);
-            }
+        for p in self.matching(groups) {
+            prompt = prompt.or(p.restore_prompt_after_logins);
+            rule = rule.or(p.restore);
         }
         match rule.unwrap_or(self.restore) {
             RestoreRule::Prohibited => 0,

@@ -13,7 +13,9 @@ use twofold_wire::admin::{ApiKeyInfo, AuditEvent, DirectoryInfo, NewUser, UserSu
 use twofold_wire::api::{
     ConfirmAnswer, EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult,
 };
-use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TotpAlgorithm};
+use twofold_wire::{
+    DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TotpAlgorithm, TwoFactorState,
+};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -22,7 +24,7 @@ use crate::directory::Directories;
 use crate::error::{Error, Result};
 use crate::lockout::{address_key, user_key, FailureCount, Gate};
 use crate::store::records::{ApiKeyRecord, DeviceRecord, TotpState, UserRecord};
-use crate::store::{DeviceUse, Store};
+use crate::store::{AuditEntry, DeviceUse, Store};
 use crate::totp::{self, TotpCheck, TotpParams};
 use crate::validate;
 
@@ -80,7 +82,8 @@ pub struct Service {
     /// Codes sent out of band and admin access codes (see `challenge`); set by `start`.
     challenges: Option<Arc<crate::challenge::Challenges>>,
     /// The system-wide 2FA switch as last read from the store (see `lifecycle`).
-    pub(crate) system_two_factor: std::sync::RwLock<Option<crate::store::records::SystemTwoFactor>>,
+    pub(crate) system_two_factor:
+        std::sync::RwLock<Option<Arc<crate::store::records::SystemTwoFactor>>>,
     /// The live policies (see `live_policy`): read on every verification, lock-free.
     pub(crate) policies: arc_swap::ArcSwap<crate::store::records::LivePolicy>,
     /// The configuration file's policy sections as last read (at start or on SIGHUP): what
@@ -212,17 +215,17 @@ impl Service {
         outcome: &str,
         detail: Option<String>,
     ) -> Result<()> {
-        let event = AuditEvent {
-            id: 0,
+        let actor = actor.to_string();
+        let detail = detail.as_deref();
+        tracing::info!(target: "twofold::audit", actor = %actor, action, user, outcome, detail, "audit");
+        self.store.append_audit(&AuditEntry {
             time: self.now(),
-            actor: actor.to_string(),
-            action: action.to_owned(),
-            user: user.map(str::to_owned),
-            outcome: outcome.to_owned(),
+            actor: &actor,
+            action,
+            user,
+            outcome,
             detail,
-        };
-        tracing::info!(target: "twofold::audit", actor = %event.actor, action, user, outcome, detail = event.detail.as_deref(), "audit");
-        self.store.append_audit(event)?;
+        });
         Ok(())
     }
 
@@ -886,13 +889,15 @@ impl Service {
         } = self.begin_attempt(name, address).await?;
         // Outside the scope's source, a user is answered as unknown, before anything else looks at it.
         let user = user.filter(|u| scope.source.is_none_or(|source| u.source == source));
+        let state = user.as_deref().map(|u| self.state_of(u)).transpose()?;
         if let Some(answer) = self
-            .answer_when_off(actor, user.as_deref(), &audit_user)
+            .answer_when_off(actor, user.as_deref(), state, &audit_user)
             .await?
         {
             return Ok(answer);
         }
-        let enrollment_required = self.must_enroll(user.as_deref())?;
+        // An accepted verification then also sends the user to enrollment.
+        let enrollment_required = state == Some(TwoFactorState::EnrollmentRequired);
         let now = self.now();
         let refused = match self.lockout_gate(&key, &addr_key, now)? {
             Gate::Locked(after) => Some((RejectReason::Locked, after)),

@@ -107,6 +107,31 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// An audit event to append, borrowed: every verification appends one, and owning its parts cost
+/// four allocations each time.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditEntry<'a> {
+    pub time: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub user: Option<&'a str>,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> AuditEntry<'a> {
+    fn of(event: &'a AuditEvent) -> AuditEntry<'a> {
+        AuditEntry {
+            time: event.time,
+            actor: &event.actor,
+            action: &event.action,
+            user: event.user.as_deref(),
+            outcome: &event.outcome,
+            detail: event.detail.as_deref(),
+        }
+    }
+}
+
 /// One audit event's id and time, marking the ends of what a deletion drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditMark {
@@ -530,11 +555,17 @@ impl Journal {
     // ---- audit ----
 
     /// Appends an event, assigning its id (ids grow in the journal's order).
+    #[cfg(test)]
     pub fn append_audit(&self, event: &AuditEvent) -> u64 {
+        self.append_audit_entry(&AuditEntry::of(event))
+    }
+
+    /// Appends an event given as borrowed parts, assigning its id.
+    pub fn append_audit_entry(&self, entry: &AuditEntry<'_>) -> u64 {
         let mut tail = lock(&self.tail);
         let id = tail.next_audit_id;
         tail.next_audit_id += 1;
-        frame(&mut tail.pending, |b| encode_audit(b, id, event));
+        frame(&mut tail.pending, |b| encode_audit(b, id, entry));
         id
     }
 
@@ -542,7 +573,9 @@ impl Journal {
     pub fn append_audit_with_id(&self, event: &AuditEvent) {
         let mut tail = lock(&self.tail);
         tail.next_audit_id = tail.next_audit_id.max(event.id.saturating_add(1));
-        frame(&mut tail.pending, |b| encode_audit(b, event.id, event));
+        frame(&mut tail.pending, |b| {
+            encode_audit(b, event.id, &AuditEntry::of(event));
+        });
     }
 
     /// The newest `limit` events with an id below `before` (all if `None`) that `keep` accepts, oldest
@@ -1350,15 +1383,15 @@ fn encode_counter(out: &mut Vec<u8>, key: &str, count: FailureCount) {
     put_opt_i64(out, count.locked_at);
 }
 
-fn encode_audit(out: &mut Vec<u8>, id: u64, event: &AuditEvent) {
+fn encode_audit(out: &mut Vec<u8>, id: u64, event: &AuditEntry<'_>) {
     out.push(KIND_AUDIT);
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&event.time.to_le_bytes());
-    put_str(out, &event.actor);
-    put_str(out, &event.action);
-    put_opt_str(out, event.user.as_deref());
-    put_str(out, &event.outcome);
-    put_opt_str(out, event.detail.as_deref());
+    put_str(out, event.actor);
+    put_str(out, event.action);
+    put_opt_str(out, event.user);
+    put_str(out, event.outcome);
+    put_opt_str(out, event.detail);
 }
 
 struct Decoder<'a>(&'a [u8]);
@@ -2048,10 +2081,10 @@ mod tests {
         // that holds a counter no frame after it mentions.
         let mut frames = Vec::new();
         frame(&mut frames, |b| encode_device(b, "u1", "d1", used(100, 5)));
-        frame(&mut frames, |b| encode_audit(b, 1, &event("verify", None)));
+        frame(&mut frames, |b| encode_audit(b, 1, &AuditEntry::of(&event("verify", None))));
         let offset = frames.len() as u64;
         frame(&mut frames, |b| encode_device(b, "u1", "d1", used(101, 6)));
-        frame(&mut frames, |b| encode_audit(b, 2, &event("verify", None)));
+        frame(&mut frames, |b| encode_audit(b, 2, &AuditEntry::of(&event("verify", None))));
         let mut one_file = frames.clone();
         one_file.resize(frames.len() + 4096, 0);
         let write = |path: PathBuf, bytes: &[u8]| {

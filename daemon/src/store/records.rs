@@ -127,7 +127,7 @@ impl UserRecord {
         if system.on {
             TwoFactorRule::Required
         } else {
-            policy.for_groups(&self.groups).two_factor
+            policy.two_factor_for(&self.groups)
         }
     }
 
