@@ -61,6 +61,10 @@ struct Cli {
     /// Length of each measured phase.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Health and verify each run in this many slices, alternating, so that both meet the same machine:
+    /// a shared virtual machine's speed drifts by a fifth between one 10 s phase and the next.
+    #[arg(long, default_value_t = 5)]
+    slices: u32,
     /// Upper bound on requests per phase (health reaches 500,000 in 7 s on an idle 2-core machine).
     #[arg(long, default_value_t = 2_000_000)]
     max_requests: u64,
@@ -142,25 +146,42 @@ async fn main() -> Result<ExitCode> {
 
     let probe = Probe { pid: daemon_pid };
 
-    // ---- health ----
-    let plan = Arc::new(Plan::Health { uri: health_uri });
-    let health = run_phase("health", &clients, plan, &cli, &probe).await?;
-    let connections_after_health = established_connections(port);
-
-    // ---- verify ----
-    let step = wait_for_fresh_step(last_confirm_step + 2, cli.seconds).await;
+    // ---- health and verify, in alternating slices inside one 30 s step ----
+    let step = wait_for_fresh_step(last_confirm_step + 2, 2 * cli.seconds).await;
     let users: Vec<PlannedUser> = enrolled
         .iter()
         .map(|u| u.plan(step))
         .collect::<Result<_>>()?;
-    let plan = Arc::new(Plan::verify(
+    let verify_plan = Arc::new(Plan::verify(
         verify_uri,
         &format!("Bearer {api_key}"),
         &users,
         step,
         Protocol::Native,
     )?);
-    let verify = run_phase("verify", &clients, plan, &cli, &probe).await?;
+    let health_plan = Arc::new(Plan::Health { uri: health_uri });
+    let slices = cli.slices.max(1);
+    let slice = Limits {
+        seconds: cli.seconds as f64 / f64::from(slices),
+        max_requests: cli.max_requests / u64::from(slices),
+    };
+    eprintln!(
+        "health and verify: {} connections, {slices} slices of {:.1} s (or {} requests) each, alternating",
+        clients.len(),
+        slice.seconds,
+        slice.max_requests
+    );
+    // One request counter per plan across its slices: the verify plan goes on where it stopped.
+    let (health_next, verify_next) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (mut health, mut verify) = (PhaseResult::empty("health"), PhaseResult::empty("verify"));
+    let mut connections_after_health = None;
+    for _ in 0..slices {
+        health.absorb(run_phase(&clients, &health_plan, &health_next, slice, &probe).await?);
+        connections_after_health = established_connections(port);
+        verify.absorb(run_phase(&clients, &verify_plan, &verify_next, slice, &probe).await?);
+    }
+    health.latencies_us.sort_unstable();
+    verify.latencies_us.sort_unstable();
     let connections_after_verify = established_connections(port);
     let verify_ended_in_step = unix_time_f64() as u64 / PERIOD == step;
 
@@ -180,7 +201,28 @@ async fn main() -> Result<ExitCode> {
             step,
             Protocol::PrivacyIdea,
         )?);
-        let phase = run_phase("validate_check", &clients, plan, &cli, &probe).await?;
+        let mut phase = PhaseResult::empty("validate_check");
+        let limits = Limits {
+            seconds: cli.seconds as f64,
+            max_requests: cli.max_requests,
+        };
+        eprintln!(
+            "validate_check: {} connections, {} s or {} requests",
+            clients.len(),
+            cli.seconds,
+            cli.max_requests
+        );
+        phase.absorb(
+            run_phase(
+                &clients,
+                &plan,
+                &Arc::new(AtomicU64::new(0)),
+                limits,
+                &probe,
+            )
+            .await?,
+        );
+        phase.latencies_us.sort_unstable();
         Some((phase, unix_time_f64() as u64 / PERIOD == step))
     };
 
@@ -642,6 +684,50 @@ struct PhaseResult {
 }
 
 impl PhaseResult {
+    fn empty(name: &'static str) -> PhaseResult {
+        PhaseResult {
+            name,
+            requests: 0,
+            seconds: 0.0,
+            latencies_us: Vec::new(),
+            outcomes: BTreeMap::new(),
+            first_error: None,
+            daemon_cpu_seconds: Some(0.0),
+            loadgen_cpu_seconds: Some(0.0),
+            daemon_write_bytes: Some(0),
+            machine_cpu: Some(MachineCpu {
+                processes: 0.0,
+                interrupts: 0.0,
+            }),
+            verify_step: None,
+        }
+    }
+
+    /// Adds a slice of the same phase (latencies are sorted by the caller once all are in).
+    fn absorb(&mut self, slice: PhaseResult) {
+        fn sum<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<T> {
+            a.zip(b).map(|(a, b)| a + b)
+        }
+        self.requests += slice.requests;
+        self.seconds += slice.seconds;
+        self.latencies_us.extend(slice.latencies_us);
+        for (key, n) in slice.outcomes {
+            *self.outcomes.entry(key).or_default() += n;
+        }
+        self.first_error = self.first_error.take().or(slice.first_error);
+        self.daemon_cpu_seconds = sum(self.daemon_cpu_seconds, slice.daemon_cpu_seconds);
+        self.loadgen_cpu_seconds = sum(self.loadgen_cpu_seconds, slice.loadgen_cpu_seconds);
+        self.daemon_write_bytes = sum(self.daemon_write_bytes, slice.daemon_write_bytes);
+        self.machine_cpu = self
+            .machine_cpu
+            .zip(slice.machine_cpu)
+            .map(|(a, b)| MachineCpu {
+                processes: a.processes + b.processes,
+                interrupts: a.interrupts + b.interrupts,
+            });
+        self.verify_step = self.verify_step.or(slice.verify_step);
+    }
+
     fn rps(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
@@ -695,32 +781,33 @@ impl PhaseResult {
     }
 }
 
+/// How long one slice of a phase runs: `seconds` or `max_requests`, whichever comes first.
+#[derive(Clone, Copy)]
+struct Limits {
+    seconds: f64,
+    max_requests: u64,
+}
+
 async fn run_phase(
-    name: &'static str,
     clients: &[HttpsClient],
-    plan: Arc<Plan>,
-    cli: &Cli,
+    plan: &Arc<Plan>,
+    next: &Arc<AtomicU64>,
+    limits: Limits,
     probe: &Probe,
 ) -> Result<PhaseResult> {
-    eprintln!(
-        "{name}: {} connections, {} s or {} requests",
-        clients.len(),
-        cli.seconds,
-        cli.max_requests
-    );
-    let next = Arc::new(AtomicU64::new(0));
     let before = probe.sample();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(cli.seconds);
+    let deadline = started + Duration::from_secs_f64(limits.seconds);
+    let first = next.load(Ordering::Relaxed);
+    let end = first.saturating_add(limits.max_requests);
     let per_worker =
-        usize::try_from(cli.max_requests / clients.len() as u64 + 1).unwrap_or(1 << 20);
+        usize::try_from(limits.max_requests / clients.len() as u64 + 1).unwrap_or(1 << 20);
     let mut tasks = Vec::new();
     for client in clients {
-        let (client, plan, next, max) =
-            (client.clone(), plan.clone(), next.clone(), cli.max_requests);
+        let (client, plan, next) = (client.clone(), plan.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally {
-                latencies_us: Vec::with_capacity(per_worker),
+                latencies_us: Vec::with_capacity(per_worker.min(1 << 16)),
                 ..Tally::default()
             };
             loop {
@@ -728,7 +815,7 @@ async fn run_phase(
                     break;
                 }
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= max {
+                if n >= end {
                     break;
                 }
                 let (request, sent) = plan.request(n)?;
@@ -754,42 +841,37 @@ async fn run_phase(
     }
     let seconds = started.elapsed().as_secs_f64();
     let after = probe.sample();
-    let mut latencies_us = Vec::new();
-    let mut outcomes = BTreeMap::new();
-    let mut first_error = None;
+    // Numbers taken by workers that stopped at the deadline were never sent: the next slice reuses them.
+    let sent: u64 = tallies.iter().map(|t| t.latencies_us.len() as u64).sum();
+    next.store(first + sent, Ordering::Relaxed);
+    let mut result = PhaseResult::empty("");
+    result.seconds = seconds;
     for tally in tallies {
-        latencies_us.extend(tally.latencies_us);
+        result.latencies_us.extend(tally.latencies_us);
         for (key, n) in tally.outcomes {
-            *outcomes.entry(key).or_default() += n;
+            *result.outcomes.entry(key).or_default() += n;
         }
-        first_error = first_error.or(tally.first_error);
+        result.first_error = result.first_error.or(tally.first_error);
     }
-    latencies_us.sort_unstable();
-    Ok(PhaseResult {
-        name,
-        requests: latencies_us.len() as u64,
-        seconds,
-        latencies_us,
-        outcomes,
-        first_error,
-        daemon_cpu_seconds: before.daemon_cpu.zip(after.daemon_cpu).map(|(a, b)| b - a),
-        loadgen_cpu_seconds: before.own_cpu.zip(after.own_cpu).map(|(a, b)| b - a),
-        daemon_write_bytes: before
-            .daemon_write_bytes
-            .zip(after.daemon_write_bytes)
-            .map(|(a, b)| b.saturating_sub(a)),
-        machine_cpu: before
-            .machine_cpu
-            .zip(after.machine_cpu)
-            .map(|(a, b)| MachineCpu {
-                processes: b.processes - a.processes,
-                interrupts: b.interrupts - a.interrupts,
-            }),
-        verify_step: match plan.as_ref() {
-            Plan::Verify { step, .. } => Some(*step),
-            Plan::Health { .. } => None,
-        },
-    })
+    result.requests = result.latencies_us.len() as u64;
+    result.daemon_cpu_seconds = before.daemon_cpu.zip(after.daemon_cpu).map(|(a, b)| b - a);
+    result.loadgen_cpu_seconds = before.own_cpu.zip(after.own_cpu).map(|(a, b)| b - a);
+    result.daemon_write_bytes = before
+        .daemon_write_bytes
+        .zip(after.daemon_write_bytes)
+        .map(|(a, b)| b.saturating_sub(a));
+    result.machine_cpu = before
+        .machine_cpu
+        .zip(after.machine_cpu)
+        .map(|(a, b)| MachineCpu {
+            processes: b.processes - a.processes,
+            interrupts: b.interrupts - a.interrupts,
+        });
+    result.verify_step = match plan.as_ref() {
+        Plan::Verify { step, .. } => Some(*step),
+        Plan::Health { .. } => None,
+    };
+    Ok(result)
 }
 
 async fn send(client: &HttpsClient, request: hyper::Request<Full<Bytes>>) -> Result<(u16, Bytes)> {
