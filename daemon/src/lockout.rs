@@ -30,7 +30,7 @@ use crate::config::{LockoutConfig, LockoutRule};
 
 const USER_PREFIX: &str = "user:";
 const NAME_PREFIX: &str = "name:";
-const ADDRESS_PREFIX: &str = "addr:";
+pub(crate) const ADDRESS_PREFIX: &str = "addr:";
 
 /// The counter key of a user.
 pub fn user_key(id: &str) -> String {

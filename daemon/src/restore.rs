@@ -291,7 +291,7 @@ impl Service {
         let mut detail = format!("reason={} address={address}", refusal_name(&refusal));
         let outcome = match counted {
             Some((key, addr_key)) => {
-                let failures = self.count_failure(key, addr_key, now)?.failures;
+                let failures = self.count_failure(user, key, addr_key, now)?.failures;
                 detail.push_str(&format!(" failures={failures}"));
                 "reject"
             }

@@ -217,7 +217,14 @@ impl Service {
     ) -> Result<()> {
         let actor = actor.to_string();
         let detail = detail.as_deref();
-        tracing::info!(target: "twofold::audit", actor = %actor, action, user, outcome, detail, "audit");
+        // Verifications go to the audit log and, at debug level, to the system log: at thousands a
+        // second they would cost a tenth of the daemon's CPU and overrun journald, whose default rate
+        // limit (10,000 lines per 30 s) drops them anyway. Locks that follow say so at warning level.
+        if action == "verify" {
+            tracing::debug!(target: "twofold::audit", actor = %actor, action, user, outcome, detail, "audit");
+        } else {
+            tracing::info!(target: "twofold::audit", actor = %actor, action, user, outcome, detail, "audit");
+        }
         self.store.append_audit(&AuditEntry {
             time: self.now(),
             actor: &actor,
@@ -279,10 +286,12 @@ impl Service {
         })
     }
 
-    /// Counts a failed attempt against the user's (or unknown name's) counter and the address's;
-    /// returns the user's count.
+    /// Counts a failed attempt by `who` (the audited name) against the user's (or unknown name's)
+    /// counter and the address's; returns the user's count. A counter that locks says so in the system
+    /// log at warning level: the attempts themselves are only in the audit log (see `audit`).
     pub(crate) fn count_failure(
         &self,
+        who: &str,
         key: &str,
         addr_key: &str,
         now: i64,
@@ -292,8 +301,20 @@ impl Service {
         let after = self
             .store
             .update_failure_count(key, |c| c.fail(&user_rule, now))?;
-        self.store
+        let addr_after = self
+            .store
             .update_failure_count(addr_key, |c| c.fail(&addr_rule, now))?;
+        // `fail` stops counting at the lock, so the count equals the maximum only on the failure that
+        // locked.
+        if after.locked_at.is_some() && after.failures == user_rule.max_failures {
+            tracing::warn!(target: "twofold::audit", user = who, failures = after.failures, "locked after too many failed codes");
+        }
+        if addr_after.locked_at.is_some() && addr_after.failures == addr_rule.max_failures {
+            let address = addr_key
+                .strip_prefix(crate::lockout::ADDRESS_PREFIX)
+                .unwrap_or(addr_key);
+            tracing::warn!(target: "twofold::audit", address, failures = addr_after.failures, "address locked after too many failed codes");
+        }
         Ok(after)
     }
 
@@ -951,7 +972,7 @@ impl Service {
                 })
             }
             Outcome::Rejected(reason) => {
-                let after_user = self.count_failure(&key, &addr_key, now)?;
+                let after_user = self.count_failure(&audit_user, &key, &addr_key, now)?;
                 let detail = format!(
                     "reason={} failures={} address={address}",
                     reason_name(reason),

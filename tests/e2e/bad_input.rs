@@ -279,3 +279,39 @@ async fn the_admin_socket_answers_bad_lines_and_keeps_the_connection() -> Result
     }
     Ok(())
 }
+
+/// The daemon keeps known keys in memory; revoking one must still refuse it from the next request.
+#[tokio::test]
+async fn a_revoked_api_key_is_refused_from_the_next_request() -> Result<()> {
+    let daemon = Daemon::start("")?;
+    let mut admin = daemon.admin()?;
+    let key = admin.api_key("portal")?;
+    let other = admin.api_key("vpn")?;
+    admin.create_user("ria")?;
+    let api = daemon.api_client()?.with_key(&key);
+    for _ in 0..2 {
+        assert_eq!(api.get("/api/v1/users/ria/devices").await?.status, 200);
+    }
+    admin.ok(&AdminRequest::ApiKeyRevoke {
+        name: "portal".into(),
+    })?;
+    assert_error(
+        &api.get("/api/v1/users/ria/devices").await?,
+        401,
+        "unauthorized",
+        "revoked key",
+    );
+    let vpn = daemon.api_client()?.with_key(&other);
+    assert_eq!(
+        vpn.get("/api/v1/users/ria/devices").await?.status,
+        200,
+        "the other key still works"
+    );
+    // A new key under the old name is a new key: the revoked one stays refused.
+    let renewed = admin.api_key("portal")?;
+    assert_ne!(renewed, key);
+    assert_eq!(api.get("/api/v1/users/ria/devices").await?.status, 401);
+    let portal = daemon.api_client()?.with_key(&renewed);
+    assert_eq!(portal.get("/api/v1/users/ria/devices").await?.status, 200);
+    Ok(())
+}

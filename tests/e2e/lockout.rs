@@ -34,6 +34,23 @@ async fn failures_lock_the_user_until_an_admin_unlocks() -> Result<()> {
         AdminReply::User(u) => assert!(u.locked && u.failures == 3, "{u:?}"),
         other => panic!("{other:?}"),
     }
+    // At the default level the system log tells of the lock (a warning, written at once), not of each
+    // verification: those are in the audit log.
+    let log = daemon.log()?;
+    let lock_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("locked after too many failed codes"))
+        .collect();
+    assert_eq!(lock_lines.len(), 1, "one line for the lock: {log}");
+    assert!(
+        lock_lines[0].contains("WARN") && lock_lines[0].contains("hal"),
+        "{}",
+        lock_lines[0]
+    );
+    assert!(
+        !log.contains("action=\"verify\""),
+        "verifications are not logged at info: {log}"
+    );
     admin.ok(&AdminRequest::UserUnlock { user: "hal".into() })?;
     // The refused attempt did not use the code's step: it is accepted now.
     let after = api
@@ -167,6 +184,13 @@ async fn an_address_with_too_many_failures_is_locked_across_users() -> Result<()
         locked.body["retry_after"].as_u64().is_some_and(|s| s > 800),
         "timed lock: {}",
         locked.raw
+    );
+    let log = daemon.log()?;
+    assert!(
+        log.lines()
+            .any(|l| l.contains("address locked after too many failed codes")
+                && l.contains("192.0.2.7")),
+        "the address's lock is logged: {log}"
     );
     let elsewhere = api
         .post(

@@ -2081,10 +2081,14 @@ mod tests {
         // that holds a counter no frame after it mentions.
         let mut frames = Vec::new();
         frame(&mut frames, |b| encode_device(b, "u1", "d1", used(100, 5)));
-        frame(&mut frames, |b| encode_audit(b, 1, &AuditEntry::of(&event("verify", None))));
+        frame(&mut frames, |b| {
+            encode_audit(b, 1, &AuditEntry::of(&event("verify", None)))
+        });
         let offset = frames.len() as u64;
         frame(&mut frames, |b| encode_device(b, "u1", "d1", used(101, 6)));
-        frame(&mut frames, |b| encode_audit(b, 2, &AuditEntry::of(&event("verify", None))));
+        frame(&mut frames, |b| {
+            encode_audit(b, 2, &AuditEntry::of(&event("verify", None)))
+        });
         let mut one_file = frames.clone();
         one_file.resize(frames.len() + 4096, 0);
         let write = |path: PathBuf, bytes: &[u8]| {

@@ -69,6 +69,8 @@ pub struct Store {
     restore: Tree,
     users_cache: Arc<cache::RecordCache<Arc<UserRecord>>>,
     name_hints: Arc<cache::NameHints>,
+    /// API keys by the SHA-256 of the key: every request of a relying application shows one.
+    api_keys_cache: Arc<cache::RecordCache<ApiKeyRecord>>,
     /// What the restore prompt needs of each restore record (see `restore`).
     login_counts: Arc<cache::RecordCache<restore::LoginCount>>,
     durable: Arc<Durable>,
@@ -146,6 +148,7 @@ impl Store {
             restore: tree("restore")?,
             users_cache: Arc::default(),
             name_hints: Arc::default(),
+            api_keys_cache: Arc::default(),
             login_counts: Arc::default(),
             committer: Committer::start(durable.clone())?,
             durable,
@@ -676,15 +679,29 @@ impl Store {
                 record.name
             )));
         }
-        self.api_keys.insert(hash.as_bytes(), encode(record)?)?;
+        let inserted = self.api_keys.insert(hash.as_bytes(), encode(record)?);
+        self.api_keys_cache.written(hash);
+        inserted?;
         Ok(())
     }
 
+    /// A known key's record, from memory after its first use. Unknown keys are not remembered: each
+    /// costs a sled read, and guessing cannot fill the memory.
     pub fn api_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
-        self.api_keys
-            .get(hash.as_bytes())?
-            .map(|v| decode(&v))
-            .transpose()
+        match self.api_keys_cache.get(hash) {
+            Ok(record) => Ok(Some(record)),
+            Err(generation) => {
+                let record: Option<ApiKeyRecord> = self
+                    .api_keys
+                    .get(hash.as_bytes())?
+                    .map(|v| decode(&v))
+                    .transpose()?;
+                if let Some(record) = &record {
+                    self.api_keys_cache.keep(hash, record.clone(), generation);
+                }
+                Ok(record)
+            }
+        }
     }
 
     pub fn api_keys(&self) -> Result<Vec<(String, ApiKeyRecord)>> {
@@ -700,7 +717,9 @@ impl Store {
     pub fn remove_api_key(&self, name: &str) -> Result<bool> {
         for (hash, record) in self.api_keys()? {
             if record.name == name {
-                self.api_keys.remove(hash.as_bytes())?;
+                let removed = self.api_keys.remove(hash.as_bytes());
+                self.api_keys_cache.written(&hash);
+                removed?;
                 return Ok(true);
             }
         }

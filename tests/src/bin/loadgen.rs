@@ -71,8 +71,8 @@ struct Cli {
     /// Enrollments in flight at once.
     #[arg(long, default_value_t = 8)]
     enroll_concurrency: usize,
-    /// The daemon's log filter. `info` is the production default and still writes one audit line per
-    /// verification.
+    /// The daemon's log filter. `info` is the production default (admin actions and locks; each
+    /// verification is audited in the store and logged only at `debug`).
     #[arg(long, default_value = "info")]
     log_level: String,
     /// Print the results as JSON instead of markdown tables.
