@@ -1298,16 +1298,61 @@ fn seed_context(user_id: &str, device_id: &str) -> String {
     format!("totp-seed/{user_id}/{device_id}")
 }
 
+/// A device's seed, opened. Verification opens one for every code, so the sealed bytes and the context
+/// are put together on the stack when they fit (they always do for ids this daemon makes).
 fn open_seed(
     secrets: &SecretBox,
     user_id: &str,
     device_id: &str,
     state: &TotpState,
 ) -> Result<Vec<u8>> {
-    let sealed = data_encoding::BASE64
-        .decode(state.sealed_secret.as_bytes())
-        .map_err(|_| Error::Store("sealed seed is not base64".into()))?;
-    secrets.open(&sealed, seed_context(user_id, device_id).as_bytes())
+    let not_base64 = |_| Error::Store("sealed seed is not base64".into());
+    let encoded = state.sealed_secret.as_bytes();
+    let mut sealed_buf = [0u8; 128];
+    let mut context_buf = [0u8; 160];
+    let context = [
+        b"totp-seed/",
+        user_id.as_bytes(),
+        b"/",
+        device_id.as_bytes(),
+    ];
+    let context = match joined(&mut context_buf, &context) {
+        Some(context) => context,
+        None => {
+            return secrets.open(
+                &decode_base64(encoded)?,
+                seed_context(user_id, device_id).as_bytes(),
+            )
+        }
+    };
+    let len = data_encoding::BASE64
+        .decode_len(encoded.len())
+        .map_err(not_base64)?;
+    match sealed_buf.get_mut(..len) {
+        Some(out) => {
+            let n = data_encoding::BASE64
+                .decode_mut(encoded, out)
+                .map_err(|e| not_base64(e.error))?;
+            secrets.open(&out[..n], context)
+        }
+        None => secrets.open(&decode_base64(encoded)?, context),
+    }
+}
+
+fn decode_base64(encoded: &[u8]) -> Result<Vec<u8>> {
+    data_encoding::BASE64
+        .decode(encoded)
+        .map_err(|_| Error::Store("sealed seed is not base64".into()))
+}
+
+/// `parts` one after another in `buf`, if they fit.
+fn joined<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> Option<&'b [u8]> {
+    let mut at = 0;
+    for part in parts {
+        buf.get_mut(at..at + part.len())?.copy_from_slice(part);
+        at += part.len();
+    }
+    Some(&buf[..at])
 }
 
 pub(crate) fn reject(reason: RejectReason, retry_after: Option<u64>) -> VerifyAnswer {
@@ -1352,5 +1397,38 @@ fn factor_name(factor: Factor) -> &'static str {
         Factor::Email => "email",
         Factor::InPerson => "in_person",
         Factor::AccessCode => "access_code",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sealed as enrollment seals, opened by `open_seed` on the stack and, for ids too long for it,
+    /// from the heap; a seed sealed for another device does not open.
+    #[test]
+    fn a_seed_opens_for_its_own_device_whatever_the_id_lengths() -> Result<()> {
+        let secrets = SecretBox::new(&[7u8; 32]);
+        let long = "u".repeat(300);
+        for (user, device) in [("u1", "d1"), (long.as_str(), "d1"), ("u1", long.as_str())] {
+            let seed = crypto::random_bytes::<20>().to_vec();
+            let state = TotpState {
+                params: TotpParams::default(),
+                sealed_secret: data_encoding::BASE64
+                    .encode(&secrets.seal(&seed, seed_context(user, device).as_bytes())?),
+                last_step: None,
+                drift: 0,
+            };
+            assert_eq!(open_seed(&secrets, user, device, &state)?, seed);
+            assert!(open_seed(&secrets, user, "d2", &state).is_err());
+        }
+        let broken = TotpState {
+            params: TotpParams::default(),
+            sealed_secret: "not base64!".into(),
+            last_step: None,
+            drift: 0,
+        };
+        assert!(open_seed(&secrets, "u1", "d1", &broken).is_err());
+        Ok(())
     }
 }

@@ -3,6 +3,8 @@
 //! updates while verification may mark the same record used: every change goes through `update_challenge`,
 //! an atomic read-modify-write, so neither overwrites the other.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use twofold_wire::delivery::{DeliveryAttempt, DeliveryState};
 use twofold_wire::policy::Channel;
@@ -63,8 +65,9 @@ impl Store {
             .insert(order_key(record.created, &record.transaction_id), &[])?;
         let previous = self
             .open_challenges
-            .insert(record.user_id.as_bytes(), record.transaction_id.as_bytes())?;
-        Ok(previous.map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .insert(record.user_id.as_bytes(), record.transaction_id.as_bytes());
+        self.open_challenge_ids.written(&record.user_id);
+        Ok(previous?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Stores a challenge that is not the user's open one (a restore OTP, a notice sent by SMS): its
@@ -84,10 +87,23 @@ impl Store {
             .transpose()
     }
 
-    /// The user's most recent challenge, open or not.
+    /// The user's most recent challenge, open or not. Whether there is one is remembered (verify asks
+    /// for every code, and most users never have one).
     pub fn open_challenge(&self, user_id: &str) -> Result<Option<ChallengeRecord>> {
-        match self.open_challenges.get(user_id.as_bytes())? {
-            Some(tx) => self.challenges.get(&tx)?.map(|v| decode(&v)).transpose(),
+        let tx = match self.open_challenge_ids.get(user_id) {
+            Ok(tx) => tx,
+            Err(generation) => {
+                let tx: Option<Arc<[u8]>> = self
+                    .open_challenges
+                    .get(user_id.as_bytes())?
+                    .map(|v| Arc::from(v.as_ref()));
+                self.open_challenge_ids
+                    .keep(user_id, tx.clone(), generation);
+                tx
+            }
+        };
+        match tx {
+            Some(tx) => self.challenges.get(&*tx)?.map(|v| decode(&v)).transpose(),
             None => Ok(None),
         }
     }
@@ -163,11 +179,13 @@ impl Store {
                 .transpose()?
             {
                 // The open-challenge pointer goes too, unless a newer challenge took its place.
-                let _ = self.open_challenges.compare_and_swap(
+                let swapped = self.open_challenges.compare_and_swap(
                     record.user_id.as_bytes(),
                     Some(tx),
                     None::<&[u8]>,
-                )?;
+                );
+                self.open_challenge_ids.written(&record.user_id);
+                let _ = swapped?;
             }
             self.challenge_order.remove(&key)?;
             pruned += 1;

@@ -69,6 +69,8 @@ pub struct Store {
     restore: Tree,
     users_cache: Arc<cache::RecordCache<Arc<UserRecord>>>,
     name_hints: Arc<cache::NameHints>,
+    /// user id -> transaction id of the open challenge, or none (see `challenges`).
+    open_challenge_ids: Arc<cache::RecordCache<Option<Arc<[u8]>>>>,
     /// API keys by the SHA-256 of the key: every request of a relying application shows one.
     api_keys_cache: Arc<cache::RecordCache<ApiKeyRecord>>,
     /// What the restore prompt needs of each restore record (see `restore`).
@@ -149,6 +151,7 @@ impl Store {
             users_cache: Arc::default(),
             name_hints: Arc::default(),
             api_keys_cache: Arc::default(),
+            open_challenge_ids: Arc::default(),
             login_counts: Arc::default(),
             committer: Committer::start(durable.clone())?,
             durable,
