@@ -99,7 +99,8 @@ async fn handle(
         gid: cred.gid(),
         pid: cred.pid(),
     };
-    let operator = match roles::identify(&peer, &service.config().admin.roles, |login| {
+    let config = service.config();
+    let operator = match roles::identify(&peer, &config.admin.roles, &config.directory, |login| {
         service.store().find_user(login)
     }) {
         Ok(operator) => operator,

@@ -514,6 +514,10 @@ impl Default for LogConfig {
 pub struct DirectoryConfig {
     /// Short name of the domain; users synced from it have source `ad:<name>`.
     pub name: String,
+    /// The domain's NetBIOS name (`CORP`), for operators whose Unix login reads `CORP\alice`
+    /// (winbind's default): such a login names the user `alice` synced from this directory.
+    #[serde(default)]
+    pub netbios_name: Option<String>,
     /// Domain controllers, tried in turn: `ldaps://host:636`, or `ldap://host:389` with `starttls`.
     pub urls: Vec<String>,
     /// Upgrade `ldap://` connections with StartTLS.
@@ -879,6 +883,7 @@ impl Config {
             });
         }
         let mut names = std::collections::HashSet::new();
+        let mut netbios_names = std::collections::HashSet::new();
         for d in &self.directory {
             let line = directory_line(text, &d.name);
             let mut fail_dir = |message: String| {
@@ -919,6 +924,22 @@ impl Config {
             }
             if d.sync_interval_seconds < 10 {
                 fail_dir("sync_interval_seconds must be at least 10".into());
+            }
+            if let Some(netbios) = &d.netbios_name {
+                // NetBIOS domain names: 1-15 characters, none of \ / : * ? " < > | or spaces.
+                let valid = (1..=15).contains(&netbios.chars().count())
+                    && !netbios
+                        .chars()
+                        .any(|c| "\\/:*?\"<>| ".contains(c) || c.is_control());
+                if !valid {
+                    fail_dir(
+                        "netbios_name must be 1 to 15 characters without \\ / : * ? \" < > | or spaces"
+                            .into(),
+                    );
+                }
+                if !netbios_names.insert(netbios.to_uppercase()) {
+                    fail_dir("another [[directory]] has this netbios_name".into());
+                }
             }
         }
         let pi = &self.privacyidea;
@@ -1183,6 +1204,35 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].message.contains("master"), "{errors:?}");
+    }
+
+    #[test]
+    fn netbios_names_are_checked_and_unique_across_directories() {
+        let directory = |name: &str, netbios: &str| {
+            format!("[[directory]]\nname = \"{name}\"\nurls = [\"ldaps://dc1\"]\nbind_dn = \"CN=svc\"\nbind_password_file = \"/etc/twofold/pw\"\nnetbios_name = \"{netbios}\"\n")
+        };
+        let good = format!("version = 1\n{}", directory("corp", "CORP"));
+        let parsed = Config::parse(&good).map(|c| c.directory[0].netbios_name.clone());
+        assert_eq!(parsed.ok().flatten().as_deref(), Some("CORP"));
+        // Lines 3, 9 and 15 hold the tables' names, where directory errors point.
+        let text = format!(
+            "version = 1\n{}{}{}",
+            directory("corp", "CORP"),
+            directory("lab", "corp"),
+            directory("dev", "A\\\\B"),
+        );
+        let errors = Config::parse(&text).err().unwrap_or_default();
+        let found: Vec<(usize, bool)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.contains("netbios_name")))
+            .collect();
+        assert_eq!(found, vec![(9, true), (15, true)], "{errors:?}");
+        assert!(
+            errors[0].message.contains("another [[directory]]"),
+            "{errors:?}"
+        );
+        let long = format!("version = 1\n{}", directory("corp", "SIXTEEN-CHARS-XX"));
+        assert!(Config::parse(&long).is_err(), "16 characters are too many");
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //!
 //! The operator's AD user is the synced user whose username (sAMAccountName by default) equals the
 //! uid's Unix login name, case-insensitively; a login of the form `user@realm`, as sssd and winbind can
-//! give, names the user whose UPN equals it. `DOMAIN\user` logins match nobody: the NetBIOS domain is
-//! not synced, so the domain part could not be checked. The user must be synced from a `[[directory]]`
+//! give, names the user whose UPN equals it. A `DOMAIN\user` login (winbind's default) names `user`
+//! synced from the `[[directory]]` whose `netbios_name` is `DOMAIN`, and nobody when no directory has
+//! that NetBIOS name: the domain part is checked, not dropped. The user must be synced from a `[[directory]]`
 //! (a local Twofold user of the same name gives nothing), enabled in Twofold, and neither disabled nor
 //! removed in AD. Its groups are the memberOf DNs of the last sync, matched like `[[policy.group]]`
 //! (DN or CN, see `policy::names_group`). The role is decided per connection, so a membership change
@@ -25,7 +26,7 @@
 
 use twofold_wire::admin::{AdminRequest, OperatorIdentity, Role};
 
-use crate::config::{AdminRoles, DirectoryRoles};
+use crate::config::{AdminRoles, DirectoryConfig, DirectoryRoles};
 use crate::error::{Error, Result};
 use crate::policy::names_group;
 use crate::store::records::UserRecord;
@@ -75,12 +76,40 @@ enum DirectoryOperator {
     Usable(String, Vec<String>),
 }
 
-/// Whether `user` (found by the store for `login`) is the operator's AD user, and in what state.
-fn directory_operator(login: &str, user: Option<&UserRecord>) -> DirectoryOperator {
+/// The name to look the operator's AD user up by, and the directory it must come from: a `DOMAIN\user`
+/// login names `user` in the directory whose `netbios_name` is `DOMAIN` (none: nobody).
+fn login_in_directory<'a>(
+    login: &'a str,
+    directories: &'a [DirectoryConfig],
+) -> Option<(&'a str, Option<&'a str>)> {
+    match login.split_once('\\') {
+        None => Some((login, None)),
+        Some((netbios, name)) => directories
+            .iter()
+            .find(|d| {
+                d.netbios_name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(netbios))
+            })
+            .map(|d| (name, Some(d.name.as_str()))),
+    }
+}
+
+/// Whether `user` (found by the store for `login`) is the operator's AD user, and in what state;
+/// `domain`, when given, is the `[[directory]]` the user must be synced from.
+fn directory_operator(
+    login: &str,
+    domain: Option<&str>,
+    user: Option<&UserRecord>,
+) -> DirectoryOperator {
     let Some(user) = user else {
         return DirectoryOperator::Absent;
     };
-    let Some(link) = &user.directory else {
+    let Some(link) = user
+        .directory
+        .as_ref()
+        .filter(|link| domain.is_none_or(|d| d == link.domain))
+    else {
         return DirectoryOperator::Absent;
     };
     let login = login.to_lowercase();
@@ -150,9 +179,11 @@ fn unix_role(peer: &Peer, roles: &AdminRoles) -> Option<(Role, String)> {
 
 /// Decides the peer's role, or refuses it with a message saying how to get one. `synced_user` finds a
 /// stored user by username or UPN (`Store::find_user`); it is asked only when AD groups give roles.
+/// `directories` are the configured `[[directory]]` tables (for `DOMAIN\user` logins).
 pub fn identify(
     peer: &Peer,
     roles: &AdminRoles,
+    directories: &[DirectoryConfig],
     synced_user: impl FnOnce(&str) -> Result<Option<UserRecord>>,
 ) -> Result<OperatorIdentity> {
     let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
@@ -175,7 +206,12 @@ pub fn identify(
     let unix = unix_role(peer, roles);
     let directory = match &name {
         Some(login) if !roles.directory.is_empty() => {
-            directory_operator(login, synced_user(login)?.as_ref())
+            match login_in_directory(login, directories) {
+                Some((name, domain)) => {
+                    directory_operator(name, domain, synced_user(name)?.as_ref())
+                }
+                None => DirectoryOperator::Absent,
+            }
         }
         _ => DirectoryOperator::Absent,
     };
@@ -305,6 +341,7 @@ mod tests {
                 pid: None,
             },
             &AdminRoles::default(),
+            &[],
             no_synced_user,
         )?;
         assert_eq!(
@@ -320,6 +357,7 @@ mod tests {
                     pid: None
                 },
                 &AdminRoles::default(),
+                &[],
                 no_synced_user,
             )?
             .role,
@@ -338,6 +376,7 @@ mod tests {
                 pid: None,
             },
             &AdminRoles::default(),
+            &[],
             no_synced_user,
         );
         assert!(
@@ -354,7 +393,7 @@ mod tests {
         };
         let peer = nobody_in_group_root();
         assert_eq!(
-            identify(&peer, &roles, no_synced_user)?.role,
+            identify(&peer, &roles, &[], no_synced_user)?.role,
             Role::Helpdesk
         );
         let roles = AdminRoles {
@@ -362,7 +401,7 @@ mod tests {
             admin: vec!["root".into()],
             ..AdminRoles::default()
         };
-        let found = identify(&peer, &roles, no_synced_user)?;
+        let found = identify(&peer, &roles, &[], no_synced_user)?;
         assert_eq!(
             (found.role, found.granted_by.as_str()),
             (Role::Admin, "group root")
@@ -428,11 +467,49 @@ mod tests {
         ];
         for (row, (login, found, expected)) in table.into_iter().enumerate() {
             assert_eq!(
-                directory_operator(login, found),
+                directory_operator(login, None, found),
                 expected,
                 "row {row}: {login}"
             );
         }
+    }
+
+    #[test]
+    fn a_domain_login_names_the_user_of_the_directory_with_that_netbios_name() -> Result<()> {
+        let directory = |name: &str, netbios: &str| -> Result<DirectoryConfig> {
+            toml::from_str(&format!(
+                "name = \"{name}\"\nurls = [\"ldaps://dc.example\"]\nbind_dn = \"CN=twofold\"\nbind_password_file = \"/etc/twofold/bind\"\n{netbios}"
+            ))
+            .map_err(|e| Error::Config(e.to_string()))
+        };
+        let directories = [
+            directory("corp", "netbios_name = \"CORP\"")?,
+            directory("lab", "")?,
+        ];
+        // (login, the name looked up and the directory it must come from)
+        type Lookup<'a> = Option<(&'a str, Option<&'a str>)>;
+        let table: [(&str, Lookup); 5] = [
+            ("alice", Some(("alice", None))),
+            ("alice@corp.example", Some(("alice@corp.example", None))),
+            ("CORP\\alice", Some(("alice", Some("corp")))),
+            ("corp\\alice", Some(("alice", Some("corp")))),
+            // No directory has this NetBIOS name (lab has none): nobody, not `alice` anywhere.
+            ("LAB\\alice", None),
+        ];
+        for (login, expected) in table {
+            assert_eq!(login_in_directory(login, &directories), expected, "{login}");
+        }
+        let alice = synced("alice", "alice@corp.example", &[HELPDESK_DN]);
+        assert_eq!(
+            directory_operator("alice", Some("corp"), Some(&alice)),
+            DirectoryOperator::Usable("corp/alice".into(), vec![HELPDESK_DN.to_owned()])
+        );
+        assert_eq!(
+            directory_operator("alice", Some("lab"), Some(&alice)),
+            DirectoryOperator::Absent,
+            "a user of another directory is not the operator"
+        );
+        Ok(())
     }
 
     #[test]
@@ -484,7 +561,7 @@ mod tests {
             move |login: &str| Ok(Some(synced(login, "x@corp.example", groups)))
         };
         // AD admin beats Unix helpdesk: the AD group and the AD user are named.
-        let ad = identify(&peer, &with(true, false), in_groups(&[ADMINS_DN]))?;
+        let ad = identify(&peer, &with(true, false), &[], in_groups(&[ADMINS_DN]))?;
         assert_eq!(
             (
                 ad.role,
@@ -499,17 +576,17 @@ mod tests {
         );
         // Unix admin beats AD helpdesk; on a tie the Unix group is named.
         for groups in [&[HELPDESK_DN][..], &[ADMINS_DN][..]] {
-            let unix = identify(&peer, &with(false, true), in_groups(groups))?;
+            let unix = identify(&peer, &with(false, true), &[], in_groups(groups))?;
             assert_eq!(
                 (unix.role, unix.granted_by.as_str(), unix.directory_user),
                 (Role::Admin, "group root", None)
             );
         }
         // AD alone.
-        let only_ad = identify(&peer, &with(false, false), in_groups(&[HELPDESK_DN]))?;
+        let only_ad = identify(&peer, &with(false, false), &[], in_groups(&[HELPDESK_DN]))?;
         assert_eq!(only_ad.role, Role::Helpdesk);
         // An AD user in no role group, or disabled: refused, saying why.
-        let refused = identify(&peer, &with(false, false), in_groups(&[]));
+        let refused = identify(&peer, &with(false, false), &[], in_groups(&[]));
         assert!(
             matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("AD user corp/nobody to a group listed in [admin.roles.directory]")),
             "{refused:?}"
@@ -522,14 +599,14 @@ mod tests {
             });
             Ok(Some(user))
         };
-        let refused = identify(&peer, &with(false, false), disabled);
+        let refused = identify(&peer, &with(false, false), &[], disabled);
         assert!(
             matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("AD user corp/nobody is disabled or removed")),
             "{refused:?}"
         );
         // The Unix role still holds for a user disabled in AD.
         assert_eq!(
-            identify(&peer, &with(true, false), disabled)?.granted_by,
+            identify(&peer, &with(true, false), &[], disabled)?.granted_by,
             "group root"
         );
         Ok(())
@@ -541,7 +618,7 @@ mod tests {
             helpdesk: vec!["root".into()],
             ..AdminRoles::default()
         };
-        let found = identify(&nobody_in_group_root(), &roles, |_| {
+        let found = identify(&nobody_in_group_root(), &roles, &[], |_| {
             Err(Error::Config("the store must not be asked".into()))
         })?;
         assert_eq!(found.role, Role::Helpdesk);
