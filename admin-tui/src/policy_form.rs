@@ -201,12 +201,14 @@ impl PolicyForm {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use twofold_wire::admin::GroupPolicyView;
     use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 
-    fn overview() -> PolicyOverview {
+    /// The live policies as a master admin left them: the defaults and one group entry (the snapshot
+    /// tests add where they came from).
+    pub(crate) fn overview() -> PolicyOverview {
         PolicyOverview {
             two_factor: TwoFactorRule::Optional,
             channels: vec![Channel::Totp, Channel::Sms],

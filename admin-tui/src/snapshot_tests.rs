@@ -999,27 +999,16 @@ fn helpdesk_cannot_reset_2fa_and_is_told_the_role_needed() {
     );
 }
 
-/// The live policies as a master admin left them: the defaults and one group entry.
+/// The live policies as a master admin left them (`policy_form`'s fixture), seeded from the file.
 fn live_policies() -> PolicyOverview {
     PolicyOverview {
-        two_factor: TwoFactorRule::Optional,
-        channels: vec![Channel::Totp, Channel::Sms],
-        restore: RestoreRule::Allowed,
-        restore_settings: Default::default(),
-        groups: vec![GroupPolicyView {
-            group: "SSO Only".into(),
-            two_factor: Some(TwoFactorRule::Off),
-            channels: None,
-            restore: None,
-            restore_settings: Default::default(),
-        }],
         origin: Some(PolicyOrigin {
             source: PolicySource::ConfigFile,
             changed_at: T0,
             changed_by: "daemon".into(),
             revision: 1,
         }),
-        config_differs: false,
+        ..crate::policy_form::tests::overview()
     }
 }
 

@@ -1306,7 +1306,6 @@ fn open_seed(
     device_id: &str,
     state: &TotpState,
 ) -> Result<Vec<u8>> {
-    let not_base64 = |_| Error::Store("sealed seed is not base64".into());
     let encoded = state.sealed_secret.as_bytes();
     let mut sealed_buf = [0u8; 128];
     let mut context_buf = [0u8; 160];
@@ -1327,12 +1326,12 @@ fn open_seed(
     };
     let len = data_encoding::BASE64
         .decode_len(encoded.len())
-        .map_err(not_base64)?;
+        .map_err(|_| not_base64())?;
     match sealed_buf.get_mut(..len) {
         Some(out) => {
             let n = data_encoding::BASE64
                 .decode_mut(encoded, out)
-                .map_err(|e| not_base64(e.error))?;
+                .map_err(|_| not_base64())?;
             secrets.open(&out[..n], context)
         }
         None => secrets.open(&decode_base64(encoded)?, context),
@@ -1342,7 +1341,11 @@ fn open_seed(
 fn decode_base64(encoded: &[u8]) -> Result<Vec<u8>> {
     data_encoding::BASE64
         .decode(encoded)
-        .map_err(|_| Error::Store("sealed seed is not base64".into()))
+        .map_err(|_| not_base64())
+}
+
+fn not_base64() -> Error {
+    Error::Store("sealed seed is not base64".into())
 }
 
 /// `parts` one after another in `buf`, if they fit.

@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::error::Result;
+
 /// Enough for every user who signs in during a busy hour; when full a cache starts over.
 const MAX_RECORDS: usize = 16_384;
 
@@ -40,14 +42,50 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<V: Clone> RecordCache<V> {
+    /// The cached record, without reading sled when there is none.
+    pub fn cached(&self, id: &str) -> Option<V> {
+        lock(&self.inner).records.get(id).cloned()
+    }
+
+    /// The cached record, else what `read` finds in sled, kept for next time.
+    pub fn read_through(&self, id: &str, read: impl FnOnce() -> Result<V>) -> Result<V> {
+        match self.lookup(id) {
+            Ok(record) => Ok(record),
+            Err(generation) => {
+                let record = read()?;
+                self.keep(id, record.clone(), generation);
+                Ok(record)
+            }
+        }
+    }
+
+    /// As `read_through`, for records that may be missing: a missing one is not kept, so that
+    /// looking up made-up ids (guessed API keys) cannot fill the memory.
+    pub fn read_through_found(
+        &self,
+        id: &str,
+        read: impl FnOnce() -> Result<Option<V>>,
+    ) -> Result<Option<V>> {
+        match self.lookup(id) {
+            Ok(record) => Ok(Some(record)),
+            Err(generation) => {
+                let found = read()?;
+                if let Some(record) = &found {
+                    self.keep(id, record.clone(), generation);
+                }
+                Ok(found)
+            }
+        }
+    }
+
     /// The cached record, or the generation to hand to `keep` after reading it from sled.
-    pub fn get(&self, id: &str) -> Result<V, u64> {
+    fn lookup(&self, id: &str) -> std::result::Result<V, u64> {
         let inner = lock(&self.inner);
         inner.records.get(id).cloned().ok_or(inner.generation)
     }
 
     /// Keeps a record read from sled, unless a record was written since `generation`.
-    pub fn keep(&self, id: &str, record: V, generation: u64) {
+    fn keep(&self, id: &str, record: V, generation: u64) {
         let mut inner = lock(&self.inner);
         if inner.generation != generation {
             return;
@@ -56,6 +94,14 @@ impl<V: Clone> RecordCache<V> {
             inner.records.clear();
         }
         inner.records.insert(id.to_owned(), record);
+    }
+
+    /// Runs `write` (a sled write of the record `id`), then drops the record from the cache, whether
+    /// the write succeeded or not.
+    pub fn write<T>(&self, id: &str, write: impl FnOnce() -> T) -> T {
+        let written = write();
+        self.written(id);
+        written
     }
 
     /// Called after a record was written or deleted.

@@ -63,11 +63,11 @@ impl Store {
             .insert(record.transaction_id.as_bytes(), encode(record)?)?;
         self.challenge_order
             .insert(order_key(record.created, &record.transaction_id), &[])?;
-        let previous = self
-            .open_challenges
-            .insert(record.user_id.as_bytes(), record.transaction_id.as_bytes());
-        self.open_challenge_ids.written(&record.user_id);
-        Ok(previous?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        let previous = self.open_challenge_ids.write(&record.user_id, || {
+            self.open_challenges
+                .insert(record.user_id.as_bytes(), record.transaction_id.as_bytes())
+        })?;
+        Ok(previous.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Stores a challenge that is not the user's open one (a restore OTP, a notice sent by SMS): its
@@ -90,18 +90,12 @@ impl Store {
     /// The user's most recent challenge, open or not. Whether there is one is remembered (verify asks
     /// for every code, and most users never have one).
     pub fn open_challenge(&self, user_id: &str) -> Result<Option<ChallengeRecord>> {
-        let tx = match self.open_challenge_ids.get(user_id) {
-            Ok(tx) => tx,
-            Err(generation) => {
-                let tx: Option<Arc<[u8]>> = self
-                    .open_challenges
-                    .get(user_id.as_bytes())?
-                    .map(|v| Arc::from(v.as_ref()));
-                self.open_challenge_ids
-                    .keep(user_id, tx.clone(), generation);
-                tx
-            }
-        };
+        let tx = self.open_challenge_ids.read_through(user_id, || {
+            Ok(self
+                .open_challenges
+                .get(user_id.as_bytes())?
+                .map(|v| Arc::<[u8]>::from(v.as_ref())))
+        })?;
         match tx {
             Some(tx) => self.challenges.get(&*tx)?.map(|v| decode(&v)).transpose(),
             None => Ok(None),
@@ -179,13 +173,13 @@ impl Store {
                 .transpose()?
             {
                 // The open-challenge pointer goes too, unless a newer challenge took its place.
-                let swapped = self.open_challenges.compare_and_swap(
-                    record.user_id.as_bytes(),
-                    Some(tx),
-                    None::<&[u8]>,
-                );
-                self.open_challenge_ids.written(&record.user_id);
-                let _ = swapped?;
+                let _ = self.open_challenge_ids.write(&record.user_id, || {
+                    self.open_challenges.compare_and_swap(
+                        record.user_id.as_bytes(),
+                        Some(tx),
+                        None::<&[u8]>,
+                    )
+                })?;
             }
             self.challenge_order.remove(&key)?;
             pruned += 1;

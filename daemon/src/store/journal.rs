@@ -120,7 +120,7 @@ pub struct AuditEntry<'a> {
 }
 
 impl<'a> AuditEntry<'a> {
-    fn of(event: &'a AuditEvent) -> AuditEntry<'a> {
+    pub fn of(event: &'a AuditEvent) -> AuditEntry<'a> {
         AuditEntry {
             time: event.time,
             actor: &event.actor,

@@ -302,17 +302,12 @@ impl Store {
     /// Its devices' use is not filled in: `device_use` reads it (the journal holds it, see
     /// `encode_user`).
     pub fn stored_user(&self, id: &str) -> Result<Option<Arc<UserRecord>>> {
-        match self.users_cache.get(id) {
-            Ok(stored) => Ok(Some(stored)),
-            Err(generation) => {
-                let Some(bytes) = self.users.get(id.as_bytes())? else {
-                    return Ok(None);
-                };
-                let stored = Arc::new(decode::<UserRecord>(&bytes)?);
-                self.users_cache.keep(id, stored.clone(), generation);
-                Ok(Some(stored))
-            }
-        }
+        self.users_cache.read_through_found(id, || {
+            self.users
+                .get(id.as_bytes())?
+                .map(|bytes| decode::<UserRecord>(&bytes).map(Arc::new))
+                .transpose()
+        })
     }
 
     /// A device's last use (replay protection's last step among it), as the journal has it.
@@ -382,8 +377,8 @@ impl Store {
         if let Some(id) = self.name_hints.get(&lower) {
             if self
                 .users_cache
-                .get(&id)
-                .is_ok_and(|user| holds_name(&user, &lower))
+                .cached(&id)
+                .is_some_and(|user| holds_name(&user, &lower))
             {
                 return Ok(Some(id));
             }
@@ -682,29 +677,21 @@ impl Store {
                 record.name
             )));
         }
-        let inserted = self.api_keys.insert(hash.as_bytes(), encode(record)?);
-        self.api_keys_cache.written(hash);
-        inserted?;
+        let value = encode(record)?;
+        self.api_keys_cache
+            .write(hash, || self.api_keys.insert(hash.as_bytes(), value))?;
         Ok(())
     }
 
     /// A known key's record, from memory after its first use. Unknown keys are not remembered: each
     /// costs a sled read, and guessing cannot fill the memory.
     pub fn api_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
-        match self.api_keys_cache.get(hash) {
-            Ok(record) => Ok(Some(record)),
-            Err(generation) => {
-                let record: Option<ApiKeyRecord> = self
-                    .api_keys
-                    .get(hash.as_bytes())?
-                    .map(|v| decode(&v))
-                    .transpose()?;
-                if let Some(record) = &record {
-                    self.api_keys_cache.keep(hash, record.clone(), generation);
-                }
-                Ok(record)
-            }
-        }
+        self.api_keys_cache.read_through_found(hash, || {
+            self.api_keys
+                .get(hash.as_bytes())?
+                .map(|v| decode(&v))
+                .transpose()
+        })
     }
 
     pub fn api_keys(&self) -> Result<Vec<(String, ApiKeyRecord)>> {
@@ -720,9 +707,8 @@ impl Store {
     pub fn remove_api_key(&self, name: &str) -> Result<bool> {
         for (hash, record) in self.api_keys()? {
             if record.name == name {
-                let removed = self.api_keys.remove(hash.as_bytes());
-                self.api_keys_cache.written(&hash);
-                removed?;
+                self.api_keys_cache
+                    .write(&hash, || self.api_keys.remove(hash.as_bytes()))?;
                 return Ok(true);
             }
         }
@@ -939,16 +925,7 @@ mod tests {
                 .all(|t| t != b"audit" && t != b"failures"));
             if reopen == 0 {
                 // New events continue after the migrated ones; a rewritten record keeps no copy of the use.
-                let again = &events[1];
-                let entry = AuditEntry {
-                    time: again.time,
-                    actor: &again.actor,
-                    action: &again.action,
-                    user: again.user.as_deref(),
-                    outcome: &again.outcome,
-                    detail: again.detail.as_deref(),
-                };
-                assert_eq!(store.append_audit(&entry), 20);
+                assert_eq!(store.append_audit(&AuditEntry::of(&events[1])), 20);
                 store.put_user(&user)?;
                 let raw = store
                     .users

@@ -77,14 +77,9 @@ impl Store {
 
     /// The user's restore activation and login count, from memory when a read or write left it there.
     pub fn login_count(&self, user_id: &str) -> Result<LoginCount> {
-        match self.login_counts.get(user_id) {
-            Ok(count) => Ok(count),
-            Err(generation) => {
-                let count = LoginCount::of(&self.restore_record(user_id)?);
-                self.login_counts.keep(user_id, count, generation);
-                Ok(count)
-            }
-        }
+        self.login_counts.read_through(user_id, || {
+            Ok(LoginCount::of(&self.restore_record(user_id)?))
+        })
     }
 
     /// Replaces a user's restore record with `change(current)` atomically; returns the new record.
@@ -94,22 +89,21 @@ impl Store {
         change: impl Fn(&mut RestoreRecord),
     ) -> Result<RestoreRecord> {
         let mut decode_error = None;
-        let updated = self
-            .restore
-            .update_and_fetch(state_key(user_id).as_bytes(), |old| {
-                let mut record = match old.map(serde_json::from_slice::<RestoreRecord>) {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => {
-                        decode_error = Some(e);
-                        return old.map(<[u8]>::to_vec);
-                    }
-                    None => RestoreRecord::default(),
-                };
-                change(&mut record);
-                serde_json::to_vec(&record).ok()
-            });
-        self.login_counts.written(user_id);
-        let updated = updated?;
+        let updated = self.login_counts.write(user_id, || {
+            self.restore
+                .update_and_fetch(state_key(user_id).as_bytes(), |old| {
+                    let mut record = match old.map(serde_json::from_slice::<RestoreRecord>) {
+                        Some(Ok(r)) => r,
+                        Some(Err(e)) => {
+                            decode_error = Some(e);
+                            return old.map(<[u8]>::to_vec);
+                        }
+                        None => RestoreRecord::default(),
+                    };
+                    change(&mut record);
+                    serde_json::to_vec(&record).ok()
+                })
+        })?;
         if let Some(e) = decode_error {
             return Err(e.into());
         }
@@ -117,9 +111,9 @@ impl Store {
     }
 
     pub fn remove_restore_record(&self, user_id: &str) -> Result<()> {
-        let removed = self.restore.remove(state_key(user_id).as_bytes());
-        self.login_counts.written(user_id);
-        removed?;
+        self.login_counts.write(user_id, || {
+            self.restore.remove(state_key(user_id).as_bytes())
+        })?;
         Ok(())
     }
 
