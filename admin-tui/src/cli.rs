@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use twofold_wire::admin::{AdminRequest, AuditFilter, NewUser};
+use twofold_wire::admin::{AdminRequest, ApiScope, AuditFilter, NewUser};
 use twofold_wire::policy::Channel;
 use twofold_wire::TotpAlgorithm;
 
@@ -256,6 +256,22 @@ pub enum ApiKeyCommand {
     /// Create a key for a relying application; it is printed once.
     Create {
         name: String,
+        /// What the key may do, comma-separated: verify (check codes), enroll (the user's own flows,
+        /// each with the user's proof), manage (delete devices without the user's proof).
+        #[arg(long, value_delimiter = ',', default_value = "verify")]
+        scope: Vec<ApiScope>,
+        /// The caller is a proxy trusted to name the end user's address (client_ip).
+        #[arg(long)]
+        trusted_proxy: bool,
+    },
+    /// Give a key new scopes or proxy trust (keys made before scopes have them all until narrowed).
+    Set {
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        scope: Option<Vec<ApiScope>>,
+        /// true or false.
+        #[arg(long)]
+        trusted_proxy: Option<bool>,
     },
     List,
     Revoke {
@@ -499,7 +515,24 @@ impl Command {
                 },
             },
             Command::Apikey(c) => match c {
-                ApiKeyCommand::Create { name } => AdminRequest::ApiKeyCreate { name: name.clone() },
+                ApiKeyCommand::Create {
+                    name,
+                    scope,
+                    trusted_proxy,
+                } => AdminRequest::ApiKeyCreate {
+                    name: name.clone(),
+                    scopes: scope.clone(),
+                    trusted_proxy: *trusted_proxy,
+                },
+                ApiKeyCommand::Set {
+                    name,
+                    scope,
+                    trusted_proxy,
+                } => AdminRequest::ApiKeySet {
+                    name: name.clone(),
+                    scopes: scope.clone(),
+                    trusted_proxy: *trusted_proxy,
+                },
                 ApiKeyCommand::List => AdminRequest::ApiKeyList,
                 ApiKeyCommand::Revoke { name } => AdminRequest::ApiKeyRevoke { name: name.clone() },
             },

@@ -250,7 +250,24 @@ pub fn text(reply: &AdminReply) -> String {
         }
         AdminReply::ApiKeys { keys } => {
             for k in keys {
-                let _ = writeln!(out, "{:<24} created {}", k.name, time(k.created));
+                let scopes: Vec<&str> = k.access.scopes.iter().map(|s| s.name()).collect();
+                let _ = writeln!(
+                    out,
+                    "{:<24} created {}  scopes {}{}{}",
+                    k.name,
+                    time(k.created),
+                    scopes.join(","),
+                    if k.access.trusted_proxy {
+                        "  trusted proxy"
+                    } else {
+                        ""
+                    },
+                    if k.unscoped {
+                        "  (made before scopes: narrow it with `apikey set`)"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
         AdminReply::Audit { events } => {

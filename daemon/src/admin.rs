@@ -271,16 +271,33 @@ async fn dispatch(
             digits,
         } => AdminReply::Enrollment(
             service
-                .enroll_totp(actor, &user, label, algorithm, digits)
+                .enroll_totp(actor, &user, label, algorithm, digits, None)
                 .await?,
         ),
         AdminRequest::TotpConfirm { user, device, code } => {
             AdminReply::Confirmed(service.confirm_totp(actor, &user, &device, &code).await?)
         }
-        AdminRequest::ApiKeyCreate { name } => {
-            let key = service.create_api_key(actor, &name).await?;
+        AdminRequest::ApiKeyCreate {
+            name,
+            scopes,
+            trusted_proxy,
+        } => {
+            let key = service
+                .create_api_key(actor, &name, &scopes, trusted_proxy)
+                .await?;
             AdminReply::ApiKeyCreated { name, key }
         }
+        AdminRequest::ApiKeySet {
+            name,
+            scopes,
+            trusted_proxy,
+        } => AdminReply::ApiKeys {
+            keys: vec![
+                service
+                    .set_api_key(actor, &name, scopes.as_deref(), trusted_proxy)
+                    .await?,
+            ],
+        },
         AdminRequest::ApiKeyList => AdminReply::ApiKeys {
             keys: service.api_keys()?,
         },

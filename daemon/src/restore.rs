@@ -50,7 +50,7 @@ use crate::email::Template;
 use crate::error::{Error, Result};
 use crate::lockout::Gate;
 use crate::lockout::{address_key, user_key};
-use crate::service::{origin_name, Actor, Attempt, Service};
+use crate::service::{origin_name, Actor, Attempt, Service, TotpChoice};
 use crate::store::records::UserRecord;
 use crate::store::restore::{RestoreRecord, RestoreSession, SecretGrant};
 use crate::validate;
@@ -882,10 +882,12 @@ impl Service {
             .enroll_device(
                 actor,
                 &user.username,
-                Some(label.unwrap_or_else(|| "Restored authenticator".to_owned())),
-                None,
-                None,
+                TotpChoice {
+                    label: Some(label.unwrap_or_else(|| "Restored authenticator".to_owned())),
+                    ..TotpChoice::default()
+                },
                 DeviceOrigin::Restored,
+                None,
             )
             .await?;
         session.device = Some(answer.device.id.clone());
@@ -926,10 +928,12 @@ impl Service {
             .enroll_device(
                 actor,
                 &user.username,
-                Some(label.unwrap_or_else(|| "Restored authenticator".to_owned())),
-                None,
-                None,
+                TotpChoice {
+                    label: Some(label.unwrap_or_else(|| "Restored authenticator".to_owned())),
+                    ..TotpChoice::default()
+                },
                 DeviceOrigin::Restored,
+                None,
             )
             .await?;
         Ok(answer)
@@ -1155,10 +1159,12 @@ impl Service {
             .enroll_device(
                 actor,
                 &user.username,
-                Some(label.unwrap_or_else(|| "Paired authenticator".to_owned())),
-                None,
-                None,
+                TotpChoice {
+                    label: Some(label.unwrap_or_else(|| "Paired authenticator".to_owned())),
+                    ..TotpChoice::default()
+                },
                 DeviceOrigin::Duplicated,
+                None,
             )
             .await?;
         Ok(Ok(answer))

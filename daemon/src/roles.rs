@@ -655,7 +655,11 @@ mod tests {
             "unblock devices needs the admin role; uid 1234 is helpdesk"
         );
         assert!(authorize(&operator(Role::Admin), &unblock).is_ok());
-        let key = AdminRequest::ApiKeyCreate { name: "vpn".into() };
+        let key = AdminRequest::ApiKeyCreate {
+            name: "vpn".into(),
+            scopes: vec![twofold_wire::admin::ApiScope::Verify],
+            trusted_proxy: false,
+        };
         assert!(authorize(&operator(Role::Admin), &key).is_err());
         assert!(authorize(&operator(Role::MasterAdmin), &key).is_ok());
         // Live policy edits are the master admin's; looking at the policies is everyone's.

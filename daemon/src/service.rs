@@ -9,7 +9,9 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use twofold_wire::admin::{ApiKeyInfo, AuditEvent, DirectoryInfo, NewUser, UserSummary, UserView};
+use twofold_wire::admin::{
+    ApiKeyAccess, ApiKeyInfo, ApiScope, AuditEvent, DirectoryInfo, NewUser, UserSummary, UserView,
+};
 use twofold_wire::api::{
     ConfirmAnswer, EnrollAnswer, Factor, RejectReason, VerifyAnswer, VerifyResult,
 };
@@ -57,6 +59,22 @@ impl std::fmt::Display for Actor {
             Actor::Daemon => f.write_str("daemon"),
         }
     }
+}
+
+/// What the enrolling side chose for a new TOTP device; each absent one takes its default.
+#[derive(Debug, Clone, Default)]
+pub struct TotpChoice {
+    pub label: Option<String>,
+    pub algorithm: Option<TotpAlgorithm>,
+    pub digits: Option<u8>,
+}
+
+/// What an application shows for the user when it acts for them: a code of one of the user's factors,
+/// and the end user's address that a wrong code counts against.
+#[derive(Debug, Clone, Copy)]
+pub struct UserProof<'a> {
+    pub code: Option<&'a str>,
+    pub address: IpAddr,
 }
 
 const LOCK_STRIPES: usize = 1024;
@@ -635,6 +653,9 @@ impl Service {
 
     // ---- TOTP enrollment ----
 
+    /// Starts a TOTP device for `name`. An application (`proof` given) enrolling for a user who already
+    /// has an active device must show a current code of one of the user's factors: otherwise any key
+    /// holder could add their own authenticator to someone's account. Admins on the socket need none.
     pub async fn enroll_totp(
         &self,
         actor: &Actor,
@@ -642,33 +663,74 @@ impl Service {
         label: Option<String>,
         algorithm: Option<TotpAlgorithm>,
         digits: Option<u8>,
+        proof: Option<UserProof<'_>>,
     ) -> Result<EnrollAnswer> {
         let origin = match actor {
             Actor::Admin { .. } => DeviceOrigin::Admin,
             Actor::Api(_) | Actor::Daemon => DeviceOrigin::Enrolled,
         };
-        self.enroll_device(actor, name, label, algorithm, digits, origin)
-            .await
+        let choice = TotpChoice {
+            label,
+            algorithm,
+            digits,
+        };
+        self.enroll_device(actor, name, choice, origin, proof).await
     }
 
-    /// Starts a TOTP device that came to be as `origin` (restore and pairing make theirs here too).
+    /// Refuses unless `proof` holds a code the user's factors accept now (verified, counted and audited
+    /// as any verification).
+    async fn check_user_proof(
+        &self,
+        actor: &Actor,
+        name: &str,
+        proof: UserProof<'_>,
+    ) -> Result<()> {
+        let Some(code) = proof.code else {
+            return Err(Error::Refused {
+                code: "proof_required",
+                message: "the user already has an active device: send code, a current code of one of the user's factors (or add the device through pairing or restore)".into(),
+            });
+        };
+        let answer = self.verify(actor, name, code, proof.address).await?;
+        if answer.result == VerifyResult::Accept {
+            return Ok(());
+        }
+        Err(Error::Refused {
+            code: "second_factor_required",
+            message: format!(
+                "the code does not prove the user ({})",
+                answer.reason.map_or("refused", reason_name)
+            ),
+        })
+    }
+
+    /// Starts a TOTP device that came to be as `origin` (restore and pairing make theirs here too, with
+    /// their own proof, so they pass no `proof`).
     pub(crate) async fn enroll_device(
         &self,
         actor: &Actor,
         name: &str,
-        label: Option<String>,
-        algorithm: Option<TotpAlgorithm>,
-        digits: Option<u8>,
+        choice: TotpChoice,
         origin: DeviceOrigin,
+        proof: Option<UserProof<'_>>,
     ) -> Result<EnrollAnswer> {
-        let label = label.unwrap_or_else(|| "Authenticator".to_owned());
+        let label = choice.label.unwrap_or_else(|| "Authenticator".to_owned());
         validate::text("label", &label, 64)?;
-        let params = TotpParams::new(algorithm, digits)?;
+        let params = TotpParams::new(choice.algorithm, choice.digits)?;
         let found = self.user_by_name(name)?;
         if !found.enabled {
             return Err(Error::Conflict("the user is disabled".into()));
         }
         self.refuse_when_off(&found)?;
+        if let Some(proof) = proof {
+            if found
+                .devices
+                .iter()
+                .any(|d| d.status == DeviceStatus::Active)
+            {
+                self.check_user_proof(actor, name, proof).await?;
+            }
+        }
         let _guard = self.lock_user(&user_key(&found.id)).await;
         let mut user = self
             .store
@@ -1121,17 +1183,25 @@ impl Service {
 
     // ---- API keys ----
 
-    pub async fn create_api_key(&self, actor: &Actor, name: &str) -> Result<String> {
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        name: &str,
+        scopes: &[ApiScope],
+        trusted_proxy: bool,
+    ) -> Result<String> {
         validate::text("name", name, 64)?;
         if name.chars().any(char::is_whitespace) {
             return Err(Error::invalid("name must not contain spaces"));
         }
+        let access = key_access(scopes, trusted_proxy)?;
         let (key, hash) = crypto::new_api_key();
         self.store.insert_api_key(
             &hash,
             &ApiKeyRecord {
                 name: name.to_owned(),
                 created: self.now(),
+                access: Some(access.clone()),
             },
         )?;
         self.audit(
@@ -1139,10 +1209,45 @@ impl Service {
             "apikey_create",
             None,
             "ok",
-            Some(format!("name={name}")),
+            Some(format!("name={name} {}", describe_access(&access))),
         )?;
         self.store.commit().await?;
         Ok(key)
+    }
+
+    /// Gives an existing key new scopes or proxy trust; what is not given stays as it was.
+    pub async fn set_api_key(
+        &self,
+        actor: &Actor,
+        name: &str,
+        scopes: Option<&[ApiScope]>,
+        trusted_proxy: Option<bool>,
+    ) -> Result<ApiKeyInfo> {
+        let current = self
+            .store
+            .api_keys()?
+            .into_iter()
+            .map(|(_, r)| r)
+            .find(|r| r.name == name)
+            .ok_or(Error::NotFound { what: "API key" })?
+            .access();
+        let access = key_access(
+            scopes.unwrap_or(&current.scopes),
+            trusted_proxy.unwrap_or(current.trusted_proxy),
+        )?;
+        let record = self
+            .store
+            .set_api_key_access(name, access.clone())?
+            .ok_or(Error::NotFound { what: "API key" })?;
+        self.audit(
+            actor,
+            "apikey_set",
+            None,
+            "ok",
+            Some(format!("name={name} {}", describe_access(&access))),
+        )?;
+        self.store.commit().await?;
+        Ok(key_info(record))
     }
 
     pub fn api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
@@ -1150,10 +1255,7 @@ impl Service {
             .store
             .api_keys()?
             .into_iter()
-            .map(|(_, r)| ApiKeyInfo {
-                name: r.name,
-                created: r.created,
-            })
+            .map(|(_, r)| key_info(r))
             .collect();
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(keys)
@@ -1173,12 +1275,15 @@ impl Service {
         self.store.commit().await
     }
 
-    /// The name of the application holding `key`, if it is a current key.
-    pub fn authenticate(&self, key: &str) -> Result<Option<String>> {
+    /// The application holding `key` and what it may do, if it is a current key.
+    pub fn authenticate(&self, key: &str) -> Result<Option<(String, ApiKeyAccess)>> {
         Ok(self
             .store
             .api_key(&crypto::sha256_hex(key.as_bytes()))?
-            .map(|r| r.name))
+            .map(|r| {
+                let access = r.access();
+                (r.name, access)
+            }))
     }
 
     pub fn audit_tail(&self, limit: Option<u32>) -> Result<Vec<AuditEvent>> {
@@ -1356,6 +1461,40 @@ fn joined<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> Option<&'b [u8]> {
         at += part.len();
     }
     Some(&buf[..at])
+}
+
+/// A key's powers from what the admin gave: at least one scope, each once, in a stable order.
+fn key_access(scopes: &[ApiScope], trusted_proxy: bool) -> Result<ApiKeyAccess> {
+    let mut scopes = scopes.to_vec();
+    scopes.sort_unstable();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(Error::invalid(
+            "an API key needs at least one scope: verify, enroll or manage",
+        ));
+    }
+    Ok(ApiKeyAccess {
+        scopes,
+        trusted_proxy,
+    })
+}
+
+fn describe_access(access: &ApiKeyAccess) -> String {
+    let scopes: Vec<&str> = access.scopes.iter().map(|s| s.name()).collect();
+    format!(
+        "scopes={} trusted_proxy={}",
+        scopes.join(","),
+        access.trusted_proxy
+    )
+}
+
+fn key_info(record: ApiKeyRecord) -> ApiKeyInfo {
+    ApiKeyInfo {
+        unscoped: record.access.is_none(),
+        access: record.access(),
+        name: record.name,
+        created: record.created,
+    }
 }
 
 pub(crate) fn reject(reason: RejectReason, retry_after: Option<u64>) -> VerifyAnswer {

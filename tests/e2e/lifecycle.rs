@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use twofold_tests::delivery::{SmtpServer, TestCa};
 use twofold_tests::samba::{shared_dc, BASE_DN};
 use twofold_tests::{
-    enroll, enroll_existing, oathtool, workspace_binary, Admin, Api, Daemon, TempDir,
+    enroll, enroll_existing, enroll_proven, oathtool, workspace_binary, Admin, Api, Daemon, TempDir,
 };
 use twofold_wire::admin::{
     AdminAnswer, AdminReply, AdminRequest, AuditEvent, AuditFilter, SystemTwoFactorView, UserView,
@@ -411,7 +411,9 @@ async fn the_system_switch_on_off_and_on_again_makes_everyone_enroll_again() -> 
         (&json!("accept"), &json!(true)),
         "{told}"
     );
-    enroll_existing(&api, "ann", "new phone").await?;
+    // Ann still has her old device, so the new one takes a proof: the next code of the old one.
+    let proof = oathtool(&ann.secret, 30, &[])?;
+    enroll_proven(&api, "ann", "new phone", Some(&proof)).await?;
     enroll_existing(&api, "carl", "new phone").await?;
     let sam_secret = enroll_existing(&api, "sam", "new phone").await?.secret;
     for name in ["ann", "carl", "sam"] {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `twofoldd` binary over real HTTPS, the real admin socket and CLI, codes from
 //! the independent `oathtool`, QR codes read back by `zbarimg`. One test binary, so linking happens once.
 
+mod api_keys;
 mod bad_input;
 mod cli;
 mod clocked;

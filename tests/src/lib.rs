@@ -19,7 +19,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, NewUser};
+use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, ApiScope, NewUser};
 
 /// A binary built from this workspace, in the same profile folder as the running executable (a test in
 /// `target/<profile>/deps`, or a tool such as the load generator in `target/<profile>`).
@@ -460,9 +460,22 @@ impl Admin {
         Ok(())
     }
 
+    /// A key with every scope, trusted to name the end user's address: the tests act as every kind of
+    /// relying application at once.
     pub fn api_key(&mut self, name: &str) -> Result<String> {
+        self.api_key_with(name, &ApiScope::ALL, true)
+    }
+
+    pub fn api_key_with(
+        &mut self,
+        name: &str,
+        scopes: &[ApiScope],
+        trusted_proxy: bool,
+    ) -> Result<String> {
         match self.ok(&AdminRequest::ApiKeyCreate {
             name: name.to_owned(),
+            scopes: scopes.to_vec(),
+            trusted_proxy,
         })? {
             AdminReply::ApiKeyCreated { key, .. } => Ok(key),
             other => bail!("unexpected reply {other:?}"),
@@ -522,10 +535,21 @@ pub async fn enroll(admin: &mut Admin, api: &Api, user: &str) -> Result<Enrolled
 /// Enrolls a TOTP device labelled `label` over the API for an existing user, and confirms it with
 /// oathtool's code for the previous step.
 pub async fn enroll_existing(api: &Api, user: &str, label: &str) -> Result<Enrolled> {
+    enroll_proven(api, user, label, None).await
+}
+
+/// As `enroll_existing`, with the user's proof (a current code of one of their factors), which a user
+/// who already has an active device needs.
+pub async fn enroll_proven(
+    api: &Api,
+    user: &str,
+    label: &str,
+    proof: Option<&str>,
+) -> Result<Enrolled> {
     let started = api
         .post(
             &format!("/api/v1/users/{user}/totp"),
-            &serde_json::json!({"label": label}),
+            &serde_json::json!({"label": label, "code": proof}),
         )
         .await?;
     if started.status != 201 {

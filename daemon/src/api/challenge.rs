@@ -6,22 +6,21 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use twofold_wire::delivery::{ChallengeRequest, ChallengeStatus};
 
-use super::extract::{ApiJson, ApiPath, Caller};
+use super::extract::{ApiJson, ApiPath, Caller, Verify};
 use super::{ApiError, ApiResult, AppState};
 use crate::challenge::Started;
-use crate::service::Actor;
 
 /// 202: the challenge is made and its delivery started; the code is on its way.
 pub async fn start(
     State(state): State<AppState>,
-    Caller(app): Caller,
+    caller: Caller<Verify>,
     ApiJson(request): ApiJson<ChallengeRequest>,
 ) -> ApiResult<Response> {
     let challenges = state.service.challenges()?;
     match challenges
         .start(
             &state.service,
-            &Actor::Api(app),
+            &caller.actor(),
             &request.user,
             request.channel,
             request.locale,
@@ -46,7 +45,7 @@ pub async fn start(
 
 pub async fn status(
     State(state): State<AppState>,
-    Caller(_app): Caller,
+    _caller: Caller<Verify>,
     ApiPath(transaction): ApiPath<String>,
 ) -> ApiResult<Json<ChallengeStatus>> {
     crate::validate::text("transaction", &transaction, 64)?;

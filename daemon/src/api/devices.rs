@@ -4,20 +4,17 @@
 //! takes a code from another of their active authenticators, turning 2FA off takes a code from any of
 //! their factors. The application itself (holding an API key) may list and delete devices directly.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::Json;
 use twofold_wire::api::{CodeProof, DeviceList, TwoFactorStatus};
 use twofold_wire::DeviceInfo;
 
-use super::extract::{ApiJson, ApiPath, Caller};
+use super::extract::{ApiJson, ApiPath, Caller, Enroll, Manage, Verify};
 use super::{ApiResult, AppState};
-use crate::service::Actor;
 
 pub(super) async fn list(
     State(state): State<AppState>,
-    Caller(_app): Caller,
+    _caller: Caller<Enroll>,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<Json<DeviceList>> {
     Ok(Json(DeviceList {
@@ -27,12 +24,12 @@ pub(super) async fn list(
 
 pub(super) async fn delete(
     State(state): State<AppState>,
-    Caller(app): Caller,
+    caller: Caller<Manage>,
     ApiPath((user, device)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<DeviceList>> {
     state
         .service
-        .delete_device(&Actor::Api(app), &user, &device)
+        .delete_device(&caller.actor(), &user, &device)
         .await?;
     Ok(Json(DeviceList {
         devices: state.service.devices(&user)?,
@@ -42,14 +39,19 @@ pub(super) async fn delete(
 /// `POST /api/v1/users/{user}/devices/{device}/unpair` with a code from another active device.
 pub(super) async fn unpair(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiPath((user, device)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<CodeProof>,
 ) -> ApiResult<Json<DeviceList>> {
     let devices = state
         .service
-        .unpair_from_device(&Actor::Api(app), &user, &device, &request.code, peer.ip())
+        .unpair_from_device(
+            &caller.actor(),
+            &user,
+            &device,
+            &request.code,
+            caller.address(request.client_ip.as_deref())?,
+        )
         .await?;
     Ok(Json(DeviceList { devices }))
 }
@@ -57,15 +59,20 @@ pub(super) async fn unpair(
 /// `POST /api/v1/users/{user}/devices/{device}/block` with a code from another active device.
 pub(super) async fn block(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiPath((user, device)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<CodeProof>,
 ) -> ApiResult<Json<DeviceInfo>> {
     Ok(Json(
         state
             .service
-            .block_from_device(&Actor::Api(app), &user, &device, &request.code, peer.ip())
+            .block_from_device(
+                &caller.actor(),
+                &user,
+                &device,
+                &request.code,
+                caller.address(request.client_ip.as_deref())?,
+            )
             .await?,
     ))
 }
@@ -73,7 +80,7 @@ pub(super) async fn block(
 /// `GET /api/v1/users/{user}/two-factor`
 pub(super) async fn status(
     State(state): State<AppState>,
-    Caller(_app): Caller,
+    _caller: Caller<Verify>,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<Json<TwoFactorStatus>> {
     Ok(Json(state.service.two_factor_status(&user)?))
@@ -82,15 +89,19 @@ pub(super) async fn status(
 /// `POST /api/v1/users/{user}/two-factor/disable` with a code from any of the user's factors.
 pub(super) async fn disable(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiPath(user): ApiPath<String>,
     ApiJson(request): ApiJson<CodeProof>,
 ) -> ApiResult<Json<TwoFactorStatus>> {
     Ok(Json(
         state
             .service
-            .disable_two_factor(&Actor::Api(app), &user, &request.code, peer.ip())
+            .disable_two_factor(
+                &caller.actor(),
+                &user,
+                &request.code,
+                caller.address(request.client_ip.as_deref())?,
+            )
             .await?,
     ))
 }

@@ -12,10 +12,9 @@ mod privacyidea;
 mod restore;
 pub mod server;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -24,10 +23,9 @@ use twofold_wire::api::{
     RegenerateBackupCodesRequest, VerifyAnswer, VerifyRequest,
 };
 
-use crate::error::Error;
-use crate::service::{Actor, Service};
+use crate::service::{Service, UserProof};
 pub use error::ApiError;
-use extract::{ApiJson, ApiPath, Caller};
+use extract::{ApiJson, ApiPath, Caller, Enroll, Verify};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -127,26 +125,16 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn client_address(given: Option<&str>, peer: SocketAddr) -> Result<IpAddr, Error> {
-    match given {
-        Some(text) => text
-            .parse()
-            .map_err(|_| Error::invalid("client_ip must be an IP address")),
-        None => Ok(peer.ip()),
-    }
-}
-
 async fn verify(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Verify>,
     ApiJson(request): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<VerifyAnswer>> {
-    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let address = caller.address(request.client_ip.as_deref())?;
     let answer = state
         .service
         .verify_with(
-            &Actor::Api(app),
+            &caller.actor(),
             &request.user,
             &request.code,
             request.transaction_id.as_deref(),
@@ -158,18 +146,23 @@ async fn verify(
 
 async fn enroll_totp(
     State(state): State<AppState>,
-    Caller(app): Caller,
+    caller: Caller<Enroll>,
     ApiPath(user): ApiPath<String>,
     ApiJson(request): ApiJson<EnrollRequest>,
 ) -> ApiResult<(StatusCode, Json<EnrollAnswer>)> {
+    let proof = UserProof {
+        code: request.code.as_deref(),
+        address: caller.address(request.client_ip.as_deref())?,
+    };
     let answer = state
         .service
         .enroll_totp(
-            &Actor::Api(app),
+            &caller.actor(),
             &user,
             request.label,
             request.algorithm,
             request.digits,
+            Some(proof),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(answer)))
@@ -177,28 +170,32 @@ async fn enroll_totp(
 
 async fn confirm_totp(
     State(state): State<AppState>,
-    Caller(app): Caller,
+    caller: Caller<Enroll>,
     ApiPath((user, device)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Json<ConfirmAnswer>> {
     Ok(Json(
         state
             .service
-            .confirm_totp(&Actor::Api(app), &user, &device, &request.code)
+            .confirm_totp(&caller.actor(), &user, &device, &request.code)
             .await?,
     ))
 }
 
 async fn regenerate_backup_codes(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiPath(user): ApiPath<String>,
     ApiJson(request): ApiJson<RegenerateBackupCodesRequest>,
 ) -> ApiResult<Json<BackupCodes>> {
     match state
         .service
-        .regenerate_backup_codes(&Actor::Api(app), &user, &request.code, peer.ip())
+        .regenerate_backup_codes(
+            &caller.actor(),
+            &user,
+            &request.code,
+            caller.address(request.client_ip.as_deref())?,
+        )
         .await?
     {
         Some(backup_codes) => Ok(Json(BackupCodes { backup_codes })),

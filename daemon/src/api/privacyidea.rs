@@ -28,10 +28,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
+use twofold_wire::admin::{ApiKeyAccess, ApiScope};
 use twofold_wire::api::{Factor, RejectReason, VerifyAnswer, VerifyResult};
 use twofold_wire::delivery::ChallengeAnswer;
 use twofold_wire::policy::Channel;
 
+use super::extract::end_user_address;
 use super::AppState;
 use crate::challenge::GroupStarted;
 use crate::config::PrivacyIdeaAuth;
@@ -295,31 +297,57 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
         .find(|v| !v.is_empty())
 }
 
-/// Who is asking, by the configured means. `key_required`: only an API key will do
-/// (`/validate/triggerchallenge`, privacyIDEA's admin-only endpoint).
+/// Who is asking: the actor for the audit log, and whether it may name the end user's address.
+struct PiCaller {
+    actor: Actor,
+    trusted_proxy: bool,
+}
+
+/// Who is asking, by the configured means, from the headers and the connection alone: a caller is
+/// known before its body is read. `key_required`: only an API key will do (`/validate/triggerchallenge`,
+/// privacyIDEA's admin-only endpoint). A key needs the `verify` scope. Callers let in by address are no
+/// trusted proxies: their `client` is ignored.
 fn caller(
     state: &AppState,
     headers: &HeaderMap,
     peer: IpAddr,
     key_required: bool,
-) -> Result<Actor, PiError> {
+) -> Result<PiCaller, PiError> {
     let config = &state.service.config().privacyidea;
     let by_key = match api_key(headers) {
         Some(key) => state.service.authenticate(key)?,
         None => None,
     };
+    if let Some((name, access)) = &by_key {
+        if !access.allows(ApiScope::Verify) {
+            return Err(PiError {
+                status: StatusCode::FORBIDDEN,
+                code: ERROR_AUTHENTICATE,
+                message: format!(
+                    "ERR{ERROR_AUTHENTICATE}: Authentication failure. The API key {name} lacks the verify scope."
+                ),
+            });
+        }
+    }
+    let keyed = |(name, access): (String, ApiKeyAccess)| PiCaller {
+        actor: Actor::Api(name),
+        trusted_proxy: access.trusted_proxy,
+    };
     match (config.auth, by_key) {
-        (PrivacyIdeaAuth::ApiKey, Some(name)) => {
+        (PrivacyIdeaAuth::ApiKey, Some(key)) => {
             if config.allowed_addresses.is_empty() || config.address_allowed(peer) {
-                Ok(Actor::Api(name))
+                Ok(keyed(key))
             } else {
                 Err(PiError::address_refused(peer))
             }
         }
-        (PrivacyIdeaAuth::Address, Some(name)) => Ok(Actor::Api(name)),
+        (PrivacyIdeaAuth::Address, Some(key)) => Ok(keyed(key)),
         (PrivacyIdeaAuth::Address, None) if !key_required => {
             if config.address_allowed(peer) {
-                Ok(Actor::Api(format!("address:{peer}")))
+                Ok(PiCaller {
+                    actor: Actor::Api(format!("address:{peer}")),
+                    trusted_proxy: false,
+                })
             } else {
                 Err(PiError::address_refused(peer))
             }
@@ -342,15 +370,6 @@ fn realm_source(state: &AppState, params: &Params) -> Result<Option<String>, Str
             .realm_source(&realm, &config.directory)
             .map(Some)
             .ok_or(realm),
-    }
-}
-
-fn client_address(params: &Params, peer: IpAddr) -> Result<IpAddr, PiError> {
-    match params.given("client") {
-        Some(text) => text
-            .parse()
-            .map_err(|_| PiError::parameter("client must be an IP address")),
-        None => Ok(peer),
     }
 }
 
@@ -398,10 +417,9 @@ struct Checked {
 async fn check(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    params: Params,
+    request: Request,
 ) -> Result<Json<Envelope>, PiError> {
-    let checked = run_check(&state, &headers, peer.ip(), &params).await?;
+    let checked = run_check(&state, peer.ip(), request).await?;
     Ok(Json(checked.envelope))
 }
 
@@ -409,10 +427,9 @@ async fn check(
 async fn radiuscheck(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    params: Params,
+    request: Request,
 ) -> Result<StatusCode, PiError> {
-    let checked = run_check(&state, &headers, peer.ip(), &params).await?;
+    let checked = run_check(&state, peer.ip(), request).await?;
     Ok(if checked.accepted {
         StatusCode::NO_CONTENT
     } else {
@@ -420,13 +437,12 @@ async fn radiuscheck(
     })
 }
 
-async fn run_check(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: IpAddr,
-    params: &Params,
-) -> Result<Checked, PiError> {
-    let actor = caller(state, headers, peer, false)?;
+async fn run_check(state: &AppState, peer: IpAddr, request: Request) -> Result<Checked, PiError> {
+    let PiCaller {
+        actor,
+        trusted_proxy,
+    } = caller(state, request.headers(), peer, false)?;
+    let params = &Params::from_request(request, state).await?;
     let Some(user) = params.given("user") else {
         return Err(if params.given("serial").is_some() {
             PiError::parameter(
@@ -445,7 +461,7 @@ async fn run_check(
     if let Some(tx) = transaction {
         crate::validate::text("transaction_id", tx, 64)?;
     }
-    let address = client_address(params, peer)?;
+    let address = end_user_address(params.given("client"), trusted_proxy, peer)?;
     let source = match realm_source(state, params) {
         Ok(source) => source,
         Err(realm) => return Ok(rejected(state, format!("unknown realm: {realm}"))),
@@ -639,10 +655,10 @@ fn multi_challenge(transaction_id: &str, member: &ChallengeAnswer) -> MultiChall
 async fn triggerchallenge(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    params: Params,
+    request: Request,
 ) -> Result<Json<Envelope>, PiError> {
-    let actor = caller(&state, &headers, peer.ip(), true)?;
+    let actor = caller(&state, request.headers(), peer.ip(), true)?.actor;
+    let params = Params::from_request(request, &state).await?;
     let Some(user) = params.given("user") else {
         return Err(PiError::parameter("Missing parameter: 'user'"));
     };

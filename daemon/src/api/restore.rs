@@ -1,9 +1,7 @@
 //! The restore function over HTTPS: restore codes, the three steps of a restore, pairing a second
 //! device, and the "this wasn't me" block. See `crate::restore` for the rules.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,10 +12,9 @@ use twofold_wire::restore::{
     RestoreStartRequest, RestoreStarted, RestoreState,
 };
 
-use super::extract::{ApiJson, ApiPath, Caller};
-use super::{client_address, ApiError, ApiResult, AppState};
+use super::extract::{ApiJson, ApiPath, Caller, Enroll};
+use super::{ApiError, ApiResult, AppState};
 use crate::restore::{Refusal, Refused};
-use crate::service::Actor;
 
 /// Each refusal is a 4xx with its own code; waits carry `Retry-After`.
 fn refused(refusal: Refusal) -> Response {
@@ -82,15 +79,14 @@ fn answer<T: serde::Serialize>(status: StatusCode, result: Refused<T>) -> Respon
 /// `POST /api/v1/users/{user}/restore-code`: activate restore, or re-issue (rotate) the restore code.
 pub async fn request_code(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiPath(user): ApiPath<String>,
     ApiJson(request): ApiJson<RestoreCodeRequest>,
 ) -> ApiResult<Response> {
-    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let address = caller.address(request.client_ip.as_deref())?;
     let result: Refused<RestoreCodeIssued> = state
         .service
-        .request_restore_code(&Actor::Api(app), &user, &request.code, address)
+        .request_restore_code(&caller.actor(), &user, &request.code, address)
         .await?;
     Ok(answer(StatusCode::OK, result))
 }
@@ -98,7 +94,7 @@ pub async fn request_code(
 /// `GET /api/v1/users/{user}/restore`
 pub async fn status(
     State(state): State<AppState>,
-    Caller(_app): Caller,
+    _caller: Caller<Enroll>,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<Json<RestoreState>> {
     Ok(Json(state.service.restore_status(&user)?.1))
@@ -107,15 +103,14 @@ pub async fn status(
 /// `POST /api/v1/restore`: step 1, the restore code.
 pub async fn start(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiJson(request): ApiJson<RestoreStartRequest>,
 ) -> ApiResult<Response> {
-    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let address = caller.address(request.client_ip.as_deref())?;
     let result: Refused<RestoreStarted> = state
         .service
         .start_restore(
-            &Actor::Api(app),
+            &caller.actor(),
             &request.user,
             &request.restore_code,
             address,
@@ -127,16 +122,15 @@ pub async fn start(
 /// `POST /api/v1/restore/{transaction}/enroll`: step 2, the emailed OTP.
 pub async fn enroll(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiPath(transaction): ApiPath<String>,
     ApiJson(request): ApiJson<RestoreEnrollRequest>,
 ) -> ApiResult<Response> {
-    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let address = caller.address(request.client_ip.as_deref())?;
     let result: Refused<EnrollAnswer> = state
         .service
         .restore_enroll(
-            &Actor::Api(app),
+            &caller.actor(),
             &transaction,
             &request.code,
             request.label,
@@ -149,14 +143,14 @@ pub async fn enroll(
 /// `POST /api/v1/restore/{transaction}/confirm`: step 3, the new device's first code.
 pub async fn confirm(
     State(state): State<AppState>,
-    Caller(app): Caller,
+    caller: Caller<Enroll>,
     ApiPath(transaction): ApiPath<String>,
     ApiJson(request): ApiJson<RestoreConfirmRequest>,
 ) -> ApiResult<Json<RestoreCompleted>> {
     Ok(Json(
         state
             .service
-            .restore_confirm(&Actor::Api(app), &transaction, &request.code)
+            .restore_confirm(&caller.actor(), &transaction, &request.code)
             .await?,
     ))
 }
@@ -164,15 +158,14 @@ pub async fn confirm(
 /// `POST /api/v1/users/{user}/pairing`: a pairing token from an active device.
 pub async fn pairing(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiPath(user): ApiPath<String>,
     ApiJson(request): ApiJson<PairingRequest>,
 ) -> ApiResult<Response> {
-    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let address = caller.address(request.client_ip.as_deref())?;
     let result: Refused<PairingToken> = state
         .service
-        .create_pairing(&Actor::Api(app), &user, &request.code, address)
+        .create_pairing(&caller.actor(), &user, &request.code, address)
         .await?;
     Ok(answer(StatusCode::CREATED, result))
 }
@@ -180,15 +173,14 @@ pub async fn pairing(
 /// `POST /api/v1/pair`: enroll a second device with the token.
 pub async fn pair(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiJson(request): ApiJson<PairRequest>,
 ) -> ApiResult<Response> {
-    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let address = caller.address(request.client_ip.as_deref())?;
     let result: Refused<EnrollAnswer> = state
         .service
         .pair(
-            &Actor::Api(app),
+            &caller.actor(),
             &request.user,
             &request.token,
             request.label,
@@ -201,14 +193,13 @@ pub async fn pair(
 /// `POST /api/v1/block`: "this wasn't me".
 pub async fn block(
     State(state): State<AppState>,
-    Caller(app): Caller,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller<Enroll>,
     ApiJson(request): ApiJson<BlockRequest>,
 ) -> ApiResult<Response> {
-    let address = client_address(request.client_ip.as_deref(), peer)?;
+    let address = caller.address(request.client_ip.as_deref())?;
     let result: Refused<DeviceBlocked> = state
         .service
-        .block_reported_device(&Actor::Api(app), &request.user, &request.code, address)
+        .block_reported_device(&caller.actor(), &request.user, &request.code, address)
         .await?;
     Ok(answer(StatusCode::OK, result))
 }

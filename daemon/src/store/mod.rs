@@ -704,6 +704,24 @@ impl Store {
             .collect()
     }
 
+    /// Gives the key named `name` new powers; `None` when there is no such key.
+    pub fn set_api_key_access(
+        &self,
+        name: &str,
+        access: twofold_wire::admin::ApiKeyAccess,
+    ) -> Result<Option<ApiKeyRecord>> {
+        for (hash, mut record) in self.api_keys()? {
+            if record.name == name {
+                record.access = Some(access);
+                let value = encode(&record)?;
+                self.api_keys_cache
+                    .write(&hash, || self.api_keys.insert(hash.as_bytes(), value))?;
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn remove_api_key(&self, name: &str) -> Result<bool> {
         for (hash, record) in self.api_keys()? {
             if record.name == name {

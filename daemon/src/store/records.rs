@@ -244,11 +244,45 @@ pub struct LivePolicy {
 pub struct ApiKeyRecord {
     pub name: String,
     pub created: i64,
+    /// Absent in keys made before scopes: they keep every power keys had then (all scopes, a trusted
+    /// proxy) until an admin narrows them with `twofold-admin apikey set`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<twofold_wire::admin::ApiKeyAccess>,
+}
+
+impl ApiKeyRecord {
+    pub fn access(&self) -> twofold_wire::admin::ApiKeyAccess {
+        self.access
+            .clone()
+            .unwrap_or_else(twofold_wire::admin::ApiKeyAccess::unscoped)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use twofold_wire::admin::{ApiKeyAccess, ApiScope};
+
+    #[test]
+    fn a_key_made_before_scopes_keeps_every_power_until_narrowed() -> serde_json::Result<()> {
+        let before: ApiKeyRecord = serde_json::from_str(r#"{"name":"vpn","created":10}"#)?;
+        assert_eq!(before.access, None);
+        assert_eq!(before.access(), ApiKeyAccess::unscoped());
+        assert!(ApiScope::ALL.iter().all(|s| before.access().allows(*s)));
+        let narrowed = ApiKeyRecord {
+            access: Some(ApiKeyAccess {
+                scopes: vec![ApiScope::Verify],
+                trusted_proxy: false,
+            }),
+            ..before
+        };
+        let json = serde_json::to_string(&narrowed)?;
+        let read: ApiKeyRecord = serde_json::from_str(&json)?;
+        assert!(read.access().allows(ApiScope::Verify));
+        assert!(!read.access().allows(ApiScope::Enroll));
+        assert!(!read.access().trusted_proxy);
+        Ok(())
+    }
 
     #[test]
     fn absent_fields_are_left_out_and_read_back_as_defaults() -> serde_json::Result<()> {

@@ -69,10 +69,24 @@ pub enum AdminRequest {
         device: String,
         code: String,
     },
+    /// A new key with the given scopes (at least one); `trusted_proxy` lets it name the end user's
+    /// address (`client_ip`).
     ApiKeyCreate {
         name: String,
+        #[serde(default)]
+        scopes: Vec<ApiScope>,
+        #[serde(default)]
+        trusted_proxy: bool,
     },
     ApiKeyList,
+    /// Narrows or widens an existing key: what is given replaces what the key had.
+    ApiKeySet {
+        name: String,
+        #[serde(default)]
+        scopes: Option<Vec<ApiScope>>,
+        #[serde(default)]
+        trusted_proxy: Option<bool>,
+    },
     ApiKeyRevoke {
         name: String,
     },
@@ -365,6 +379,72 @@ pub struct UserView {
 pub struct ApiKeyInfo {
     pub name: String,
     pub created: i64,
+    #[serde(flatten)]
+    pub access: ApiKeyAccess,
+    /// Made before keys had scopes and never narrowed: it keeps every power keys had then.
+    #[serde(default)]
+    pub unscoped: bool,
+}
+
+/// What a relying application's API key may do. Each endpoint needs one scope (README, "Security
+/// model"), so a VPN that only checks codes cannot enroll a device or delete one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// Check codes: verify, challenges, the user's 2FA state, the privacyIDEA validate endpoints.
+    Verify,
+    /// Run the user's own flows, each with the user's proof: enrollment, pairing, restore, unpair and
+    /// block with a code, backup codes, turning 2FA off.
+    Enroll,
+    /// Act without the user's proof: delete a device.
+    Manage,
+}
+
+impl ApiScope {
+    pub const ALL: [ApiScope; 3] = [ApiScope::Verify, ApiScope::Enroll, ApiScope::Manage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiScope::Verify => "verify",
+            ApiScope::Enroll => "enroll",
+            ApiScope::Manage => "manage",
+        }
+    }
+}
+
+impl std::str::FromStr for ApiScope {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        ApiScope::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| format!("unknown scope {text:?}: verify, enroll or manage"))
+    }
+}
+
+/// A key's powers: its scopes, and whether it may name the end user's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyAccess {
+    /// Sorted, each once.
+    pub scopes: Vec<ApiScope>,
+    /// The caller is a proxy the site trusts to say where the end user is: its `client_ip` (privacyIDEA's
+    /// `client`) is counted for lockout. Other callers' `client_ip` is ignored and their own address counts.
+    pub trusted_proxy: bool,
+}
+
+impl ApiKeyAccess {
+    /// What every key could do before keys had scopes.
+    pub fn unscoped() -> ApiKeyAccess {
+        ApiKeyAccess {
+            scopes: ApiScope::ALL.to_vec(),
+            trusted_proxy: true,
+        }
+    }
+
+    pub fn allows(&self, scope: ApiScope) -> bool {
+        self.scopes.contains(&scope)
+    }
 }
 
 /// One line of the audit log. Never holds a code or a secret.
@@ -602,6 +682,7 @@ impl AdminRequest {
             | AdminRequest::UserSetEnabled { .. }
             | AdminRequest::UserDelete { .. } => Permission::ManageUsers,
             AdminRequest::ApiKeyCreate { .. }
+            | AdminRequest::ApiKeySet { .. }
             | AdminRequest::ApiKeyList
             | AdminRequest::ApiKeyRevoke { .. } => Permission::ManageApiKeys,
             AdminRequest::PolicySet { .. }

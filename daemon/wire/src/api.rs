@@ -18,6 +18,13 @@ pub struct EnrollRequest {
     /// 6 (default) or 8.
     #[serde(default)]
     pub digits: Option<u8>,
+    /// The user's proof, needed when the user already has an active device: a current code of one of
+    /// the user's factors (a second device otherwise comes through pairing or restore).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The end user's address, from a trusted proxy (see `VerifyRequest`).
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +68,8 @@ pub struct VerifyRequest {
     /// A TOTP code or a backup code.
     pub code: String,
     /// The end user's address as the relying application saw it; failures are also counted per address.
-    /// Defaults to the address of the relying application's connection.
+    /// Only an API key marked as a trusted proxy may name it; from any other key it is ignored, and the
+    /// address of the relying application's connection counts.
     #[serde(default)]
     pub client_ip: Option<String>,
     /// The `transaction_id` of a challenge (`POST /api/v1/challenge`): only that challenge's code is
@@ -143,6 +151,8 @@ pub struct DeviceList {
 #[serde(deny_unknown_fields)]
 pub struct RegenerateBackupCodesRequest {
     pub code: String,
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +168,8 @@ pub struct BackupCodes {
 #[serde(deny_unknown_fields)]
 pub struct CodeProof {
     pub code: String,
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
 /// `GET /api/v1/users/{user}/two-factor`: what the relying application asks of the user at login.
