@@ -73,7 +73,7 @@ impl PolicyForm {
             Some(name) => match overview
                 .groups
                 .iter()
-                .find(|g| g.group.eq_ignore_ascii_case(name.trim()))
+                .find(|g| twofold_wire::policy::same_group_name(&g.group, name))
             {
                 Some(entry) => entry.settings(),
                 None => twofold_wire::policy::SETTINGS
@@ -86,7 +86,7 @@ impl PolicyForm {
             overview
                 .groups
                 .iter()
-                .find(|g| g.group.eq_ignore_ascii_case(name.trim()))
+                .find(|g| twofold_wire::policy::same_group_name(&g.group, name))
                 .map_or_else(|| name.trim().to_owned(), |g| g.group.clone())
         });
         PolicyForm {

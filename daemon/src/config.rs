@@ -819,13 +819,13 @@ impl Config {
                         format!("{group:?} does not name a group (its DN or CN)"),
                     );
                 } else if let Some(other) = ad_role_groups.iter().find(|other| {
-                    crate::policy::names_group(other, group)
-                        || crate::policy::names_group(group, other)
+                    crate::directory::dn::names_group(other, group)
+                        || crate::directory::dn::names_group(group, other)
                 }) {
                     fail(
                         "admin.roles.directory",
                         key,
-                        if other.eq_ignore_ascii_case(group) {
+                        if crate::directory::dn::same_name(other, group) {
                             format!("AD group {group} is given more than one role")
                         } else {
                             format!(

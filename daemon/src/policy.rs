@@ -10,6 +10,8 @@
 //! configuration file goes through too, so a value the file refuses is refused on the socket as well.
 
 use serde::{Deserialize, Serialize};
+
+use crate::directory::dn;
 pub use twofold_wire::policy::{
     Channel, EffectivePolicy, OldDevices, RestoreCodeDelivery, RestorePolicy,
     RestorePolicyOverride, RestoreRule, TwoFactorRule, SETTINGS,
@@ -144,19 +146,6 @@ impl GroupPolicy {
     }
 }
 
-/// True when `wanted` (a DN or a CN) names the group `dn`. Also how `[admin.roles.directory]` names
-/// the groups that give admin roles (see `roles`).
-pub(crate) fn names_group(wanted: &str, dn: &str) -> bool {
-    if wanted.eq_ignore_ascii_case(dn) {
-        return true;
-    }
-    let cn = dn
-        .split(',')
-        .next()
-        .and_then(|rdn| rdn.strip_prefix("CN=").or_else(|| rdn.strip_prefix("cn=")));
-    cn.is_some_and(|cn| cn.eq_ignore_ascii_case(wanted))
-}
-
 /// The first matching group entry's setting (file order is the priority), else the default.
 fn first<T>(
     matching: &[&GroupPolicy],
@@ -174,7 +163,7 @@ impl PolicyConfig {
     fn matching<'a>(&'a self, groups: &'a [String]) -> impl Iterator<Item = &'a GroupPolicy> {
         self.group
             .iter()
-            .filter(|p| groups.iter().any(|g| names_group(&p.group, g)))
+            .filter(|p| groups.iter().any(|g| dn::names_group(&p.group, g)))
     }
 
     pub fn for_groups(&self, groups: &[String]) -> EffectivePolicy {
@@ -347,7 +336,7 @@ impl PolicyConfig {
                     "group",
                     format!("group must name a group: its DN or CN, at most {MAX_GROUP_NAME} characters"),
                 );
-            } else if !names.insert(g.group.trim().to_lowercase()) {
+            } else if !names.insert(dn::fold(&g.group)) {
                 add(
                     name,
                     "group",
@@ -378,7 +367,7 @@ impl PolicyConfig {
         let group = group.trim();
         self.group
             .iter()
-            .position(|g| g.group.eq_ignore_ascii_case(group))
+            .position(|g| dn::same_name(&g.group, group))
     }
 
     /// The policies with `edit` made, when they pass the same parsing and checks as the configuration

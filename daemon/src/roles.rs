@@ -17,7 +17,7 @@
 //! that NetBIOS name: the domain part is checked, not dropped. The user must be synced from a `[[directory]]`
 //! (a local Twofold user of the same name gives nothing), enabled in Twofold, and neither disabled nor
 //! removed in AD. Its groups are the memberOf DNs of the last sync, matched like `[[policy.group]]`
-//! (DN or CN, see `policy::names_group`). The role is decided per connection, so a membership change
+//! (DN or CN, see `directory::dn::names_group`). The role is decided per connection, so a membership change
 //! synced from AD applies from the operator's next connection.
 //!
 //! Each request needs one `Permission`, and `Permission::role` is the table of the least role holding
@@ -27,8 +27,8 @@
 use twofold_wire::admin::{AdminRequest, OperatorIdentity, Role};
 
 use crate::config::{AdminRoles, DirectoryConfig, DirectoryRoles};
+use crate::directory::dn::names_group;
 use crate::error::{Error, Result};
-use crate::policy::names_group;
 use crate::store::records::UserRecord;
 
 /// The connecting process, as the kernel reports it.

@@ -446,8 +446,9 @@ async fn ad_groups_give_admin_roles_to_the_unix_login_of_the_same_name() -> Resu
     let tag = std::process::id() % 100_000;
     let (hd, adm) = (format!("tfadhd{tag}"), format!("tfadadm{tag}"));
     let base = make_ou(dc, "RolesAD", &[&hd, &adm])?;
+    // The helpdesk group's CN has a comma (escaped in its DN) and a letter outside ASCII.
     let (hd_group, admin_group) = (
-        format!("CN=TF Helpdesk,{base}"),
+        format!("CN=TF Helpdesk\\, Zürich,{base}"),
         format!("CN=TF Admins,{base}"),
     );
     // adm is in both groups (the higher role wins), hd in the helpdesk group only.
@@ -466,9 +467,9 @@ async fn ad_groups_give_admin_roles_to_the_unix_login_of_the_same_name() -> Resu
     let socket = run_dir.path().join("admin.sock");
     let binary = run_dir.path().join("twofold-admin");
     std::fs::copy(twofold_tests::workspace_binary("twofold-admin")?, &binary)?;
-    // The helpdesk group by its CN, the admin group by its DN.
+    // The helpdesk group by its CN, in other case, the admin group by its DN.
     let daemon = Daemon::start(&format!(
-        "\n[admin]\nsocket = \"{}\"\ngroup = \"{socket_group}\"\n\n[admin.roles.directory]\nhelpdesk = [\"TF Helpdesk\"]\nadmin = [\"{admin_group}\"]\n{}",
+        "\n[admin]\nsocket = \"{}\"\ngroup = \"{socket_group}\"\n\n[admin.roles.directory]\nhelpdesk = [\"tf helpdesk, ZÜRICH\"]\nadmin = [\"{admin_group}\"]\n{}",
         socket.display(),
         dc.directory_config("corp", LDAPS, &base, "")
     ))?;
@@ -568,5 +569,60 @@ async fn ad_groups_give_admin_roles_to_the_unix_login_of_the_same_name() -> Resu
         "{stderr}"
     );
     drop(daemon);
+    Ok(())
+}
+
+#[tokio::test]
+async fn escaped_and_unicode_group_names_choose_the_policy() -> Result<()> {
+    let dc = shared_dc()?;
+    let users = ["esc-sales", "esc-admins", "esc-proj", "esc-sued"];
+    let base = make_ou(dc, "Escaped", &users)?;
+    // (CN as AD escapes it in a DN, sAMAccountName, member)
+    let groups = [
+        ("Sales\\, EMEA", "esc-g1", "esc-sales"),
+        ("\\#Admins", "esc-g2", "esc-admins"),
+        ("Proj (Alpha)* \\\\ Team", "esc-g3", "esc-proj"),
+        ("Vertrieb Süd", "esc-g4", "esc-sued"),
+    ];
+    let mut ldif = String::new();
+    for (cn, account, member) in groups {
+        ldif.push_str(&format!(
+            "dn: CN={cn},{base}\nchangetype: add\nobjectClass: group\nsAMAccountName: {account}\nmember: CN={member},{base}\n\n"
+        ));
+    }
+    dc.modify(&ldif)?;
+    // Each entry as an admin types the group's name, one in another case; the default is optional.
+    let policy = "\n[policy]\ntwo_factor = \"optional\"\n\n\
+        [[policy.group]]\ngroup = \"Sales, EMEA\"\ntwo_factor = \"required\"\n\n\
+        [[policy.group]]\ngroup = \"#Admins\"\ntwo_factor = \"off\"\n\n\
+        [[policy.group]]\ngroup = \"Proj (Alpha)* \\\\ Team\"\ntwo_factor = \"required\"\n\n\
+        [[policy.group]]\ngroup = \"VERTRIEB SÜD\"\ntwo_factor = \"off\"\n";
+    let daemon = Daemon::start(&format!(
+        "{policy}{}",
+        dc.directory_config("corp", LDAPS, &base, "")
+    ))?;
+    let mut admin = daemon.admin()?;
+    let status = sync(&mut admin, true)?;
+    assert!(status.ok, "{status:?}");
+    let api = daemon.api_client()?.with_key(&admin.api_key("vpn")?);
+    for (name, rule) in [
+        ("esc-sales", "required"),
+        ("esc-admins", "off"),
+        ("esc-proj", "required"),
+        ("esc-sued", "off"),
+    ] {
+        let state = api.get(&format!("/api/v1/users/{name}/two-factor")).await?;
+        assert_eq!(state.body["rule"], rule, "{name}: {}", state.raw);
+    }
+    // A live edit naming the group in other case edits its entry (before, ASCII-only folding made it a
+    // second entry, refused as a duplicate).
+    let edited = admin.call(&AdminRequest::PolicyGroupSet {
+        group: "vertrieb süd".into(),
+        key: "two_factor".into(),
+        value: Some("required".into()),
+    })?;
+    assert!(matches!(edited, AdminAnswer::Ok { .. }), "{edited:?}");
+    let state = api.get("/api/v1/users/esc-sued/two-factor").await?;
+    assert_eq!(state.body["rule"], "required", "{}", state.raw);
     Ok(())
 }

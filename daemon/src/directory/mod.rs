@@ -20,6 +20,7 @@
 //!   them yet) are written a page at a time, in one store transaction.
 
 mod apply;
+pub mod dn;
 pub mod entry;
 pub mod ldap;
 

@@ -244,3 +244,14 @@ pub fn group_settings(
     all.extend(restore_settings.settings());
     all
 }
+
+/// A group name as AD compares names: without regard to case across Unicode (`VERTRIEB SÜD` is
+/// `Vertrieb Süd`), and without surrounding spaces.
+pub fn fold_group_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Whether two group names given by people (policy entries, role entries) are the same name.
+pub fn same_group_name(a: &str, b: &str) -> bool {
+    fold_group_name(a) == fold_group_name(b)
+}
