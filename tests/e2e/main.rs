@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod clocked;
+mod connections;
 mod console;
 mod delivery;
 mod devices_and_backup_codes;
