@@ -61,7 +61,7 @@ impl Default for ConnectionConfig {
             body_timeout_seconds: 10,
             http2_ping_interval_seconds: 30,
             http2_ping_timeout_seconds: 10,
-            max: 4096,
+            max: 2048,
             max_per_address: 256,
         }
     }
