@@ -63,7 +63,8 @@ pub enum BodyError {
 
 /// The whole request body, which must arrive within `[api.connections] body_timeout_seconds` of the
 /// start of reading: one deadline for the whole body, so a client that trickles it cannot hold the
-/// handler (see `connections`).
+/// handler (see `connections`). tower-http's `RequestBodyTimeout` would not do: its timer restarts at
+/// every frame, and its error would reach us as an unknown body error rather than a timeout.
 pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, BodyError> {
     let limit = state.service.config().api.connections.body_timeout();
     match tokio::time::timeout(limit, Bytes::from_request(req, state)).await {
