@@ -83,6 +83,9 @@ pub struct ApiConfig {
     pub tls_key_file: Option<PathBuf>,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// `[api.connections]`: timeouts and caps that keep idle and slow clients from starving the rest.
+    #[serde(default)]
+    pub connections: crate::api::connections::ConnectionConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -99,6 +102,7 @@ impl Default for ApiConfig {
             tls_cert_file: None,
             tls_key_file: None,
             max_body_bytes: default_max_body(),
+            connections: Default::default(),
         }
     }
 }
@@ -872,6 +876,9 @@ impl Config {
                 fail("restore", key, "must be at least 1".into());
             }
         }
+        self.api
+            .connections
+            .validate(|key| key_line(text, "api.connections", key), &mut errors);
         for problem in self.policy.problems() {
             let line = match &problem.group {
                 None => key_line(text, "policy", problem.key),

@@ -218,7 +218,13 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
             service.clone(),
             stopped.clone(),
         )),
-        tokio::spawn(api::server::serve(listener, tls, app, stopped.clone())),
+        tokio::spawn(api::server::serve(
+            listener,
+            tls,
+            app,
+            config.api.connections.clone(),
+            stopped.clone(),
+        )),
         tokio::spawn(admin.serve(service.clone(), status, stopped)),
     ]);
     tracing::info!(api = %api_addr, admin = %admin_socket.display(), data = %data_dir.display(), "twofoldd started");

@@ -5,6 +5,7 @@ mod api_keys;
 mod bad_input;
 mod cli;
 mod clocked;
+mod connections;
 mod console;
 mod delivery;
 mod devices_and_backup_codes;

@@ -278,6 +278,14 @@ impl Daemon {
         Api::new(&self.api, &self.data_dir().join("tls/cert.pem"))
     }
 
+    /// A TLS connector that trusts the daemon's certificate and offers `alpn` (`h2`, `http/1.1`; none
+    /// for a client that never gets as far as HTTP), for tests that talk to the listener below HTTP.
+    pub fn tls_connector(&self, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsConnector> {
+        let mut tls = client_tls(&self.data_dir().join("tls/cert.pem"))?;
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)))
+    }
+
     pub fn admin(&self) -> Result<Admin> {
         Admin::connect(&self.admin_socket())
     }
@@ -330,15 +338,7 @@ pub struct Answer {
 
 impl Api {
     pub fn new(addr: &str, ca_cert: &Path) -> Result<Api> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(ca_cert).with_context(|| ca_cert.display().to_string())?;
-        for cert in rustls_pemfile_certs(&pem)? {
-            roots.add(cert)?;
-        }
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = client_tls(ca_cert)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -408,6 +408,19 @@ impl Api {
     pub async fn delete(&self, path: &str) -> Result<Answer> {
         self.raw("DELETE", path, None).await
     }
+}
+
+/// A TLS client configuration that trusts only `ca_cert`, as a relying application would be set up.
+pub fn client_tls(ca_cert: &Path) -> Result<rustls::ClientConfig> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca_cert).with_context(|| ca_cert.display().to_string())?;
+    for cert in rustls_pemfile_certs(&pem)? {
+        roots.add(cert)?;
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {

@@ -4,6 +4,7 @@ use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -21,12 +22,22 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "body_too_large", "request body is too large")
-            } else {
-                ApiError::new(status, "invalid_body", rejection.body_text())
+        let bytes = read_body(req, state).await.map_err(|e| match e {
+            BodyError::TimedOut(limit) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    limit.as_secs()
+                ),
+            ),
+            BodyError::Rejected(rejection) => {
+                let status = rejection.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(status, "body_too_large", "request body is too large")
+                } else {
+                    ApiError::new(status, "invalid_body", rejection.body_text())
+                }
             }
         })?;
         if bytes.is_empty() {
@@ -44,6 +55,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             };
             ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
         })
+    }
+}
+
+/// Why a request body could not be read.
+pub enum BodyError {
+    /// Not all of it within `[api.connections] body_timeout_seconds`.
+    TimedOut(std::time::Duration),
+    /// Too large, or the connection failed.
+    Rejected(BytesRejection),
+}
+
+/// The whole request body, which must arrive within `[api.connections] body_timeout_seconds` of the
+/// start of reading: one deadline for the whole body, so a client that trickles it cannot hold the
+/// handler (see `connections`). tower-http's `RequestBodyTimeout` would not do: its timer restarts at
+/// every frame, and its error would reach us as an unknown body error rather than a timeout.
+pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, BodyError> {
+    let limit = state.service.config().api.connections.body_timeout();
+    match tokio::time::timeout(limit, Bytes::from_request(req, state)).await {
+        Ok(read) => read.map_err(BodyError::Rejected),
+        Err(_) => Err(BodyError::TimedOut(limit)),
     }
 }
 

@@ -5,6 +5,7 @@
 //! Only the daemon's own faults are 5xx, and their details go to the log, not to the caller.
 
 mod challenge;
+pub mod connections;
 mod devices;
 mod error;
 mod extract;

@@ -20,7 +20,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +32,7 @@ use twofold_wire::api::{Factor, RejectReason, VerifyAnswer, VerifyResult};
 use twofold_wire::delivery::ChallengeAnswer;
 use twofold_wire::policy::Channel;
 
-use super::extract::end_user_address;
+use super::extract::{end_user_address, read_body, BodyError};
 use super::AppState;
 use crate::challenge::GroupStarted;
 use crate::config::PrivacyIdeaAuth;
@@ -250,12 +249,21 @@ impl FromRequest<AppState> for Params {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("application/json"));
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let status = rejection.status();
+        let bytes = read_body(req, state).await.map_err(|e| {
+            let (status, text) = match e {
+                BodyError::TimedOut(limit) => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        limit.as_secs()
+                    ),
+                ),
+                BodyError::Rejected(rejection) => (rejection.status(), rejection.body_text()),
+            };
             PiError {
                 status,
                 code: ERROR_PARAMETER,
-                message: format!("ERR{ERROR_PARAMETER}: {}", rejection.body_text()),
+                message: format!("ERR{ERROR_PARAMETER}: {text}"),
             }
         })?;
         if bytes.is_empty() {
