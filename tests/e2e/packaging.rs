@@ -1062,6 +1062,36 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
             .stderr(log_file)
             .spawn()?,
     );
+    // Read as journald does, from the start: once the socket's queue is full (net.unix.max_dgram_qlen,
+    // 10 by default) the daemon's next log call waits for a reader. Until the confirmation's audit
+    // record, which comes last.
+    let journal_reader = std::thread::spawn(move || -> Result<Vec<Vec<(String, String)>>> {
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut buf = vec![0u8; 64 * 1024];
+        while Instant::now() < deadline {
+            match journal.recv(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let fields = journal_fields(&buf[..n])?;
+                    let done = fields
+                        .iter()
+                        .any(|(k, v)| k == "F_ACTION" && v == "totp_confirm");
+                    records.push(fields);
+                    if done {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(records)
+    });
     let ready = notify.wait("READY=1", Duration::from_secs(60), &mut running.0, &log)?;
     let addr = ready
         .lines()
@@ -1074,31 +1104,9 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
         .with_key(&admin.api_key("journal")?);
     let dave = enroll(&mut admin, &api, "dave").await?;
 
-    // Read until the confirmation's audit record, which comes last.
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = vec![0u8; 64 * 1024];
-    while Instant::now() < deadline {
-        match journal.recv(&mut buf) {
-            Ok(n) if n > 0 => {
-                let fields = journal_fields(&buf[..n])?;
-                let done = fields
-                    .iter()
-                    .any(|(k, v)| k == "F_ACTION" && v == "totp_confirm");
-                records.push(fields);
-                if done {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let records = journal_reader
+        .join()
+        .map_err(|_| anyhow!("the journal reader panicked"))??;
     let has = |record: &Vec<(String, String)>, key: &str, value: &str| {
         record.iter().any(|(k, v)| k == key && v == value)
     };
