@@ -14,7 +14,7 @@ use twofold_wire::TotpAlgorithm;
     about = "Administer a Twofold daemon: without a command, the console opens"
 )]
 pub struct Cli {
-    /// The daemon's admin socket (default: /run/twofold/admin.sock, else ./twofold-data/admin.sock).
+    /// The daemon's admin socket (default: /run/twofold/admin.sock; no other place is tried).
     #[arg(long, global = true, env = "TWOFOLD_ADMIN_SOCKET")]
     pub socket: Option<PathBuf>,
     /// Print the daemon's answer as JSON instead of text.

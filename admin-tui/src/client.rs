@@ -6,14 +6,20 @@ use std::path::{Path, PathBuf};
 
 use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest};
 
-/// Where the socket is, when `--socket` is not given: the packaged location if present, else the
-/// zero-setup data folder of a daemon run from a checkout.
-pub fn default_socket() -> PathBuf {
-    let packaged = PathBuf::from("/run/twofold/admin.sock");
+/// The socket a packaged daemon listens on (`systemd/twofoldd.service`, `RuntimeDirectory=twofold`).
+pub const PACKAGED_SOCKET: &str = "/run/twofold/admin.sock";
+
+/// Where the socket is when neither `--socket` nor `TWOFOLD_ADMIN_SOCKET` names one: the packaged
+/// location only. No other place is tried, the current folder least of all: whoever can write there
+/// could plant a socket that reads what an operator types.
+pub fn default_socket() -> Result<PathBuf, String> {
+    let packaged = PathBuf::from(PACKAGED_SOCKET);
     if packaged.exists() {
-        packaged
+        Ok(packaged)
     } else {
-        PathBuf::from("twofold-data/admin.sock")
+        Err(format!(
+            "no admin socket at {PACKAGED_SOCKET}: pass --socket PATH (or set TWOFOLD_ADMIN_SOCKET) to reach a daemon elsewhere"
+        ))
     }
 }
 
@@ -42,6 +48,21 @@ impl Client {
             reader: BufReader::new(stream),
             writer,
         })
+    }
+
+    /// Whether the daemon still holds the connection open. It closes one that stayed idle (`[admin]
+    /// idle_timeout_seconds`), and between an answer and the next request it sends nothing: anything
+    /// readable now is the end of the stream (or bytes no request asked for), so the caller connects
+    /// again rather than send a request that would be lost.
+    pub fn still_open(&mut self) -> bool {
+        if self.reader.get_ref().set_nonblocking(true).is_err() {
+            return false;
+        }
+        let nothing_to_read = matches!(
+            self.reader.fill_buf(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        self.reader.get_ref().set_nonblocking(false).is_ok() && nothing_to_read
     }
 
     pub fn call(&mut self, request: &AdminRequest) -> Result<AdminReply, CallError> {
@@ -116,9 +137,11 @@ where
     std::thread::spawn(move || {
         let mut connected = Some(client);
         for (purpose, request) in receive {
-            // After the connection broke (a daemon restart), the next request connects again.
+            // After the connection broke (a daemon restart) or the daemon closed it as idle, the
+            // request goes over a new connection.
             let result = match connected
                 .take()
+                .and_then(|mut c| c.still_open().then_some(c))
                 .map_or_else(|| Client::connect(&socket), Ok)
             {
                 Ok(mut c) => match c.call(&request) {
@@ -140,4 +163,27 @@ where
         }
     });
     send
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_the_daemon_closed_is_not_reused() -> Result<(), String> {
+        let (ours, daemon) = UnixStream::pair().map_err(|e| e.to_string())?;
+        let writer = ours.try_clone().map_err(|e| e.to_string())?;
+        let mut client = Client {
+            reader: BufReader::new(ours),
+            writer,
+        };
+        assert!(
+            client.still_open(),
+            "an open connection with nothing to read"
+        );
+        assert!(client.still_open(), "asking twice changes nothing");
+        drop(daemon);
+        assert!(!client.still_open(), "closed by the daemon");
+        Ok(())
+    }
 }

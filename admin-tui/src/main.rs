@@ -9,18 +9,31 @@ use twofold_admin::console::Session;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let socket = cli.socket.clone().unwrap_or_else(client::default_socket);
+    let socket = match cli.socket.clone().map_or_else(client::default_socket, Ok) {
+        Ok(socket) => socket,
+        Err(message) if cli.json => {
+            let error = twofold_wire::ErrorBody {
+                code: "no_admin_socket".to_owned(),
+                message,
+            };
+            eprintln!("{}", serde_json::json!({ "error": error }));
+            return ExitCode::FAILURE;
+        }
+        Err(message) => return fail(&message),
+    };
     let result = match &cli.command {
         Some(command) => cli::run(&socket, command, cli.json),
         None => console(&socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("twofold-admin: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => fail(&message),
     }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("twofold-admin: {message}");
+    ExitCode::FAILURE
 }
 
 /// Takes over the terminal for the console and gives it back, also when the console panics

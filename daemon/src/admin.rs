@@ -1,13 +1,19 @@
 //! The admin socket: newline-delimited JSON (`twofold_wire::admin`) over a Unix socket.
 //!
 //! Who may connect is decided twice: the socket file is mode 0660 (owner and the configured group), and
-//! each connection's peer credentials decide the operator's role (see `roles`), which every request is
-//! checked against. The operator's uid (and, when an AD group gave the role, the AD user) goes into every
-//! audit event, refusals included.
+//! each connection's peer credentials decide the operator's role (see `roles`). A peer without a role is
+//! refused as it connects; the role is then decided again for every request (name service lookups and
+//! AD groups may have changed), and the request is checked against it. The operator's uid (and, when an
+//! AD group gave the role, the AD user) goes into every audit event, refusals included.
+//!
+//! A connection that sends no complete request, or does not take its answer, for
+//! `[admin] idle_timeout_seconds` is closed: a forgotten console or a stuck script holds no connection
+//! for ever. The console connects again by itself.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -92,62 +98,87 @@ async fn handle(
     service: Arc<Service>,
     status: Arc<DaemonStatus>,
 ) -> std::io::Result<()> {
-    let cred = stream.peer_cred()?;
+    let peer = Peer::of(&stream)?;
+    let idle = Duration::from_secs(service.config().admin.idle_timeout_seconds);
     let (read, mut write) = stream.into_split();
-    let peer = Peer {
-        uid: cred.uid(),
-        gid: cred.gid(),
-        pid: cred.pid(),
-    };
-    let config = service.config();
-    let operator = match roles::identify(&peer, &config.admin.roles, &config.directory, |login| {
-        service.store().find_user(login)
-    }) {
-        Ok(operator) => operator,
-        Err(e) => {
-            tracing::warn!(uid = peer.uid, "admin connection refused: no role");
-            write_answer(&mut write, &error_answer(&e)).await?;
-            return Ok(());
-        }
-    };
-    let actor = Actor::Admin {
-        uid: operator.uid,
-        directory_user: operator.directory_user.clone(),
-    };
+    if let Err(e) = identify(&service, &peer).await {
+        tracing::warn!(uid = peer.uid, "admin connection refused: no role");
+        write_answer(&mut write, &error_answer(&e), idle).await?;
+        return Ok(());
+    }
     let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX) + 1;
     let mut reader = BufReader::new(read).take(limit);
     let mut line = String::new();
     loop {
         line.clear();
         reader.set_limit(limit);
-        let n = reader.read_line(&mut line).await?;
-        if n == 0 {
+        let Ok(read) = tokio::time::timeout(idle, reader.read_line(&mut line)).await else {
+            tracing::debug!(
+                uid = peer.uid,
+                idle_seconds = idle.as_secs(),
+                "admin connection idle: closed"
+            );
+            return Ok(());
+        };
+        if read? == 0 {
             return Ok(());
         }
         if line.len() > MAX_REQUEST_BYTES {
             let answer = error_answer(&Error::invalid(format!(
                 "request longer than {MAX_REQUEST_BYTES} bytes"
             )));
-            write_answer(&mut write, &answer).await?;
+            write_answer(&mut write, &answer, idle).await?;
             return Ok(());
         }
         if line.trim().is_empty() {
             continue;
         }
-        let answer = match serde_json::from_str::<AdminRequest>(line.trim()) {
-            Ok(request) => match authorize(&service, &operator, &actor, &request).await {
-                Err(e) => error_answer(&e),
-                Ok(()) => match dispatch(&service, &status, &operator, &actor, request).await {
-                    Ok(reply) => AdminAnswer::Ok {
-                        reply: Box::new(reply),
-                    },
-                    Err(e) => error_answer(&e),
-                },
-            },
-            Err(e) => error_answer(&Error::invalid(format!("bad request: {e}"))),
+        let request = match serde_json::from_str::<AdminRequest>(line.trim()) {
+            Ok(request) => request,
+            Err(e) => {
+                let answer = error_answer(&Error::invalid(format!("bad request: {e}")));
+                write_answer(&mut write, &answer, idle).await?;
+                continue;
+            }
         };
-        write_answer(&mut write, &answer).await?;
+        let operator = match identify(&service, &peer).await {
+            Ok(operator) => operator,
+            Err(e) => {
+                tracing::warn!(uid = peer.uid, "admin connection closed: the role is gone");
+                write_answer(&mut write, &error_answer(&e), idle).await?;
+                return Ok(());
+            }
+        };
+        let actor = Actor::Admin {
+            uid: operator.uid,
+            directory_user: operator.directory_user.clone(),
+        };
+        let answer = match authorize(&service, &operator, &actor, &request).await {
+            Err(e) => error_answer(&e),
+            Ok(()) => match dispatch(&service, &status, &operator, &actor, request).await {
+                Ok(reply) => AdminAnswer::Ok {
+                    reply: Box::new(reply),
+                },
+                Err(e) => error_answer(&e),
+            },
+        };
+        write_answer(&mut write, &answer, idle).await?;
     }
+}
+
+/// The peer's role now. User and group lookups go through NSS (files, sssd, winbind), which blocks:
+/// they run on the blocking pool, not on the runtime's workers.
+async fn identify(service: &Arc<Service>, peer: &Peer) -> Result<OperatorIdentity> {
+    let service = service.clone();
+    let peer = peer.clone();
+    tokio::task::spawn_blocking(move || {
+        let config = service.config();
+        roles::identify(&peer, &config.admin.roles, &config.directory, |login| {
+            service.store().find_user(login)
+        })
+    })
+    .await
+    .map_err(|e| Error::Config(format!("admin role lookup task: {e}")))?
 }
 
 /// Refuses what the operator's role does not permit, and audits the refusal.
@@ -191,13 +222,19 @@ fn error_answer(e: &Error) -> AdminAnswer {
     }
 }
 
+/// Writes one answer line, giving up after `idle` on a peer that does not read.
 async fn write_answer(
     write: &mut tokio::net::unix::OwnedWriteHalf,
     answer: &AdminAnswer,
+    idle: Duration,
 ) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec(answer).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    write.write_all(&bytes).await
+    tokio::time::timeout(idle, write.write_all(&bytes))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "admin peer does not read")
+        })?
 }
 
 async fn dispatch(

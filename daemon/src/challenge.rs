@@ -53,8 +53,8 @@ const CHALLENGE_RETENTION_SECONDS: i64 = 7 * 86_400;
 /// Old challenges are pruned once every this many new ones.
 const PRUNE_EVERY: u64 = 256;
 
-/// The key codes are MACed under.
-#[derive(Clone)]
+/// The key codes are MACed under, wiped from memory when dropped.
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct CodeKey([u8; 32]);
 
 impl std::fmt::Debug for CodeKey {

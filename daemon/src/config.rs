@@ -107,7 +107,7 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Absent: `admin.sock` in the data folder.
@@ -119,6 +119,27 @@ pub struct AdminConfig {
     pub group: Option<String>,
     #[serde(default)]
     pub roles: AdminRoles,
+    /// A connection that sends no request (or takes no answer) for this long is closed.
+    #[serde(default = "default_admin_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+}
+
+/// Five minutes: the console connects again by itself, so a short bound costs an operator nothing.
+fn default_admin_idle_timeout() -> u64 {
+    300
+}
+
+pub const ADMIN_IDLE_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: None,
+            group: None,
+            roles: AdminRoles::default(),
+            idle_timeout_seconds: default_admin_idle_timeout(),
+        }
+    }
 }
 
 /// `[admin.roles]`: Unix groups (primary or supplementary, so also directory groups that sssd or winbind
@@ -779,6 +800,17 @@ impl Config {
                 fail(table, "delay_after", "must not exceed max_failures".into());
             }
         }
+        if !ADMIN_IDLE_TIMEOUT_SECONDS.contains(&self.admin.idle_timeout_seconds) {
+            fail(
+                "admin",
+                "idle_timeout_seconds",
+                format!(
+                    "must be between {} and {} seconds",
+                    ADMIN_IDLE_TIMEOUT_SECONDS.start(),
+                    ADMIN_IDLE_TIMEOUT_SECONDS.end()
+                ),
+            );
+        }
         let mut role_groups = std::collections::HashSet::new();
         for (key, groups) in [
             ("helpdesk", &self.admin.roles.helpdesk),
@@ -1211,6 +1243,25 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].message.contains("master"), "{errors:?}");
+    }
+
+    #[test]
+    fn the_admin_idle_timeout_defaults_to_five_minutes_and_is_bounded() {
+        assert_eq!(Config::zero_setup().admin.idle_timeout_seconds, 300);
+        // (value, error line: 0 = accepted)
+        for (value, line) in [("1", 0), ("86400", 0), ("0", 4), ("86401", 4)] {
+            let text = format!(
+                "version = 1\n[admin]\ngroup = \"twofold\"\nidle_timeout_seconds = {value}\n"
+            );
+            let lines: Vec<usize> = Config::parse(&text)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| e.line)
+                .collect();
+            let expected: Vec<usize> = (line > 0).then_some(line).into_iter().collect();
+            assert_eq!(lines, expected, "{value}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -24,6 +25,8 @@ pub const MASTER_KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
 /// systemd `LoadCredential=master-key:...` puts the key here.
 pub const MASTER_KEY_CREDENTIAL: &str = "master-key";
+/// The master key, wiped from memory when dropped.
+pub type MasterKey = Zeroizing<[u8; MASTER_KEY_BYTES]>;
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
@@ -87,7 +90,8 @@ impl SecretBox {
         Ok(out)
     }
 
-    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+    /// The plaintext, wiped from memory when dropped.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         if sealed.len() < NONCE_BYTES {
             return Err(Error::Crypto("sealed value too short".into()));
         }
@@ -100,51 +104,101 @@ impl SecretBox {
                     aad: context,
                 },
             )
+            .map(Zeroizing::new)
             .map_err(|_| Error::Crypto("sealed value does not open with this master key".into()))
     }
 }
 
-/// Where the master key comes from, in order: the configured file, the systemd credential, the data folder.
-pub fn master_key_path(configured: Option<&Path>, data_dir: &Path) -> PathBuf {
-    if let Some(p) = configured {
-        return p.to_owned();
+/// Where the master key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// `[store] master_key_file`.
+    Configured(PathBuf),
+    /// The systemd credential `master-key` (`LoadCredential=`, from `/etc/credstore`).
+    Credential(PathBuf),
+    /// `master.key` in the data folder: beside the store it protects.
+    DataFolder(PathBuf),
+}
+
+/// Loads the master key, in this order: the configured file (created when absent); the systemd
+/// credential `master-key` in `credentials` (`$CREDENTIALS_DIRECTORY`), which the daemon can only
+/// read; `master.key` in the data folder, created on a first start that finds no key anywhere.
+///
+/// A key in the data folder is kept apart from nothing: a copy of the folder holds the seeds and the
+/// key that opens them. It keeps working (existing installs), with a warning saying how to move it.
+/// A credential and a data-folder key that differ are refused: the store was sealed under one of them,
+/// and guessing which would fail every verification or hide the other key.
+pub fn load_master_key(
+    configured: Option<&Path>,
+    data_dir: &Path,
+    credentials: Option<&Path>,
+) -> Result<(MasterKey, MasterKeySource)> {
+    if let Some(path) = configured {
+        return Ok((
+            load_or_create_master_key(path, false)?,
+            MasterKeySource::Configured(path.to_owned()),
+        ));
     }
-    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        let p = Path::new(&dir).join(MASTER_KEY_CREDENTIAL);
-        if p.exists() {
-            return p;
+    let in_data = data_dir.join("master.key");
+    let credential = credentials
+        .map(|dir| dir.join(MASTER_KEY_CREDENTIAL))
+        .filter(|p| p.exists());
+    if let Some(credential) = credential {
+        let key = load_or_create_master_key(&credential, true)?;
+        if in_data.exists() {
+            let old = load_or_create_master_key(&in_data, false)?;
+            if !constant_time_eq(old.as_slice(), key.as_slice()) {
+                return Err(Error::Crypto(format!(
+                    "two different master keys: the systemd credential {MASTER_KEY_CREDENTIAL} and {}; keep the one the store was sealed with (the other fails every TOTP check) and remove the other",
+                    in_data.display()
+                )));
+            }
+            tracing::warn!(
+                old = %in_data.display(),
+                "the master key comes from the systemd credential; its old copy in the data folder is the same key: delete it once the credential is backed up"
+            );
         }
+        return Ok((key, MasterKeySource::Credential(credential)));
     }
-    data_dir.join("master.key")
+    let key = load_or_create_master_key(&in_data, false)?;
+    tracing::warn!(
+        path = %in_data.display(),
+        "the master key is in the data folder, beside the store it protects: keep it apart with `install -m 0600 -o root {} /etc/credstore/twofold.master-key`, restart twofoldd (the unit loads it as the credential master-key), check it starts, then delete the copy in the data folder; back the key up apart from the data",
+        in_data.display()
+    );
+    Ok((key, MasterKeySource::DataFolder(in_data)))
 }
 
 /// Reads the master key, creating it (mode 0600, never overwritten) when absent.
-/// A key file readable by group or others is refused: it protects every seed.
-pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES]> {
-    match std::fs::read(path) {
+/// A key file readable by group or others is refused: it protects every seed. A credential is exempt:
+/// systemd decides its mode and it is readable by the service alone.
+fn load_or_create_master_key(path: &Path, credential: bool) -> Result<MasterKey> {
+    match std::fs::read(path).map(Zeroizing::new) {
         Ok(bytes) => {
-            let in_credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
-                .is_some_and(|d| path.starts_with(Path::new(&d)));
             let mode = std::fs::metadata(path)
                 .map_err(|e| Error::io(path, e))?
                 .permissions()
                 .mode();
-            if !in_credentials && mode & 0o077 != 0 {
+            if !credential && mode & 0o077 != 0 {
                 return Err(Error::Crypto(format!(
                     "{}: master key must not be readable by group or others (mode {:o}); chmod 600 it",
                     path.display(),
                     mode & 0o777
                 )));
             }
-            <[u8; MASTER_KEY_BYTES]>::try_from(bytes.as_slice()).map_err(|_| {
-                Error::Crypto(format!(
+            let mut key = Zeroizing::new([0u8; MASTER_KEY_BYTES]);
+            if bytes.len() != MASTER_KEY_BYTES {
+                return Err(Error::Crypto(format!(
                     "{}: master key must be exactly {MASTER_KEY_BYTES} bytes",
                     path.display()
-                ))
-            })
+                )));
+            }
+            key.copy_from_slice(&bytes);
+            Ok(key)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key: [u8; MASTER_KEY_BYTES] = random_bytes();
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !credential => {
+            let mut key = Zeroizing::new([0u8; MASTER_KEY_BYTES]);
+            OsRng.fill_bytes(key.as_mut_slice());
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
@@ -154,7 +208,8 @@ pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES]> 
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| Error::io(path, e))?;
-            file.write_all(&key).map_err(|e| Error::io(path, e))?;
+            file.write_all(key.as_slice())
+                .map_err(|e| Error::io(path, e))?;
             file.sync_all().map_err(|e| Error::io(path, e))?;
             tracing::info!(path = %path.display(), "created a new master key");
             Ok(key)
@@ -306,7 +361,7 @@ mod tests {
     fn sealed_seed_opens_only_with_its_context() -> Result<()> {
         let b = SecretBox::new(&random_bytes());
         let sealed = b.seal(b"seed", b"user1/dev1")?;
-        assert_eq!(b.open(&sealed, b"user1/dev1")?, b"seed");
+        assert_eq!(b.open(&sealed, b"user1/dev1")?.as_slice(), b"seed");
         assert!(b.open(&sealed, b"user1/dev2").is_err());
         let other = SecretBox::new(&random_bytes());
         assert!(other.open(&sealed, b"user1/dev1").is_err());
@@ -337,17 +392,79 @@ mod tests {
             data_encoding::HEXLOWER.encode(&random_bytes::<6>())
         ));
         let path = dir.join("master.key");
-        let key = load_or_create_master_key(&path)?;
+        let key = load_or_create_master_key(&path, false)?;
         let mode = std::fs::metadata(&path)
             .map_err(|e| Error::io(&path, e))?
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(load_or_create_master_key(&path)?, key);
+        assert_eq!(load_or_create_master_key(&path, false)?, key);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))
             .map_err(|e| Error::io(&path, e))?;
-        assert!(load_or_create_master_key(&path).is_err());
+        assert!(load_or_create_master_key(&path, false).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn the_master_key_comes_from_the_credential_before_the_data_folder() -> Result<()> {
+        let root = std::env::temp_dir().join(format!(
+            "tf-keys-{}",
+            data_encoding::HEXLOWER.encode(&random_bytes::<6>())
+        ));
+        let (data, credentials) = (root.join("data"), root.join("credentials"));
+        for dir in [&data, &credentials] {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let write = |path: &Path, byte: u8| -> Result<()> {
+            std::fs::write(path, [byte; MASTER_KEY_BYTES]).map_err(|e| Error::io(path, e))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io(path, e))
+        };
+        let credential = credentials.join(MASTER_KEY_CREDENTIAL);
+        let in_data = data.join("master.key");
+        let configured = root.join("configured.key");
+
+        // No key anywhere, no credential folder: a new key in the data folder.
+        let (created, source) = load_master_key(None, &data, None)?;
+        assert_eq!(source, MasterKeySource::DataFolder(in_data.clone()));
+        // A credential folder without the key (the unit's LoadCredential= found no file): the
+        // data folder's key keeps being used.
+        let (kept, source) = load_master_key(None, &data, Some(&credentials))?;
+        assert_eq!(
+            (kept, source),
+            (
+                created.clone(),
+                MasterKeySource::DataFolder(in_data.clone())
+            )
+        );
+        // The same key as a credential: the credential is used.
+        std::fs::copy(&in_data, &credential).map_err(|e| Error::io(&credential, e))?;
+        let (from_credential, source) = load_master_key(None, &data, Some(&credentials))?;
+        assert_eq!(source, MasterKeySource::Credential(credential.clone()));
+        assert_eq!(from_credential, created);
+        // A different credential: refused, naming both.
+        write(&credential, 9)?;
+        let refused = load_master_key(None, &data, Some(&credentials)).map(|_| ());
+        assert!(
+            matches!(&refused, Err(Error::Crypto(m)) if m.contains("two different master keys")),
+            "{refused:?}"
+        );
+        // Once the old copy is gone, the credential alone.
+        std::fs::remove_file(&in_data).map_err(|e| Error::io(&in_data, e))?;
+        let (key, source) = load_master_key(None, &data, Some(&credentials))?;
+        assert_eq!(
+            (*key, source),
+            (
+                [9; MASTER_KEY_BYTES],
+                MasterKeySource::Credential(credential.clone())
+            )
+        );
+        assert!(!in_data.exists(), "nothing created beside the store");
+        // A configured file wins over both, and is created when absent.
+        let (_, source) = load_master_key(Some(&configured), &data, Some(&credentials))?;
+        assert_eq!(source, MasterKeySource::Configured(configured.clone()));
+        let _ = std::fs::remove_dir_all(&root);
         Ok(())
     }
 }

@@ -166,10 +166,19 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io(data_dir, e))?;
 
-    let key_path = crypto::master_key_path(config.store.master_key_file.as_deref(), data_dir);
-    let key = crypto::load_or_create_master_key(&key_path)?;
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let (key, key_source) = crypto::load_master_key(
+        config.store.master_key_file.as_deref(),
+        data_dir,
+        credentials.as_deref(),
+    )?;
+    tracing::info!(source = ?key_source, "master key loaded");
     let store = Store::open(&data_dir.join("store"))?;
-    let plugin_host = Arc::new(plugins::PluginHost::new(&config.delivery, data_dir, &key)?);
+    let plugin_host = Arc::new(plugins::PluginHost::new(
+        &config.delivery,
+        data_dir,
+        key.as_slice(),
+    )?);
     let mailer = config.email.as_ref().map(email::Mailer::new).transpose()?;
     let delivery = Arc::new(delivery::Delivery::new(
         plugin_host,
@@ -180,7 +189,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
         &config.plugin,
     ));
     let challenges = Arc::new(challenge::Challenges::new(
-        challenge::CodeKey::derive(&key),
+        challenge::CodeKey::derive(key.as_slice()),
         delivery,
     ));
     let service = Arc::new(
@@ -189,6 +198,8 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     );
     service.load_policies().await?;
 
+    // The ciphers and derived keys hold what they need: wipe the master key now.
+    drop(key);
     let (cert, key) = match (&config.api.tls_cert_file, &config.api.tls_key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => tls::ensure_self_signed(data_dir)?,

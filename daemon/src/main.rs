@@ -67,6 +67,12 @@ fn main_inner() -> ExitCode {
 }
 
 fn run(config_path: Option<PathBuf>) -> ExitCode {
+    // The process will hold the master key and opened seeds: no core dump of it, and no ptrace or
+    // /proc/PID/mem, environ or maps for other processes of the same user (they become root's).
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("twofoldd: cannot turn core dumps off (PR_SET_DUMPABLE): {e}");
+        return ExitCode::FAILURE;
+    }
     let path = config_path.or_else(|| {
         let system = PathBuf::from(SYSTEM_CONFIG);
         system.exists().then_some(system)

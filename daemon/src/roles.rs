@@ -6,9 +6,13 @@
 //!   group, or
 //! - an AD group of `[admin.roles.directory]` that the operator's synced AD user is a member of;
 //!
-//! someone with neither is refused at connection. On a tie the Unix group is named. The uid comes from
-//! the socket's peer credentials (`SO_PEERCRED`, which the peer cannot forge); the supplementary groups
-//! from `/proc/<pid>/status` of the connecting process.
+//! someone with neither is refused. On a tie the Unix group is named. The uid and primary gid come from
+//! the socket's peer credentials (`SO_PEERCRED`), the supplementary groups from `SO_PEERGROUPS` (Linux
+//! 4.13+): both are what the kernel recorded when the peer called connect(), so the peer cannot forge
+//! them, and neither depends on the connecting process still running (`/proc/<pid>/status`, read after
+//! accept, could belong to another process by then) nor on a name service lookup. They are the groups
+//! the process holds, as for any file it opens: a user removed from a group keeps it in sessions that
+//! began before, until they log in again.
 //!
 //! The operator's AD user is the synced user whose username (sAMAccountName by default) equals the
 //! uid's Unix login name, case-insensitively; a login of the form `user@realm`, as sssd and winbind can
@@ -17,12 +21,14 @@
 //! that NetBIOS name: the domain part is checked, not dropped. The user must be synced from a `[[directory]]`
 //! (a local Twofold user of the same name gives nothing), enabled in Twofold, and neither disabled nor
 //! removed in AD. Its groups are the memberOf DNs of the last sync, matched like `[[policy.group]]`
-//! (DN or CN, see `directory::dn::names_group`). The role is decided per connection, so a membership change
-//! synced from AD applies from the operator's next connection.
+//! (DN or CN, see `directory::dn::names_group`). The role is decided again for every request (see `admin`), so a
+//! membership change synced from AD applies from the operator's next request, also on an open connection.
 //!
 //! Each request needs one `Permission`, and `Permission::role` is the table of the least role holding
 //! it (in the wire crate, so the console hides what the daemon would refuse). Refusals name the role
 //! needed.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use twofold_wire::admin::{AdminRequest, OperatorIdentity, Role};
 
@@ -31,38 +37,67 @@ use crate::directory::dn::names_group;
 use crate::error::{Error, Result};
 use crate::store::records::UserRecord;
 
-/// The connecting process, as the kernel reports it.
+/// The connecting process, as the kernel recorded it at connect().
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
-    pub pid: Option<i32>,
+    /// Supplementary groups (`SO_PEERGROUPS`).
+    pub groups: Vec<u32>,
 }
 
 impl Peer {
+    /// The peer of a connected Unix socket.
+    pub fn of(socket: &tokio::net::UnixStream) -> std::io::Result<Peer> {
+        let cred = socket.peer_cred()?;
+        Ok(Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            groups: peer_groups(socket.as_fd())?,
+        })
+    }
+
     /// Primary and supplementary groups of the connecting process.
-    fn groups(&self) -> Vec<u32> {
-        let mut groups = vec![self.gid];
-        if let Some(status) = self
-            .pid
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        {
-            groups.extend(supplementary_groups(&status));
-        }
-        groups
+    fn groups(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.gid).chain(self.groups.iter().copied())
     }
 }
 
-fn supplementary_groups(proc_status: &str) -> Vec<u32> {
-    proc_status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|g| g.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// `getsockopt(SO_PEERGROUPS)`: the supplementary groups of a Unix socket's peer. nix and rustix do not
+/// wrap this option. The kernel answers ERANGE with the size it needs when the buffer is too small, and
+/// the peer's groups are fixed at connect(), so the second call fits.
+fn peer_groups(socket: BorrowedFd<'_>) -> std::io::Result<Vec<u32>> {
+    use nix::libc;
+    const GID_BYTES: usize = std::mem::size_of::<libc::gid_t>();
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    for _ in 0..2 {
+        let mut len =
+            libc::socklen_t::try_from(groups.len() * GID_BYTES).map_err(std::io::Error::other)?;
+        // SAFETY: `groups` is valid for writes of `len` bytes, and the kernel writes at most `len`
+        // bytes of gid_t values and sets `len` to the bytes written (or, on ERANGE, needed).
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let len = usize::try_from(len).map_err(std::io::Error::other)?;
+        if rc == 0 {
+            groups.truncate(len / GID_BYTES);
+            return Ok(groups);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ERANGE) {
+            return Err(error);
+        }
+        groups.resize(len.div_ceil(GID_BYTES), 0);
+    }
+    Err(std::io::Error::other(
+        "SO_PEERGROUPS: the group list kept growing",
+    ))
 }
 
 /// What the operator's login name finds among the synced AD users.
@@ -150,7 +185,7 @@ fn directory_role(groups: &[String], roles: &DirectoryRoles) -> Option<(Role, St
 
 /// The highest role `[admin.roles]` gives through the peer's Unix groups, with the group's name.
 fn unix_role(peer: &Peer, roles: &AdminRoles) -> Option<(Role, String)> {
-    let groups = peer.groups();
+    let groups: Vec<u32> = peer.groups().collect();
     let mut best: Option<(Role, &str)> = None;
     for (role, names) in [
         (Role::Helpdesk, &roles.helpdesk),
@@ -290,7 +325,7 @@ mod tests {
         Peer {
             uid: 65534,
             gid: 0,
-            pid: None,
+            groups: Vec::new(),
         }
     }
 
@@ -324,12 +359,42 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_peers_supplementary_groups_are_the_ones_it_held_at_connect() -> Result<()> {
+        let (ours, theirs) =
+            tokio::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+        let peer = Peer::of(&ours).map_err(|e| Error::io("SO_PEERGROUPS", e))?;
+        let mut expected: Vec<u32> = nix::unistd::getgroups()
+            .map_err(|e| Error::io("getgroups", e.into()))?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        let mut got = peer.groups.clone();
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(peer.uid, nix::unistd::geteuid().as_raw());
+        assert_eq!(peer.gid, nix::unistd::getegid().as_raw());
+        drop(theirs);
+        Ok(())
+    }
+
     #[test]
-    fn supplementary_groups_are_read_from_proc_status() {
-        let status =
-            "Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 27 1001 \nNgid:\t0\n";
-        assert_eq!(supplementary_groups(status), vec![4, 24, 27, 1001]);
-        assert!(supplementary_groups("Groups:\n").is_empty());
+    fn a_supplementary_group_grants_its_role() -> Result<()> {
+        let roles = AdminRoles {
+            admin: vec!["root".into()],
+            ..AdminRoles::default()
+        };
+        let peer = Peer {
+            uid: 65534,
+            gid: 65534,
+            groups: vec![4, 0],
+        };
+        assert_eq!(
+            identify(&peer, &roles, &[], no_synced_user)?.role,
+            Role::Admin
+        );
+        Ok(())
     }
 
     #[test]
@@ -338,7 +403,7 @@ mod tests {
             &Peer {
                 uid: 0,
                 gid: 0,
-                pid: None,
+                groups: Vec::new(),
             },
             &AdminRoles::default(),
             &[],
@@ -354,7 +419,7 @@ mod tests {
                 &Peer {
                     uid: me,
                     gid: 0,
-                    pid: None
+                    groups: Vec::new(),
                 },
                 &AdminRoles::default(),
                 &[],
@@ -373,7 +438,7 @@ mod tests {
             &Peer {
                 uid: 65534,
                 gid: 65534,
-                pid: None,
+                groups: Vec::new(),
             },
             &AdminRoles::default(),
             &[],

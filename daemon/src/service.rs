@@ -1410,7 +1410,7 @@ fn open_seed(
     user_id: &str,
     device_id: &str,
     state: &TotpState,
-) -> Result<Vec<u8>> {
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let encoded = state.sealed_secret.as_bytes();
     let mut sealed_buf = [0u8; 128];
     let mut context_buf = [0u8; 160];
@@ -1561,7 +1561,7 @@ mod tests {
                 last_step: None,
                 drift: 0,
             };
-            assert_eq!(open_seed(&secrets, user, device, &state)?, seed);
+            assert_eq!(*open_seed(&secrets, user, device, &state)?, seed);
             assert!(open_seed(&secrets, user, "d2", &state).is_err());
         }
         let broken = TotpState {

@@ -182,3 +182,59 @@ fn the_commented_directory_ad_role_and_policy_examples_are_valid_when_uncommente
     );
     Ok(())
 }
+
+/// Without `--socket` or `TWOFOLD_ADMIN_SOCKET`, `twofold-admin` tries the packaged socket only: a
+/// socket planted in the current folder (where a daemon run from a checkout keeps its own) is never
+/// connected to, and the one line it prints says how to name a socket.
+#[test]
+fn twofold_admin_without_a_socket_names_none_and_never_tries_the_current_folder() -> Result<()> {
+    // The packaging test runs a daemon on the packaged socket: not meanwhile.
+    let _lock = crate::packaging::machine_lock()?;
+    if std::path::Path::new("/run/twofold/admin.sock").exists() {
+        anyhow::bail!("/run/twofold/admin.sock exists: a packaged daemon runs on this machine");
+    }
+    let dir = TempDir::new("twofold-planted")?;
+    std::fs::create_dir(dir.path().join("twofold-data"))?;
+    let planted =
+        std::os::unix::net::UnixListener::bind(dir.path().join("twofold-data/admin.sock"))?;
+    planted.set_nonblocking(true)?;
+    let admin = workspace_binary("twofold-admin")?;
+    for json in [false, true] {
+        // `timeout`: a client that connected to the planted socket would wait for an answer.
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(&admin)
+            .args(if json {
+                &["--json", "status"][..]
+            } else {
+                &["status"][..]
+            })
+            .env_remove("TWOFOLD_ADMIN_SOCKET")
+            .current_dir(dir.path())
+            .output()?;
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8(out.stderr)?;
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        if json {
+            let error: serde_json::Value = serde_json::from_str(&stderr)?;
+            assert_eq!(error["error"]["code"], "no_admin_socket", "{stderr}");
+            assert!(
+                error["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("pass --socket")),
+                "{stderr}"
+            );
+        } else {
+            assert!(
+                stderr.starts_with("twofold-admin: no admin socket at /run/twofold/admin.sock")
+                    && stderr.contains("pass --socket PATH (or set TWOFOLD_ADMIN_SOCKET)"),
+                "{stderr}"
+            );
+        }
+        assert!(
+            planted.accept().is_err(),
+            "twofold-admin connected to the socket in the current folder"
+        );
+    }
+    Ok(())
+}

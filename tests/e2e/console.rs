@@ -461,7 +461,7 @@ pub(crate) fn nix_is_root() -> bool {
 /// Unix accounts for each role (helpdesk, admin, master admin), the socket folder and config that
 /// grant them, and a copy of `twofold-admin` they may run: for role tables of other features.
 pub(crate) struct RoleAccounts {
-    _accounts: Accounts,
+    accounts: Accounts,
     _run_dir: TempDir,
     pub socket: PathBuf,
     binary: PathBuf,
@@ -500,12 +500,30 @@ impl RoleAccounts {
         std::fs::copy(workspace_binary("twofold-admin")?, &binary)?;
         Ok(RoleAccounts {
             socket: run_dir.path().join("admin.sock"),
-            _accounts: accounts,
+            accounts,
             _run_dir: run_dir,
             binary,
             groups,
             users,
         })
+    }
+
+    /// The group the socket file gets (`[admin] group`); every role's user is in it.
+    pub(crate) fn socket_group(&self) -> &str {
+        &self.groups[0]
+    }
+
+    /// One more user, removed with the others.
+    pub(crate) fn add_user(&mut self, name: &str, primary: &str, others: &[&str]) -> Result<u32> {
+        self.accounts.user(name, primary, others)
+    }
+
+    /// `twofold-admin args` as the user of `role` (helpdesk, admin, master admin).
+    pub(crate) fn run_as(&self, role: &str, args: &[&str]) -> Result<Output> {
+        let Some((_, user)) = self.users.iter().find(|(r, _)| *r == role) else {
+            bail!("no user for role {role}");
+        };
+        as_user(&self.binary, &self.socket, user, args)
     }
 
     /// The `[admin]` tables a daemon needs to grant these roles.

@@ -33,6 +33,8 @@ const USER: &str = "twofold";
 const CONFIG: &str = "/etc/twofold/twofold.toml";
 const DATA: &str = "/var/lib/twofold";
 const ADMIN_SOCKET: &str = "/run/twofold/admin.sock";
+/// The master key the first install makes, loaded by the unit as the credential `master-key`.
+const CREDSTORE_KEY: &str = "/etc/credstore/twofold.master-key";
 const UNIT: &str = "/usr/lib/systemd/system/twofoldd.service";
 /// The packaged config serves here.
 const API: &str = "127.0.0.1:8443";
@@ -132,7 +134,7 @@ fn packages() -> Result<Packages> {
 }
 
 /// Installing a package is machine-wide: one test (of any test process) at a time.
-fn machine_lock() -> Result<File> {
+pub(crate) fn machine_lock() -> Result<File> {
     let file = File::create(std::env::temp_dir().join("twofold-packaging-e2e.lock"))?;
     file.lock()?;
     Ok(file)
@@ -438,13 +440,32 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     let exposure = exposure_of(UNIT)?;
     assert!(exposure <= MAX_EXPOSURE, "exposure {exposure}");
 
-    // Run the packaged daemon as its user with the packaged config, as the unit does.
+    // The first install made the master key apart from the data, for the unit's LoadCredential=.
+    assert_eq!(
+        mode_owner(CREDSTORE_KEY)?,
+        (0o600, "root".to_owned(), "root".to_owned())
+    );
+    assert_eq!(std::fs::metadata(CREDSTORE_KEY)?.len(), 32);
+
+    // Run the packaged daemon as its user with the packaged config, as the unit does: systemd copies
+    // the credential into a folder only the service's user can read and names it in the environment.
     let dir = TempDir::new("twofold-pkg")?;
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials)?;
+    std::fs::copy(CREDSTORE_KEY, credentials.join("master-key"))?;
+    for (path, mode) in [
+        (credentials.join("master-key"), 0o400),
+        (credentials.clone(), 0o500),
+    ] {
+        std::os::unix::fs::chown(&path, Some(uid), None)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
     let log = dir.path().join("daemon.log");
     let mut notify = Notifications::bind(dir.path().join("notify.sock"))?;
     std::os::unix::fs::chown(&notify.path, Some(uid), None)?;
     let command = format!(
-        "setpriv --reuid={USER} --regid={USER} --init-groups --no-new-privs -- /usr/bin/twofoldd --config {CONFIG} run"
+        "env CREDENTIALS_DIRECTORY={} setpriv --reuid={USER} --regid={USER} --init-groups --no-new-privs -- /usr/bin/twofoldd --config {CONFIG} run",
+        credentials.display()
     );
     let mut daemon = Running(spawn_with_watchdog(
         &command,
@@ -474,9 +495,9 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
         status.lines().any(|l| l == "NoNewPrivs:\t1"),
         "no new privileges"
     );
-    assert_eq!(
-        mode_owner(&format!("{DATA}/master.key"))?,
-        (0o600, USER.to_owned(), USER.to_owned())
+    assert!(
+        !Path::new(&format!("{DATA}/master.key")).exists(),
+        "no master key beside the store"
     );
     assert_eq!(mode_owner(ADMIN_SOCKET)?.0, 0o660);
 
@@ -592,18 +613,14 @@ async fn the_deb_installs_runs_upgrades_removes_and_purges() -> Result<()> {
     );
     check("dpkg", &["-r", PACKAGE], &remove.wait_with_output()?)?;
     assert!(!Path::new("/usr/bin/twofoldd").exists());
-    for kept in [
-        CONFIG,
-        &format!("{DATA}/master.key"),
-        &format!("{DATA}/store"),
-    ] {
+    for kept in [CONFIG, CREDSTORE_KEY, &format!("{DATA}/store")] {
         assert!(Path::new(kept).exists(), "{kept} is kept on remove");
     }
 
     // Purge deletes data and config; the system account stays (Debian policy).
     run("dpkg", &["--purge", PACKAGE])?;
     assert_eq!(installed_version(), None);
-    for gone in [DATA, "/etc/twofold"] {
+    for gone in [DATA, "/etc/twofold", CREDSTORE_KEY] {
         assert!(!Path::new(gone).exists(), "{gone} is removed on purge");
     }
     assert!(
@@ -1045,6 +1062,36 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
             .stderr(log_file)
             .spawn()?,
     );
+    // Read as journald does, from the start: once the socket's queue is full (net.unix.max_dgram_qlen,
+    // 10 by default) the daemon's next log call waits for a reader. Until the confirmation's audit
+    // record, which comes last.
+    let journal_reader = std::thread::spawn(move || -> Result<Vec<Vec<(String, String)>>> {
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut buf = vec![0u8; 64 * 1024];
+        while Instant::now() < deadline {
+            match journal.recv(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let fields = journal_fields(&buf[..n])?;
+                    let done = fields
+                        .iter()
+                        .any(|(k, v)| k == "F_ACTION" && v == "totp_confirm");
+                    records.push(fields);
+                    if done {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(records)
+    });
     let ready = notify.wait("READY=1", Duration::from_secs(60), &mut running.0, &log)?;
     let addr = ready
         .lines()
@@ -1057,31 +1104,9 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
         .with_key(&admin.api_key("journal")?);
     let dave = enroll(&mut admin, &api, "dave").await?;
 
-    // Read until the confirmation's audit record, which comes last.
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = vec![0u8; 64 * 1024];
-    while Instant::now() < deadline {
-        match journal.recv(&mut buf) {
-            Ok(n) if n > 0 => {
-                let fields = journal_fields(&buf[..n])?;
-                let done = fields
-                    .iter()
-                    .any(|(k, v)| k == "F_ACTION" && v == "totp_confirm");
-                records.push(fields);
-                if done {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let records = journal_reader
+        .join()
+        .map_err(|_| anyhow!("the journal reader panicked"))??;
     let has = |record: &Vec<(String, String)>, key: &str, value: &str| {
         record.iter().any(|(k, v)| k == key && v == value)
     };

@@ -90,6 +90,8 @@ pub struct Daemon {
     log_path: PathBuf,
     starts: usize,
     env: Vec<(String, std::ffi::OsString)>,
+    /// A command the daemon is started through (see `wrap`); empty: started directly.
+    wrapper: Vec<std::ffi::OsString>,
 }
 
 pub type SocketAddrString = String;
@@ -125,8 +127,16 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.to_os_string()))
                 .collect(),
+            wrapper: Vec::new(),
         };
         Ok(daemon)
+    }
+
+    /// Starts the daemon through `wrapper`, a command that ends by exec'ing the arguments it is given
+    /// (`setpriv`, `unshare`, ...), so that the daemon keeps its process id: for a test that runs it as
+    /// another user or in namespaces of its own. Its notify socket is then writable by anyone.
+    pub fn wrap(&mut self, wrapper: &[&str]) {
+        self.wrapper = wrapper.iter().map(std::ffi::OsString::from).collect();
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -152,7 +162,16 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let mut command = Command::new(workspace_binary("twofoldd")?);
+        let mut command = match self.wrapper.split_first() {
+            None => Command::new(workspace_binary("twofoldd")?),
+            Some((program, args)) => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o777))?;
+                let mut command = Command::new(program);
+                command.args(args).arg(workspace_binary("twofoldd")?);
+                command
+            }
+        };
         command
             .arg("--config")
             .arg(&self.config_path)
