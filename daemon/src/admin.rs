@@ -274,9 +274,11 @@ async fn dispatch(
                 .enroll_totp(actor, &user, label, algorithm, digits)
                 .await?,
         ),
-        AdminRequest::TotpConfirm { user, device, code } => {
-            AdminReply::Confirmed(service.confirm_totp(actor, &user, &device, &code).await?)
-        }
+        AdminRequest::TotpConfirm { user, device, code } => AdminReply::Confirmed(
+            service
+                .confirm_totp(actor, &user, &device, &code, None)
+                .await?,
+        ),
         AdminRequest::ApiKeyCreate { name } => {
             let key = service.create_api_key(actor, &name).await?;
             AdminReply::ApiKeyCreated { name, key }

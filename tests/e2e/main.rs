@@ -10,6 +10,7 @@ mod devices_and_backup_codes;
 mod directory;
 mod disk_full;
 mod files;
+mod guessing;
 mod lifecycle;
 mod lockout;
 mod packaging;

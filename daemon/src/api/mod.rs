@@ -175,16 +175,25 @@ async fn enroll_totp(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
+/// Wrong codes count against the caller's own address (as for the other requests without a
+/// `client_ip`) and the user.
 async fn confirm_totp(
     State(state): State<AppState>,
     Caller(app): Caller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath((user, device)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Json<ConfirmAnswer>> {
     Ok(Json(
         state
             .service
-            .confirm_totp(&Actor::Api(app), &user, &device, &request.code)
+            .confirm_totp(
+                &Actor::Api(app),
+                &user,
+                &device,
+                &request.code,
+                Some(peer.ip()),
+            )
             .await?,
     ))
 }

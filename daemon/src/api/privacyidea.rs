@@ -463,6 +463,7 @@ async fn run_check(
     let scope = VerifyScope {
         source: source.as_deref(),
         device: params.given("serial"),
+        ..VerifyScope::default()
     };
     let answer = state
         .service
@@ -533,10 +534,18 @@ fn from_verify(state: &AppState, answer: &VerifyAnswer, pass: &str, answering: b
             "Failcounter exceeded. Try again in {} seconds.",
             answer.retry_after.unwrap_or(1)
         ),
-        Some(RejectReason::InvalidCode | RejectReason::TwoFactorOff) | None if answering => {
+        Some(
+            RejectReason::InvalidCode | RejectReason::TwoFactorOff | RejectReason::FactorNotAllowed,
+        )
+        | None
+            if answering =>
+        {
             WRONG_RESPONSE.to_owned()
         }
-        Some(RejectReason::InvalidCode | RejectReason::TwoFactorOff) | None => WRONG_OTP.to_owned(),
+        Some(
+            RejectReason::InvalidCode | RejectReason::TwoFactorOff | RejectReason::FactorNotAllowed,
+        )
+        | None => WRONG_OTP.to_owned(),
     };
     rejected(state, message)
 }

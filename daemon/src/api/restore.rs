@@ -146,17 +146,19 @@ pub async fn enroll(
     Ok(answer(StatusCode::CREATED, result))
 }
 
-/// `POST /api/v1/restore/{transaction}/confirm`: step 3, the new device's first code.
+/// `POST /api/v1/restore/{transaction}/confirm`: step 3, the new device's first code. Wrong codes
+/// count against the caller's own address and the user.
 pub async fn confirm(
     State(state): State<AppState>,
     Caller(app): Caller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath(transaction): ApiPath<String>,
     ApiJson(request): ApiJson<RestoreConfirmRequest>,
 ) -> ApiResult<Json<RestoreCompleted>> {
     Ok(Json(
         state
             .service
-            .restore_confirm(&Actor::Api(app), &transaction, &request.code)
+            .restore_confirm(&Actor::Api(app), &transaction, &request.code, peer.ip())
             .await?,
     ))
 }
