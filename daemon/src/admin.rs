@@ -311,9 +311,11 @@ async fn dispatch(
                 .enroll_totp(actor, &user, label, algorithm, digits, None)
                 .await?,
         ),
-        AdminRequest::TotpConfirm { user, device, code } => {
-            AdminReply::Confirmed(service.confirm_totp(actor, &user, &device, &code).await?)
-        }
+        AdminRequest::TotpConfirm { user, device, code } => AdminReply::Confirmed(
+            service
+                .confirm_totp(actor, &user, &device, &code, None)
+                .await?,
+        ),
         AdminRequest::ApiKeyCreate {
             name,
             scopes,

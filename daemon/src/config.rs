@@ -427,6 +427,11 @@ pub struct LockoutConfig {
     /// non-users); beyond this many, the least recently failed are dropped at each compaction.
     #[serde(default = "LockoutConfig::max_unknown_names_default")]
     pub max_unknown_names: usize,
+    /// A user's delays and lock do not stop a code from an address the user succeeded from in this
+    /// many days (see `lockout::KnownAddresses`); 0: off. Off by default: an office's or a carrier's
+    /// NAT puts many people behind one address, and each of them would pass the user's lock.
+    #[serde(default)]
+    pub known_address_days: u32,
 }
 
 impl LockoutConfig {
@@ -441,6 +446,7 @@ impl Default for LockoutConfig {
             user: LockoutRule::user_default(),
             address: LockoutRule::address_default(),
             max_unknown_names: LockoutConfig::max_unknown_names_default(),
+            known_address_days: 0,
         }
     }
 }
@@ -449,37 +455,50 @@ impl Default for LockoutConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockoutRule {
-    /// Consecutive failures that lock. NIST SP 800-63B: never more than 100.
+    /// Failures that lock (again, after a lock lifted). NIST SP 800-63B: never more than 100.
     pub max_failures: u32,
     /// Failures after which each further attempt must wait; the wait doubles per failure.
     pub delay_after: u32,
     pub max_delay_seconds: u64,
-    /// How long a lock lasts; 0 = until an admin unlocks.
+    /// How long the first lock of a run lasts; 0 = until an admin unlocks.
     pub lock_seconds: u64,
-    /// Failures older than this are forgotten; 0 = only a success or an admin clears them.
+    /// Each further lock of a run lasts twice the one before, up to this; absent: every lock lasts
+    /// `lock_seconds`.
+    #[serde(default)]
+    pub max_lock_seconds: Option<u64>,
+    /// A run of failures (and locks) is forgotten this long after its last failure or lifted lock;
+    /// 0 = only a success or an admin clears it.
     pub forget_after_seconds: u64,
 }
 
 pub const MAX_FAILURES_CEILING: u32 = 100;
+/// Longest `known_address_days`: a year. An address is a weak sign of who is there, and older ones
+/// are rarely the user's any more.
+pub const KNOWN_ADDRESS_DAYS_CEILING: u32 = 365;
 
 impl LockoutRule {
+    /// 10 failures lock for 15 minutes, re-locks double up to a day, and a quiet day forgets: a guesser
+    /// going flat out gets at most 70 codes checked in any day (3,710 in a year; see `lockout`'s
+    /// tests), within NIST's 100, while no one can lock a user for longer than a day at a time.
     pub fn user_default() -> Self {
         LockoutRule {
             max_failures: 10,
             delay_after: 3,
             max_delay_seconds: 60,
-            lock_seconds: 0,
-            forget_after_seconds: 0,
+            lock_seconds: 900,
+            max_lock_seconds: Some(86_400),
+            forget_after_seconds: 86_400,
         }
     }
 
-    /// Addresses are shared (offices behind NAT): a higher bar, and locks that expire.
+    /// Addresses are shared (offices behind NAT): a higher bar, and shorter locks.
     pub fn address_default() -> Self {
         LockoutRule {
             max_failures: 100,
             delay_after: 50,
             max_delay_seconds: 30,
             lock_seconds: 900,
+            max_lock_seconds: Some(3_600),
             forget_after_seconds: 900,
         }
     }
@@ -799,6 +818,26 @@ impl Config {
             if rule.delay_after > rule.max_failures {
                 fail(table, "delay_after", "must not exceed max_failures".into());
             }
+            match rule.max_lock_seconds {
+                Some(_) if rule.lock_seconds == 0 => fail(
+                    table,
+                    "max_lock_seconds",
+                    "needs lock_seconds above 0 (a lock that lifts)".into(),
+                ),
+                Some(longest) if longest < rule.lock_seconds => fail(
+                    table,
+                    "max_lock_seconds",
+                    "must be at least lock_seconds".into(),
+                ),
+                _ => {}
+            }
+        }
+        if self.lockout.known_address_days > KNOWN_ADDRESS_DAYS_CEILING {
+            fail(
+                "lockout",
+                "known_address_days",
+                format!("must be between 0 (off) and {KNOWN_ADDRESS_DAYS_CEILING}"),
+            );
         }
         if !ADMIN_IDLE_TIMEOUT_SECONDS.contains(&self.admin.idle_timeout_seconds) {
             fail(
@@ -1211,6 +1250,41 @@ mod tests {
         let errors = Config::parse(text).err().unwrap_or_default();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 9], "{errors:?}");
+    }
+
+    #[test]
+    fn growing_locks_and_known_addresses_are_checked_with_their_lines() {
+        let text = "version = 1\n[lockout]\nknown_address_days = 400\n[lockout.user]\nmax_failures = 10\ndelay_after = 3\nmax_delay_seconds = 60\nlock_seconds = 900\nmax_lock_seconds = 600\nforget_after_seconds = 0\n[lockout.address]\nmax_failures = 100\ndelay_after = 50\nmax_delay_seconds = 30\nlock_seconds = 0\nmax_lock_seconds = 600\nforget_after_seconds = 900\n";
+        let errors = Config::parse(text).err().unwrap_or_default();
+        let found: Vec<(usize, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (3, "must be between 0 (off) and 365"),
+                (9, "must be at least lock_seconds"),
+                (16, "needs lock_seconds above 0 (a lock that lifts)"),
+            ]
+        );
+        // Absent, a table's locks do not grow: each lasts lock_seconds.
+        let text = "version = 1\n[lockout.user]\nmax_failures = 10\ndelay_after = 3\nmax_delay_seconds = 60\nlock_seconds = 900\nforget_after_seconds = 0\n";
+        let c = Config::parse(text).unwrap_or_else(|_| Config::zero_setup());
+        assert_eq!(
+            (
+                c.lockout.user.lock_duration(1),
+                c.lockout.user.lock_duration(5)
+            ),
+            (Some(900), Some(900))
+        );
+        let shipped = LockoutRule::user_default();
+        assert_eq!(
+            (1..=9)
+                .map(|n| shipped.lock_duration(n))
+                .collect::<Vec<_>>(),
+            [900, 1800, 3600, 7200, 14_400, 28_800, 57_600, 86_400, 86_400].map(Some)
+        );
     }
 
     #[test]

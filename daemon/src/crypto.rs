@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -240,7 +241,12 @@ pub struct BackupCodeSet {
 
 impl BackupCodeSet {
     /// Makes `count` fresh codes; returns the stored form and the codes to show once.
-    pub fn generate(count: u8, cost: Argon2Cost, now: i64) -> Result<(BackupCodeSet, Vec<String>)> {
+    pub fn generate(
+        count: u8,
+        cost: Argon2Cost,
+        now: i64,
+        memory: &mut HashMemory,
+    ) -> Result<(BackupCodeSet, Vec<String>)> {
         let salt: [u8; 16] = random_bytes();
         let mut codes = Vec::with_capacity(count.into());
         let mut hashes = Vec::with_capacity(count.into());
@@ -248,7 +254,7 @@ impl BackupCodeSet {
             let raw: String = (0..BACKUP_CODE_CHARS)
                 .map(|_| char::from(BACKUP_ALPHABET[random_below(32) as usize]))
                 .collect();
-            let hash = argon2id(raw.as_bytes(), &salt, cost)?;
+            let hash = argon2id(raw.as_bytes(), &salt, cost, memory)?;
             hashes.push(Some(data_encoding::BASE64.encode(&hash)));
             codes.push(format!("{}-{}", &raw[..5], &raw[5..]));
         }
@@ -267,11 +273,11 @@ impl BackupCodeSet {
 
     /// Index of the unused code matching `candidate` (already normalised), comparing against every
     /// code in constant time.
-    pub fn find(&self, candidate: &str) -> Result<Option<usize>> {
+    pub fn find(&self, candidate: &str, memory: &mut HashMemory) -> Result<Option<usize>> {
         let salt = data_encoding::BASE64
             .decode(self.salt.as_bytes())
             .map_err(|_| Error::Store("backup code salt is not base64".into()))?;
-        let guess = argon2id(candidate.as_bytes(), &salt, self.cost)?;
+        let guess = argon2id(candidate.as_bytes(), &salt, self.cost, memory)?;
         let mut found = None;
         for (i, stored) in self.hashes.iter().enumerate() {
             if let Some(stored) = stored {
@@ -306,9 +312,9 @@ pub struct SlowHash {
 }
 
 impl SlowHash {
-    pub fn new(secret: &str, cost: Argon2Cost) -> Result<SlowHash> {
+    pub fn new(secret: &str, cost: Argon2Cost, memory: &mut HashMemory) -> Result<SlowHash> {
         let salt: [u8; 16] = random_bytes();
-        let hash = argon2id(secret.as_bytes(), &salt, cost)?;
+        let hash = argon2id(secret.as_bytes(), &salt, cost, memory)?;
         Ok(SlowHash {
             salt: data_encoding::BASE64.encode(&salt),
             cost,
@@ -317,25 +323,129 @@ impl SlowHash {
     }
 
     /// Constant-time comparison of `candidate`'s hash with the stored one.
-    pub fn matches(&self, candidate: &str) -> Result<bool> {
+    pub fn matches(&self, candidate: &str, memory: &mut HashMemory) -> Result<bool> {
         let salt = data_encoding::BASE64
             .decode(self.salt.as_bytes())
             .map_err(|_| Error::Store("hash salt is not base64".into()))?;
         let stored = data_encoding::BASE64
             .decode(self.hash.as_bytes())
             .map_err(|_| Error::Store("hash is not base64".into()))?;
-        let guess = argon2id(candidate.as_bytes(), &salt, self.cost)?;
+        let guess = argon2id(candidate.as_bytes(), &salt, self.cost, memory)?;
         Ok(constant_time_eq(&stored, &guess))
     }
 }
 
-fn argon2id(secret: &[u8], salt: &[u8], cost: Argon2Cost) -> Result<[u8; 32]> {
+/// Runs argon2 work (backup and restore codes) off the async workers, at most `size` hashes at a time,
+/// each in memory of its own that the pool keeps for the next: argon2 needs `argon2_memory_kib` (19 MiB
+/// by default) per hash, and 64 parallel requests took the daemon from 80 MB to 1.3 GB. So the memory
+/// for hashing is `size` times the cost, whatever the allocator makes of memory freed by many threads
+/// (a semaphore alone still left 806 MiB, measured). Requests beyond the bound wait for a turn. One
+/// turn per core: more would only share the cores, not finish sooner.
+pub struct HashPool {
+    turns: Arc<tokio::sync::Semaphore>,
+    memories: Arc<Mutex<Vec<HashMemory>>>,
+}
+
+/// Memory for argon2, reused from one hash to the next (argon2 overwrites every block it uses).
+#[derive(Default)]
+pub struct HashMemory(Vec<argon2::Block>);
+
+impl HashMemory {
+    fn blocks(&mut self, count: usize) -> &mut [argon2::Block] {
+        if self.0.len() < count {
+            self.0.resize(count, argon2::Block::default());
+        }
+        &mut self.0[..count]
+    }
+}
+
+/// A turn in the `HashPool`, with its memory. A verification takes it before it asks the lockout, so
+/// that a request that queued behind a flood of guesses sees the failures counted while it waited.
+pub struct HashTurn {
+    memory: HashMemory,
+    memories: Arc<Mutex<Vec<HashMemory>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl HashPool {
+    pub fn new(size: usize) -> HashPool {
+        HashPool {
+            turns: Arc::new(tokio::sync::Semaphore::new(size.max(1))),
+            memories: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// A pool with one turn per core the daemon may use.
+    pub fn per_core() -> HashPool {
+        HashPool::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+    }
+
+    pub async fn turn(&self) -> Result<HashTurn> {
+        let permit = self
+            .turns
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Crypto("the hash pool is closed".into()))?;
+        let memory = self
+            .memories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        Ok(HashTurn {
+            memory,
+            memories: self.memories.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Waits for a turn and runs `work` in it.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut HashMemory) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.turn().await?.run(work).await
+    }
+}
+
+impl HashTurn {
+    /// Runs `work` on the blocking threads. The turn ends when the work does, even when the request
+    /// that asked for it was dropped meanwhile (a client that hung up): the memory is in use until then.
+    pub async fn run<T: Send + 'static>(
+        mut self,
+        work: impl FnOnce(&mut HashMemory) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(move || work(&mut self.memory))
+            .await
+            .map_err(|e| Error::Crypto(format!("hash task: {e}")))?
+    }
+}
+
+impl Drop for HashTurn {
+    /// The memory goes back to the pool before the turn does.
+    fn drop(&mut self) {
+        let memory = std::mem::take(&mut self.memory);
+        self.memories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(memory);
+    }
+}
+
+fn argon2id(
+    secret: &[u8],
+    salt: &[u8],
+    cost: Argon2Cost,
+    memory: &mut HashMemory,
+) -> Result<[u8; 32]> {
     let params = argon2::Params::new(cost.memory_kib, cost.iterations, 1, Some(32))
         .map_err(|e| Error::Crypto(format!("argon2 parameters: {e}")))?;
+    let blocks = params.block_count();
     let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
     hasher
-        .hash_password_into(secret, salt, &mut out)
+        .hash_password_into_with_memory(secret, salt, &mut out, memory.blocks(blocks))
         .map_err(|e| Error::Crypto(format!("argon2: {e}")))?;
     Ok(out)
 }
@@ -370,13 +480,14 @@ mod tests {
 
     #[test]
     fn backup_codes_match_once_each_and_nothing_else() -> Result<()> {
-        let (set, codes) = BackupCodeSet::generate(10, CHEAP, 0)?;
+        let memory = &mut HashMemory::default();
+        let (set, codes) = BackupCodeSet::generate(10, CHEAP, 0, memory)?;
         assert_eq!(codes.len(), 10);
         for (i, code) in codes.iter().enumerate() {
             let n = normalise_backup_code(&code.to_uppercase()).unwrap_or_default();
-            assert_eq!(set.find(&n)?, Some(i));
+            assert_eq!(set.find(&n, memory)?, Some(i));
         }
-        assert_eq!(set.find("0000000000")?, None);
+        assert_eq!(set.find("0000000000", memory)?, None);
         assert!(normalise_backup_code("123456").is_none());
         assert!(
             normalise_backup_code("abcde-fghiL").is_none(),

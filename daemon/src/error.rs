@@ -21,6 +21,13 @@ pub enum Error {
     /// `two_factor_required`, ...): a 403 with that code.
     #[error("{message}")]
     Refused { code: &'static str, message: String },
+    /// Too many failed codes lately: the code was not checked. `locked`: locked, not only delayed;
+    /// `retry_after`: seconds until a code is checked again (none: until an admin unlocks).
+    #[error("{}", throttled_message(*locked, *retry_after))]
+    Throttled {
+        locked: bool,
+        retry_after: Option<u64>,
+    },
     #[error("configuration: {0}")]
     Config(String),
     #[error("{path}: {source}")]
@@ -61,6 +68,8 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::Refused { code, .. } => code,
+            Error::Throttled { locked: true, .. } => "locked",
+            Error::Throttled { locked: false, .. } => "rate_limited",
             Error::Config(_) => "config",
             Error::StoreFailed(_) => "unavailable",
             Error::Io { .. } | Error::Store(_) | Error::Crypto(_) | Error::Tls(_) => "internal",
@@ -70,6 +79,17 @@ impl Error {
     /// True when the caller did something wrong (4xx), false for the daemon's own faults (5xx).
     pub fn is_caller_error(&self) -> bool {
         !matches!(self.code(), "internal" | "config" | "unavailable")
+    }
+}
+
+fn throttled_message(locked: bool, retry_after: Option<u64>) -> String {
+    match (locked, retry_after) {
+        (true, Some(s)) => format!("locked after too many failed codes: the lock lifts in {s} s"),
+        (true, None) => "locked after too many failed codes: an admin must unlock".to_owned(),
+        (false, s) => format!(
+            "too many recent failed codes: try again in {} s",
+            s.unwrap_or(1)
+        ),
     }
 }
 

@@ -31,8 +31,9 @@ use twofold_wire::{DeviceInfo, DeviceStatus, TwoFactorState};
 use crate::email::Template;
 use crate::error::{Error, Result};
 use crate::lockout::user_key;
-use crate::service::{reject, Actor, Service};
+use crate::service::{reject, Actor, Service, VerifyScope};
 use crate::store::records::{DeviceRecord, SystemTwoFactor, UserRecord};
+use crate::totp;
 
 const SYSTEM_TWO_FACTOR_KEY: &str = "system_two_factor";
 
@@ -246,13 +247,33 @@ impl Service {
         address: IpAddr,
         other_than: Option<&str>,
     ) -> Result<Option<String>> {
-        let verdict = self.verify(actor, name, code, address).await?;
+        // Which factors may vouch is decided before the code is checked: a backup or sent code, or a
+        // code of the device acted on, is refused without being used up.
+        let scope = VerifyScope {
+            apps_only: other_than.is_some(),
+            not_device: other_than,
+            ..VerifyScope::default()
+        };
+        let verdict = self
+            .verify_scoped(actor, name, code, None, scope, address)
+            .await?;
+        if verdict.reason == Some(RejectReason::FactorNotAllowed) {
+            return Err(refused(
+                "other_device_required",
+                if totp::looks_like_totp(code).is_some() {
+                    "the code came from the device acted on: a code from another of the user's devices is needed"
+                } else {
+                    "a code from another of the user's authenticator apps is needed (not a backup or sent code)"
+                },
+            ));
+        }
         if verdict.result != VerifyResult::Accept {
             let reason = match verdict.reason {
                 Some(RejectReason::Replayed) => "it was already used",
                 Some(RejectReason::RateLimited) => "too many failures: try again later",
                 Some(RejectReason::Locked) => "the user is locked",
                 Some(RejectReason::TwoFactorOff) => "two-factor authentication is off",
+                Some(RejectReason::FactorNotAllowed) => "it is not of a factor this request takes",
                 Some(RejectReason::InvalidCode) | None => "it is not valid",
             };
             return Err(refused(

@@ -7,19 +7,26 @@
 //!   the last failure (counted from the end of the clock second it fell in, so never less), capped at
 //!   `max_delay_seconds`. An attempt made sooner is refused *without checking the
 //!   code* and without counting, so a fast-retrying client cannot lock a user out on its own.
-//! - At `max_failures` the counter locks: every attempt is refused unchecked until an admin unlocks, or
-//!   until `lock_seconds` pass when that is not 0.
-//! - Failures older than `forget_after_seconds` (when not 0) no longer count.
+//! - At `max_failures` the counter locks: every attempt is refused unchecked. With `lock_seconds` 0 the
+//!   lock holds until an admin unlocks. Otherwise the n-th lock of a run lasts
+//!   `lock_seconds * 2^(n-1)`, at most `max_lock_seconds`; when it lifts, the failures start again from
+//!   0 (so the delays too) but the run remembers its locks, so each re-lock lasts longer. Nobody can lock
+//!   a user for good, and a guesser's rate falls with every lock.
+//! - A run (failures and locks) is forgotten `forget_after_seconds` (when not 0) after its last failure
+//!   or, once a lock lifted, after the lift: a guesser who keeps going keeps the run, and its locks.
+//! - Where the site enables it (`known_address_days`), a user's own delays and lock do not stop an
+//!   attempt from an address the user recently succeeded from (`KnownAddresses`); the address's own
+//!   counter still does. A guesser elsewhere can then not lock a user out of their usual place.
 //!
 //! Counters are kept for names that are not users too, so the answers do not tell users from non-users.
 //! Each counter has a key: `user:<id>`, `name:<lowercased name>` (a name that is no user) or
 //! `addr:<ip>`.
 //!
 //! Counters live in memory (and the store's journal). `prune` runs at each journal compaction: it drops
-//! counters that have run out (forgotten failures, expired locks: dropping them changes no answer), and
-//! keeps only the `max_unknown_names` most recently failed names that are no user, so that guessing
-//! random names from many addresses cannot grow the daemon's memory without bound. A user's counter is
-//! never dropped while it means something.
+//! counters that have run out (forgotten failures, lifted locks of rules whose locks do not grow:
+//! dropping them changes no answer), and keeps only the `max_unknown_names` most recently failed names
+//! that are no user, so that guessing random names from many addresses cannot grow the daemon's memory
+//! without bound. A user's counter is never dropped while it means something.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,6 +42,11 @@ pub(crate) const ADDRESS_PREFIX: &str = "addr:";
 /// The counter key of a user.
 pub fn user_key(id: &str) -> String {
     format!("{USER_PREFIX}{id}")
+}
+
+/// The user id of a user's counter key; `None` for the key of a name or an address.
+pub fn user_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix(USER_PREFIX)
 }
 
 /// The counter key of a name that is no user.
@@ -85,10 +97,15 @@ pub fn prune(
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureCount {
+    /// Failures since the run began or its last lock lifted.
     pub failures: u32,
+    /// When the last failure was; once a lock lifted, when it lifted (the forget window runs from there).
     pub last_failure: i64,
-    /// When the counter reached `max_failures`.
+    /// When the counter reached `max_failures`, while the lock holds.
     pub locked_at: Option<i64>,
+    /// Locks in this run, the current one included: the next lasts twice as long as the last.
+    #[serde(default)]
+    pub locks: u32,
 }
 
 /// Whether an attempt may be checked now.
@@ -101,33 +118,84 @@ pub enum Gate {
     Locked(Option<u64>),
 }
 
+impl Gate {
+    /// The verdict on an attempt from its user's (or unknown name's) gate and its address's: the
+    /// stricter of the two, but the user's is waived for an address the user recently succeeded from.
+    pub fn combine(user: Gate, address: Gate, known_address: bool) -> Gate {
+        let user = if known_address { Gate::Open } else { user };
+        match (user, address) {
+            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => Gate::Locked(after),
+            (Gate::Wait(a), Gate::Wait(b)) => Gate::Wait(a.max(b)),
+            (Gate::Wait(s), Gate::Open) | (Gate::Open, Gate::Wait(s)) => Gate::Wait(s),
+            (Gate::Open, Gate::Open) => Gate::Open,
+        }
+    }
+}
+
+impl LockoutRule {
+    /// How long the `locks`-th lock of a run lasts; `None`: until an admin unlocks.
+    pub fn lock_duration(&self, locks: u32) -> Option<u64> {
+        if self.lock_seconds == 0 {
+            return None;
+        }
+        let doubled = 1u64
+            .checked_shl(locks.saturating_sub(1).min(63))
+            .and_then(|factor| self.lock_seconds.checked_mul(factor))
+            .unwrap_or(u64::MAX);
+        Some(doubled.min(self.longest_lock()))
+    }
+
+    fn longest_lock(&self) -> u64 {
+        self.max_lock_seconds
+            .unwrap_or(self.lock_seconds)
+            .max(self.lock_seconds)
+    }
+
+    /// Whether a later lock of a run lasts longer than the first.
+    fn locks_grow(&self) -> bool {
+        self.lock_seconds > 0 && self.longest_lock() > self.lock_seconds
+    }
+}
+
 impl FailureCount {
-    /// The counter as it stands at `now`, with forgotten failures and expired locks dropped.
+    /// The counter as it stands at `now`: a lock that ran out lifted, a forgotten run dropped.
     pub fn current(self, rule: &LockoutRule, now: i64) -> FailureCount {
-        if let Some(locked_at) = self.locked_at {
-            if rule.lock_seconds > 0 && now >= locked_at.saturating_add(secs(rule.lock_seconds)) {
+        let mut c = self;
+        if let Some(locked_at) = c.locked_at {
+            let Some(duration) = rule.lock_duration(c.locks) else {
+                return c;
+            };
+            let lifts_at = locked_at.saturating_add(secs(duration));
+            if now < lifts_at {
+                return c;
+            }
+            if !rule.locks_grow() {
                 return FailureCount::default();
             }
-            return self;
+            c = FailureCount {
+                failures: 0,
+                last_failure: lifts_at,
+                locked_at: None,
+                locks: c.locks,
+            };
         }
         if rule.forget_after_seconds > 0
-            && self.failures > 0
+            && (c.failures > 0 || c.locks > 0)
             && now
-                >= self
-                    .last_failure
+                >= c.last_failure
                     .saturating_add(secs(rule.forget_after_seconds))
         {
             return FailureCount::default();
         }
-        self
+        c
     }
 
     pub fn gate(self, rule: &LockoutRule, now: i64) -> Gate {
         let c = self.current(rule, now);
         if let Some(locked_at) = c.locked_at {
             return Gate::Locked(
-                (rule.lock_seconds > 0)
-                    .then(|| remaining(locked_at.saturating_add(secs(rule.lock_seconds)), now)),
+                rule.lock_duration(c.locks)
+                    .map(|d| remaining(locked_at.saturating_add(secs(d)), now)),
             );
         }
         if c.failures >= rule.delay_after && c.failures > 0 {
@@ -146,18 +214,64 @@ impl FailureCount {
         Gate::Open
     }
 
-    /// The counter after one more failure at `now`.
+    /// The counter after one more failure at `now`. A failure while locked (from a known address)
+    /// counts but neither moves nor lengthens the lock.
     pub fn fail(self, rule: &LockoutRule, now: i64) -> FailureCount {
         let c = self.current(rule, now);
         let failures = c.failures.saturating_add(1);
+        let locks_now = c.locked_at.is_none() && failures >= rule.max_failures;
         FailureCount {
             failures,
             last_failure: now,
-            locked_at: c
-                .locked_at
-                .or((failures >= rule.max_failures).then_some(now)),
+            locked_at: c.locked_at.or(locks_now.then_some(now)),
+            locks: c.locks.saturating_add(u32::from(locks_now)),
         }
     }
+}
+
+/// Addresses a user recently succeeded from (address counter keys, with the time of the last success
+/// from each), the most recent first: at most `KNOWN_ADDRESSES` of them, each for `days` after its last
+/// success. Bounded, so that a user who roams cannot grow it, and short, because a lock it waives
+/// should be waived only where the user really is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownAddresses(pub Vec<(String, i64)>);
+
+/// Addresses remembered per user: home, office, a phone's carrier and a VPN, about.
+pub const KNOWN_ADDRESSES: usize = 4;
+/// A known address's time is written again only once it is this old, so that a user who signs in
+/// often from one place costs one store write a day, not one per sign-in.
+const KNOWN_ADDRESS_REFRESH_SECONDS: i64 = 86_400;
+
+impl KnownAddresses {
+    pub fn knows(&self, addr_key: &str, now: i64, days: u32) -> bool {
+        self.0
+            .iter()
+            .any(|(key, at)| key == addr_key && !expired(*at, now, days))
+    }
+
+    /// The list after a success from `addr_key` at `now`; `None` when it need not be written again.
+    pub fn remember(&self, addr_key: &str, now: i64, days: u32) -> Option<KnownAddresses> {
+        let fresh = self.0.iter().any(|(key, at)| {
+            key == addr_key && now.saturating_sub(*at) < KNOWN_ADDRESS_REFRESH_SECONDS
+        });
+        if fresh {
+            return None;
+        }
+        let mut list: Vec<(String, i64)> = self
+            .0
+            .iter()
+            .filter(|(key, at)| key != addr_key && !expired(*at, now, days))
+            .cloned()
+            .collect();
+        list.insert(0, (addr_key.to_owned(), now));
+        list.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        list.truncate(KNOWN_ADDRESSES);
+        Some(KnownAddresses(list))
+    }
+}
+
+fn expired(at: i64, now: i64, days: u32) -> bool {
+    now >= at.saturating_add(i64::from(days).saturating_mul(86_400))
 }
 
 fn secs(s: u64) -> i64 {
@@ -171,6 +285,7 @@ fn remaining(at: i64, now: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MAX_FAILURES_CEILING;
 
     #[test]
     fn prune_drops_what_ran_out_and_the_oldest_unknown_names_beyond_the_cap() {
@@ -178,6 +293,7 @@ mod tests {
             user: rule(10, 3, 60, 0, 0),
             address: rule(100, 50, 30, 900, 900),
             max_unknown_names: 2,
+            known_address_days: 0,
         };
         let failed = |times: &[i64]| after(&config.user, times);
         let mut counters: HashMap<String, FailureCount> = [
@@ -218,8 +334,200 @@ mod tests {
             delay_after,
             max_delay_seconds: max_delay,
             lock_seconds: lock,
+            max_lock_seconds: None,
             forget_after_seconds: forget,
         }
+    }
+
+    #[test]
+    fn locks_lift_grow_and_are_forgotten_as_a_table() {
+        let r = LockoutRule {
+            max_lock_seconds: Some(400),
+            ..rule(2, 2, 1, 100, 1000)
+        };
+        enum Step {
+            Fail(i64),
+            Expect(i64, Gate),
+        }
+        use Step::{Expect, Fail};
+        let steps = [
+            Fail(0),
+            Fail(0),
+            // the first lock: lock_seconds
+            Expect(0, Gate::Locked(Some(100))),
+            Expect(99, Gate::Locked(Some(1))),
+            Expect(100, Gate::Open),
+            // after the lift the failures start from 0: no delay, two to lock again
+            Fail(100),
+            Expect(100, Gate::Open),
+            Fail(100),
+            // the second lock lasts twice as long, the third twice that
+            Expect(100, Gate::Locked(Some(200))),
+            Expect(300, Gate::Open),
+            Fail(300),
+            Fail(300),
+            Expect(300, Gate::Locked(Some(400))),
+            // the fourth would be 800: max_lock_seconds holds it at 400
+            Fail(700),
+            Fail(700),
+            Expect(700, Gate::Locked(Some(400))),
+            // forget_after_seconds counts from the lift (1100): at 2099 the run is remembered...
+            Expect(2099, Gate::Open),
+            Fail(2099),
+            Fail(2099),
+            Expect(2099, Gate::Locked(Some(400))),
+            // ... and a quiet forget window after a lift starts the locks from lock_seconds again
+            Fail(3499),
+            Fail(3499),
+            Expect(3499, Gate::Locked(Some(100))),
+        ];
+        let mut c = FailureCount::default();
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                Fail(t) => c = c.fail(&r, t),
+                Expect(t, expected) => assert_eq!(c.gate(&r, t), expected, "step {i}: {c:?}"),
+            }
+        }
+    }
+
+    /// A guesser going flat out, from a fresh counter: the times of the codes that get checked.
+    fn checked_guesses(r: &LockoutRule, for_seconds: i64) -> Vec<i64> {
+        let (mut c, mut t, mut checked) = (FailureCount::default(), 0, Vec::new());
+        while t < for_seconds {
+            match c.gate(r, t) {
+                Gate::Open => {
+                    c = c.fail(r, t);
+                    checked.push(t);
+                }
+                Gate::Wait(s) | Gate::Locked(Some(s)) => t += secs(s),
+                Gate::Locked(None) => break,
+            }
+        }
+        checked
+    }
+
+    fn most_in_any_window(times: &[i64], window: i64) -> usize {
+        let mut first = 0;
+        (0..times.len())
+            .map(|last| {
+                while times[last] - times[first] >= window {
+                    first += 1;
+                }
+                last - first + 1
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_default_user_rule_checks_at_most_70_codes_a_day_and_never_locks_for_good() {
+        const DAY: i64 = 86_400;
+        let r = LockoutRule::user_default();
+        let year = checked_guesses(&r, 365 * DAY);
+        // (what, codes checked): the figures packaging/twofold.toml gives.
+        let table = [
+            ("first hour", year.iter().filter(|&&t| t < 3600).count()),
+            ("first day", year.iter().filter(|&&t| t < DAY).count()),
+            ("most in any day", most_in_any_window(&year, DAY)),
+            ("a year", year.len()),
+        ];
+        assert_eq!(
+            table,
+            [
+                ("first hour", 30),
+                ("first day", 70),
+                ("most in any day", 70),
+                ("a year", 3710)
+            ]
+        );
+        assert!(
+            table[2].1 <= MAX_FAILURES_CEILING as usize,
+            "NIST SP 800-63B"
+        );
+        // Flat out, the last code of the year was checked within a day and a bit of the year's end:
+        // locks last a day at most, so the guesser (or the user) is never shut out for longer.
+        let last = year.last().copied().unwrap_or_default();
+        assert!(365 * DAY - last <= DAY + 200, "last checked at {last}");
+    }
+
+    #[test]
+    fn the_user_gate_is_waived_from_a_known_address_and_the_address_gate_never() {
+        let (open, wait, locked) = (Gate::Open, Gate::Wait(5), Gate::Locked(Some(60)));
+        // (user, address, from a known address, verdict)
+        let table = [
+            (open, open, false, open),
+            (locked, open, false, locked),
+            (wait, open, false, wait),
+            (open, wait, false, wait),
+            (Gate::Wait(3), Gate::Wait(7), false, Gate::Wait(7)),
+            (locked, wait, false, locked),
+            (Gate::Locked(None), open, false, Gate::Locked(None)),
+            (locked, open, true, open),
+            (Gate::Locked(None), open, true, open),
+            (wait, open, true, open),
+            (locked, wait, true, wait),
+            (open, locked, true, locked),
+            (locked, locked, true, locked),
+        ];
+        for (i, (user, address, known, expected)) in table.into_iter().enumerate() {
+            assert_eq!(Gate::combine(user, address, known), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn known_addresses_keep_the_latest_four_for_their_days() {
+        const DAY: i64 = 86_400;
+        let a = |n: u8| format!("addr:192.0.2.{n}");
+        let empty = KnownAddresses::default();
+        assert!(!empty.knows(&a(1), 0, 30));
+        let one = empty.remember(&a(1), 0, 30).unwrap_or_default();
+        assert_eq!(one, KnownAddresses(vec![(a(1), 0)]));
+        // (asked at, address, known)
+        for (now, address, known) in [
+            (0, a(1), true),
+            (30 * DAY - 1, a(1), true),
+            (30 * DAY, a(1), false),
+            (0, a(2), false),
+        ] {
+            assert_eq!(one.knows(&address, now, 30), known, "{address} at {now}");
+        }
+        assert_eq!(
+            one.remember(&a(1), DAY - 1, 30),
+            None,
+            "a fresh entry is not written again"
+        );
+        assert_eq!(
+            one.remember(&a(1), DAY, 30),
+            Some(KnownAddresses(vec![(a(1), DAY)]))
+        );
+        let mut list = one;
+        for n in 2..=5 {
+            list = list
+                .remember(&a(n), i64::from(n) * DAY, 30)
+                .unwrap_or_default();
+        }
+        let kept: Vec<&str> = list.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            kept,
+            [
+                "addr:192.0.2.5",
+                "addr:192.0.2.4",
+                "addr:192.0.2.3",
+                "addr:192.0.2.2"
+            ]
+        );
+        // at day 32 the address last seen at day 2 has expired: it goes at the next write
+        let later = list.remember(&a(9), 32 * DAY, 30).unwrap_or_default();
+        let kept: Vec<&str> = later.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            kept,
+            [
+                "addr:192.0.2.9",
+                "addr:192.0.2.5",
+                "addr:192.0.2.4",
+                "addr:192.0.2.3"
+            ]
+        );
     }
 
     fn after(rule: &LockoutRule, times: &[i64]) -> FailureCount {

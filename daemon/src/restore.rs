@@ -50,7 +50,7 @@ use crate::email::Template;
 use crate::error::{Error, Result};
 use crate::lockout::Gate;
 use crate::lockout::{address_key, user_key};
-use crate::service::{origin_name, Actor, Attempt, Service, TotpChoice};
+use crate::service::{origin_name, Actor, Attempt, Service, TotpChoice, VerifyScope};
 use crate::store::records::UserRecord;
 use crate::store::restore::{RestoreRecord, RestoreSession, SecretGrant};
 use crate::validate;
@@ -270,7 +270,7 @@ impl Service {
 
     /// The lockout's verdict on an attempt, as a restore refusal.
     fn gate(&self, key: &str, addr_key: &str, now: i64) -> Result<Option<Refusal>> {
-        Ok(match self.lockout_gate(key, addr_key, now)? {
+        Ok(match self.lockout_gate(key, Some(addr_key), now)? {
             Gate::Locked(after) => Some(Refusal::Locked(after)),
             Gate::Wait(s) => Some(Refusal::RateLimited(s)),
             Gate::Open => None,
@@ -291,7 +291,7 @@ impl Service {
         let mut detail = format!("reason={} address={address}", refusal_name(&refusal));
         let outcome = match counted {
             Some((key, addr_key)) => {
-                let failures = self.count_failure(user, key, addr_key, now)?.failures;
+                let failures = self.count_failure(user, key, Some(addr_key), now)?.failures;
                 detail.push_str(&format!(" failures={failures}"));
                 "reject"
             }
@@ -302,7 +302,8 @@ impl Service {
         Ok(Err(refusal))
     }
 
-    /// A code from one of the user's active authenticator apps, checked (and counted) as a login.
+    /// A code from one of the user's active authenticator apps, checked (and counted) as a login. A
+    /// backup or sent code is refused before it is checked, so it stays usable.
     async fn authenticated_device(
         &self,
         actor: &Actor,
@@ -310,16 +311,28 @@ impl Service {
         code: &str,
         address: IpAddr,
     ) -> Result<Refused<DeviceInfo>> {
-        let verdict = self.verify(actor, name, code, address).await?;
+        let apps_only = VerifyScope {
+            apps_only: true,
+            ..VerifyScope::default()
+        };
+        let verdict = self
+            .verify_scoped(actor, name, code, None, apps_only, address)
+            .await?;
+        let needs_an_app = || {
+            Error::Forbidden(
+                "a code from an active authenticator app is needed, not a backup or sent code"
+                    .into(),
+            )
+        };
+        if verdict.reason == Some(RejectReason::FactorNotAllowed) {
+            return Err(needs_an_app());
+        }
         if verdict.result != VerifyResult::Accept {
             return Ok(Err(refusal_of(&verdict)));
         }
         match (verdict.factor, verdict.device) {
             (Some(Factor::Totp), Some(device)) => Ok(Ok(device)),
-            _ => Err(Error::Forbidden(
-                "a code from an active authenticator app is needed, not a backup or sent code"
-                    .into(),
-            )),
+            _ => Err(needs_an_app()),
         }
     }
 
@@ -420,9 +433,10 @@ impl Service {
         let normal = normalise(&code, RESTORE_CODE_CHARS)
             .ok_or_else(|| Error::Crypto("a new restore code is malformed".into()))?;
         let cost = self.argon2_cost();
-        let hash = tokio::task::spawn_blocking(move || SlowHash::new(&normal, cost))
-            .await
-            .map_err(|e| Error::Crypto(format!("restore code task: {e}")))??;
+        let hash = self
+            .hash_pool()
+            .run(move |memory| SlowHash::new(&normal, cost, memory))
+            .await?;
         let now = self.now();
         self.store().update_restore_record(&user.id, |r| {
             r.code = Some(hash.clone());
@@ -673,6 +687,13 @@ impl Service {
             _guard: guard,
             ..
         } = self.begin_attempt(name, address).await?;
+        let candidate = normalise(restore_code, RESTORE_CODE_CHARS);
+        // The hash pool's turn comes before the lockout's verdict: a request that queued behind a
+        // flood of guesses from its address is refused unhashed once they have been counted.
+        let turn = match candidate {
+            Some(_) => Some(self.hash_pool().turn().await?),
+            None => None,
+        };
         let now = self.now();
         if let Some(refusal) = self.gate(&key, &addr_key, now)? {
             return self
@@ -684,16 +705,18 @@ impl Service {
             Some(u) => self.store().restore_record(&u.id)?.code,
             None => None,
         };
-        let candidate = normalise(restore_code, RESTORE_CODE_CHARS);
         let cost = self.argon2_cost();
-        let matched = tokio::task::spawn_blocking(move || match (stored, candidate) {
-            (Some(hash), Some(c)) => hash.matches(&c),
-            // Hash anyway, so that the time taken does not tell who has a restore code.
-            (None, Some(c)) => SlowHash::new(&c, cost).map(|_| false),
-            (_, None) => Ok(false),
-        })
-        .await
-        .map_err(|e| Error::Crypto(format!("restore code task: {e}")))??;
+        let matched = match (turn, candidate) {
+            (Some(turn), Some(c)) => {
+                turn.run(move |memory| match stored {
+                    Some(hash) => hash.matches(&c, memory),
+                    // Hash anyway, so that the time taken does not tell who has a restore code.
+                    None => SlowHash::new(&c, cost, memory).map(|_| false),
+                })
+                .await?
+            }
+            _ => false,
+        };
         let Some(user) = user.filter(|_| matched) else {
             return self
                 .refuse(
@@ -896,19 +919,21 @@ impl Service {
         Ok(Ok(answer))
     }
 
-    /// Step 3: the new device's first code. Completes the restore.
+    /// Step 3: the new device's first code, gated and counted like a sign-in code. Completes the
+    /// restore.
     pub async fn restore_confirm(
         &self,
         actor: &Actor,
         transaction_id: &str,
         code: &str,
+        address: IpAddr,
     ) -> Result<RestoreCompleted> {
         let (session, user) = self.session(transaction_id)?;
         let device = session.device.ok_or_else(|| {
             Error::Conflict("enter the code emailed to the user first (…/enroll)".into())
         })?;
         let (answer, user, _) = self
-            .confirm_device(actor, &user.username, &device, code, true)
+            .confirm_device(actor, &user.username, &device, code, true, Some(address))
             .await?;
         self.store().remove_restore_session(transaction_id)?;
         self.complete_restore(actor, &user, answer.device, "self")
@@ -948,7 +973,7 @@ impl Service {
     ) -> Result<RestoreCompleted> {
         let user = self.find(name)?;
         let (answer, user, _) = self
-            .confirm_device(actor, &user.username, device, code, true)
+            .confirm_device(actor, &user.username, device, code, true, None)
             .await?;
         self.complete_restore(actor, &user, answer.device, "admin")
             .await

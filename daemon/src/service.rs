@@ -21,10 +21,10 @@ use twofold_wire::{
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::crypto::{self, Argon2Cost, BackupCodeSet, SecretBox};
+use crate::crypto::{self, Argon2Cost, BackupCodeSet, HashPool, HashTurn, SecretBox};
 use crate::directory::Directories;
 use crate::error::{Error, Result};
-use crate::lockout::{address_key, user_key, FailureCount, Gate};
+use crate::lockout::{address_key, user_key, FailureCount, Gate, KnownAddresses};
 use crate::store::records::{ApiKeyRecord, DeviceRecord, TotpState, UserRecord};
 use crate::store::{AuditEntry, DeviceUse, Store};
 use crate::totp::{self, TotpCheck, TotpParams};
@@ -96,6 +96,8 @@ pub struct Service {
     /// Verification reads a device's last step and writes the new one: the pair must not interleave with
     /// another request for the same user. Striped so unrelated users rarely wait on each other.
     user_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Every argon2 hash runs here, a bounded number at a time (see `crypto::HashPool`).
+    hash_pool: HashPool,
     directories: Directories,
     /// Codes sent out of band and admin access codes (see `challenge`); set by `start`.
     challenges: Option<Arc<crate::challenge::Challenges>>,
@@ -109,13 +111,27 @@ pub struct Service {
     pub(crate) file_policy: arc_swap::ArcSwap<crate::policy::PolicyConfig>,
 }
 
-/// What narrows a verification: the user source a privacyIDEA realm names, the device a serial names.
+/// What narrows a verification: the user source a privacyIDEA realm names, the device a serial names,
+/// the factors a request that needs an authenticator app takes. Decided before any code is checked, so
+/// that a code of a factor the request does not take is never used up by it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VerifyScope<'a> {
     /// `local` or `ad:NAME`: users of other sources are treated as unknown.
     pub source: Option<&'a str>,
     /// Only this device's TOTP codes are accepted (no challenge codes, no backup codes).
     pub device: Option<&'a str>,
+    /// Only codes of active authenticator apps: a backup or sent code is refused as
+    /// `factor_not_allowed`, unchecked and not used up.
+    pub apps_only: bool,
+    /// A code of this device is refused as `factor_not_allowed` (its step not used up): the device
+    /// acted on cannot vouch for itself.
+    pub not_device: Option<&'a str>,
+}
+
+impl VerifyScope<'_> {
+    fn takes_backup_codes(&self) -> bool {
+        !self.apps_only && self.device.is_none()
+    }
 }
 
 /// What one verification concluded, before it is recorded.
@@ -142,6 +158,7 @@ impl Service {
             user_locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            hash_pool: HashPool::per_core(),
             directories: Directories::new(&config.directory),
             policies: arc_swap::ArcSwap::from_pointee(crate::live_policy::unsaved(&config.policy)),
             file_policy: arc_swap::ArcSwap::from_pointee(config.policy.clone()),
@@ -289,29 +306,55 @@ impl Service {
     }
 
     /// The lockout's verdict on an attempt: the stricter of the user's (or unknown name's) counter
-    /// and the address's.
-    pub(crate) fn lockout_gate(&self, key: &str, addr_key: &str, now: i64) -> Result<Gate> {
+    /// and the address's, the user's waived from a known address (see `lockout`). Without an address
+    /// (an operator's attempt on the admin socket), the user's alone.
+    pub(crate) fn lockout_gate(&self, key: &str, addr_key: Option<&str>, now: i64) -> Result<Gate> {
         let rules = &self.config.lockout;
         let user_gate = self.store.failure_count(key)?.gate(&rules.user, now);
+        let Some(addr_key) = addr_key else {
+            return Ok(user_gate);
+        };
         let addr_gate = self
             .store
             .failure_count(addr_key)?
             .gate(&rules.address, now);
-        Ok(match (user_gate, addr_gate) {
-            (Gate::Locked(after), _) | (_, Gate::Locked(after)) => Gate::Locked(after),
-            (Gate::Wait(s), _) | (_, Gate::Wait(s)) => Gate::Wait(s),
-            (Gate::Open, Gate::Open) => Gate::Open,
-        })
+        let known = user_gate != Gate::Open && self.is_known_address(key, addr_key, now)?;
+        Ok(Gate::combine(user_gate, addr_gate, known))
+    }
+
+    /// Whether the user of counter `key` succeeded from `addr_key` within `known_address_days`.
+    fn is_known_address(&self, key: &str, addr_key: &str, now: i64) -> Result<bool> {
+        let days = self.config.lockout.known_address_days;
+        match crate::lockout::user_of_key(key) {
+            Some(user_id) if days > 0 => Ok(self
+                .store
+                .known_addresses(user_id)?
+                .knows(addr_key, now, days)),
+            _ => Ok(false),
+        }
+    }
+
+    /// Remembers a user's success from `addr_key`, where the site trusts known addresses.
+    fn remember_address(&self, user_id: &str, addr_key: &str, now: i64) -> Result<()> {
+        let days = self.config.lockout.known_address_days;
+        if days == 0 {
+            return Ok(());
+        }
+        let known: KnownAddresses = self.store.known_addresses(user_id)?;
+        if let Some(updated) = known.remember(addr_key, now, days) {
+            self.store.put_known_addresses(user_id, &updated)?;
+        }
+        Ok(())
     }
 
     /// Counts a failed attempt by `who` (the audited name) against the user's (or unknown name's)
-    /// counter and the address's; returns the user's count. A counter that locks says so in the system
-    /// log at warning level: the attempts themselves are only in the audit log (see `audit`).
+    /// counter and the address's, if any; returns the user's count. A counter that locks says so in
+    /// the system log at warning level: the attempts themselves are only in the audit log (see `audit`).
     pub(crate) fn count_failure(
         &self,
         who: &str,
         key: &str,
-        addr_key: &str,
+        addr_key: Option<&str>,
         now: i64,
     ) -> Result<FailureCount> {
         let rules = &self.config.lockout;
@@ -319,14 +362,17 @@ impl Service {
         let after = self
             .store
             .update_failure_count(key, |c| c.fail(&user_rule, now))?;
+        // `fail` does not lock a locked counter again, so the count equals the maximum only on the
+        // failure that locked.
+        if after.locked_at.is_some() && after.failures == user_rule.max_failures {
+            tracing::warn!(target: "twofold::audit", user = who, failures = after.failures, locks = after.locks, "locked after too many failed codes");
+        }
+        let Some(addr_key) = addr_key else {
+            return Ok(after);
+        };
         let addr_after = self
             .store
             .update_failure_count(addr_key, |c| c.fail(&addr_rule, now))?;
-        // `fail` stops counting at the lock, so the count equals the maximum only on the failure that
-        // locked.
-        if after.locked_at.is_some() && after.failures == user_rule.max_failures {
-            tracing::warn!(target: "twofold::audit", user = who, failures = after.failures, "locked after too many failed codes");
-        }
         if addr_after.locked_at.is_some() && addr_after.failures == addr_rule.max_failures {
             let address = addr_key
                 .strip_prefix(crate::lockout::ADDRESS_PREFIX)
@@ -788,16 +834,18 @@ impl Service {
     }
 
     /// Activates a pending device with its first code; issues backup codes if the user has none.
-    /// A restored device is finished by its restore instead (see `restore`).
+    /// A restored device is finished by its restore instead (see `restore`). `address`: where an
+    /// application's request came from (see `confirm_device`); none for an operator.
     pub async fn confirm_totp(
         &self,
         actor: &Actor,
         name: &str,
         device_id: &str,
         code: &str,
+        address: Option<IpAddr>,
     ) -> Result<ConfirmAnswer> {
         let (mut answer, user, first) = self
-            .confirm_device(actor, name, device_id, code, false)
+            .confirm_device(actor, name, device_id, code, false, address)
             .await?;
         if first {
             self.notify_two_factor_enabled(&user, &answer.device);
@@ -810,6 +858,10 @@ impl Service {
 
     /// Activates a pending device. Returns the answer, the user after it, and whether it is the user's
     /// first confirmed device. `restoring`: the caller completes a restore with it.
+    ///
+    /// An application's confirm (with the `address` it came from) is a guess like a verification's:
+    /// refused unchecked while the user or the address must wait or is locked, and a wrong code counts
+    /// against both. An operator on the admin socket (no address) is trusted, and not counted.
     pub(crate) async fn confirm_device(
         &self,
         actor: &Actor,
@@ -817,15 +869,46 @@ impl Service {
         device_id: &str,
         code: &str,
         restoring: bool,
+        address: Option<IpAddr>,
     ) -> Result<(ConfirmAnswer, UserRecord, bool)> {
         validate::code(code)?;
         let found = self.user_by_name(name)?;
-        let _guard = self.lock_user(&user_key(&found.id)).await;
+        let key = user_key(&found.id);
+        let _guard = self.lock_user(&key).await;
         let mut user = self
             .store
             .user(&found.id)?
             .ok_or(Error::NotFound { what: "user" })?;
         let now = self.now();
+        let addr_key = address.map(address_key);
+        let where_from = address.map_or_else(String::new, |a| format!(" address={a}"));
+        if let Some(addr_key) = &addr_key {
+            let throttled = match self.lockout_gate(&key, Some(addr_key), now)? {
+                Gate::Open => None,
+                Gate::Wait(s) => Some(Error::Throttled {
+                    locked: false,
+                    retry_after: Some(s),
+                }),
+                Gate::Locked(after) => Some(Error::Throttled {
+                    locked: true,
+                    retry_after: after,
+                }),
+            };
+            if let Some(refusal) = throttled {
+                self.audit(
+                    actor,
+                    "totp_confirm",
+                    Some(&user.username),
+                    "refused",
+                    Some(format!(
+                        "device={device_id} reason={}{where_from}",
+                        refusal.code()
+                    )),
+                )?;
+                self.store.commit().await?;
+                return Err(refusal);
+            }
+        }
         let user_id = user.id.clone();
         let device = user
             .device_mut(device_id)
@@ -860,12 +943,20 @@ impl Service {
                 state.drift = drift;
             }
             TotpCheck::Replayed | TotpCheck::NoMatch => {
+                let failures = match &addr_key {
+                    Some(addr_key) => {
+                        let after =
+                            self.count_failure(&user.username, &key, Some(addr_key), now)?;
+                        format!(" failures={}", after.failures)
+                    }
+                    None => String::new(),
+                };
                 self.audit(
                     actor,
                     "totp_confirm",
                     Some(&user.username),
                     "wrong_code",
-                    Some(format!("device={device_id}")),
+                    Some(format!("device={device_id}{failures}{where_from}")),
                 )?;
                 self.store.commit().await?;
                 return Err(Error::invalid("the code does not match: check the authenticator's clock and try the next code"));
@@ -911,9 +1002,14 @@ impl Service {
             self.argon2_cost(),
             self.now(),
         );
-        tokio::task::spawn_blocking(move || BackupCodeSet::generate(count, cost, now))
+        self.hash_pool
+            .run(move |memory| BackupCodeSet::generate(count, cost, now, memory))
             .await
-            .map_err(|e| Error::Crypto(format!("backup code task: {e}")))?
+    }
+
+    /// Runs argon2 work in the daemon's bounded hash pool (see `crypto::HashPool`).
+    pub(crate) fn hash_pool(&self) -> &HashPool {
+        &self.hash_pool
     }
 
     // ---- verification ----
@@ -981,10 +1077,25 @@ impl Service {
         }
         // An accepted verification then also sends the user to enrollment.
         let enrollment_required = state == Some(TwoFactorState::EnrollmentRequired);
+        // A code that can only be a backup code is hashed, for a user with backup codes or not (the
+        // time taken must not tell who has them), in a turn of the hash pool taken before the
+        // lockout is asked (see `crypto::HashPool`).
+        let hash_turn = if transaction.is_none()
+            && scope.takes_backup_codes()
+            && totp::looks_like_totp(code).is_none()
+            && crypto::normalise_backup_code(code).is_some()
+        {
+            Some(self.hash_pool.turn().await?)
+        } else {
+            None
+        };
         let now = self.now();
-        let refused = match self.lockout_gate(&key, &addr_key, now)? {
+        let refused = match self.lockout_gate(&key, Some(&addr_key), now)? {
             Gate::Locked(after) => Some((RejectReason::Locked, after)),
             Gate::Wait(s) => Some((RejectReason::RateLimited, Some(s))),
+            Gate::Open if scope.apps_only && totp::looks_like_totp(code).is_none() => {
+                Some((RejectReason::FactorNotAllowed, None))
+            }
             Gate::Open => None,
         };
         if let Some((reason, retry_after)) = refused {
@@ -1001,7 +1112,7 @@ impl Service {
 
         let prompt_after = user.as_ref().map_or(0, |u| self.restore_prompt_after(u));
         let outcome = self
-            .evaluate(user, code, transaction, scope.device, now)
+            .evaluate(user, code, transaction, scope, hash_turn, now)
             .await?;
         match outcome {
             Outcome::Accepted {
@@ -1010,6 +1121,9 @@ impl Service {
                 backup_codes_remaining,
             } => {
                 self.store.clear_failure_count(&key)?;
+                if let Some(id) = &id {
+                    self.remember_address(id, &addr_key, now)?;
+                }
                 let detail = format!(
                     "factor={} device={} address={address}",
                     factor_name(factor),
@@ -1033,8 +1147,20 @@ impl Service {
                     enrollment_required,
                 })
             }
+            // A right code of a factor this request does not take: no guess, so not counted.
+            Outcome::Rejected(RejectReason::FactorNotAllowed) => {
+                self.audit(
+                    actor,
+                    "verify",
+                    Some(&audit_user),
+                    "refused",
+                    Some(format!("reason=factor_not_allowed address={address}")),
+                )?;
+                self.store.commit().await?;
+                Ok(reject(RejectReason::FactorNotAllowed, None))
+            }
             Outcome::Rejected(reason) => {
-                let after_user = self.count_failure(&audit_user, &key, &addr_key, now)?;
+                let after_user = self.count_failure(&audit_user, &key, Some(&addr_key), now)?;
                 let detail = format!(
                     "reason={} failures={} address={address}",
                     reason_name(reason),
@@ -1047,19 +1173,24 @@ impl Service {
         }
     }
 
-    /// Decides accept or reject and, on accept, writes the device's new state. Caller holds the user lock.
+    /// Decides accept or reject and, on accept, writes the device's new state. Caller holds the user
+    /// lock. With `hash_turn`, the code can only be a backup code: it is hashed whether or not there
+    /// is a user with backup codes to compare it with.
     async fn evaluate(
         &self,
         user: Option<Arc<UserRecord>>,
         code: &str,
         transaction: Option<&str>,
-        device_only: Option<&str>,
+        scope: VerifyScope<'_>,
+        hash_turn: Option<HashTurn>,
         now: i64,
     ) -> Result<Outcome> {
+        let device_only = scope.device;
         let Some(user) = user.filter(|u| u.can_authenticate()) else {
+            self.hash_in_vain(hash_turn, code).await?;
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         };
-        if let (Some(challenges), None) = (&self.challenges, device_only) {
+        if let (Some(challenges), None, false) = (&self.challenges, device_only, scope.apps_only) {
             match challenges.check(&self.store, &user, code, transaction, now)? {
                 Some(factor) => {
                     return Ok(Outcome::Accepted {
@@ -1075,7 +1206,7 @@ impl Service {
             }
         }
         if let Some(digits) = totp::looks_like_totp(code) {
-            let mut replayed = false;
+            let (mut replayed, mut excluded_matched) = (false, false);
             for device in user
                 .devices
                 .iter()
@@ -1098,6 +1229,9 @@ impl Service {
                     self.config.totp.window,
                     last_step,
                 )? {
+                    TotpCheck::Accepted { .. } if scope.not_device == Some(device.id.as_str()) => {
+                        excluded_matched = true;
+                    }
                     TotpCheck::Accepted { step, drift } => {
                         self.store.record_device_use(
                             &user.id,
@@ -1121,39 +1255,50 @@ impl Service {
                     TotpCheck::NoMatch => {}
                 }
             }
-            return Ok(Outcome::Rejected(if replayed {
+            return Ok(Outcome::Rejected(if excluded_matched {
+                RejectReason::FactorNotAllowed
+            } else if replayed {
                 RejectReason::Replayed
             } else {
                 RejectReason::InvalidCode
             }));
         }
-        if device_only.is_some() {
+        let (Some(turn), Some(candidate)) = (hash_turn, crypto::normalise_backup_code(code)) else {
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
-        }
-        if let Some(candidate) = crypto::normalise_backup_code(code) {
-            let Some(set) = user.backup_codes.clone() else {
-                return Ok(Outcome::Rejected(RejectReason::InvalidCode));
-            };
-            let (index, set) =
-                tokio::task::spawn_blocking(move || set.find(&candidate).map(|i| (i, set)))
-                    .await
-                    .map_err(|e| Error::Crypto(format!("backup code task: {e}")))??;
-            if let Some(i) = index {
-                let mut set = set;
-                set.hashes[i] = None;
-                let remaining = set.remaining();
-                // A stored record: its devices' use is left as stored, which the journal's wins over.
-                let mut user = UserRecord::clone(&user);
-                user.backup_codes = Some(set);
-                self.store.put_user(&user)?;
-                return Ok(Outcome::Accepted {
-                    device: None,
-                    factor: Factor::BackupCode,
-                    backup_codes_remaining: Some(remaining),
-                });
-            }
-        }
-        Ok(Outcome::Rejected(RejectReason::InvalidCode))
+        };
+        let Some(set) = user.backup_codes.clone() else {
+            self.hash_in_vain(Some(turn), code).await?;
+            return Ok(Outcome::Rejected(RejectReason::InvalidCode));
+        };
+        let (index, mut set) = turn
+            .run(move |memory| set.find(&candidate, memory).map(|i| (i, set)))
+            .await?;
+        let Some(i) = index else {
+            return Ok(Outcome::Rejected(RejectReason::InvalidCode));
+        };
+        set.hashes[i] = None;
+        let remaining = set.remaining();
+        // A stored record: its devices' use is left as stored, which the journal's wins over.
+        let mut user = UserRecord::clone(&user);
+        user.backup_codes = Some(set);
+        self.store.put_user(&user)?;
+        Ok(Outcome::Accepted {
+            device: None,
+            factor: Factor::BackupCode,
+            backup_codes_remaining: Some(remaining),
+        })
+    }
+
+    /// Hashes a backup-code-shaped guess that has nothing to be compared with (no such user, no backup
+    /// codes, a disabled user), at the configured cost: it then takes as long as a real comparison, so
+    /// the time of a wrong answer does not tell who is enrolled.
+    async fn hash_in_vain(&self, turn: Option<HashTurn>, code: &str) -> Result<()> {
+        let (Some(turn), Some(candidate)) = (turn, crypto::normalise_backup_code(code)) else {
+            return Ok(());
+        };
+        let cost = self.argon2_cost();
+        turn.run(move |memory| crypto::SlowHash::new(&candidate, cost, memory).map(drop))
+            .await
     }
 
     /// New backup codes after a valid second factor; the old set stops working.
@@ -1517,6 +1662,7 @@ fn reason_name(reason: RejectReason) -> &'static str {
         RejectReason::Replayed => "replayed",
         RejectReason::RateLimited => "rate_limited",
         RejectReason::Locked => "locked",
+        RejectReason::FactorNotAllowed => "factor_not_allowed",
         RejectReason::TwoFactorOff => "two_factor_off",
     }
 }

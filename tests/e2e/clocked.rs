@@ -226,7 +226,8 @@ async fn audit_events_past_the_retention_go_by_whole_segments_and_their_going_is
 ) -> Result<()> {
     use twofold_wire::admin::{AdminReply, AdminRequest, AuditEvent, AuditLogStatus};
     const DAY: i64 = 86_400;
-    let extra = "[audit]\nretention_days = 30\n";
+    // Failures kept until a success (the shipped rule forgets them after a quiet day).
+    let extra = "[audit]\nretention_days = 30\n[lockout.user]\nmax_failures = 10\ndelay_after = 3\nmax_delay_seconds = 60\nlock_seconds = 900\nforget_after_seconds = 0\n";
     let audit_log = |admin: &mut Admin| -> Result<AuditLogStatus> {
         match admin.ok(&AdminRequest::Status)? {
             AdminReply::Status(s) => s.audit_log.ok_or_else(|| anyhow!("no audit_log")),
@@ -303,6 +304,47 @@ async fn audit_events_past_the_retention_go_by_whole_segments_and_their_going_is
         other => return Err(anyhow!("unexpected {other:?}")),
     }
     assert_eq!(audit(&mut d.admin)?[0].time, T0 + DAY + 60);
+    d.handle.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_lock_lifts_and_each_relock_lasts_twice_as_long() -> Result<()> {
+    let mut d = start("").await?;
+    let secret = d.enroll("lee").await?;
+    let wrong = |now: i64| -> Result<String> {
+        let right: u32 = code_at(TotpParams::default(), &secret, now)?.parse()?;
+        Ok(format!("{:06}", (right + 500_000) % 1_000_000))
+    };
+    // A guesser going flat out under the shipped defaults: each refusal's retry_after is waited out on
+    // the clock. (codes checked before the lock, the lock's retry_after)
+    let mut locks = Vec::new();
+    let mut checked = 0;
+    for _ in 0..100 {
+        let (outcome, retry_after) = d.verify("lee", &wrong(d.clock_now())?).await?;
+        match outcome.as_str() {
+            "invalid_code" => checked += 1,
+            "rate_limited" => d.clock.advance(retry_after.unwrap_or(0) as i64),
+            "locked" => {
+                locks.push((checked, retry_after));
+                d.clock.advance(retry_after.unwrap_or(0) as i64);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        if locks.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        locks,
+        vec![(10, Some(900)), (20, Some(1800))],
+        "locks of 15 min, then 30, each after 10 codes"
+    );
+    let now = d.clock_now();
+    let (outcome, _) = d
+        .verify("lee", &code_at(TotpParams::default(), &secret, now)?)
+        .await?;
+    assert_eq!(outcome, "accept", "the second lock lifted after 1800 s");
     d.handle.shutdown().await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod devices_and_backup_codes;
 mod directory;
 mod disk_full;
 mod files;
+mod guessing;
 mod host;
 mod lifecycle;
 mod lockout;

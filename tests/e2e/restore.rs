@@ -995,3 +995,51 @@ async fn guessing_restore_codes_and_emailed_otps_is_throttled_and_never_succeeds
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn wrong_codes_for_the_restored_device_count_and_a_lock_stops_the_restore() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("restore-confirm")?;
+    let ca = TestCa::create(dir.path())?;
+    let smtp = SmtpServer::start(dir.path(), &ca)?;
+    let daemon = Daemon::start(&format!(
+        "\n[policy]\nrestore_auto_activate = true\n\n[lockout.user]\nmax_failures = 3\ndelay_after = 3\nmax_delay_seconds = 1\nlock_seconds = 0\nforget_after_seconds = 0\n{}",
+        email_config(&smtp, &ca)
+    ))?;
+    let mut admin = daemon.admin()?;
+    let api = daemon.api_client()?.with_key(&admin.api_key("portal")?);
+    admin.ok(&AdminRequest::UserCreate(NewUser {
+        username: "rex".into(),
+        email: Some("rex@example.com".into()),
+        ..NewUser::default()
+    }))?;
+    step_margin(15).await;
+    let (_phone, confirmed) = enroll(&api, "rex").await?;
+    let restore_code = confirmed["restore_code"]["restore_code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (tx, new) =
+        restore_until_enrolled(&api, &smtp, "rex", "rex@example.com", &restore_code, 0).await?;
+    let right = oathtool(&new.secret, 0, &[])?;
+    let wrong = format!("{:06}", (right.parse::<u32>()? + 500_000) % 1_000_000);
+    let confirm = format!("/api/v1/restore/{tx}/confirm");
+    for _ in 0..3 {
+        let a = api.post(&confirm, &json!({"code": wrong})).await?;
+        assert_eq!(a.status, 400, "{}", a.raw);
+    }
+    match admin.ok(&AdminRequest::UserShow { user: "rex".into() })? {
+        AdminReply::User(u) => assert!(u.locked && u.failures == 3, "{u:?}"),
+        other => bail!("unexpected {other:?}"),
+    }
+    let refused = api.post(&confirm, &json!({"code": right})).await?;
+    assert_eq!(
+        (refused.status, refused.body["error"]["code"].as_str()),
+        (429, Some("locked")),
+        "{}",
+        refused.raw
+    );
+    admin.ok(&AdminRequest::UserUnlock { user: "rex".into() })?;
+    let done = restore_confirm(&api, &tx, &new).await?;
+    assert_eq!(done["device"]["status"], "active", "{done}");
+    Ok(())
+}

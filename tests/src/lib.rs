@@ -305,6 +305,15 @@ impl Daemon {
         Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)))
     }
 
+    /// An API client connecting from `local` (a loopback address such as 127.0.0.2).
+    pub fn api_client_from(&self, local: std::net::IpAddr) -> Result<Api> {
+        Api::from_address(
+            &self.api,
+            &self.data_dir().join("tls/cert.pem"),
+            Some(local),
+        )
+    }
+
     pub fn admin(&self) -> Result<Admin> {
         Admin::connect(&self.admin_socket())
     }
@@ -357,12 +366,25 @@ pub struct Answer {
 
 impl Api {
     pub fn new(addr: &str, ca_cert: &Path) -> Result<Api> {
+        Api::from_address(addr, ca_cert, None)
+    }
+
+    /// As `new`, connecting from `local` (any 127.x.y.z is this machine's loopback too): a client at
+    /// another address, without `client_ip`.
+    pub fn from_address(
+        addr: &str,
+        ca_cert: &Path,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Api> {
         let tls = client_tls(ca_cert)?;
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_local_address(local);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Api {
             base: format!("https://{addr}"),

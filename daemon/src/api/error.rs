@@ -12,6 +12,8 @@ pub struct ApiError {
     status: StatusCode,
     code: String,
     message: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             status,
             code: code.to_owned(),
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -32,6 +35,12 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::Refused { .. } => StatusCode::FORBIDDEN,
+            Error::Throttled { retry_after, .. } => {
+                let mut answer =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string());
+                answer.retry_after = *retry_after;
+                return answer;
+            }
             Error::StoreFailed(_) => {
                 tracing::error!(error = %e, "request failed");
                 return ApiError::new(
@@ -66,6 +75,12 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }

@@ -169,6 +169,7 @@ async fn enroll_totp(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
+/// Wrong codes count against the user and the end user's address (see `Caller::address`).
 async fn confirm_totp(
     State(state): State<AppState>,
     caller: Caller<Enroll>,
@@ -178,7 +179,13 @@ async fn confirm_totp(
     Ok(Json(
         state
             .service
-            .confirm_totp(&caller.actor(), &user, &device, &request.code)
+            .confirm_totp(
+                &caller.actor(),
+                &user,
+                &device,
+                &request.code,
+                Some(caller.address(request.client_ip.as_deref())?),
+            )
             .await?,
     ))
 }

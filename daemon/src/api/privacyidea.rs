@@ -487,6 +487,7 @@ async fn run_check(state: &AppState, peer: IpAddr, request: Request) -> Result<C
     let scope = VerifyScope {
         source: source.as_deref(),
         device: params.given("serial"),
+        ..VerifyScope::default()
     };
     let answer = state
         .service
@@ -557,10 +558,18 @@ fn from_verify(state: &AppState, answer: &VerifyAnswer, pass: &str, answering: b
             "Failcounter exceeded. Try again in {} seconds.",
             answer.retry_after.unwrap_or(1)
         ),
-        Some(RejectReason::InvalidCode | RejectReason::TwoFactorOff) | None if answering => {
+        Some(
+            RejectReason::InvalidCode | RejectReason::TwoFactorOff | RejectReason::FactorNotAllowed,
+        )
+        | None
+            if answering =>
+        {
             WRONG_RESPONSE.to_owned()
         }
-        Some(RejectReason::InvalidCode | RejectReason::TwoFactorOff) | None => WRONG_OTP.to_owned(),
+        Some(
+            RejectReason::InvalidCode | RejectReason::TwoFactorOff | RejectReason::FactorNotAllowed,
+        )
+        | None => WRONG_OTP.to_owned(),
     };
     rejected(state, message)
 }

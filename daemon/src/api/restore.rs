@@ -140,7 +140,8 @@ pub async fn enroll(
     Ok(answer(StatusCode::CREATED, result))
 }
 
-/// `POST /api/v1/restore/{transaction}/confirm`: step 3, the new device's first code.
+/// `POST /api/v1/restore/{transaction}/confirm`: step 3, the new device's first code. Wrong codes
+/// count against the user and the end user's address (see `Caller::address`).
 pub async fn confirm(
     State(state): State<AppState>,
     caller: Caller<Enroll>,
@@ -150,7 +151,12 @@ pub async fn confirm(
     Ok(Json(
         state
             .service
-            .restore_confirm(&caller.actor(), &transaction, &request.code)
+            .restore_confirm(
+                &caller.actor(),
+                &transaction,
+                &request.code,
+                caller.address(request.client_ip.as_deref())?,
+            )
             .await?,
     ))
 }

@@ -1381,6 +1381,7 @@ fn encode_counter(out: &mut Vec<u8>, key: &str, count: FailureCount) {
     out.extend_from_slice(&count.failures.to_le_bytes());
     out.extend_from_slice(&count.last_failure.to_le_bytes());
     put_opt_i64(out, count.locked_at);
+    out.extend_from_slice(&count.locks.to_le_bytes());
 }
 
 fn encode_audit(out: &mut Vec<u8>, id: u64, event: &AuditEntry<'_>) {
@@ -1471,12 +1472,19 @@ fn decode_counter(body: &[u8]) -> Option<(String, FailureCount)> {
     let failures = d.u32()?;
     let last_failure = d.i64()?;
     let locked_at = d.opt_i64()?;
+    // Frames written before locks grew end here: their run had at most the one lock they show.
+    let locks = if d.done() {
+        u32::from(locked_at.is_some())
+    } else {
+        d.u32()?
+    };
     d.done().then_some((
         key,
         FailureCount {
             failures,
             last_failure,
             locked_at,
+            locks,
         },
     ))
 }
@@ -1540,6 +1548,7 @@ mod tests {
             failures: 3,
             last_failure: 42,
             locked_at: Some(41),
+            locks: 1,
         };
         {
             let journal = Journal::open(&dir)?;
@@ -1588,6 +1597,7 @@ mod tests {
             failures,
             last_failure: 42,
             locked_at: None,
+            locks: 0,
         };
         {
             let journal = Journal::open(&dir)?;
@@ -1732,6 +1742,7 @@ mod tests {
                 failures: c.failures + 1,
                 last_failure: time,
                 locked_at: None,
+                locks: 0,
             });
             journal.append_audit(&event_at(time, "verify"));
             if i % 7 == 6 {
@@ -2076,6 +2087,7 @@ mod tests {
             failures: 4,
             last_failure: T0,
             locked_at: None,
+            locks: 0,
         };
         // The earlier layout, as it wrote it: frames, zeros kept ahead, and a snapshot of an offset
         // that holds a counter no frame after it mentions.
@@ -2147,6 +2159,7 @@ mod tests {
             failures: 10,
             last_failure: T0,
             locked_at: Some(T0),
+            locks: 1,
         };
         {
             let journal = Journal::open_with_segment_bytes(&dir, SMALL)?;

@@ -29,7 +29,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use twofold_wire::admin::AuditEvent;
 
 use crate::error::{Error, Result};
-use crate::lockout::FailureCount;
+use crate::lockout::{FailureCount, KnownAddresses};
 use durability::{Committer, Durable};
 pub use journal::{AuditEntry, DeviceUse, ExpiredSegments, JournalStats};
 use records::{ApiKeyRecord, LivePolicy, UserRecord};
@@ -103,6 +103,10 @@ fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
             other => return other,
         }
     }
+}
+
+fn known_addresses_key(user_id: &str) -> String {
+    format!("known_addresses/{user_id}")
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -520,6 +524,7 @@ impl Store {
         self.users_cache.written(&user.id);
         result.map_err(|e| Error::Store(format!("delete user: {e:?}")))?;
         self.journal().retain_devices(&user.id, |_| false);
+        self.meta.remove(known_addresses_key(&user.id).as_bytes())?;
         Ok(())
     }
 
@@ -600,6 +605,19 @@ impl Store {
     pub fn set_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
         self.meta.insert(key.as_bytes(), encode(value)?)?;
         Ok(())
+    }
+
+    /// The addresses a user recently succeeded from (see `lockout::KnownAddresses`). Only where the
+    /// site trusts known addresses: read at each success (one sled read) and for a user who must wait
+    /// or is locked, written at most once a day per address.
+    pub fn known_addresses(&self, user_id: &str) -> Result<KnownAddresses> {
+        Ok(self
+            .meta(&known_addresses_key(user_id))?
+            .unwrap_or_default())
+    }
+
+    pub fn put_known_addresses(&self, user_id: &str, known: &KnownAddresses) -> Result<()> {
+        self.set_meta(&known_addresses_key(user_id), known)
     }
 
     /// The live policies, once the first start has stored them.
@@ -890,6 +908,7 @@ mod tests {
             failures: 4,
             last_failure: 1_700_000_000,
             locked_at: None,
+            locks: 0,
         };
         db.open_tree("failures")?
             .insert(b"addr:10.0.0.9", serde_json::to_vec(&count)?)?;

@@ -46,6 +46,9 @@ pub struct EnrollAnswer {
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     pub code: String,
+    /// The end user's address; used only from a key marked as a trusted proxy.
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +117,10 @@ pub enum RejectReason {
     /// No second factor applies to this user (their policy is `off`): the code was not checked and no
     /// failure was counted. The relying application lets the user in on its first factor.
     TwoFactorOff,
+    /// The code is of a factor this request does not take: a backup or sent code, or a code of the
+    /// device acted on, where a code from another authenticator app is needed. It was not used up and
+    /// no failure was counted. Only requests that need an app's code answer it, never `/api/v1/verify`.
+    FactorNotAllowed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

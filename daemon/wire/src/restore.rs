@@ -94,6 +94,9 @@ pub struct RestoreEnrollRequest {
 #[serde(deny_unknown_fields)]
 pub struct RestoreConfirmRequest {
     pub code: String,
+    /// The end user's address; used only from a key marked as a trusted proxy.
+    #[serde(default)]
+    pub client_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

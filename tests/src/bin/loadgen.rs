@@ -910,8 +910,9 @@ fn classify(plan: &Plan, sent: Sent, status: u16, body: &[u8]) -> Got {
             RejectReason::Replayed => Got::Replayed,
             RejectReason::RateLimited => Got::RateLimited,
             RejectReason::Locked => Got::Locked,
-            // The load's users have 2FA: an `off` answer is as wrong as none.
-            RejectReason::TwoFactorOff => Got::RejectWithoutReason,
+            // The load's users have 2FA: an `off` answer is as wrong as none, and plain verification
+            // takes every factor.
+            RejectReason::TwoFactorOff | RejectReason::FactorNotAllowed => Got::RejectWithoutReason,
         },
         Ok(_) => Got::RejectWithoutReason,
         Err(_) => Got::BadBody,
