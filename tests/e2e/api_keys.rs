@@ -391,3 +391,50 @@ fn apikey_create_set_and_list_show_scopes() -> Result<()> {
     assert!(stderr.contains("unknown scope"), "{stderr}");
     Ok(())
 }
+
+/// The README's security model names the endpoints that tell a key holder whether a user exists
+/// (the application needs the answer to lead the user on) and says verify does not: both halves hold.
+#[tokio::test]
+async fn only_the_endpoints_the_readme_names_tell_who_exists() -> Result<()> {
+    let daemon = Daemon::start("")?;
+    let mut admin = daemon.admin()?;
+    let api = daemon.api_client()?.with_key(&admin.api_key("portal")?);
+    admin.create_user("bob")?;
+    let status =
+        |answer: &twofold_tests::Answer| (answer.status, answer.body["error"]["code"].clone());
+
+    for (path, known) in [("two-factor", 200), ("devices", 200), ("restore", 200)] {
+        let bob = api.get(&format!("/api/v1/users/bob/{path}")).await?;
+        let nobody = api.get(&format!("/api/v1/users/nobody/{path}")).await?;
+        assert_eq!(bob.status, known, "{path}: {}", bob.raw);
+        assert_eq!(
+            status(&nobody),
+            (404, json!("not_found")),
+            "{path}: {}",
+            nobody.raw
+        );
+    }
+    let challenge = |user: &str| json!({"user": user, "channel": "email"});
+    let bob = api.post("/api/v1/challenge", &challenge("bob")).await?;
+    let nobody = api.post("/api/v1/challenge", &challenge("nobody")).await?;
+    assert_eq!(bob.status, 409, "bob has no mail address: {}", bob.raw);
+    assert_eq!(status(&nobody), (404, json!("not_found")), "{}", nobody.raw);
+
+    // Verify answers an unknown user as it answers a wrong code.
+    let verify = |user: &str| json!({"user": user, "code": "123456"});
+    let bob = api.post("/api/v1/verify", &verify("bob")).await?;
+    let nobody = api.post("/api/v1/verify", &verify("nobody")).await?;
+    assert_eq!(
+        (bob.status, &bob.body["result"], &bob.body["reason"]),
+        (
+            nobody.status,
+            &nobody.body["result"],
+            &nobody.body["reason"]
+        ),
+        "{} / {}",
+        bob.raw,
+        nobody.raw
+    );
+    assert_eq!(nobody.body["reason"], "invalid_code", "{}", nobody.raw);
+    Ok(())
+}
