@@ -136,6 +136,17 @@ async fn five_hundred_silent_tls_connections_are_closed_while_health_answers() -
 
 /// The h2 client connection ends when the daemon closes it; checks that this happens `idle` after
 /// `last_answer`, not before and not much later.
+/// Checks a `/health` answer and reads its body, so that the connection is idle again.
+async fn health_answered(answer: hyper::Response<hyper::body::Incoming>) -> Result<()> {
+    ensure!(
+        answer.status() == 200,
+        "/health answered {}",
+        answer.status()
+    );
+    answer.into_body().collect().await?;
+    Ok(())
+}
+
 async fn assert_closed_after_idle(
     connection: tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>,
     last_answer: Instant,
@@ -174,13 +185,7 @@ async fn an_http2_connection_is_closed_once_idle_and_kept_while_used() -> Result
         let request = hyper::Request::get(format!("https://{}/health", daemon.api))
             .body(Empty::<Bytes>::new())?;
         sender.ready().await?;
-        let answer = sender.send_request(request).await?;
-        ensure!(
-            answer.status() == 200,
-            "/health answered {}",
-            answer.status()
-        );
-        answer.into_body().collect().await?;
+        health_answered(sender.send_request(request).await?).await?;
         last_answer = Instant::now();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -201,13 +206,7 @@ async fn an_http1_keep_alive_connection_is_closed_once_idle() -> Result<()> {
             .header("host", "localhost")
             .body(Empty::<Bytes>::new())?;
         sender.ready().await?;
-        let answer = sender.send_request(request).await?;
-        ensure!(
-            answer.status() == 200,
-            "/health answered {}",
-            answer.status()
-        );
-        answer.into_body().collect().await?;
+        health_answered(sender.send_request(request).await?).await?;
         last_answer = Instant::now();
     }
     assert_closed_after_idle(connection, last_answer, idle).await

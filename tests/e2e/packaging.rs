@@ -190,11 +190,7 @@ impl Notifications {
                     }
                     continue;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if twofold_tests::read_timed_out(&e) => {}
                 Err(e) => return Err(e.into()),
             }
             if let Some(status) = exited {
@@ -1082,11 +1078,7 @@ async fn logs_go_to_journald_with_structured_fields_when_stderr_is_the_journal()
                     }
                 }
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if twofold_tests::read_timed_out(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }

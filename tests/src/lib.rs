@@ -224,11 +224,7 @@ impl Daemon {
                         break;
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if read_timed_out(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -452,6 +448,15 @@ impl Api {
 }
 
 /// A TLS client configuration that trusts only `ca_cert`, as a relying application would be set up.
+/// Whether a read on a socket with a read timeout ended because the timeout passed, so the caller
+/// polls again: Unix reports it as EAGAIN (`WouldBlock`), other platforms as `TimedOut`.
+pub fn read_timed_out(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 pub fn client_tls(ca_cert: &Path) -> Result<rustls::ClientConfig> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
