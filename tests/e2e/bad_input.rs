@@ -315,3 +315,62 @@ async fn a_revoked_api_key_is_refused_from_the_next_request() -> Result<()> {
     assert_eq!(portal.get("/api/v1/users/ria/devices").await?.status, 200);
     Ok(())
 }
+
+/// A refusal decided before the body is read (no key, a wrong key, a key without the scope) reaches
+/// curl over HTTP/2 (what the README's walkthrough uses) as its status and JSON body; curl 7.88 shows
+/// nothing but "stream error" when the daemon answers and resets the stream with the body unread.
+#[tokio::test]
+async fn refusals_before_the_body_reach_curl_over_http2_with_their_json() -> Result<()> {
+    let daemon = Daemon::start("\n[privacyidea]\nenabled = true\nauth = \"api_key\"\n")?;
+    let mut admin = daemon.admin()?;
+    let verify_only = admin.api_key_with("vpn", &[twofold_wire::admin::ApiScope::Verify], false)?;
+    let cert = daemon.data_dir().join("tls/cert.pem");
+    let body = json!({"user": "alice", "code": "123456"}).to_string();
+    let cases: [(Option<&str>, &str, u16, &str); 5] = [
+        (None, "/api/v1/verify", 401, "unauthorized"),
+        (Some("wrong"), "/api/v1/verify", 401, "unauthorized"),
+        (Some(""), "/api/v1/users/alice/totp", 401, "unauthorized"),
+        (
+            Some(&verify_only),
+            "/api/v1/users/alice/totp",
+            403,
+            "scope_required",
+        ),
+        (None, "/validate/check", 401, ""),
+    ];
+    for (key, path, status, code) in cases {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sS", "--http2", "--cacert"])
+            .arg(&cert)
+            .args([
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ])
+            .args(["-w", "\n%{http_code}"]);
+        if let Some(key) = key {
+            curl.args(["-H", &format!("Authorization: Bearer {key}")]);
+        }
+        let out = curl.arg(format!("https://{}{path}", daemon.api)).output()?;
+        let stdout = String::from_utf8(out.stdout)?;
+        let case = format!(
+            "{path} with key {key:?}: exit {}, {stdout:?}, {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{case}");
+        let (answer, got) = stdout.rsplit_once('\n').unwrap_or_default();
+        assert_eq!(got, status.to_string(), "{case}");
+        let answer: serde_json::Value = serde_json::from_str(answer)?;
+        if code.is_empty() {
+            // privacyIDEA's own error shape.
+            assert_eq!(answer["result"]["status"], false, "{case}");
+        } else {
+            assert_eq!(answer["error"]["code"], code, "{case}");
+        }
+    }
+    Ok(())
+}

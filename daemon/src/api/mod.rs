@@ -12,6 +12,7 @@ mod extract;
 mod privacyidea;
 mod restore;
 pub mod server;
+mod unread_body;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
     } else {
         Router::new()
     };
+    let state = AppState { service };
     Router::new()
         .merge(privacyidea)
         .route("/health", get(health))
@@ -92,7 +94,11 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
-        .with_state(AppState { service })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            unread_body::read_before_refusing,
+        ))
+        .with_state(state)
 }
 
 type ApiResult<T> = Result<T, ApiError>;
