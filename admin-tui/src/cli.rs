@@ -578,10 +578,46 @@ impl Command {
     }
 }
 
+/// Why a command failed: the daemon's refusal with its code, or a failure here (the socket, a file),
+/// as a line for people and as `{"error": {"code", "message"}}` for `--json`.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: twofold_wire::ErrorBody,
+    pub text: String,
+}
+
+impl Failure {
+    /// A failure here, with `code` for `--json`.
+    pub fn here(code: &str) -> impl Fn(String) -> Failure + '_ {
+        move |message| Failure {
+            error: twofold_wire::ErrorBody {
+                code: code.to_owned(),
+                message: message.clone(),
+            },
+            text: message,
+        }
+    }
+}
+
+impl From<crate::client::CallError> for Failure {
+    fn from(e: crate::client::CallError) -> Failure {
+        let text = e.to_string();
+        let error = match e {
+            crate::client::CallError::Refused(error) => error,
+            crate::client::CallError::Connection(message) => twofold_wire::ErrorBody {
+                code: "connection_failed".to_owned(),
+                message,
+            },
+        };
+        Failure { error, text }
+    }
+}
+
 /// Runs one command: one request, its answer printed as text or JSON.
-pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<(), String> {
-    let mut client = crate::client::Client::connect(socket)?;
-    let reply = client.call(&command.request()).map_err(|e| e.to_string())?;
+pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<(), Failure> {
+    let mut client =
+        crate::client::Client::connect(socket).map_err(Failure::here("connection_failed"))?;
+    let reply = client.call(&command.request())?;
     let qr_png = match command {
         Command::Totp(TotpCommand::Enroll { qr_png, .. })
         | Command::Restore(RestoreCommand::Start { qr_png, .. }) => qr_png.as_ref(),
@@ -590,18 +626,40 @@ pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<()
     if let (Some(path), twofold_wire::admin::AdminReply::Enrollment(e)) = (qr_png, &reply) {
         let png = data_encoding::BASE64
             .decode(e.qr_png_base64.as_bytes())
-            .map_err(|e| format!("QR code from the daemon: {e}"))?;
-        std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| {
+                Failure::here("invalid_answer")(format!("QR code from the daemon: {e}"))
+            })?;
+        write_secret_file(path, &png)
+            .map_err(|e| Failure::here("file_failed")(format!("{}: {e}", path.display())))?;
     }
     let text = if json {
-        serde_json::to_string_pretty(&reply).map_err(|e| e.to_string())? + "\n"
+        serde_json::to_string_pretty(&reply)
+            .map_err(|e| Failure::here("invalid_answer")(e.to_string()))?
+            + "\n"
     } else {
         crate::render::text(&reply)
     };
     // A reader that stops early (`| head`) is not an error of ours; print! would panic on it.
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::here("output_failed")(format!("stdout: {e}")))
+        }
         _ => Ok(()),
     }
+}
+
+/// Writes a file that holds a secret (a QR code carries the TOTP seed): readable by its owner only,
+/// also when it replaces an existing file that others could read.
+fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }

@@ -95,10 +95,7 @@ impl Client {
         }
         match serde_json::from_str::<AdminAnswer>(&answer) {
             Ok(AdminAnswer::Ok { reply }) => Ok(*reply),
-            Ok(AdminAnswer::Error { error }) => Err(CallError::Refused(format!(
-                "{} ({})",
-                error.message, error.code
-            ))),
+            Ok(AdminAnswer::Error { error }) => Err(CallError::Refused(error)),
             Err(e) => Err(CallError::Connection(format!(
                 "unreadable answer from twofoldd: {e}"
             ))),
@@ -109,14 +106,15 @@ impl Client {
 /// Why a call failed: the daemon said no (the connection is still good), or the connection broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
-    Refused(String),
+    Refused(twofold_wire::ErrorBody),
     Connection(String),
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Refused(m) | CallError::Connection(m) => f.write_str(m),
+            CallError::Refused(error) => write!(f, "{} ({})", error.message, error.code),
+            CallError::Connection(m) => f.write_str(m),
         }
     }
 }
@@ -149,9 +147,9 @@ where
                         connected = Some(c);
                         Ok(reply)
                     }
-                    Err(CallError::Refused(message)) => {
+                    Err(refused @ CallError::Refused(_)) => {
                         connected = Some(c);
-                        Err(message)
+                        Err(refused.to_string())
                     }
                     Err(CallError::Connection(message)) => Err(message),
                 },

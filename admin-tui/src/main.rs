@@ -23,11 +23,15 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Some(command) => cli::run(&socket, command, cli.json),
-        None => console(&socket),
+        None => console(&socket).map_err(cli::Failure::here("console_failed")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
+        Err(failure) if cli.json => {
+            eprintln!("{}", serde_json::json!({ "error": failure.error }));
+            ExitCode::FAILURE
+        }
+        Err(failure) => fail(&failure.text),
     }
 }
 

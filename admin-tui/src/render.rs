@@ -74,10 +74,10 @@ fn devices(out: &mut String, devices: &[DeviceInfo]) {
     for d in devices {
         let _ = writeln!(
             out,
-            "  {}  {:?}  {:?}  {:<20}  created {}  last used {}  added {}",
+            "  {}  {}  {}  {:<20}  created {}  last used {}  added {}",
             d.id,
-            d.kind,
-            d.status,
+            spelled(&d.kind),
+            spelled(&d.status),
             d.label,
             time(d.created),
             d.last_used.map_or_else(|| "never".to_owned(), time),
@@ -120,8 +120,10 @@ fn user(out: &mut String, u: &UserView) {
     );
     let _ = writeln!(
         out,
-        "  enabled:      {}   source: {}   2FA: {:?}",
-        u.enabled, u.source, u.state
+        "  enabled:      {}   source: {}   2FA: {}",
+        u.enabled,
+        u.source,
+        spelled(&u.state)
     );
     if let Some(d) = &u.directory {
         let state = match (d.removed_at, d.account_disabled) {
@@ -217,14 +219,15 @@ pub fn text(reply: &AdminReply) -> String {
         }
         AdminReply::User(u) => user(&mut out, u),
         AdminReply::Users { users } => {
+            let _ = writeln!(out, "{:<24} {:<30} {:<8} 2FA", "USER", "NAME", "ACCOUNT");
             for u in users {
                 let _ = writeln!(
                     out,
-                    "{:<24} {:<30} {:<8} {:?}",
+                    "{:<24} {:<30} {:<8} {}",
                     u.username,
                     u.display_name.clone().unwrap_or_default(),
                     if u.enabled { "enabled" } else { "disabled" },
-                    u.state
+                    spelled(&u.state)
                 );
             }
         }
@@ -434,14 +437,15 @@ pub fn text(reply: &AdminReply) -> String {
             }));
         }
         AdminReply::UserIndex { users } => {
+            let _ = writeln!(out, "{:<24} {:<30} {:<8} 2FA", "USER", "NAME", "ACCOUNT");
             for u in users {
                 let _ = writeln!(
                     out,
-                    "{:<24} {:<30} {:<8} {:?}{}",
+                    "{:<24} {:<30} {:<8} {}{}",
                     u.username,
                     u.display_name.clone().unwrap_or_default(),
                     if u.enabled { "enabled" } else { "disabled" },
-                    u.state,
+                    spelled(&u.state),
                     if u.locked { " LOCKED" } else { "" }
                 );
             }

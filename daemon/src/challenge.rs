@@ -218,7 +218,7 @@ impl Challenges {
         let found = service
             .store()
             .find_user(name)?
-            .ok_or(Error::NotFound { what: "user" })?;
+            .ok_or_else(|| Error::UserNotFound(name.to_owned()))?;
         let _guard = service.lock_user(&user_key(&found.id)).await;
         let user = service
             .store()
@@ -545,7 +545,7 @@ impl Challenges {
         let found = service
             .store()
             .find_user(name)?
-            .ok_or(Error::NotFound { what: "user" })?;
+            .ok_or_else(|| Error::UserNotFound(name.to_owned()))?;
         let _guard = service.lock_user(&user_key(&found.id)).await;
         let now = service.now();
         let code = numeric_code(ACCESS_CODE_DIGITS);
@@ -611,7 +611,7 @@ impl Challenges {
                     service
                         .store()
                         .find_user(name)?
-                        .ok_or(Error::NotFound { what: "user" })?
+                        .ok_or_else(|| Error::UserNotFound(name.to_owned()))?
                         .id,
                 )
             }

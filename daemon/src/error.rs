@@ -11,6 +11,10 @@ pub enum Error {
     InvalidRequest(String),
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// A user looked up by the name the caller gave: the message names it, so that a script's log says
+    /// which of its users is missing.
+    #[error("user {0:?} not found")]
+    UserNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("missing or unknown API key")]
@@ -63,7 +67,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidRequest(_) => "invalid_request",
-            Error::NotFound { .. } => "not_found",
+            Error::NotFound { .. } | Error::UserNotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",

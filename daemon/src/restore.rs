@@ -265,7 +265,7 @@ impl Service {
         validate::lookup_name(name)?;
         self.store()
             .find_user(name)?
-            .ok_or(Error::NotFound { what: "user" })
+            .ok_or_else(|| Error::UserNotFound(name.to_owned()))
     }
 
     /// The lockout's verdict on an attempt, as a restore refusal.

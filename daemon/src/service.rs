@@ -400,7 +400,7 @@ impl Service {
         validate::lookup_name(name)?;
         self.store
             .find_user(name)?
-            .ok_or(Error::NotFound { what: "user" })
+            .ok_or_else(|| Error::UserNotFound(name.to_owned()))
     }
 
     // ---- users ----

@@ -125,7 +125,10 @@ fn twofold_admin_prints_one_line_and_fails_on_errors() -> Result<()> {
     let missing = run(&["user", "show", "nobody"])?;
     assert_eq!(missing.status.code(), Some(1));
     let stderr = String::from_utf8(missing.stderr)?;
-    assert_eq!(stderr.trim(), "twofold-admin: user not found (not_found)");
+    assert_eq!(
+        stderr.trim(),
+        r#"twofold-admin: user "nobody" not found (not_found)"#
+    );
     let bad = run(&["user", "create", "bad:name"])?;
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(String::from_utf8(bad.stderr)?.lines().count(), 1);
@@ -236,5 +239,71 @@ fn twofold_admin_without_a_socket_names_none_and_never_tries_the_current_folder(
             "twofold-admin connected to the socket in the current folder"
         );
     }
+    Ok(())
+}
+
+/// What a new admin reads: product words, not Rust names; a header over the user list; errors as JSON
+/// with `--json`; a QR code file (it holds the TOTP seed) readable by its owner only.
+#[test]
+fn twofold_admin_speaks_product_words_and_json_errors_and_keeps_qr_files_private() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let admin = workspace_binary("twofold-admin")?;
+    let daemon = Daemon::start("")?;
+    let run = |args: &[&str]| {
+        Command::new(&admin)
+            .arg("--socket")
+            .arg(daemon.admin_socket())
+            .args(args)
+            .output()
+    };
+    let created = String::from_utf8(run(&["user", "create", "quinn"])?.stdout)?;
+    assert!(created.contains("2FA: not_enrolled"), "{created}");
+    let listed = String::from_utf8(run(&["user", "list"])?.stdout)?;
+    let mut lines = listed.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("USER ") && header.ends_with("2FA"),
+        "{listed}"
+    );
+    assert!(
+        lines.any(|l| l.starts_with("quinn ") && l.ends_with(" not_enrolled")),
+        "{listed}"
+    );
+    for text in [&created, &listed] {
+        assert!(
+            !["NotEnrolled", "Enrolled", "EnrollmentRequired"]
+                .iter()
+                .any(|rust| text.contains(rust)),
+            "{text}"
+        );
+    }
+
+    let missing = run(&["--json", "user", "show", "nobody"])?;
+    assert_eq!(missing.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&missing.stderr)?;
+    assert_eq!(
+        error,
+        serde_json::json!({"error": {"code": "not_found", "message": "user \"nobody\" not found"}})
+    );
+
+    let dir = TempDir::new("twofold-qr")?;
+    let qr = dir.path().join("qr.png");
+    // An existing file others could read is replaced by one they cannot.
+    std::fs::write(&qr, b"old")?;
+    std::fs::set_permissions(&qr, std::fs::Permissions::from_mode(0o644))?;
+    let enrolled = run(&[
+        "totp",
+        "enroll",
+        "quinn",
+        "--qr-png",
+        &qr.display().to_string(),
+    ])?;
+    assert!(
+        enrolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    assert_eq!(std::fs::metadata(&qr)?.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read(&qr)?.starts_with(b"\x89PNG"));
     Ok(())
 }

@@ -339,7 +339,7 @@ async fn an_admin_reset_makes_that_user_alone_enroll_again() -> Result<()> {
         .output()?;
     assert!(out.status.success(), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("2FA: EnrollmentRequired"),
+        String::from_utf8_lossy(&out.stdout).contains("2FA: enrollment_required"),
         "{out:?}"
     );
     let out = Command::new(&cli)
@@ -350,7 +350,7 @@ async fn an_admin_reset_makes_that_user_alone_enroll_again() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("user not found"), "{stderr}");
+    assert!(stderr.contains(r#"user "nobody" not found"#), "{stderr}");
     Ok(())
 }
 
