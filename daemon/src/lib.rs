@@ -9,6 +9,7 @@ pub mod challenge;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod data_folder;
 pub mod delivery;
 pub mod directory;
 pub mod email;
@@ -51,6 +52,8 @@ pub struct DaemonHandle {
     config: Arc<Config>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Released when the daemon is dropped, after its tasks.
+    _data_folder: data_folder::DataFolderLock,
 }
 
 /// What a reload did with a new, valid configuration.
@@ -165,6 +168,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
     // Seeds are sealed, codes hashed; still, nobody else has business in here.
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io(data_dir, e))?;
+    let data_folder = data_folder::lock(data_dir)?;
 
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let (key, key_source) = crypto::load_master_key(
@@ -246,5 +250,6 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<DaemonHandle> {
         config,
         stop,
         tasks,
+        _data_folder: data_folder,
     })
 }

@@ -307,3 +307,34 @@ fn twofold_admin_speaks_product_words_and_json_errors_and_keeps_qr_files_private
     assert!(std::fs::read(&qr)?.starts_with(b"\x89PNG"));
     Ok(())
 }
+
+/// A second twofoldd on a data folder in use stops at once, names the daemon that has it, and leaves
+/// the folder as it was (no master key or certificate made by the loser).
+#[test]
+fn a_second_daemon_on_the_same_data_folder_names_the_first() -> Result<()> {
+    let daemon = Daemon::start("")?;
+    let listing = |dir: &std::path::Path| -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()?;
+        names.sort();
+        Ok(names)
+    };
+    let before = listing(&daemon.data_dir())?;
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("--config")
+        .arg(&daemon.config_path)
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr)?;
+    let pid = daemon.pid().unwrap_or_default();
+    assert!(
+        stderr.contains(&format!("is in use by twofoldd (pid {pid})")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WouldBlock"), "{stderr}");
+    assert_eq!(listing(&daemon.data_dir())?, before);
+    // The first daemon goes on serving.
+    assert!(daemon.admin().is_ok());
+    Ok(())
+}
