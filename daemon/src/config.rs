@@ -544,6 +544,33 @@ fn default_log_level() -> String {
     "info".to_owned()
 }
 
+const LEVELS: &str = "trace, debug, info, warn, error or off";
+
+/// A log filter must say a level: tracing reads a bare word that is not one (`verbose`) as a target
+/// name to log at every level, which matches nothing of ours, and the daemon would log nothing at all.
+/// A directive with a target names its level after `=` (`twofoldd=debug`).
+fn check_log_filter(filter: &str) -> std::result::Result<(), String> {
+    if tracing_subscriber::EnvFilter::try_new(filter).is_err() {
+        return Err(format!(
+            "not a valid log filter: {filter:?} (a level: {LEVELS}; or target=level, comma-separated)"
+        ));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if level
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+            .is_err()
+        {
+            return Err(format!(
+                "{directive:?} in {filter:?} is not a level: write {LEVELS}, or target=level"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -929,12 +956,8 @@ impl Config {
                 );
             }
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            fail(
-                "log",
-                "level",
-                format!("not a valid log filter: {:?}", self.log.level),
-            );
+        if let Err(why) = check_log_filter(&self.log.level) {
+            fail("log", "level", why);
         }
         let r = &self.restore;
         for (key, zero) in [
@@ -1463,5 +1486,22 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert_eq!(errors[0].line, 2, "{errors:?}");
+    }
+
+    #[test]
+    fn a_log_filter_must_name_a_level() {
+        for (filter, good) in [
+            ("info", true),
+            ("DEBUG", true),
+            ("twofoldd=debug,info", true),
+            ("twofoldd::directory=trace, warn", true),
+            ("off", true),
+            ("verbose", false),
+            ("twofoldd", false),
+            ("info,chatty", false),
+            ("twofoldd=loud", false),
+        ] {
+            assert_eq!(check_log_filter(filter).is_ok(), good, "{filter}");
+        }
     }
 }

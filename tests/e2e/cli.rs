@@ -338,3 +338,25 @@ fn a_second_daemon_on_the_same_data_folder_names_the_first() -> Result<()> {
     assert!(daemon.admin().is_ok());
     Ok(())
 }
+
+/// `level = "verbose"` is a valid tracing filter that logs nothing; check-config refuses it with its
+/// line and the levels there are.
+#[test]
+fn check_config_refuses_a_log_level_that_would_log_nothing() -> Result<()> {
+    let dir = TempDir::new("twofold-config")?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "version = 1\n\n[log]\nlevel = \"verbose\"\n")?;
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(&bad)
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{}:4: ", bad.display()))
+            && stderr.contains("trace, debug, info, warn, error or off"),
+        "{stderr}"
+    );
+    Ok(())
+}
