@@ -96,7 +96,7 @@ impl Template {
                 "Subject: An access code was issued for your account\n\nHello {display_name},\n\nan administrator ({admin}) issued a single-use access code for your account ({user}). It is valid until {expires}.\nIf you did not ask the helpdesk for one, tell your IT security team at once.\n"
             }
             Template::RestoreOtp => {
-                "Subject: Your restore code\n\nHello {display_name},\n\nto move your two-factor authentication onto a new device, enter this code: {code}\n\nIt is valid for {minutes} minutes (until {expires}). If you are not restoring your authenticator right now, someone has your restore code: tell your IT helpdesk at once.\n"
+                "Subject: Your confirmation code for moving to a new device\n\nHello {display_name},\n\nto move your two-factor authentication onto a new device, enter this code: {code}\n\nIt is valid for {minutes} minutes (until {expires}). It is not your restore code (the long one you keep safe): it only shows that this mail reaches you. If you are not restoring your authenticator right now, someone has your restore code: tell your IT helpdesk at once.\n"
             }
             Template::RestoreCode => {
                 "Subject: Your new restore code\n\nHello {display_name},\n\nyour restore code for two-factor authentication ({user}) is:\n\n    {restore_code}\n\nKeep it somewhere safe, away from your phone: with it and a code we email you, you can move your authenticator onto a new device. Any restore code you had before no longer works.\n"

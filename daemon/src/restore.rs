@@ -211,7 +211,7 @@ fn how_added(origin: DeviceOrigin) -> &'static str {
     match origin {
         DeviceOrigin::Enrolled => "enrolled",
         DeviceOrigin::Admin => "enrolled by an administrator",
-        DeviceOrigin::Restored => "restored onto a new device",
+        DeviceOrigin::Restored => "added by restoring your two-factor authentication",
         DeviceOrigin::Duplicated => "added by pairing with one of your devices",
     }
 }

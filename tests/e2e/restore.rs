@@ -359,6 +359,18 @@ async fn restore_needs_both_codes_replaces_device_and_code_and_the_owner_can_blo
         .await?;
     assert_eq!(early.status, 409, "{}", early.raw);
     let otp = mailed(&smtp, email, OTP_MARKER, 0).await?;
+    // The mail with the short code is not to be taken for the long restore code the user keeps.
+    let otp_mail = smtp
+        .messages()?
+        .into_iter()
+        .map(|m| body(&m))
+        .find(|m| m.contains(OTP_MARKER))
+        .unwrap_or_default();
+    assert!(
+        otp_mail.contains("Subject: Your confirmation code for moving to a new device")
+            && otp_mail.contains("It is not your restore code"),
+        "{otp_mail}"
+    );
     let bad_otp = format!("{:06}", (otp.parse::<u32>()? + 1) % 1_000_000);
     let refused = api
         .post(
@@ -457,6 +469,16 @@ async fn restore_needs_both_codes_replaces_device_and_code_and_the_owner_can_blo
 
     // The notification reached the user's email with a block code: "this wasn't me".
     let block_code = mailed(&smtp, email, BLOCK_MARKER, 0).await?;
+    let notice = smtp
+        .messages()?
+        .into_iter()
+        .map(|m| body(&m))
+        .find(|m| m.contains(BLOCK_MARKER))
+        .unwrap_or_default();
+    assert!(
+        notice.contains("was added by restoring your two-factor authentication for your account"),
+        "{notice}"
+    );
     let wrong_block = api
         .post(
             "/api/v1/block",
