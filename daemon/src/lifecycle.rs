@@ -86,7 +86,9 @@ impl Service {
         state: Option<TwoFactorState>,
         audit_user: &str,
     ) -> Result<Option<VerifyAnswer>> {
-        if !user.is_some_and(|u| u.can_authenticate()) || state != Some(TwoFactorState::Off) {
+        if !user.is_some_and(|u| self.sign_in_block(u).is_none())
+            || state != Some(TwoFactorState::Off)
+        {
             return Ok(None);
         }
         self.audit(
