@@ -86,7 +86,7 @@ impl Service {
         state: Option<TwoFactorState>,
         audit_user: &str,
     ) -> Result<Option<VerifyAnswer>> {
-        if !user.is_some_and(|u| self.sign_in_block(u).is_none())
+        if user.is_none_or(|u| self.sign_in_block(u).is_some())
             || state != Some(TwoFactorState::Off)
         {
             return Ok(None);

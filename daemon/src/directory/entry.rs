@@ -214,7 +214,8 @@ mod tests {
             read(&e, &AttributeMap::default()).unwrap_or_else(|e| unreachable!("{e}"))
         };
         // (attributes, expires, locked)
-        let table: [(&[(&str, &str)], Option<i64>, bool); 7] = [
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<i64>, bool);
+        let table: [Row; 7] = [
             (&[], None, false),
             (&[("accountExpires", "0")], None, false),
             (&[("accountExpires", "9223372036854775807")], None, false),

@@ -48,10 +48,6 @@ impl GroupGraph {
         self
     }
 
-    pub fn len(&self) -> usize {
-        self.groups.len()
-    }
-
     /// Adds or replaces one group as read from the DC.
     pub fn put(&mut self, dn: &str, sid: Option<String>, member_of: &[String]) {
         let key = dn.to_lowercase();
