@@ -136,6 +136,15 @@ fn user(out: &mut String, u: &UserView) {
             "  directory:    {} {}   guid {}   {state}",
             d.domain, d.dn, d.guid
         );
+        if let Some(t) = d.expires {
+            let _ = writeln!(out, "  AD expiry:    {}", time(t));
+        }
+        if d.locked_out {
+            let _ = writeln!(out, "  AD lockout:   locked out in AD at the last sync");
+        }
+    }
+    if let Some(why) = &u.cannot_sign_in {
+        let _ = writeln!(out, "  sign-in:      REFUSED: {why}");
     }
     if let Some(p) = &u.policy {
         let from = if p.from_groups.is_empty() {

@@ -438,6 +438,12 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
         }
         lines.push(Line::from(spans));
     }
+    if let Some(why) = &view.cannot_sign_in {
+        lines.push(Line::from(vec![
+            label("Sign-in"),
+            Span::raw(format!("refused: {why}")).red(),
+        ]));
+    }
     if let Some(policy) = &view.policy {
         let rule = match policy.two_factor {
             TwoFactorRule::Required => "2FA required",

@@ -173,9 +173,13 @@ async fn identify(service: &Arc<Service>, peer: &Peer) -> Result<OperatorIdentit
     let peer = peer.clone();
     tokio::task::spawn_blocking(move || {
         let config = service.config();
-        roles::identify(&peer, &config.admin.roles, &config.directory, |login| {
-            service.store().find_user(login)
-        })
+        roles::identify(
+            &peer,
+            &config.admin.roles,
+            &config.directory,
+            |login| service.store().find_user(login),
+            &|user| service.sign_in_block(user).is_none(),
+        )
     })
     .await
     .map_err(|e| Error::Config(format!("admin role lookup task: {e}")))?

@@ -224,10 +224,11 @@ impl Challenges {
             .store()
             .user(&found.id)?
             .ok_or(Error::NotFound { what: "user" })?;
-        if !user.can_authenticate() {
-            return Err(Error::Conflict(
-                "the user is disabled and cannot sign in".into(),
-            ));
+        if let Some(block) = service.sign_in_block(&user) {
+            return Err(Error::Conflict(format!(
+                "the user cannot sign in: {}",
+                block.explain()
+            )));
         }
         let policy = service.policy().rules.for_groups(&user.groups);
         if channel == Channel::Totp {
@@ -343,7 +344,7 @@ impl Challenges {
         let Some(user) = service
             .store()
             .user(&id)?
-            .filter(|u| u.can_authenticate() && source.is_none_or(|s| u.source == s))
+            .filter(|u| service.sign_in_block(u).is_none() && source.is_none_or(|s| u.source == s))
         else {
             return Ok(GroupStarted::NoChannel);
         };

@@ -628,6 +628,9 @@ pub struct DirectoryConfig {
     /// How long users deleted in AD are kept (marked removed) before they are purged.
     #[serde(default = "default_retention_days")]
     pub removed_retention_days: u32,
+    /// Refuse users AD has locked out (too many bad passwords), as Windows refuses their logon.
+    #[serde(default = "default_true")]
+    pub honour_ad_lockout: bool,
     #[serde(default)]
     pub attributes: AttributeMap,
 }
@@ -646,6 +649,9 @@ fn default_page_size() -> u32 {
 }
 fn default_ldap_timeout() -> u64 {
     30
+}
+fn default_true() -> bool {
+    true
 }
 fn default_retention_days() -> u32 {
     30

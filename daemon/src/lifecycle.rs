@@ -87,7 +87,9 @@ impl Service {
         state: Option<TwoFactorState>,
         audit_user: &str,
     ) -> Result<Option<VerifyAnswer>> {
-        if !user.is_some_and(|u| u.can_authenticate()) || state != Some(TwoFactorState::Off) {
+        if user.is_none_or(|u| self.sign_in_block(u).is_some())
+            || state != Some(TwoFactorState::Off)
+        {
             return Ok(None);
         }
         self.audit(

@@ -700,7 +700,7 @@ impl Service {
                 .refuse(actor, "restore_start", &audit_name, refusal, None, address)
                 .await;
         }
-        let user = user.filter(|u| u.can_authenticate());
+        let user = user.filter(|u| self.sign_in_block(u).is_none());
         let stored = match &user {
             Some(u) => self.store().restore_record(&u.id)?.code,
             None => None,
@@ -829,7 +829,7 @@ impl Service {
         let user = self
             .store()
             .user(&session.user_id)?
-            .filter(UserRecord::can_authenticate)
+            .filter(|u| self.sign_in_block(u).is_none())
             .ok_or(Error::NotFound { what: "restore" })?;
         Ok((session, user))
     }

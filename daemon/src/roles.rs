@@ -131,11 +131,13 @@ fn login_in_directory<'a>(
 }
 
 /// Whether `user` (found by the store for `login`) is the operator's AD user, and in what state;
-/// `domain`, when given, is the `[[directory]]` the user must be synced from.
+/// `domain`, when given, is the `[[directory]]` the user must be synced from. `can_sign_in` is the
+/// sign-in rule (`Service::sign_in_block`): an AD account that may not sign in gets no role from AD.
 fn directory_operator(
     login: &str,
     domain: Option<&str>,
     user: Option<&UserRecord>,
+    can_sign_in: &dyn Fn(&UserRecord) -> bool,
 ) -> DirectoryOperator {
     let Some(user) = user else {
         return DirectoryOperator::Absent;
@@ -158,7 +160,7 @@ fn directory_operator(
         return DirectoryOperator::Absent;
     }
     let name = format!("{}/{}", link.domain, user.username);
-    if user.can_authenticate() {
+    if can_sign_in(user) {
         DirectoryOperator::Usable(name, user.groups.clone())
     } else {
         DirectoryOperator::Unusable(name)
@@ -220,6 +222,7 @@ pub fn identify(
     roles: &AdminRoles,
     directories: &[DirectoryConfig],
     synced_user: impl FnOnce(&str) -> Result<Option<UserRecord>>,
+    can_sign_in: &dyn Fn(&UserRecord) -> bool,
 ) -> Result<OperatorIdentity> {
     let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
         .ok()
@@ -243,7 +246,7 @@ pub fn identify(
         Some(login) if !roles.directory.is_empty() => {
             match login_in_directory(login, directories) {
                 Some((name, domain)) => {
-                    directory_operator(name, domain, synced_user(name)?.as_ref())
+                    directory_operator(name, domain, synced_user(name)?.as_ref(), can_sign_in)
                 }
                 None => DirectoryOperator::Absent,
             }
@@ -334,6 +337,11 @@ mod tests {
     }
 
     /// A user synced from AD domain `corp`, enabled, in `groups`.
+    /// The sign-in rule with no clock (nobody expires) and AD lockout honoured.
+    fn sign_in_ok(user: &UserRecord) -> bool {
+        user.sign_in_block(0, true).is_none()
+    }
+
     fn synced(username: &str, upn: &str, groups: &[&str]) -> UserRecord {
         UserRecord {
             upn: Some(upn.into()),
@@ -344,7 +352,7 @@ mod tests {
                 guid: "00000000-0000-0000-0000-000000000001".into(),
                 dn: format!("CN={username},OU=Staff,DC=corp,DC=example"),
                 account_disabled: false,
-                removed_at: None,
+                ..DirectoryLink::default()
             }),
             ..UserRecord::new_local("u1", username, 0)
         }
@@ -391,7 +399,7 @@ mod tests {
             groups: vec![4, 0],
         };
         assert_eq!(
-            identify(&peer, &roles, &[], no_synced_user)?.role,
+            identify(&peer, &roles, &[], no_synced_user, &sign_in_ok)?.role,
             Role::Admin
         );
         Ok(())
@@ -408,6 +416,7 @@ mod tests {
             &AdminRoles::default(),
             &[],
             no_synced_user,
+            &sign_in_ok,
         )?;
         assert_eq!(
             (root.role, root.granted_by.as_str()),
@@ -424,6 +433,7 @@ mod tests {
                 &AdminRoles::default(),
                 &[],
                 no_synced_user,
+                &sign_in_ok,
             )?
             .role,
             Role::MasterAdmin
@@ -443,6 +453,7 @@ mod tests {
             &AdminRoles::default(),
             &[],
             no_synced_user,
+            &sign_in_ok,
         );
         assert!(
             matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("[admin.roles]")),
@@ -458,7 +469,7 @@ mod tests {
         };
         let peer = nobody_in_group_root();
         assert_eq!(
-            identify(&peer, &roles, &[], no_synced_user)?.role,
+            identify(&peer, &roles, &[], no_synced_user, &sign_in_ok)?.role,
             Role::Helpdesk
         );
         let roles = AdminRoles {
@@ -466,7 +477,7 @@ mod tests {
             admin: vec!["root".into()],
             ..AdminRoles::default()
         };
-        let found = identify(&peer, &roles, &[], no_synced_user)?;
+        let found = identify(&peer, &roles, &[], no_synced_user, &sign_in_ok)?;
         assert_eq!(
             (found.role, found.granted_by.as_str()),
             (Role::Admin, "group root")
@@ -532,7 +543,7 @@ mod tests {
         ];
         for (row, (login, found, expected)) in table.into_iter().enumerate() {
             assert_eq!(
-                directory_operator(login, None, found),
+                directory_operator(login, None, found, &sign_in_ok),
                 expected,
                 "row {row}: {login}"
             );
@@ -566,11 +577,11 @@ mod tests {
         }
         let alice = synced("alice", "alice@corp.example", &[HELPDESK_DN]);
         assert_eq!(
-            directory_operator("alice", Some("corp"), Some(&alice)),
+            directory_operator("alice", Some("corp"), Some(&alice), &sign_in_ok),
             DirectoryOperator::Usable("corp/alice".into(), vec![HELPDESK_DN.to_owned()])
         );
         assert_eq!(
-            directory_operator("alice", Some("lab"), Some(&alice)),
+            directory_operator("alice", Some("lab"), Some(&alice), &sign_in_ok),
             DirectoryOperator::Absent,
             "a user of another directory is not the operator"
         );
@@ -626,7 +637,13 @@ mod tests {
             move |login: &str| Ok(Some(synced(login, "x@corp.example", groups)))
         };
         // AD admin beats Unix helpdesk: the AD group and the AD user are named.
-        let ad = identify(&peer, &with(true, false), &[], in_groups(&[ADMINS_DN]))?;
+        let ad = identify(
+            &peer,
+            &with(true, false),
+            &[],
+            in_groups(&[ADMINS_DN]),
+            &sign_in_ok,
+        )?;
         assert_eq!(
             (
                 ad.role,
@@ -641,17 +658,29 @@ mod tests {
         );
         // Unix admin beats AD helpdesk; on a tie the Unix group is named.
         for groups in [&[HELPDESK_DN][..], &[ADMINS_DN][..]] {
-            let unix = identify(&peer, &with(false, true), &[], in_groups(groups))?;
+            let unix = identify(
+                &peer,
+                &with(false, true),
+                &[],
+                in_groups(groups),
+                &sign_in_ok,
+            )?;
             assert_eq!(
                 (unix.role, unix.granted_by.as_str(), unix.directory_user),
                 (Role::Admin, "group root", None)
             );
         }
         // AD alone.
-        let only_ad = identify(&peer, &with(false, false), &[], in_groups(&[HELPDESK_DN]))?;
+        let only_ad = identify(
+            &peer,
+            &with(false, false),
+            &[],
+            in_groups(&[HELPDESK_DN]),
+            &sign_in_ok,
+        )?;
         assert_eq!(only_ad.role, Role::Helpdesk);
         // An AD user in no role group, or disabled: refused, saying why.
-        let refused = identify(&peer, &with(false, false), &[], in_groups(&[]));
+        let refused = identify(&peer, &with(false, false), &[], in_groups(&[]), &sign_in_ok);
         assert!(
             matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("AD user corp/nobody to a group listed in [admin.roles.directory]")),
             "{refused:?}"
@@ -664,14 +693,14 @@ mod tests {
             });
             Ok(Some(user))
         };
-        let refused = identify(&peer, &with(false, false), &[], disabled);
+        let refused = identify(&peer, &with(false, false), &[], disabled, &sign_in_ok);
         assert!(
             matches!(refused, Err(Error::Forbidden(ref m)) if m.contains("AD user corp/nobody is disabled or removed")),
             "{refused:?}"
         );
         // The Unix role still holds for a user disabled in AD.
         assert_eq!(
-            identify(&peer, &with(true, false), &[], disabled)?.granted_by,
+            identify(&peer, &with(true, false), &[], disabled, &sign_in_ok)?.granted_by,
             "group root"
         );
         Ok(())
@@ -683,9 +712,13 @@ mod tests {
             helpdesk: vec!["root".into()],
             ..AdminRoles::default()
         };
-        let found = identify(&nobody_in_group_root(), &roles, &[], |_| {
-            Err(Error::Config("the store must not be asked".into()))
-        })?;
+        let found = identify(
+            &nobody_in_group_root(),
+            &roles,
+            &[],
+            |_| Err(Error::Config("the store must not be asked".into())),
+            &sign_in_ok,
+        )?;
         assert_eq!(found.role, Role::Helpdesk);
         Ok(())
     }

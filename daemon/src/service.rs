@@ -25,7 +25,7 @@ use crate::crypto::{self, Argon2Cost, BackupCodeSet, HashPool, HashTurn, SecretB
 use crate::directory::Directories;
 use crate::error::{Error, Result};
 use crate::lockout::{address_key, user_key, FailureCount, Gate, KnownAddresses};
-use crate::store::records::{ApiKeyRecord, DeviceRecord, TotpState, UserRecord};
+use crate::store::records::{ApiKeyRecord, DeviceRecord, SignInBlock, TotpState, UserRecord};
 use crate::store::{AuditEntry, DeviceUse, Store};
 use crate::totp::{self, TotpCheck, TotpParams};
 use crate::validate;
@@ -441,6 +441,19 @@ impl Service {
         self.user_view(&user)
     }
 
+    /// Why `user` cannot authenticate now, if they cannot: `UserRecord::sign_in_block` with the clock
+    /// and their directory's `honour_ad_lockout`.
+    pub fn sign_in_block(&self, user: &UserRecord) -> Option<SignInBlock> {
+        let honour_ad_lockout = user.directory.as_ref().is_none_or(|link| {
+            self.config
+                .directory
+                .iter()
+                .find(|d| d.name == link.domain)
+                .is_none_or(|d| d.honour_ad_lockout)
+        });
+        user.sign_in_block(self.now(), honour_ad_lockout)
+    }
+
     pub fn user_view(&self, user: &UserRecord) -> Result<UserView> {
         let failures = self
             .store
@@ -466,7 +479,10 @@ impl Service {
                 dn: d.dn.clone(),
                 account_disabled: d.account_disabled,
                 removed_at: d.removed_at,
+                expires: d.expires,
+                locked_out: d.locked_out,
             }),
+            cannot_sign_in: self.sign_in_block(user).map(|b| b.explain().to_owned()),
             state: self.state_of(user)?,
             devices: user.devices.iter().map(DeviceRecord::info).collect(),
             backup_codes_remaining: user.backup_codes_remaining(),
@@ -1111,6 +1127,8 @@ impl Service {
         }
 
         let prompt_after = user.as_ref().map_or(0, |u| self.restore_prompt_after(u));
+        // The answer stays `invalid_code` (it must not tell who exists); the audit says why.
+        let blocked = user.as_deref().and_then(|u| self.sign_in_block(u));
         let outcome = self
             .evaluate(user, code, transaction, scope, hash_turn, now)
             .await?;
@@ -1163,7 +1181,7 @@ impl Service {
                 let after_user = self.count_failure(&audit_user, &key, Some(&addr_key), now)?;
                 let detail = format!(
                     "reason={} failures={} address={address}",
-                    reason_name(reason),
+                    blocked.map_or(reason_name(reason), SignInBlock::code),
                     after_user.failures
                 );
                 self.audit(actor, "verify", Some(&audit_user), "reject", Some(detail))?;
@@ -1186,7 +1204,7 @@ impl Service {
         now: i64,
     ) -> Result<Outcome> {
         let device_only = scope.device;
-        let Some(user) = user.filter(|u| u.can_authenticate()) else {
+        let Some(user) = user.filter(|u| self.sign_in_block(u).is_none()) else {
             self.hash_in_vain(hash_turn, code).await?;
             return Ok(Outcome::Rejected(RejectReason::InvalidCode));
         };

@@ -13,10 +13,10 @@ use twofold_wire::TwoFactorState;
 
 use crate::step_margin;
 
-const LDAPS: &str = "ldaps://127.0.0.1:636";
+pub(crate) const LDAPS: &str = "ldaps://127.0.0.1:636";
 const STARTTLS: &str = "ldap://127.0.0.1:389";
 
-fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
+pub(crate) fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
     match admin.ok(&AdminRequest::DirectorySync {
         domain: Some("corp".into()),
         full,
@@ -26,7 +26,7 @@ fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
     }
 }
 
-fn user(admin: &mut Admin, name: &str) -> Result<Option<UserView>> {
+pub(crate) fn user(admin: &mut Admin, name: &str) -> Result<Option<UserView>> {
     match admin.call(&AdminRequest::UserShow { user: name.into() })? {
         AdminAnswer::Ok { reply } => match *reply {
             AdminReply::User(u) => Ok(Some(u)),
@@ -38,7 +38,7 @@ fn user(admin: &mut Admin, name: &str) -> Result<Option<UserView>> {
 }
 
 /// An OU with `users` (sAMAccountName = cn), created over LDAP.
-fn make_ou(dc: &SambaDc, ou: &str, users: &[&str]) -> Result<String> {
+pub(crate) fn make_ou(dc: &SambaDc, ou: &str, users: &[&str]) -> Result<String> {
     let base = format!("OU={ou},{BASE_DN}");
     let mut ldif = format!("dn: {base}\nchangetype: add\nobjectClass: organizationalUnit\n\n");
     for u in users {
@@ -209,7 +209,15 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     let erin = user(&mut admin, "inc-erin")?.ok_or_else(|| anyhow::anyhow!("erin lost"))?;
     assert_eq!(erin.email.as_deref(), Some("erin.new@corp.example.test"));
     assert_eq!(erin.mobile.as_deref(), Some("+41 79 555 55 55"));
-    assert_eq!(erin.groups, vec![format!("CN=inc-group,{base}")]);
+    // The primary group counts as AD counts it, and so does Builtin\Users, which Domain Users is in.
+    let primary = [
+        format!("CN=Domain Users,CN=Users,{BASE_DN}"),
+        format!("CN=Users,CN=Builtin,{BASE_DN}"),
+    ];
+    let mut expected = primary.to_vec();
+    expected.push(format!("CN=inc-group,{base}"));
+    expected.sort();
+    assert_eq!(erin.groups, expected);
     assert_eq!(
         erin.state,
         TwoFactorState::EnrollmentRequired,
@@ -230,7 +238,7 @@ async fn incremental_sync_follows_renames_moves_disables_deletes_groups_and_attr
     let out = sync(&mut admin, false)?;
     assert!(out.ok, "{out:?}");
     let erin = user(&mut admin, "inc-erin")?.ok_or_else(|| anyhow::anyhow!("erin lost"))?;
-    assert!(erin.groups.is_empty());
+    assert_eq!(erin.groups, primary.to_vec());
     assert_eq!(
         erin.state,
         TwoFactorState::NotEnrolled,
@@ -416,7 +424,7 @@ async fn controllers_are_tried_in_turn_overrides_win_and_removed_users_are_purge
 }
 
 /// `twofold-admin` as the Unix user `login`: answers (exit code, stdout, stderr).
-fn admin_as(
+pub(crate) fn admin_as(
     binary: &std::path::Path,
     socket: &std::path::Path,
     login: &str,
@@ -430,7 +438,7 @@ fn admin_as(
     ))
 }
 
-fn audit(admin: &mut Admin, filter: AuditFilter) -> Result<Vec<AuditEvent>> {
+pub(crate) fn audit(admin: &mut Admin, filter: AuditFilter) -> Result<Vec<AuditEvent>> {
     match admin.ok(&AdminRequest::AuditSearch { filter })? {
         AdminReply::Audit { events } => Ok(events),
         other => bail!("unexpected {other:?}"),

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use super::entry::DirectoryEntry;
+use super::groups::GroupGraph;
 use crate::error::{Error, Result};
 use crate::lockout::user_key;
 use crate::service::{Actor, Service};
@@ -48,6 +49,10 @@ impl Service {
                     dn: entry.dn,
                     account_disabled: entry.disabled,
                     removed_at: None,
+                    member_of: entry.member_of,
+                    primary_group: entry.primary_group,
+                    expires: entry.expires,
+                    locked_out: entry.locked_out,
                 }),
                 mobile_override: None,
                 voice_override: None,
@@ -109,6 +114,10 @@ impl Service {
             account_disabled: entry.disabled,
             // Seen again (restored from the recycle bin, or back in scope).
             removed_at: None,
+            member_of: entry.member_of,
+            primary_group: entry.primary_group,
+            expires: entry.expires,
+            locked_out: entry.locked_out,
         });
         if user == before {
             return Ok(Applied::Unchanged);
@@ -162,37 +171,73 @@ impl Service {
         Ok(true)
     }
 
-    /// Brings every user of the domain in line with one group's current `member` list. Returns how many
-    /// users changed.
-    pub(crate) async fn apply_group(
+    /// Brings every user of the domain in line with the changed groups' current `member` lists and
+    /// the group graph (already updated from them): direct groups first, then every group they are
+    /// nested in. One pass over the domain's users whatever the number of changed groups. Returns how
+    /// many users changed.
+    pub(crate) async fn apply_groups(
         &self,
         domain: &str,
-        group_dn: &str,
-        members: &[String],
+        graph: &GroupGraph,
+        changed: &[(String, Vec<String>)],
     ) -> Result<u64> {
-        let members: HashSet<String> = members.iter().map(|m| m.to_lowercase()).collect();
-        let group_lower = group_dn.to_lowercase();
-        let mut changed = 0;
+        let changed: Vec<(&str, HashSet<String>)> = changed
+            .iter()
+            .map(|(dn, members)| {
+                (
+                    dn.as_str(),
+                    members.iter().map(|m| m.to_lowercase()).collect(),
+                )
+            })
+            .collect();
+        let regroup = |user: &UserRecord| -> Option<(Vec<String>, Vec<String>)> {
+            let link = user.directory.as_ref()?;
+            let dn = link.dn.to_lowercase();
+            let mut direct = link.member_of.clone();
+            for (group, members) in &changed {
+                direct.retain(|g| !g.eq_ignore_ascii_case(group));
+                if members.contains(&dn) {
+                    direct.push((*group).to_owned());
+                }
+            }
+            direct.sort();
+            let groups = graph.effective(&direct, link.primary_group.as_deref());
+            (direct != link.member_of || groups != user.groups).then_some((direct, groups))
+        };
+        let mut count = 0;
         for (_, id) in self.store().domain_guids(domain)? {
             let Some(user) = self.store().user(&id)? else {
                 continue;
             };
-            let Some(dn) = user.directory.as_ref().map(|d| d.dn.to_lowercase()) else {
-                continue;
-            };
-            let is_member = members.contains(&dn);
-            let listed = user.groups.iter().any(|g| g.to_lowercase() == group_lower);
-            if is_member == listed {
+            if regroup(&user).is_none() {
                 continue;
             }
             let _guard = self.lock_user(&user_key(&id)).await;
             let Some(mut user) = self.store().user(&id)? else {
                 continue;
             };
-            user.groups.retain(|g| g.to_lowercase() != group_lower);
-            if is_member {
-                user.groups.push(group_dn.to_owned());
-                user.groups.sort();
+            let Some((direct, groups)) = regroup(&user) else {
+                continue;
+            };
+            let added: Vec<&String> = groups.iter().filter(|g| !user.groups.contains(g)).collect();
+            let removed: Vec<&String> =
+                user.groups.iter().filter(|g| !groups.contains(g)).collect();
+            let detail = format!(
+                "added_to={} removed_from={}",
+                added
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                removed
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(";")
+            );
+            user.groups = groups;
+            if let Some(link) = user.directory.as_mut() {
+                link.member_of = direct;
             }
             self.store().put_user(&user)?;
             self.audit(
@@ -200,18 +245,11 @@ impl Service {
                 "directory_group",
                 Some(&user.username),
                 "ok",
-                Some(format!(
-                    "{} group={group_dn}",
-                    if is_member {
-                        "added_to"
-                    } else {
-                        "removed_from"
-                    }
-                )),
+                Some(detail),
             )?;
-            changed += 1;
+            count += 1;
         }
-        Ok(changed)
+        Ok(count)
     }
 
     /// Deletes users removed from the directory longer ago than the retention. Returns how many.
@@ -265,6 +303,14 @@ fn changed_fields(a: &UserRecord, b: &UserRecord) -> String {
         (
             "disabled",
             link(a).map(|l| l.account_disabled) != link(b).map(|l| l.account_disabled),
+        ),
+        (
+            "expires",
+            link(a).and_then(|l| l.expires) != link(b).and_then(|l| l.expires),
+        ),
+        (
+            "locked_out",
+            link(a).map(|l| l.locked_out) != link(b).map(|l| l.locked_out),
         ),
         ("restored", link(a).and_then(|l| l.removed_at).is_some()),
     ] {

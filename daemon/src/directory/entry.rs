@@ -6,6 +6,12 @@ use crate::config::AttributeMap;
 
 /// userAccountControl ACCOUNTDISABLE.
 const ACCOUNT_DISABLED: u32 = 0x2;
+/// msDS-User-Account-Control-Computed UF_LOCKOUT: locked now, with the domain's lockout duration
+/// taken into account (lockoutTime alone stays set after the duration ran out, until the next logon).
+const UF_LOCKOUT: u32 = 0x10;
+const COMPUTED_CONTROL: &str = "msDS-User-Account-Control-Computed";
+/// Seconds from 1601-01-01 (FILETIME's epoch) to 1970-01-01.
+const FILETIME_UNIX_OFFSET: i64 = 11_644_473_600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryEntry {
@@ -17,8 +23,17 @@ pub struct DirectoryEntry {
     pub email: Option<String>,
     pub mobile: Option<String>,
     pub voice: Option<String>,
+    /// Every group the user is in (`groups::GroupGraph::effective`); `read` fills in the direct ones.
     pub groups: Vec<String>,
+    /// The direct groups, as `memberOf` lists them.
+    pub member_of: Vec<String>,
+    /// The primary group's SID, from objectSid and primaryGroupID.
+    pub primary_group: Option<String>,
     pub disabled: bool,
+    /// accountExpires as unix seconds; None when it never expires.
+    pub expires: Option<i64>,
+    /// Locked out in AD (see `UF_LOCKOUT`).
+    pub locked_out: bool,
 }
 
 /// Raw bytes of an attribute: ldap3 files values that happen to be valid UTF-8 under `attrs`,
@@ -78,6 +93,17 @@ pub fn read(entry: &SearchEntry, map: &AttributeMap) -> Result<DirectoryEntry, S
         .unwrap_or(0);
     let mut groups = text(entry, &map.groups).cloned().unwrap_or_default();
     groups.sort();
+    let primary_group = binary(entry, "objectSid")
+        .and_then(|raw| super::groups::sid_text(&raw))
+        .zip(single(entry, "primaryGroupID").and_then(|v| v.parse().ok()))
+        .and_then(|(sid, rid)| super::groups::primary_group_sid(&sid, rid));
+    let locked_out = match single(entry, COMPUTED_CONTROL).and_then(|v| v.parse::<u32>().ok()) {
+        Some(computed) => computed & UF_LOCKOUT != 0,
+        // A DC that does not compute it: lockoutTime is set while locked (and reset by an unlock).
+        None => single(entry, "lockoutTime")
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|t| t != 0),
+    };
     Ok(DirectoryEntry {
         guid,
         dn: entry.dn.clone(),
@@ -87,9 +113,20 @@ pub fn read(entry: &SearchEntry, map: &AttributeMap) -> Result<DirectoryEntry, S
         email: single(entry, &map.email),
         mobile: single(entry, &map.mobile),
         voice: single(entry, &map.voice),
+        member_of: groups.clone(),
         groups,
+        primary_group,
         disabled: control & ACCOUNT_DISABLED != 0,
+        expires: single(entry, "accountExpires")
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(filetime_to_unix),
+        locked_out,
     })
+}
+
+/// accountExpires: 100 ns ticks since 1601; 0 and i64::MAX mean "never".
+fn filetime_to_unix(ticks: i64) -> Option<i64> {
+    (ticks != 0 && ticks != i64::MAX).then(|| ticks / 10_000_000 - FILETIME_UNIX_OFFSET)
 }
 
 /// The attributes a user search asks for.
@@ -104,6 +141,11 @@ pub fn attributes(map: &AttributeMap) -> Vec<String> {
         map.voice.clone(),
         map.groups.clone(),
         map.account_control.clone(),
+        "objectSid".to_owned(),
+        "primaryGroupID".to_owned(),
+        "accountExpires".to_owned(),
+        "lockoutTime".to_owned(),
+        COMPUTED_CONTROL.to_owned(),
     ];
     attrs.dedup();
     attrs
@@ -151,6 +193,58 @@ mod tests {
         let mut no_name = entry.clone();
         no_name.attrs.remove("sAMAccountName");
         assert!(read_err(&no_name).contains("no sAMAccountName"));
+    }
+
+    #[test]
+    fn expiry_and_lockout_read_as_ad_means_them() {
+        let mut attrs = std::collections::HashMap::new();
+        attrs.insert("sAMAccountName".to_owned(), vec!["ann".to_owned()]);
+        let mut bin_attrs = std::collections::HashMap::new();
+        bin_attrs.insert("objectGUID".to_owned(), vec![vec![0x11u8; 16]]);
+        let base = SearchEntry {
+            dn: "CN=ann,DC=x".into(),
+            attrs,
+            bin_attrs,
+        };
+        let with = |pairs: &[(&str, &str)]| {
+            let mut e = base.clone();
+            for (k, v) in pairs {
+                e.attrs.insert((*k).to_owned(), vec![(*v).to_owned()]);
+            }
+            read(&e, &AttributeMap::default()).unwrap_or_else(|e| unreachable!("{e}"))
+        };
+        // (attributes, expires, locked)
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<i64>, bool);
+        let table: [Row; 7] = [
+            (&[], None, false),
+            (&[("accountExpires", "0")], None, false),
+            (&[("accountExpires", "9223372036854775807")], None, false),
+            // 2012-01-01T00:00:00Z
+            (
+                &[("accountExpires", "129698496000000000")],
+                Some(1_325_376_000),
+                false,
+            ),
+            (&[("lockoutTime", "134000000000000000")], None, true),
+            // The computed bit wins over a lockoutTime left behind by an expired lockout.
+            (
+                &[
+                    ("lockoutTime", "134000000000000000"),
+                    (COMPUTED_CONTROL, "0"),
+                ],
+                None,
+                false,
+            ),
+            (
+                &[("lockoutTime", "0"), (COMPUTED_CONTROL, "16")],
+                None,
+                true,
+            ),
+        ];
+        for (pairs, expires, locked) in table {
+            let e = with(pairs);
+            assert_eq!((e.expires, e.locked_out), (expires, locked), "{pairs:?}");
+        }
     }
 
     fn read_err(entry: &SearchEntry) -> String {

@@ -211,6 +211,45 @@ impl Connection {
         ))
     }
 
+    /// Every value of `attr` in `entry`, asking the DC for the further ranges when it sent only the
+    /// first: Windows AD answers a multi-valued attribute longer than MaxValRange (1,500 by default)
+    /// as `member;range=0-1499`, and the rest only to a base search for `member;range=1500-*`.
+    pub async fn all_values(&mut self, entry: &SearchEntry, attr: &str) -> LdapResult<Vec<String>> {
+        let mut values = Vec::new();
+        let mut part = value_range(entry, attr)?;
+        loop {
+            let Some(next) = part.next else {
+                values.extend(part.values);
+                return Ok(values);
+            };
+            values.extend(part.values);
+            let wanted = format!("{attr};range={next}-*");
+            let started = Instant::now();
+            let (entries, _) = self
+                .ldap
+                .with_timeout(self.timeout)
+                .search(&entry.dn, Scope::Base, "(objectClass=*)", vec![&wanted])
+                .await
+                .and_then(|r| r.success())
+                .map_err(|e| format!("{}: reading {wanted} of {}: {e}", self.url, entry.dn))?;
+            self.waited += started.elapsed();
+            let more = entries
+                .into_iter()
+                .map(SearchEntry::construct)
+                .find(|e| !e.dn.is_empty())
+                .ok_or_else(|| {
+                    format!("{}: {} is gone while reading {wanted}", self.url, entry.dn)
+                })?;
+            part = value_range(&more, attr)?;
+            if part.start != Some(next) {
+                return Err(format!(
+                    "{}: asked for {wanted} of {}, got a range starting at {:?}",
+                    self.url, entry.dn, part.start
+                ));
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.ldap.unbind().await;
     }
@@ -251,5 +290,108 @@ impl PagedSearch {
             val: None,
         });
         self
+    }
+}
+
+/// One answer's share of a multi-valued attribute.
+#[derive(Debug, PartialEq, Eq)]
+struct ValueRange {
+    values: Vec<String>,
+    /// The first index of these values when the answer was ranged.
+    start: Option<u64>,
+    /// Where the next range starts; None when these were the last values.
+    next: Option<u64>,
+}
+
+/// Reads `attr` from an entry as sent in full (`member`) or in a range (`member;range=0-1499`,
+/// the last one ending in `*`). An absent attribute has no values.
+fn value_range(entry: &SearchEntry, attr: &str) -> LdapResult<ValueRange> {
+    let prefix = format!("{};range=", attr.to_ascii_lowercase());
+    for (key, values) in &entry.attrs {
+        let lower = key.to_ascii_lowercase();
+        if lower == attr.to_ascii_lowercase() {
+            return Ok(ValueRange {
+                values: values.clone(),
+                start: None,
+                next: None,
+            });
+        }
+        let Some(range) = lower.strip_prefix(&prefix) else {
+            continue;
+        };
+        let bad = || format!("{}: cannot read the range in {key}", entry.dn);
+        let (low, high) = range.split_once('-').ok_or_else(bad)?;
+        let low: u64 = low.parse().map_err(|_| bad())?;
+        let next = match high {
+            "*" => None,
+            high => Some(
+                high.parse::<u64>()
+                    .ok()
+                    .filter(|h| *h >= low)
+                    .ok_or_else(bad)?
+                    + 1,
+            ),
+        };
+        return Ok(ValueRange {
+            values: values.clone(),
+            start: Some(low),
+            next,
+        });
+    }
+    Ok(ValueRange {
+        values: Vec::new(),
+        start: None,
+        next: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(attrs: &[(&str, &[&str])]) -> SearchEntry {
+        SearchEntry {
+            dn: "CN=g,DC=x".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+                .collect(),
+            bin_attrs: std::collections::HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn ranged_values_say_where_the_next_range_starts() {
+        let range = |start, next, values: &[&str]| ValueRange {
+            values: values.iter().map(|s| (*s).to_owned()).collect(),
+            start,
+            next,
+        };
+        let table = [
+            (
+                entry(&[("member", &["a", "b"])]),
+                range(None, None, &["a", "b"]),
+            ),
+            (entry(&[("Member", &["a"])]), range(None, None, &["a"])),
+            (entry(&[]), range(None, None, &[])),
+            (
+                entry(&[("member;range=0-1499", &["a"])]),
+                range(Some(0), Some(1500), &["a"]),
+            ),
+            (
+                entry(&[("member;range=1500-*", &["b"])]),
+                range(Some(1500), None, &["b"]),
+            ),
+            (entry(&[("memberOf", &["x"])]), range(None, None, &[])),
+        ];
+        for (e, expected) in table {
+            assert_eq!(value_range(&e, "member"), Ok(expected), "{:?}", e.attrs);
+        }
+        for bad in ["member;range=x-5", "member;range=9-3", "member;range=7"] {
+            assert!(
+                value_range(&entry(&[(bad, &["a"])]), "member").is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -10,7 +10,11 @@
 //!   groups (a membership change bumps only the group's `uSNChanged`, so changed groups' `member` lists
 //!   are compared with the users' groups), and deleted objects (show-deleted control, `isDeleted=TRUE`).
 //!   USNs are per domain controller: a cursor from another DC, or none, means a full sync.
-//! - Disabled in AD (userAccountControl 0x2): cannot authenticate, devices kept. Removed: cannot
+//! - Groups are transitive (`groups`): a user is in their direct groups, their primary group and every
+//!   group those are nested in. A full sync reads every group's `memberOf` and objectSid into a graph
+//!   kept in the store; an incremental sync updates it from the changed groups and recomputes users.
+//! - Disabled (userAccountControl 0x2), expired (accountExpires) or, with `honour_ad_lockout`, locked
+//!   out in AD: cannot authenticate, devices kept (`SignInBlock`). Removed: cannot
 //!   authenticate, devices and backup codes revoked, the record kept for `removed_retention_days`, then
 //!   purged. Each of these is audited.
 //! - A sync that fails (no DC reachable, bind refused, certificate untrusted, search error) changes
@@ -22,6 +26,7 @@
 mod apply;
 pub mod dn;
 pub mod entry;
+pub mod groups;
 pub mod ldap;
 
 use std::collections::HashSet;
@@ -37,6 +42,7 @@ use crate::config::DirectoryConfig;
 use crate::error::{Error, Result};
 use crate::service::Service;
 use apply::Applied;
+use groups::GroupGraph;
 use ldap::PagedSearch;
 
 /// Lines of errors kept in a sync status.
@@ -97,6 +103,10 @@ fn cursor_key(domain: &str) -> String {
 
 fn status_key(domain: &str) -> String {
     format!("directory/{domain}/status")
+}
+
+fn groups_key(domain: &str) -> String {
+    format!("directory/{domain}/groups")
 }
 
 impl Service {
@@ -198,8 +208,15 @@ impl Service {
             .meta(&cursor_key(&cfg.name))
             .map_err(|e| e.to_string())?;
         let now = self.now();
+        let graph: Option<GroupGraph> = self
+            .store()
+            .meta(&groups_key(&cfg.name))
+            .map_err(|e| e.to_string())?;
+        // No group graph yet (first sync, or records from before groups were transitive): a full
+        // sync builds it.
         let incremental_from = cursor.as_ref().filter(|c| {
-            !full
+            graph.is_some()
+                && !full
                 && c.server == root.server
                 && now.saturating_sub(c.last_full)
                     < i64::try_from(cfg.full_sync_interval_seconds).unwrap_or(i64::MAX)
@@ -209,10 +226,16 @@ impl Service {
         } else {
             cfg.user_bases.clone()
         };
+        let group_bases = if cfg.group_bases.is_empty() {
+            vec![root.naming_context.clone()]
+        } else {
+            cfg.group_bases.clone()
+        };
         let outcome = match incremental_from {
             None => {
                 status.mode = "full".into();
-                self.full_sync(&mut conn, cfg, &user_bases, status).await
+                self.full_sync(&mut conn, cfg, &user_bases, &group_bases, status)
+                    .await
             }
             Some(c) => {
                 status.mode = "incremental".into();
@@ -220,7 +243,9 @@ impl Service {
                     &mut conn,
                     cfg,
                     &user_bases,
+                    &group_bases,
                     &root.naming_context,
+                    graph.map(GroupGraph::indexed).unwrap_or_default(),
                     c.highest_usn,
                     status,
                 )
@@ -270,6 +295,7 @@ impl Service {
         conn: &mut ldap::Connection,
         cfg: &DirectoryConfig,
         mut search: PagedSearch,
+        graph: &GroupGraph,
         status: &mut SyncStatus,
         seen: &mut HashSet<String>,
     ) -> std::result::Result<(), String> {
@@ -280,7 +306,7 @@ impl Service {
                 // this worker's LIFO slot: no other worker may take it from there, so it would send the
                 // request only once this page was applied. Yielding lets it send the request first.
                 tokio::task::yield_now().await;
-                self.apply_page(cfg, page, status, seen).await
+                self.apply_page(cfg, page, graph, status, seen).await
             });
             applied?;
             current = next?;
@@ -295,6 +321,7 @@ impl Service {
         &self,
         cfg: &DirectoryConfig,
         page: Vec<ldap3::SearchEntry>,
+        graph: &GroupGraph,
         status: &mut SyncStatus,
         seen: &mut HashSet<String>,
     ) -> std::result::Result<(), String> {
@@ -302,7 +329,10 @@ impl Service {
         for raw in page {
             status.entries += 1;
             let entry = match entry::read(&raw, &cfg.attributes) {
-                Ok(e) => e,
+                Ok(mut e) => {
+                    e.groups = graph.effective(&e.member_of, e.primary_group.as_deref());
+                    e
+                }
                 Err(skip) => {
                     push_error(status, skip);
                     continue;
@@ -361,8 +391,10 @@ impl Service {
         conn: &mut ldap::Connection,
         cfg: &DirectoryConfig,
         user_bases: &[String],
+        group_bases: &[String],
         status: &mut SyncStatus,
     ) -> std::result::Result<(), String> {
+        let graph = read_group_graph(conn, cfg, group_bases, status).await?;
         let mut seen = HashSet::new();
         for base in user_bases {
             let search = PagedSearch::new(
@@ -371,7 +403,7 @@ impl Service {
                 entry::attributes(&cfg.attributes),
                 cfg.page_size,
             );
-            self.apply_search(conn, cfg, search, status, &mut seen)
+            self.apply_search(conn, cfg, search, &graph, status, &mut seen)
                 .await?;
         }
         let known = self
@@ -395,24 +427,25 @@ impl Service {
                 status.removed += 1;
             }
         }
+        self.store()
+            .set_meta(&groups_key(&cfg.name), &graph)
+            .map_err(|e| e.to_string())?;
         self.store().commit().await.map_err(|e| e.to_string())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn incremental_sync(
         &self,
         conn: &mut ldap::Connection,
         cfg: &DirectoryConfig,
         user_bases: &[String],
+        group_bases: &[String],
         naming_context: &str,
+        mut graph: GroupGraph,
         since: u64,
         status: &mut SyncStatus,
     ) -> std::result::Result<(), String> {
         let changed = format!("(uSNChanged>={})", since.saturating_add(1));
-        let group_bases = if cfg.group_bases.is_empty() {
-            vec![naming_context.to_owned()]
-        } else {
-            cfg.group_bases.clone()
-        };
         // Samba has no range index on uSNChanged: it reads every user to answer the users' search (1.8 to
         // 4 s at 100,000 users). The changed groups and deleted objects are searched meanwhile, on a
         // second connection to the same DC, and applied after the users, in the order they always were.
@@ -430,12 +463,12 @@ impl Service {
                         entry::attributes(&cfg.attributes),
                         cfg.page_size,
                     );
-                    self.apply_search(conn, cfg, search, status, &mut seen)
+                    self.apply_search(conn, cfg, search, &graph, status, &mut seen)
                         .await?;
                 }
                 Ok::<(), String>(())
             },
-            changed_groups_and_deletions(cfg, &group_bases, naming_context, &changed, &url),
+            changed_groups_and_deletions(cfg, group_bases, naming_context, &changed, &url),
         );
         users?;
         let others = others?;
@@ -444,10 +477,21 @@ impl Service {
         conn.waited = before + users_waited.max(others.waited);
         status.pages += others.pages;
 
-        for (group, members) in others.groups {
+        if !others.groups.is_empty() {
+            let mut members = Vec::with_capacity(others.groups.len());
+            for group in others.groups {
+                graph.put(&group.dn, group.sid, &group.member_of);
+                members.push((group.dn, group.members));
+            }
+            for (dn, listed) in &members {
+                graph.set_members(dn, listed);
+            }
             status.changed += self
-                .apply_group(&cfg.name, &group, &members)
+                .apply_groups(&cfg.name, &graph, &members)
                 .await
+                .map_err(|e| e.to_string())?;
+            self.store()
+                .set_meta(&groups_key(&cfg.name), &graph)
                 .map_err(|e| e.to_string())?;
         }
         for guid in others.deleted {
@@ -469,9 +513,19 @@ impl Service {
     }
 }
 
-/// What changed besides users since a USN: groups (DN and `member` list) and deleted objects' GUIDs.
+/// A group as an incremental sync reads it.
+struct ChangedGroup {
+    dn: String,
+    sid: Option<String>,
+    /// The groups it is a direct member of.
+    member_of: Vec<String>,
+    /// Its whole `member` list (every range of it).
+    members: Vec<String>,
+}
+
+/// What changed besides users since a USN: groups and deleted objects' GUIDs.
 struct OtherChanges {
-    groups: Vec<(String, Vec<String>)>,
+    groups: Vec<ChangedGroup>,
     deleted: Vec<String>,
     pages: u64,
     waited: Duration,
@@ -495,12 +549,18 @@ async fn changed_groups_and_deletions(
     let outcome = async {
         for base in group_bases {
             let filter = format!("(&(objectClass=group){changed})");
-            let mut search =
-                PagedSearch::new(base, &filter, vec!["member".to_owned()], cfg.page_size);
+            let mut search = PagedSearch::new(base, &filter, group_attributes(true), cfg.page_size);
             while let Some(page) = conn.page(&mut search).await? {
-                for mut group in page {
-                    let members = group.attrs.remove("member").unwrap_or_default();
-                    out.groups.push((group.dn, members));
+                for group in page {
+                    let members = conn.all_values(&group, "member").await?;
+                    let member_of = conn.all_values(&group, "memberOf").await?;
+                    out.groups.push(ChangedGroup {
+                        sid: entry::binary(&group, "objectSid")
+                            .and_then(|raw| groups::sid_text(&raw)),
+                        dn: group.dn,
+                        member_of,
+                        members,
+                    });
                 }
             }
             out.pages += search.pages;
@@ -528,6 +588,43 @@ async fn changed_groups_and_deletions(
     out.waited = conn.waited;
     conn.close().await;
     outcome.map(|()| out)
+}
+
+/// What a group search asks for; `member` (which may be long) only when it is needed.
+fn group_attributes(with_members: bool) -> Vec<String> {
+    let mut attrs = vec!["memberOf".to_owned(), "objectSid".to_owned()];
+    if with_members {
+        attrs.push("member".to_owned());
+    }
+    attrs
+}
+
+/// Every group under the group bases with what it is a direct member of: the graph a full sync
+/// resolves nesting and primary groups with.
+async fn read_group_graph(
+    conn: &mut ldap::Connection,
+    cfg: &DirectoryConfig,
+    group_bases: &[String],
+    status: &mut SyncStatus,
+) -> std::result::Result<GroupGraph, String> {
+    let mut graph = GroupGraph::default();
+    for base in group_bases {
+        let mut search = PagedSearch::new(
+            base,
+            "(objectClass=group)",
+            group_attributes(false),
+            cfg.page_size,
+        );
+        while let Some(page) = conn.page(&mut search).await? {
+            for group in page {
+                let member_of = conn.all_values(&group, "memberOf").await?;
+                let sid = entry::binary(&group, "objectSid").and_then(|raw| groups::sid_text(&raw));
+                graph.put(&group.dn, sid, &member_of);
+            }
+        }
+        status.pages += search.pages;
+    }
+    Ok(graph)
 }
 
 /// Hands the heap a sync freed back to the system. A sync allocates and frees a great deal (pages of

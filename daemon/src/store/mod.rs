@@ -1131,7 +1131,7 @@ mod tests {
                 guid: guid.into(),
                 dn: format!("CN={name},DC=corp"),
                 account_disabled: false,
-                removed_at: None,
+                ..records::DirectoryLink::default()
             }),
             ..UserRecord::new_local(id, name, 0)
         };

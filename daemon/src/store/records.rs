@@ -62,7 +62,7 @@ fn is_zero(value: &u64) -> bool {
 }
 
 /// A user's tie to their directory entry. The GUID is the identity: renames and moves keep it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryLink {
     /// The `[[directory]]` name.
     pub domain: String,
@@ -75,6 +75,60 @@ pub struct DirectoryLink {
     /// purged after the retention period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<i64>,
+    /// The groups AD lists in the user's `memberOf`; `UserRecord::groups` adds the primary group and
+    /// every group these are nested in (see `directory::groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_of: Vec<String>,
+    /// The primary group's SID (objectSid's domain + primaryGroupID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_group: Option<String>,
+    /// accountExpires, unix seconds: from then on the user cannot authenticate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    /// Locked out in AD at the last sync: cannot authenticate while `honour_ad_lockout` holds.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub locked_out: bool,
+}
+
+/// Why a user cannot authenticate. The rule (`UserRecord::sign_in_block`): disabled in Twofold, then
+/// removed from, disabled in, expired in and locked out in the directory, the first that holds.
+/// An AD account that Windows would refuse a logon is refused a second factor too: the second factor
+/// must never be what lets in an account the directory has shut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInBlock {
+    Disabled,
+    RemovedFromDirectory,
+    DisabledInDirectory,
+    ExpiredInDirectory,
+    LockedOutInDirectory,
+}
+
+impl SignInBlock {
+    /// For the audit log's `reason=`.
+    pub fn code(self) -> &'static str {
+        match self {
+            SignInBlock::Disabled => "user_disabled",
+            SignInBlock::RemovedFromDirectory => "ad_removed",
+            SignInBlock::DisabledInDirectory => "ad_disabled",
+            SignInBlock::ExpiredInDirectory => "ad_account_expired",
+            SignInBlock::LockedOutInDirectory => "ad_locked_out",
+        }
+    }
+
+    /// For admins (`user show`).
+    pub fn explain(self) -> &'static str {
+        match self {
+            SignInBlock::Disabled => "disabled in Twofold",
+            SignInBlock::RemovedFromDirectory => "removed from the directory",
+            SignInBlock::DisabledInDirectory => "disabled in the directory (userAccountControl)",
+            SignInBlock::ExpiredInDirectory => {
+                "the account expired in the directory (accountExpires)"
+            }
+            SignInBlock::LockedOutInDirectory => {
+                "locked out in the directory (too many bad passwords); honour_ad_lockout is on"
+            }
+        }
+    }
 }
 
 impl UserRecord {
@@ -103,13 +157,24 @@ impl UserRecord {
         }
     }
 
-    /// Whether this user may authenticate at all: enabled here, and live and enabled in its directory.
-    pub fn can_authenticate(&self) -> bool {
-        self.enabled
-            && self
-                .directory
-                .as_ref()
-                .is_none_or(|d| !d.account_disabled && d.removed_at.is_none())
+    /// Why this user may not authenticate at `now`, if they may not (see `SignInBlock`).
+    /// `honour_ad_lockout` is the user's `[[directory]]` setting.
+    pub fn sign_in_block(&self, now: i64, honour_ad_lockout: bool) -> Option<SignInBlock> {
+        if !self.enabled {
+            return Some(SignInBlock::Disabled);
+        }
+        let link = self.directory.as_ref()?;
+        if link.removed_at.is_some() {
+            Some(SignInBlock::RemovedFromDirectory)
+        } else if link.account_disabled {
+            Some(SignInBlock::DisabledInDirectory)
+        } else if link.expires.is_some_and(|at| now >= at) {
+            Some(SignInBlock::ExpiredInDirectory)
+        } else if link.locked_out && honour_ad_lockout {
+            Some(SignInBlock::LockedOutInDirectory)
+        } else {
+            None
+        }
     }
 
     /// The mobile number codes go to: the admin's override, else the directory's (or local) value.
@@ -285,6 +350,82 @@ mod tests {
     }
 
     #[test]
+    fn who_may_sign_in_follows_twofold_then_the_directory() {
+        let now = 1_000_000;
+        let link = DirectoryLink {
+            domain: "corp".into(),
+            guid: "g1".into(),
+            dn: "CN=ann,DC=corp".into(),
+            ..DirectoryLink::default()
+        };
+        let with = |edit: &dyn Fn(&mut UserRecord)| {
+            let mut u = UserRecord {
+                directory: Some(link.clone()),
+                ..UserRecord::new_local("u1", "ann", 0)
+            };
+            edit(&mut u);
+            u
+        };
+        let ad = |edit: &'static dyn Fn(&mut DirectoryLink)| {
+            move |u: &mut UserRecord| {
+                if let Some(d) = u.directory.as_mut() {
+                    edit(d)
+                }
+            }
+        };
+        // (user, honour_ad_lockout, expected)
+        let table: Vec<(UserRecord, bool, Option<SignInBlock>)> = vec![
+            (with(&|_| {}), true, None),
+            (UserRecord::new_local("u2", "local", 0), true, None),
+            (
+                with(&|u| u.enabled = false),
+                true,
+                Some(SignInBlock::Disabled),
+            ),
+            (
+                with(&ad(&|d| d.removed_at = Some(5))),
+                true,
+                Some(SignInBlock::RemovedFromDirectory),
+            ),
+            (
+                with(&ad(&|d| d.account_disabled = true)),
+                true,
+                Some(SignInBlock::DisabledInDirectory),
+            ),
+            // Expiry is a moment: the second it names is already past.
+            (
+                with(&ad(&|d| d.expires = Some(1_000_000))),
+                true,
+                Some(SignInBlock::ExpiredInDirectory),
+            ),
+            (
+                with(&ad(&|d| d.expires = Some(999_999))),
+                false,
+                Some(SignInBlock::ExpiredInDirectory),
+            ),
+            (with(&ad(&|d| d.expires = Some(1_000_001))), true, None),
+            (
+                with(&ad(&|d| d.locked_out = true)),
+                true,
+                Some(SignInBlock::LockedOutInDirectory),
+            ),
+            (with(&ad(&|d| d.locked_out = true)), false, None),
+            // Disabled and expired: the first rule that holds is the one reported.
+            (
+                with(&ad(&|d| {
+                    d.account_disabled = true;
+                    d.expires = Some(1);
+                })),
+                true,
+                Some(SignInBlock::DisabledInDirectory),
+            ),
+        ];
+        for (row, (user, honour, expected)) in table.into_iter().enumerate() {
+            assert_eq!(user.sign_in_block(now, honour), expected, "row {row}");
+        }
+    }
+
+    #[test]
     fn absent_fields_are_left_out_and_read_back_as_defaults() -> serde_json::Result<()> {
         let synced = UserRecord {
             upn: Some("bulk00001@corp.example.test".into()),
@@ -295,7 +436,7 @@ mod tests {
                 guid: "g1".into(),
                 dn: "CN=bulk00001,DC=corp".into(),
                 account_disabled: false,
-                removed_at: None,
+                ..DirectoryLink::default()
             }),
             ..UserRecord::new_local("u1", "bulk00001", 0)
         };

@@ -362,6 +362,9 @@ pub struct UserView {
     /// `local` for users created here, `ad:<domain>` for synced users.
     pub source: String,
     pub directory: Option<DirectoryInfo>,
+    /// Why the user cannot sign in now (disabled, removed, expired or locked out in AD), if they cannot.
+    #[serde(default)]
+    pub cannot_sign_in: Option<String>,
     /// The policy that applies, from the defaults and the user's groups.
     pub policy: Option<crate::policy::EffectivePolicy>,
     pub state: TwoFactorState,
@@ -802,6 +805,12 @@ pub struct DirectoryInfo {
     pub dn: String,
     pub account_disabled: bool,
     pub removed_at: Option<i64>,
+    /// accountExpires (unix seconds); absent when it never expires, and from older daemons.
+    #[serde(default)]
+    pub expires: Option<i64>,
+    /// Locked out in AD at the last sync.
+    #[serde(default)]
+    pub locked_out: bool,
 }
 
 /// The last sync of one directory domain, for admins.
