@@ -464,8 +464,8 @@ pub fn text(reply: &AdminReply) -> String {
                 );
                 let _ = writeln!(
                     out,
-                    "  entries {}  pages {}  added {}  changed {}  disabled {}  removed {}  purged {}",
-                    s.entries, s.pages, s.added, s.changed, s.disabled, s.removed, s.purged
+                    "  entries {}  pages {}  added {}  changed {}  disabled {}  removed {}  purged {}  failed {}",
+                    s.entries, s.pages, s.added, s.changed, s.disabled, s.removed, s.purged, s.failed
                 );
                 for e in &s.errors {
                     let _ = writeln!(out, "  error: {e}");

@@ -236,6 +236,7 @@ fn corp(ok: bool) -> SyncStatus {
         disabled: 1,
         removed: 0,
         purged: 0,
+        failed: 0,
         errors: if ok {
             vec![]
         } else {

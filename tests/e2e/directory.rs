@@ -13,10 +13,10 @@ use twofold_wire::TwoFactorState;
 
 use crate::step_margin;
 
-const LDAPS: &str = "ldaps://127.0.0.1:636";
+pub(crate) const LDAPS: &str = "ldaps://127.0.0.1:636";
 const STARTTLS: &str = "ldap://127.0.0.1:389";
 
-fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
+pub(crate) fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
     match admin.ok(&AdminRequest::DirectorySync {
         domain: Some("corp".into()),
         full,
@@ -26,7 +26,7 @@ fn sync(admin: &mut Admin, full: bool) -> Result<SyncStatus> {
     }
 }
 
-fn user(admin: &mut Admin, name: &str) -> Result<Option<UserView>> {
+pub(crate) fn user(admin: &mut Admin, name: &str) -> Result<Option<UserView>> {
     match admin.call(&AdminRequest::UserShow { user: name.into() })? {
         AdminAnswer::Ok { reply } => match *reply {
             AdminReply::User(u) => Ok(Some(u)),
@@ -38,7 +38,7 @@ fn user(admin: &mut Admin, name: &str) -> Result<Option<UserView>> {
 }
 
 /// An OU with `users` (sAMAccountName = cn), created over LDAP.
-fn make_ou(dc: &SambaDc, ou: &str, users: &[&str]) -> Result<String> {
+pub(crate) fn make_ou(dc: &SambaDc, ou: &str, users: &[&str]) -> Result<String> {
     let base = format!("OU={ou},{BASE_DN}");
     let mut ldif = format!("dn: {base}\nchangetype: add\nobjectClass: organizationalUnit\n\n");
     for u in users {

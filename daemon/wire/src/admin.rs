@@ -830,6 +830,9 @@ pub struct SyncStatus {
     pub disabled: u64,
     pub removed: u64,
     pub purged: u64,
+    /// Entries read but not applied (unreadable, or a name another user holds): the sync then failed.
+    #[serde(default)]
+    pub failed: u64,
     /// Entries skipped or failures, one line each (the first 20).
     pub errors: Vec<String>,
 }
