@@ -99,15 +99,17 @@ fn user(out: &mut String, u: &UserView) {
     };
     let _ = writeln!(
         out,
-        "  mobile:       {}{}",
+        "  mobile:       {}{}{}",
         opt(&u.mobile),
-        overridden(&u.mobile_override)
+        overridden(&u.mobile_override),
+        dialled(&u.mobile_dialled)
     );
     let _ = writeln!(
         out,
-        "  voice:        {}{}",
+        "  voice:        {}{}{}",
         opt(&u.voice),
-        overridden(&u.voice_override)
+        overridden(&u.voice_override),
+        dialled(&u.voice_dialled)
     );
     let _ = writeln!(
         out,
@@ -161,6 +163,13 @@ fn user(out: &mut String, u: &UserView) {
     }
     let _ = writeln!(out, "  devices:");
     devices(out, &u.devices);
+}
+
+/// `   (dialled +41791234567)`, or why the number cannot be dialled.
+fn dialled(number: &Option<twofold_wire::admin::DialledNumber>) -> String {
+    number
+        .as_ref()
+        .map_or_else(String::new, |n| format!("   ({})", n.describe()))
 }
 
 /// `activated 2026-...; 1 of 3 restores used in 30 days` and the like.

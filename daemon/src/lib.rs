@@ -16,6 +16,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod live_policy;
 pub mod lockout;
+pub mod phone;
 pub mod logging;
 pub mod plugins;
 pub mod policy;

@@ -429,6 +429,8 @@ impl Service {
             voice: user.voice.clone(),
             mobile_override: user.mobile_override.clone(),
             voice_override: user.voice_override.clone(),
+            mobile_dialled: user.effective_mobile().map(crate::phone::dialled),
+            voice_dialled: user.effective_voice().map(crate::phone::dialled),
             groups: user.groups.clone(),
             enabled: user.enabled,
             source: user.source.clone(),

@@ -5,9 +5,12 @@
 use anyhow::{anyhow, Result};
 use serde_json::json;
 use twofold_tests::samba::shared_dc;
+use twofold_tests::delivery::{Gateway, SmtpServer, TestCa};
 use twofold_tests::{enroll_existing, oathtool, Admin, Api, Daemon};
-use twofold_wire::admin::{AdminReply, AdminRequest, AuditFilter};
+use twofold_wire::admin::{AdminReply, AdminRequest, AuditFilter, DialledNumber, NewUser};
+use twofold_wire::delivery::DeliveryState;
 
+use crate::delivery::{challenge, client, email_config, plugin_config, settled, WAIT};
 use crate::directory::{make_ou, sync, user, LDAPS};
 use crate::step_margin;
 
@@ -191,5 +194,123 @@ async fn a_deleted_users_name_goes_to_the_new_ad_user_and_a_removed_record_takes
     // The new rus-old enrolls and verifies as themselves.
     let fresh = enroll_existing(&api, "rus-old", "phone").await?;
     assert_eq!(verdict(&api, "rus-old", &fresh.secret, 0).await?, "accept");
+    Ok(())
+}
+
+/// The SMS a gateway got for `transaction`: its JSON body's `to`.
+async fn sms_to(sms: &Gateway, transaction: &str, count: usize) -> Result<String> {
+    let path = format!("/send?ref={transaction}");
+    let received = sms.wait_for(count, WAIT).await?;
+    let request = received
+        .iter()
+        .find(|r| r.path == path)
+        .ok_or_else(|| anyhow!("no request for {path}: {received:?}"))?;
+    let body: serde_json::Value = serde_json::from_str(&request.body)?;
+    Ok(body["to"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_phone_numbers_reach_the_gateway_in_e164_and_unusable_ones_are_shown() -> Result<()> {
+    let dc = shared_dc()?;
+    let base = make_ou(dc, "Phones", &["tel-de", "tel-us", "tel-bad"])?;
+    dc.modify(&format!(
+        "dn: CN=tel-de,{base}\nchangetype: modify\nreplace: mobile\nmobile: +49 (0) 170 123-45-67\n\n\
+         dn: CN=tel-us,{base}\nchangetype: modify\nreplace: mobile\nmobile: +1 (555) 010-0000 ext. 42\n\n\
+         dn: CN=tel-bad,{base}\nchangetype: modify\nreplace: mobile\nmobile: +999 44 123\n\n"
+    ))?;
+    let dir = twofold_tests::TempDir::new("ad-phones")?;
+    let ca = TestCa::create(dir.path())?;
+    let sms = Gateway::start(Some(&ca)).await?;
+    let voice = Gateway::start(None).await?;
+    let daemon = Daemon::start(&format!(
+        "{}{}",
+        plugin_config(dir.path(), &ca, &sms, &voice)?,
+        dc.directory_config("corp", LDAPS, &base, "")
+    ))?;
+    let mut admin = daemon.admin()?;
+    assert!(sync(&mut admin, true)?.ok);
+    let api = client(&daemon).await?;
+    let de = challenge(&api, "tel-de", "sms").await?;
+    let us = challenge(&api, "tel-us", "sms").await?;
+    let tx = |c: &serde_json::Value| c["transaction_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(sms_to(&sms, &tx(&de), 2).await?, "+491701234567");
+    assert_eq!(sms_to(&sms, &tx(&us), 2).await?, "+15550100000");
+    // A number no code can reach: refused with the reason, nothing sent.
+    let bad = api
+        .post("/api/v1/challenge", &json!({"user": "tel-bad", "channel": "sms"}))
+        .await?;
+    assert_eq!(bad.status, 409, "{}", bad.raw);
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be dialled") && m.contains("no such country code")),
+        "{}",
+        bad.raw
+    );
+    // user show says how each number is dialled, in words and in JSON.
+    let shown = user(&mut admin, "tel-de")?.ok_or_else(|| anyhow!("tel-de"))?;
+    assert_eq!(
+        shown.mobile_dialled,
+        Some(DialledNumber::E164 {
+            number: "+491701234567".into()
+        })
+    );
+    let bad_view = user(&mut admin, "tel-bad")?.ok_or_else(|| anyhow!("tel-bad"))?;
+    assert!(
+        matches!(&bad_view.mobile_dialled, Some(DialledNumber::Unusable { reason }) if reason.contains("no such country code")),
+        "{bad_view:?}"
+    );
+    let cli = std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
+        .arg("--socket")
+        .arg(daemon.admin_socket())
+        .args(["user", "show", "tel-us"])
+        .output()?;
+    let text = String::from_utf8(cli.stdout)?;
+    assert!(
+        text.contains("+1 (555) 010-0000 ext. 42   (dialled +15550100000)"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicode_mail_domains_are_idna_encoded_and_a_relay_without_smtputf8_fails_at_once(
+) -> Result<()> {
+    let dir = twofold_tests::TempDir::new("idna-mail")?;
+    let ca = TestCa::create(dir.path())?;
+    // aiosmtpd as the harness runs it offers no SMTPUTF8.
+    let smtp = SmtpServer::start(dir.path(), &ca)?;
+    let daemon = Daemon::start(&format!(
+        "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nretry_initial_seconds = 1\nmax_attempts = 5\n{}",
+        email_config(&smtp, &ca)
+    ))?;
+    let mut admin = daemon.admin()?;
+    for (name, email) in [("idn-anna", "anna@bücher.example"), ("idn-jurgen", "jürgen@bücher.example")] {
+        admin.ok(&AdminRequest::UserCreate(NewUser {
+            username: name.to_owned(),
+            email: Some(email.to_owned()),
+            ..NewUser::default()
+        }))?;
+    }
+    let api = client(&daemon).await?;
+    let anna = challenge(&api, "idn-anna", "email").await?;
+    let mail = smtp.wait_for(1, WAIT).await?;
+    assert!(
+        mail[0].contains("X-Envelope-To: anna@xn--bcher-kva.example"),
+        "{}",
+        mail[0]
+    );
+    let settled_anna = settled(&mut admin, anna["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+    assert_eq!(settled_anna.state, DeliveryState::Delivered);
+    // The local part needs SMTPUTF8: failed after one attempt, with the reason, not retried.
+    let jurgen = challenge(&api, "idn-jurgen", "email").await?;
+    let failed = settled(&mut admin, jurgen["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+    assert_eq!(failed.state, DeliveryState::Failed, "{failed:?}");
+    assert_eq!(failed.attempts.len(), 1, "{failed:?}");
+    assert!(
+        format!("{:?}", failed.attempts).contains("SMTPUTF8"),
+        "{failed:?}"
+    );
+    assert_eq!(smtp.messages()?.len(), 1);
     Ok(())
 }
