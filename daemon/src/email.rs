@@ -311,8 +311,9 @@ fn ascii_domain(address: &str) -> std::result::Result<String, String> {
     if domain.is_ascii() {
         return Ok(address.to_owned());
     }
-    let ascii = idna::domain_to_ascii(domain)
-        .map_err(|e| format!("recipient domain {domain:?} is not a valid international domain name: {e}"))?;
+    let ascii = idna::domain_to_ascii(domain).map_err(|e| {
+        format!("recipient domain {domain:?} is not a valid international domain name: {e}")
+    })?;
     Ok(format!("{local}@{ascii}"))
 }
 

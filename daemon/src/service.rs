@@ -1563,6 +1563,25 @@ fn factor_name(factor: Factor) -> &'static str {
     }
 }
 
+/// A device is only enrolled for a user who may sign in: one removed from or disabled in the directory
+/// would hold a device that rejects every code (and a removed record is purged with it).
+fn refuse_enrollment(user: &UserRecord) -> Result<()> {
+    if !user.enabled {
+        return Err(Error::Conflict("the user is disabled".into()));
+    }
+    match &user.directory {
+        Some(d) if d.removed_at.is_some() => Err(Error::Conflict(format!(
+            "the user was removed from the directory {}: no device can be enrolled for a removed user",
+            d.domain
+        ))),
+        Some(d) if d.account_disabled => Err(Error::Conflict(format!(
+            "the user is disabled in the directory {}: enable the account in AD first",
+            d.domain
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1593,24 +1612,5 @@ mod tests {
         };
         assert!(open_seed(&secrets, "u1", "d1", &broken).is_err());
         Ok(())
-    }
-}
-
-/// A device is only enrolled for a user who may sign in: one removed from or disabled in the directory
-/// would hold a device that rejects every code (and a removed record is purged with it).
-fn refuse_enrollment(user: &UserRecord) -> Result<()> {
-    if !user.enabled {
-        return Err(Error::Conflict("the user is disabled".into()));
-    }
-    match &user.directory {
-        Some(d) if d.removed_at.is_some() => Err(Error::Conflict(format!(
-            "the user was removed from the directory {}: no device can be enrolled for a removed user",
-            d.domain
-        ))),
-        Some(d) if d.account_disabled => Err(Error::Conflict(format!(
-            "the user is disabled in the directory {}: enable the account in AD first",
-            d.domain
-        ))),
-        _ => Ok(()),
     }
 }

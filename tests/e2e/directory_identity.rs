@@ -4,8 +4,8 @@
 
 use anyhow::{anyhow, Result};
 use serde_json::json;
-use twofold_tests::samba::shared_dc;
 use twofold_tests::delivery::{Gateway, SmtpServer, TestCa};
+use twofold_tests::samba::shared_dc;
 use twofold_tests::{enroll_existing, oathtool, Admin, Api, Daemon};
 use twofold_wire::admin::{AdminReply, AdminRequest, AuditFilter, DialledNumber, NewUser};
 use twofold_wire::delivery::DeliveryState;
@@ -29,7 +29,10 @@ async fn verdict(api: &Api, name: &str, secret: &str, offset: i64) -> Result<Str
             &json!({"user": name, "code": oathtool(secret, offset, &[])?}),
         )
         .await?;
-    Ok(answer.body["result"].as_str().unwrap_or_default().to_owned())
+    Ok(answer.body["result"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 fn id_of(admin: &mut Admin, name: &str) -> Result<Option<String>> {
@@ -59,8 +62,16 @@ async fn swapped_names_follow_ad_and_each_code_verifies_only_for_its_owner() -> 
         let status = sync(&mut admin, false)?;
         assert!(status.ok && status.failed == 0, "{name}: {status:?}");
     }
-    assert_eq!(id_of(&mut admin, "swp-ann")?, ben_id, "the name went to ben");
-    assert_eq!(id_of(&mut admin, "swp-ben")?, ann_id, "the name went to ann");
+    assert_eq!(
+        id_of(&mut admin, "swp-ann")?,
+        ben_id,
+        "the name went to ben"
+    );
+    assert_eq!(
+        id_of(&mut admin, "swp-ben")?,
+        ann_id,
+        "the name went to ann"
+    );
     assert_eq!(id_of(&mut admin, "swp-tmp")?, None);
     step_margin(20).await;
     assert_eq!(verdict(&api, "swp-ann", &ann.secret, 0).await?, "reject");
@@ -105,12 +116,8 @@ async fn a_deleted_users_name_goes_to_the_new_ad_user_and_a_removed_record_takes
 ) -> Result<()> {
     let dc = shared_dc()?;
     let base = make_ou(dc, "Reuse", &["rus-old", "rus-quick"])?;
-    let daemon = Daemon::start(&dc.directory_config(
-        "corp",
-        LDAPS,
-        &base,
-        "removed_retention_days = 30",
-    ))?;
+    let daemon =
+        Daemon::start(&dc.directory_config("corp", LDAPS, &base, "removed_retention_days = 30"))?;
     let mut admin = daemon.admin()?;
     assert!(sync(&mut admin, true)?.ok);
     let api = daemon.api_client()?.with_key(&admin.api_key("vpn")?);
@@ -125,10 +132,7 @@ async fn a_deleted_users_name_goes_to_the_new_ad_user_and_a_removed_record_takes
     let removed = sync(&mut admin, false)?;
     assert_eq!(removed.removed, 1, "{removed:?}");
     let refused = api
-        .post(
-            "/api/v1/users/rus-old/totp",
-            &json!({"label": "new phone"}),
-        )
+        .post("/api/v1/users/rus-old/totp", &json!({"label": "new phone"}))
         .await?;
     assert_eq!(refused.status, 409, "{}", refused.raw);
     assert_eq!(refused.body["error"]["code"], "conflict", "{}", refused.raw);
@@ -170,7 +174,10 @@ async fn a_deleted_users_name_goes_to_the_new_ad_user_and_a_removed_record_takes
     // The deleted users' codes open nothing; their records keep their history under their GUID.
     step_margin(20).await;
     assert_eq!(verdict(&api, "rus-old", &old.secret, 0).await?, "reject");
-    assert_eq!(verdict(&api, "rus-quick", &quick.secret, 0).await?, "reject");
+    assert_eq!(
+        verdict(&api, "rus-quick", &quick.secret, 0).await?,
+        "reject"
+    );
     let released = match admin.ok(&AdminRequest::AuditSearch {
         filter: AuditFilter {
             action: Some("directory_name_released".into()),
@@ -180,7 +187,11 @@ async fn a_deleted_users_name_goes_to_the_new_ad_user_and_a_removed_record_takes
         AdminReply::Audit { events } => events,
         other => anyhow::bail!("unexpected {other:?}"),
     };
-    assert_eq!(released.len(), 4, "two usernames and two UPNs: {released:?}");
+    assert_eq!(
+        released.len(),
+        4,
+        "two usernames and two UPNs: {released:?}"
+    );
     let kept = released
         .iter()
         .find(|e| e.user.as_deref() == Some("rus-old"))
@@ -237,7 +248,10 @@ async fn ad_phone_numbers_reach_the_gateway_in_e164_and_unusable_ones_are_shown(
     assert_eq!(sms_to(&sms, &tx(&us), 2).await?, "+15550100000");
     // A number no code can reach: refused with the reason, nothing sent.
     let bad = api
-        .post("/api/v1/challenge", &json!({"user": "tel-bad", "channel": "sms"}))
+        .post(
+            "/api/v1/challenge",
+            &json!({"user": "tel-bad", "channel": "sms"}),
+        )
         .await?;
     assert_eq!(bad.status, 409, "{}", bad.raw);
     assert!(
@@ -285,7 +299,10 @@ async fn unicode_mail_domains_are_idna_encoded_and_a_relay_without_smtputf8_fail
         email_config(&smtp, &ca)
     ))?;
     let mut admin = daemon.admin()?;
-    for (name, email) in [("idn-anna", "anna@bücher.example"), ("idn-jurgen", "jürgen@bücher.example")] {
+    for (name, email) in [
+        ("idn-anna", "anna@bücher.example"),
+        ("idn-jurgen", "jürgen@bücher.example"),
+    ] {
         admin.ok(&AdminRequest::UserCreate(NewUser {
             username: name.to_owned(),
             email: Some(email.to_owned()),
@@ -300,11 +317,21 @@ async fn unicode_mail_domains_are_idna_encoded_and_a_relay_without_smtputf8_fail
         "{}",
         mail[0]
     );
-    let settled_anna = settled(&mut admin, anna["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+    let settled_anna = settled(
+        &mut admin,
+        anna["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
     assert_eq!(settled_anna.state, DeliveryState::Delivered);
     // The local part needs SMTPUTF8: failed after one attempt, with the reason, not retried.
     let jurgen = challenge(&api, "idn-jurgen", "email").await?;
-    let failed = settled(&mut admin, jurgen["transaction_id"].as_str().unwrap_or_default(), WAIT).await?;
+    let failed = settled(
+        &mut admin,
+        jurgen["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
     assert_eq!(failed.state, DeliveryState::Failed, "{failed:?}");
     assert_eq!(failed.attempts.len(), 1, "{failed:?}");
     assert!(

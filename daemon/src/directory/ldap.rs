@@ -274,7 +274,8 @@ mod explain_tests {
 
     #[test]
     fn a_ca_used_as_the_dcs_certificate_is_explained() {
-        let raw = "ldaps://dc1:636: Io error: invalid peer certificate: CaUsedAsEndEntity".to_owned();
+        let raw =
+            "ldaps://dc1:636: Io error: invalid peer certificate: CaUsedAsEndEntity".to_owned();
         let explained = explain_tls(raw.clone());
         assert!(explained.starts_with(&raw), "{explained}");
         assert!(
