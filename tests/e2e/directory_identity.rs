@@ -292,8 +292,8 @@ async fn unicode_mail_domains_are_idna_encoded_and_a_relay_without_smtputf8_fail
 ) -> Result<()> {
     let dir = twofold_tests::TempDir::new("idna-mail")?;
     let ca = TestCa::create(dir.path())?;
-    // aiosmtpd as the harness runs it offers no SMTPUTF8.
-    let smtp = SmtpServer::start(dir.path(), &ca)?;
+    // A relay that does not offer SMTPUTF8, as many still do not.
+    let smtp = SmtpServer::start_with(dir.path(), &ca, false)?;
     let daemon = Daemon::start(&format!(
         "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nretry_initial_seconds = 1\nmax_attempts = 5\n{}",
         email_config(&smtp, &ca)
