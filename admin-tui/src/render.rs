@@ -99,15 +99,17 @@ fn user(out: &mut String, u: &UserView) {
     };
     let _ = writeln!(
         out,
-        "  mobile:       {}{}",
+        "  mobile:       {}{}{}",
         opt(&u.mobile),
-        overridden(&u.mobile_override)
+        overridden(&u.mobile_override),
+        dialled(&u.mobile_dialled)
     );
     let _ = writeln!(
         out,
-        "  voice:        {}{}",
+        "  voice:        {}{}{}",
         opt(&u.voice),
-        overridden(&u.voice_override)
+        overridden(&u.voice_override),
+        dialled(&u.voice_dialled)
     );
     let _ = writeln!(
         out,
@@ -172,6 +174,13 @@ fn user(out: &mut String, u: &UserView) {
     }
     let _ = writeln!(out, "  devices:");
     devices(out, &u.devices);
+}
+
+/// `   (dialled +41791234567)`, or why the number cannot be dialled.
+fn dialled(number: &Option<twofold_wire::admin::DialledNumber>) -> String {
+    number
+        .as_ref()
+        .map_or_else(String::new, |n| format!("   ({})", n.describe()))
 }
 
 /// `activated 2026-...; 1 of 3 restores used in 30 days` and the like.
@@ -477,8 +486,8 @@ pub fn text(reply: &AdminReply) -> String {
                 );
                 let _ = writeln!(
                     out,
-                    "  entries {}  pages {}  added {}  changed {}  disabled {}  removed {}  purged {}",
-                    s.entries, s.pages, s.added, s.changed, s.disabled, s.removed, s.purged
+                    "  entries {}  pages {}  added {}  changed {}  disabled {}  removed {}  purged {}  failed {}",
+                    s.entries, s.pages, s.added, s.changed, s.disabled, s.removed, s.purged, s.failed
                 );
                 for e in &s.errors {
                     let _ = writeln!(out, "  error: {e}");

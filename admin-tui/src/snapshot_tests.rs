@@ -143,9 +143,11 @@ fn alice() -> UserView {
         "display_name": "Alice Smith",
         "email": "alice@example.com",
         "mobile": "+41 79 123 45 67",
-        "voice": null,
-        "mobile_override": "+41 79 999 00 00",
+        "voice": "+999 44 123",
+        "mobile_override": "+41 (0)79 999 00 00",
         "voice_override": null,
+        "mobile_dialled": {"kind": "e164", "number": "+41799990000"},
+        "voice_dialled": {"kind": "unusable", "reason": "+999 44 123: no such country code"},
         "groups": ["vpn-users", "staff"],
         "enabled": true,
         "source": "ad:corp",
@@ -236,6 +238,7 @@ fn corp(ok: bool) -> SyncStatus {
         disabled: 1,
         removed: 0,
         purged: 0,
+        failed: 0,
         errors: if ok {
             vec![]
         } else {

@@ -8,7 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Widget, Wrap};
-use twofold_wire::admin::{Permission, Role, SyncStatus, UserView};
+use twofold_wire::admin::{DialledNumber, Permission, Role, SyncStatus, UserView};
 use twofold_wire::delivery::{DeliveryInfo, DeliveryState};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::{DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
@@ -390,6 +390,15 @@ fn phone(value: &Option<String>, override_: &Option<String>) -> String {
     }
 }
 
+/// How a number is dialled, after it: dim when fine, red when no code can be sent to it.
+fn dialled(number: &Option<DialledNumber>) -> Span<'static> {
+    match number {
+        None => Span::raw(""),
+        Some(n @ DialledNumber::Unusable { .. }) => Span::raw(format!(" · {}", n.describe())).red(),
+        Some(n) => Span::raw(format!(" · {}", n.describe())).dim(),
+    }
+}
+
 fn user_lines(view: &UserView) -> Vec<Line<'static>> {
     let mut lockout = format!("{} failures", view.failures);
     if view.locked {
@@ -414,10 +423,12 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
         Line::from(vec![
             label("Mobile"),
             Span::raw(phone(&view.mobile, &view.mobile_override)),
+            dialled(&view.mobile_dialled),
         ]),
         Line::from(vec![
             label("Voice"),
             Span::raw(phone(&view.voice, &view.voice_override)),
+            dialled(&view.voice_dialled),
         ]),
         Line::from(vec![
             label("Groups"),

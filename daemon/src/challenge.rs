@@ -679,17 +679,25 @@ pub(crate) fn destination(user: &UserRecord, channel: Channel) -> Result<String>
             "the user has no {what}: choose another channel, or set one"
         ))
     };
+    // Plugins get the number as dialled: E.164 when it has a country code (see `phone`).
+    let dial = |written: &str| {
+        crate::phone::dial(written).map_err(|reason| {
+            Error::Conflict(format!(
+                "the user's number cannot be dialled ({reason}): correct it in the directory or set an override"
+            ))
+        })
+    };
     match channel {
         Channel::Sms => user
             .effective_mobile()
-            .map(str::to_owned)
-            .ok_or_else(|| missing("mobile number")),
+            .ok_or_else(|| missing("mobile number"))
+            .and_then(dial),
         // "Call me" is for users without a mobile too: the voice number, else the mobile.
         Channel::Voice => user
             .effective_voice()
             .or(user.effective_mobile())
-            .map(str::to_owned)
-            .ok_or_else(|| missing("phone number")),
+            .ok_or_else(|| missing("phone number"))
+            .and_then(dial),
         Channel::Email => user.email.clone().ok_or_else(|| missing("email address")),
         Channel::InPerson => Ok(String::new()),
         Channel::Totp => Err(Error::invalid("channel totp has no destination")),

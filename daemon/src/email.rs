@@ -4,6 +4,11 @@
 //! A template is a text file: a `Subject: ...` line, an empty line, then the body. `{name}` is replaced
 //! by a value (`{{` and `}}` are braces); a template naming a value that does not exist is refused when
 //! the daemon starts, so a typo never sends a mail with a hole where the code should be.
+//!
+//! Addresses: a domain outside ASCII (`bücher.example`) is sent IDNA-encoded (`xn--bcher-kva.example`),
+//! which every relay takes. A local part outside ASCII needs the relay's SMTPUTF8; a relay without it
+//! will refuse that address every time, so that failure, like any permanent (5xx) answer, is final:
+//! the delivery fails at once with the reason, instead of being retried as if the relay were busy.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -267,7 +272,8 @@ impl Mailer {
             .templates
             .get(&kind)
             .ok_or_else(|| permanent(format!("no template {}", kind.file_name())))?;
-        let to: Mailbox = to
+        let address = ascii_domain(to).map_err(permanent)?;
+        let to: Mailbox = address
             .parse()
             .map_err(|e| permanent(format!("recipient address: {e}")))?;
         let message = Message::builder()
@@ -282,10 +288,33 @@ impl Mailer {
             .await
             .map(|_| ())
             .map_err(|e| SendError {
-                transient: !e.is_permanent(),
-                message: describe(&e),
+                // A client error is lettre refusing the message for what the relay offers (SMTPUTF8,
+                // an authentication mechanism): the same relay refuses it the same way next time.
+                transient: !(e.is_permanent() || e.is_client()),
+                message: if e.is_client() && !address.is_ascii() {
+                    format!(
+                        "the relay does not offer SMTPUTF8, which {address} needs (its local part is not ASCII): use an ASCII address or a relay with SMTPUTF8 ({})",
+                        describe(&e)
+                    )
+                } else {
+                    describe(&e)
+                },
             })
     }
+}
+
+/// `address` with its domain IDNA-encoded (UTS #46, as browsers and mail clients do).
+fn ascii_domain(address: &str) -> std::result::Result<String, String> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Err(format!("recipient address {address:?} has no domain"));
+    };
+    if domain.is_ascii() {
+        return Ok(address.to_owned());
+    }
+    let ascii = idna::domain_to_ascii(domain).map_err(|e| {
+        format!("recipient domain {domain:?} is not a valid international domain name: {e}")
+    })?;
+    Ok(format!("{local}@{ascii}"))
 }
 
 fn describe(e: &lettre::transport::smtp::Error) -> String {
@@ -314,6 +343,19 @@ pub fn check_templates(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unicode_domains_are_idna_encoded() {
+        for (written, sent) in [
+            ("anna@bücher.example", "anna@xn--bcher-kva.example"),
+            ("anna@BÜCHER.example", "anna@xn--bcher-kva.example"),
+            ("jürgen@bücher.example", "jürgen@xn--bcher-kva.example"),
+            ("plain@example.com", "plain@example.com"),
+        ] {
+            assert_eq!(ascii_domain(written).as_deref(), Ok(sent), "{written}");
+        }
+        assert!(ascii_domain("nobody").is_err());
+    }
 
     #[test]
     fn templates_fill_and_refuse_unknown_names() -> Result<()> {

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod live_policy;
 pub mod lockout;
 pub mod logging;
+pub mod phone;
 pub mod plugins;
 pub mod policy;
 pub mod restore;

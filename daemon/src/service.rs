@@ -282,15 +282,34 @@ impl Service {
     /// under it (another request for this user may have just used a step). Unknown names are locked and
     /// counted too, so that answers for them look like answers for users.
     pub(crate) async fn begin_attempt(&self, name: &str, address: IpAddr) -> Result<Attempt<'_>> {
-        let id = self.store.user_id(name)?;
-        let key = match &id {
-            Some(id) => user_key(id),
-            None => crate::lockout::unknown_name_key(name),
-        };
-        let guard = self.lock_user(&key).await;
-        let user = match &id {
-            Some(id) => self.store.stored_user(id)?,
-            None => None,
+        // The name is looked up before the user's lock is taken, so a directory sync may rename the
+        // record in between (two users swapping names): the record read under the lock must still hold
+        // the name, or the name is looked up again. A second miss answers as an unknown name.
+        let mut looked_up = 0;
+        let (id, key, guard, user) = loop {
+            looked_up += 1;
+            let id = self.store.user_id(name)?;
+            let key = match &id {
+                Some(id) => user_key(id),
+                None => crate::lockout::unknown_name_key(name),
+            };
+            let guard = self.lock_user(&key).await;
+            let user = match &id {
+                Some(id) => self.store.stored_user(id)?,
+                None => None,
+            };
+            match user {
+                Some(u) if !crate::store::holds_name(&u, &name.to_lowercase()) => {
+                    if looked_up < 2 {
+                        continue;
+                    }
+                    drop(guard);
+                    let key = crate::lockout::unknown_name_key(name);
+                    let guard = self.lock_user(&key).await;
+                    break (None, key, guard, None);
+                }
+                user => break (id, key, guard, user),
+            }
         };
         let audit_name = user
             .as_ref()
@@ -469,6 +488,8 @@ impl Service {
             voice: user.voice.clone(),
             mobile_override: user.mobile_override.clone(),
             voice_override: user.voice_override.clone(),
+            mobile_dialled: user.effective_mobile().map(crate::phone::dialled),
+            voice_dialled: user.effective_voice().map(crate::phone::dialled),
             groups: user.groups.clone(),
             enabled: user.enabled,
             source: user.source.clone(),
@@ -780,9 +801,7 @@ impl Service {
         validate::text("label", &label, 64)?;
         let params = TotpParams::new(choice.algorithm, choice.digits)?;
         let found = self.user_by_name(name)?;
-        if !found.enabled {
-            return Err(Error::Conflict("the user is disabled".into()));
-        }
+        refuse_enrollment(&found)?;
         self.refuse_when_off(&found)?;
         if let Some(proof) = proof {
             if found
@@ -798,6 +817,8 @@ impl Service {
             .store
             .user(&found.id)?
             .ok_or(Error::NotFound { what: "user" })?;
+        // Read again under the lock: a sync may have removed the user since.
+        refuse_enrollment(&user)?;
 
         let secret: [u8; totp::SECRET_BYTES] = crypto::random_bytes();
         let device_id = format!(
@@ -1703,6 +1724,25 @@ fn factor_name(factor: Factor) -> &'static str {
         Factor::Email => "email",
         Factor::InPerson => "in_person",
         Factor::AccessCode => "access_code",
+    }
+}
+
+/// A device is only enrolled for a user who may sign in: one removed from or disabled in the directory
+/// would hold a device that rejects every code (and a removed record is purged with it).
+fn refuse_enrollment(user: &UserRecord) -> Result<()> {
+    if !user.enabled {
+        return Err(Error::Conflict("the user is disabled".into()));
+    }
+    match &user.directory {
+        Some(d) if d.removed_at.is_some() => Err(Error::Conflict(format!(
+            "the user was removed from the directory {}: no device can be enrolled for a removed user",
+            d.domain
+        ))),
+        Some(d) if d.account_disabled => Err(Error::Conflict(format!(
+            "the user is disabled in the directory {}: enable the account in AD first",
+            d.domain
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -12,7 +12,7 @@ use twofold_tests::{Admin, Api, Daemon};
 use twofold_wire::admin::{AdminAnswer, AdminReply, AdminRequest, NewUser};
 use twofold_wire::delivery::{DeliveryInfo, DeliveryState, HandoverEntry, PluginInfo};
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 fn user(
     admin: &mut Admin,
@@ -33,12 +33,12 @@ fn user(
     Ok(())
 }
 
-async fn client(daemon: &Daemon) -> Result<Api> {
+pub(crate) async fn client(daemon: &Daemon) -> Result<Api> {
     let key = daemon.admin()?.api_key("portal")?;
     Ok(daemon.api_client()?.with_key(&key))
 }
 
-async fn challenge(api: &Api, user: &str, channel: &str) -> Result<Value> {
+pub(crate) async fn challenge(api: &Api, user: &str, channel: &str) -> Result<Value> {
     let answer = api
         .post(
             "/api/v1/challenge",
@@ -78,7 +78,11 @@ fn deliveries(admin: &mut Admin, user: Option<&str>) -> Result<Vec<DeliveryInfo>
 }
 
 /// Waits until the challenge's delivery reaches a final state, and returns it.
-async fn settled(admin: &mut Admin, transaction: &str, within: Duration) -> Result<DeliveryInfo> {
+pub(crate) async fn settled(
+    admin: &mut Admin,
+    transaction: &str,
+    within: Duration,
+) -> Result<DeliveryInfo> {
     let deadline = std::time::Instant::now() + within;
     loop {
         let found = deliveries(admin, None)?
@@ -119,7 +123,7 @@ fn toml_path(p: &std::path::Path) -> String {
 
 /// `[delivery]` and `[[plugin]]` tables: the SMS gateway over HTTPS (test CA, bearer token from a secret
 /// file, Swiss number rewriting), the telephony API over plain HTTP on loopback, the in-person desk.
-fn plugin_config(
+pub(crate) fn plugin_config(
     dir: &std::path::Path,
     ca: &TestCa,
     sms: &Gateway,
@@ -177,7 +181,7 @@ note = "Check the photo ID."
     ))
 }
 
-fn email_config(smtp: &SmtpServer, ca: &TestCa) -> String {
+pub(crate) fn email_config(smtp: &SmtpServer, ca: &TestCa) -> String {
     format!(
         "\n[email]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\nca_file = \"{}\"\nusername = \"{}\"\npassword_file = \"{}\"\nfrom = \"Twofold <twofold@example.com>\"\n",
         smtp.port,

@@ -634,3 +634,57 @@ async fn escaped_and_unicode_group_names_choose_the_policy() -> Result<()> {
     assert_eq!(state.body["rule"], "required", "{}", state.raw);
     Ok(())
 }
+
+/// A DC whose certificate is a CA's own (self-signed, CA:TRUE), given as `ca_file` too: rustls refuses it
+/// as `CaUsedAsEndEntity`, and the sync status says in words what is wrong and what to give instead. A TLS
+/// listener on 127.0.0.1 presenting that certificate stands in for the DC: the handshake is all there is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dc_certificate_that_is_its_own_ca_is_explained() -> Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+
+    let dir = twofold_tests::TempDir::new("dc-own-ca")?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key)?;
+    let cert_file = dir.path().join("dc-self-signed-ca.pem");
+    std::fs::write(&cert_file, cert.pem())?;
+    let password_file = dir.path().join("bind-password");
+    std::fs::write(&password_file, "unused\n")?;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(cert.pem().as_bytes())?],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())?,
+        )?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let serving = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            // The client aborts the handshake; nothing else is served.
+            let _ = acceptor.accept(tcp).await;
+        }
+    });
+
+    let daemon = Daemon::start(&format!(
+        "\n[[directory]]\nname = \"corp\"\nurls = [\"ldaps://127.0.0.1:{port}\"]\nca_file = \"{}\"\nbind_dn = \"CN=svc,DC=corp,DC=example\"\nbind_password_file = \"{}\"\nsync_interval_seconds = 3600\n",
+        cert_file.display(),
+        password_file.display()
+    ))?;
+    let mut admin = daemon.admin()?;
+    let failed = sync(&mut admin, true)?;
+    serving.abort();
+    assert!(!failed.ok, "{failed:?}");
+    assert!(
+        failed.errors.iter().any(|e| e.contains("CaUsedAsEndEntity")
+            && e.contains("presents a CA certificate")
+            && e.contains("set ca_file to the CA that issued it")),
+        "{:?}",
+        failed.errors
+    );
+    Ok(())
+}

@@ -10,6 +10,7 @@ mod console;
 mod delivery;
 mod devices_and_backup_codes;
 mod directory;
+mod directory_identity;
 mod directory_membership;
 mod disk_full;
 mod files;

@@ -292,7 +292,7 @@ import logging, os, ssl, sys, time, itertools
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-port, cert, key, mail_dir, user, password = sys.argv[1:7]
+port, cert, key, mail_dir, user, password, smtputf8 = sys.argv[1:8]
 counter = itertools.count(1)
 # aiosmtpd 1.4 warns about its own deprecated login_data on every login.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
@@ -315,7 +315,8 @@ def authenticate(server, session, envelope, mechanism, auth_data):
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
 controller = Controller(Save(), hostname="127.0.0.1", port=int(port), tls_context=context,
-                        require_starttls=True, authenticator=authenticate, auth_required=True)
+                        require_starttls=True, authenticator=authenticate, auth_required=True,
+                        enable_SMTPUTF8=(smtputf8 == "smtputf8"))
 controller.start()
 print("READY", flush=True)
 while True:
@@ -324,6 +325,11 @@ while True:
 
 impl SmtpServer {
     pub fn start(dir: &Path, ca: &TestCa) -> Result<SmtpServer> {
+        SmtpServer::start_with(dir, ca, true)
+    }
+
+    /// As `start`; without `smtputf8` the server does not offer SMTPUTF8, as many relays still do not.
+    pub fn start_with(dir: &Path, ca: &TestCa, smtputf8: bool) -> Result<SmtpServer> {
         let mail_dir = dir.join("mail");
         std::fs::create_dir_all(&mail_dir)?;
         let script = dir.join("smtp_server.py");
@@ -341,6 +347,7 @@ impl SmtpServer {
             .arg(&ca.key_file)
             .arg(&mail_dir)
             .args(["twofold", "s3cret-smtp"])
+            .arg(if smtputf8 { "smtputf8" } else { "ascii-only" })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

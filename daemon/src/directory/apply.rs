@@ -1,4 +1,14 @@
 //! Applying what the directory says to the store, one user at a time, under the user's lock.
+//!
+//! Names belong to whoever holds them in AD now. objectGUID is a record's identity; its username and
+//! UPN are only what AD last said. AD keeps names unique within a domain, so when an entry's name is
+//! still held by another record of the same domain (a different GUID), that record's claim is stale: it
+//! was renamed in the same sync (a swap: a->b and b->a cannot both go first), or deleted (its removed
+//! record keeps its history, not its name). Such a record gives the name up (`release_names`): its
+//! username becomes `<old> [<objectGUID>]`, which no AD or local username can be (`[` is refused in
+//! both), and its UPN is dropped; its own entry, when the sync reaches it, gives it its new name. A
+//! name held by a local user or another domain's user is not ours to take: that entry is not applied
+//! and the sync reports the failure until an admin settles it.
 
 use std::collections::HashSet;
 
@@ -19,15 +29,16 @@ pub enum Applied {
 
 impl Service {
     /// Creates the users of a page that are new to the store, in one store write. Returns, for each one
-    /// left out because its name is taken by another user, its DN and the `Conflict` message.
+    /// left out because its name is taken by another user, the entry and the `Conflict` message.
     pub(crate) fn add_entries(
         &self,
         domain: &str,
         entries: Vec<DirectoryEntry>,
-    ) -> Result<(u64, Vec<(String, String)>)> {
+    ) -> Result<(u64, Vec<(DirectoryEntry, String)>)> {
         let now = self.now();
         let users: Vec<UserRecord> = entries
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|entry| UserRecord {
                 id: crate::service::new_user_id(),
                 username: entry.username,
@@ -62,7 +73,7 @@ impl Service {
         let outcome = self.store().insert_users(&users)?;
         let mut added = 0;
         let mut conflicts = Vec::new();
-        for (user, taken) in users.into_iter().zip(outcome) {
+        for ((user, entry), taken) in users.into_iter().zip(entries).zip(outcome) {
             match taken {
                 None => {
                     self.audit(
@@ -74,9 +85,7 @@ impl Service {
                     )?;
                     added += 1;
                 }
-                Some(message) => {
-                    conflicts.push((user.directory.map(|d| d.dn).unwrap_or_default(), message))
-                }
+                Some(message) => conflicts.push((entry, message)),
             }
         }
         Ok((added, conflicts))
@@ -142,6 +151,56 @@ impl Service {
         } else {
             Applied::Changed
         })
+    }
+
+    /// Takes the entry's username and UPN from any other record of `domain` that still holds them (see
+    /// the module's rule). Each holder is changed under its own lock, never while another user's lock
+    /// is held (locks are striped: two held at once may be one). True if a name was released.
+    pub(crate) async fn release_names(&self, domain: &str, entry: &DirectoryEntry) -> Result<bool> {
+        let mut released = false;
+        let names = std::iter::once(&entry.username)
+            .chain(entry.upn.as_ref())
+            .map(|n| n.to_lowercase());
+        for name in names {
+            let Some(holder) = self.store().user_id(&name)? else {
+                continue;
+            };
+            let _guard = self.lock_user(&user_key(&holder)).await;
+            let Some(before) = self.store().user(&holder)? else {
+                continue;
+            };
+            let Some(guid) = before
+                .directory
+                .as_ref()
+                .filter(|d| d.domain == domain && d.guid != entry.guid)
+                .map(|d| d.guid.clone())
+            else {
+                continue;
+            };
+            let mut after = before.clone();
+            if after.username.to_lowercase() == name {
+                after.username = format!("{} [{guid}]", before.username);
+            }
+            if after.upn.as_ref().is_some_and(|u| u.to_lowercase() == name) {
+                after.upn = None;
+            }
+            if after == before {
+                continue;
+            }
+            self.store().replace_user(Some(&before), &after)?;
+            self.audit(
+                &Actor::Daemon,
+                "directory_name_released",
+                Some(&before.username),
+                "ok",
+                Some(format!(
+                    "domain={domain} name={name} taken_by_guid={} now={}",
+                    entry.guid, after.username
+                )),
+            )?;
+            released = true;
+        }
+        Ok(released)
     }
 
     /// Marks a synced user removed and revokes their devices. False if already removed.

@@ -105,7 +105,7 @@ async fn connect_with(
     let started = Instant::now();
     let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| explain_tls(format!("{url}: {e}")))?;
     ldap3::drive!(conn);
     match ldap
         .with_timeout(timeout)
@@ -121,7 +121,10 @@ async fn connect_with(
         }),
         Err(e) => {
             let _ = ldap.unbind().await;
-            Err(format!("{url}: bind as {} failed: {e}", cfg.bind_dn))
+            Err(explain_tls(format!(
+                "{url}: bind as {} failed: {e}",
+                cfg.bind_dn
+            )))
         }
     }
 }
@@ -393,5 +396,36 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+}
+
+/// Adds to a TLS failure rustls names only by its code what an admin must change.
+fn explain_tls(message: String) -> String {
+    if message.contains("CaUsedAsEndEntity") {
+        format!(
+            "{message}: the domain controller presents a CA certificate (basicConstraints CA:TRUE, such as a self-signed one) as its own, which TLS refuses for a server. Give the DC a server certificate issued by a CA (CA:FALSE, serverAuth, its name or address in subjectAltName), and set ca_file to the CA that issued it"
+        )
+    } else {
+        message
+    }
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::explain_tls;
+
+    #[test]
+    fn a_ca_used_as_the_dcs_certificate_is_explained() {
+        let raw =
+            "ldaps://dc1:636: Io error: invalid peer certificate: CaUsedAsEndEntity".to_owned();
+        let explained = explain_tls(raw.clone());
+        assert!(explained.starts_with(&raw), "{explained}");
+        assert!(
+            explained.contains("presents a CA certificate")
+                && explained.contains("set ca_file to the CA that issued it"),
+            "{explained}"
+        );
+        let other = "ldaps://dc1:636: Io error: invalid peer certificate: UnknownIssuer".to_owned();
+        assert_eq!(explain_tls(other.clone()), other);
     }
 }

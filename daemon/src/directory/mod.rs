@@ -143,8 +143,8 @@ impl Service {
             None,
             if status.ok { "ok" } else { "failed" },
             Some(format!(
-                "domain={name} mode={} entries={} added={} changed={} disabled={} removed={} purged={} errors={} ms={}",
-                status.mode, status.entries, status.added, status.changed, status.disabled, status.removed, status.purged,
+                "domain={name} mode={} entries={} added={} changed={} disabled={} removed={} purged={} failed={} errors={} ms={}",
+                status.mode, status.entries, status.added, status.changed, status.disabled, status.removed, status.purged, status.failed,
                 status.errors.len(), status.duration_ms
             )),
         )?;
@@ -334,6 +334,7 @@ impl Service {
                     e
                 }
                 Err(skip) => {
+                    status.failed += 1;
                     push_error(status, skip);
                     continue;
                 }
@@ -341,7 +342,8 @@ impl Service {
             if !seen.insert(entry.guid.clone()) {
                 // Seen before in this sync (overlapping bases): it may be among the new users not yet
                 // written, so write them first.
-                self.add_new_users(cfg, std::mem::take(&mut new_users), status)?;
+                self.add_new_users(cfg, std::mem::take(&mut new_users), status)
+                    .await?;
             }
             let found = self
                 .store()
@@ -351,7 +353,16 @@ impl Service {
                 new_users.push(entry);
                 continue;
             };
-            match self.apply_entry(&cfg.name, &id, entry).await {
+            let mut outcome = self.apply_entry(&cfg.name, &id, entry.clone()).await;
+            if matches!(outcome, Err(Error::Conflict(_)))
+                && self
+                    .release_names(&cfg.name, &entry)
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                outcome = self.apply_entry(&cfg.name, &id, entry).await;
+            }
+            match outcome {
                 Ok(Applied::Changed) => status.changed += 1,
                 Ok(Applied::Disabled) => {
                     status.changed += 1;
@@ -359,15 +370,18 @@ impl Service {
                 }
                 Ok(Applied::Unchanged) => {}
                 Err(Error::Conflict(message)) => {
-                    push_error(status, format!("{}: {message}", raw.dn))
+                    status.failed += 1;
+                    push_error(status, format!("{}: {message}", raw.dn));
                 }
                 Err(e) => return Err(e.to_string()),
             }
         }
-        self.add_new_users(cfg, new_users, status)
+        self.add_new_users(cfg, new_users, status).await
     }
 
-    fn add_new_users(
+    /// Adds the new users; one whose name another record of the domain still holds (a deleted user's,
+    /// or one renamed later in this sync) takes it from that record and is added in a second write.
+    async fn add_new_users(
         &self,
         cfg: &DirectoryConfig,
         new_users: Vec<entry::DirectoryEntry>,
@@ -380,8 +394,29 @@ impl Service {
             .add_entries(&cfg.name, new_users)
             .map_err(|e| e.to_string())?;
         status.added += added;
-        for (dn, message) in conflicts {
-            push_error(status, format!("{dn}: {message}"));
+        let mut retry = Vec::new();
+        for (entry, message) in conflicts {
+            if self
+                .release_names(&cfg.name, &entry)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                retry.push(entry);
+            } else {
+                status.failed += 1;
+                push_error(status, format!("{}: {message}", entry.dn));
+            }
+        }
+        if retry.is_empty() {
+            return Ok(());
+        }
+        let (added, conflicts) = self
+            .add_entries(&cfg.name, retry)
+            .map_err(|e| e.to_string())?;
+        status.added += added;
+        for (entry, message) in conflicts {
+            status.failed += 1;
+            push_error(status, format!("{}: {message}", entry.dn));
         }
         Ok(())
     }
@@ -430,7 +465,8 @@ impl Service {
         self.store()
             .set_meta(&groups_key(&cfg.name), &graph)
             .map_err(|e| e.to_string())?;
-        self.store().commit().await.map_err(|e| e.to_string())
+        self.store().commit().await.map_err(|e| e.to_string())?;
+        all_applied(status)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -509,7 +545,20 @@ impl Service {
                 }
             }
         }
-        self.store().commit().await.map_err(|e| e.to_string())
+        self.store().commit().await.map_err(|e| e.to_string())?;
+        all_applied(status)
+    }
+}
+
+/// A sync that could not apply every entry it read has failed, though it kept what it applied: its
+/// status says so, and its cursor stays, so the next sync reads those entries again.
+fn all_applied(status: &SyncStatus) -> std::result::Result<(), String> {
+    match status.failed {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} of {} entries could not be applied (their reasons are listed); the next sync tries them again",
+            status.entries
+        )),
     }
 }
 

@@ -794,8 +794,8 @@ fn guid_key(link: &records::DirectoryLink) -> String {
     format!("{}/{}", link.domain, link.guid)
 }
 
-/// Whether `lower` is one of `user_names(user)`, without building them.
-fn holds_name(user: &UserRecord, lower: &str) -> bool {
+/// Whether `lower` (a lowercased name) is one of `user_names(user)`, without building them.
+pub fn holds_name(user: &UserRecord, lower: &str) -> bool {
     let is = |name: &str| {
         if name.is_ascii() {
             name.eq_ignore_ascii_case(lower)

@@ -357,6 +357,11 @@ pub struct UserView {
     /// Admin overrides, which win over `mobile` and `voice` until cleared.
     pub mobile_override: Option<String>,
     pub voice_override: Option<String>,
+    /// How the numbers that apply (the override, else the directory's) are dialled, or why they cannot be.
+    #[serde(default)]
+    pub mobile_dialled: Option<DialledNumber>,
+    #[serde(default)]
+    pub voice_dialled: Option<DialledNumber>,
     pub groups: Vec<String>,
     pub enabled: bool,
     /// `local` for users created here, `ad:<domain>` for synced users.
@@ -813,6 +818,33 @@ pub struct DirectoryInfo {
     pub locked_out: bool,
 }
 
+/// How a phone number is dialled when a code is sent to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DialledNumber {
+    /// Written with a country code, dialled as this E.164 number.
+    E164 { number: String },
+    /// Written without a country code: passed as written to the delivery plugin, whose
+    /// `number_rewrite` completes it.
+    AsWritten { number: String },
+    /// No code can be sent to it.
+    Unusable { reason: String },
+}
+
+impl DialledNumber {
+    /// For admins, after the number as written: `dialled +491701234567`, `UNUSABLE: ...`.
+    pub fn describe(&self) -> String {
+        match self {
+            DialledNumber::E164 { number } => format!("dialled {number}"),
+            DialledNumber::AsWritten { .. } => {
+                "no country code: sent as written, the delivery plugin's number_rewrite completes it"
+                    .to_owned()
+            }
+            DialledNumber::Unusable { reason } => format!("UNUSABLE: {reason}"),
+        }
+    }
+}
+
 /// The last sync of one directory domain, for admins.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStatus {
@@ -839,6 +871,9 @@ pub struct SyncStatus {
     pub disabled: u64,
     pub removed: u64,
     pub purged: u64,
+    /// Entries read but not applied (unreadable, or a name another user holds): the sync then failed.
+    #[serde(default)]
+    pub failed: u64,
     /// Entries skipped or failures, one line each (the first 20).
     pub errors: Vec<String>,
 }
