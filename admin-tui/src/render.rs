@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use twofold_wire::admin::{AdminReply, PolicyOverview, UserView};
 use twofold_wire::policy::{PolicyOrigin, PolicySource};
+use twofold_wire::text::escape_hazards;
 use twofold_wire::DeviceInfo;
 
 fn time(t: i64) -> String {
@@ -333,20 +334,31 @@ pub fn text(reply: &AdminReply) -> String {
                     e.code,
                     time(e.created),
                     time(e.expires_at),
-                    e.note
+                    escape_hazards(&e.note)
                 );
             }
         }
         AdminReply::Plugins { plugins } => {
             for p in plugins {
-                let state = if p.loaded {
-                    "loaded".to_owned()
-                } else {
-                    format!("NOT LOADED: {}", p.error.clone().unwrap_or_default())
+                let error = escape_hazards(p.error.as_deref().unwrap_or_default());
+                let state = match (p.loaded, p.error.is_some()) {
+                    (true, false) => "loaded".to_owned(),
+                    (true, true) => format!("loaded, LAST RELOAD FAILED: {error}"),
+                    (false, _) => format!("NOT LOADED: {error}"),
+                };
+                let version = match (&p.sha256, p.loaded_at) {
+                    (Some(sha), Some(at)) => {
+                        format!(
+                            ", sha256 {}, loaded {}",
+                            &sha[..sha.len().min(12)],
+                            time(at)
+                        )
+                    }
+                    _ => String::new(),
                 };
                 let _ = writeln!(
                     out,
-                    "{:<16} {state}  ({} ms{})",
+                    "{:<16} {state}  ({} ms{}{version})",
                     p.name,
                     p.load_ms,
                     if p.from_cache { ", cached" } else { "" }
@@ -358,7 +370,7 @@ pub fn text(reply: &AdminReply) -> String {
                 let last = d
                     .attempts
                     .last()
-                    .map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail))
+                    .map(|a| format!("{} {}: {}", a.via, a.outcome, escape_hazards(&a.detail)))
                     .unwrap_or_default();
                 let _ = writeln!(
                     out,

@@ -11,6 +11,7 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Widget, Wrap};
 use twofold_wire::admin::{DialledNumber, Permission, Role, SyncStatus, UserView};
 use twofold_wire::delivery::{DeliveryInfo, DeliveryState};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
+use twofold_wire::text::escape_hazards;
 use twofold_wire::{DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
 use twofold_wire::policy::{PolicyOrigin, PolicySource};
@@ -1055,7 +1056,7 @@ impl Widget for &Handover {
                     Span::raw(": "),
                     Span::raw(e.code.clone()).bold(),
                 ]),
-                Line::from(format!("Check first: {}", e.note)),
+                Line::from(format!("Check first: {}", escape_hazards(&e.note))),
             ],
         };
         Paragraph::new(text)
@@ -1089,7 +1090,7 @@ impl Widget for &Delivery {
                             p.load_ms,
                             if p.from_cache { " cached" } else { "" }
                         )),
-                        Cell::from(p.error.clone().unwrap_or_default()),
+                        Cell::from(escape_hazards(p.error.as_deref().unwrap_or_default())),
                     ])
                 });
                 Table::new(
@@ -1132,7 +1133,7 @@ impl Widget for &Delivery {
             let last = d
                 .attempts
                 .last()
-                .map(|a| format!("{} {}: {}", a.via, a.outcome, a.detail))
+                .map(|a| format!("{} {}: {}", a.via, a.outcome, escape_hazards(&a.detail)))
                 .unwrap_or_default();
             let state = Cell::from(delivery_state(d.state));
             Row::new(vec![

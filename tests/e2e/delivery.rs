@@ -979,3 +979,259 @@ async fn a_code_lives_exactly_as_long_as_configured() -> Result<()> {
     }
     Ok(())
 }
+
+/// `[[plugin]]` tables of the hostile plugin, one per (name, mode), behind a `[delivery]` table that
+/// routes SMS through them in order and then through a good plugin on `sms`.
+fn hostile_config(
+    modes: &[(&str, &str)],
+    ca: &TestCa,
+    sms: &Gateway,
+    extra: &str,
+) -> Result<String> {
+    let plugins = plugins_dir()?;
+    let mut config = format!(
+        "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nplugin_dirs = [\"{}\"]\nmax_attempts = 1\nsms = [{}, \"good\"]\n{extra}",
+        toml_path(&plugins),
+        modes.iter().map(|(n, _)| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+    );
+    for (name, mode) in modes {
+        config.push_str(&format!(
+            "\n[[plugin]]\nname = \"{name}\"\nfile = \"hostile.wasm\"\n[plugin.config]\nmode = \"{mode}\"\n"
+        ));
+    }
+    config.push_str(&format!(
+        "\n[[plugin]]\nname = \"good\"\nfile = \"sms_http.wasm\"\nallow_hosts = [\"127.0.0.1:{port}\"]\nca_file = \"{ca}\"\n[plugin.config]\nurl = \"https://127.0.0.1:{port}/send\"\n",
+        port = sms.addr.port(),
+        ca = toml_path(&ca.ca_file)
+    ));
+    Ok(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_forge_lines_in_the_log_or_in_deliveries() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("delivery-forge")?;
+    let ca = TestCa::create(dir.path())?;
+    let sms = Gateway::start(Some(&ca)).await?;
+    let daemon = Daemon::start(&hostile_config(
+        &[("forger", "forge-lines")],
+        &ca,
+        &sms,
+        "",
+    )?)?;
+    let mut admin = daemon.admin()?;
+    let api = client(&daemon).await?;
+    user(&mut admin, "mallory", Some("+41 79 000 00 01"), None, &[])?;
+    let c = challenge(&api, "mallory", "sms").await?;
+    let tx = c["transaction_id"].as_str().unwrap_or_default().to_owned();
+    let done = settled(&mut admin, &tx, WAIT).await?;
+    assert_eq!(done.state, DeliveryState::Delivered, "{done:?}");
+    assert!(
+        done.attempts[0]
+            .detail
+            .starts_with("gateway said no\\nFORGED-ROW"),
+        "{:?}",
+        done.attempts[0].detail
+    );
+
+    // The log: the forged audit entry is inside the plugin's line, never a line of its own.
+    let log = daemon.log()?;
+    let forged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("action=user_delete"))
+        .collect();
+    assert!(!forged.is_empty(), "the plugin's line was logged");
+    for line in &forged {
+        assert!(
+            line.contains("gateway slow\\r\\n2026-12-05") && line.contains("forger"),
+            "forged: {line}"
+        );
+    }
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-12-05T10:00:00") || l.starts_with("FORGED")),
+        "{log}"
+    );
+
+    // `twofold-admin deliveries`: one row per delivery, the forged row inside the real one.
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
+        .arg("--socket")
+        .arg(daemon.admin_socket())
+        .arg("deliveries")
+        .output()?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("mallory")).collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{text}");
+    assert!(
+        !text.contains('\u{2028}') && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    Ok(())
+}
+
+/// The daemon's resident memory, from /proc.
+fn rss_mib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")?;
+    Ok(kib >> 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_strings_from_plugins_stay_outside_the_host() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("delivery-huge")?;
+    let ca = TestCa::create(dir.path())?;
+    let sms = Gateway::start(Some(&ca)).await?;
+    let daemon = Daemon::start(&hostile_config(&[("huge", "huge-strings")], &ca, &sms, "")?)?;
+    let pid = daemon.pid().context("running")?;
+    let mut admin = daemon.admin()?;
+    let api = client(&daemon).await?;
+    const USERS: usize = 60;
+    for i in 0..USERS {
+        user(
+            &mut admin,
+            &format!("u{i}"),
+            Some("+41 79 000 00 01"),
+            None,
+            &[],
+        )?;
+    }
+    let mut txs = Vec::new();
+    for i in 0..USERS {
+        let c = challenge(&api, &format!("u{i}"), "sms").await?;
+        txs.push(c["transaction_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let mut peak = rss_mib(pid)?;
+    for (i, tx) in txs.iter().enumerate() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            peak = peak.max(rss_mib(pid)?);
+            let d = deliveries(&mut admin, Some(&format!("u{i}")))?
+                .into_iter()
+                .find(|d| &d.transaction_id == tx)
+                .context("listed")?;
+            if d.state == DeliveryState::Delivered {
+                let reason = &d.attempts[0].detail;
+                assert!(
+                    reason.len() <= 500 && reason.starts_with("xxx"),
+                    "{}",
+                    reason.len()
+                );
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("{tx} not delivered: {d:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(peak < 150, "the daemon's RSS peaked at {peak} MiB");
+    eprintln!("60 deliveries, each with a 4 MiB log line, note and reason: RSS peak {peak} MiB, after {} MiB", rss_mib(pid)?);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_cache_artifacts_are_refused_and_a_fifo_does_not_block_the_start() -> Result<()> {
+    let plugins = plugins_dir()?;
+    let config = format!(
+        "\n[delivery]\nplugin_dirs = [\"{}\"]\nin_person = [\"desk\"]\n\n[[plugin]]\nname = \"desk\"\nfile = \"in_person.wasm\"\nhandover = true\n\n[[plugin]]\nname = \"spin\"\nfile = \"hostile.wasm\"\n",
+        toml_path(&plugins)
+    );
+    let mut daemon = Daemon::start(&config)?;
+    let mut admin = daemon.admin()?;
+    let first = plugin_status(&mut admin)?;
+    assert!(first.iter().all(|p| p.loaded && !p.from_cache), "{first:?}");
+    let cache = daemon.data_dir().join("plugin-cache");
+    let artifact_of = |p: &PluginInfo| -> Result<std::path::PathBuf> {
+        let sha = p.sha256.clone().context("sha256")?;
+        std::fs::read_dir(&cache)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|f| {
+                f.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&sha))
+            })
+            .context("artifact of the plugin")
+    };
+    let (a, b) = (artifact_of(&first[0])?, artifact_of(&first[1])?);
+    // Two artifacts, each sealed by this daemon, swapped between the two plugins.
+    let (bytes_a, bytes_b) = (std::fs::read(&a)?, std::fs::read(&b)?);
+    std::fs::write(&a, &bytes_b)?;
+    std::fs::write(&b, &bytes_a)?;
+    daemon.restart()?;
+    let mut admin = daemon.admin()?;
+    let after = plugin_status(&mut admin)?;
+    assert!(
+        after.iter().all(|p| p.loaded && !p.from_cache),
+        "swapped artifacts recompiled: {after:?}"
+    );
+    assert_eq!(
+        after.iter().map(|p| p.sha256.clone()).collect::<Vec<_>>(),
+        first.iter().map(|p| p.sha256.clone()).collect::<Vec<_>>()
+    );
+    assert!(daemon.log()?.contains("bad seal"));
+
+    // A FIFO at an artifact's path: skipped, the start is not blocked, the plugin compiled again.
+    std::fs::remove_file(&a)?;
+    let made = std::process::Command::new("mkfifo").arg(&a).status()?;
+    assert!(made.success());
+    daemon.restart()?;
+    let mut admin = daemon.admin()?;
+    let status = plugin_status(&mut admin)?;
+    assert!(status.iter().all(|p| p.loaded), "{status:?}");
+    assert!(
+        daemon.log()?.contains("not a regular file"),
+        "the FIFO was named"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_reload_keeps_the_last_good_plugin() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("delivery-bad-reload")?;
+    let plugins = plugins_dir()?;
+    let copy = dir.path().join("desk.wasm");
+    std::fs::copy(plugins.join("in_person.wasm"), &copy)?;
+    let config = format!(
+        "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nplugin_dirs = [\"{}\"]\nin_person = [\"desk\"]\n\n[[plugin]]\nname = \"desk\"\nfile = \"{}\"\nhandover = true\n",
+        toml_path(&plugins),
+        toml_path(&copy)
+    );
+    let daemon = Daemon::start(&config)?;
+    let mut admin = daemon.admin()?;
+    let api = client(&daemon).await?;
+    user(&mut admin, "gus", None, None, &[])?;
+    let good = plugin_status(&mut admin)?;
+    // A truncated file, then a reload.
+    let bytes = std::fs::read(&copy)?;
+    std::fs::write(&copy, &bytes[..bytes.len() / 2])?;
+    let status = match admin.ok(&AdminRequest::PluginReload)? {
+        AdminReply::Plugins { plugins } => plugins,
+        other => bail!("unexpected {other:?}"),
+    };
+    assert!(
+        status[0].loaded,
+        "the last good version stays loaded: {status:?}"
+    );
+    assert_eq!(status[0].sha256, good[0].sha256);
+    let error = status[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("reloading") && error.contains("not a valid WebAssembly component"),
+        "{error}"
+    );
+    // And it still delivers.
+    let c = challenge(&api, "gus", "in_person").await?;
+    let done = settled(
+        &mut admin,
+        c["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
+    assert_eq!(done.state, DeliveryState::Delivered, "{done:?}");
+    assert!(daemon.log()?.contains("plugin reload failed"));
+    Ok(())
+}

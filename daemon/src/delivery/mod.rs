@@ -230,10 +230,12 @@ impl Delivery {
                         ("failed", d.clone(), false)
                     }
                 };
-                let detail: String = plugins::capabilities::redact(&detail, &job.code)
-                    .chars()
-                    .take(500)
-                    .collect();
+                // Plugin texts are escaped where the host reads them (`plugins::said`); this also
+                // covers the SMTP server's answers, and hazards only so nothing is escaped twice.
+                let detail = twofold_wire::text::escape_hazards(plugins::said::prefix(
+                    &plugins::capabilities::redact(&detail, &job.code),
+                    plugins::capabilities::MAX_REASON_BYTES,
+                ));
                 tracing::info!(transaction = %job.transaction_id, via = %via, round, outcome = label, detail = %detail, "delivery attempt");
                 let entry = DeliveryAttempt {
                     at,

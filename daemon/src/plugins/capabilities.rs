@@ -11,6 +11,10 @@
 //!   call may make only `http_requests_per_call` requests.
 //! - `log` lines are capped in length and number per call, and the code is blanked out of them.
 //! - `handover` needs `handover = true`.
+//! - Every argument is size-checked where it lies, in the plugin's memory, before the host copies it:
+//!   log lines, notes and outcome texts are cut to a bounded prefix; a request with too long a URL, too
+//!   many or too large headers, or too large a body is refused whole. Every text a plugin says is made
+//!   one safe line by `said::plugin_text`.
 //!
 //! Time spent in here is the host's, not the plugin's: it is subtracted from the plugin's CPU budget
 //! (the epoch deadline counts wall time), and bounded by the HTTP timeout instead.
@@ -27,10 +31,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
-use wasmtime::StoreLimits;
+use wasmtime::component::{Linker, WasmList, WasmStr};
+use wasmtime::{Store, StoreContextMut, StoreLimits};
 
-use super::twofold::delivery::host::{self, HttpRequest, HttpResponse, LogLevel};
-use super::twofold::delivery::types;
+use super::said::plugin_text;
+use super::twofold::delivery::host::{HttpRequest, HttpResponse, LogLevel};
+use super::Outcome;
 use crate::delivery::config::PluginConfig;
 
 /// The system's CA bundle on Debian and its derivatives.
@@ -40,7 +46,17 @@ pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 pub const MAX_RESPONSE_BODY: usize = 256 * 1024;
 /// Log lines one call may write, and their length.
 const MAX_LOG_LINES: u32 = 50;
-const MAX_LOG_CHARS: usize = 1000;
+const MAX_LOG_BYTES: usize = 1000;
+/// The longest outcome text (a gateway's message id or a failure reason) and handover note kept.
+pub const MAX_REASON_BYTES: usize = 500;
+const MAX_NOTE_BYTES: usize = 1000;
+/// A request's URL, its header count and the total size of its header names and values: a gateway
+/// request needs a few short headers; 10,000 headers of 1 KiB are an attack on the gateway or on us.
+const MAX_URL_BYTES: usize = 4096;
+const MAX_HEADERS: usize = 32;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// A name shown back in an error (a secret's name, a URL refused for its length).
+const MAX_NAME_BYTES: usize = 200;
 /// What replaces the code wherever a plugin's text is logged or recorded.
 pub const REDACTED: &str = "[code]";
 
@@ -281,16 +297,15 @@ impl CallState {
             return Err("too many HTTP requests in one delivery".into());
         }
         self.http_left -= 1;
-        let uri: hyper::Uri = request
-            .url
-            .parse()
-            .map_err(|e| format!("URL {:?}: {e}", redact(&request.url, &self.code)))?;
+        let uri: hyper::Uri = request.url.parse().map_err(|e| {
+            format!(
+                "URL {}: {e}",
+                plugin_text(&request.url, &self.code, MAX_NAME_BYTES)
+            )
+        })?;
         if let Some(refusal) = self.grant.refuse(&uri) {
-            tracing::warn!(target: "twofold::plugin", plugin = %self.grant.name, refusal = %refusal, "plugin HTTP request refused");
+            tracing::warn!(target: "twofold::plugin", plugin = %self.grant.name, refusal = %plugin_text(&refusal, &self.code, MAX_URL_BYTES), "plugin HTTP request refused");
             return Err(refusal);
-        }
-        if request.body.len() > MAX_REQUEST_BODY {
-            return Err(format!("request body over {MAX_REQUEST_BODY} bytes"));
         }
         let method = match request.method.to_ascii_uppercase().as_str() {
             m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
@@ -360,17 +375,169 @@ fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
     text
 }
 
-impl types::Host for CallState {}
+/// The host functions, registered by hand rather than through the generated `Host` trait: the
+/// generated bindings copy every string and list a plugin passes into the host before any check, so a
+/// plugin could make the host allocate up to its whole memory per call. Here each argument is read in
+/// place ([`WasmStr`], [`WasmList`]) and only a bounded part is copied (see `said`).
+pub fn add_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    // The types interface holds types only; the component still imports it by name.
+    linker.instance(&format!("twofold:delivery/types@{}", super::WIT_VERSION))?;
+    let mut host = linker.instance(&format!("twofold:delivery/host@{}", super::WIT_VERSION))?;
+    host.func_wrap(
+        "log",
+        |mut store: StoreContextMut<'_, CallState>, (level, message): (LogLevel, WasmStr)| {
+            let started = Instant::now();
+            let text = {
+                let code = store.data().code.clone();
+                plugin_text(&message.to_str(&store)?, &code, MAX_LOG_BYTES)
+            };
+            let state = store.data_mut();
+            state.log(level, text);
+            state.host_time += started.elapsed();
+            Ok(())
+        },
+    )?;
+    host.func_wrap(
+        "config",
+        |store: StoreContextMut<'_, CallState>, (key,): (WasmStr,)| {
+            let key = key.to_str(&store)?;
+            Ok((store.data().grant.config.get(key.as_ref()).cloned(),))
+        },
+    )?;
+    host.func_wrap(
+        "secret",
+        |store: StoreContextMut<'_, CallState>, (name,): (WasmStr,)| {
+            let name = name.to_str(&store)?;
+            let answer = store.data().grant.secrets.get(name.as_ref()).cloned();
+            Ok((answer.ok_or_else(|| {
+                format!(
+                    "secret {} is not granted to this plugin ([plugin.secrets])",
+                    plugin_text(&name, "", MAX_NAME_BYTES)
+                )
+            }),))
+        },
+    )?;
+    host.func_wrap(
+        "fetch",
+        |mut store: StoreContextMut<'_, CallState>, (request,): (WasmHttpRequest,)| {
+            let started = Instant::now();
+            let answer = match request.read(&mut store) {
+                Ok(request) => store.data_mut().fetch_now(request),
+                Err(refusal) => Err(refusal),
+            };
+            store.data_mut().host_time += started.elapsed();
+            Ok((answer,))
+        },
+    )?;
+    host.func_wrap(
+        "handover",
+        |mut store: StoreContextMut<'_, CallState>, (note,): (WasmStr,)| {
+            let note = {
+                let code = store.data().code.clone();
+                plugin_text(&note.to_str(&store)?, &code, MAX_NOTE_BYTES)
+            };
+            Ok((store.data_mut().handover(note),))
+        },
+    )?;
+    Ok(())
+}
 
-impl host::Host for CallState {
-    fn log(&mut self, level: LogLevel, message: String) {
-        let started = Instant::now();
-        let text: String = redact(&message, &self.code)
-            .chars()
-            .take(MAX_LOG_CHARS)
-            .collect();
-        if text.starts_with("panic: ") && self.panic_message.is_none() {
-            self.panic_message = Some(text.trim_start_matches("panic: ").to_owned());
+/// `http-request` as it lies in the plugin's memory, read only once its sizes are known to be within
+/// the limits.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(record)]
+pub struct WasmHttpRequest {
+    method: WasmStr,
+    url: WasmStr,
+    headers: WasmList<(WasmStr, WasmStr)>,
+    body: WasmList<u8>,
+}
+
+impl WasmHttpRequest {
+    /// Copies the request out of the plugin's memory, or says which limit it breaks.
+    fn read(&self, store: &mut StoreContextMut<'_, CallState>) -> Result<HttpRequest, String> {
+        if self.headers.len() > MAX_HEADERS {
+            return Err(format!(
+                "{} headers: at most {MAX_HEADERS} may be sent",
+                self.headers.len()
+            ));
+        }
+        if self.body.len() > MAX_REQUEST_BODY {
+            return Err(format!("request body over {MAX_REQUEST_BODY} bytes"));
+        }
+        // At most MAX_HEADERS pairs of (pointer, length): the texts stay in the plugin's memory.
+        let pairs = self
+            .headers
+            .iter(&mut *store)
+            .and_then(|pairs| pairs.collect::<wasmtime::Result<Vec<_>>>())
+            .map_err(|e| format!("headers: {e}"))?;
+        let store = &*store;
+        let code = store.data().code.clone();
+        let text = |s: &WasmStr, what: &str, max: usize| -> Result<String, String> {
+            let s = s.to_str(store).map_err(|e| format!("{what}: {e}"))?;
+            if s.len() > max {
+                return Err(format!("{what} over {max} bytes"));
+            }
+            Ok(s.into_owned())
+        };
+        let method = text(&self.method, "method", 16)?;
+        let url = text(&self.url, "URL", MAX_URL_BYTES)
+            .map_err(|e| plugin_text(&e, &code, MAX_NAME_BYTES))?;
+        let mut headers = Vec::with_capacity(pairs.len());
+        let mut total = 0usize;
+        for (name, value) in &pairs {
+            let (name, value) = (
+                name.to_str(store).map_err(|e| format!("header: {e}"))?,
+                value.to_str(store).map_err(|e| format!("header: {e}"))?,
+            );
+            total = total.saturating_add(name.len() + value.len());
+            if total > MAX_HEADER_BYTES {
+                return Err(format!("headers over {MAX_HEADER_BYTES} bytes in all"));
+            }
+            headers.push((name.into_owned(), value.into_owned()));
+        }
+        let body = self.body.as_le_slice(store).to_vec();
+        Ok(HttpRequest {
+            method,
+            url,
+            headers,
+            body,
+        })
+    }
+}
+
+/// `outcome` as it lies in the plugin's memory: its text is read with [`plugin_text`]'s bound.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(variant)]
+pub enum WasmOutcome {
+    #[component(name = "delivered")]
+    Delivered(WasmStr),
+    #[component(name = "retry-later")]
+    RetryLater(WasmStr),
+    #[component(name = "failed")]
+    Failed(WasmStr),
+}
+
+impl WasmOutcome {
+    pub(super) fn read(&self, store: &Store<CallState>) -> wasmtime::Result<Outcome> {
+        let code = store.data().code.as_str();
+        let text = |s: &WasmStr| -> wasmtime::Result<String> {
+            Ok(plugin_text(&s.to_str(store)?, code, MAX_REASON_BYTES))
+        };
+        Ok(match self {
+            WasmOutcome::Delivered(s) => Outcome::Delivered(text(s)?),
+            WasmOutcome::RetryLater(s) => Outcome::RetryLater(text(s)?),
+            WasmOutcome::Failed(s) => Outcome::Failed(text(s)?),
+        })
+    }
+}
+
+impl CallState {
+    fn log(&mut self, level: LogLevel, text: String) {
+        if let Some(message) = text.strip_prefix("panic: ") {
+            if self.panic_message.is_none() {
+                self.panic_message = Some(message.to_owned());
+            }
         }
         self.log_lines += 1;
         if self.log_lines <= MAX_LOG_LINES {
@@ -384,24 +551,6 @@ impl host::Host for CallState {
         } else if self.log_lines == MAX_LOG_LINES + 1 {
             tracing::warn!(target: "twofold::plugin", plugin = %self.grant.name, "more than {MAX_LOG_LINES} log lines in one call: the rest are dropped");
         }
-        self.host_time += started.elapsed();
-    }
-
-    fn config(&mut self, key: String) -> Option<String> {
-        self.grant.config.get(&key).cloned()
-    }
-
-    fn secret(&mut self, name: String) -> Result<String, String> {
-        self.grant.secrets.get(&name).cloned().ok_or_else(|| {
-            format!("secret {name:?} is not granted to this plugin ([plugin.secrets])")
-        })
-    }
-
-    fn fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
-        let started = Instant::now();
-        let answer = self.fetch_now(request);
-        self.host_time += started.elapsed();
-        answer
     }
 
     fn handover(&mut self, note: String) -> Result<(), String> {
@@ -410,12 +559,7 @@ impl host::Host for CallState {
                 "the handover capability is not granted to this plugin (handover = true)".into(),
             );
         }
-        self.handover_note = Some(
-            redact(&note, &self.code)
-                .chars()
-                .take(MAX_LOG_CHARS)
-                .collect(),
-        );
+        self.handover_note = Some(note);
         Ok(())
     }
 }

@@ -108,7 +108,8 @@ pub struct PluginInfo {
     pub name: String,
     pub file: Option<String>,
     pub loaded: bool,
-    /// Why it did not load.
+    /// Why it did not load; with `loaded`, why the last reload failed while the version loaded before
+    /// (its `sha256`, `loaded_at`) keeps delivering.
     pub error: Option<String>,
     pub sha256: Option<String>,
     /// Loaded from the daemon's own precompiled artifact rather than compiled.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod delivery;
 pub mod policy;
 pub mod restore;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 

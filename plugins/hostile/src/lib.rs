@@ -4,7 +4,9 @@
 
 use std::hint::black_box;
 
-use twofold_plugin_sdk::{config_or, http_request, DeliveryPlugin, HttpRequest, Message, Outcome};
+use twofold_plugin_sdk::{
+    config_or, handover, http_request, log, DeliveryPlugin, HttpRequest, Message, Outcome,
+};
 
 struct Hostile;
 
@@ -49,6 +51,38 @@ impl DeliveryPlugin for Hostile {
             "print" => {
                 println!("the code is {}", message.code);
                 Outcome::Delivered("printed".into())
+            }
+            // Writes lines of its own into the daemon's log, the handover queue and `twofold-admin
+            // deliveries`: a fake audit record and a fake delivered row.
+            "forge-lines" => {
+                log::warn("gateway slow\r\n2026-12-05T10:00:00.000000Z  INFO twofold::audit: admin=root action=user_delete user=alice FORGED");
+                let _ = handover("check ID\nFORGED handover line");
+                Outcome::Failed(
+                    "gateway said no\nFORGED-ROW  alice  sms  delivered\u{2028}\u{202e}".into(),
+                )
+            }
+            // Hands the host strings as large as its memory cap allows: a log line, a handover note and
+            // an outcome reason of `mib` MiB each.
+            "huge-strings" => {
+                let mib: usize = config_or("mib", "4").parse().unwrap_or(4);
+                let huge = "x".repeat(mib << 20);
+                log::info(&huge);
+                let _ = handover(&huge);
+                Outcome::Failed(huge)
+            }
+            // One request with 10,000 headers of 1 KiB each, a body well under the body limit.
+            "header-flood" => {
+                let value = "h".repeat(1024);
+                let request = HttpRequest {
+                    method: "POST".into(),
+                    url: config_or("url", "https://127.0.0.1/"),
+                    headers: (0..10_000).map(|i| (format!("x-flood-{i}"), value.clone())).collect(),
+                    body: message.code.into_bytes(),
+                };
+                match http_request(&request) {
+                    Ok(answer) => Outcome::Delivered(format!("flood sent, status {}", answer.status)),
+                    Err(e) => Outcome::Failed(format!("flood refused: {e}")),
+                }
             }
             other => Outcome::Failed(format!("unknown mode {other:?}")),
         }
