@@ -12,10 +12,7 @@ fn check_config_reports_every_error_with_its_line() -> Result<()> {
         &bad,
         "version = 1\n[api]\nlisten = \"127.0.0.1:8443\"\nlisen = 1\n[totp]\nwindow = 50\n[lockout.user]\nmax_failures = 500\ndelay_after = 3\nmax_delay_seconds = 60\nlock_seconds = 0\nforget_after_seconds = 0\n",
     )?;
-    let out = Command::new(workspace_binary("twofoldd")?)
-        .arg("check-config")
-        .arg(&bad)
-        .output()?;
+    let out = check_config(&bad)?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr)?;
     let lines: Vec<&str> = stderr.lines().collect();
@@ -33,10 +30,7 @@ fn check_config_reports_every_error_with_its_line() -> Result<()> {
 
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "version = 1\n")?;
-    let out = Command::new(workspace_binary("twofoldd")?)
-        .arg("check-config")
-        .arg(&good)
-        .output()?;
+    let out = check_config(&good)?;
     assert!(
         out.status.success(),
         "{}",
@@ -49,10 +43,7 @@ fn check_config_reports_every_error_with_its_line() -> Result<()> {
 fn the_shipped_example_config_is_valid() -> Result<()> {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/twofold.toml");
-    let out = Command::new(workspace_binary("twofoldd")?)
-        .arg("check-config")
-        .arg(&example)
-        .output()?;
+    let out = check_config(&example)?;
     assert!(
         out.status.success(),
         "{}",
@@ -174,10 +165,7 @@ fn the_commented_directory_ad_role_and_policy_examples_are_valid_when_uncommente
     let dir = TempDir::new("twofold-example")?;
     let path = dir.path().join("example.toml");
     std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
-    let out = Command::new(workspace_binary("twofoldd")?)
-        .arg("check-config")
-        .arg(&path)
-        .output()?;
+    let out = check_config(&path)?;
     assert!(
         out.status.success(),
         "{}\n{uncommented}",
@@ -346,10 +334,7 @@ fn check_config_refuses_a_log_level_that_would_log_nothing() -> Result<()> {
     let dir = TempDir::new("twofold-config")?;
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "version = 1\n\n[log]\nlevel = \"verbose\"\n")?;
-    let out = Command::new(workspace_binary("twofoldd")?)
-        .arg("check-config")
-        .arg(&bad)
-        .output()?;
+    let out = check_config(&bad)?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr)?;
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -359,4 +344,12 @@ fn check_config_refuses_a_log_level_that_would_log_nothing() -> Result<()> {
         "{stderr}"
     );
     Ok(())
+}
+
+/// `twofoldd check-config PATH`.
+fn check_config(path: &std::path::Path) -> Result<std::process::Output> {
+    Ok(Command::new(workspace_binary("twofoldd")?)
+        .arg("check-config")
+        .arg(path)
+        .output()?)
 }

@@ -153,23 +153,10 @@ async fn wrong_confirmation_codes_count_and_a_locked_user_confirms_nothing() -> 
         started.body["device"]["id"].as_str().unwrap_or_default()
     );
     let right = oathtool(secret, 0, &[])?;
-    let wrong = format!("{:06}", (right.parse::<u32>()? + 500_000) % 1_000_000);
-    for _ in 0..3 {
-        let a = api.post(&confirm, &json!({"code": wrong})).await?;
-        assert_eq!(a.status, 400, "{}", a.raw);
-    }
-    match admin.ok(&AdminRequest::UserShow { user: "cal".into() })? {
-        AdminReply::User(u) => assert!(u.locked && u.failures == 3, "{u:?}"),
-        other => bail!("unexpected {other:?}"),
-    }
     // Locked: even the right code is refused unchecked, and no backup codes are handed out.
-    let refused = api.post(&confirm, &json!({"code": right})).await?;
-    assert_eq!(
-        (refused.status, refused.body["error"]["code"].as_str()),
-        (429, Some("locked")),
-        "{}",
-        refused.raw
-    );
+    let refused =
+        twofold_tests::three_wrong_confirmations_lock(&api, &mut admin, "cal", &confirm, &right)
+            .await?;
     assert!(
         refused.body.get("backup_codes").is_none(),
         "{}",
@@ -234,6 +221,22 @@ async fn a_backup_code_refused_for_its_factor_is_not_used_up_nor_counted() -> Re
     Ok(())
 }
 
+/// Ada's next code, from her own address (127.0.0.2) where she signed in before.
+async fn verify_at_home(
+    daemon: &Daemon,
+    ada: &twofold_tests::Enrolled,
+) -> Result<twofold_tests::Answer> {
+    let user_api = daemon
+        .api_client_from([127, 0, 0, 2].into())?
+        .with_key(&daemon.admin()?.api_key("vpn-2")?);
+    user_api
+        .post(
+            "/api/v1/verify",
+            &json!({"user": "ada", "code": oathtool(&ada.secret, 30, &[])?}),
+        )
+        .await
+}
+
 /// The user signs in from 127.0.0.2; a guesser at 127.0.0.3 then locks them.
 async fn locked_by_a_guesser_elsewhere(extra: &str) -> Result<(Daemon, twofold_tests::Enrolled)> {
     let daemon = Daemon::start(extra)?;
@@ -273,16 +276,7 @@ async fn where_known_addresses_are_trusted_a_users_lock_does_not_stop_them_at_ho
     let (daemon, ada) =
         locked_by_a_guesser_elsewhere(&format!("[lockout]\nknown_address_days = 30\n{LOCK_AT_3}"))
             .await?;
-    let mut admin = daemon.admin()?;
-    let user_api = daemon
-        .api_client_from([127, 0, 0, 2].into())?
-        .with_key(&admin.api_key("vpn-2")?);
-    let at_home = user_api
-        .post(
-            "/api/v1/verify",
-            &json!({"user": "ada", "code": oathtool(&ada.secret, 30, &[])?}),
-        )
-        .await?;
+    let at_home = verify_at_home(&daemon, &ada).await?;
     assert_eq!(at_home.body["result"], "accept", "{}", at_home.raw);
     Ok(())
 }
@@ -290,16 +284,7 @@ async fn where_known_addresses_are_trusted_a_users_lock_does_not_stop_them_at_ho
 #[tokio::test]
 async fn by_default_a_users_lock_stops_them_at_home_too() -> Result<()> {
     let (daemon, ada) = locked_by_a_guesser_elsewhere(LOCK_AT_3).await?;
-    let mut admin = daemon.admin()?;
-    let user_api = daemon
-        .api_client_from([127, 0, 0, 2].into())?
-        .with_key(&admin.api_key("vpn-2")?);
-    let at_home = user_api
-        .post(
-            "/api/v1/verify",
-            &json!({"user": "ada", "code": oathtool(&ada.secret, 30, &[])?}),
-        )
-        .await?;
+    let at_home = verify_at_home(&daemon, &ada).await?;
     assert_eq!(at_home.body["reason"], "locked", "{}", at_home.raw);
     Ok(())
 }

@@ -26,7 +26,10 @@ fn renamed(wasm: &[u8], from: &str, to: &str) -> Result<Vec<u8>> {
         }
     }
     if count == 0 {
-        bail!("{} not found in the component", String::from_utf8_lossy(from));
+        bail!(
+            "{} not found in the component",
+            String::from_utf8_lossy(from)
+        );
     }
     Ok(out)
 }
@@ -37,13 +40,21 @@ fn other_wit_versions_unknown_imports_and_bad_files_are_refused_at_load_with_who
     let dir = twofold_tests::TempDir::new("plugin-loading")?;
     let wasm = std::fs::read(plugins_dir()?.join("hostile.wasm"))?;
     let newer = renamed(
-        &renamed(&wasm, "twofold:delivery/host@0.1.0", "twofold:delivery/host@0.2.0")?,
+        &renamed(
+            &wasm,
+            "twofold:delivery/host@0.1.0",
+            "twofold:delivery/host@0.2.0",
+        )?,
         "twofold:delivery/types@0.1.0",
         "twofold:delivery/types@0.2.0",
     )?;
     std::fs::write(dir.path().join("newer.wasm"), newer)?;
     // Rust's standard library imports wasi:cli/environment: renamed, it is an import of another package.
-    let evil = renamed(&wasm, "wasi:cli/environment@0.2.6", "evil:backdoor/shell@10.0.0")?;
+    let evil = renamed(
+        &wasm,
+        "wasi:cli/environment@0.2.6",
+        "evil:backdoor/shell@10.0.0",
+    )?;
     std::fs::write(dir.path().join("evil.wasm"), evil)?;
     std::fs::write(dir.path().join("junk.wasm"), b"not a component at all")?;
     let mut config = format!(
@@ -55,7 +66,9 @@ fn other_wit_versions_unknown_imports_and_bad_files_are_refused_at_load_with_who
         ("evil", "evil.wasm"),
         ("junk", "junk.wasm"),
     ] {
-        config.push_str(&format!("\n[[plugin]]\nname = \"{name}\"\nfile = \"{file}\"\n"));
+        config.push_str(&format!(
+            "\n[[plugin]]\nname = \"{name}\"\nfile = \"{file}\"\n"
+        ));
     }
     config.push_str(&format!(
         "\n[[plugin]]\nname = \"plain\"\nfile = \"{}\"\n",
@@ -68,10 +81,7 @@ fn other_wit_versions_unknown_imports_and_bad_files_are_refused_at_load_with_who
         other => bail!("unexpected reply {other:?}"),
     };
     let error_of = |name: &str| -> Result<String> {
-        let p = status
-            .iter()
-            .find(|p| p.name == name)
-            .context("listed")?;
+        let p = status.iter().find(|p| p.name == name).context("listed")?;
         if p.loaded {
             bail!("{name} loaded: {p:?}");
         }
@@ -83,7 +93,10 @@ fn other_wit_versions_unknown_imports_and_bad_files_are_refused_at_load_with_who
         "{newer}"
     );
     let evil = error_of("evil")?;
-    assert!(evil.contains("imports unknown evil:backdoor/shell"), "{evil}");
+    assert!(
+        evil.contains("imports unknown evil:backdoor/shell"),
+        "{evil}"
+    );
     // wasmparser's message spans lines; all of it is shown, on one line.
     let junk = error_of("junk")?;
     assert!(

@@ -1043,23 +1043,9 @@ async fn wrong_codes_for_the_restored_device_count_and_a_lock_stops_the_restore(
     let (tx, new) =
         restore_until_enrolled(&api, &smtp, "rex", "rex@example.com", &restore_code, 0).await?;
     let right = oathtool(&new.secret, 0, &[])?;
-    let wrong = format!("{:06}", (right.parse::<u32>()? + 500_000) % 1_000_000);
     let confirm = format!("/api/v1/restore/{tx}/confirm");
-    for _ in 0..3 {
-        let a = api.post(&confirm, &json!({"code": wrong})).await?;
-        assert_eq!(a.status, 400, "{}", a.raw);
-    }
-    match admin.ok(&AdminRequest::UserShow { user: "rex".into() })? {
-        AdminReply::User(u) => assert!(u.locked && u.failures == 3, "{u:?}"),
-        other => bail!("unexpected {other:?}"),
-    }
-    let refused = api.post(&confirm, &json!({"code": right})).await?;
-    assert_eq!(
-        (refused.status, refused.body["error"]["code"].as_str()),
-        (429, Some("locked")),
-        "{}",
-        refused.raw
-    );
+    twofold_tests::three_wrong_confirmations_lock(&api, &mut admin, "rex", &confirm, &right)
+        .await?;
     admin.ok(&AdminRequest::UserUnlock { user: "rex".into() })?;
     let done = restore_confirm(&api, &tx, &new).await?;
     assert_eq!(done["device"]["status"], "active", "{done}");

@@ -655,3 +655,36 @@ pub async fn enroll_proven(
             .to_owned(),
     })
 }
+
+/// Sends three wrong codes to a confirmation endpoint (`confirm`: TOTP or restore confirm), each
+/// answered 400, and checks that they locked `user` (the test's lockout locks at 3) and that the right
+/// code is then refused 429 `locked` unchecked. Returns that refusal.
+pub async fn three_wrong_confirmations_lock(
+    api: &Api,
+    admin: &mut Admin,
+    user: &str,
+    confirm: &str,
+    right: &str,
+) -> Result<Answer> {
+    use twofold_wire::admin::{AdminReply, AdminRequest};
+    let wrong = format!("{:06}", (right.parse::<u32>()? + 500_000) % 1_000_000);
+    for _ in 0..3 {
+        let a = api
+            .post(confirm, &serde_json::json!({"code": wrong}))
+            .await?;
+        anyhow::ensure!(a.status == 400, "a wrong confirmation: {}", a.raw);
+    }
+    match admin.ok(&AdminRequest::UserShow { user: user.into() })? {
+        AdminReply::User(u) => anyhow::ensure!(u.locked && u.failures == 3, "{u:?}"),
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+    let refused = api
+        .post(confirm, &serde_json::json!({"code": right}))
+        .await?;
+    anyhow::ensure!(
+        (refused.status, refused.body["error"]["code"].as_str()) == (429, Some("locked")),
+        "the right code while locked: {}",
+        refused.raw
+    );
+    Ok(refused)
+}
