@@ -142,8 +142,21 @@ fn user(out: &mut String, u: &UserView) {
         if let Some(t) = d.expires {
             let _ = writeln!(out, "  AD expiry:    {}", time(t));
         }
-        if d.locked_out {
-            let _ = writeln!(out, "  AD lockout:   locked out in AD at the last sync");
+        match (d.locked_out, d.locked_until) {
+            (true, Some(until)) => {
+                let _ = writeln!(
+                    out,
+                    "  AD lockout:   locked out in AD at the last sync, until {}",
+                    time(until)
+                );
+            }
+            (true, None) => {
+                let _ = writeln!(
+                    out,
+                    "  AD lockout:   locked out in AD at the last sync, until an admin unlocks it"
+                );
+            }
+            (false, _) => {}
         }
     }
     if let Some(why) = &u.cannot_sign_in {

@@ -502,6 +502,7 @@ impl Service {
                 removed_at: d.removed_at,
                 expires: d.expires,
                 locked_out: d.locked_out,
+                locked_until: d.locked_until,
             }),
             cannot_sign_in: self.sign_in_block(user).map(|b| b.explain().to_owned()),
             state: self.state_of(user)?,

@@ -74,6 +74,11 @@ impl InProcess {
 
     async fn enroll(&mut self, user: &str) -> Result<Vec<u8>> {
         self.admin.create_user(user)?;
+        self.enroll_existing(user).await
+    }
+
+    /// Enrolls a TOTP device for a user the daemon already has (a synced one).
+    async fn enroll_existing(&mut self, user: &str) -> Result<Vec<u8>> {
         let started = self
             .api
             .post(&format!("/api/v1/users/{user}/totp"), &json!({}))
@@ -346,5 +351,67 @@ async fn by_default_a_lock_lifts_and_each_relock_lasts_twice_as_long() -> Result
         .await?;
     assert_eq!(outcome, "accept", "the second lock lifted after 1800 s");
     d.handle.shutdown().await?;
+    Ok(())
+}
+
+/// AD lifts a lockout by itself once the domain's lockoutDuration (Samba's default: 30 minutes) has run,
+/// without changing the user's uSNChanged: no incremental sync sees it. Twofold keeps when it ends, so
+/// the user signs in again on time, with no sync in between. The daemon runs on a manual clock set to
+/// the real time, since the DC stamps lockoutTime with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ad_lockout_ends_by_itself_after_the_domains_lockout_duration() -> Result<()> {
+    use twofold_tests::samba::shared_dc;
+    let dc = shared_dc()?;
+    let base = crate::directory::make_ou(dc, "LockEnds", &["lockend-eve"])?;
+    let dn = format!("CN=lockend-eve,{base}");
+    let mut d = start_on(
+        TempDir::new("twofold-clock")?,
+        ManualClock::new(twofold_tests::unix_now()),
+        &dc.directory_config("corp", crate::directory::LDAPS, &base, ""),
+        "app",
+    )
+    .await?;
+    let full = crate::directory::sync(&mut d.admin, true)?;
+    assert!(full.ok && full.entries == 1, "{full:?}");
+    let secret = d.enroll_existing("lockend-eve").await?;
+    // AD locks eve now; the incremental sync sees it.
+    let lockout_time = (twofold_tests::unix_now() + 11_644_473_600) * 10_000_000;
+    dc.modify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: lockoutTime\nlockoutTime: {lockout_time}\n\n"
+    ))?;
+    let inc = crate::directory::sync(&mut d.admin, false)?;
+    assert!(inc.ok && inc.mode == "incremental", "{inc:?}");
+    let eve = crate::directory::user(&mut d.admin, "lockend-eve")?
+        .ok_or_else(|| anyhow!("lockend-eve lost"))?;
+    let until = eve
+        .directory
+        .as_ref()
+        .filter(|l| l.locked_out)
+        .and_then(|l| l.locked_until)
+        .ok_or_else(|| anyhow!("not locked, or no end to the lockout: {eve:?}"))?;
+    // lockoutTime + 30 minutes, to the second (lockoutTime was written in whole seconds).
+    assert_eq!(until, lockout_time / 10_000_000 - 11_644_473_600 + 1800);
+    let code = |t: i64| code_at(TotpParams::default(), &secret, t);
+    // (seconds the clock moves before the attempt, outcome)
+    let table: [(i64, &str); 3] = [
+        (60, "invalid_code"),
+        (1800 - 120, "invalid_code"),
+        (90, "accept"),
+    ];
+    for (row, (advance, expected)) in table.into_iter().enumerate() {
+        d.clock.advance(advance);
+        let now = d.clock_now();
+        let (outcome, _) = d.verify("lockend-eve", &code(now)?).await?;
+        assert_eq!(
+            outcome,
+            expected,
+            "row {row}: {} s before the end",
+            until - now
+        );
+    }
+    d.handle.shutdown().await?;
+    dc.modify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: lockoutTime\nlockoutTime: 0\n\n"
+    ))?;
     Ok(())
 }

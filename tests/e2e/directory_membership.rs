@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::json;
+use twofold_tests::ranged_ldap::RangedLdap;
 use twofold_tests::samba::{shared_dc, SambaDc, BASE_DN};
 use twofold_tests::{enroll_existing, oathtool, Admin, Api, Daemon};
 use twofold_wire::admin::{AdminReply, AdminRequest, AuditFilter};
@@ -376,5 +377,127 @@ async fn expired_and_locked_out_accounts_cannot_authenticate_until_cleared() -> 
             .await?;
         assert_eq!(answer.body["result"], "accept", "{name}: {}", answer.raw);
     }
+    Ok(())
+}
+
+/// Windows sends a group's `member` a range at a time (MaxValRange, 1,500 by default); Samba sends all
+/// of it. Through `RangedLdap` (MaxValRange = 10), a group of 24 comes in the ranges 0-9, 10-19 and
+/// 20-*, and an incremental sync must read every one of them, or the members past the first range
+/// would lose the group's policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_longer_than_one_range_is_read_to_its_end() -> Result<()> {
+    let dc = shared_dc()?;
+    let names: Vec<String> = (0..25).map(|i| format!("rng-{i:02}")).collect();
+    let people: Vec<&str> = names.iter().map(String::as_str).collect();
+    let base = make_ou(dc, "Ranged", &people)?;
+    let group = format!("CN=Rng VPN,{base}");
+    let member = |n: &str| format!("member: CN={n},{base}\n");
+    let mut ldif =
+        format!("dn: {group}\nchangetype: add\nobjectClass: group\nsAMAccountName: rng-vpn\n");
+    for n in &names[..24] {
+        ldif.push_str(&member(n));
+    }
+    dc.modify(&format!("{ldif}\n"))?;
+    let proxy = RangedLdap::start(dc, 10)?;
+    let policy = "\n[policy]\ntwo_factor = \"optional\"\n\n\
+        [[policy.group]]\ngroup = \"Rng VPN\"\ntwo_factor = \"required\"\n";
+    let daemon = Daemon::start(&format!(
+        "{policy}{}",
+        dc.directory_config("corp", &proxy.url, &base, "")
+    ))?;
+    let mut admin = daemon.admin()?;
+    let full = sync(&mut admin, true)?;
+    assert!(full.ok && full.entries == 25, "{full:?}");
+    let api = daemon.api_client()?.with_key(&admin.api_key("vpn")?);
+    // The users whose rule is `required`, in name order.
+    let required = |api: Api| {
+        let names = names.clone();
+        async move {
+            let mut out = Vec::new();
+            for n in names {
+                if rule(&api, &n).await? == "required" {
+                    out.push(n);
+                }
+            }
+            Ok::<_, anyhow::Error>(out)
+        }
+    };
+    assert_eq!(required(api.clone()).await?, names[..24]);
+
+    // rng-24 joins: the group changed, and the incremental sync reads its 25 members in three ranges.
+    dc.modify(&format!(
+        "dn: {group}\nchangetype: modify\nadd: member\n{}\n",
+        member(&names[24])
+    ))?;
+    let inc = sync(&mut admin, false)?;
+    assert!(inc.ok && inc.mode == "incremental", "{inc:?}");
+    assert_eq!(required(api.clone()).await?, names);
+
+    // Five leave (the last range): the 20 left still come in two ranges.
+    let mut leave = format!("dn: {group}\nchangetype: modify\ndelete: member\n");
+    for n in &names[20..] {
+        leave.push_str(&member(n));
+    }
+    dc.modify(&format!("{leave}\n"))?;
+    let inc = sync(&mut admin, false)?;
+    assert!(inc.ok && inc.mode == "incremental", "{inc:?}");
+    assert_eq!(required(api).await?, names[..20]);
+    Ok(())
+}
+
+/// A deleted group leaves only a tombstone, which keeps its objectSid but not its DN, and its members'
+/// `memberOf` loses it without their uSNChanged moving. The next incremental sync finds the tombstone
+/// and takes the group from its direct members and from those who had it through nesting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_group_stops_counting_at_the_next_incremental_sync() -> Result<()> {
+    let dc = shared_dc()?;
+    let base = make_ou(
+        dc,
+        "DelGroup",
+        &["delg-direct", "delg-nested", "delg-other"],
+    )?;
+    let g = |cn: &str| format!("CN={cn},{base}");
+    let (vpn, staff, other) = (g("DelG VPN"), g("DelG Staff"), g("DelG Other"));
+    dc.modify(&format!(
+        "dn: {staff}\nchangetype: add\nobjectClass: group\nsAMAccountName: delg-g-staff\nmember: {}\n\n\
+         dn: {vpn}\nchangetype: add\nobjectClass: group\nsAMAccountName: delg-g-vpn\nmember: {}\nmember: {staff}\n\n\
+         dn: {other}\nchangetype: add\nobjectClass: group\nsAMAccountName: delg-g-other\nmember: {}\n\n",
+        g("delg-nested"),
+        g("delg-direct"),
+        g("delg-other"),
+    ))?;
+    let policy = "\n[policy]\ntwo_factor = \"optional\"\n\n\
+        [[policy.group]]\ngroup = \"DelG VPN\"\ntwo_factor = \"required\"\n\n\
+        [[policy.group]]\ngroup = \"DelG Other\"\ntwo_factor = \"required\"\n";
+    let daemon = Daemon::start(&format!(
+        "{policy}{}",
+        dc.directory_config("corp", LDAPS, &base, "")
+    ))?;
+    let mut admin = daemon.admin()?;
+    assert!(sync(&mut admin, true)?.ok);
+    let api = daemon.api_client()?.with_key(&admin.api_key("vpn")?);
+    for name in ["delg-direct", "delg-nested", "delg-other"] {
+        assert_eq!(rule(&api, name).await?, "required", "{name}");
+    }
+
+    dc.modify(&format!("dn: {vpn}\nchangetype: delete\n\n"))?;
+    let inc = sync(&mut admin, false)?;
+    assert!(inc.ok && inc.mode == "incremental", "{inc:?}");
+    for (name, expected) in [
+        ("delg-direct", "optional"),
+        ("delg-nested", "optional"),
+        ("delg-other", "required"),
+    ] {
+        assert_eq!(rule(&api, name).await?, expected, "{name}");
+        let groups = user(&mut admin, name)?
+            .ok_or_else(|| anyhow!("{name} lost"))?
+            .groups;
+        assert!(!groups.contains(&vpn), "{name}: {groups:?}");
+    }
+    let nested = user(&mut admin, "delg-nested")?.ok_or_else(|| anyhow!("lost"))?;
+    assert!(nested.groups.contains(&staff), "{:?}", nested.groups);
+    // A full sync agrees with what the incremental one made of the deletion.
+    let again = sync(&mut admin, true)?;
+    assert_eq!((again.changed, again.added), (0, 0), "{again:?}");
     Ok(())
 }

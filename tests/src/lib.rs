@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod delivery;
+pub mod ranged_ldap;
 pub mod samba;
 
 use anyhow::{anyhow, bail, Context, Result};

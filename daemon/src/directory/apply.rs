@@ -64,6 +64,7 @@ impl Service {
                     primary_group: entry.primary_group,
                     expires: entry.expires,
                     locked_out: entry.locked_out,
+                    locked_until: entry.locked_until,
                 }),
                 mobile_override: None,
                 voice_override: None,
@@ -127,6 +128,7 @@ impl Service {
             primary_group: entry.primary_group,
             expires: entry.expires,
             locked_out: entry.locked_out,
+            locked_until: entry.locked_until,
         });
         if user == before {
             return Ok(Applied::Unchanged);

@@ -34,6 +34,11 @@ pub struct DirectoryEntry {
     pub expires: Option<i64>,
     /// Locked out in AD (see `UF_LOCKOUT`).
     pub locked_out: bool,
+    /// When AD locked the account (lockoutTime, unix seconds), while it is locked.
+    pub locked_at: Option<i64>,
+    /// When the lockout ends by itself: `locked_at` + the domain's lockoutDuration, filled in by the
+    /// sync (`read` leaves it None).
+    pub locked_until: Option<i64>,
 }
 
 /// Raw bytes of an attribute: ldap3 files values that happen to be valid UTF-8 under `attrs`,
@@ -104,6 +109,10 @@ pub fn read(entry: &SearchEntry, map: &AttributeMap) -> Result<DirectoryEntry, S
             .and_then(|v| v.parse::<i64>().ok())
             .is_some_and(|t| t != 0),
     };
+    let locked_at = single(entry, "lockoutTime")
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(filetime_to_unix)
+        .filter(|_| locked_out);
     Ok(DirectoryEntry {
         guid,
         dn: entry.dn.clone(),
@@ -121,7 +130,15 @@ pub fn read(entry: &SearchEntry, map: &AttributeMap) -> Result<DirectoryEntry, S
             .and_then(|v| v.parse::<i64>().ok())
             .and_then(filetime_to_unix),
         locked_out,
+        locked_at,
+        locked_until: None,
     })
+}
+
+/// The domain's lockoutDuration (a negative count of 100 ns ticks) in seconds; None when a lockout
+/// lasts until an admin lifts it (the "forever" value, i64::MIN, or 0).
+pub fn lockout_duration_seconds(ticks: i64) -> Option<i64> {
+    (ticks != i64::MIN && ticks != 0).then(|| ticks.unsigned_abs().div_ceil(10_000_000) as i64)
 }
 
 /// accountExpires: 100 ns ticks since 1601; 0 and i64::MAX mean "never".
@@ -244,6 +261,21 @@ mod tests {
         for (pairs, expires, locked) in table {
             let e = with(pairs);
             assert_eq!((e.expires, e.locked_out), (expires, locked), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn a_domains_lockout_duration_reads_as_seconds_or_until_lifted() {
+        // (lockoutDuration as AD stores it, seconds)
+        let table = [
+            (-18_000_000_000, Some(1800)),
+            (-600_000_000, Some(60)),
+            (-1, Some(1)),
+            (0, None),
+            (i64::MIN, None),
+        ];
+        for (ticks, seconds) in table {
+            assert_eq!(lockout_duration_seconds(ticks), seconds, "{ticks}");
         }
     }
 

@@ -89,6 +89,19 @@ impl GroupGraph {
         }
     }
 
+    /// Drops a deleted group, found by its objectSid (a tombstone keeps the SID but not the DN), and
+    /// every nesting in it. Returns the DN it had, None when the graph did not know it.
+    pub fn remove_by_sid(&mut self, sid: &str) -> Option<String> {
+        let key = self.by_sid.remove(sid)?;
+        let node = self.groups.remove(&key)?;
+        for other in self.groups.values_mut() {
+            if let Ok(at) = other.parents.binary_search(&key) {
+                other.parents.remove(at);
+            }
+        }
+        Some(node.dn)
+    }
+
     /// Every group the user is in: the direct groups, the primary group (by SID) and all their
     /// ancestors, each once, in AD's spelling, sorted.
     pub fn effective(&self, direct: &[String], primary_sid: Option<&str>) -> Vec<String> {
@@ -223,6 +236,26 @@ mod tests {
             stored.effective(&[], Some("S-1-5-21-1-2-3-513")),
             dns(&["CN=Other,DC=x"])
         );
+    }
+
+    #[test]
+    fn a_deleted_group_leaves_the_graph_and_its_nestings() {
+        let mut g = graph();
+        assert_eq!(
+            g.remove_by_sid("S-1-5-21-1-2-3-1100").as_deref(),
+            Some("CN=Users,DC=x")
+        );
+        // Staff was in Users: now Staff's members reach Staff alone (Team is in Staff, not above it).
+        assert_eq!(
+            g.effective(&dns(&["CN=Staff,DC=x"]), None),
+            dns(&["CN=Staff,DC=x"])
+        );
+        assert_eq!(
+            g.effective(&dns(&["CN=Team,DC=x"]), None),
+            dns(&["CN=Staff,DC=x", "CN=Team,DC=x"])
+        );
+        assert_eq!(g.remove_by_sid("S-1-5-21-1-2-3-1100"), None);
+        assert_eq!(g.remove_by_sid("S-1-5-21-9-9-9-1"), None);
     }
 
     #[test]

@@ -253,6 +253,41 @@ impl Connection {
         }
     }
 
+    /// The domain's lockoutDuration in seconds (see `entry::lockout_duration_seconds`), read from the
+    /// domain object; None when the domain does not say.
+    pub async fn lockout_duration(&mut self, naming_context: &str) -> LdapResult<Option<i64>> {
+        let started = Instant::now();
+        let (entries, _) = self
+            .ldap
+            .with_timeout(self.timeout)
+            .search(
+                naming_context,
+                Scope::Base,
+                "(objectClass=*)",
+                vec!["lockoutDuration"],
+            )
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| {
+                format!(
+                    "{}: reading lockoutDuration of {naming_context}: {e}",
+                    self.url
+                )
+            })?;
+        self.waited += started.elapsed();
+        Ok(entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .find_map(|e| {
+                e.attrs
+                    .into_iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("lockoutDuration"))
+                    .and_then(|(_, v)| v.into_iter().next())
+            })
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .and_then(super::entry::lockout_duration_seconds))
+    }
+
     pub async fn close(mut self) {
         let _ = self.ldap.unbind().await;
     }

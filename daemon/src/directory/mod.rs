@@ -53,6 +53,26 @@ const MAX_STATUS_ERRORS: usize = 20;
 /// days, so an hour late is on time. A sync that removed someone always looks.
 const PURGE_EVERY: i64 = 3600;
 
+/// What a sync knows of the domain besides its users, to resolve each user's groups and lockout.
+struct DomainFacts {
+    graph: GroupGraph,
+    /// The domain's lockoutDuration in seconds; None when a lockout lasts until an admin lifts it.
+    lockout_duration: Option<i64>,
+}
+
+impl DomainFacts {
+    /// Fills in what an entry's own attributes cannot tell.
+    fn resolve(&self, entry: &mut entry::DirectoryEntry) {
+        entry.groups = self
+            .graph
+            .effective(&entry.member_of, entry.primary_group.as_deref());
+        entry.locked_until = entry
+            .locked_at
+            .zip(self.lockout_duration)
+            .map(|(at, lasts)| at.saturating_add(lasts));
+    }
+}
+
 /// Where the last successful sync of a domain stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SyncCursor {
@@ -203,6 +223,7 @@ impl Service {
         let mut conn = ldap::connect(cfg).await?;
         status.server = Some(conn.url.clone());
         let root = conn.root_dse().await?;
+        let lockout_duration = conn.lockout_duration(&root.naming_context).await?;
         let cursor: Option<SyncCursor> = self
             .store()
             .meta(&cursor_key(&cfg.name))
@@ -234,8 +255,15 @@ impl Service {
         let outcome = match incremental_from {
             None => {
                 status.mode = "full".into();
-                self.full_sync(&mut conn, cfg, &user_bases, &group_bases, status)
-                    .await
+                self.full_sync(
+                    &mut conn,
+                    cfg,
+                    &user_bases,
+                    &group_bases,
+                    lockout_duration,
+                    status,
+                )
+                .await
             }
             Some(c) => {
                 status.mode = "incremental".into();
@@ -245,7 +273,10 @@ impl Service {
                     &user_bases,
                     &group_bases,
                     &root.naming_context,
-                    graph.map(GroupGraph::indexed).unwrap_or_default(),
+                    DomainFacts {
+                        graph: graph.map(GroupGraph::indexed).unwrap_or_default(),
+                        lockout_duration,
+                    },
                     c.highest_usn,
                     status,
                 )
@@ -295,7 +326,7 @@ impl Service {
         conn: &mut ldap::Connection,
         cfg: &DirectoryConfig,
         mut search: PagedSearch,
-        graph: &GroupGraph,
+        facts: &DomainFacts,
         status: &mut SyncStatus,
         seen: &mut HashSet<String>,
     ) -> std::result::Result<(), String> {
@@ -306,7 +337,7 @@ impl Service {
                 // this worker's LIFO slot: no other worker may take it from there, so it would send the
                 // request only once this page was applied. Yielding lets it send the request first.
                 tokio::task::yield_now().await;
-                self.apply_page(cfg, page, graph, status, seen).await
+                self.apply_page(cfg, page, facts, status, seen).await
             });
             applied?;
             current = next?;
@@ -321,7 +352,7 @@ impl Service {
         &self,
         cfg: &DirectoryConfig,
         page: Vec<ldap3::SearchEntry>,
-        graph: &GroupGraph,
+        facts: &DomainFacts,
         status: &mut SyncStatus,
         seen: &mut HashSet<String>,
     ) -> std::result::Result<(), String> {
@@ -330,7 +361,7 @@ impl Service {
             status.entries += 1;
             let entry = match entry::read(&raw, &cfg.attributes) {
                 Ok(mut e) => {
-                    e.groups = graph.effective(&e.member_of, e.primary_group.as_deref());
+                    facts.resolve(&mut e);
                     e
                 }
                 Err(skip) => {
@@ -427,9 +458,13 @@ impl Service {
         cfg: &DirectoryConfig,
         user_bases: &[String],
         group_bases: &[String],
+        lockout_duration: Option<i64>,
         status: &mut SyncStatus,
     ) -> std::result::Result<(), String> {
-        let graph = read_group_graph(conn, cfg, group_bases, status).await?;
+        let facts = DomainFacts {
+            graph: read_group_graph(conn, cfg, group_bases, status).await?,
+            lockout_duration,
+        };
         let mut seen = HashSet::new();
         for base in user_bases {
             let search = PagedSearch::new(
@@ -438,7 +473,7 @@ impl Service {
                 entry::attributes(&cfg.attributes),
                 cfg.page_size,
             );
-            self.apply_search(conn, cfg, search, &graph, status, &mut seen)
+            self.apply_search(conn, cfg, search, &facts, status, &mut seen)
                 .await?;
         }
         let known = self
@@ -463,7 +498,7 @@ impl Service {
             }
         }
         self.store()
-            .set_meta(&groups_key(&cfg.name), &graph)
+            .set_meta(&groups_key(&cfg.name), &facts.graph)
             .map_err(|e| e.to_string())?;
         self.store().commit().await.map_err(|e| e.to_string())?;
         all_applied(status)
@@ -477,7 +512,7 @@ impl Service {
         user_bases: &[String],
         group_bases: &[String],
         naming_context: &str,
-        mut graph: GroupGraph,
+        mut facts: DomainFacts,
         since: u64,
         status: &mut SyncStatus,
     ) -> std::result::Result<(), String> {
@@ -499,7 +534,7 @@ impl Service {
                         entry::attributes(&cfg.attributes),
                         cfg.page_size,
                     );
-                    self.apply_search(conn, cfg, search, &graph, status, &mut seen)
+                    self.apply_search(conn, cfg, search, &facts, status, &mut seen)
                         .await?;
                 }
                 Ok::<(), String>(())
@@ -513,24 +548,31 @@ impl Service {
         conn.waited = before + users_waited.max(others.waited);
         status.pages += others.pages;
 
-        if !others.groups.is_empty() {
-            let mut members = Vec::with_capacity(others.groups.len());
-            for group in others.groups {
-                graph.put(&group.dn, group.sid, &group.member_of);
-                members.push((group.dn, group.members));
+        let graph = &mut facts.graph;
+        let mut members = Vec::with_capacity(others.groups.len());
+        for group in others.groups {
+            graph.put(&group.dn, group.sid, &group.member_of);
+            members.push((group.dn, group.members));
+        }
+        for (dn, listed) in &members {
+            graph.set_members(dn, listed);
+        }
+        // A deleted group has no members left: its users lose it, and what it was nested in, now.
+        for sid in others.deleted.iter().filter_map(|d| d.sid.as_deref()) {
+            if let Some(dn) = graph.remove_by_sid(sid) {
+                members.push((dn, Vec::new()));
             }
-            for (dn, listed) in &members {
-                graph.set_members(dn, listed);
-            }
+        }
+        if !members.is_empty() {
             status.changed += self
-                .apply_groups(&cfg.name, &graph, &members)
+                .apply_groups(&cfg.name, graph, &members)
                 .await
                 .map_err(|e| e.to_string())?;
             self.store()
-                .set_meta(&groups_key(&cfg.name), &graph)
+                .set_meta(&groups_key(&cfg.name), &*graph)
                 .map_err(|e| e.to_string())?;
         }
-        for guid in others.deleted {
+        for guid in others.deleted.into_iter().filter_map(|d| d.guid) {
             if let Some(user) = self
                 .store()
                 .user_by_guid(&cfg.name, &guid)
@@ -572,10 +614,17 @@ struct ChangedGroup {
     members: Vec<String>,
 }
 
-/// What changed besides users since a USN: groups and deleted objects' GUIDs.
+/// An object deleted in the directory, as its tombstone tells it: the GUID names a user, the SID a
+/// group (a tombstone's DN is no longer the group's).
+struct DeletedObject {
+    guid: Option<String>,
+    sid: Option<String>,
+}
+
+/// What changed besides users since a USN: groups and deleted objects.
 struct OtherChanges {
     groups: Vec<ChangedGroup>,
-    deleted: Vec<String>,
+    deleted: Vec<DeletedObject>,
     pages: u64,
     waited: Duration,
 }
@@ -621,13 +670,14 @@ async fn changed_groups_and_deletions(
         let mut search = PagedSearch::new(
             naming_context,
             &filter,
-            vec!["objectGUID".to_owned()],
+            vec!["objectGUID".to_owned(), "objectSid".to_owned()],
             cfg.page_size,
         )
         .show_deleted();
         while let Some(page) = conn.page(&mut search).await? {
-            out.deleted.extend(page.iter().filter_map(|deleted| {
-                entry::binary(deleted, "objectGUID").and_then(|g| entry::guid_text(&g))
+            out.deleted.extend(page.iter().map(|deleted| DeletedObject {
+                guid: entry::binary(deleted, "objectGUID").and_then(|g| entry::guid_text(&g)),
+                sid: entry::binary(deleted, "objectSid").and_then(|raw| groups::sid_text(&raw)),
             }));
         }
         out.pages += search.pages;

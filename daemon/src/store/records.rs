@@ -88,6 +88,11 @@ pub struct DirectoryLink {
     /// Locked out in AD at the last sync: cannot authenticate while `honour_ad_lockout` holds.
     #[serde(default, skip_serializing_if = "is_false")]
     pub locked_out: bool,
+    /// When that lockout ends by itself (lockoutTime + the domain's lockoutDuration), so that it ends
+    /// on time between syncs: AD lifts it without changing the user's uSNChanged, so no incremental
+    /// sync would see it. None while locked until an admin lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<i64>,
 }
 
 /// Why a user cannot authenticate. The rule (`UserRecord::sign_in_block`): disabled in Twofold, then
@@ -170,7 +175,10 @@ impl UserRecord {
             Some(SignInBlock::DisabledInDirectory)
         } else if link.expires.is_some_and(|at| now >= at) {
             Some(SignInBlock::ExpiredInDirectory)
-        } else if link.locked_out && honour_ad_lockout {
+        } else if link.locked_out
+            && honour_ad_lockout
+            && link.locked_until.is_none_or(|until| now < until)
+        {
             Some(SignInBlock::LockedOutInDirectory)
         } else {
             None
@@ -410,6 +418,23 @@ mod tests {
                 Some(SignInBlock::LockedOutInDirectory),
             ),
             (with(&ad(&|d| d.locked_out = true)), false, None),
+            // A lockout with an end (the domain's lockoutDuration) is over from that second on.
+            (
+                with(&ad(&|d| {
+                    d.locked_out = true;
+                    d.locked_until = Some(1_000_001);
+                })),
+                true,
+                Some(SignInBlock::LockedOutInDirectory),
+            ),
+            (
+                with(&ad(&|d| {
+                    d.locked_out = true;
+                    d.locked_until = Some(1_000_000);
+                })),
+                true,
+                None,
+            ),
             // Disabled and expired: the first rule that holds is the one reported.
             (
                 with(&ad(&|d| {

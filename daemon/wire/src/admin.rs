@@ -816,6 +816,9 @@ pub struct DirectoryInfo {
     /// Locked out in AD at the last sync.
     #[serde(default)]
     pub locked_out: bool,
+    /// When that lockout ends by itself (unix seconds); absent while it lasts until an admin lifts it.
+    #[serde(default)]
+    pub locked_until: Option<i64>,
 }
 
 /// How a phone number is dialled when a code is sent to it.
