@@ -1,7 +1,11 @@
 //! The console's state, without I/O: keys and daemon replies go in, requests for the daemon come out
 //! (`App::outbox`), and `ui` draws whatever the state is. Tests drive it exactly as the terminal does.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::KeyCode::{
+    self, BackTab, Backspace, Char, Delete, Down, End, Enter, Esc, Home, PageDown, PageUp, Tab, Up,
+    F,
+};
+use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
 use twofold_wire::admin::{
     AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity,
     Permission, PolicyOverview, SyncStatus, SystemTwoFactorView, UserIndexEntry, UserView,
@@ -10,6 +14,7 @@ use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
 use twofold_wire::delivery::{DeliveryInfo, HandoverEntry, PluginInfo};
 use twofold_wire::{DeviceInfo, DeviceStatus};
 
+use crate::keys::{self, Binding, Global, Keys};
 use crate::policy_form::{PolicyForm, UNSET};
 use crate::search::UserIndex;
 
@@ -41,6 +46,350 @@ pub const SCREENS: [ScreenId; 7] = [
     ScreenId::Handover,
     ScreenId::Delivery,
 ];
+
+/// What a key does on the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DashboardKey {
+    Quit,
+    Refresh,
+    Users,
+    Search,
+    Audit,
+    Directory,
+    Policies,
+    Handover,
+}
+
+pub const DASHBOARD_KEYS: &[Binding<DashboardKey>] = &[
+    Binding::new(&[Char('u')], "u", "users", DashboardKey::Users),
+    Binding::new(&[Char('/')], "/", "search users", DashboardKey::Search).help_only(),
+    Binding::new(&[Char('a')], "a", "audit", DashboardKey::Audit),
+    Binding::new(&[Char('d')], "d", "directory", DashboardKey::Directory).help_only(),
+    Binding::new(&[Char('p')], "p", "policies", DashboardKey::Policies).help_only(),
+    Binding::new(&[Char('h')], "h", "handover", DashboardKey::Handover),
+    Binding::new(&[Char('r')], "r", "refresh", DashboardKey::Refresh),
+    Binding::new(&[Esc, Char('q')], "q", "quit", DashboardKey::Quit),
+];
+
+/// What a key does on the users list, outside the search box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersKey {
+    Search,
+    Move,
+    Open,
+    ClearOrBack,
+    Reload,
+}
+
+const MOVES: &[KeyCode] = &[Up, Down, PageUp, PageDown, Home, End];
+
+pub const USERS_KEYS: &[Binding<UsersKey>] = &[
+    Binding::new(&[Char('/')], "/", "search", UsersKey::Search),
+    Binding::new(MOVES, "↑↓ PgUp PgDn", "move", UsersKey::Move),
+    Binding::new(&[Enter], "Enter", "open", UsersKey::Open),
+    Binding::new(&[Esc], "Esc", "clear/back", UsersKey::ClearOrBack),
+    Binding::new(&[F(5), Char('r')], "r", "reload", UsersKey::Reload),
+];
+
+/// What a key does while typing in the users' search box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKey {
+    Type,
+    Delete,
+    Move,
+    Open,
+    Done,
+}
+
+pub const SEARCH_KEYS: &[Binding<SearchKey>] = &[
+    Binding::typing(
+        Keys::Text,
+        "type",
+        "username, UPN, name or email",
+        SearchKey::Type,
+    ),
+    Binding::new(&[Backspace], "Backspace", "delete", SearchKey::Delete).help_only(),
+    Binding::new(MOVES, "↑↓", "move", SearchKey::Move),
+    Binding::new(&[Enter], "Enter", "open", SearchKey::Open),
+    Binding::new(&[Esc], "Esc", "done", SearchKey::Done),
+];
+
+/// What a key does on a user's screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKey {
+    Device,
+    Refresh,
+    Unlock,
+    Block,
+    Unblock,
+    Unpair,
+    Enroll,
+    Phones,
+    AccessCode,
+    Reset,
+    Resend,
+    Enable,
+}
+
+pub const USER_KEYS: &[Binding<UserKey>] = &[
+    Binding::new(&[Up, Down], "↑↓", "device", UserKey::Device).help_only(),
+    Binding::new(&[Char('r')], "r", "refresh", UserKey::Refresh).help_only(),
+    Binding::new(&[Char('u')], "u", "unlock", UserKey::Unlock).needs(Permission::Unlock),
+    Binding::new(&[Char('b')], "b", "block", UserKey::Block).needs(Permission::BlockDevice),
+    Binding::new(&[Char('n')], "n", "unblock", UserKey::Unblock).needs(Permission::UnblockDevice),
+    Binding::new(&[Char('d')], "d", "unpair", UserKey::Unpair).needs(Permission::UnpairDevice),
+    Binding::new(&[Char('e')], "e", "enroll", UserKey::Enroll)
+        .needs(Permission::EnrollAuthenticator),
+    Binding::new(&[Char('p')], "p", "phones", UserKey::Phones)
+        .needs(Permission::UpdatePhoneNumbers),
+    Binding::new(&[Char('c')], "c", "access code", UserKey::AccessCode)
+        .needs(Permission::GenerateAccessCode),
+    Binding::new(&[Char('R')], "R", "reset 2FA", UserKey::Reset).needs(Permission::ResetTwoFactor),
+    Binding::new(&[Char('s')], "s", "send restore code", UserKey::Resend)
+        .needs(Permission::ResendRestoreCode),
+    Binding::new(&[Char('x')], "x", "disable/enable", UserKey::Enable)
+        .needs(Permission::ManageUsers),
+];
+
+/// What a key does while an authenticator is enrolled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollmentKey {
+    Type,
+    Delete,
+    Confirm,
+    Back,
+}
+
+pub const ENROLLMENT_KEYS: &[Binding<EnrollmentKey>] = &[
+    Binding::typing(Keys::Digits, "digits", "code", EnrollmentKey::Type),
+    Binding::new(&[Backspace], "Backspace", "delete", EnrollmentKey::Delete).help_only(),
+    Binding::new(&[Enter], "Enter", "confirm", EnrollmentKey::Confirm),
+    Binding::new(&[Esc], "Esc", "back to user", EnrollmentKey::Back),
+];
+
+/// What a key does on the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKey {
+    Filter,
+    Clear,
+    Scroll,
+    Refresh,
+    Users,
+}
+
+pub const AUDIT_KEYS: &[Binding<AuditKey>] = &[
+    Binding::new(&[Char('/'), Char('f')], "/", "filter", AuditKey::Filter),
+    Binding::new(&[Char('c')], "c", "clear", AuditKey::Clear),
+    Binding::new(
+        &[Up, Down, PageUp, PageDown],
+        "↑↓ PgUp PgDn",
+        "scroll",
+        AuditKey::Scroll,
+    ),
+    Binding::new(&[Char('r')], "r", "refresh", AuditKey::Refresh),
+    Binding::new(&[Char('u')], "u", "users", AuditKey::Users).help_only(),
+];
+
+/// What a key does on the directory screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryKey {
+    Sync,
+    FullSync,
+    Refresh,
+}
+
+pub const DIRECTORY_KEYS: &[Binding<DirectoryKey>] = &[
+    Binding::new(&[Char('s')], "s", "sync now", DirectoryKey::Sync)
+        .needs(Permission::SyncDirectory),
+    Binding::new(&[Char('S')], "S", "full sync", DirectoryKey::FullSync)
+        .needs(Permission::SyncDirectory),
+    Binding::new(&[Char('r')], "r", "refresh", DirectoryKey::Refresh),
+];
+
+/// What a key does on the policies screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoliciesKey {
+    Select,
+    Open,
+    AddGroup,
+    RemoveGroup,
+    ResetToFile,
+    SystemSwitch,
+    Refresh,
+}
+
+pub const POLICIES_KEYS: &[Binding<PoliciesKey>] = &[
+    Binding::new(&[Up, Down], "↑↓", "entry", PoliciesKey::Select),
+    Binding::new(&[Enter], "Enter", "settings", PoliciesKey::Open),
+    Binding::new(&[Char('a')], "a", "add group", PoliciesKey::AddGroup)
+        .needs(Permission::ManagePolicies),
+    Binding::new(
+        &[Char('x'), Delete],
+        "x",
+        "remove group",
+        PoliciesKey::RemoveGroup,
+    )
+    .needs(Permission::ManagePolicies),
+    Binding::new(&[Char('C')], "C", "reset to file", PoliciesKey::ResetToFile)
+        .needs(Permission::ManagePolicies),
+    Binding::new(
+        &[Char('s')],
+        "s",
+        "switch 2FA for all",
+        PoliciesKey::SystemSwitch,
+    )
+    .needs(Permission::SystemTwoFactorSwitch),
+    Binding::new(&[Char('r')], "r", "refresh", PoliciesKey::Refresh),
+];
+
+/// What a key does on the in-person handover queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoverKey {
+    Select,
+    HandedOver,
+    Refresh,
+}
+
+pub const HANDOVER_KEYS: &[Binding<HandoverKey>] = &[
+    Binding::new(&[Up, Down], "↑↓", "select", HandoverKey::Select),
+    Binding::new(
+        &[Enter, Char('h')],
+        "Enter",
+        "handed over",
+        HandoverKey::HandedOver,
+    )
+    .needs(Permission::HandOverCode),
+    Binding::new(&[Char('r')], "r", "refresh", HandoverKey::Refresh),
+];
+
+/// What a key does on the delivery screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryKey {
+    Refresh,
+    ReloadPlugins,
+}
+
+pub const DELIVERY_KEYS: &[Binding<DeliveryKey>] = &[
+    Binding::new(&[Char('r')], "r", "refresh", DeliveryKey::Refresh),
+    Binding::new(
+        &[Char('R')],
+        "R",
+        "reload plugins",
+        DeliveryKey::ReloadPlugins,
+    )
+    .needs(Permission::ManagePolicies),
+];
+
+/// What a key does in a dialog or typing mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogKey {
+    Move,
+    Type,
+    Delete,
+    Apply,
+    Cancel,
+    Close,
+}
+
+const HELP_KEYS: &[Binding<DialogKey>] = &[
+    Binding::new(
+        &[Up, Down, PageUp, PageDown],
+        "↑↓",
+        "scroll",
+        DialogKey::Move,
+    ),
+    Binding::typing(Keys::Any, "any key", "close help", DialogKey::Close),
+];
+const NOTICE_KEYS: &[Binding<DialogKey>] = &[Binding::typing(
+    Keys::Any,
+    "any key",
+    "close",
+    DialogKey::Close,
+)];
+const CONFIRM_KEYS: &[Binding<DialogKey>] = &[
+    Binding::new(
+        &[Char('y'), Char('Y'), Enter],
+        "y",
+        "confirm",
+        DialogKey::Apply,
+    ),
+    Binding::new(
+        &[Char('n'), Char('N'), Esc],
+        "n",
+        "cancel",
+        DialogKey::Cancel,
+    ),
+];
+const CHANNEL_KEYS: &[Binding<DialogKey>] = &[
+    Binding::new(&[Up, Down], "↑↓", "channel", DialogKey::Move),
+    Binding::new(&[Enter], "Enter", "choose", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "cancel", DialogKey::Cancel),
+];
+const FILTER_KEYS: &[Binding<DialogKey>] = &[
+    Binding::typing(
+        Keys::Text,
+        "user: action: actor: outcome: text",
+        "",
+        DialogKey::Type,
+    ),
+    Binding::new(&[Backspace], "Backspace", "delete", DialogKey::Delete).help_only(),
+    Binding::new(&[Enter], "Enter", "apply", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "done", DialogKey::Close),
+];
+const PHONE_KEYS: &[Binding<DialogKey>] = &[
+    Binding::typing(Keys::Text, "type", "a number", DialogKey::Type).help_only(),
+    Binding::new(&[Backspace], "Backspace", "delete", DialogKey::Delete).help_only(),
+    Binding::new(
+        &[Tab, BackTab, Up, Down],
+        "Tab",
+        "other field",
+        DialogKey::Move,
+    ),
+    Binding::new(&[Enter], "Enter", "save", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "cancel", DialogKey::Cancel),
+];
+const GROUP_NAME_KEYS: &[Binding<DialogKey>] = &[
+    Binding::typing(Keys::Text, "type", "a group's DN or CN", DialogKey::Type),
+    Binding::new(&[Backspace], "Backspace", "delete", DialogKey::Delete).help_only(),
+    Binding::new(&[Enter], "Enter", "open its entry", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "cancel", DialogKey::Cancel),
+];
+
+/// The keys of a dialog or typing mode; `None` for the screens' own keys and the policy form (whose keys
+/// depend on the setting, `policy_form`).
+pub fn mode_keys(mode: &Mode) -> Option<&'static [Binding<DialogKey>]> {
+    match mode {
+        Mode::Normal | Mode::PolicyForm(_) => None,
+        Mode::Help => Some(HELP_KEYS),
+        Mode::Notice(_) => Some(NOTICE_KEYS),
+        Mode::Confirm(_) => Some(CONFIRM_KEYS),
+        Mode::ResendChannel(_) => Some(CHANNEL_KEYS),
+        Mode::AuditFilter => Some(FILTER_KEYS),
+        Mode::Phones(_) => Some(PHONE_KEYS),
+        Mode::PolicyGroupName(_) => Some(GROUP_NAME_KEYS),
+    }
+}
+
+/// A screen's own keys (the users screen's while its search box is typed in), without commands.
+pub fn screen_keys(screen: ScreenId, searching: bool) -> Vec<Binding<()>> {
+    match screen {
+        ScreenId::Dashboard => keys::described(DASHBOARD_KEYS),
+        ScreenId::Users if searching => keys::described(SEARCH_KEYS),
+        ScreenId::Users => keys::described(USERS_KEYS),
+        ScreenId::User => keys::described(USER_KEYS),
+        ScreenId::Enrollment => keys::described(ENROLLMENT_KEYS),
+        ScreenId::Audit => keys::described(AUDIT_KEYS),
+        ScreenId::Directory => keys::described(DIRECTORY_KEYS),
+        ScreenId::Policies => keys::described(POLICIES_KEYS),
+        ScreenId::Handover => keys::described(HANDOVER_KEYS),
+        ScreenId::Delivery => keys::described(DELIVERY_KEYS),
+    }
+}
+
+/// Whether the keys of every screen (`keys::GLOBAL`) work: not where a field takes every key.
+pub fn global_keys_work(screen: ScreenId, searching: bool) -> bool {
+    !(screen == ScreenId::Enrollment || (screen == ScreenId::Users && searching))
+}
 
 /// What the keyboard is doing right now, on top of the screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,6 +769,8 @@ pub struct Users {
     /// Indices into the index, for `query`.
     pub matches: Vec<u32>,
     pub selected: usize,
+    /// Keys type into the search box (after `/`, until Esc or Enter).
+    pub searching: bool,
 }
 
 impl Users {
@@ -503,7 +854,10 @@ pub struct App {
     pub policies: Policies,
     pub handover: Handover,
     pub delivery: Delivery,
+    /// What the last action did; cleared when the screen changes.
     pub status: Option<Status>,
+    /// Lines scrolled down in the help.
+    pub help_scroll: u16,
     /// Requests for the daemon, taken by the console loop.
     pub outbox: Vec<(Purpose, AdminRequest)>,
     pub quit: bool,
@@ -557,6 +911,7 @@ impl App {
                 query: String::new(),
                 matches: Vec::new(),
                 selected: 0,
+                searching: false,
             },
             user: None,
             enrollment: None,
@@ -583,6 +938,7 @@ impl App {
                 deliveries: Loading::Idle,
             },
             status: None,
+            help_scroll: 0,
             outbox: Vec::new(),
             quit: false,
         };
@@ -673,7 +1029,7 @@ impl App {
             view: Loading::Loading,
             selected_device: 0,
         });
-        self.screen = ScreenId::User;
+        self.show(ScreenId::User);
         self.send(
             Purpose::User(name.clone()),
             AdminRequest::UserShow { user: name },
@@ -690,8 +1046,17 @@ impl App {
         }
     }
 
-    fn go(&mut self, screen: ScreenId) {
+    /// Shows `screen` as it is; the last action's message belongs to the screen it was done on.
+    fn show(&mut self, screen: ScreenId) {
+        if self.screen != screen {
+            self.status = None;
+        }
         self.screen = screen;
+    }
+
+    /// Shows `screen` and asks the daemon for what it shows.
+    fn go(&mut self, screen: ScreenId) {
+        self.show(screen);
         match screen {
             ScreenId::Dashboard => self.load_dashboard(),
             ScreenId::Audit if self.audit.events == Loading::Idle => self.load_audit(),
@@ -775,95 +1140,111 @@ impl App {
             self.quit = true;
             return;
         }
-        match self.mode.clone() {
-            Mode::Help | Mode::Notice(_) => self.mode = Mode::Normal,
-            Mode::Confirm(action) => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
-                    self.mode = Mode::Normal;
-                    self.status = Some(Status::Info("working…".into()));
-                    if matches!(action, Action::Sync { .. }) {
-                        self.directory.syncing = true;
-                        self.status = Some(Status::Info("syncing the directory…".into()));
+        let Some(list) = mode_keys(&self.mode) else {
+            match self.mode.clone() {
+                Mode::PolicyForm(form) => self.policy_form_key(form, key),
+                _ => self.on_screen_key(key),
+            }
+            return;
+        };
+        let Some(command) = keys::command(list, key) else {
+            return;
+        };
+        match (self.mode.clone(), command) {
+            (Mode::Help, DialogKey::Move) => {
+                self.help_scroll = match key.code {
+                    KeyCode::Up => self.help_scroll.saturating_sub(1),
+                    KeyCode::PageUp => self.help_scroll.saturating_sub(10),
+                    KeyCode::PageDown => self.help_scroll.saturating_add(10),
+                    _ => self.help_scroll.saturating_add(1),
+                }
+            }
+            (_, DialogKey::Close) => self.mode = Mode::Normal,
+            (Mode::Confirm(action), DialogKey::Apply) => {
+                self.mode = Mode::Normal;
+                self.status = Some(Status::Info("working…".into()));
+                if matches!(action, Action::Sync { .. }) {
+                    self.directory.syncing = true;
+                    self.status = Some(Status::Info("syncing the directory…".into()));
+                }
+                let request = action.request();
+                self.send(Purpose::Action(action), request);
+            }
+            (Mode::Confirm(_) | Mode::ResendChannel(_), DialogKey::Cancel) => {
+                self.mode = Mode::Normal;
+                self.status = Some(Status::Info("cancelled".into()));
+            }
+            (Mode::ResendChannel(mut pick), DialogKey::Move) => {
+                pick.selected = if key.code == KeyCode::Up {
+                    pick.selected.saturating_sub(1)
+                } else {
+                    (pick.selected + 1).min(pick.channels.len().saturating_sub(1))
+                };
+                self.mode = Mode::ResendChannel(pick);
+            }
+            (Mode::ResendChannel(pick), DialogKey::Apply) => {
+                if let Some(channel) = pick.channels.get(pick.selected) {
+                    self.mode = Mode::Confirm(Action::ResendRestoreCode {
+                        user: pick.user,
+                        channel: *channel,
+                    });
+                }
+            }
+            (Mode::AuditFilter, DialogKey::Apply) => {
+                self.mode = Mode::Normal;
+                self.load_audit();
+            }
+            (Mode::AuditFilter, DialogKey::Delete) => {
+                self.audit.filter.pop();
+            }
+            (Mode::AuditFilter, DialogKey::Type) => {
+                if let KeyCode::Char(c) = key.code {
+                    self.audit.filter.push(c);
+                }
+            }
+            (Mode::Phones(mut form), command) => {
+                match (command, key.code) {
+                    (DialogKey::Move, _) => form.on_voice = !form.on_voice,
+                    (DialogKey::Delete, _) => {
+                        form.field().pop();
                     }
-                    let request = action.request();
-                    self.send(Purpose::Action(action), request);
-                }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
-                    self.mode = Mode::Normal;
-                    self.status = Some(Status::Info("cancelled".into()));
-                }
-                _ => {}
-            },
-            Mode::ResendChannel(mut pick) => match key.code {
-                KeyCode::Esc => {
-                    self.mode = Mode::Normal;
-                    self.status = Some(Status::Info("cancelled".into()));
-                }
-                KeyCode::Up => {
-                    pick.selected = pick.selected.saturating_sub(1);
-                    self.mode = Mode::ResendChannel(pick);
-                }
-                KeyCode::Down => {
-                    pick.selected = (pick.selected + 1).min(pick.channels.len().saturating_sub(1));
-                    self.mode = Mode::ResendChannel(pick);
-                }
-                KeyCode::Enter => {
-                    if let Some(channel) = pick.channels.get(pick.selected) {
-                        self.mode = Mode::Confirm(Action::ResendRestoreCode {
-                            user: pick.user,
-                            channel: *channel,
-                        });
+                    (DialogKey::Type, KeyCode::Char(c)) if form.field().chars().count() < 32 => {
+                        form.field().push(c);
                     }
+                    (DialogKey::Apply, _) => {
+                        self.mode = Mode::Confirm(form.action());
+                        return;
+                    }
+                    (DialogKey::Cancel, _) => {
+                        self.mode = Mode::Normal;
+                        return;
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
-            Mode::AuditFilter => match key.code {
-                KeyCode::Enter => {
-                    self.mode = Mode::Normal;
-                    self.load_audit();
+                self.mode = Mode::Phones(form);
+            }
+            (Mode::PolicyGroupName(mut name), command) => {
+                match (command, key.code) {
+                    (DialogKey::Cancel, _) => {
+                        self.mode = Mode::Normal;
+                        return;
+                    }
+                    (DialogKey::Apply, _) if !name.trim().is_empty() => {
+                        self.mode = Mode::Normal;
+                        self.open_policy_form(Some(name.trim().to_owned()), 0);
+                        return;
+                    }
+                    (DialogKey::Delete, _) => {
+                        name.pop();
+                    }
+                    (DialogKey::Type, KeyCode::Char(c)) if name.chars().count() < 200 => {
+                        name.push(c);
+                    }
+                    _ => {}
                 }
-                KeyCode::Esc => self.mode = Mode::Normal,
-                KeyCode::Backspace => {
-                    self.audit.filter.pop();
-                }
-                KeyCode::Char(c) => self.audit.filter.push(c),
-                _ => {}
-            },
-            Mode::Phones(mut form) => match key.code {
-                KeyCode::Esc => self.mode = Mode::Normal,
-                KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
-                    form.on_voice = !form.on_voice;
-                    self.mode = Mode::Phones(form);
-                }
-                KeyCode::Backspace => {
-                    form.field().pop();
-                    self.mode = Mode::Phones(form);
-                }
-                KeyCode::Char(c) if form.field().chars().count() < 32 => {
-                    form.field().push(c);
-                    self.mode = Mode::Phones(form);
-                }
-                KeyCode::Enter => self.mode = Mode::Confirm(form.action()),
-                _ => {}
-            },
-            Mode::PolicyForm(form) => self.policy_form_key(form, key),
-            Mode::PolicyGroupName(mut name) => match key.code {
-                KeyCode::Esc => self.mode = Mode::Normal,
-                KeyCode::Backspace => {
-                    name.pop();
-                    self.mode = Mode::PolicyGroupName(name);
-                }
-                KeyCode::Enter if !name.trim().is_empty() => {
-                    self.mode = Mode::Normal;
-                    self.open_policy_form(Some(name.trim().to_owned()), 0);
-                }
-                KeyCode::Char(c) if !c.is_control() && name.chars().count() < 200 => {
-                    name.push(c);
-                    self.mode = Mode::PolicyGroupName(name);
-                }
-                _ => {}
-            },
-            Mode::Normal => self.on_screen_key(key),
+                self.mode = Mode::PolicyGroupName(name);
+            }
+            _ => {}
         }
     }
 
@@ -935,7 +1316,7 @@ impl App {
         self.mode = Mode::PolicyForm(form);
     }
 
-    fn policies_key(&mut self, key: KeyEvent) {
+    fn policies_command(&mut self, command: PoliciesKey, key: KeyEvent) {
         let entries = self
             .policies
             .overview
@@ -948,15 +1329,16 @@ impl App {
                 .and_then(|n| p.groups.get(n))
                 .map(|g| g.group.clone())
         });
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('r') => self.load_policies(),
-            KeyCode::Up => self.policies.selected = self.policies.selected.saturating_sub(1),
-            KeyCode::Down => {
+        match command {
+            PoliciesKey::Refresh => self.load_policies(),
+            PoliciesKey::Select if key.code == KeyCode::Up => {
+                self.policies.selected = self.policies.selected.saturating_sub(1)
+            }
+            PoliciesKey::Select => {
                 self.policies.selected = (self.policies.selected + 1).min(entries.saturating_sub(1))
             }
-            KeyCode::Enter => self.open_policy_form(group, 0),
-            KeyCode::Char('a') => {
+            PoliciesKey::Open => self.open_policy_form(group, 0),
+            PoliciesKey::AddGroup => {
                 let permission = Permission::ManagePolicies;
                 if self.may(permission) {
                     self.mode = Mode::PolicyGroupName(String::new());
@@ -964,7 +1346,7 @@ impl App {
                     self.refuse(permission);
                 }
             }
-            KeyCode::Char('x') | KeyCode::Delete => match group {
+            PoliciesKey::RemoveGroup => match group {
                 Some(group) => self.propose(Action::RemovePolicyGroup { group }),
                 None => {
                     self.status = Some(Status::Error(
@@ -972,8 +1354,8 @@ impl App {
                     ))
                 }
             },
-            KeyCode::Char('C') => self.propose(Action::ResetPolicies),
-            KeyCode::Char('s') => {
+            PoliciesKey::ResetToFile => self.propose(Action::ResetPolicies),
+            PoliciesKey::SystemSwitch => {
                 if let Some(system) = self.policies.system.loaded() {
                     let action = Action::SystemTwoFactor {
                         on: !system.on,
@@ -982,68 +1364,104 @@ impl App {
                     self.propose(action);
                 }
             }
-            _ => {}
         }
     }
 
+    /// A key on a screen: the screen's own keys first, then the keys of every screen.
     fn on_screen_key(&mut self, key: KeyEvent) {
-        // Keys that work on every screen but the typing ones.
-        match key.code {
-            KeyCode::Tab => {
+        let answered = match self.screen {
+            ScreenId::Users if self.users.searching => {
+                if let Some(c) = keys::command(SEARCH_KEYS, key) {
+                    self.search_command(c, key);
+                }
+                // Typing: no key means anything else here.
+                return;
+            }
+            ScreenId::Enrollment => {
+                if let Some(c) = keys::command(ENROLLMENT_KEYS, key) {
+                    self.enrollment_command(c, key);
+                }
+                return;
+            }
+            ScreenId::Dashboard => keys::command(DASHBOARD_KEYS, key)
+                .map(|c| self.dashboard_command(c))
+                .is_some(),
+            ScreenId::Users => keys::command(USERS_KEYS, key)
+                .map(|c| self.users_command(c, key))
+                .is_some(),
+            ScreenId::User => keys::command(USER_KEYS, key)
+                .map(|c| self.user_command(c, key))
+                .is_some(),
+            ScreenId::Audit => keys::command(AUDIT_KEYS, key)
+                .map(|c| self.audit_command(c, key))
+                .is_some(),
+            ScreenId::Directory => keys::command(DIRECTORY_KEYS, key)
+                .map(|c| self.directory_command(c))
+                .is_some(),
+            ScreenId::Policies => keys::command(POLICIES_KEYS, key)
+                .map(|c| self.policies_command(c, key))
+                .is_some(),
+            ScreenId::Handover => keys::command(HANDOVER_KEYS, key)
+                .map(|c| self.handover_command(c, key))
+                .is_some(),
+            ScreenId::Delivery => keys::command(DELIVERY_KEYS, key)
+                .map(|c| self.delivery_command(c))
+                .is_some(),
+        };
+        if answered {
+            return;
+        }
+        match keys::command(keys::GLOBAL, key) {
+            Some(Global::Next) => {
                 let current = match self.screen {
                     ScreenId::User | ScreenId::Enrollment => ScreenId::Users,
                     other => other,
                 };
                 let at = SCREENS.iter().position(|s| *s == current).unwrap_or(0);
                 self.go(SCREENS[(at + 1) % SCREENS.len()]);
-                return;
             }
-            KeyCode::Char(c @ '1'..='7')
-                if !matches!(self.screen, ScreenId::Users | ScreenId::Enrollment) =>
-            {
-                let n = usize::from(u8::try_from(c).unwrap_or(b'1') - b'1');
-                if let Some(screen) = SCREENS.get(n) {
-                    self.go(*screen);
+            Some(Global::Pick) => {
+                if let KeyCode::Char(c) = key.code {
+                    let n = c.to_digit(10).and_then(|n| usize::try_from(n).ok());
+                    if let Some(screen) = n.and_then(|n| SCREENS.get(n.wrapping_sub(1))) {
+                        self.go(*screen);
+                    }
                 }
-                return;
             }
-            KeyCode::Char('?') => {
+            Some(Global::Help) => {
+                self.help_scroll = 0;
                 self.mode = Mode::Help;
-                return;
             }
-            _ => {}
-        }
-        match self.screen {
-            ScreenId::Dashboard => self.dashboard_key(key),
-            ScreenId::Users => self.users_key(key),
-            ScreenId::User => self.user_key(key),
-            ScreenId::Enrollment => self.enrollment_key(key),
-            ScreenId::Audit => self.audit_key(key),
-            ScreenId::Directory => self.directory_key(key),
-            ScreenId::Policies => self.policies_key(key),
-            ScreenId::Handover => self.handover_key(key),
-            ScreenId::Delivery => match key.code {
-                KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-                KeyCode::Char('r') => {
-                    self.load_plugins();
-                    self.load_deliveries();
-                }
-                KeyCode::Char('R') => self.propose(Action::ReloadPlugins),
-                _ => {}
+            Some(Global::Back) => match self.screen {
+                ScreenId::Dashboard => self.quit = true,
+                ScreenId::User | ScreenId::Enrollment => self.show(ScreenId::Users),
+                _ => self.go(ScreenId::Dashboard),
             },
+            None => {}
         }
     }
 
-    fn handover_key(&mut self, key: KeyEvent) {
+    fn delivery_command(&mut self, command: DeliveryKey) {
+        match command {
+            DeliveryKey::Refresh => {
+                self.load_plugins();
+                self.load_deliveries();
+            }
+            DeliveryKey::ReloadPlugins => self.propose(Action::ReloadPlugins),
+        }
+    }
+
+    fn handover_command(&mut self, command: HandoverKey, key: KeyEvent) {
         let count = self.handover.entries.loaded().map_or(0, Vec::len);
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('r') => self.load_handovers(),
-            KeyCode::Down => {
+        match command {
+            HandoverKey::Refresh => self.load_handovers(),
+            HandoverKey::Select if key.code == KeyCode::Down => {
                 self.handover.selected = (self.handover.selected + 1).min(count.saturating_sub(1))
             }
-            KeyCode::Up => self.handover.selected = self.handover.selected.saturating_sub(1),
-            KeyCode::Enter | KeyCode::Char('h') => {
+            HandoverKey::Select => {
+                self.handover.selected = self.handover.selected.saturating_sub(1)
+            }
+            HandoverKey::HandedOver => {
                 let entry = self
                     .handover
                     .entries
@@ -1054,77 +1472,94 @@ impl App {
                     self.propose(Action::HandedOver { entry });
                 }
             }
-            _ => {}
         }
     }
 
-    fn directory_key(&mut self, key: KeyEvent) {
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('r') => self.load_directories(),
-            KeyCode::Char('s') => self.propose(Action::Sync { full: false }),
-            KeyCode::Char('S') => self.propose(Action::Sync { full: true }),
-            _ => {}
+    fn directory_command(&mut self, command: DirectoryKey) {
+        match command {
+            DirectoryKey::Refresh => self.load_directories(),
+            DirectoryKey::Sync => self.propose(Action::Sync { full: false }),
+            DirectoryKey::FullSync => self.propose(Action::Sync { full: true }),
         }
     }
 
-    fn dashboard_key(&mut self, key: KeyEvent) {
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
-            KeyCode::Char('r') => self.load_dashboard(),
-            KeyCode::Char('u') | KeyCode::Char('/') => self.go(ScreenId::Users),
-            KeyCode::Char('a') => self.go(ScreenId::Audit),
-            KeyCode::Char('d') => self.go(ScreenId::Directory),
-            KeyCode::Char('p') => self.go(ScreenId::Policies),
-            KeyCode::Char('h') => self.go(ScreenId::Handover),
-            _ => {}
+    fn dashboard_command(&mut self, command: DashboardKey) {
+        match command {
+            DashboardKey::Quit => self.quit = true,
+            DashboardKey::Refresh => self.load_dashboard(),
+            DashboardKey::Users => self.go(ScreenId::Users),
+            DashboardKey::Search => {
+                self.go(ScreenId::Users);
+                self.users.searching = true;
+            }
+            DashboardKey::Audit => self.go(ScreenId::Audit),
+            DashboardKey::Directory => self.go(ScreenId::Directory),
+            DashboardKey::Policies => self.go(ScreenId::Policies),
+            DashboardKey::Handover => self.go(ScreenId::Handover),
         }
     }
 
-    /// The users screen is a search box: every printable key types.
-    fn users_key(&mut self, key: KeyEvent) {
+    /// Moves the selection of the users list for an arrow, page, Home or End key.
+    fn move_in_users(&mut self, key: KeyEvent) {
         let page = 10;
-        match key.code {
-            KeyCode::Char(c) => {
+        let last = self.users.matches.len().saturating_sub(1);
+        let selected = self.users.selected;
+        self.users.selected = match key.code {
+            KeyCode::Down => (selected + 1).min(last),
+            KeyCode::Up => selected.saturating_sub(1),
+            KeyCode::PageDown => (selected + page).min(last),
+            KeyCode::PageUp => selected.saturating_sub(page),
+            KeyCode::Home => 0,
+            KeyCode::End => last,
+            _ => selected,
+        };
+    }
+
+    fn open_selected_user(&mut self) {
+        if let Some(name) = self.users.selected_entry().map(|e| e.username.clone()) {
+            self.users.searching = false;
+            self.open_user(name);
+        }
+    }
+
+    /// The users screen outside the search box: screens, moving and opening; `/` starts typing.
+    fn users_command(&mut self, command: UsersKey, key: KeyEvent) {
+        match command {
+            UsersKey::Search => self.users.searching = true,
+            UsersKey::Move => self.move_in_users(key),
+            UsersKey::Open => self.open_selected_user(),
+            UsersKey::Reload => self.load_index(),
+            UsersKey::ClearOrBack if !self.users.query.is_empty() => {
+                self.users.query.clear();
+                self.users.selected = 0;
+                self.users.refilter(None);
+            }
+            UsersKey::ClearOrBack => self.go(ScreenId::Dashboard),
+        }
+    }
+
+    /// In the search box every printable key types, until Esc or Enter.
+    fn search_command(&mut self, command: SearchKey, key: KeyEvent) {
+        match (command, key.code) {
+            (SearchKey::Type, KeyCode::Char(c)) => {
                 let previous = self.users.query.clone();
                 self.users.query.push(c);
                 self.users.selected = 0;
                 self.users.refilter(Some(&previous));
             }
-            KeyCode::Backspace => {
+            (SearchKey::Type, _) => {}
+            (SearchKey::Delete, _) => {
                 self.users.query.pop();
                 self.users.selected = 0;
                 self.users.refilter(None);
             }
-            KeyCode::Esc if !self.users.query.is_empty() => {
-                self.users.query.clear();
-                self.users.selected = 0;
-                self.users.refilter(None);
-            }
-            KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Down => {
-                self.users.selected =
-                    (self.users.selected + 1).min(self.users.matches.len().saturating_sub(1))
-            }
-            KeyCode::Up => self.users.selected = self.users.selected.saturating_sub(1),
-            KeyCode::PageDown => {
-                self.users.selected =
-                    (self.users.selected + page).min(self.users.matches.len().saturating_sub(1));
-            }
-            KeyCode::PageUp => self.users.selected = self.users.selected.saturating_sub(page),
-            KeyCode::Home => self.users.selected = 0,
-            KeyCode::End => self.users.selected = self.users.matches.len().saturating_sub(1),
-            KeyCode::F(5) => self.load_index(),
-            KeyCode::Enter => {
-                if let Some(name) = self.users.selected_entry().map(|e| e.username.clone()) {
-                    self.open_user(name);
-                }
-            }
-            _ => {}
+            (SearchKey::Move, _) => self.move_in_users(key),
+            (SearchKey::Open, _) => self.open_selected_user(),
+            (SearchKey::Done, _) => self.users.searching = false,
         }
     }
 
-    fn user_key(&mut self, key: KeyEvent) {
+    fn user_command(&mut self, command: UserKey, key: KeyEvent) {
         let Some(detail) = &self.user else {
             self.go(ScreenId::Users);
             return;
@@ -1133,28 +1568,26 @@ impl App {
         let device = detail.device().cloned();
         let device_count = detail.view.loaded().map_or(0, |v| v.devices.len());
         let enabled = detail.view.loaded().map(|v| v.enabled);
-        match key.code {
-            KeyCode::Esc | KeyCode::Char('q') => self.screen = ScreenId::Users,
-            KeyCode::Down => {
+        match command {
+            UserKey::Device => {
                 if let Some(d) = &mut self.user {
-                    d.selected_device = (d.selected_device + 1).min(device_count.saturating_sub(1));
+                    d.selected_device = if key.code == KeyCode::Up {
+                        d.selected_device.saturating_sub(1)
+                    } else {
+                        (d.selected_device + 1).min(device_count.saturating_sub(1))
+                    };
                 }
             }
-            KeyCode::Up => {
-                if let Some(d) = &mut self.user {
-                    d.selected_device = d.selected_device.saturating_sub(1);
-                }
-            }
-            KeyCode::Char('r') => self.refresh_user(),
-            KeyCode::Char('u') => self.propose(Action::Unlock { user }),
-            KeyCode::Char('e') => self.propose(Action::Enroll { user }),
-            KeyCode::Char('c') => self.propose(Action::AccessCode { user }),
-            KeyCode::Char('R') => self.propose(Action::ResetTwoFactor {
+            UserKey::Refresh => self.refresh_user(),
+            UserKey::Unlock => self.propose(Action::Unlock { user }),
+            UserKey::Enroll => self.propose(Action::Enroll { user }),
+            UserKey::AccessCode => self.propose(Action::AccessCode { user }),
+            UserKey::Reset => self.propose(Action::ResetTwoFactor {
                 user,
                 devices: device_count,
             }),
-            KeyCode::Char('s') => self.pick_resend_channel(user),
-            KeyCode::Char('p') => {
+            UserKey::Resend => self.pick_resend_channel(user),
+            UserKey::Phones => {
                 let permission = Permission::UpdatePhoneNumbers;
                 if !self.may(permission) {
                     self.refuse(permission);
@@ -1167,7 +1600,7 @@ impl App {
                     });
                 }
             }
-            KeyCode::Char('x') => {
+            UserKey::Enable => {
                 if let Some(enabled) = enabled {
                     self.propose(Action::SetEnabled {
                         user,
@@ -1175,45 +1608,48 @@ impl App {
                     });
                 }
             }
-            KeyCode::Char(c @ ('b' | 'n' | 'd')) => match device {
+            UserKey::Block | UserKey::Unblock | UserKey::Unpair => match device {
                 None => self.status = Some(Status::Error("the user has no device".into())),
-                Some(device) => self.propose(match c {
-                    'b' => Action::Block { user, device },
-                    'n' => Action::Unblock { user, device },
+                Some(device) => self.propose(match command {
+                    UserKey::Block => Action::Block { user, device },
+                    UserKey::Unblock => Action::Unblock { user, device },
                     _ => Action::Unpair { user, device },
                 }),
             },
-            _ => {}
         }
     }
 
-    fn enrollment_key(&mut self, key: KeyEvent) {
+    fn enrollment_command(&mut self, command: EnrollmentKey, key: KeyEvent) {
         let Some(enrollment) = &mut self.enrollment else {
-            self.screen = ScreenId::User;
+            self.show(ScreenId::User);
             return;
         };
-        match key.code {
-            KeyCode::Esc => {
-                self.screen = ScreenId::User;
-                if enrollment.confirmed.is_none() {
+        match command {
+            EnrollmentKey::Back => {
+                let pending = enrollment.confirmed.is_none();
+                self.enrollment = None;
+                self.show(ScreenId::User);
+                if pending {
                     self.status = Some(Status::Info(
                         "enrollment left pending: it is replaced by the next one".into(),
                     ));
                 }
-                self.enrollment = None;
                 self.refresh_user();
             }
-            KeyCode::Char(c)
-                if c.is_ascii_digit()
-                    && enrollment.confirmed.is_none()
-                    && enrollment.code.len() < 8 =>
-            {
-                enrollment.code.push(c);
+            EnrollmentKey::Type => {
+                if let KeyCode::Char(c) = key.code {
+                    if enrollment.confirmed.is_none() && enrollment.code.len() < 8 {
+                        enrollment.code.push(c);
+                    }
+                }
             }
-            KeyCode::Backspace => {
+            EnrollmentKey::Delete => {
                 enrollment.code.pop();
             }
-            KeyCode::Enter if enrollment.confirmed.is_none() && !enrollment.code.is_empty() => {
+            EnrollmentKey::Confirm => {
+                if enrollment.confirmed.is_some() || enrollment.code.is_empty() {
+                    return;
+                }
                 let request = AdminRequest::TotpConfirm {
                     user: enrollment.user.clone(),
                     device: enrollment.answer.device.id.clone(),
@@ -1223,28 +1659,30 @@ impl App {
                 self.status = Some(Status::Info("checking the code…".into()));
                 self.send(Purpose::ConfirmEnrollment { user }, request);
             }
-            _ => {}
         }
     }
 
-    fn audit_key(&mut self, key: KeyEvent) {
+    fn audit_command(&mut self, command: AuditKey, key: KeyEvent) {
         let count = self.audit.events.loaded().map_or(0, Vec::len);
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('/') | KeyCode::Char('f') => self.mode = Mode::AuditFilter,
-            KeyCode::Char('r') => self.load_audit(),
-            KeyCode::Char('c') => {
+        let last = count.saturating_sub(1);
+        match command {
+            AuditKey::Filter => self.mode = Mode::AuditFilter,
+            AuditKey::Refresh => self.load_audit(),
+            AuditKey::Clear => {
                 self.audit.filter.clear();
                 self.load_audit();
             }
-            KeyCode::Up => self.audit.scroll = (self.audit.scroll + 1).min(count.saturating_sub(1)),
-            KeyCode::Down => self.audit.scroll = self.audit.scroll.saturating_sub(1),
-            KeyCode::PageUp => {
-                self.audit.scroll = (self.audit.scroll + 10).min(count.saturating_sub(1))
+            AuditKey::Scroll => {
+                let scroll = self.audit.scroll;
+                self.audit.scroll = match key.code {
+                    KeyCode::Up => (scroll + 1).min(last),
+                    KeyCode::PageUp => (scroll + 10).min(last),
+                    KeyCode::Down => scroll.saturating_sub(1),
+                    KeyCode::PageDown => scroll.saturating_sub(10),
+                    _ => scroll,
+                };
             }
-            KeyCode::PageDown => self.audit.scroll = self.audit.scroll.saturating_sub(10),
-            KeyCode::Char('u') => self.go(ScreenId::Users),
-            _ => {}
+            AuditKey::Users => self.go(ScreenId::Users),
         }
     }
 
@@ -1361,7 +1799,7 @@ impl App {
                     code: String::new(),
                     confirmed: None,
                 });
-                self.screen = ScreenId::Enrollment;
+                self.show(ScreenId::Enrollment);
                 self.status = None;
                 return;
             }

@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod console;
+pub mod keys;
 pub mod policy_form;
 pub mod render;
 pub mod search;

@@ -8,7 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Widget, Wrap};
-use twofold_wire::admin::{DialledNumber, Permission, Role, SyncStatus, UserView};
+use twofold_wire::admin::{AuditEvent, DialledNumber, Permission, Role, SyncStatus, UserView};
 use twofold_wire::delivery::{DeliveryInfo, DeliveryState};
 use twofold_wire::policy::{Channel, RestoreRule, TwoFactorRule};
 use twofold_wire::text::escape_hazards;
@@ -17,9 +17,11 @@ use twofold_wire::{DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 use twofold_wire::policy::{PolicyOrigin, PolicySource};
 
 use crate::app::{
-    App, Audit, Dashboard, Delivery, Directory, Enrollment, Handover, Loading, Mode, PhoneForm,
-    Policies, ScreenId, Status, UserDetail, Users, SCREENS,
+    global_keys_work, mode_keys, screen_keys, App, Audit, Dashboard, Delivery, Directory,
+    Enrollment, Handover, Loading, Mode, PhoneForm, Policies, ScreenId, Status, UserDetail, Users,
+    SCREENS,
 };
+use crate::keys::{self, Binding, Hint};
 use crate::policy_form::{PolicyForm, UNSET};
 
 /// `2026-11-22 17:44` in UTC (the console says so in its header), or the number if out of range.
@@ -93,6 +95,16 @@ fn label(text: &str) -> Span<'static> {
     )
 }
 
+/// The columns a table column needs for its header and its values.
+fn column_width<'a>(header: &str, values: impl Iterator<Item = &'a str>) -> u16 {
+    let widest = values
+        .map(|v| Span::raw(v).width())
+        .chain(std::iter::once(header.chars().count()))
+        .max()
+        .unwrap_or(0);
+    u16::try_from(widest).unwrap_or(u16::MAX)
+}
+
 fn opt(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "-".to_owned())
 }
@@ -102,6 +114,24 @@ fn percent(part: u64, whole: u64) -> String {
         return "-".to_owned();
     }
     format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+const AUDIT_HEADER: [&str; 6] = ["Time", "Actor", "Action", "User", "Outcome", "Detail"];
+
+/// The audit table's columns: the time, then actor, action, user and outcome as wide as their longest
+/// value (a user's name is never cut), and whatever width is left for the detail.
+fn audit_columns(events: &[AuditEvent]) -> [Constraint; 6] {
+    let width = |header: &str, value: fn(&AuditEvent) -> &str, most: u16| {
+        Constraint::Length(column_width(header, events.iter().map(value)).min(most))
+    };
+    [
+        Constraint::Length(14),
+        width("Actor", |e| &e.actor, 24),
+        width("Action", |e| &e.action, 24),
+        width("User", |e| e.user.as_deref().unwrap_or_default(), 40),
+        width("Outcome", |e| &e.outcome, 12),
+        Constraint::Fill(1),
+    ]
 }
 
 /// The dashboard draws the counts and, below them, the directory's last sync.
@@ -268,21 +298,13 @@ impl Widget for &DashboardScreen<'_> {
                 e.action.clone(),
                 e.user.clone().unwrap_or_default(),
                 e.outcome.clone(),
+                e.detail.clone().unwrap_or_default(),
             ])
         });
-        Table::new(
-            rows,
-            [
-                Constraint::Length(14),
-                Constraint::Length(14),
-                Constraint::Length(18),
-                Constraint::Fill(1),
-                Constraint::Length(10),
-            ],
-        )
-        .header(Row::new(["Time", "Actor", "Action", "User", "Outcome"]).bold())
-        .block(Block::bordered().title(" Recent audit events (newest first) "))
-        .render(recent, buf);
+        Table::new(rows, audit_columns(&stats.recent))
+            .header(Row::new(AUDIT_HEADER).bold())
+            .block(Block::bordered().title(" Recent audit events (newest first) "))
+            .render(recent, buf);
     }
 }
 
@@ -307,12 +329,13 @@ impl Widget for &Users {
             Constraint::Length(u16::try_from(count.len()).unwrap_or(20)),
         ])
         .areas(search);
-        Line::from(vec![
-            Span::raw("Search: ").bold(),
-            Span::raw(self.query.clone()),
-            Span::raw("█").slow_blink(),
-        ])
-        .render(query_area, buf);
+        let mut search_line = vec![Span::raw("Search: ").bold(), Span::raw(self.query.clone())];
+        if self.searching {
+            search_line.push(Span::raw("█").slow_blink());
+        } else if self.query.is_empty() {
+            search_line.push(Span::raw("/ to search").dim());
+        }
+        Line::from(search_line).render(query_area, buf);
         Line::from(count).render(count_area, buf);
         if let Some(line) = loading_line("users", &self.index) {
             line.render(list, buf);
@@ -400,61 +423,106 @@ fn dialled(number: &Option<DialledNumber>) -> Span<'static> {
     }
 }
 
-fn user_lines(view: &UserView) -> Vec<Line<'static>> {
+/// One fact about a user: its label (`None` for the heading line) and its value, which wraps under
+/// itself rather than being cut.
+struct Fact(Option<&'static str>, Line<'static>);
+
+fn fact(label: &'static str, spans: Vec<Span<'static>>) -> Fact {
+    Fact(Some(label), Line::from(spans))
+}
+
+/// Width of the label column of the facts.
+const LABEL_WIDTH: u16 = 9;
+
+impl Fact {
+    fn value(&self) -> Paragraph<'static> {
+        Paragraph::new(self.1.clone()).wrap(Wrap { trim: true })
+    }
+
+    /// Rows the fact takes at `width` columns.
+    fn height(&self, width: u16) -> u16 {
+        let indent = if self.0.is_some() { LABEL_WIDTH } else { 0 };
+        let rows = self.value().line_count(width.saturating_sub(indent).max(1));
+        u16::try_from(rows).unwrap_or(u16::MAX).max(1)
+    }
+
+    fn render(&self, area: Rect, buf: &mut Buffer) {
+        let value = match self.0 {
+            None => area,
+            Some(text) => {
+                let [name, value] =
+                    Layout::horizontal([Constraint::Length(LABEL_WIDTH), Constraint::Min(0)])
+                        .areas(area);
+                label(text).render(name, buf);
+                value
+            }
+        };
+        self.value().render(value, buf);
+    }
+}
+
+fn user_lines(view: &UserView) -> Vec<Fact> {
     let mut lockout = format!("{} failures", view.failures);
     if view.locked {
         lockout.push_str(" · LOCKED");
     }
     let mut lines = vec![
-        Line::from(vec![
-            Span::raw(view.username.clone()).bold(),
-            Span::raw(format!(
-                "  {}",
-                view.display_name.clone().unwrap_or_default()
-            )),
-            Span::raw(format!(
-                "   {} · {} · since {}",
-                view.source,
-                if view.enabled { "enabled" } else { "DISABLED" },
-                time(view.created).chars().take(10).collect::<String>()
-            )),
-        ]),
-        Line::from(vec![label("UPN"), Span::raw(opt(&view.upn))]),
-        Line::from(vec![label("Email"), Span::raw(opt(&view.email))]),
-        Line::from(vec![
-            label("Mobile"),
-            Span::raw(phone(&view.mobile, &view.mobile_override)),
-            dialled(&view.mobile_dialled),
-        ]),
-        Line::from(vec![
-            label("Voice"),
-            Span::raw(phone(&view.voice, &view.voice_override)),
-            dialled(&view.voice_dialled),
-        ]),
-        Line::from(vec![
-            label("Groups"),
-            Span::raw(if view.groups.is_empty() {
+        Fact(
+            None,
+            Line::from(vec![
+                Span::raw(view.username.clone()).bold(),
+                Span::raw(format!(
+                    "  {}",
+                    view.display_name.clone().unwrap_or_default()
+                )),
+                Span::raw(format!(
+                    "   {} · {} · since {}",
+                    view.source,
+                    if view.enabled { "enabled" } else { "DISABLED" },
+                    time(view.created).chars().take(10).collect::<String>()
+                )),
+            ]),
+        ),
+        fact("UPN", vec![Span::raw(opt(&view.upn))]),
+        fact("Email", vec![Span::raw(opt(&view.email))]),
+        fact(
+            "Mobile",
+            vec![
+                Span::raw(phone(&view.mobile, &view.mobile_override)),
+                dialled(&view.mobile_dialled),
+            ],
+        ),
+        fact(
+            "Voice",
+            vec![
+                Span::raw(phone(&view.voice, &view.voice_override)),
+                dialled(&view.voice_dialled),
+            ],
+        ),
+        fact(
+            "Groups",
+            vec![Span::raw(if view.groups.is_empty() {
                 "-".to_owned()
             } else {
                 view.groups.join(", ")
-            }),
-        ]),
+            })],
+        ),
     ];
     if let Some(ad) = &view.directory {
-        let mut spans = vec![label("AD"), Span::raw(format!("{} · {}", ad.domain, ad.dn))];
+        let mut spans = vec![Span::raw(format!("{} · {}", ad.domain, ad.dn))];
         if ad.account_disabled {
             spans.push(Span::raw(" · disabled in AD").red());
         }
         if let Some(t) = ad.removed_at {
             spans.push(Span::raw(format!(" · removed from AD {}", time(t))).red());
         }
-        lines.push(Line::from(spans));
+        lines.push(fact("AD", spans));
     }
     if let Some(why) = &view.cannot_sign_in {
-        lines.push(Line::from(vec![
-            label("Sign-in"),
-            Span::raw(format!("refused: {why}")).red(),
-        ]));
+        lines.push(fact(
+            "Sign-in",
+            vec![Span::raw(format!("refused: {why}")).red()],
+        ));
     }
     if let Some(policy) = &view.policy {
         let rule = match policy.two_factor {
@@ -472,13 +540,13 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
         } else {
             policy.from_groups.join(", ")
         };
-        lines.push(Line::from(vec![
-            label("Policy"),
-            Span::raw(format!(
+        lines.push(fact(
+            "Policy",
+            vec![Span::raw(format!(
                 "{rule} · {} · {restore} · from {from}",
                 channels.join("/")
-            )),
-        ]));
+            ))],
+        ));
     }
     if let Some(restore) = &view.restore {
         let mut text = if restore.activated {
@@ -503,21 +571,23 @@ fn user_lines(view: &UserView) -> Vec<Line<'static>> {
         if let Some(next) = restore.next_restore_at {
             text.push_str(&format!(" · again from {}", time(next)));
         }
-        lines.push(Line::from(vec![label("Restore"), Span::raw(text)]));
+        lines.push(fact("Restore", vec![Span::raw(text)]));
     }
-    lines.push(Line::from(vec![
-        label("2FA"),
-        Span::raw(format!(
-            "{} · {} backup codes left · ",
-            state_name(view.state),
-            view.backup_codes_remaining
-        )),
-        if view.locked {
-            Span::raw(lockout).red().bold()
-        } else {
-            Span::raw(lockout)
-        },
-    ]));
+    lines.push(fact(
+        "2FA",
+        vec![
+            Span::raw(format!(
+                "{} · {} backup codes left · ",
+                state_name(view.state),
+                view.backup_codes_remaining
+            )),
+            if view.locked {
+                Span::raw(lockout).red().bold()
+            } else {
+                Span::raw(lockout)
+            },
+        ],
+    ));
     lines
 }
 
@@ -530,43 +600,75 @@ impl Widget for &UserDetail {
         let Loading::Loaded(view) = &self.view else {
             return;
         };
-        let lines = user_lines(view);
-        let [facts, devices] = Layout::vertical([
-            Constraint::Length(u16::try_from(lines.len()).unwrap_or(8)),
+        let facts = user_lines(view);
+        let heights: Vec<u16> = facts.iter().map(|f| f.height(area.width)).collect();
+        // The devices keep a header and a row at least; the facts take the rest they need.
+        let needed = heights.iter().fold(0u16, |a, h| a.saturating_add(*h));
+        let [facts_area, devices] = Layout::vertical([
+            Constraint::Length(needed.min(area.height.saturating_sub(4))),
             Constraint::Min(0),
         ])
         .areas(area);
-        Paragraph::new(lines).render(facts, buf);
-        let rows = view.devices.iter().enumerate().map(|(n, d)| {
-            let status = Cell::from(device_status(d.status));
-            // Authenticator apps are the usual kind: only the others say what they are.
-            let label = match d.kind {
+        let mut y = facts_area.y;
+        for (fact, height) in facts.iter().zip(heights) {
+            let height = height.min(facts_area.bottom().saturating_sub(y));
+            if height == 0 {
+                break;
+            }
+            fact.render(
+                Rect {
+                    y,
+                    height,
+                    ..facts_area
+                },
+                buf,
+            );
+            y += height;
+        }
+        // Authenticator apps are the usual kind: only the others say what they are.
+        let labels: Vec<String> = view
+            .devices
+            .iter()
+            .map(|d| match d.kind {
                 DeviceKind::Totp => d.label.clone(),
                 other => format!("{} ({})", d.label, device_kind(other)),
-            };
-            let row = Row::new(vec![
-                Cell::from(label),
-                if d.status == DeviceStatus::Blocked {
-                    status.red()
+            })
+            .collect();
+        // The label column is as wide as the longest label, as far as the other columns leave room;
+        // the rest goes to the id.
+        const OTHERS: u16 = 7 + 8 + 10 + 16 + 17 + 5;
+        let label_width = column_width("Label", labels.iter().map(String::as_str))
+            .min(devices.width.saturating_sub(2 + OTHERS).max(12));
+        let rows = view
+            .devices
+            .iter()
+            .zip(labels)
+            .enumerate()
+            .map(|(n, (d, label))| {
+                let status = Cell::from(device_status(d.status));
+                let row = Row::new(vec![
+                    Cell::from(label),
+                    if d.status == DeviceStatus::Blocked {
+                        status.red()
+                    } else {
+                        status
+                    },
+                    Cell::from(device_origin(d.origin)),
+                    Cell::from(time(d.created).chars().take(10).collect::<String>()),
+                    Cell::from(d.last_used.map_or_else(|| "never".to_owned(), time)),
+                    Cell::from(d.id.clone()),
+                ]);
+                if n == self.selected_device {
+                    row.style(selected())
                 } else {
-                    status
-                },
-                Cell::from(device_origin(d.origin)),
-                Cell::from(time(d.created).chars().take(10).collect::<String>()),
-                Cell::from(d.last_used.map_or_else(|| "never".to_owned(), time)),
-                Cell::from(d.id.clone()),
-            ]);
-            if n == self.selected_device {
-                row.style(selected())
-            } else {
-                row
-            }
-        });
+                    row
+                }
+            });
         let title = format!(" Devices ({}) ↑↓ select ", view.devices.len());
         let table = Table::new(
             rows,
             [
-                Constraint::Length(12),
+                Constraint::Length(label_width),
                 Constraint::Length(7),
                 Constraint::Length(8),
                 Constraint::Length(10),
@@ -738,19 +840,9 @@ impl Widget for &Audit {
                 row
             }
         });
-        Table::new(
-            rows,
-            [
-                Constraint::Length(14),
-                Constraint::Length(13),
-                Constraint::Length(16),
-                Constraint::Length(12),
-                Constraint::Length(9),
-                Constraint::Fill(1),
-            ],
-        )
-        .header(Row::new(["Time", "Actor", "Action", "User", "Outcome", "Detail"]).bold())
-        .render(list, buf);
+        Table::new(rows, audit_columns(events))
+            .header(Row::new(AUDIT_HEADER).bold())
+            .render(list, buf);
         if events.is_empty() {
             let below = Rect {
                 y: list.y.saturating_add(1),
@@ -1193,170 +1285,40 @@ impl Widget for &PhoneForm {
     }
 }
 
-fn key_hints(app: &App) -> Vec<(&'static str, &'static str)> {
-    match (&app.mode, app.screen) {
-        (Mode::Help, _) => vec![("any key", "close help")],
-        (Mode::Notice(_), _) => vec![("any key", "close")],
-        (Mode::Confirm(_), _) => vec![("y", "confirm"), ("n", "cancel")],
-        (Mode::AuditFilter, _) => vec![
-            ("user: action: actor: outcome: text", ""),
-            ("Enter", "apply"),
-            ("Esc", "done"),
-        ],
-        (Mode::Phones(_), _) => vec![("Tab", "other field"), ("Enter", "save"), ("Esc", "cancel")],
-        (Mode::ResendChannel(_), _) => {
-            vec![("↑↓", "channel"), ("Enter", "choose"), ("Esc", "cancel")]
-        }
-        (Mode::PolicyForm(form), _) => {
-            let mut keys = vec![("↑↓", "setting")];
-            if form.editable {
-                keys.push(match form.kind() {
-                    crate::policy_form::SettingKind::Choice(_) => ("←→", "change"),
-                    _ => ("type", "a value"),
-                });
-                if form.group.is_some() {
-                    keys.push(("Del", "unset"));
-                }
-                keys.push(("Enter", "apply"));
-            }
-            keys.push(("Esc", "close"));
-            keys
-        }
-        (Mode::PolicyGroupName(_), _) => vec![
-            ("type", "a group's DN or CN"),
-            ("Enter", "open its entry"),
-            ("Esc", "cancel"),
-        ],
-        (Mode::Normal, ScreenId::Dashboard) => {
-            vec![
-                ("Tab/1-7", "screens"),
-                ("u", "users"),
-                ("a", "audit"),
-                ("h", "handover"),
-                ("r", "refresh"),
-                ("?", "help"),
-                ("q", "quit"),
-            ]
-        }
-        (Mode::Normal, ScreenId::Users) => vec![
-            ("type", "search"),
-            ("↑↓ PgUp PgDn", "move"),
-            ("Enter", "open"),
-            ("Esc", "clear/back"),
-            ("F5", "reload"),
-            ("Tab", "next"),
-            ("?", "help"),
-        ],
-        (Mode::Normal, ScreenId::User) => {
-            let mut keys = Vec::new();
-            for (key, what, permission) in [
-                ("u", "unlock", Permission::Unlock),
-                ("b", "block", Permission::BlockDevice),
-                ("n", "unblock", Permission::UnblockDevice),
-                ("d", "unpair", Permission::UnpairDevice),
-                ("e", "enroll", Permission::EnrollAuthenticator),
-                ("p", "phones", Permission::UpdatePhoneNumbers),
-                ("c", "code", Permission::GenerateAccessCode),
-                ("R", "reset 2FA", Permission::ResetTwoFactor),
-                ("s", "send restore code", Permission::ResendRestoreCode),
-                (
-                    "x",
-                    if user_enabled(app) {
-                        "disable"
-                    } else {
-                        "enable"
-                    },
-                    Permission::ManageUsers,
-                ),
-            ] {
-                if app.may(permission) {
-                    keys.push((key, what));
-                }
-            }
-            // Esc goes back here as on every screen; with all actions the line has no room to say so.
-            keys.push(("?", "help"));
-            keys
-        }
-        (Mode::Normal, ScreenId::Directory) => {
-            let mut keys = Vec::new();
-            if app.may(Permission::SyncDirectory) {
-                keys.extend([("s", "sync now"), ("S", "full sync")]);
-            }
-            keys.extend([
-                ("r", "refresh"),
-                ("Tab", "next"),
-                ("Esc", "back"),
-                ("?", "help"),
-            ]);
-            keys
-        }
-        (Mode::Normal, ScreenId::Handover) => {
-            let mut keys = vec![("↑↓", "select")];
-            if app.may(Permission::HandOverCode) {
-                keys.push(("Enter", "handed over"));
-            }
-            keys.extend([
-                ("r", "refresh"),
-                ("Tab", "next"),
-                ("Esc", "back"),
-                ("?", "help"),
-            ]);
-            keys
-        }
-        (Mode::Normal, ScreenId::Delivery) => {
-            let mut keys = vec![("r", "refresh")];
-            if app.may(Permission::ManagePolicies) {
-                keys.push(("R", "reload plugins"));
-            }
-            keys.extend([("Tab", "next"), ("Esc", "back"), ("?", "help")]);
-            keys
-        }
-        (Mode::Normal, ScreenId::Policies) => {
-            let mut keys = vec![("↑↓", "entry")];
-            if app.may(Permission::ManagePolicies) {
-                keys.extend([
-                    ("Enter", "edit"),
-                    ("a", "add group"),
-                    ("x", "remove group"),
-                    ("C", "reset to file"),
-                ]);
-            } else {
-                keys.push(("Enter", "settings"));
-            }
-            if app.may(Permission::SystemTwoFactorSwitch) {
-                keys.push(("s", "switch 2FA for all"));
-            }
-            keys.extend([
-                ("r", "refresh"),
-                ("Tab", "next"),
-                ("Esc", "back"),
-                ("?", "help"),
-            ]);
-            keys
-        }
-        (Mode::Normal, ScreenId::Enrollment) => vec![
-            ("digits", "code"),
-            ("Enter", "confirm"),
-            ("Esc", "back to user"),
-        ],
-        (Mode::Normal, ScreenId::Audit) => {
-            vec![
-                ("/", "filter"),
-                ("c", "clear"),
-                ("↑↓ PgUp PgDn", "scroll"),
-                ("r", "refresh"),
-                ("Esc", "back"),
-                ("?", "help"),
-            ]
-        }
+/// The key line's entries: the mode's keys, or the screen's (those the operator's role allows) and then
+/// the keys of every screen that the screen does not take for itself.
+fn key_hints(app: &App) -> Vec<Hint> {
+    if let Some(list) = mode_keys(&app.mode) {
+        return keys::hints(list, |_| true);
     }
+    if let Mode::PolicyForm(form) = &app.mode {
+        return policy_form_hints(form);
+    }
+    let screen = screen_keys(app.screen, app.users.searching);
+    let mut hints = keys::hints(&screen, |p| app.may(p));
+    if global_keys_work(app.screen, app.users.searching) {
+        let free = keys::GLOBAL
+            .iter()
+            .filter(|g| !screen.iter().any(|b| b.shadows(*g)));
+        hints.extend(keys::hints(&free.copied().collect::<Vec<_>>(), |_| true));
+    }
+    hints
 }
 
-fn user_enabled(app: &App) -> bool {
-    app.user
-        .as_ref()
-        .and_then(|d| d.view.loaded())
-        .is_none_or(|v| v.enabled)
+fn policy_form_hints(form: &PolicyForm) -> Vec<Hint> {
+    let mut keys = vec![("↑↓", "setting")];
+    if form.editable {
+        keys.push(match form.kind() {
+            crate::policy_form::SettingKind::Choice(_) => ("←→", "change"),
+            _ => ("type", "a value"),
+        });
+        if form.group.is_some() {
+            keys.push(("Del", "unset"));
+        }
+        keys.push(("Enter", "apply"));
+    }
+    keys.push(("Esc", "close"));
+    keys
 }
 
 fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
@@ -1368,31 +1330,6 @@ fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
         }
     }
     Line::from(spans)
-}
-
-/// The hints on as many lines as `width` needs (a screen with many actions takes two), never
-/// splitting a key from what it does.
-fn hint_lines(hints: &[(&str, &str)], width: u16) -> Vec<Line<'static>> {
-    let mut lines: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
-    let mut used = 0;
-    for hint in hints {
-        let needed = 1
-            + hint.0.chars().count()
-            + if hint.1.is_empty() {
-                0
-            } else {
-                1 + hint.1.chars().count()
-            };
-        if used + needed > usize::from(width) && used > 0 {
-            lines.push(Vec::new());
-            used = 0;
-        }
-        used += needed;
-        if let Some(line) = lines.last_mut() {
-            line.push(*hint);
-        }
-    }
-    lines.iter().map(|l| hint_line(l)).collect()
 }
 
 fn screen_name(screen: ScreenId) -> &'static str {
@@ -1429,24 +1366,82 @@ fn header(app: &App) -> Line<'static> {
     Line::from(spans)
 }
 
+/// One screen's keys in the help: every binding, marked with the role it needs when the operator's
+/// role lacks it.
+fn help_section(app: &App, title: &str, list: &[Binding<()>]) -> Vec<Line<'static>> {
+    let mut lines = vec![Line::from(title.to_owned()).bold()];
+    for binding in list {
+        let mut spans = vec![
+            Span::raw(format!("{:>14} ", binding.shown))
+                .bold()
+                .fg(Color::Cyan),
+            Span::raw(binding.does),
+        ];
+        if let Some(permission) = binding.needs.filter(|p| !app.may(*p)) {
+            spans.push(Span::raw(format!(" (needs {})", permission.role().name())).dim());
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
+}
+
+/// The help: the current screen's keys first, then those of every screen and the other screens', all
+/// read from the lists the keys are dispatched from; then what each role may do.
 fn help(app: &App) -> Text<'static> {
+    let searching = app.users.searching;
     let mut lines = vec![
-        Line::from("Twofold console · keys").bold(),
-        Line::from("  Tab or 1-7 picks a screen · Esc goes back · ? help · Ctrl-C quits"),
-        Line::from("  Times are UTC."),
-        Line::from("  Users: type to search username, UPN, name or email; Enter opens the user"),
-        Line::from("  User: ↑↓ device; R resets 2FA; s re-sends a restore code; y/n confirms"),
-        Line::from("  Audit: / edits the filter, e.g. user:alice action:device outcome:forbidden"),
-        Line::from("  Directory: s syncs, S full sync · Policies: s 2FA for all, C reset to file"),
-        Line::from("  Policies: ↑↓ entry, Enter: settings (←→/type, Del unsets); a add, x remove"),
+        Line::from("Twofold console · keys · ↑↓ scrolls, any other key closes").bold(),
+        Line::from("Times are UTC."),
         Line::from(""),
+    ];
+    let title = |screen: ScreenId, searching: bool| match screen {
+        ScreenId::Users if searching => "Users, typing in the search box".to_owned(),
+        ScreenId::Users => "Users (the list)".to_owned(),
+        ScreenId::User => "User (one user's details)".to_owned(),
+        ScreenId::Enrollment => "Enrolling an authenticator".to_owned(),
+        other => screen_name(other).to_owned(),
+    };
+    lines.extend(help_section(
+        app,
+        &format!("This screen: {}", title(app.screen, searching)),
+        &screen_keys(app.screen, searching),
+    ));
+    let mut every = keys::described(keys::GLOBAL);
+    every.push(Binding::new(&[], "Ctrl-C", "quit", ()));
+    lines.extend(help_section(app, "Every screen (not while typing)", &every));
+    let others = [
+        (ScreenId::Dashboard, false),
+        (ScreenId::Users, false),
+        (ScreenId::Users, true),
+        (ScreenId::User, false),
+        (ScreenId::Enrollment, false),
+        (ScreenId::Audit, false),
+        (ScreenId::Directory, false),
+        (ScreenId::Policies, false),
+        (ScreenId::Handover, false),
+        (ScreenId::Delivery, false),
+    ];
+    for (screen, typing) in others {
+        if (screen, typing) != (app.screen, searching) {
+            lines.extend(help_section(
+                app,
+                &title(screen, typing),
+                &screen_keys(screen, typing),
+            ));
+        }
+    }
+    lines.push(Line::from(
+        "The audit filter takes user:, action:, actor:, outcome: and text, e.g. user:alice outcome:forbidden",
+    ));
+    lines.push(Line::from(""));
+    lines.push(
         Line::from(format!(
             "You are {} ({}).",
             app.identity.role.name(),
             app.identity.granted_by
         ))
         .bold(),
-    ];
+    );
     for role in Role::ALL {
         let what: Vec<&str> = Permission::ALL
             .iter()
@@ -1468,12 +1463,13 @@ fn help(app: &App) -> Text<'static> {
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let hints = hint_lines(&key_hints(self), area.width);
-        let [top, body, status, keys] = Layout::vertical([
+        // One line of keys, whatever the width: what does not fit is in the help.
+        let hints = hint_line(&keys::fit(&key_hints(self), area.width));
+        let [top, body, status, keys_area] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(0),
             Constraint::Length(1),
-            Constraint::Length(u16::try_from(hints.len()).unwrap_or(1)),
+            Constraint::Length(1),
         ])
         .areas(area);
         let status_line = match &self.status {
@@ -1527,7 +1523,7 @@ impl Widget for &App {
                 }
             }
         }
-        Paragraph::new(hints).render(keys, buf);
+        hints.render(keys_area, buf);
         match &self.mode {
             Mode::Confirm(action) => {
                 // A long question (a group named by its DN) wraps: the dialog grows with it.
@@ -1539,17 +1535,23 @@ impl Widget for &App {
                 Paragraph::new(vec![
                     Line::from(action.question()),
                     Line::from(""),
-                    hint_line(&[("y", "confirm"), ("n", "cancel")]),
+                    hint_line(&key_hints(self)),
                 ])
                 .wrap(Wrap { trim: true })
                 .block(Block::bordered().title(" Confirm ").yellow())
                 .render(dialog, buf);
             }
             Mode::Help => {
-                let dialog = body.centered(Constraint::Max(78), Constraint::Max(20));
+                let dialog = body.centered(Constraint::Max(78), Constraint::Percentage(100));
                 Clear.render(dialog, buf);
-                Paragraph::new(help(self))
-                    .wrap(Wrap { trim: false })
+                let text = Paragraph::new(help(self)).wrap(Wrap { trim: false });
+                // Scrolled no further than the last line at the bottom.
+                let inner = dialog.height.saturating_sub(2);
+                let total = text.line_count(dialog.width.saturating_sub(2));
+                let most = u16::try_from(total)
+                    .unwrap_or(u16::MAX)
+                    .saturating_sub(inner);
+                text.scroll((self.help_scroll.min(most), 0))
                     .block(Block::bordered().title(" Help "))
                     .render(dialog, buf);
             }
