@@ -2,283 +2,34 @@
 //! (`App::outbox`), and `ui` draws whatever the state is. Tests drive it exactly as the terminal does.
 
 use ratatui::crossterm::event::KeyCode::{
-    self, BackTab, Backspace, Char, Delete, Down, End, Enter, Esc, Home, PageDown, PageUp, Tab, Up,
-    F,
+    self, BackTab, Backspace, Char, Down, Enter, Esc, PageDown, PageUp, Tab, Up,
 };
 use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
 use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity,
-    Permission, PolicyOverview, SyncStatus, SystemTwoFactorView, UserIndexEntry, UserView,
+    AdminReply, AdminRequest, OperatorIdentity, Permission, UserIndexEntry, UserView,
 };
-use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
-use twofold_wire::delivery::{DeliveryInfo, HandoverEntry, PluginInfo};
+use twofold_wire::delivery::HandoverEntry;
 use twofold_wire::{DeviceInfo, DeviceStatus};
 
 use crate::keys::{self, Binding, Global, Keys};
 use crate::policy_form::{PolicyForm, UNSET};
+use crate::screens::audit::{parse_audit_filter, Audit, AuditKey, AUDIT_KEYS};
+use crate::screens::dashboard::{Dashboard, DashboardKey, DASHBOARD_KEYS};
+use crate::screens::delivery::{Delivery, DeliveryKey, DELIVERY_KEYS};
+use crate::screens::directory::{Directory, DirectoryKey, DIRECTORY_KEYS};
+use crate::screens::enrollment::{Enrollment, EnrollmentKey, ENROLLMENT_KEYS};
+use crate::screens::handover::{Handover, HandoverKey, HANDOVER_KEYS};
+use crate::screens::policies::{Policies, PoliciesKey, POLICIES_KEYS};
+use crate::screens::user::{UserDetail, UserKey, USER_KEYS};
+use crate::screens::users::{SearchKey, Users, UsersKey, SEARCH_KEYS, USERS_KEYS};
+
+pub use crate::screens::{Loading, ScreenId, SCREENS};
 use crate::search::UserIndex;
 
 /// Ticks between refreshes of a visible dashboard (the console ticks every 500 ms).
 pub const DASHBOARD_REFRESH_TICKS: u32 = 30;
 /// Challenges the dashboard counts and the delivery screen lists.
 pub const DELIVERIES_SHOWN: u32 = 200;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScreenId {
-    Dashboard,
-    Users,
-    User,
-    Enrollment,
-    Audit,
-    Directory,
-    Policies,
-    Handover,
-    Delivery,
-}
-
-/// The screens in Tab order; the number keys 1 to 7 pick them where nothing is being typed.
-pub const SCREENS: [ScreenId; 7] = [
-    ScreenId::Dashboard,
-    ScreenId::Users,
-    ScreenId::Audit,
-    ScreenId::Directory,
-    ScreenId::Policies,
-    ScreenId::Handover,
-    ScreenId::Delivery,
-];
-
-/// What a key does on the dashboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DashboardKey {
-    Quit,
-    Refresh,
-    Users,
-    Search,
-    Audit,
-    Directory,
-    Policies,
-    Handover,
-}
-
-pub const DASHBOARD_KEYS: &[Binding<DashboardKey>] = &[
-    Binding::new(&[Char('u')], "u", "users", DashboardKey::Users),
-    Binding::new(&[Char('/')], "/", "search users", DashboardKey::Search).help_only(),
-    Binding::new(&[Char('a')], "a", "audit", DashboardKey::Audit),
-    Binding::new(&[Char('d')], "d", "directory", DashboardKey::Directory).help_only(),
-    Binding::new(&[Char('p')], "p", "policies", DashboardKey::Policies).help_only(),
-    Binding::new(&[Char('h')], "h", "handover", DashboardKey::Handover),
-    Binding::new(&[Char('r')], "r", "refresh", DashboardKey::Refresh),
-    Binding::new(&[Esc, Char('q')], "q", "quit", DashboardKey::Quit),
-];
-
-/// What a key does on the users list, outside the search box.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsersKey {
-    Search,
-    Move,
-    Open,
-    ClearOrBack,
-    Reload,
-}
-
-const MOVES: &[KeyCode] = &[Up, Down, PageUp, PageDown, Home, End];
-
-pub const USERS_KEYS: &[Binding<UsersKey>] = &[
-    Binding::new(&[Char('/')], "/", "search", UsersKey::Search),
-    Binding::new(MOVES, "↑↓ PgUp PgDn", "move", UsersKey::Move),
-    Binding::new(&[Enter], "Enter", "open", UsersKey::Open),
-    Binding::new(&[Esc], "Esc", "clear/back", UsersKey::ClearOrBack),
-    Binding::new(&[F(5), Char('r')], "r", "reload", UsersKey::Reload),
-];
-
-/// What a key does while typing in the users' search box.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SearchKey {
-    Type,
-    Delete,
-    Move,
-    Open,
-    Done,
-}
-
-pub const SEARCH_KEYS: &[Binding<SearchKey>] = &[
-    Binding::typing(
-        Keys::Text,
-        "type",
-        "username, UPN, name or email",
-        SearchKey::Type,
-    ),
-    Binding::new(&[Backspace], "Backspace", "delete", SearchKey::Delete).help_only(),
-    Binding::new(MOVES, "↑↓", "move", SearchKey::Move),
-    Binding::new(&[Enter], "Enter", "open", SearchKey::Open),
-    Binding::new(&[Esc], "Esc", "done", SearchKey::Done),
-];
-
-/// What a key does on a user's screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserKey {
-    Device,
-    Refresh,
-    Unlock,
-    Block,
-    Unblock,
-    Unpair,
-    Enroll,
-    Phones,
-    AccessCode,
-    Reset,
-    Resend,
-    Enable,
-}
-
-pub const USER_KEYS: &[Binding<UserKey>] = &[
-    Binding::new(&[Up, Down], "↑↓", "device", UserKey::Device).help_only(),
-    Binding::new(&[Char('r')], "r", "refresh", UserKey::Refresh).help_only(),
-    Binding::new(&[Char('u')], "u", "unlock", UserKey::Unlock).needs(Permission::Unlock),
-    Binding::new(&[Char('b')], "b", "block", UserKey::Block).needs(Permission::BlockDevice),
-    Binding::new(&[Char('n')], "n", "unblock", UserKey::Unblock).needs(Permission::UnblockDevice),
-    Binding::new(&[Char('d')], "d", "unpair", UserKey::Unpair).needs(Permission::UnpairDevice),
-    Binding::new(&[Char('e')], "e", "enroll", UserKey::Enroll)
-        .needs(Permission::EnrollAuthenticator),
-    Binding::new(&[Char('p')], "p", "phones", UserKey::Phones)
-        .needs(Permission::UpdatePhoneNumbers),
-    Binding::new(&[Char('c')], "c", "access code", UserKey::AccessCode)
-        .needs(Permission::GenerateAccessCode),
-    Binding::new(&[Char('R')], "R", "reset 2FA", UserKey::Reset).needs(Permission::ResetTwoFactor),
-    Binding::new(&[Char('s')], "s", "send restore code", UserKey::Resend)
-        .needs(Permission::ResendRestoreCode),
-    Binding::new(&[Char('x')], "x", "disable/enable", UserKey::Enable)
-        .needs(Permission::ManageUsers),
-];
-
-/// What a key does while an authenticator is enrolled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnrollmentKey {
-    Type,
-    Delete,
-    Confirm,
-    Back,
-}
-
-pub const ENROLLMENT_KEYS: &[Binding<EnrollmentKey>] = &[
-    Binding::typing(Keys::Digits, "digits", "code", EnrollmentKey::Type),
-    Binding::new(&[Backspace], "Backspace", "delete", EnrollmentKey::Delete).help_only(),
-    Binding::new(&[Enter], "Enter", "confirm", EnrollmentKey::Confirm),
-    Binding::new(&[Esc], "Esc", "back to user", EnrollmentKey::Back),
-];
-
-/// What a key does on the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditKey {
-    Filter,
-    Clear,
-    Scroll,
-    Refresh,
-    Users,
-}
-
-pub const AUDIT_KEYS: &[Binding<AuditKey>] = &[
-    Binding::new(&[Char('/'), Char('f')], "/", "filter", AuditKey::Filter),
-    Binding::new(&[Char('c')], "c", "clear", AuditKey::Clear),
-    Binding::new(
-        &[Up, Down, PageUp, PageDown],
-        "↑↓ PgUp PgDn",
-        "scroll",
-        AuditKey::Scroll,
-    ),
-    Binding::new(&[Char('r')], "r", "refresh", AuditKey::Refresh),
-    Binding::new(&[Char('u')], "u", "users", AuditKey::Users).help_only(),
-];
-
-/// What a key does on the directory screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirectoryKey {
-    Sync,
-    FullSync,
-    Refresh,
-}
-
-pub const DIRECTORY_KEYS: &[Binding<DirectoryKey>] = &[
-    Binding::new(&[Char('s')], "s", "sync now", DirectoryKey::Sync)
-        .needs(Permission::SyncDirectory),
-    Binding::new(&[Char('S')], "S", "full sync", DirectoryKey::FullSync)
-        .needs(Permission::SyncDirectory),
-    Binding::new(&[Char('r')], "r", "refresh", DirectoryKey::Refresh),
-];
-
-/// What a key does on the policies screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoliciesKey {
-    Select,
-    Open,
-    AddGroup,
-    RemoveGroup,
-    ResetToFile,
-    SystemSwitch,
-    Refresh,
-}
-
-pub const POLICIES_KEYS: &[Binding<PoliciesKey>] = &[
-    Binding::new(&[Up, Down], "↑↓", "entry", PoliciesKey::Select),
-    Binding::new(&[Enter], "Enter", "settings", PoliciesKey::Open),
-    Binding::new(&[Char('a')], "a", "add group", PoliciesKey::AddGroup)
-        .needs(Permission::ManagePolicies),
-    Binding::new(
-        &[Char('x'), Delete],
-        "x",
-        "remove group",
-        PoliciesKey::RemoveGroup,
-    )
-    .needs(Permission::ManagePolicies),
-    Binding::new(&[Char('C')], "C", "reset to file", PoliciesKey::ResetToFile)
-        .needs(Permission::ManagePolicies),
-    Binding::new(
-        &[Char('s')],
-        "s",
-        "switch 2FA for all",
-        PoliciesKey::SystemSwitch,
-    )
-    .needs(Permission::SystemTwoFactorSwitch),
-    Binding::new(&[Char('r')], "r", "refresh", PoliciesKey::Refresh),
-];
-
-/// What a key does on the in-person handover queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandoverKey {
-    Select,
-    HandedOver,
-    Refresh,
-}
-
-pub const HANDOVER_KEYS: &[Binding<HandoverKey>] = &[
-    Binding::new(&[Up, Down], "↑↓", "select", HandoverKey::Select),
-    Binding::new(
-        &[Enter, Char('h')],
-        "Enter",
-        "handed over",
-        HandoverKey::HandedOver,
-    )
-    .needs(Permission::HandOverCode),
-    Binding::new(&[Char('r')], "r", "refresh", HandoverKey::Refresh),
-];
-
-/// What a key does on the delivery screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryKey {
-    Refresh,
-    ReloadPlugins,
-}
-
-pub const DELIVERY_KEYS: &[Binding<DeliveryKey>] = &[
-    Binding::new(&[Char('r')], "r", "refresh", DeliveryKey::Refresh),
-    Binding::new(
-        &[Char('R')],
-        "R",
-        "reload plugins",
-        DeliveryKey::ReloadPlugins,
-    )
-    .needs(Permission::ManagePolicies),
-];
 
 /// What a key does in a dialog or typing mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,27 +119,6 @@ pub fn mode_keys(mode: &Mode) -> Option<&'static [Binding<DialogKey>]> {
         Mode::Phones(_) => Some(PHONE_KEYS),
         Mode::PolicyGroupName(_) => Some(GROUP_NAME_KEYS),
     }
-}
-
-/// A screen's own keys (the users screen's while its search box is typed in), without commands.
-pub fn screen_keys(screen: ScreenId, searching: bool) -> Vec<Binding<()>> {
-    match screen {
-        ScreenId::Dashboard => keys::described(DASHBOARD_KEYS),
-        ScreenId::Users if searching => keys::described(SEARCH_KEYS),
-        ScreenId::Users => keys::described(USERS_KEYS),
-        ScreenId::User => keys::described(USER_KEYS),
-        ScreenId::Enrollment => keys::described(ENROLLMENT_KEYS),
-        ScreenId::Audit => keys::described(AUDIT_KEYS),
-        ScreenId::Directory => keys::described(DIRECTORY_KEYS),
-        ScreenId::Policies => keys::described(POLICIES_KEYS),
-        ScreenId::Handover => keys::described(HANDOVER_KEYS),
-        ScreenId::Delivery => keys::described(DELIVERY_KEYS),
-    }
-}
-
-/// Whether the keys of every screen (`keys::GLOBAL`) work: not where a field takes every key.
-pub fn global_keys_work(screen: ScreenId, searching: bool) -> bool {
-    !(screen == ScreenId::Enrollment || (screen == ScreenId::Users && searching))
 }
 
 /// What the keyboard is doing right now, on top of the screen.
@@ -668,7 +398,7 @@ impl Action {
             ),
             Action::ResendRestoreCode { user, channel } => format!(
                 "Send {user} a new restore code by {}? Their old restore code stops working.",
-                crate::ui::channel_name(*channel)
+                crate::words::channel_name(*channel)
             ),
             Action::SystemTwoFactor { on: false, .. } => {
                 "Switch the system-wide 2FA OFF? The policies apply again; enrollments stay.".to_owned()
@@ -736,108 +466,9 @@ pub enum Purpose {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Loading<T> {
-    Idle,
-    Loading,
-    Loaded(T),
-    Failed(String),
-}
-
-impl<T> Loading<T> {
-    pub fn loaded(&self) -> Option<&T> {
-        match self {
-            Loading::Loaded(t) => Some(t),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Info(String),
     Error(String),
-}
-
-pub struct Dashboard {
-    pub stats: Loading<DashboardStats>,
-    pub ticks_since_refresh: u32,
-}
-
-pub struct Users {
-    pub index: Loading<UserIndex>,
-    pub query: String,
-    /// Indices into the index, for `query`.
-    pub matches: Vec<u32>,
-    pub selected: usize,
-    /// Keys type into the search box (after `/`, until Esc or Enter).
-    pub searching: bool,
-}
-
-impl Users {
-    pub fn selected_entry(&self) -> Option<&UserIndexEntry> {
-        let index = self.index.loaded()?;
-        index.get(*self.matches.get(self.selected)?)
-    }
-
-    fn refilter(&mut self, previous_query: Option<&str>) {
-        let Some(index) = self.index.loaded() else {
-            return;
-        };
-        let previous = previous_query.map(|q| (q, self.matches.as_slice()));
-        self.matches = index.filter(&self.query, previous);
-        self.selected = self.selected.min(self.matches.len().saturating_sub(1));
-    }
-}
-
-pub struct UserDetail {
-    pub name: String,
-    pub view: Loading<UserView>,
-    pub selected_device: usize,
-}
-
-impl UserDetail {
-    pub fn device(&self) -> Option<&DeviceInfo> {
-        self.view.loaded()?.devices.get(self.selected_device)
-    }
-}
-
-pub struct Enrollment {
-    pub user: String,
-    pub answer: EnrollAnswer,
-    pub code: String,
-    pub confirmed: Option<ConfirmAnswer>,
-}
-
-pub struct Directory {
-    pub domains: Loading<Vec<SyncStatus>>,
-    /// A sync asked for is running in the daemon.
-    pub syncing: bool,
-}
-
-pub struct Handover {
-    pub entries: Loading<Vec<HandoverEntry>>,
-    pub selected: usize,
-}
-
-pub struct Delivery {
-    pub plugins: Loading<Vec<PluginInfo>>,
-    /// The newest challenges, newest first (also counted on the dashboard).
-    pub deliveries: Loading<Vec<DeliveryInfo>>,
-}
-
-pub struct Policies {
-    pub overview: Loading<PolicyOverview>,
-    pub system: Loading<SystemTwoFactorView>,
-    /// The entry picked with ↑↓: 0 the defaults, n the n-th group entry.
-    pub selected: usize,
-}
-
-pub struct Audit {
-    /// What the operator types: `user:alice action:block outcome:ok free text`.
-    pub filter: String,
-    pub events: Loading<Vec<AuditEvent>>,
-    /// Rows scrolled up from the newest event.
-    pub scroll: usize,
 }
 
 pub struct App {
@@ -861,25 +492,6 @@ pub struct App {
     /// Requests for the daemon, taken by the console loop.
     pub outbox: Vec<(Purpose, AdminRequest)>,
     pub quit: bool,
-}
-
-/// Parses the audit filter line: `key:value` terms for user, action, actor and outcome; the rest is text.
-pub fn parse_audit_filter(line: &str) -> AuditFilter {
-    let mut filter = AuditFilter::default();
-    let mut text = Vec::new();
-    for term in line.split_whitespace() {
-        match term.split_once(':') {
-            Some(("user", v)) if !v.is_empty() => filter.user = Some(v.to_owned()),
-            Some(("action", v)) if !v.is_empty() => filter.action = Some(v.to_owned()),
-            Some(("actor", v)) if !v.is_empty() => filter.actor = Some(v.to_owned()),
-            Some(("outcome", v)) if !v.is_empty() => filter.outcome = Some(v.to_owned()),
-            _ => text.push(term),
-        }
-    }
-    if !text.is_empty() {
-        filter.text = Some(text.join(" "));
-    }
-    filter
 }
 
 fn index_entry(view: &UserView) -> UserIndexEntry {
@@ -1818,7 +1430,7 @@ impl App {
                     String::new(),
                     format!(
                         "Valid once, until {} UTC. It is not shown again.",
-                        crate::ui::time(issued.expires_at)
+                        crate::words::time(issued.expires_at)
                     ),
                 ]);
                 self.status = Some(Status::Info(format!(
@@ -1855,7 +1467,7 @@ impl App {
                 self.status = Some(Status::Info(format!(
                     "a new restore code for {} went by {} to {}",
                     sent.user,
-                    crate::ui::channel_name(sent.channel),
+                    crate::words::channel_name(sent.channel),
                     sent.destination
                 )));
             }
@@ -1927,15 +1539,6 @@ impl App {
             }
         }
         self.refresh_user();
-    }
-}
-
-impl<T> Loading<T> {
-    pub fn loaded_mut(&mut self) -> Option<&mut T> {
-        match self {
-            Loading::Loaded(t) => Some(t),
-            _ => None,
-        }
     }
 }
 
