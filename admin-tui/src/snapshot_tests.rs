@@ -19,6 +19,7 @@ use twofold_wire::policy::{Channel, PolicyOrigin, PolicySource, RestoreRule, Two
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
 use crate::app::{App, Mode, Purpose, ScreenId};
+use crate::screens::user::{UserKey, USER_KEYS};
 
 const T0: i64 = 1_790_000_000;
 
@@ -1387,6 +1388,27 @@ fn on_the_users_screen_number_keys_and_q_pick_screens_and_slash_searches() {
     assert_eq!(app.users.matches.len(), 3);
     app.on_key(key(KeyCode::Char('4')));
     assert_eq!(app.screen, ScreenId::Directory);
+    // From the dashboard, `/` goes straight into the search box; Enter opens and leaves it.
+    app.on_key(key(KeyCode::Char('1')));
+    app.on_key(key(KeyCode::Char('/')));
+    assert_eq!((app.screen, app.users.searching), (ScreenId::Users, true));
+    app.on_key(key(KeyCode::Backspace));
+    app.on_key(key(KeyCode::Backspace));
+    type_text(&mut app, "ob");
+    assert_eq!(app.users.query, "sob");
+    app.on_key(key(KeyCode::Backspace));
+    app.on_key(key(KeyCode::Backspace));
+    app.on_key(key(KeyCode::Backspace));
+    type_text(&mut app, "bob");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.screen, ScreenId::User);
+    assert!(!app.users.searching);
+    app.on_key(key(KeyCode::Char('q')));
+    assert_eq!(
+        app.screen,
+        ScreenId::Users,
+        "q goes back from a user to the list"
+    );
 }
 
 #[test]
@@ -1596,14 +1618,43 @@ fn help_lists_the_user_screens_letter_keys() {
     ] {
         assert!(text.contains(entry), "{entry:?} missing from\n{text}");
     }
+    // Every key the user screen answers to, as its list says it.
+    for binding in USER_KEYS {
+        let entry = format!("{} {}", binding.shown, binding.does);
+        assert!(text.contains(&entry), "{entry:?} missing from\n{text}");
+    }
     snapshot!("help_user", &app, 80, 24);
     snapshot!("help_user_wide", &app, 200, 50);
+    // At 80x24 the rest is reached by scrolling: the role table is at the end.
+    for _ in 0..20 {
+        app.on_key(key(KeyCode::PageDown));
+    }
+    assert_eq!(app.mode, Mode::Help, "scrolling keeps the help open");
+    assert!(joined(&rows(&app, 80, 24)).contains("master admin: manage API keys"));
+    app.on_key(key(KeyCode::Char('q')));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(
+        app.screen,
+        ScreenId::User,
+        "the key that closes the help does nothing else"
+    );
 }
 
 #[test]
 fn the_readme_calls_the_user_screens_device_keys_what_the_console_does() {
     let readme = include_str!("../../README.md");
-    for entry in ["`b` block", "`n` unblock", "`d` unpair"] {
-        assert!(readme.contains(entry), "README.md lacks {entry:?}");
+    let device_keys = USER_KEYS.iter().filter(|b| {
+        matches!(
+            b.command,
+            UserKey::Block | UserKey::Unblock | UserKey::Unpair
+        )
+    });
+    let mut named = 0;
+    for binding in device_keys {
+        let entry = format!("`{}` {}", binding.shown, binding.does);
+        assert!(readme.contains(&entry), "README.md lacks {entry:?}");
+        named += 1;
     }
+    assert_eq!(named, 3);
+    assert!(readme.contains("`d` unpair"));
 }
