@@ -929,11 +929,6 @@ impl App {
     }
 
     fn policies_command(&mut self, command: PoliciesKey, key: KeyEvent) {
-        let entries = self
-            .policies
-            .overview
-            .loaded()
-            .map_or(0, |p| p.groups.len() + 1);
         let group = self.policies.overview.loaded().and_then(|p| {
             self.policies
                 .selected
@@ -943,12 +938,7 @@ impl App {
         });
         match command {
             PoliciesKey::Refresh => self.load_policies(),
-            PoliciesKey::Select if key.code == KeyCode::Up => {
-                self.policies.selected = self.policies.selected.saturating_sub(1)
-            }
-            PoliciesKey::Select => {
-                self.policies.selected = (self.policies.selected + 1).min(entries.saturating_sub(1))
-            }
+            PoliciesKey::Select => self.policies.move_selection(key.code),
             PoliciesKey::Open => self.open_policy_form(group, 0),
             PoliciesKey::AddGroup => {
                 let permission = Permission::ManagePolicies;
@@ -1064,15 +1054,9 @@ impl App {
     }
 
     fn handover_command(&mut self, command: HandoverKey, key: KeyEvent) {
-        let count = self.handover.entries.loaded().map_or(0, Vec::len);
         match command {
             HandoverKey::Refresh => self.load_handovers(),
-            HandoverKey::Select if key.code == KeyCode::Down => {
-                self.handover.selected = (self.handover.selected + 1).min(count.saturating_sub(1))
-            }
-            HandoverKey::Select => {
-                self.handover.selected = self.handover.selected.saturating_sub(1)
-            }
+            HandoverKey::Select => self.handover.move_selection(key.code),
             HandoverKey::HandedOver => {
                 let entry = self
                     .handover
@@ -1111,22 +1095,6 @@ impl App {
         }
     }
 
-    /// Moves the selection of the users list for an arrow, page, Home or End key.
-    fn move_in_users(&mut self, key: KeyEvent) {
-        let page = 10;
-        let last = self.users.matches.len().saturating_sub(1);
-        let selected = self.users.selected;
-        self.users.selected = match key.code {
-            KeyCode::Down => (selected + 1).min(last),
-            KeyCode::Up => selected.saturating_sub(1),
-            KeyCode::PageDown => (selected + page).min(last),
-            KeyCode::PageUp => selected.saturating_sub(page),
-            KeyCode::Home => 0,
-            KeyCode::End => last,
-            _ => selected,
-        };
-    }
-
     fn open_selected_user(&mut self) {
         if let Some(name) = self.users.selected_entry().map(|e| e.username.clone()) {
             self.users.searching = false;
@@ -1138,14 +1106,10 @@ impl App {
     fn users_command(&mut self, command: UsersKey, key: KeyEvent) {
         match command {
             UsersKey::Search => self.users.searching = true,
-            UsersKey::Move => self.move_in_users(key),
+            UsersKey::Move => self.users.move_selection(key.code),
             UsersKey::Open => self.open_selected_user(),
             UsersKey::Reload => self.load_index(),
-            UsersKey::ClearOrBack if !self.users.query.is_empty() => {
-                self.users.query.clear();
-                self.users.selected = 0;
-                self.users.refilter(None);
-            }
+            UsersKey::ClearOrBack if !self.users.query.is_empty() => self.users.clear(),
             UsersKey::ClearOrBack => self.go(ScreenId::Dashboard),
         }
     }
@@ -1153,19 +1117,10 @@ impl App {
     /// In the search box every printable key types, until Esc or Enter.
     fn search_command(&mut self, command: SearchKey, key: KeyEvent) {
         match (command, key.code) {
-            (SearchKey::Type, KeyCode::Char(c)) => {
-                let previous = self.users.query.clone();
-                self.users.query.push(c);
-                self.users.selected = 0;
-                self.users.refilter(Some(&previous));
-            }
+            (SearchKey::Type, KeyCode::Char(c)) => self.users.type_char(c),
             (SearchKey::Type, _) => {}
-            (SearchKey::Delete, _) => {
-                self.users.query.pop();
-                self.users.selected = 0;
-                self.users.refilter(None);
-            }
-            (SearchKey::Move, _) => self.move_in_users(key),
+            (SearchKey::Delete, _) => self.users.delete_char(),
+            (SearchKey::Move, _) => self.users.move_selection(key.code),
             (SearchKey::Open, _) => self.open_selected_user(),
             (SearchKey::Done, _) => self.users.searching = false,
         }
@@ -1183,11 +1138,7 @@ impl App {
         match command {
             UserKey::Device => {
                 if let Some(d) = &mut self.user {
-                    d.selected_device = if key.code == KeyCode::Up {
-                        d.selected_device.saturating_sub(1)
-                    } else {
-                        (d.selected_device + 1).min(device_count.saturating_sub(1))
-                    };
+                    d.move_selection(key.code);
                 }
             }
             UserKey::Refresh => self.refresh_user(),
@@ -1275,8 +1226,6 @@ impl App {
     }
 
     fn audit_command(&mut self, command: AuditKey, key: KeyEvent) {
-        let count = self.audit.events.loaded().map_or(0, Vec::len);
-        let last = count.saturating_sub(1);
         match command {
             AuditKey::Filter => self.mode = Mode::AuditFilter,
             AuditKey::Refresh => self.load_audit(),
@@ -1284,16 +1233,7 @@ impl App {
                 self.audit.filter.clear();
                 self.load_audit();
             }
-            AuditKey::Scroll => {
-                let scroll = self.audit.scroll;
-                self.audit.scroll = match key.code {
-                    KeyCode::Up => (scroll + 1).min(last),
-                    KeyCode::PageUp => (scroll + 10).min(last),
-                    KeyCode::Down => scroll.saturating_sub(1),
-                    KeyCode::PageDown => scroll.saturating_sub(10),
-                    _ => scroll,
-                };
-            }
+            AuditKey::Scroll => self.audit.scroll_by(key.code),
             AuditKey::Users => self.go(ScreenId::Users),
         }
     }

@@ -1,7 +1,7 @@
 //! The audit log with its filter line (`user:alice action:verify outcome:reject text`).
 
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::KeyCode::{Char, Down, PageDown, PageUp, Up};
+use ratatui::crossterm::event::KeyCode::{self, Char, Down, PageDown, PageUp, Up};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Stylize;
 use ratatui::text::{Line, Span};
@@ -44,6 +44,21 @@ pub struct Audit {
 }
 
 /// Parses the audit filter line: `key:value` terms for user, action, actor and outcome; the rest is text.
+impl Audit {
+    /// ↑ and PgUp scroll back to older events, ↓ and PgDn forward to the newest.
+    pub fn scroll_by(&mut self, key: KeyCode) {
+        let last = self.events.loaded().map_or(0, Vec::len).saturating_sub(1);
+        let scroll = self.scroll;
+        self.scroll = match key {
+            Up => (scroll + 1).min(last),
+            PageUp => (scroll + 10).min(last),
+            Down => scroll.saturating_sub(1),
+            PageDown => scroll.saturating_sub(10),
+            _ => scroll,
+        };
+    }
+}
+
 pub fn parse_audit_filter(line: &str) -> AuditFilter {
     let mut filter = AuditFilter::default();
     let mut text = Vec::new();

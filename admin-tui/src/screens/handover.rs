@@ -1,7 +1,7 @@
 //! The in-person handover queue: codes to read out to users who came to the desk.
 
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::KeyCode::{Char, Down, Enter, Up};
+use ratatui::crossterm::event::KeyCode::{self, Char, Down, Enter, Up};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Stylize;
 use ratatui::text::{Line, Span};
@@ -37,6 +37,17 @@ pub const HANDOVER_KEYS: &[Binding<HandoverKey>] = &[
 pub struct Handover {
     pub entries: Loading<Vec<HandoverEntry>>,
     pub selected: usize,
+}
+
+impl Handover {
+    pub fn move_selection(&mut self, key: KeyCode) {
+        let last = self.entries.loaded().map_or(0, Vec::len).saturating_sub(1);
+        self.selected = match key {
+            Down => (self.selected + 1).min(last),
+            Up => self.selected.saturating_sub(1),
+            _ => self.selected,
+        };
+    }
 }
 
 impl Widget for &Handover {

@@ -1,7 +1,7 @@
 //! The live policies: the defaults and the group entries in priority order, and the system-wide switch.
 
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::KeyCode::{Char, Delete, Down, Enter, Up};
+use ratatui::crossterm::event::KeyCode::{self, Char, Delete, Down, Enter, Up};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Stylize;
 use ratatui::text::{Line, Span};
@@ -54,6 +54,18 @@ pub struct Policies {
     pub system: Loading<SystemTwoFactorView>,
     /// The entry picked with ↑↓: 0 the defaults, n the n-th group entry.
     pub selected: usize,
+}
+
+impl Policies {
+    /// ↑↓ between the defaults (0) and the group entries (1 to n).
+    pub fn move_selection(&mut self, key: KeyCode) {
+        let last = self.overview.loaded().map_or(0, |p| p.groups.len());
+        self.selected = match key {
+            Down => (self.selected + 1).min(last),
+            Up => self.selected.saturating_sub(1),
+            _ => self.selected,
+        };
+    }
 }
 
 impl Widget for &Policies {

@@ -1,7 +1,7 @@
 //! One user's facts (each wraps under its label) and devices, with the actions on them.
 
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::KeyCode::{Char, Down, Up};
+use ratatui::crossterm::event::KeyCode::{self, Char, Down, Up};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Stylize;
 use ratatui::text::{Line, Span};
@@ -58,6 +58,19 @@ pub struct UserDetail {
 }
 
 impl UserDetail {
+    pub fn move_selection(&mut self, key: KeyCode) {
+        let last = self
+            .view
+            .loaded()
+            .map_or(0, |v| v.devices.len())
+            .saturating_sub(1);
+        self.selected_device = match key {
+            Down => (self.selected_device + 1).min(last),
+            Up => self.selected_device.saturating_sub(1),
+            _ => self.selected_device,
+        };
+    }
+
     pub fn device(&self) -> Option<&DeviceInfo> {
         self.view.loaded()?.devices.get(self.selected_device)
     }

@@ -74,6 +74,42 @@ impl Users {
         index.get(*self.matches.get(self.selected)?)
     }
 
+    /// Moves the selection for an arrow, page, Home or End key.
+    pub fn move_selection(&mut self, key: KeyCode) {
+        let page = 10;
+        let last = self.matches.len().saturating_sub(1);
+        let selected = self.selected;
+        self.selected = match key {
+            Down => (selected + 1).min(last),
+            Up => selected.saturating_sub(1),
+            PageDown => (selected + page).min(last),
+            PageUp => selected.saturating_sub(page),
+            Home => 0,
+            End => last,
+            _ => selected,
+        };
+    }
+
+    /// A character typed into the search box: only the previous matches need looking at again.
+    pub fn type_char(&mut self, c: char) {
+        let previous = self.query.clone();
+        self.query.push(c);
+        self.selected = 0;
+        self.refilter(Some(&previous));
+    }
+
+    pub fn delete_char(&mut self) {
+        self.query.pop();
+        self.selected = 0;
+        self.refilter(None);
+    }
+
+    pub fn clear(&mut self) {
+        self.query.clear();
+        self.selected = 0;
+        self.refilter(None);
+    }
+
     pub fn refilter(&mut self, previous_query: Option<&str>) {
         let Some(index) = self.index.loaded() else {
             return;
