@@ -170,7 +170,7 @@ pub const GLOBAL: &[Binding<Global>] = &[
     .help_only(),
     Binding::new(
         &[KeyCode::Esc, KeyCode::Char('q')],
-        "Esc",
+        "Esc/q",
         "back",
         Global::Back,
     ),
