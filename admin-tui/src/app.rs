@@ -12,7 +12,7 @@ use twofold_wire::delivery::HandoverEntry;
 use twofold_wire::{DeviceInfo, DeviceStatus};
 
 use crate::keys::{self, Binding, Global, Keys};
-use crate::policy_form::{PolicyForm, UNSET};
+use crate::policy_form::{FormKey, PolicyForm, FORM_KEYS, UNSET};
 use crate::screens::audit::{parse_audit_filter, Audit, AuditKey, AUDIT_KEYS};
 use crate::screens::dashboard::{Dashboard, DashboardKey, DASHBOARD_KEYS};
 use crate::screens::delivery::{Delivery, DeliveryKey, DELIVERY_KEYS};
@@ -76,7 +76,7 @@ const CHANNEL_KEYS: &[Binding<DialogKey>] = &[
     Binding::new(&[Enter], "Enter", "choose", DialogKey::Apply),
     Binding::new(&[Esc], "Esc", "cancel", DialogKey::Cancel),
 ];
-const FILTER_KEYS: &[Binding<DialogKey>] = &[
+pub const FILTER_KEYS: &[Binding<DialogKey>] = &[
     Binding::typing(
         Keys::Text,
         "user: action: actor: outcome: text",
@@ -87,7 +87,7 @@ const FILTER_KEYS: &[Binding<DialogKey>] = &[
     Binding::new(&[Enter], "Enter", "apply", DialogKey::Apply),
     Binding::new(&[Esc], "Esc", "done", DialogKey::Close),
 ];
-const PHONE_KEYS: &[Binding<DialogKey>] = &[
+pub const PHONE_KEYS: &[Binding<DialogKey>] = &[
     Binding::typing(Keys::Text, "type", "a number", DialogKey::Type).help_only(),
     Binding::new(&[Backspace], "Backspace", "delete", DialogKey::Delete).help_only(),
     Binding::new(
@@ -874,40 +874,33 @@ impl App {
     }
 
     fn policy_form_key(&mut self, mut form: PolicyForm, key: KeyEvent) {
-        let changing = matches!(
-            key.code,
-            KeyCode::Left
-                | KeyCode::Right
-                | KeyCode::Char(_)
-                | KeyCode::Backspace
-                | KeyCode::Delete
-                | KeyCode::Enter
-        );
-        if changing && !form.editable {
+        let Some(command) = keys::command(FORM_KEYS, key) else {
+            return;
+        };
+        if command.changes() && !form.editable {
             self.refuse(Permission::ManagePolicies);
-            self.mode = Mode::PolicyForm(form);
             return;
         }
-        match key.code {
-            KeyCode::Esc => {
+        match (command, key.code) {
+            (FormKey::Close, _) => {
                 self.mode = Mode::Normal;
                 return;
             }
-            KeyCode::Up => form.select(false),
-            KeyCode::Down => form.select(true),
-            KeyCode::Left => form.step(false),
-            KeyCode::Right | KeyCode::Char(' ') => form.step(true),
-            KeyCode::Backspace => form.backspace(),
+            (FormKey::Select, code) => form.select(code == KeyCode::Down),
+            (FormKey::Step, code) => form.step(code != KeyCode::Left),
+            (FormKey::Delete, _) => form.backspace(),
             // `unset` clears a group's setting (it falls through); the defaults have nothing below.
-            KeyCode::Delete if !form.unset() => {
+            (FormKey::Unset, _) if !form.unset() => {
                 self.status = Some(Status::Error(
                     "a default cannot fall through: pick or type a value".into(),
                 ));
             }
-            KeyCode::Char(c) => {
+            (FormKey::Unset, _) => {}
+            (FormKey::Type, KeyCode::Char(c)) => {
                 form.type_char(c);
             }
-            KeyCode::Enter => match form.change() {
+            (FormKey::Type, _) => {}
+            (FormKey::Apply, _) => match form.change() {
                 Some((key, before, value)) => {
                     self.propose(Action::SetPolicy {
                         group: form.group.clone(),
@@ -923,7 +916,6 @@ impl App {
                     ))
                 }
             },
-            _ => {}
         }
         self.mode = Mode::PolicyForm(form);
     }

@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 use twofold_wire::admin::{Permission, Role};
 
-use crate::app::{mode_keys, App, Mode, PhoneForm, Status};
+use crate::app::{mode_keys, App, Mode, PhoneForm, Status, FILTER_KEYS, PHONE_KEYS};
 use crate::keys::{self, Binding, Hint};
-use crate::policy_form::{PolicyForm, UNSET};
+use crate::policy_form::{PolicyForm, FORM_KEYS, UNSET};
 use crate::screens::dashboard::DashboardScreen;
 use crate::screens::{global_keys_work, screen_keys, screen_name, selected, ScreenId, SCREENS};
 use crate::words::channel_name;
@@ -95,7 +95,7 @@ fn key_hints(app: &App) -> Vec<Hint> {
         return keys::hints(list, |_| true);
     }
     if let Mode::PolicyForm(form) = &app.mode {
-        return policy_form_hints(form);
+        return keys::hints(&form.keys(), |_| true);
     }
     let screen = screen_keys(app.screen, app.users.searching);
     let mut hints = keys::hints(&screen, |p| app.may(p));
@@ -106,22 +106,6 @@ fn key_hints(app: &App) -> Vec<Hint> {
         hints.extend(keys::hints(&free.copied().collect::<Vec<_>>(), |_| true));
     }
     hints
-}
-
-fn policy_form_hints(form: &PolicyForm) -> Vec<Hint> {
-    let mut keys = vec![("↑↓", "setting")];
-    if form.editable {
-        keys.push(match form.kind() {
-            crate::policy_form::SettingKind::Choice(_) => ("←→", "change"),
-            _ => ("type", "a value"),
-        });
-        if form.group.is_some() {
-            keys.push(("Del", "unset"));
-        }
-        keys.push(("Enter", "apply"));
-    }
-    keys.push(("Esc", "close"));
-    keys
 }
 
 fn hint_line(hints: &[(&str, &str)]) -> Line<'static> {
@@ -221,8 +205,20 @@ fn help(app: &App) -> Text<'static> {
             ));
         }
     }
-    lines.push(Line::from(
-        "The audit filter takes user:, action:, actor:, outcome: and text, e.g. user:alice outcome:forbidden",
+    lines.extend(help_section(
+        app,
+        "Audit filter line (user:alice action:verify outcome:reject text)",
+        &keys::described(FILTER_KEYS),
+    ));
+    lines.extend(help_section(
+        app,
+        "Phone numbers form",
+        &keys::described(PHONE_KEYS),
+    ));
+    lines.extend(help_section(
+        app,
+        "Policy entry form (changing needs the master admin role)",
+        &keys::described(FORM_KEYS),
     ));
     lines.push(Line::from(""));
     lines.push(
