@@ -1658,3 +1658,33 @@ fn the_readme_calls_the_user_screens_device_keys_what_the_console_does() {
     assert_eq!(named, 3);
     assert!(readme.contains("`d` unpair"));
 }
+
+/// The new layout arithmetic (facts' heights, column widths, the fitted key line, the help's scroll)
+/// holds at any size: nothing panics, and wherever there is a row for it the key line keeps `? help`.
+#[test]
+fn every_screen_draws_at_tiny_and_huge_sizes() {
+    let mut app = on_alice_as(Role::MasterAdmin, alice_in_long_groups());
+    for step in 0..10 {
+        for (width, height) in [(1, 1), (12, 3), (40, 10), (80, 24), (300, 90)] {
+            let drawn = rows(&app, width, height);
+            if width >= 40 && app.mode == Mode::Normal && app.screen != ScreenId::Enrollment {
+                assert!(
+                    drawn[usize::from(height) - 1].contains("? help"),
+                    "{:?} at {width}x{height}: {:?}",
+                    app.screen,
+                    drawn[usize::from(height) - 1]
+                );
+            }
+        }
+        match step {
+            0 => app.on_key(key(KeyCode::Char('?'))),
+            1 => {
+                for _ in 0..50 {
+                    app.on_key(key(KeyCode::Down));
+                }
+            }
+            2 => app.on_key(key(KeyCode::Char('x'))),
+            _ => app.on_key(key(KeyCode::Tab)),
+        }
+    }
+}
