@@ -1688,3 +1688,32 @@ fn every_screen_draws_at_tiny_and_huge_sizes() {
         }
     }
 }
+
+#[test]
+fn user_names_in_the_list_get_the_width_they_need() {
+    let mut app = loaded(Role::MasterAdmin);
+    let mut users = index();
+    users.push(entry(
+        "maximilian.mustermann-extern",
+        "Maximilian Mustermann",
+        TwoFactorState::Enrolled,
+        false,
+    ));
+    app.on_reply(Purpose::Index, Ok(AdminReply::UserIndex { users }));
+    app.on_key(key(KeyCode::Char('2')));
+    for (width, height) in SIZES {
+        let drawn = rows(&app, width, height);
+        assert!(
+            drawn
+                .iter()
+                .any(|r| r.starts_with("maximilian.mustermann-extern Maximilian Mustermann")),
+            "{width}x{height}: {drawn:#?}"
+        );
+    }
+    snapshot!("users_long_name", &app, 80, 24);
+    // A page of usual names keeps the usual 22 columns.
+    app.on_key(key(KeyCode::Char('/')));
+    type_text(&mut app, "alice");
+    let header = format!("{:<23}Name", "User");
+    assert!(rows(&app, 80, 24)[2].starts_with(&header));
+}

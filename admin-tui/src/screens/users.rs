@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table, Widget};
 use twofold_wire::admin::UserIndexEntry;
 
-use super::{loading_line, selected, Loading};
+use super::{column_width, loading_line, selected, Loading};
 use crate::keys::{Binding, Keys};
 use crate::search::UserIndex;
 use crate::words::state_name;
@@ -158,6 +158,15 @@ impl Widget for &Users {
         };
         let height = usize::from(list.height.saturating_sub(1));
         let offset = self.offset(height);
+        // The user column fits the longest name on this page (22 columns at least, so the columns stay
+        // put for usual names), leaving the name column 20 columns at 80.
+        let page = self.matches.iter().skip(offset).take(height);
+        let user_width = column_width(
+            "User",
+            page.filter_map(|&i| index.get(i))
+                .map(|e| e.username.as_str()),
+        )
+        .clamp(22, list.width.saturating_sub(12 + 15 + 3 + 20).max(22));
         let rows = self
             .matches
             .iter()
@@ -188,7 +197,7 @@ impl Widget for &Users {
         Table::new(
             rows,
             [
-                Constraint::Length(22),
+                Constraint::Length(user_width),
                 Constraint::Fill(1),
                 Constraint::Length(12),
                 Constraint::Length(15),
