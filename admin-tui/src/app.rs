@@ -23,6 +23,7 @@ use crate::screens::policies::{Policies, PoliciesKey, POLICIES_KEYS};
 use crate::screens::user::{UserDetail, UserKey, USER_KEYS};
 use crate::screens::users::{SearchKey, Users, UsersKey, SEARCH_KEYS, USERS_KEYS};
 
+use crate::screens::global_keys_work;
 pub use crate::screens::{Loading, ScreenId, SCREENS};
 use crate::search::UserIndex;
 
@@ -964,19 +965,12 @@ impl App {
     /// A key on a screen: the screen's own keys first, then the keys of every screen.
     fn on_screen_key(&mut self, key: KeyEvent) {
         let answered = match self.screen {
-            ScreenId::Users if self.users.searching => {
-                if let Some(c) = keys::command(SEARCH_KEYS, key) {
-                    self.search_command(c, key);
-                }
-                // Typing: no key means anything else here.
-                return;
-            }
-            ScreenId::Enrollment => {
-                if let Some(c) = keys::command(ENROLLMENT_KEYS, key) {
-                    self.enrollment_command(c, key);
-                }
-                return;
-            }
+            ScreenId::Users if self.users.searching => keys::command(SEARCH_KEYS, key)
+                .map(|c| self.search_command(c, key))
+                .is_some(),
+            ScreenId::Enrollment => keys::command(ENROLLMENT_KEYS, key)
+                .map(|c| self.enrollment_command(c, key))
+                .is_some(),
             ScreenId::Dashboard => keys::command(DASHBOARD_KEYS, key)
                 .map(|c| self.dashboard_command(c))
                 .is_some(),
@@ -1002,7 +996,8 @@ impl App {
                 .map(|c| self.delivery_command(c))
                 .is_some(),
         };
-        if answered {
+        // Where a field takes the keys, no key means anything else.
+        if answered || !global_keys_work(self.screen, self.users.searching) {
             return;
         }
         match keys::command(keys::GLOBAL, key) {
