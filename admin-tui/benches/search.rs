@@ -128,12 +128,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     terminal.draw(|f| f.render_widget(&app, f.area()))?;
 
-    // Typing a surname, deleting it, typing a name and a first name, clearing: the keys an operator
-    // presses while a caller spells their name. Backspace and the first key scan all 100,000 users.
-    let mut keys: Vec<KeyEvent> = "smith".chars().map(|c| key(KeyCode::Char(c))).collect();
+    // Opening the search box, typing a surname, deleting it, typing a name and a first name, leaving the
+    // box and clearing the search: the keys an operator presses while a caller spells their name. The
+    // first letter, each backspace and the clearing Esc scan all 100,000 users.
+    let mut keys = vec![key(KeyCode::Char('/'))];
+    keys.extend("smith".chars().map(|c| key(KeyCode::Char(c))));
     keys.extend(std::iter::repeat_n(key(KeyCode::Backspace), 5));
     keys.extend("keller anna".chars().map(|c| key(KeyCode::Char(c))));
     keys.push(key(KeyCode::Down));
+    keys.push(key(KeyCode::Esc));
     keys.push(key(KeyCode::Esc));
 
     let mut all = Vec::new();
@@ -146,7 +149,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             terminal.draw(|f| f.render_widget(&app, f.area()))?;
             let took = started.elapsed();
             all.push(took);
-            if n == 0 || matches!(k.code, KeyCode::Backspace | KeyCode::Esc) {
+            let clears = n + 1 == keys.len();
+            if n == 1 || clears || k.code == KeyCode::Backspace {
                 full_scans.push(took);
             }
             if round == 0 {
@@ -163,6 +167,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         keys.len()
     );
     println!("matches after each key of round 1: {shown:?}");
+    if app.users.searching || !app.users.query.is_empty() {
+        return Err("a round did not end with the search box closed and cleared".into());
+    }
     println!(
         "decode the UserIndex reply ({} MB JSON): {}",
         reply.len() / 1_000_000,

@@ -1,16 +1,30 @@
 //! The console's state, without I/O: keys and daemon replies go in, requests for the daemon come out
 //! (`App::outbox`), and `ui` draws whatever the state is. Tests drive it exactly as the terminal does.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use twofold_wire::admin::{
-    AdminReply, AdminRequest, AuditEvent, AuditFilter, DashboardStats, OperatorIdentity,
-    Permission, PolicyOverview, SyncStatus, SystemTwoFactorView, UserIndexEntry, UserView,
+use ratatui::crossterm::event::KeyCode::{
+    self, BackTab, Backspace, Char, Down, Enter, Esc, PageDown, PageUp, Tab, Up,
 };
-use twofold_wire::api::{ConfirmAnswer, EnrollAnswer};
-use twofold_wire::delivery::{DeliveryInfo, HandoverEntry, PluginInfo};
+use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
+use twofold_wire::admin::{
+    AdminReply, AdminRequest, OperatorIdentity, Permission, UserIndexEntry, UserView,
+};
+use twofold_wire::delivery::HandoverEntry;
 use twofold_wire::{DeviceInfo, DeviceStatus};
 
-use crate::policy_form::{PolicyForm, UNSET};
+use crate::keys::{self, Binding, Global, Keys};
+use crate::policy_form::{FormKey, PolicyForm, FORM_KEYS, UNSET};
+use crate::screens::audit::{parse_audit_filter, Audit, AuditKey, AUDIT_KEYS};
+use crate::screens::dashboard::{Dashboard, DashboardKey, DASHBOARD_KEYS};
+use crate::screens::delivery::{Delivery, DeliveryKey, DELIVERY_KEYS};
+use crate::screens::directory::{Directory, DirectoryKey, DIRECTORY_KEYS};
+use crate::screens::enrollment::{Enrollment, EnrollmentKey, ENROLLMENT_KEYS};
+use crate::screens::handover::{Handover, HandoverKey, HANDOVER_KEYS};
+use crate::screens::policies::{Policies, PoliciesKey, POLICIES_KEYS};
+use crate::screens::user::{UserDetail, UserKey, USER_KEYS};
+use crate::screens::users::{SearchKey, Users, UsersKey, SEARCH_KEYS, USERS_KEYS};
+
+use crate::screens::global_keys_work;
+pub use crate::screens::{Loading, ScreenId, SCREENS};
 use crate::search::UserIndex;
 
 /// Ticks between refreshes of a visible dashboard (the console ticks every 500 ms).
@@ -18,29 +32,95 @@ pub const DASHBOARD_REFRESH_TICKS: u32 = 30;
 /// Challenges the dashboard counts and the delivery screen lists.
 pub const DELIVERIES_SHOWN: u32 = 200;
 
+/// What a key does in a dialog or typing mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScreenId {
-    Dashboard,
-    Users,
-    User,
-    Enrollment,
-    Audit,
-    Directory,
-    Policies,
-    Handover,
-    Delivery,
+pub enum DialogKey {
+    Move,
+    Type,
+    Delete,
+    Apply,
+    Cancel,
+    Close,
 }
 
-/// The screens in Tab order; the number keys 1 to 7 pick them where nothing is being typed.
-pub const SCREENS: [ScreenId; 7] = [
-    ScreenId::Dashboard,
-    ScreenId::Users,
-    ScreenId::Audit,
-    ScreenId::Directory,
-    ScreenId::Policies,
-    ScreenId::Handover,
-    ScreenId::Delivery,
+const HELP_KEYS: &[Binding<DialogKey>] = &[
+    Binding::new(
+        &[Up, Down, PageUp, PageDown],
+        "↑↓",
+        "scroll",
+        DialogKey::Move,
+    ),
+    Binding::typing(Keys::Any, "any key", "close help", DialogKey::Close),
 ];
+const NOTICE_KEYS: &[Binding<DialogKey>] = &[Binding::typing(
+    Keys::Any,
+    "any key",
+    "close",
+    DialogKey::Close,
+)];
+const CONFIRM_KEYS: &[Binding<DialogKey>] = &[
+    Binding::new(
+        &[Char('y'), Char('Y'), Enter],
+        "y",
+        "confirm",
+        DialogKey::Apply,
+    ),
+    Binding::new(
+        &[Char('n'), Char('N'), Esc],
+        "n",
+        "cancel",
+        DialogKey::Cancel,
+    ),
+];
+const CHANNEL_KEYS: &[Binding<DialogKey>] = &[
+    Binding::new(&[Up, Down], "↑↓", "channel", DialogKey::Move),
+    Binding::new(&[Enter], "Enter", "choose", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "cancel", DialogKey::Cancel),
+];
+pub const FILTER_KEYS: &[Binding<DialogKey>] = &[
+    Binding::typing(
+        Keys::Text,
+        "user: action: actor: outcome: text",
+        "",
+        DialogKey::Type,
+    ),
+    Binding::new(&[Backspace], "Backspace", "delete", DialogKey::Delete).help_only(),
+    Binding::new(&[Enter], "Enter", "apply", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "done", DialogKey::Close),
+];
+pub const PHONE_KEYS: &[Binding<DialogKey>] = &[
+    Binding::typing(Keys::Text, "type", "a number", DialogKey::Type).help_only(),
+    Binding::new(&[Backspace], "Backspace", "delete", DialogKey::Delete).help_only(),
+    Binding::new(
+        &[Tab, BackTab, Up, Down],
+        "Tab",
+        "other field",
+        DialogKey::Move,
+    ),
+    Binding::new(&[Enter], "Enter", "save", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "cancel", DialogKey::Cancel),
+];
+const GROUP_NAME_KEYS: &[Binding<DialogKey>] = &[
+    Binding::typing(Keys::Text, "type", "a group's DN or CN", DialogKey::Type),
+    Binding::new(&[Backspace], "Backspace", "delete", DialogKey::Delete).help_only(),
+    Binding::new(&[Enter], "Enter", "open its entry", DialogKey::Apply),
+    Binding::new(&[Esc], "Esc", "cancel", DialogKey::Cancel),
+];
+
+/// The keys of a dialog or typing mode; `None` for the screens' own keys and the policy form (whose keys
+/// depend on the setting, `policy_form`).
+pub fn mode_keys(mode: &Mode) -> Option<&'static [Binding<DialogKey>]> {
+    match mode {
+        Mode::Normal | Mode::PolicyForm(_) => None,
+        Mode::Help => Some(HELP_KEYS),
+        Mode::Notice(_) => Some(NOTICE_KEYS),
+        Mode::Confirm(_) => Some(CONFIRM_KEYS),
+        Mode::ResendChannel(_) => Some(CHANNEL_KEYS),
+        Mode::AuditFilter => Some(FILTER_KEYS),
+        Mode::Phones(_) => Some(PHONE_KEYS),
+        Mode::PolicyGroupName(_) => Some(GROUP_NAME_KEYS),
+    }
+}
 
 /// What the keyboard is doing right now, on top of the screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,7 +399,7 @@ impl Action {
             ),
             Action::ResendRestoreCode { user, channel } => format!(
                 "Send {user} a new restore code by {}? Their old restore code stops working.",
-                crate::ui::channel_name(*channel)
+                crate::words::channel_name(*channel)
             ),
             Action::SystemTwoFactor { on: false, .. } => {
                 "Switch the system-wide 2FA OFF? The policies apply again; enrollments stay.".to_owned()
@@ -387,106 +467,9 @@ pub enum Purpose {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Loading<T> {
-    Idle,
-    Loading,
-    Loaded(T),
-    Failed(String),
-}
-
-impl<T> Loading<T> {
-    pub fn loaded(&self) -> Option<&T> {
-        match self {
-            Loading::Loaded(t) => Some(t),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Info(String),
     Error(String),
-}
-
-pub struct Dashboard {
-    pub stats: Loading<DashboardStats>,
-    pub ticks_since_refresh: u32,
-}
-
-pub struct Users {
-    pub index: Loading<UserIndex>,
-    pub query: String,
-    /// Indices into the index, for `query`.
-    pub matches: Vec<u32>,
-    pub selected: usize,
-}
-
-impl Users {
-    pub fn selected_entry(&self) -> Option<&UserIndexEntry> {
-        let index = self.index.loaded()?;
-        index.get(*self.matches.get(self.selected)?)
-    }
-
-    fn refilter(&mut self, previous_query: Option<&str>) {
-        let Some(index) = self.index.loaded() else {
-            return;
-        };
-        let previous = previous_query.map(|q| (q, self.matches.as_slice()));
-        self.matches = index.filter(&self.query, previous);
-        self.selected = self.selected.min(self.matches.len().saturating_sub(1));
-    }
-}
-
-pub struct UserDetail {
-    pub name: String,
-    pub view: Loading<UserView>,
-    pub selected_device: usize,
-}
-
-impl UserDetail {
-    pub fn device(&self) -> Option<&DeviceInfo> {
-        self.view.loaded()?.devices.get(self.selected_device)
-    }
-}
-
-pub struct Enrollment {
-    pub user: String,
-    pub answer: EnrollAnswer,
-    pub code: String,
-    pub confirmed: Option<ConfirmAnswer>,
-}
-
-pub struct Directory {
-    pub domains: Loading<Vec<SyncStatus>>,
-    /// A sync asked for is running in the daemon.
-    pub syncing: bool,
-}
-
-pub struct Handover {
-    pub entries: Loading<Vec<HandoverEntry>>,
-    pub selected: usize,
-}
-
-pub struct Delivery {
-    pub plugins: Loading<Vec<PluginInfo>>,
-    /// The newest challenges, newest first (also counted on the dashboard).
-    pub deliveries: Loading<Vec<DeliveryInfo>>,
-}
-
-pub struct Policies {
-    pub overview: Loading<PolicyOverview>,
-    pub system: Loading<SystemTwoFactorView>,
-    /// The entry picked with ↑↓: 0 the defaults, n the n-th group entry.
-    pub selected: usize,
-}
-
-pub struct Audit {
-    /// What the operator types: `user:alice action:block outcome:ok free text`.
-    pub filter: String,
-    pub events: Loading<Vec<AuditEvent>>,
-    /// Rows scrolled up from the newest event.
-    pub scroll: usize,
 }
 
 pub struct App {
@@ -503,29 +486,13 @@ pub struct App {
     pub policies: Policies,
     pub handover: Handover,
     pub delivery: Delivery,
+    /// What the last action did; cleared when the screen changes.
     pub status: Option<Status>,
+    /// Lines scrolled down in the help.
+    pub help_scroll: u16,
     /// Requests for the daemon, taken by the console loop.
     pub outbox: Vec<(Purpose, AdminRequest)>,
     pub quit: bool,
-}
-
-/// Parses the audit filter line: `key:value` terms for user, action, actor and outcome; the rest is text.
-pub fn parse_audit_filter(line: &str) -> AuditFilter {
-    let mut filter = AuditFilter::default();
-    let mut text = Vec::new();
-    for term in line.split_whitespace() {
-        match term.split_once(':') {
-            Some(("user", v)) if !v.is_empty() => filter.user = Some(v.to_owned()),
-            Some(("action", v)) if !v.is_empty() => filter.action = Some(v.to_owned()),
-            Some(("actor", v)) if !v.is_empty() => filter.actor = Some(v.to_owned()),
-            Some(("outcome", v)) if !v.is_empty() => filter.outcome = Some(v.to_owned()),
-            _ => text.push(term),
-        }
-    }
-    if !text.is_empty() {
-        filter.text = Some(text.join(" "));
-    }
-    filter
 }
 
 fn index_entry(view: &UserView) -> UserIndexEntry {
@@ -557,6 +524,7 @@ impl App {
                 query: String::new(),
                 matches: Vec::new(),
                 selected: 0,
+                searching: false,
             },
             user: None,
             enrollment: None,
@@ -583,6 +551,7 @@ impl App {
                 deliveries: Loading::Idle,
             },
             status: None,
+            help_scroll: 0,
             outbox: Vec::new(),
             quit: false,
         };
@@ -673,7 +642,7 @@ impl App {
             view: Loading::Loading,
             selected_device: 0,
         });
-        self.screen = ScreenId::User;
+        self.show(ScreenId::User);
         self.send(
             Purpose::User(name.clone()),
             AdminRequest::UserShow { user: name },
@@ -690,8 +659,17 @@ impl App {
         }
     }
 
-    fn go(&mut self, screen: ScreenId) {
+    /// Shows `screen` as it is; the last action's message belongs to the screen it was done on.
+    fn show(&mut self, screen: ScreenId) {
+        if self.screen != screen {
+            self.status = None;
+        }
         self.screen = screen;
+    }
+
+    /// Shows `screen` and asks the daemon for what it shows.
+    fn go(&mut self, screen: ScreenId) {
+        self.show(screen);
         match screen {
             ScreenId::Dashboard => self.load_dashboard(),
             ScreenId::Audit if self.audit.events == Loading::Idle => self.load_audit(),
@@ -775,95 +753,111 @@ impl App {
             self.quit = true;
             return;
         }
-        match self.mode.clone() {
-            Mode::Help | Mode::Notice(_) => self.mode = Mode::Normal,
-            Mode::Confirm(action) => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
-                    self.mode = Mode::Normal;
-                    self.status = Some(Status::Info("working…".into()));
-                    if matches!(action, Action::Sync { .. }) {
-                        self.directory.syncing = true;
-                        self.status = Some(Status::Info("syncing the directory…".into()));
+        let Some(list) = mode_keys(&self.mode) else {
+            match self.mode.clone() {
+                Mode::PolicyForm(form) => self.policy_form_key(form, key),
+                _ => self.on_screen_key(key),
+            }
+            return;
+        };
+        let Some(command) = keys::command(list, key) else {
+            return;
+        };
+        match (self.mode.clone(), command) {
+            (Mode::Help, DialogKey::Move) => {
+                self.help_scroll = match key.code {
+                    KeyCode::Up => self.help_scroll.saturating_sub(1),
+                    KeyCode::PageUp => self.help_scroll.saturating_sub(10),
+                    KeyCode::PageDown => self.help_scroll.saturating_add(10),
+                    _ => self.help_scroll.saturating_add(1),
+                }
+            }
+            (_, DialogKey::Close) => self.mode = Mode::Normal,
+            (Mode::Confirm(action), DialogKey::Apply) => {
+                self.mode = Mode::Normal;
+                self.status = Some(Status::Info("working…".into()));
+                if matches!(action, Action::Sync { .. }) {
+                    self.directory.syncing = true;
+                    self.status = Some(Status::Info("syncing the directory…".into()));
+                }
+                let request = action.request();
+                self.send(Purpose::Action(action), request);
+            }
+            (Mode::Confirm(_) | Mode::ResendChannel(_), DialogKey::Cancel) => {
+                self.mode = Mode::Normal;
+                self.status = Some(Status::Info("cancelled".into()));
+            }
+            (Mode::ResendChannel(mut pick), DialogKey::Move) => {
+                pick.selected = if key.code == KeyCode::Up {
+                    pick.selected.saturating_sub(1)
+                } else {
+                    (pick.selected + 1).min(pick.channels.len().saturating_sub(1))
+                };
+                self.mode = Mode::ResendChannel(pick);
+            }
+            (Mode::ResendChannel(pick), DialogKey::Apply) => {
+                if let Some(channel) = pick.channels.get(pick.selected) {
+                    self.mode = Mode::Confirm(Action::ResendRestoreCode {
+                        user: pick.user,
+                        channel: *channel,
+                    });
+                }
+            }
+            (Mode::AuditFilter, DialogKey::Apply) => {
+                self.mode = Mode::Normal;
+                self.load_audit();
+            }
+            (Mode::AuditFilter, DialogKey::Delete) => {
+                self.audit.filter.pop();
+            }
+            (Mode::AuditFilter, DialogKey::Type) => {
+                if let KeyCode::Char(c) = key.code {
+                    self.audit.filter.push(c);
+                }
+            }
+            (Mode::Phones(mut form), command) => {
+                match (command, key.code) {
+                    (DialogKey::Move, _) => form.on_voice = !form.on_voice,
+                    (DialogKey::Delete, _) => {
+                        form.field().pop();
                     }
-                    let request = action.request();
-                    self.send(Purpose::Action(action), request);
-                }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
-                    self.mode = Mode::Normal;
-                    self.status = Some(Status::Info("cancelled".into()));
-                }
-                _ => {}
-            },
-            Mode::ResendChannel(mut pick) => match key.code {
-                KeyCode::Esc => {
-                    self.mode = Mode::Normal;
-                    self.status = Some(Status::Info("cancelled".into()));
-                }
-                KeyCode::Up => {
-                    pick.selected = pick.selected.saturating_sub(1);
-                    self.mode = Mode::ResendChannel(pick);
-                }
-                KeyCode::Down => {
-                    pick.selected = (pick.selected + 1).min(pick.channels.len().saturating_sub(1));
-                    self.mode = Mode::ResendChannel(pick);
-                }
-                KeyCode::Enter => {
-                    if let Some(channel) = pick.channels.get(pick.selected) {
-                        self.mode = Mode::Confirm(Action::ResendRestoreCode {
-                            user: pick.user,
-                            channel: *channel,
-                        });
+                    (DialogKey::Type, KeyCode::Char(c)) if form.field().chars().count() < 32 => {
+                        form.field().push(c);
                     }
+                    (DialogKey::Apply, _) => {
+                        self.mode = Mode::Confirm(form.action());
+                        return;
+                    }
+                    (DialogKey::Cancel, _) => {
+                        self.mode = Mode::Normal;
+                        return;
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
-            Mode::AuditFilter => match key.code {
-                KeyCode::Enter => {
-                    self.mode = Mode::Normal;
-                    self.load_audit();
+                self.mode = Mode::Phones(form);
+            }
+            (Mode::PolicyGroupName(mut name), command) => {
+                match (command, key.code) {
+                    (DialogKey::Cancel, _) => {
+                        self.mode = Mode::Normal;
+                        return;
+                    }
+                    (DialogKey::Apply, _) if !name.trim().is_empty() => {
+                        self.mode = Mode::Normal;
+                        self.open_policy_form(Some(name.trim().to_owned()), 0);
+                        return;
+                    }
+                    (DialogKey::Delete, _) => {
+                        name.pop();
+                    }
+                    (DialogKey::Type, KeyCode::Char(c)) if name.chars().count() < 200 => {
+                        name.push(c);
+                    }
+                    _ => {}
                 }
-                KeyCode::Esc => self.mode = Mode::Normal,
-                KeyCode::Backspace => {
-                    self.audit.filter.pop();
-                }
-                KeyCode::Char(c) => self.audit.filter.push(c),
-                _ => {}
-            },
-            Mode::Phones(mut form) => match key.code {
-                KeyCode::Esc => self.mode = Mode::Normal,
-                KeyCode::Tab | KeyCode::BackTab | KeyCode::Up | KeyCode::Down => {
-                    form.on_voice = !form.on_voice;
-                    self.mode = Mode::Phones(form);
-                }
-                KeyCode::Backspace => {
-                    form.field().pop();
-                    self.mode = Mode::Phones(form);
-                }
-                KeyCode::Char(c) if form.field().chars().count() < 32 => {
-                    form.field().push(c);
-                    self.mode = Mode::Phones(form);
-                }
-                KeyCode::Enter => self.mode = Mode::Confirm(form.action()),
-                _ => {}
-            },
-            Mode::PolicyForm(form) => self.policy_form_key(form, key),
-            Mode::PolicyGroupName(mut name) => match key.code {
-                KeyCode::Esc => self.mode = Mode::Normal,
-                KeyCode::Backspace => {
-                    name.pop();
-                    self.mode = Mode::PolicyGroupName(name);
-                }
-                KeyCode::Enter if !name.trim().is_empty() => {
-                    self.mode = Mode::Normal;
-                    self.open_policy_form(Some(name.trim().to_owned()), 0);
-                }
-                KeyCode::Char(c) if !c.is_control() && name.chars().count() < 200 => {
-                    name.push(c);
-                    self.mode = Mode::PolicyGroupName(name);
-                }
-                _ => {}
-            },
-            Mode::Normal => self.on_screen_key(key),
+                self.mode = Mode::PolicyGroupName(name);
+            }
+            _ => {}
         }
     }
 
@@ -881,40 +875,33 @@ impl App {
     }
 
     fn policy_form_key(&mut self, mut form: PolicyForm, key: KeyEvent) {
-        let changing = matches!(
-            key.code,
-            KeyCode::Left
-                | KeyCode::Right
-                | KeyCode::Char(_)
-                | KeyCode::Backspace
-                | KeyCode::Delete
-                | KeyCode::Enter
-        );
-        if changing && !form.editable {
+        let Some(command) = keys::command(FORM_KEYS, key) else {
+            return;
+        };
+        if command.changes() && !form.editable {
             self.refuse(Permission::ManagePolicies);
-            self.mode = Mode::PolicyForm(form);
             return;
         }
-        match key.code {
-            KeyCode::Esc => {
+        match (command, key.code) {
+            (FormKey::Close, _) => {
                 self.mode = Mode::Normal;
                 return;
             }
-            KeyCode::Up => form.select(false),
-            KeyCode::Down => form.select(true),
-            KeyCode::Left => form.step(false),
-            KeyCode::Right | KeyCode::Char(' ') => form.step(true),
-            KeyCode::Backspace => form.backspace(),
+            (FormKey::Select, code) => form.select(code == KeyCode::Down),
+            (FormKey::Step, code) => form.step(code != KeyCode::Left),
+            (FormKey::Delete, _) => form.backspace(),
             // `unset` clears a group's setting (it falls through); the defaults have nothing below.
-            KeyCode::Delete if !form.unset() => {
+            (FormKey::Unset, _) if !form.unset() => {
                 self.status = Some(Status::Error(
                     "a default cannot fall through: pick or type a value".into(),
                 ));
             }
-            KeyCode::Char(c) => {
+            (FormKey::Unset, _) => {}
+            (FormKey::Type, KeyCode::Char(c)) => {
                 form.type_char(c);
             }
-            KeyCode::Enter => match form.change() {
+            (FormKey::Type, _) => {}
+            (FormKey::Apply, _) => match form.change() {
                 Some((key, before, value)) => {
                     self.propose(Action::SetPolicy {
                         group: form.group.clone(),
@@ -930,17 +917,11 @@ impl App {
                     ))
                 }
             },
-            _ => {}
         }
         self.mode = Mode::PolicyForm(form);
     }
 
-    fn policies_key(&mut self, key: KeyEvent) {
-        let entries = self
-            .policies
-            .overview
-            .loaded()
-            .map_or(0, |p| p.groups.len() + 1);
+    fn policies_command(&mut self, command: PoliciesKey, key: KeyEvent) {
         let group = self.policies.overview.loaded().and_then(|p| {
             self.policies
                 .selected
@@ -948,15 +929,11 @@ impl App {
                 .and_then(|n| p.groups.get(n))
                 .map(|g| g.group.clone())
         });
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('r') => self.load_policies(),
-            KeyCode::Up => self.policies.selected = self.policies.selected.saturating_sub(1),
-            KeyCode::Down => {
-                self.policies.selected = (self.policies.selected + 1).min(entries.saturating_sub(1))
-            }
-            KeyCode::Enter => self.open_policy_form(group, 0),
-            KeyCode::Char('a') => {
+        match command {
+            PoliciesKey::Refresh => self.load_policies(),
+            PoliciesKey::Select => self.policies.move_selection(key.code),
+            PoliciesKey::Open => self.open_policy_form(group, 0),
+            PoliciesKey::AddGroup => {
                 let permission = Permission::ManagePolicies;
                 if self.may(permission) {
                     self.mode = Mode::PolicyGroupName(String::new());
@@ -964,7 +941,7 @@ impl App {
                     self.refuse(permission);
                 }
             }
-            KeyCode::Char('x') | KeyCode::Delete => match group {
+            PoliciesKey::RemoveGroup => match group {
                 Some(group) => self.propose(Action::RemovePolicyGroup { group }),
                 None => {
                     self.status = Some(Status::Error(
@@ -972,8 +949,8 @@ impl App {
                     ))
                 }
             },
-            KeyCode::Char('C') => self.propose(Action::ResetPolicies),
-            KeyCode::Char('s') => {
+            PoliciesKey::ResetToFile => self.propose(Action::ResetPolicies),
+            PoliciesKey::SystemSwitch => {
                 if let Some(system) = self.policies.system.loaded() {
                     let action = Action::SystemTwoFactor {
                         on: !system.on,
@@ -982,68 +959,92 @@ impl App {
                     self.propose(action);
                 }
             }
-            _ => {}
         }
     }
 
+    /// A key on a screen: the screen's own keys first, then the keys of every screen.
     fn on_screen_key(&mut self, key: KeyEvent) {
-        // Keys that work on every screen but the typing ones.
-        match key.code {
-            KeyCode::Tab => {
+        let answered = match self.screen {
+            ScreenId::Users if self.users.searching => keys::command(SEARCH_KEYS, key)
+                .map(|c| self.search_command(c, key))
+                .is_some(),
+            ScreenId::Enrollment => keys::command(ENROLLMENT_KEYS, key)
+                .map(|c| self.enrollment_command(c, key))
+                .is_some(),
+            ScreenId::Dashboard => keys::command(DASHBOARD_KEYS, key)
+                .map(|c| self.dashboard_command(c))
+                .is_some(),
+            ScreenId::Users => keys::command(USERS_KEYS, key)
+                .map(|c| self.users_command(c, key))
+                .is_some(),
+            ScreenId::User => keys::command(USER_KEYS, key)
+                .map(|c| self.user_command(c, key))
+                .is_some(),
+            ScreenId::Audit => keys::command(AUDIT_KEYS, key)
+                .map(|c| self.audit_command(c, key))
+                .is_some(),
+            ScreenId::Directory => keys::command(DIRECTORY_KEYS, key)
+                .map(|c| self.directory_command(c))
+                .is_some(),
+            ScreenId::Policies => keys::command(POLICIES_KEYS, key)
+                .map(|c| self.policies_command(c, key))
+                .is_some(),
+            ScreenId::Handover => keys::command(HANDOVER_KEYS, key)
+                .map(|c| self.handover_command(c, key))
+                .is_some(),
+            ScreenId::Delivery => keys::command(DELIVERY_KEYS, key)
+                .map(|c| self.delivery_command(c))
+                .is_some(),
+        };
+        // Where a field takes the keys, no key means anything else.
+        if answered || !global_keys_work(self.screen, self.users.searching) {
+            return;
+        }
+        match keys::command(keys::GLOBAL, key) {
+            Some(Global::Next) => {
                 let current = match self.screen {
                     ScreenId::User | ScreenId::Enrollment => ScreenId::Users,
                     other => other,
                 };
                 let at = SCREENS.iter().position(|s| *s == current).unwrap_or(0);
                 self.go(SCREENS[(at + 1) % SCREENS.len()]);
-                return;
             }
-            KeyCode::Char(c @ '1'..='7')
-                if !matches!(self.screen, ScreenId::Users | ScreenId::Enrollment) =>
-            {
-                let n = usize::from(u8::try_from(c).unwrap_or(b'1') - b'1');
-                if let Some(screen) = SCREENS.get(n) {
-                    self.go(*screen);
+            Some(Global::Pick) => {
+                if let KeyCode::Char(c) = key.code {
+                    let n = c.to_digit(10).and_then(|n| usize::try_from(n).ok());
+                    if let Some(screen) = n.and_then(|n| SCREENS.get(n.wrapping_sub(1))) {
+                        self.go(*screen);
+                    }
                 }
-                return;
             }
-            KeyCode::Char('?') => {
+            Some(Global::Help) => {
+                self.help_scroll = 0;
                 self.mode = Mode::Help;
-                return;
             }
-            _ => {}
-        }
-        match self.screen {
-            ScreenId::Dashboard => self.dashboard_key(key),
-            ScreenId::Users => self.users_key(key),
-            ScreenId::User => self.user_key(key),
-            ScreenId::Enrollment => self.enrollment_key(key),
-            ScreenId::Audit => self.audit_key(key),
-            ScreenId::Directory => self.directory_key(key),
-            ScreenId::Policies => self.policies_key(key),
-            ScreenId::Handover => self.handover_key(key),
-            ScreenId::Delivery => match key.code {
-                KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-                KeyCode::Char('r') => {
-                    self.load_plugins();
-                    self.load_deliveries();
-                }
-                KeyCode::Char('R') => self.propose(Action::ReloadPlugins),
-                _ => {}
+            Some(Global::Back) => match self.screen {
+                ScreenId::Dashboard => self.quit = true,
+                ScreenId::User | ScreenId::Enrollment => self.show(ScreenId::Users),
+                _ => self.go(ScreenId::Dashboard),
             },
+            None => {}
         }
     }
 
-    fn handover_key(&mut self, key: KeyEvent) {
-        let count = self.handover.entries.loaded().map_or(0, Vec::len);
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('r') => self.load_handovers(),
-            KeyCode::Down => {
-                self.handover.selected = (self.handover.selected + 1).min(count.saturating_sub(1))
+    fn delivery_command(&mut self, command: DeliveryKey) {
+        match command {
+            DeliveryKey::Refresh => {
+                self.load_plugins();
+                self.load_deliveries();
             }
-            KeyCode::Up => self.handover.selected = self.handover.selected.saturating_sub(1),
-            KeyCode::Enter | KeyCode::Char('h') => {
+            DeliveryKey::ReloadPlugins => self.propose(Action::ReloadPlugins),
+        }
+    }
+
+    fn handover_command(&mut self, command: HandoverKey, key: KeyEvent) {
+        match command {
+            HandoverKey::Refresh => self.load_handovers(),
+            HandoverKey::Select => self.handover.move_selection(key.code),
+            HandoverKey::HandedOver => {
                 let entry = self
                     .handover
                     .entries
@@ -1054,77 +1055,65 @@ impl App {
                     self.propose(Action::HandedOver { entry });
                 }
             }
-            _ => {}
         }
     }
 
-    fn directory_key(&mut self, key: KeyEvent) {
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('r') => self.load_directories(),
-            KeyCode::Char('s') => self.propose(Action::Sync { full: false }),
-            KeyCode::Char('S') => self.propose(Action::Sync { full: true }),
-            _ => {}
+    fn directory_command(&mut self, command: DirectoryKey) {
+        match command {
+            DirectoryKey::Refresh => self.load_directories(),
+            DirectoryKey::Sync => self.propose(Action::Sync { full: false }),
+            DirectoryKey::FullSync => self.propose(Action::Sync { full: true }),
         }
     }
 
-    fn dashboard_key(&mut self, key: KeyEvent) {
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
-            KeyCode::Char('r') => self.load_dashboard(),
-            KeyCode::Char('u') | KeyCode::Char('/') => self.go(ScreenId::Users),
-            KeyCode::Char('a') => self.go(ScreenId::Audit),
-            KeyCode::Char('d') => self.go(ScreenId::Directory),
-            KeyCode::Char('p') => self.go(ScreenId::Policies),
-            KeyCode::Char('h') => self.go(ScreenId::Handover),
-            _ => {}
+    fn dashboard_command(&mut self, command: DashboardKey) {
+        match command {
+            DashboardKey::Quit => self.quit = true,
+            DashboardKey::Refresh => self.load_dashboard(),
+            DashboardKey::Users => self.go(ScreenId::Users),
+            DashboardKey::Search => {
+                self.go(ScreenId::Users);
+                self.users.searching = true;
+            }
+            DashboardKey::Audit => self.go(ScreenId::Audit),
+            DashboardKey::Directory => self.go(ScreenId::Directory),
+            DashboardKey::Policies => self.go(ScreenId::Policies),
+            DashboardKey::Handover => self.go(ScreenId::Handover),
         }
     }
 
-    /// The users screen is a search box: every printable key types.
-    fn users_key(&mut self, key: KeyEvent) {
-        let page = 10;
-        match key.code {
-            KeyCode::Char(c) => {
-                let previous = self.users.query.clone();
-                self.users.query.push(c);
-                self.users.selected = 0;
-                self.users.refilter(Some(&previous));
-            }
-            KeyCode::Backspace => {
-                self.users.query.pop();
-                self.users.selected = 0;
-                self.users.refilter(None);
-            }
-            KeyCode::Esc if !self.users.query.is_empty() => {
-                self.users.query.clear();
-                self.users.selected = 0;
-                self.users.refilter(None);
-            }
-            KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Down => {
-                self.users.selected =
-                    (self.users.selected + 1).min(self.users.matches.len().saturating_sub(1))
-            }
-            KeyCode::Up => self.users.selected = self.users.selected.saturating_sub(1),
-            KeyCode::PageDown => {
-                self.users.selected =
-                    (self.users.selected + page).min(self.users.matches.len().saturating_sub(1));
-            }
-            KeyCode::PageUp => self.users.selected = self.users.selected.saturating_sub(page),
-            KeyCode::Home => self.users.selected = 0,
-            KeyCode::End => self.users.selected = self.users.matches.len().saturating_sub(1),
-            KeyCode::F(5) => self.load_index(),
-            KeyCode::Enter => {
-                if let Some(name) = self.users.selected_entry().map(|e| e.username.clone()) {
-                    self.open_user(name);
-                }
-            }
-            _ => {}
+    fn open_selected_user(&mut self) {
+        if let Some(name) = self.users.selected_entry().map(|e| e.username.clone()) {
+            self.users.searching = false;
+            self.open_user(name);
         }
     }
 
-    fn user_key(&mut self, key: KeyEvent) {
+    /// The users screen outside the search box: screens, moving and opening; `/` starts typing.
+    fn users_command(&mut self, command: UsersKey, key: KeyEvent) {
+        match command {
+            UsersKey::Search => self.users.searching = true,
+            UsersKey::Move => self.users.move_selection(key.code),
+            UsersKey::Open => self.open_selected_user(),
+            UsersKey::Reload => self.load_index(),
+            UsersKey::ClearOrBack if !self.users.query.is_empty() => self.users.clear(),
+            UsersKey::ClearOrBack => self.go(ScreenId::Dashboard),
+        }
+    }
+
+    /// In the search box every printable key types, until Esc or Enter.
+    fn search_command(&mut self, command: SearchKey, key: KeyEvent) {
+        match (command, key.code) {
+            (SearchKey::Type, KeyCode::Char(c)) => self.users.type_char(c),
+            (SearchKey::Type, _) => {}
+            (SearchKey::Delete, _) => self.users.delete_char(),
+            (SearchKey::Move, _) => self.users.move_selection(key.code),
+            (SearchKey::Open, _) => self.open_selected_user(),
+            (SearchKey::Done, _) => self.users.searching = false,
+        }
+    }
+
+    fn user_command(&mut self, command: UserKey, key: KeyEvent) {
         let Some(detail) = &self.user else {
             self.go(ScreenId::Users);
             return;
@@ -1133,28 +1122,22 @@ impl App {
         let device = detail.device().cloned();
         let device_count = detail.view.loaded().map_or(0, |v| v.devices.len());
         let enabled = detail.view.loaded().map(|v| v.enabled);
-        match key.code {
-            KeyCode::Esc | KeyCode::Char('q') => self.screen = ScreenId::Users,
-            KeyCode::Down => {
+        match command {
+            UserKey::Device => {
                 if let Some(d) = &mut self.user {
-                    d.selected_device = (d.selected_device + 1).min(device_count.saturating_sub(1));
+                    d.move_selection(key.code);
                 }
             }
-            KeyCode::Up => {
-                if let Some(d) = &mut self.user {
-                    d.selected_device = d.selected_device.saturating_sub(1);
-                }
-            }
-            KeyCode::Char('r') => self.refresh_user(),
-            KeyCode::Char('u') => self.propose(Action::Unlock { user }),
-            KeyCode::Char('e') => self.propose(Action::Enroll { user }),
-            KeyCode::Char('c') => self.propose(Action::AccessCode { user }),
-            KeyCode::Char('R') => self.propose(Action::ResetTwoFactor {
+            UserKey::Refresh => self.refresh_user(),
+            UserKey::Unlock => self.propose(Action::Unlock { user }),
+            UserKey::Enroll => self.propose(Action::Enroll { user }),
+            UserKey::AccessCode => self.propose(Action::AccessCode { user }),
+            UserKey::Reset => self.propose(Action::ResetTwoFactor {
                 user,
                 devices: device_count,
             }),
-            KeyCode::Char('s') => self.pick_resend_channel(user),
-            KeyCode::Char('p') => {
+            UserKey::Resend => self.pick_resend_channel(user),
+            UserKey::Phones => {
                 let permission = Permission::UpdatePhoneNumbers;
                 if !self.may(permission) {
                     self.refuse(permission);
@@ -1167,7 +1150,7 @@ impl App {
                     });
                 }
             }
-            KeyCode::Char('x') => {
+            UserKey::Enable => {
                 if let Some(enabled) = enabled {
                     self.propose(Action::SetEnabled {
                         user,
@@ -1175,45 +1158,48 @@ impl App {
                     });
                 }
             }
-            KeyCode::Char(c @ ('b' | 'n' | 'd')) => match device {
+            UserKey::Block | UserKey::Unblock | UserKey::Unpair => match device {
                 None => self.status = Some(Status::Error("the user has no device".into())),
-                Some(device) => self.propose(match c {
-                    'b' => Action::Block { user, device },
-                    'n' => Action::Unblock { user, device },
+                Some(device) => self.propose(match command {
+                    UserKey::Block => Action::Block { user, device },
+                    UserKey::Unblock => Action::Unblock { user, device },
                     _ => Action::Unpair { user, device },
                 }),
             },
-            _ => {}
         }
     }
 
-    fn enrollment_key(&mut self, key: KeyEvent) {
+    fn enrollment_command(&mut self, command: EnrollmentKey, key: KeyEvent) {
         let Some(enrollment) = &mut self.enrollment else {
-            self.screen = ScreenId::User;
+            self.show(ScreenId::User);
             return;
         };
-        match key.code {
-            KeyCode::Esc => {
-                self.screen = ScreenId::User;
-                if enrollment.confirmed.is_none() {
+        match command {
+            EnrollmentKey::Back => {
+                let pending = enrollment.confirmed.is_none();
+                self.enrollment = None;
+                self.show(ScreenId::User);
+                if pending {
                     self.status = Some(Status::Info(
                         "enrollment left pending: it is replaced by the next one".into(),
                     ));
                 }
-                self.enrollment = None;
                 self.refresh_user();
             }
-            KeyCode::Char(c)
-                if c.is_ascii_digit()
-                    && enrollment.confirmed.is_none()
-                    && enrollment.code.len() < 8 =>
-            {
-                enrollment.code.push(c);
+            EnrollmentKey::Type => {
+                if let KeyCode::Char(c) = key.code {
+                    if enrollment.confirmed.is_none() && enrollment.code.len() < 8 {
+                        enrollment.code.push(c);
+                    }
+                }
             }
-            KeyCode::Backspace => {
+            EnrollmentKey::Delete => {
                 enrollment.code.pop();
             }
-            KeyCode::Enter if enrollment.confirmed.is_none() && !enrollment.code.is_empty() => {
+            EnrollmentKey::Confirm => {
+                if enrollment.confirmed.is_some() || enrollment.code.is_empty() {
+                    return;
+                }
                 let request = AdminRequest::TotpConfirm {
                     user: enrollment.user.clone(),
                     device: enrollment.answer.device.id.clone(),
@@ -1223,28 +1209,19 @@ impl App {
                 self.status = Some(Status::Info("checking the code…".into()));
                 self.send(Purpose::ConfirmEnrollment { user }, request);
             }
-            _ => {}
         }
     }
 
-    fn audit_key(&mut self, key: KeyEvent) {
-        let count = self.audit.events.loaded().map_or(0, Vec::len);
-        match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => self.go(ScreenId::Dashboard),
-            KeyCode::Char('/') | KeyCode::Char('f') => self.mode = Mode::AuditFilter,
-            KeyCode::Char('r') => self.load_audit(),
-            KeyCode::Char('c') => {
+    fn audit_command(&mut self, command: AuditKey, key: KeyEvent) {
+        match command {
+            AuditKey::Filter => self.mode = Mode::AuditFilter,
+            AuditKey::Refresh => self.load_audit(),
+            AuditKey::Clear => {
                 self.audit.filter.clear();
                 self.load_audit();
             }
-            KeyCode::Up => self.audit.scroll = (self.audit.scroll + 1).min(count.saturating_sub(1)),
-            KeyCode::Down => self.audit.scroll = self.audit.scroll.saturating_sub(1),
-            KeyCode::PageUp => {
-                self.audit.scroll = (self.audit.scroll + 10).min(count.saturating_sub(1))
-            }
-            KeyCode::PageDown => self.audit.scroll = self.audit.scroll.saturating_sub(10),
-            KeyCode::Char('u') => self.go(ScreenId::Users),
-            _ => {}
+            AuditKey::Scroll => self.audit.scroll_by(key.code),
+            AuditKey::Users => self.go(ScreenId::Users),
         }
     }
 
@@ -1361,7 +1338,7 @@ impl App {
                     code: String::new(),
                     confirmed: None,
                 });
-                self.screen = ScreenId::Enrollment;
+                self.show(ScreenId::Enrollment);
                 self.status = None;
                 return;
             }
@@ -1380,7 +1357,7 @@ impl App {
                     String::new(),
                     format!(
                         "Valid once, until {} UTC. It is not shown again.",
-                        crate::ui::time(issued.expires_at)
+                        crate::words::time(issued.expires_at)
                     ),
                 ]);
                 self.status = Some(Status::Info(format!(
@@ -1417,7 +1394,7 @@ impl App {
                 self.status = Some(Status::Info(format!(
                     "a new restore code for {} went by {} to {}",
                     sent.user,
-                    crate::ui::channel_name(sent.channel),
+                    crate::words::channel_name(sent.channel),
                     sent.destination
                 )));
             }
@@ -1489,15 +1466,6 @@ impl App {
             }
         }
         self.refresh_user();
-    }
-}
-
-impl<T> Loading<T> {
-    pub fn loaded_mut(&mut self) -> Option<&mut T> {
-        match self {
-            Loading::Loaded(t) => Some(t),
-            _ => None,
-        }
     }
 }
 

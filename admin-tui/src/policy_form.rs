@@ -2,7 +2,43 @@
 //! picked, and the value it is being changed to. No I/O: `App` turns a change into a confirmation and a
 //! request; the daemon checks the value as it checks the configuration file.
 
+use ratatui::crossterm::event::KeyCode::{
+    Backspace, Char, Delete, Down, Enter, Esc, Left, Right, Up,
+};
 use twofold_wire::admin::PolicyOverview;
+
+use crate::keys::{Binding, Keys};
+
+/// What a key does in the policy form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKey {
+    Select,
+    Step,
+    Type,
+    Delete,
+    Unset,
+    Apply,
+    Close,
+}
+
+impl FormKey {
+    /// Whether the command changes the entry (refused, with the role it needs, where it is read-only).
+    pub fn changes(self) -> bool {
+        !matches!(self, FormKey::Select | FormKey::Close)
+    }
+}
+
+/// The form's keys; `PolicyForm::keys` picks those that apply to the setting at hand.
+pub const FORM_KEYS: &[Binding<FormKey>] = &[
+    Binding::new(&[Up, Down], "↑↓", "setting", FormKey::Select),
+    // Before typing: a space steps a choice too.
+    Binding::new(&[Left, Right, Char(' ')], "←→", "change", FormKey::Step),
+    Binding::typing(Keys::Text, "type", "a value", FormKey::Type),
+    Binding::new(&[Backspace], "Backspace", "delete", FormKey::Delete).help_only(),
+    Binding::new(&[Delete], "Del", "unset", FormKey::Unset),
+    Binding::new(&[Enter], "Enter", "apply", FormKey::Apply),
+    Binding::new(&[Esc], "Esc", "close", FormKey::Close),
+];
 
 /// How a setting is changed on the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +136,24 @@ impl PolicyForm {
 
     pub fn key(&self) -> &'static str {
         self.settings.get(self.selected).map_or("", |(k, _)| *k)
+    }
+
+    /// The keys that mean something for this entry and setting: only ↑↓ and Esc where it is read-only,
+    /// ←→ for a choice, typing otherwise, Del for a group's setting.
+    pub fn keys(&self) -> Vec<Binding<FormKey>> {
+        let choice = matches!(self.kind(), SettingKind::Choice(_));
+        FORM_KEYS
+            .iter()
+            .filter(|b| match b.command {
+                FormKey::Select | FormKey::Close => true,
+                _ if !self.editable => false,
+                FormKey::Step => choice,
+                FormKey::Type | FormKey::Delete => !choice,
+                FormKey::Unset => self.group.is_some(),
+                FormKey::Apply => true,
+            })
+            .copied()
+            .collect()
     }
 
     pub fn kind(&self) -> SettingKind {

@@ -19,6 +19,7 @@ use twofold_wire::policy::{Channel, PolicyOrigin, PolicySource, RestoreRule, Two
 use twofold_wire::{DeviceInfo, DeviceKind, DeviceOrigin, DeviceStatus, TwoFactorState};
 
 use crate::app::{App, Mode, Purpose, ScreenId};
+use crate::screens::user::{UserKey, USER_KEYS};
 
 const T0: i64 = 1_790_000_000;
 
@@ -194,7 +195,11 @@ fn type_text(app: &mut App, text: &str) {
 }
 
 fn draw(app: &App) -> TestBackend {
-    let mut terminal = match Terminal::new(TestBackend::new(80, 24)) {
+    draw_sized(app, 80, 24)
+}
+
+fn draw_sized(app: &App, width: u16, height: u16) -> TestBackend {
+    let mut terminal = match Terminal::new(TestBackend::new(width, height)) {
         Ok(t) => t,
         Err(e) => unreachable!("a test backend cannot fail: {e}"),
     };
@@ -212,6 +217,31 @@ macro_rules! snapshot {
         settings.add_filter(r"\b[ud][0-9a-f]{16}\b", "[id]             ");
         settings.bind(|| insta::assert_snapshot!($name, draw($app)));
     }};
+    ($name:expr, $app:expr, $width:expr, $height:expr) => {{
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(r"\d{4}-\d\d-\d\d \d\d:\d\d", "[date time]     ");
+        settings.add_filter(r"\d\d-\d\d \d\d:\d\d:\d\d", "[time]        ");
+        settings.add_filter(r"\b[ud][0-9a-f]{16}\b", "[id]             ");
+        settings.bind(|| insta::assert_snapshot!($name, draw_sized($app, $width, $height)));
+    }};
+}
+
+/// The text drawn at `width` x `height`, one string per row.
+fn rows(app: &App, width: u16, height: u16) -> Vec<String> {
+    let backend = draw_sized(app, width, height);
+    let buffer = backend.buffer();
+    (0..height)
+        .map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect())
+        .collect()
+}
+
+/// The drawn rows trimmed and joined by one space: a line wrapped at a space reads as before.
+fn joined(rows: &[String]) -> String {
+    rows.iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The console after its first requests, with the outbox taken as the console loop would.
@@ -325,6 +355,7 @@ fn loaded(role: Role) -> App {
 fn on_alice(role: Role) -> App {
     let mut app = loaded(role);
     app.on_key(key(KeyCode::Tab));
+    app.on_key(key(KeyCode::Char('/')));
     type_text(&mut app, "alice");
     app.on_key(key(KeyCode::Enter));
     app.outbox.clear();
@@ -383,12 +414,18 @@ fn users_search_narrows_as_keys_are_typed() {
     app.on_key(key(KeyCode::Tab));
     assert_eq!(app.screen, ScreenId::Users);
     snapshot!("users_all", &app);
+    app.on_key(key(KeyCode::Char('/')));
     type_text(&mut app, "smi");
     snapshot!("users_smi", &app);
     app.on_key(key(KeyCode::Down));
     snapshot!("users_smi_second_selected", &app);
     type_text(&mut app, "x");
     snapshot!("users_no_match", &app);
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(
+        app.users.query, "smix",
+        "the first Esc leaves the search box"
+    );
     app.on_key(key(KeyCode::Esc));
     assert_eq!(app.users.query, "");
     assert_eq!(app.users.matches.len(), 5);
@@ -398,6 +435,7 @@ fn users_search_narrows_as_keys_are_typed() {
 fn enter_opens_the_selected_user() {
     let mut app = loaded(Role::MasterAdmin);
     app.on_key(key(KeyCode::Tab));
+    app.on_key(key(KeyCode::Char('/')));
     type_text(&mut app, "smith");
     app.on_key(key(KeyCode::Down));
     app.on_key(key(KeyCode::Enter));
@@ -1304,4 +1342,378 @@ fn a_lost_restore_code_is_resent_by_the_channel_the_admin_picks() {
             }
         )]
     );
+}
+
+/// The console sizes every console test of issue 16 is drawn at: the smallest it supports and a wide one.
+const SIZES: [(u16, u16); 2] = [(80, 24), (200, 50)];
+
+/// alice's screen showing `view` instead of the usual one.
+fn on_alice_as(role: Role, view: UserView) -> App {
+    let mut app = on_alice(role);
+    app.on_reply(Purpose::User("alice".into()), Ok(AdminReply::User(view)));
+    app
+}
+
+#[test]
+fn on_the_users_screen_number_keys_and_q_pick_screens_and_slash_searches() {
+    let mut app = loaded(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Char('2')));
+    assert_eq!(app.screen, ScreenId::Users);
+    app.on_key(key(KeyCode::Char('3')));
+    assert_eq!(app.screen, ScreenId::Audit, "3 picks the audit screen");
+    assert_eq!(app.users.query, "");
+    app.on_key(key(KeyCode::Char('2')));
+    app.on_key(key(KeyCode::Char('q')));
+    assert_eq!(
+        app.screen,
+        ScreenId::Dashboard,
+        "q leaves as on every screen"
+    );
+    assert_eq!(app.users.query, "");
+    app.on_key(key(KeyCode::Char('2')));
+    snapshot!("users_not_searching", &app, 80, 24);
+    app.on_key(key(KeyCode::Char('/')));
+    type_text(&mut app, "q3");
+    assert_eq!(app.users.query, "q3", "after / every key types");
+    assert_eq!(app.screen, ScreenId::Users);
+    app.on_key(key(KeyCode::Backspace));
+    app.on_key(key(KeyCode::Backspace));
+    type_text(&mut app, "smi");
+    snapshot!("users_searching", &app, 80, 24);
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(
+        app.users.query, "smi",
+        "Esc leaves the search, the list stays narrowed"
+    );
+    assert_eq!(app.users.matches.len(), 3);
+    app.on_key(key(KeyCode::Char('4')));
+    assert_eq!(app.screen, ScreenId::Directory);
+    // From the dashboard, `/` goes straight into the search box; Enter opens and leaves it.
+    app.on_key(key(KeyCode::Char('1')));
+    app.on_key(key(KeyCode::Char('/')));
+    assert_eq!((app.screen, app.users.searching), (ScreenId::Users, true));
+    app.on_key(key(KeyCode::Backspace));
+    app.on_key(key(KeyCode::Backspace));
+    type_text(&mut app, "ob");
+    assert_eq!(app.users.query, "sob");
+    app.on_key(key(KeyCode::Backspace));
+    app.on_key(key(KeyCode::Backspace));
+    app.on_key(key(KeyCode::Backspace));
+    type_text(&mut app, "bob");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.screen, ScreenId::User);
+    assert!(!app.users.searching);
+    app.on_key(key(KeyCode::Char('q')));
+    assert_eq!(
+        app.screen,
+        ScreenId::Users,
+        "q goes back from a user to the list"
+    );
+}
+
+#[test]
+fn at_80_columns_the_key_line_is_one_line_and_keeps_help() {
+    for role in [Role::MasterAdmin, Role::Admin, Role::Helpdesk] {
+        let mut app = on_alice(role);
+        // The user screen first (the most keys), then every screen in Tab order.
+        for screen in 0..8 {
+            let drawn = rows(&app, 80, 24);
+            assert!(
+                drawn[23].contains("? help"),
+                "{role:?}, {:?}: {:?}",
+                app.screen,
+                drawn[23]
+            );
+            assert_eq!(
+                drawn[22].trim(),
+                "",
+                "{role:?}, {:?}: the keys take one line",
+                app.screen
+            );
+            if screen > 0 {
+                app.on_key(key(KeyCode::Tab));
+            } else {
+                app.on_key(key(KeyCode::Esc));
+            }
+        }
+    }
+}
+
+/// A policy from long group DNs and a long DN: each fact wraps under its label.
+fn alice_in_long_groups() -> UserView {
+    let mut view = alice();
+    if let Some(policy) = view.policy.as_mut() {
+        policy.from_groups = vec![
+            "CN=VPN Users,OU=Security Groups,OU=Zurich,DC=corp,DC=example".into(),
+            "CN=Staff,OU=Security Groups,OU=Zurich,DC=corp,DC=example".into(),
+        ];
+    }
+    view
+}
+
+#[test]
+fn the_users_facts_wrap_instead_of_being_cut() {
+    let app = on_alice_as(Role::MasterAdmin, alice_in_long_groups());
+    for (width, height) in SIZES {
+        let text = joined(&rows(&app, width, height));
+        assert!(
+            text.contains(
+                "from CN=VPN Users,OU=Security Groups,OU=Zurich,DC=corp,DC=example, \
+                 CN=Staff,OU=Security Groups,OU=Zurich,DC=corp,DC=example"
+            ),
+            "{width}x{height}: {text}"
+        );
+        assert!(text.contains("(override; directory: +41 79 123 45 67) · dialled"));
+    }
+    snapshot!("user_long_groups", &app, 80, 24);
+    snapshot!("user_long_groups_wide", &app, 200, 50);
+}
+
+fn alice_with_labels() -> UserView {
+    let mut view = alice();
+    view.devices[0].label = "Authenticator".into();
+    view.devices[1].label = "Maria's second work phone".into();
+    view
+}
+
+#[test]
+fn device_labels_get_the_width_they_need() {
+    let app = on_alice_as(Role::MasterAdmin, alice_with_labels());
+    for (width, height) in SIZES {
+        let drawn = rows(&app, width, height);
+        assert!(
+            drawn.iter().any(|r| r.contains("│Authenticator ")),
+            "{width}x{height}: {drawn:#?}"
+        );
+    }
+    let wide = rows(&app, 200, 50);
+    assert!(wide
+        .iter()
+        .any(|r| r.contains("│Maria's second work phone ")));
+    snapshot!("user_labels", &app, 80, 24);
+    snapshot!("user_labels_wide", &app, 200, 50);
+}
+
+fn long_named_events() -> Vec<AuditEvent> {
+    let mut events = events();
+    events.push(event(
+        6,
+        "verify",
+        "maximilian.mustermann",
+        "reject",
+        "reason=invalid_code failures=1 address=10.0.0.9",
+    ));
+    events
+}
+
+#[test]
+fn audit_user_names_get_the_width_they_need() {
+    let mut app = loaded(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Tab));
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.screen, ScreenId::Audit);
+    let (purpose, _) = app.outbox.remove(app.outbox.len() - 1);
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::Audit {
+            events: long_named_events(),
+        }),
+    );
+    for (width, height) in SIZES {
+        let drawn = rows(&app, width, height);
+        assert!(
+            drawn.iter().any(|r| r.contains(" maximilian.mustermann ")),
+            "{width}x{height}: {drawn:#?}"
+        );
+    }
+    snapshot!("audit_long_name", &app, 80, 24);
+    snapshot!("audit_long_name_wide", &app, 200, 50);
+}
+
+#[test]
+fn at_200_columns_the_extra_width_goes_to_the_details() {
+    let mut app = loaded(Role::MasterAdmin);
+    let mut wide_stats = stats();
+    wide_stats.recent = long_named_events();
+    app.on_reply(Purpose::Dashboard, Ok(AdminReply::Dashboard(wide_stats)));
+    let drawn = rows(&app, 200, 50);
+    let header = drawn
+        .iter()
+        .find(|r| r.contains("Actor"))
+        .cloned()
+        .unwrap_or_default();
+    let (user, outcome) = (header.find("User"), header.find("Outcome"));
+    assert!(
+        matches!((user, outcome), (Some(u), Some(o)) if o - u <= 24),
+        "the user column is as wide as the longest name: {header:?}"
+    );
+    assert!(
+        drawn
+            .iter()
+            .any(|r| r.contains("factor=totp device=d0123456789abcdef address=127.0.0.1")),
+        "{drawn:#?}"
+    );
+    assert!(drawn.iter().any(|r| r.contains(" maximilian.mustermann ")));
+    snapshot!("dashboard_wide", &app, 200, 50);
+    let user = on_alice_as(Role::MasterAdmin, alice_with_labels());
+    let drawn = rows(&user, 200, 50);
+    let header = drawn
+        .iter()
+        .find(|r| r.contains("Label"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        header.find("Status").is_some_and(|s| s < 40),
+        "the label column is as wide as the longest label: {header:?}"
+    );
+}
+
+#[test]
+fn the_last_actions_message_is_cleared_when_the_screen_changes() {
+    let mut app = on_alice(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Char('u')));
+    app.on_key(key(KeyCode::Char('y')));
+    let (purpose, _) = app.outbox.remove(0);
+    app.on_reply(
+        purpose,
+        Ok(AdminReply::Done {
+            message: "alice unlocked".into(),
+        }),
+    );
+    let shown = |app: &App| {
+        rows(app, 80, 24)
+            .iter()
+            .any(|r| r.contains("alice unlocked"))
+    };
+    assert!(shown(&app));
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.screen, ScreenId::Users);
+    assert!(
+        !shown(&app),
+        "the users screen does not repeat what was done to alice"
+    );
+    assert_eq!(app.status, None);
+    app.status = Some(crate::app::Status::Info("refreshed".into()));
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.status, None, "Tab changes the screen too");
+}
+
+#[test]
+fn help_lists_the_user_screens_letter_keys() {
+    let mut app = on_alice(Role::MasterAdmin);
+    app.on_key(key(KeyCode::Char('?')));
+    assert_eq!(app.mode, Mode::Help);
+    let text = rows(&app, 200, 50).join("\n");
+    for entry in [
+        "u unlock",
+        "b block",
+        "n unblock",
+        "d unpair",
+        "e enroll",
+        "p phones",
+        "c access code",
+        "R reset 2FA",
+        "s send restore code",
+        "x disable/enable",
+    ] {
+        assert!(text.contains(entry), "{entry:?} missing from\n{text}");
+    }
+    // Every key the user screen answers to, as its list says it.
+    for binding in USER_KEYS {
+        let entry = format!("{} {}", binding.shown, binding.does);
+        assert!(text.contains(&entry), "{entry:?} missing from\n{text}");
+    }
+    snapshot!("help_user", &app, 80, 24);
+    snapshot!("help_user_wide", &app, 200, 50);
+    // At 80x24 the rest is reached by scrolling: the role table is at the end.
+    for _ in 0..20 {
+        app.on_key(key(KeyCode::PageDown));
+    }
+    assert_eq!(app.mode, Mode::Help, "scrolling keeps the help open");
+    assert!(joined(&rows(&app, 80, 24)).contains("master admin: manage API keys"));
+    app.on_key(key(KeyCode::Char('q')));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(
+        app.screen,
+        ScreenId::User,
+        "the key that closes the help does nothing else"
+    );
+}
+
+#[test]
+fn the_readme_calls_the_user_screens_device_keys_what_the_console_does() {
+    let readme = include_str!("../../README.md");
+    let device_keys = USER_KEYS.iter().filter(|b| {
+        matches!(
+            b.command,
+            UserKey::Block | UserKey::Unblock | UserKey::Unpair
+        )
+    });
+    let mut named = 0;
+    for binding in device_keys {
+        let entry = format!("`{}` {}", binding.shown, binding.does);
+        assert!(readme.contains(&entry), "README.md lacks {entry:?}");
+        named += 1;
+    }
+    assert_eq!(named, 3);
+    assert!(readme.contains("`d` unpair"));
+}
+
+/// The new layout arithmetic (facts' heights, column widths, the fitted key line, the help's scroll)
+/// holds at any size: nothing panics, and wherever there is a row for it the key line keeps `? help`.
+#[test]
+fn every_screen_draws_at_tiny_and_huge_sizes() {
+    let mut app = on_alice_as(Role::MasterAdmin, alice_in_long_groups());
+    for step in 0..10 {
+        for (width, height) in [(1, 1), (12, 3), (40, 10), (80, 24), (300, 90)] {
+            let drawn = rows(&app, width, height);
+            if width >= 40 && app.mode == Mode::Normal && app.screen != ScreenId::Enrollment {
+                assert!(
+                    drawn[usize::from(height) - 1].contains("? help"),
+                    "{:?} at {width}x{height}: {:?}",
+                    app.screen,
+                    drawn[usize::from(height) - 1]
+                );
+            }
+        }
+        match step {
+            0 => app.on_key(key(KeyCode::Char('?'))),
+            1 => {
+                for _ in 0..50 {
+                    app.on_key(key(KeyCode::Down));
+                }
+            }
+            2 => app.on_key(key(KeyCode::Char('x'))),
+            _ => app.on_key(key(KeyCode::Tab)),
+        }
+    }
+}
+
+#[test]
+fn user_names_in_the_list_get_the_width_they_need() {
+    let mut app = loaded(Role::MasterAdmin);
+    let mut users = index();
+    users.push(entry(
+        "maximilian.mustermann-extern",
+        "Maximilian Mustermann",
+        TwoFactorState::Enrolled,
+        false,
+    ));
+    app.on_reply(Purpose::Index, Ok(AdminReply::UserIndex { users }));
+    app.on_key(key(KeyCode::Char('2')));
+    for (width, height) in SIZES {
+        let drawn = rows(&app, width, height);
+        assert!(
+            drawn
+                .iter()
+                .any(|r| r.starts_with("maximilian.mustermann-extern Maximilian Mustermann")),
+            "{width}x{height}: {drawn:#?}"
+        );
+    }
+    snapshot!("users_long_name", &app, 80, 24);
+    // A page of usual names keeps the usual 22 columns.
+    app.on_key(key(KeyCode::Char('/')));
+    type_text(&mut app, "alice");
+    let header = format!("{:<23}Name", "User");
+    assert!(rows(&app, 80, 24)[2].starts_with(&header));
 }

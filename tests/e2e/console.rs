@@ -112,10 +112,10 @@ async fn console_in_tmux_finds_a_user_and_blocks_a_device_whose_codes_the_api_th
     ])?;
     tmux.wait_for("Recent audit events").await?;
 
-    // Search: "zo" leaves zoe alone among the four users.
+    // Search: `/` opens the search box, "zo" leaves zoe alone among the four users.
     tmux.keys("Tab", false)?;
-    tmux.wait_for("Search:").await?;
-    tmux.keys("zo", true)?;
+    tmux.wait_for("/ to search").await?;
+    tmux.keys("/zo", true)?;
     tmux.wait_for("1 of 4 users").await?;
     tmux.keys("Enter", false)?;
     let screen = tmux.wait_for("Devices (1)").await?;
