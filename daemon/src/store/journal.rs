@@ -371,33 +371,6 @@ impl Journal {
         })
     }
 
-    /// Empties the journal and its snapshot (a migration rebuilds them from the old layout).
-    pub fn reset(&self) -> Result<()> {
-        let mut writer = lock(&self.writer);
-        let mut tail = lock(&self.tail);
-        let current = writer.current.id;
-        for id in writer.finished.drain(..).map(|f| f.id).chain([current]) {
-            remove_if_present(&segment_path(&self.dir, id))?;
-        }
-        let file = create_segment(&self.dir, 1)?;
-        sync_dir(&self.dir)?;
-        remove_if_present(&self.snapshot_path)?;
-        writer.current = Segment {
-            id: 1,
-            file: Arc::new(file),
-            end: 0,
-            allocated: 0,
-        };
-        writer.synced = 0;
-        writer.unsynced.clear();
-        writer.dir_unsynced = false;
-        tail.pending.clear();
-        tail.next_audit_id = 1;
-        lock(&self.devices).clear();
-        lock(&self.counters).clear();
-        Ok(())
-    }
-
     /// Writes the current state as the snapshot, first dropping devices of users `keep_user` rejects and
     /// letting `prune_counters` drop failure counters; returns the position it holds the state at.
     /// Dropping needs no frame: the snapshot is the state as of its position, and a replay starts from
@@ -567,15 +540,6 @@ impl Journal {
         tail.next_audit_id += 1;
         frame(&mut tail.pending, |b| encode_audit(b, id, entry));
         id
-    }
-
-    /// Appends an event that already has an id (migrated from the old layout).
-    pub fn append_audit_with_id(&self, event: &AuditEvent) {
-        let mut tail = lock(&self.tail);
-        tail.next_audit_id = tail.next_audit_id.max(event.id.saturating_add(1));
-        frame(&mut tail.pending, |b| {
-            encode_audit(b, event.id, &AuditEntry::of(event));
-        });
     }
 
     /// The newest `limit` events with an id below `before` (all if `None`) that `keep` accepts, oldest
