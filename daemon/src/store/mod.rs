@@ -28,7 +28,7 @@ use std::sync::Arc;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use twofold_wire::admin::AuditEvent;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::lockout::{FailureCount, KnownAddresses};
 use durability::{Committer, Durable};
 pub use journal::{AuditEntry, DeviceUse, ExpiredSegments, JournalStats};
@@ -129,7 +129,12 @@ impl Store {
                 // unacknowledged write could lose.
                 .flush_every_ms(Some(1000)),
         )
-        .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        .map_err(|source| {
+            Error::Store(StoreError::Open {
+                path: dir.to_owned(),
+                source,
+            })
+        })?;
         let writes = Arc::new(AtomicU64::new(0));
         let tree = |name: &str| {
             db.open_tree(name)
@@ -220,11 +225,11 @@ impl Store {
             }
             Some(v) => u32::from_be_bytes(
                 <[u8; 4]>::try_from(v.as_ref())
-                    .map_err(|_| Error::Store("schema version is not 4 bytes".into()))?,
+                    .map_err(|_| StoreError::corrupt("schema version is not 4 bytes"))?,
             ),
         };
         if found > SCHEMA_VERSION {
-            return Err(Error::Store(format!(
+            return Err(StoreError::corrupt(format!(
                 "the store has schema version {found}, this daemon knows up to {SCHEMA_VERSION}: it was written by a newer twofoldd"
             )));
         }
@@ -239,7 +244,7 @@ impl Store {
     /// The migration hook: rewrites records from layout `from` to `from + 1`. Layout 2 is the first
     /// released one, so there is no step yet.
     fn migrate(&self, from: u32) -> Result<()> {
-        Err(Error::Store(format!(
+        Err(StoreError::corrupt(format!(
             "no migration from schema version {from}"
         )))
     }
@@ -457,7 +462,12 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<()>>(outcome)
             },
         )
-        .map_err(|e| Error::Store(format!("insert users: {e:?}")))?;
+        .map_err(|e| {
+            Error::Store(StoreError::Transaction {
+                what: "insert users",
+                detail: format!("{e:?}"),
+            })
+        })?;
         for (user, taken) in users.iter().zip(&outcome) {
             if taken.is_none() {
                 self.user_written(user);
@@ -491,7 +501,12 @@ impl Store {
             },
         );
         self.users_cache.written(&user.id);
-        result.map_err(|e| Error::Store(format!("delete user: {e:?}")))?;
+        result.map_err(|e| {
+            Error::Store(StoreError::Transaction {
+                what: "delete user",
+                detail: format!("{e:?}"),
+            })
+        })?;
         self.journal().retain_devices(&user.id, |_| false);
         self.meta.remove(known_addresses_key(&user.id).as_bytes())?;
         Ok(())
