@@ -303,71 +303,36 @@ impl PrivacyIdeaConfig {
 /// An address or a CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct AddressRange {
-    network: std::net::IpAddr,
-    prefix: u8,
-}
+pub struct AddressRange(ipnet::IpNet);
 
 impl TryFrom<String> for AddressRange {
     type Error = String;
 
     fn try_from(text: String) -> std::result::Result<Self, String> {
         let bad = || format!("{text:?} is not an address or a CIDR range such as 10.0.0.0/8");
-        let (address, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text.as_str(), None),
+        let trimmed = text.trim();
+        let range = match trimmed.parse::<ipnet::IpNet>() {
+            Ok(range) => range,
+            Err(_) if !trimmed.contains('/') => trimmed
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| bad())?,
+            Err(_) => return Err(bad()),
         };
-        let network: std::net::IpAddr = address.trim().parse().map_err(|_| bad())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(bad)?,
-            None => max,
-        };
-        let range = AddressRange { network, prefix };
-        if range.mask(network) != network {
+        if range.trunc() != range {
             return Err(format!(
-                "{text:?} has host bits set: write the network, such as {}/{prefix}",
-                range.mask(network)
+                "{text:?} has host bits set: write the network, such as {}",
+                range.trunc()
             ));
         }
-        Ok(range)
+        Ok(AddressRange(range))
     }
 }
 
 impl AddressRange {
-    fn mask(&self, address: std::net::IpAddr) -> std::net::IpAddr {
-        use std::net::IpAddr;
-        match address {
-            IpAddr::V4(v4) => {
-                let bits = u32::from(v4);
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V4((bits & mask).into())
-            }
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V6((bits & mask).into())
-            }
-        }
-    }
-
     pub fn contains(&self, address: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
         // An IPv4 client seen through an IPv6 socket is the same client.
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        address.is_ipv4() == self.network.is_ipv4() && self.mask(address) == self.network
+        self.0.contains(&address.to_canonical())
     }
 }
 
@@ -1271,6 +1236,38 @@ mod tests {
             assert_eq!(pi.address_allowed(ip), allowed, "{address}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn address_ranges_are_an_address_or_a_network_without_host_bits() {
+        // (text, Ok(what it contains) or Err(part of the message))
+        let table: [(&str, std::result::Result<&str, &str>); 8] = [
+            ("10.0.0.0/8", Ok("10.255.0.1")),
+            ("192.0.2.7", Ok("192.0.2.7")),
+            (" 2001:db8::/32 ", Ok("2001:db8:ffff::1")),
+            ("::1", Ok("::1")),
+            ("0.0.0.0/0", Ok("8.8.8.8")),
+            (
+                "10.0.0.1/8",
+                Err("host bits set: write the network, such as 10.0.0.0/8"),
+            ),
+            ("10.0.0.0/33", Err("is not an address or a CIDR range")),
+            ("localhost", Err("is not an address or a CIDR range")),
+        ];
+        for (text, expected) in table {
+            let inside: std::net::IpAddr = expected
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(std::net::IpAddr::from([0; 4]));
+            let got = AddressRange::try_from(text.to_owned()).map(|r| r.contains(inside));
+            match expected {
+                Ok(_) => assert_eq!(got, Ok(true), "{text} should hold {inside}"),
+                Err(part) => assert!(
+                    got.as_ref().is_err_and(|m| m.contains(part)),
+                    "{text}: {got:?}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 
 pub const MASTER_KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
@@ -276,14 +276,14 @@ impl BackupCodeSet {
     pub fn find(&self, candidate: &str, memory: &mut HashMemory) -> Result<Option<usize>> {
         let salt = data_encoding::BASE64
             .decode(self.salt.as_bytes())
-            .map_err(|_| Error::Store("backup code salt is not base64".into()))?;
+            .map_err(|_| StoreError::corrupt("backup code salt is not base64"))?;
         let guess = argon2id(candidate.as_bytes(), &salt, self.cost, memory)?;
         let mut found = None;
         for (i, stored) in self.hashes.iter().enumerate() {
             if let Some(stored) = stored {
                 let stored = data_encoding::BASE64
                     .decode(stored.as_bytes())
-                    .map_err(|_| Error::Store("backup code hash is not base64".into()))?;
+                    .map_err(|_| StoreError::corrupt("backup code hash is not base64"))?;
                 if constant_time_eq(&stored, &guess) && found.is_none() {
                     found = Some(i);
                 }
@@ -326,10 +326,10 @@ impl SlowHash {
     pub fn matches(&self, candidate: &str, memory: &mut HashMemory) -> Result<bool> {
         let salt = data_encoding::BASE64
             .decode(self.salt.as_bytes())
-            .map_err(|_| Error::Store("hash salt is not base64".into()))?;
+            .map_err(|_| StoreError::corrupt("hash salt is not base64"))?;
         let stored = data_encoding::BASE64
             .decode(self.hash.as_bytes())
-            .map_err(|_| Error::Store("hash is not base64".into()))?;
+            .map_err(|_| StoreError::corrupt("hash is not base64"))?;
         let guess = argon2id(candidate.as_bytes(), &salt, self.cost, memory)?;
         Ok(constant_time_eq(&stored, &guess))
     }

@@ -41,7 +41,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     /// A commit failed (a full disk, an I/O error): nothing more is written until the daemon restarts.
     #[error("store: commit failed, no further writes until a restart: {0}")]
     StoreFailed(String),
@@ -49,6 +49,43 @@ pub enum Error {
     Crypto(String),
     #[error("tls: {0}")]
     Tls(String),
+    /// Something that cannot happen did (a request without its connection's address): a bug, not the
+    /// caller's fault.
+    #[error("internal: {0}")]
+    Internal(&'static str),
+}
+
+/// What went wrong in the store, with the underlying error kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error("record encoding: {0}")]
+    Encoding(#[from] serde_json::Error),
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    /// A stored record or file is not what this daemon wrote (a damaged file, a newer layout).
+    #[error("{0}")]
+    Corrupt(String),
+    /// A transaction failed in sled, named by what it did.
+    #[error("{what}: {detail}")]
+    Transaction { what: &'static str, detail: String },
+    #[error("the commit thread has stopped")]
+    CommitThreadStopped,
+    #[error("commit thread: {0}")]
+    CommitThreadStart(#[source] std::io::Error),
+    #[error("{0}")]
+    Advice(#[from] nix::errno::Errno),
+}
+
+impl StoreError {
+    pub fn corrupt(message: impl Into<String>) -> Error {
+        Error::Store(StoreError::Corrupt(message.into()))
+    }
 }
 
 impl Error {
@@ -76,7 +113,11 @@ impl Error {
             Error::Throttled { locked: false, .. } => "rate_limited",
             Error::Config(_) => "config",
             Error::StoreFailed(_) => "unavailable",
-            Error::Io { .. } | Error::Store(_) | Error::Crypto(_) | Error::Tls(_) => "internal",
+            Error::Io { .. }
+            | Error::Store(_)
+            | Error::Crypto(_)
+            | Error::Tls(_)
+            | Error::Internal(_) => "internal",
         }
     }
 
@@ -99,12 +140,12 @@ fn throttled_message(locked: bool, retry_after: Option<u64>) -> String {
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
-        Error::Store(e.to_string())
+        Error::Store(StoreError::Sled(e))
     }
 }
 
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
-        Error::Store(format!("record encoding: {e}"))
+        Error::Store(StoreError::Encoding(e))
     }
 }

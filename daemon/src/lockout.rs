@@ -57,11 +57,7 @@ pub fn unknown_name_key(name: &str) -> String {
 /// The counter key of a source address.
 pub fn address_key(ip: IpAddr) -> String {
     // An IPv4 client seen through an IPv6 socket is the same client.
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    format!("{ADDRESS_PREFIX}{ip}")
+    format!("{ADDRESS_PREFIX}{}", ip.to_canonical())
 }
 
 /// Drops the counters that no longer mean anything at `now`, then the least recently failed names that

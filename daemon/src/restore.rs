@@ -47,7 +47,7 @@ use crate::challenge::{self, mask, numeric_code};
 use crate::crypto::{self, SlowHash, BACKUP_ALPHABET};
 use crate::delivery::Job;
 use crate::email::Template;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::lockout::Gate;
 use crate::lockout::{address_key, user_key};
 use crate::service::{origin_name, Actor, Attempt, Service, TotpChoice, VerifyScope};
@@ -1327,7 +1327,7 @@ impl Service {
         };
         let device_id = grant
             .device_id
-            .ok_or_else(|| Error::Store("a block code without its device".into()))?;
+            .ok_or_else(|| StoreError::corrupt("a block code without its device"))?;
         let _guard = self.lock_user(&user_key(&user.id)).await;
         let now = self.now();
         let mut user = self

@@ -23,7 +23,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::crypto::{self, Argon2Cost, BackupCodeSet, HashPool, HashTurn, SecretBox};
 use crate::directory::Directories;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::lockout::{address_key, user_key, FailureCount, Gate, KnownAddresses};
 use crate::store::records::{ApiKeyRecord, DeviceRecord, SignInBlock, TotpState, UserRecord};
 use crate::store::{AuditEntry, DeviceUse, Store};
@@ -1635,7 +1635,7 @@ fn decode_base64(encoded: &[u8]) -> Result<Vec<u8>> {
 }
 
 fn not_base64() -> Error {
-    Error::Store("sealed seed is not base64".into())
+    StoreError::corrupt("sealed seed is not base64")
 }
 
 /// `parts` one after another in `buf`, if they fit.

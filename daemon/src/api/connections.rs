@@ -183,12 +183,9 @@ pub enum Client {
 
 impl Client {
     pub fn of(address: IpAddr) -> Client {
-        match address {
+        match address.to_canonical() {
             IpAddr::V4(v4) => Client::V4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Client::V4(v4),
-                None => Client::V6Net(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-            },
+            IpAddr::V6(v6) => Client::V6Net(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
         }
     }
 }

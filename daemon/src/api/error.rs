@@ -53,7 +53,8 @@ impl From<Error> for ApiError {
             | Error::Io { .. }
             | Error::Store(_)
             | Error::Crypto(_)
-            | Error::Tls(_) => {
+            | Error::Tls(_)
+            | Error::Internal(_) => {
                 // The caller did nothing wrong and learns nothing about our internals.
                 tracing::error!(error = %e, "request failed");
                 return ApiError::new(

@@ -178,7 +178,7 @@ impl<S: Needs + Send> FromRequestParts<AppState> for Caller<S> {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| peer.ip())
-            .ok_or_else(|| Error::Store("a request without its connection's address".into()))?;
+            .ok_or_else(|| Error::Internal("a request without its connection's address"))?;
         Ok(Caller {
             app,
             trusted_proxy: access.trusted_proxy,

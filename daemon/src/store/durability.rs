@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use super::journal::Journal;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 
 /// How long a commit waits for more callers once the previous commit served more than one. Under load an
 /// `fdatasync` costs about 40 µs of CPU and a wake-up of this thread; batches sized only by the time one
@@ -129,7 +129,7 @@ impl Committer {
                     }
                 }
             })
-            .map_err(|e| Error::Store(format!("commit thread: {e}")))?;
+            .map_err(|e| Error::Store(StoreError::CommitThreadStart(e)))?;
         Ok(Committer {
             requests,
             durable,
@@ -149,11 +149,11 @@ impl Committer {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send((tx, self.durable.clone()))
-            .map_err(|_| Error::Store("the commit thread has stopped".into()))?;
+            .map_err(|_| Error::Store(StoreError::CommitThreadStopped))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::StoreFailed(e)),
-            Err(_) => Err(Error::Store("the commit thread has stopped".into())),
+            Err(_) => Err(Error::Store(StoreError::CommitThreadStopped)),
         }
     }
 }

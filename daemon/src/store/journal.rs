@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use twofold_wire::admin::AuditEvent;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::lockout::FailureCount;
 
 /// The one file of earlier versions' journal.
@@ -291,7 +291,7 @@ impl Journal {
         // a hole in the audit log, which its readers pass over.
         for pair in ids[first..].windows(2) {
             if pair[1] != pair[0] + 1 {
-                return Err(Error::Store(format!(
+                return Err(StoreError::corrupt(format!(
                     "{}: journal segment {} is missing (the state it recorded would be lost)",
                     segment_dir.display(),
                     pair[0] + 1
@@ -346,7 +346,7 @@ impl Journal {
             finished.push(Finished { id, len: end });
         }
         let current = current.ok_or_else(|| {
-            Error::Store(format!("{}: no journal segment", segment_dir.display()))
+            StoreError::corrupt(format!("{}: no journal segment", segment_dir.display()))
         })?;
         Ok(Journal {
             dir: segment_dir,
@@ -369,33 +369,6 @@ impl Journal {
                 spare: Vec::new(),
             }),
         })
-    }
-
-    /// Empties the journal and its snapshot (a migration rebuilds them from the old layout).
-    pub fn reset(&self) -> Result<()> {
-        let mut writer = lock(&self.writer);
-        let mut tail = lock(&self.tail);
-        let current = writer.current.id;
-        for id in writer.finished.drain(..).map(|f| f.id).chain([current]) {
-            remove_if_present(&segment_path(&self.dir, id))?;
-        }
-        let file = create_segment(&self.dir, 1)?;
-        sync_dir(&self.dir)?;
-        remove_if_present(&self.snapshot_path)?;
-        writer.current = Segment {
-            id: 1,
-            file: Arc::new(file),
-            end: 0,
-            allocated: 0,
-        };
-        writer.synced = 0;
-        writer.unsynced.clear();
-        writer.dir_unsynced = false;
-        tail.pending.clear();
-        tail.next_audit_id = 1;
-        lock(&self.devices).clear();
-        lock(&self.counters).clear();
-        Ok(())
     }
 
     /// Writes the current state as the snapshot, first dropping devices of users `keep_user` rejects and
@@ -569,15 +542,6 @@ impl Journal {
         id
     }
 
-    /// Appends an event that already has an id (migrated from the old layout).
-    pub fn append_audit_with_id(&self, event: &AuditEvent) {
-        let mut tail = lock(&self.tail);
-        tail.next_audit_id = tail.next_audit_id.max(event.id.saturating_add(1));
-        frame(&mut tail.pending, |b| {
-            encode_audit(b, event.id, &AuditEntry::of(event));
-        });
-    }
-
     /// The newest `limit` events with an id below `before` (all if `None`) that `keep` accepts, oldest
     /// first.
     pub fn audit_newest(
@@ -697,7 +661,7 @@ impl Journal {
                     .map(|f| f.id)
                     .eq(expired.ids.iter().copied());
             if !still_oldest {
-                return Err(Error::Store(format!(
+                return Err(StoreError::corrupt(format!(
                     "{}: the journal segments to drop are no longer the oldest finished ones",
                     self.dir.display()
                 )));
@@ -760,7 +724,7 @@ impl Journal {
     pub fn sync(&self) -> Result<()> {
         let mut writer = lock(&self.writer);
         if let Some(e) = &writer.failed {
-            return Err(Error::Store(format!(
+            return Err(StoreError::corrupt(format!(
                 "{}: an earlier sync failed ({e}): nothing written since is trusted",
                 self.dir.display()
             )));
@@ -888,7 +852,7 @@ impl WrittenSegments {
 }
 
 fn corrupt(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::Store(format!("{}: {what}", path.display()))
+    StoreError::corrupt(format!("{}: {what}", path.display()))
 }
 
 // ---- segment files ----
@@ -950,7 +914,7 @@ fn adopt_one_file_journal(dir: &Path, segment_dir: &Path) -> Result<()> {
         return Ok(());
     }
     if !segment_ids(segment_dir)?.is_empty() {
-        return Err(Error::Store(format!(
+        return Err(StoreError::corrupt(format!(
             "{} and the segments in {} both exist: the one file is an earlier version's journal, which \
              should have become segment 1; move away whichever was restored by mistake",
             one_file.display(),
@@ -1008,7 +972,7 @@ fn start_state(snapshot_path: &Path, segment_dir: &Path, ids: &[u64]) -> Result<
         Err(e) => format!("the journal snapshot is unreadable ({e})"),
     };
     if oldest != 1 {
-        return Err(Error::Store(format!(
+        return Err(StoreError::corrupt(format!(
             "{problem}, and the segments before {oldest} were dropped by the audit retention: only the \
              snapshot holds the device use and failure counters they recorded. Restore {} from a backup, \
              or delete it to start with what the remaining segments hold",
@@ -1219,7 +1183,7 @@ fn read_snapshot(path: &Path) -> Result<Option<ReplayState>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
-    let bad = || Error::Store(format!("{}: not a valid snapshot", path.display()));
+    let bad = || StoreError::corrupt(format!("{}: not a valid snapshot", path.display()));
     let (body, crc) = bytes
         .split_at_checked(bytes.len().saturating_sub(4))
         .ok_or_else(bad)?;
@@ -1991,7 +1955,7 @@ mod tests {
         }
         let expired = journal
             .expired_segments(end, T0 + 40 * DAY)?
-            .ok_or_else(|| Error::Store("nothing expired".into()))?;
+            .ok_or_else(|| StoreError::corrupt("nothing expired"))?;
         let first_of_3 = {
             let path = segment_path(&dir.join(SEGMENT_DIR), 3);
             let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -2174,7 +2138,7 @@ mod tests {
             let end = journal.write_snapshot(|_| Ok(true), |_| {})?;
             let expired = journal
                 .expired_segments(end, T0 + DAY)?
-                .ok_or_else(|| Error::Store("nothing expired".into()))?;
+                .ok_or_else(|| StoreError::corrupt("nothing expired"))?;
             assert_eq!(expired.ids, [1]);
             journal.drop_segments(&expired)?;
         }
@@ -2226,7 +2190,7 @@ mod tests {
                     0,
                     nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
                 )
-                .map_err(|e| Error::Store(e.to_string()))?;
+                .map_err(|e| Error::Store(StoreError::Advice(e)))?;
             }
         }
         Ok(())

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use twofold_wire::admin::AuditEvent;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::lockout::{FailureCount, KnownAddresses};
 use durability::{Committer, Durable};
 pub use journal::{AuditEntry, DeviceUse, ExpiredSegments, JournalStats};
@@ -36,7 +36,8 @@ use records::{ApiKeyRecord, LivePolicy, UserRecord};
 use tree::Tree;
 
 /// Version of the record layout. Bump it and add a step to `migrate` when the layout changes.
-/// 1: everything in sled. 2: device use, failure counters and the audit log in the journal.
+/// 2: device use, failure counters and the audit log in the journal, the rest in sled. (Layout 1, with
+/// everything in sled, was never released: its migration is gone.)
 pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const LIVE_POLICY_KEY: &str = "live_policy";
@@ -128,7 +129,12 @@ impl Store {
                 // unacknowledged write could lose.
                 .flush_every_ms(Some(1000)),
         )
-        .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        .map_err(|source| {
+            Error::Store(StoreError::Open {
+                path: dir.to_owned(),
+                source,
+            })
+        })?;
         let writes = Arc::new(AtomicU64::new(0));
         let tree = |name: &str| {
             db.open_tree(name)
@@ -162,11 +168,6 @@ impl Store {
             db,
         };
         store.check_schema()?;
-        // Layout 1's trees, emptied into the journal by the migration; dropped here too, so that a crash
-        // between the migration and their removal leaves nothing behind.
-        for old in ["failures", "audit"] {
-            store.db.drop_tree(old)?;
-        }
         // The next start replays only what this run appends.
         let journal = &store.durable.journal;
         journal.write_snapshot(
@@ -224,11 +225,11 @@ impl Store {
             }
             Some(v) => u32::from_be_bytes(
                 <[u8; 4]>::try_from(v.as_ref())
-                    .map_err(|_| Error::Store("schema version is not 4 bytes".into()))?,
+                    .map_err(|_| StoreError::corrupt("schema version is not 4 bytes"))?,
             ),
         };
         if found > SCHEMA_VERSION {
-            return Err(Error::Store(format!(
+            return Err(StoreError::corrupt(format!(
                 "the store has schema version {found}, this daemon knows up to {SCHEMA_VERSION}: it was written by a newer twofoldd"
             )));
         }
@@ -240,39 +241,12 @@ impl Store {
         Ok(())
     }
 
-    /// The migration hook: rewrites records from layout `from` to `from + 1`. Layout 1 is the first.
+    /// The migration hook: rewrites records from layout `from` to `from + 1`. Layout 2 is the first
+    /// released one, so there is no step yet.
     fn migrate(&self, from: u32) -> Result<()> {
-        match from {
-            1 => self.migrate_to_journal(),
-            _ => Err(Error::Store(format!(
-                "no migration from schema version {from}"
-            ))),
-        }
-    }
-
-    /// Layout 1 -> 2: device use from the user records, the `failures` tree and the `audit` tree go to the
-    /// journal. The journal is rebuilt from scratch, so a migration cut short runs again from the start;
-    /// the old trees are dropped only once the new version is recorded (see `open`). User records keep
-    /// their old copies of device use until next written: they are never read (see `with_device_use`).
-    fn migrate_to_journal(&self) -> Result<()> {
-        let journal = self.journal();
-        journal.reset()?;
-        for item in self.users.iter() {
-            let (_, v) = item?;
-            let user: UserRecord = decode(&v)?;
-            for device in &user.devices {
-                journal.record_device_use(&user.id, &device.id, device_use_of(device));
-            }
-        }
-        for item in self.db.open_tree("failures")?.iter() {
-            let (k, v) = item?;
-            let count: FailureCount = decode(&v)?;
-            journal.update_counter(&String::from_utf8_lossy(&k), |_| count);
-        }
-        for item in self.db.open_tree("audit")?.iter() {
-            journal.append_audit_with_id(&decode(&item?.1)?);
-        }
-        journal.sync()
+        Err(StoreError::corrupt(format!(
+            "no migration from schema version {from}"
+        )))
     }
 
     pub fn schema_version(&self) -> Result<u32> {
@@ -488,7 +462,12 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<()>>(outcome)
             },
         )
-        .map_err(|e| Error::Store(format!("insert users: {e:?}")))?;
+        .map_err(|e| {
+            Error::Store(StoreError::Transaction {
+                what: "insert users",
+                detail: format!("{e:?}"),
+            })
+        })?;
         for (user, taken) in users.iter().zip(&outcome) {
             if taken.is_none() {
                 self.user_written(user);
@@ -522,7 +501,12 @@ impl Store {
             },
         );
         self.users_cache.written(&user.id);
-        result.map_err(|e| Error::Store(format!("delete user: {e:?}")))?;
+        result.map_err(|e| {
+            Error::Store(StoreError::Transaction {
+                what: "delete user",
+                detail: format!("{e:?}"),
+            })
+        })?;
         self.journal().retain_devices(&user.id, |_| false);
         self.meta.remove(known_addresses_key(&user.id).as_bytes())?;
         Ok(())
@@ -884,104 +868,30 @@ mod tests {
         Ok(())
     }
 
-    /// A store as a version-1 daemon left it: everything in sled, device use inside the user record.
-    fn write_version_1_store(dir: &Path) -> Result<()> {
-        let db = sled::open(dir)?;
-        db.open_tree("meta")?
-            .insert(SCHEMA_KEY, &1u32.to_be_bytes())?;
-        let user = serde_json::json!({
+    /// A store with one user, alice (u1), and her TOTP device d1.
+    fn write_store_with_alice(dir: &Path) -> Result<()> {
+        let store = Store::open(dir)?;
+        let user: UserRecord = serde_json::from_value(serde_json::json!({
             "id": "u1", "username": "alice", "upn": null, "display_name": null, "email": null,
             "mobile": null, "voice": null, "groups": [], "enabled": true, "source": "local",
             "enrollment_required": false, "created": 10,
             "devices": [{
                 "id": "d1", "kind": "totp", "label": "phone", "status": "active", "created": 11,
-                "last_used": 1_700_000_030, "destination": null,
+                "last_used": null, "destination": null,
                 "totp": {"params": {"algorithm": "SHA1", "digits": 6, "period": 30},
-                         "sealed_secret": "AAAA", "last_step": 56_666_667, "drift": -1}
+                         "sealed_secret": "AAAA", "last_step": null, "drift": 0}
             }],
             "backup_codes": null
-        });
-        db.open_tree("users")?
-            .insert(b"u1", serde_json::to_vec(&user)?)?;
-        db.open_tree("names")?.insert(b"alice", b"u1")?;
-        let count = FailureCount {
-            failures: 4,
-            last_failure: 1_700_000_000,
-            locked_at: None,
-            locks: 0,
-        };
-        db.open_tree("failures")?
-            .insert(b"addr:10.0.0.9", serde_json::to_vec(&count)?)?;
-        let audit = db.open_tree("audit")?;
-        for (id, action) in [(7u64, "user_create"), (19, "verify")] {
-            let event = AuditEvent {
-                id,
-                time: 1_700_000_000,
-                actor: "admin:uid=0".into(),
-                action: action.into(),
-                user: Some("alice".into()),
-                outcome: "ok".into(),
-                detail: None,
-            };
-            audit.insert(id.to_be_bytes(), serde_json::to_vec(&event)?)?;
-        }
-        db.flush()?;
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_version_1_store_moves_device_use_counters_and_audit_to_the_journal() -> Result<()> {
-        let dir = temp_dir("v1");
-        write_version_1_store(&dir)?;
-        for reopen in 0..2 {
-            let store = Store::open(&dir)?;
-            assert_eq!(store.schema_version()?, SCHEMA_VERSION, "reopen {reopen}");
-            let user = store
-                .find_user("alice")?
-                .ok_or(Error::NotFound { what: "user" })?;
-            let device = &user.devices[0];
-            assert_eq!(device.last_used, Some(1_700_000_030));
-            let totp = device
-                .totp
-                .as_ref()
-                .ok_or(Error::NotFound { what: "totp" })?;
-            assert_eq!((totp.last_step, totp.drift), (Some(56_666_667), -1));
-            assert_eq!(store.failure_count("addr:10.0.0.9")?.failures, 4);
-            let events = store.audit_tail(10)?;
-            assert_eq!(
-                events
-                    .iter()
-                    .map(|e| (e.id, e.action.as_str()))
-                    .collect::<Vec<_>>(),
-                [(7, "user_create"), (19, "verify"), (20, "verify")][..2 + reopen]
-            );
-            assert!(store
-                .db
-                .tree_names()
-                .iter()
-                .all(|t| t != b"audit" && t != b"failures"));
-            if reopen == 0 {
-                // New events continue after the migrated ones; a rewritten record keeps no copy of the use.
-                assert_eq!(store.append_audit(&AuditEntry::of(&events[1])), 20);
-                store.put_user(&user)?;
-                let raw = store
-                    .users
-                    .get(b"u1")?
-                    .map(|v| v.to_vec())
-                    .unwrap_or_default();
-                let stored: UserRecord = decode(&raw)?;
-                assert_eq!(stored.devices[0].last_used, None);
-                store.commit().await?;
-            }
-        }
-        let _ = std::fs::remove_dir_all(&dir);
+        }))?;
+        store.insert_user(&user)?;
+        store.db.flush()?;
         Ok(())
     }
 
     #[tokio::test]
     async fn a_read_after_a_write_sees_the_write_through_the_cache() -> Result<()> {
         let dir = temp_dir("cache");
-        write_version_1_store(&dir)?;
+        write_store_with_alice(&dir)?;
         let store = Store::open(&dir)?;
         let mut user = store.user("u1")?.ok_or(Error::NotFound { what: "user" })?;
         assert_eq!(
