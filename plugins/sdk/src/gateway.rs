@@ -59,22 +59,20 @@ impl Gateway {
             Err(e) => return Outcome::Failed(e),
         };
         match http_request(&request) {
-            // The daemon could not reach the gateway (refused, timed out, TLS): worth another try.
-            Err(e) => Outcome::RetryLater(e),
+            // Not allowed, or an untrusted certificate: fails at once; refused or timed out: retried.
+            Err(e) => e.outcome(),
             Ok(answer) => {
-                let body = String::from_utf8_lossy(&answer.body);
-                let snippet: String = body.chars().take(200).collect();
                 if in_ranges(answer.status, &self.success) {
                     match &self.success_body_contains {
-                        Some(wanted) if !body.contains(wanted.as_str()) => {
-                            Outcome::Failed(format!("status {} without {wanted:?} in the answer: {snippet}", answer.status))
+                        Some(wanted) if !answer.text().contains(wanted.as_str()) => {
+                            Outcome::Failed(format!("{} (without {wanted:?} in the answer)", answer.reason()))
                         }
-                        _ => Outcome::Delivered(format!("status {}: {snippet}", answer.status)),
+                        _ => Outcome::Delivered(answer.reason()),
                     }
                 } else if in_ranges(answer.status, &self.retry) {
-                    Outcome::RetryLater(format!("status {}: {snippet}", answer.status))
+                    Outcome::RetryLater(answer.retry())
                 } else {
-                    Outcome::Failed(format!("status {}: {snippet}", answer.status))
+                    Outcome::Failed(answer.reason())
                 }
             }
         }
