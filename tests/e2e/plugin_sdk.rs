@@ -178,6 +178,19 @@ async fn a_plugin_from_the_readme_retries_after_retry_after_and_fails_on_400_wit
         "{text}"
     );
     assert_eq!(gateway.received().len(), 4);
+    // In text, a delivery with several attempts lists each: the 429 before the delivery shows.
+    let all = Command::new(workspace_binary("twofold-admin")?)
+        .arg("--socket")
+        .arg(daemon.admin_socket())
+        .args(["deliveries", "--user", "gina"])
+        .output()?;
+    let text = String::from_utf8(all.stdout)?;
+    assert!(
+        text.lines().any(|l| l.starts_with("    ")
+            && l.contains("company retry_later: status 429 Too Many Requests")
+            && l.contains("retry after 2 s")),
+        "{text}"
+    );
 
     // A refused connection: retried later (after the backoff), not failed.
     let c = challenge(&api, "gina", "voice").await?;
