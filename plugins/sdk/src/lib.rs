@@ -16,7 +16,10 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; see README.md for the whole way from an
-//! empty folder to a plugin running in the daemon.
+//! empty folder to a plugin running in the daemon. [`outcome_of`] and [`HostError::outcome`] turn a
+//! gateway's answer or the host's error into the outcome most gateways need (429 retried after its
+//! `Retry-After`, 400 failed with the gateway's reason, an untrusted certificate failed at once);
+//! [`mock::MockHost`] runs `deliver` in `cargo test` on the build machine.
 //!
 //! What a plugin can reach is only what the daemon grants it in its `[[plugin]]` table: its config
 //! values, its secrets, HTTPS to allow-listed hosts, logging, and (for in-person plugins) the handover
