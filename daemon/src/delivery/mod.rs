@@ -81,6 +81,46 @@ fn retry_wait(asked: Option<u32>, backoff: Duration, max: Duration) -> Duration 
         .clamp(Duration::from_secs(1), max.max(Duration::from_secs(1)))
 }
 
+/// When each plugin that answered retry-later for one message may be called again.
+#[derive(Default)]
+struct RetrySchedule {
+    due: BTreeMap<String, Instant>,
+}
+
+impl RetrySchedule {
+    /// Whether `via` may be called at `now`: it never answered retry-later, or its wait is over.
+    fn is_due(&self, via: &str, now: Instant) -> bool {
+        self.due.get(via).is_none_or(|at| *at <= now)
+    }
+
+    /// `via` answered retry-later at `now`, asking for `asked` seconds (or none).
+    fn retry_later(
+        &mut self,
+        via: &str,
+        asked: Option<u32>,
+        backoff: Duration,
+        max: Duration,
+        now: Instant,
+    ) {
+        self.due
+            .insert(via.to_owned(), now + retry_wait(asked, backoff, max));
+    }
+
+    /// The pause before the next round: until the first of `waiting` is due; `backoff` when none of
+    /// them waits.
+    fn pause<'a>(
+        &self,
+        waiting: impl Iterator<Item = &'a str>,
+        backoff: Duration,
+        now: Instant,
+    ) -> Duration {
+        waiting
+            .filter_map(|via| self.due.get(via))
+            .min()
+            .map_or(backoff, |at| at.saturating_duration_since(now))
+    }
+}
+
 /// The routes and plugins in force; replaced whole on reload.
 struct Routes {
     delivery: DeliveryConfig,
@@ -202,8 +242,7 @@ impl Delivery {
         let mut ruled_out: HashSet<String> = HashSet::new();
         let mut tries_per_plugin: BTreeMap<String, u32> = BTreeMap::new();
         let max_wait = Duration::from_secs(config.retry_max_seconds);
-        // When each plugin that answered retry-later may be called again.
-        let mut due: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut schedule = RetrySchedule::default();
         for round in 1..=config.max_attempts {
             match self.store.challenge(&job.transaction_id)? {
                 Some(c) if c.open(self.clock.now()) => {}
@@ -227,7 +266,7 @@ impl Delivery {
                 if ruled_out.contains(via) {
                     continue;
                 }
-                if due.get(via).is_some_and(|at| *at > Instant::now()) {
+                if !schedule.is_due(via, Instant::now()) {
                     retry_possible = true;
                     continue;
                 }
@@ -244,10 +283,7 @@ impl Delivery {
                     Try::Delivered(d) => ("delivered", d.clone(), true),
                     Try::Retry(d, asked) => {
                         retry_possible = true;
-                        due.insert(
-                            via.clone(),
-                            Instant::now() + retry_wait(*asked, wait, max_wait),
-                        );
+                        schedule.retry_later(via, *asked, wait, max_wait, Instant::now());
                         ("retry_later", d.clone(), false)
                     }
                     Try::Failed(d) => {
@@ -279,13 +315,13 @@ impl Delivery {
                     return Ok(());
                 }
             }
-            let now = Instant::now();
-            let pause = vias
-                .iter()
-                .filter(|via| !ruled_out.contains(*via))
-                .filter_map(|via| due.get(via))
-                .min()
-                .map_or(wait, |at| at.saturating_duration_since(now));
+            let pause = schedule.pause(
+                vias.iter()
+                    .filter(|via| !ruled_out.contains(*via))
+                    .map(String::as_str),
+                wait,
+                Instant::now(),
+            );
             let pause_secs = pause.as_secs() + u64::from(pause.subsec_nanos() > 0);
             let next_at = self
                 .clock
@@ -499,5 +535,32 @@ mod tests {
                 "{asked:?} {backoff:?} {max:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_plugin_is_not_called_before_its_delay_even_when_another_is_due_sooner() {
+        let s = Duration::from_secs;
+        let max = s(300);
+        let t0 = Instant::now();
+        let mut schedule = RetrySchedule::default();
+        // Round 1 at t0: "busy" passes on a Retry-After of 2 s, "down" asks nothing (backoff 30 s).
+        assert!(schedule.is_due("busy", t0) && schedule.is_due("down", t0));
+        schedule.retry_later("busy", Some(2), s(30), max, t0);
+        schedule.retry_later("down", None, s(30), max, t0);
+        let both = ["busy", "down"];
+        assert_eq!(schedule.pause(both.into_iter(), s(30), t0), s(2));
+        // Round 2 at t0 + 2 s: only "busy" is called; it asks for 5 s more.
+        let t2 = t0 + s(2);
+        assert!(schedule.is_due("busy", t2) && !schedule.is_due("down", t2));
+        schedule.retry_later("busy", Some(5), s(60), max, t2);
+        assert_eq!(schedule.pause(both.into_iter(), s(60), t2), s(5));
+        // Round 3 at t0 + 7 s: "busy" again; "down" waits until t0 + 30 s.
+        let t7 = t0 + s(7);
+        assert!(schedule.is_due("busy", t7) && !schedule.is_due("down", t7));
+        schedule.retry_later("busy", None, s(120), max, t7);
+        assert_eq!(schedule.pause(both.into_iter(), s(120), t7), s(23));
+        assert!(schedule.is_due("down", t0 + s(30)));
+        // Nothing waiting: the backoff.
+        assert_eq!(schedule.pause(std::iter::empty(), s(8), t7), s(8));
     }
 }
