@@ -674,6 +674,38 @@ mod tests {
     }
 
     #[test]
+    fn host_errors_are_sorted_by_what_the_connection_reported() {
+        use std::io::{Error as Io, ErrorKind};
+        let tls = || rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // (the error as hyper's cause chain holds it, its kind)
+        let table: Vec<(Io, Option<HostErrorKind>)> = vec![
+            // hyper-rustls: the handshake's error in an I/O error in an I/O error.
+            (
+                Io::other(Io::new(ErrorKind::InvalidData, tls())),
+                Some(HostErrorKind::Tls),
+            ),
+            (
+                Io::new(ErrorKind::InvalidData, tls()),
+                Some(HostErrorKind::Tls),
+            ),
+            (
+                Io::from(ErrorKind::ConnectionRefused),
+                Some(HostErrorKind::ConnectionRefused),
+            ),
+            (
+                Io::from(ErrorKind::NetworkUnreachable),
+                Some(HostErrorKind::ConnectionRefused),
+            ),
+            (Io::from(ErrorKind::TimedOut), Some(HostErrorKind::Timeout)),
+            (Io::from(ErrorKind::ConnectionReset), None),
+        ];
+        for (error, kind) in table {
+            assert_eq!(error_kind(&error), kind, "{error:?}");
+        }
+        assert_eq!(error_kind(&tls()), Some(HostErrorKind::Tls));
+    }
+
+    #[test]
     fn codes_are_blanked_out() {
         assert_eq!(
             redact("code 123456 sent, id 9123456", "123456"),
