@@ -232,15 +232,17 @@ pub(crate) mod host {
             _ => return Some("only https:// URLs can be fetched".into()),
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("").to_ascii_lowercase();
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h.to_owned(), p.parse().unwrap_or(0)),
-            _ => (authority.clone(), default_port),
-        };
-        let allowed = allow_hosts.iter().any(|entry| match entry.rsplit_once(':') {
-            Some((h, p)) => h == host && p.parse::<u16>().ok() == Some(port),
-            None => *entry == host && port == default_port,
-        });
+        let (host, port) = host_port(&authority, default_port);
+        let allowed = allow_hosts.iter().any(|entry| host_port(entry, default_port) == (host, port));
         (!allowed).then(|| format!("host {host}:{port} is not in this plugin's allow_hosts"))
+    }
+
+    /// `[::1]:8443`, `[::1]`, `host:8443`, `host`: the host (brackets kept) and the port.
+    fn host_port(text: &str, default_port: u16) -> (&str, u16) {
+        match text.rfind(':').filter(|&i| !text[i..].contains(']')) {
+            Some(i) => (&text[..i], text[i + 1..].parse().unwrap_or(0)),
+            None => (text, default_port),
+        }
     }
 }
 
@@ -292,6 +294,12 @@ mod tests {
             "{:?}",
             outside.outcome
         );
+        let v6 = MockHost::new()
+            .config("url", "https://[::1]/send")
+            .allow_hosts(&["[::1]"])
+            .answer(200, &[], "")
+            .deliver::<Echo>(message("+41 79", "1"));
+        assert!(matches!(v6.outcome, Outcome::Delivered(_)), "{:?}", v6.outcome);
         let port = MockHost::new()
             .config("url", "https://127.0.0.1:8443/send")
             .allow_hosts(&["127.0.0.1:8443"])
