@@ -5,8 +5,10 @@
 //! - `url` (required), `method` (`POST`), `content_type` (`application/json`)
 //! - `headers`: one `Name: value` per line; values are templates (`Authorization: Bearer {secret:token}`)
 //! - `body`: a template (each plugin has a default)
-//! - `success_status` (`200-299`), `retry_status` (`408,425,429,500-599`): status ranges; any other
-//!   status fails the delivery for good
+//! - `success_status` (`200-299`), `retry_status` (`408,425,429,500-599`): status ranges; a retry
+//!   status is retried after the gateway's `Retry-After` (or the daemon's backoff), any other status
+//!   fails the delivery with the gateway's reason. A host error fails at once when retrying cannot help
+//!   (not in `allow_hosts`, an untrusted certificate) and is retried otherwise (`HostError::outcome`).
 //! - `success_body_contains`: when set, a success status also needs this text in the answer
 //! - `number_rewrite`: prefix rules for the destination number (see `phone::rewrite`)
 //!
