@@ -161,7 +161,8 @@ pub enum HandoverCommand {
 pub enum PluginCommand {
     /// Each configured plugin and whether it loaded.
     Status,
-    /// Loads the plugins again from their files.
+    /// Loads the plugin files again, with the [[plugin]] tables and routes as last read (to re-read
+    /// those from twofold.toml: systemctl reload twofoldd).
     Reload,
 }
 

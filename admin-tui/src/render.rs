@@ -394,6 +394,21 @@ pub fn text(reply: &AdminReply) -> String {
                     d.destination,
                     spelled(&d.state)
                 );
+                // Every attempt when there were several: the 429 before a delivery is what an admin
+                // looking into a slow code needs to see.
+                if d.attempts.len() > 1 {
+                    for a in &d.attempts {
+                        let _ = writeln!(
+                            out,
+                            "    {} {} {}: {} ({} ms)",
+                            time(a.at),
+                            a.via,
+                            a.outcome,
+                            escape_hazards(&a.detail),
+                            a.duration_ms
+                        );
+                    }
+                }
             }
         }
         AdminReply::RestoreState { user, state } => {

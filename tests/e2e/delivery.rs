@@ -67,7 +67,7 @@ async fn verify(api: &Api, user: &str, code: &str, transaction: Option<&str>) ->
     Ok(answer.body)
 }
 
-fn deliveries(admin: &mut Admin, user: Option<&str>) -> Result<Vec<DeliveryInfo>> {
+pub(crate) fn deliveries(admin: &mut Admin, user: Option<&str>) -> Result<Vec<DeliveryInfo>> {
     match admin.ok(&AdminRequest::DeliveryList {
         user: user.map(str::to_owned),
         limit: None,

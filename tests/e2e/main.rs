@@ -20,6 +20,7 @@ mod lifecycle;
 mod lockout;
 mod packaging;
 mod plugin_loading;
+mod plugin_sdk;
 mod policies;
 mod privacyidea;
 mod replay;

@@ -1,6 +1,7 @@
 //! What the daemon refuses when it loads a plugin, before any delivery: a component built for another
-//! version of the delivery interface, one that imports an interface the daemon does not provide, and a
-//! file that is no component at all (wasmparser's message shown whole, not cut at its first line break).
+//! version of the delivery interface (0.1.0, the release before, or a later one), one that imports an
+//! interface the daemon does not provide, and a file that is no component at all (wasmparser's message
+//! shown whole, not cut at its first line break).
 
 use anyhow::{bail, Context, Result};
 use twofold_tests::delivery::plugins_dir;
@@ -39,16 +40,20 @@ fn other_wit_versions_unknown_imports_and_bad_files_are_refused_at_load_with_who
 ) -> Result<()> {
     let dir = twofold_tests::TempDir::new("plugin-loading")?;
     let wasm = std::fs::read(plugins_dir()?.join("hostile.wasm"))?;
-    let newer = renamed(
-        &renamed(
-            &wasm,
-            "twofold:delivery/host@0.1.0",
-            "twofold:delivery/host@0.2.0",
-        )?,
-        "twofold:delivery/types@0.1.0",
-        "twofold:delivery/types@0.2.0",
-    )?;
-    std::fs::write(dir.path().join("newer.wasm"), newer)?;
+    let version = |v: &str| -> Result<Vec<u8>> {
+        renamed(
+            &renamed(
+                &wasm,
+                "twofold:delivery/host@0.2.0",
+                &format!("twofold:delivery/host@{v}"),
+            )?,
+            "twofold:delivery/types@0.2.0",
+            &format!("twofold:delivery/types@{v}"),
+        )
+    };
+    std::fs::write(dir.path().join("newer.wasm"), version("0.9.0")?)?;
+    // A plugin built with the SDK of the release before (same names, 0.1.0's interface).
+    std::fs::write(dir.path().join("older.wasm"), version("0.1.0")?)?;
     // Rust's standard library imports wasi:cli/environment: renamed, it is an import of another package.
     let evil = renamed(
         &wasm,
@@ -58,11 +63,12 @@ fn other_wit_versions_unknown_imports_and_bad_files_are_refused_at_load_with_who
     std::fs::write(dir.path().join("evil.wasm"), evil)?;
     std::fs::write(dir.path().join("junk.wasm"), b"not a component at all")?;
     let mut config = format!(
-        "\n[delivery]\nplugin_dirs = [\"{}\"]\nsms = [\"newer\", \"evil\", \"junk\", \"plain\"]\n",
+        "\n[delivery]\nplugin_dirs = [\"{}\"]\nsms = [\"newer\", \"older\", \"evil\", \"junk\", \"plain\"]\n",
         dir.path().display()
     );
     for (name, file) in [
         ("newer", "newer.wasm"),
+        ("older", "older.wasm"),
         ("evil", "evil.wasm"),
         ("junk", "junk.wasm"),
     ] {
@@ -89,8 +95,13 @@ fn other_wit_versions_unknown_imports_and_bad_files_are_refused_at_load_with_who
     };
     let newer = error_of("newer")?;
     assert!(
-        newer.contains("built for twofold:delivery@0.2.0; this daemon implements 0.1.0"),
+        newer.contains("built for twofold:delivery@0.9.0; this daemon implements 0.2.0"),
         "{newer}"
+    );
+    let older = error_of("older")?;
+    assert!(
+        older.contains("built for twofold:delivery@0.1.0; this daemon implements 0.2.0 (rebuild it with this release's twofold-plugin-sdk"),
+        "{older}"
     );
     let evil = error_of("evil")?;
     assert!(

@@ -108,6 +108,8 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -119,11 +121,33 @@ impl Received {
     }
 }
 
+/// An answer the stand-in gives: a status, headers, and a body (by default `{"id": "msg-N"}` for a
+/// success, `{"error": "scripted STATUS"}` otherwise).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+}
+
+impl Answer {
+    pub fn new(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+        Answer {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: Some(body.to_owned()),
+        }
+    }
+}
+
 #[derive(Default)]
 struct GatewayState {
     received: Vec<Received>,
-    /// Statuses to answer, in order; when empty, 200.
-    script: VecDeque<u16>,
+    /// Answers to give, in order; when empty, 200.
+    script: VecDeque<Answer>,
 }
 
 /// An HTTP stand-in for an SMS gateway or a telephony API: records every request, answers the scripted
@@ -192,7 +216,18 @@ impl Gateway {
     /// The next answers' statuses, before the default 200s.
     pub fn script(&self, statuses: &[u16]) {
         if let Ok(mut s) = self.state.lock() {
-            s.script.extend(statuses);
+            s.script.extend(statuses.iter().map(|&status| Answer {
+                status,
+                headers: Vec::new(),
+                body: None,
+            }));
+        }
+    }
+
+    /// The next answers, with their headers and bodies, before the default 200s.
+    pub fn script_answers(&self, answers: &[Answer]) {
+        if let Ok(mut s) = self.state.lock() {
+            s.script.extend(answers.iter().cloned());
         }
     }
 
@@ -247,26 +282,46 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let (status, n) = match state.lock() {
+    let (scripted, n) = match state.lock() {
         Ok(mut s) => {
             s.received.push(Received {
                 method,
                 path,
                 headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
+                at: Instant::now(),
             });
-            (s.script.pop_front().unwrap_or(200), s.received.len())
+            (s.script.pop_front(), s.received.len())
         }
-        Err(_) => (500, 0),
+        Err(_) => (None, 0),
     };
-    let text = if status < 300 {
-        format!("{{\"id\": \"msg-{n}\"}}")
-    } else {
-        format!("{{\"error\": \"scripted {status}\"}}")
-    };
+    let Answer {
+        status,
+        headers,
+        body,
+    } = scripted.unwrap_or(Answer {
+        status: if n == 0 { 500 } else { 200 },
+        headers: Vec::new(),
+        body: None,
+    });
+    let text = body.unwrap_or_else(|| {
+        if status < 300 {
+            format!("{{\"id\": \"msg-{n}\"}}")
+        } else {
+            format!("{{\"error\": \"scripted {status}\"}}")
+        }
+    });
     let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
     response
 }
 

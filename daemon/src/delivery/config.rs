@@ -76,7 +76,9 @@ pub struct DeliveryConfig {
     /// Rounds over a channel's plugins before a delivery is given up (and never past the code's expiry).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// Wait before the second round; it doubles each round up to `retry_max_seconds`.
+    /// Wait before the second round; it doubles each round up to `retry_max_seconds`. A plugin's
+    /// `retry-later` may ask for its own delay (a gateway's `Retry-After`), honoured up to
+    /// `retry_max_seconds`.
     #[serde(default = "default_retry_initial")]
     pub retry_initial_seconds: u64,
     #[serde(default = "default_retry_max")]

@@ -10,6 +10,10 @@
 //! - When a round ends without delivery and some plugin may be retried, the next round starts after
 //!   `retry_initial_seconds`, doubling up to `retry_max_seconds`, for at most `max_attempts` rounds and
 //!   never past the code's expiry. Otherwise the delivery has failed.
+//! - A plugin's `retry-later` may name its own delay (a gateway's `Retry-After`): that plugin is called
+//!   again after that delay instead of the backoff (at least 1 s, at most `retry_max_seconds`), and
+//!   not before it even when another plugin's round comes sooner. The next round starts when the
+//!   first retried plugin is due (`retry_wait`).
 //! - Before each round, a challenge that was used, replaced or has expired stops its delivery.
 //! - The code lives in memory only while its delivery runs (the store keeps a MAC), so a restart ends
 //!   the deliveries in flight: their challenges stay `queued`/`retrying` until they expire, and the user
@@ -63,8 +67,58 @@ impl std::fmt::Debug for Job {
 /// What one try came to.
 enum Try {
     Delivered(String),
-    Retry(String),
+    /// The reason, and the delay the plugin asked for.
+    Retry(String, Option<u32>),
     Failed(String),
+}
+
+/// How long a plugin that answered retry-later waits before it is called again: the delay it asked for
+/// (the gateway's `Retry-After`), else the round's backoff; at least a second, so that a gateway
+/// answering `Retry-After: 0` is not called in a tight loop, and at most `max`.
+fn retry_wait(asked: Option<u32>, backoff: Duration, max: Duration) -> Duration {
+    asked
+        .map_or(backoff, |s| Duration::from_secs(u64::from(s)))
+        .clamp(Duration::from_secs(1), max.max(Duration::from_secs(1)))
+}
+
+/// When each plugin that answered retry-later for one message may be called again.
+#[derive(Default)]
+struct RetrySchedule {
+    due: BTreeMap<String, Instant>,
+}
+
+impl RetrySchedule {
+    /// Whether `via` may be called at `now`: it never answered retry-later, or its wait is over.
+    fn is_due(&self, via: &str, now: Instant) -> bool {
+        self.due.get(via).is_none_or(|at| *at <= now)
+    }
+
+    /// `via` answered retry-later at `now`, asking for `asked` seconds (or none).
+    fn retry_later(
+        &mut self,
+        via: &str,
+        asked: Option<u32>,
+        backoff: Duration,
+        max: Duration,
+        now: Instant,
+    ) {
+        self.due
+            .insert(via.to_owned(), now + retry_wait(asked, backoff, max));
+    }
+
+    /// The pause before the next round: until the first of `waiting` is due; `backoff` when none of
+    /// them waits.
+    fn pause<'a>(
+        &self,
+        waiting: impl Iterator<Item = &'a str>,
+        backoff: Duration,
+        now: Instant,
+    ) -> Duration {
+        waiting
+            .filter_map(|via| self.due.get(via))
+            .min()
+            .map_or(backoff, |at| at.saturating_duration_since(now))
+    }
 }
 
 /// The routes and plugins in force; replaced whole on reload.
@@ -187,6 +241,8 @@ impl Delivery {
         let mut wait = Duration::from_secs(config.retry_initial_seconds);
         let mut ruled_out: HashSet<String> = HashSet::new();
         let mut tries_per_plugin: BTreeMap<String, u32> = BTreeMap::new();
+        let max_wait = Duration::from_secs(config.retry_max_seconds);
+        let mut schedule = RetrySchedule::default();
         for round in 1..=config.max_attempts {
             match self.store.challenge(&job.transaction_id)? {
                 Some(c) if c.open(self.clock.now()) => {}
@@ -210,6 +266,10 @@ impl Delivery {
                 if ruled_out.contains(via) {
                     continue;
                 }
+                if !schedule.is_due(via, Instant::now()) {
+                    retry_possible = true;
+                    continue;
+                }
                 let attempt = tries_per_plugin.entry(via.clone()).or_insert(0);
                 *attempt += 1;
                 let started = Instant::now();
@@ -221,8 +281,9 @@ impl Delivery {
                 };
                 let (label, detail, delivered) = match &outcome {
                     Try::Delivered(d) => ("delivered", d.clone(), true),
-                    Try::Retry(d) => {
+                    Try::Retry(d, asked) => {
                         retry_possible = true;
+                        schedule.retry_later(via, *asked, wait, max_wait, Instant::now());
                         ("retry_later", d.clone(), false)
                     }
                     Try::Failed(d) => {
@@ -254,16 +315,24 @@ impl Delivery {
                     return Ok(());
                 }
             }
+            let pause = schedule.pause(
+                vias.iter()
+                    .filter(|via| !ruled_out.contains(*via))
+                    .map(String::as_str),
+                wait,
+                Instant::now(),
+            );
+            let pause_secs = pause.as_secs() + u64::from(pause.subsec_nanos() > 0);
             let next_at = self
                 .clock
                 .now()
-                .saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+                .saturating_add(i64::try_from(pause_secs).unwrap_or(i64::MAX));
             if !retry_possible || round == config.max_attempts || next_at >= job.expires_at {
                 break;
             }
             self.set_state(&job, DeliveryState::Retrying)?;
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(config.retry_max_seconds));
+            tokio::time::sleep(pause).await;
+            wait = (wait * 2).min(max_wait);
         }
         self.set_state(&job, DeliveryState::Failed)?;
         tracing::warn!(transaction = %job.transaction_id, channel = crate::challenge::channel_name(job.channel), "delivery failed");
@@ -285,7 +354,7 @@ impl Delivery {
             Err(e) => return Try::Failed(e),
         };
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return Try::Retry("the daemon is shutting down".into());
+            return Try::Retry("the daemon is shutting down".into(), None);
         };
         let message = plugins::Message {
             channel: match job.channel {
@@ -317,7 +386,7 @@ impl Delivery {
                 }
                 Try::Delivered(reference)
             }
-            Ok(Outcome::RetryLater(reason)) => Try::Retry(reason),
+            Ok(Outcome::RetryLater(retry)) => Try::Retry(retry.reason, retry.after_seconds),
             Ok(Outcome::Failed(reason)) => Try::Failed(reason),
             Err(fault) => {
                 tracing::error!(plugin = %plugin.name, transaction = %job.transaction_id, fault = %fault, "plugin fault: delivery goes on without it");
@@ -345,7 +414,7 @@ impl Delivery {
         ]);
         match mailer.send(job.template, &job.destination, &values).await {
             Ok(()) => Try::Delivered(format!("accepted by {}", mailer.server)),
-            Err(e) if e.transient => Try::Retry(e.message),
+            Err(e) if e.transient => Try::Retry(e.message, None),
             Err(e) => Try::Failed(e.message),
         }
     }
@@ -441,4 +510,57 @@ pub(crate) fn utc_text(unix: i64) -> String {
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_waits_what_the_gateway_asked_within_the_bounds() {
+        let s = Duration::from_secs;
+        // (asked by the plugin, backoff of this round, retry_max_seconds, wait)
+        let table = [
+            (None, s(30), s(300), s(30)),
+            (Some(2), s(30), s(300), s(2)),
+            (Some(600), s(30), s(300), s(300)),
+            (Some(0), s(30), s(300), s(1)),
+            (None, s(30), s(10), s(10)),
+            (Some(5), s(1), s(0), s(1)),
+        ];
+        for (asked, backoff, max, expected) in table {
+            assert_eq!(
+                retry_wait(asked, backoff, max),
+                expected,
+                "{asked:?} {backoff:?} {max:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_plugin_is_not_called_before_its_delay_even_when_another_is_due_sooner() {
+        let s = Duration::from_secs;
+        let max = s(300);
+        let t0 = Instant::now();
+        let mut schedule = RetrySchedule::default();
+        // Round 1 at t0: "busy" passes on a Retry-After of 2 s, "down" asks nothing (backoff 30 s).
+        assert!(schedule.is_due("busy", t0) && schedule.is_due("down", t0));
+        schedule.retry_later("busy", Some(2), s(30), max, t0);
+        schedule.retry_later("down", None, s(30), max, t0);
+        let both = ["busy", "down"];
+        assert_eq!(schedule.pause(both.into_iter(), s(30), t0), s(2));
+        // Round 2 at t0 + 2 s: only "busy" is called; it asks for 5 s more.
+        let t2 = t0 + s(2);
+        assert!(schedule.is_due("busy", t2) && !schedule.is_due("down", t2));
+        schedule.retry_later("busy", Some(5), s(60), max, t2);
+        assert_eq!(schedule.pause(both.into_iter(), s(60), t2), s(5));
+        // Round 3 at t0 + 7 s: "busy" again; "down" waits until t0 + 30 s.
+        let t7 = t0 + s(7);
+        assert!(schedule.is_due("busy", t7) && !schedule.is_due("down", t7));
+        schedule.retry_later("busy", None, s(120), max, t7);
+        assert_eq!(schedule.pause(both.into_iter(), s(120), t7), s(23));
+        assert!(schedule.is_due("down", t0 + s(30)));
+        // Nothing waiting: the backoff.
+        assert_eq!(schedule.pause(std::iter::empty(), s(8), t7), s(8));
+    }
 }

@@ -35,7 +35,10 @@ use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{Store, StoreContextMut, StoreLimits};
 
 use super::said::plugin_text;
-use super::twofold::delivery::host::{HttpRequest, HttpResponse, LogLevel};
+use super::twofold::delivery::host::{
+    HostError, HostErrorKind, HttpRequest, HttpResponse, LogLevel,
+};
+use super::twofold::delivery::types::Retry;
 use super::Outcome;
 use crate::delivery::config::PluginConfig;
 
@@ -292,29 +295,36 @@ impl CallState {
         self.started.elapsed().saturating_sub(self.host_time)
     }
 
-    fn fetch_now(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+    fn fetch_now(&mut self, request: HttpRequest) -> Result<HttpResponse, HostError> {
+        let invalid = |message: String| HostError {
+            kind: HostErrorKind::Invalid,
+            message,
+        };
         if self.http_left == 0 {
-            return Err("too many HTTP requests in one delivery".into());
+            return Err(invalid("too many HTTP requests in one delivery".into()));
         }
         self.http_left -= 1;
         let uri: hyper::Uri = request.url.parse().map_err(|e| {
-            format!(
+            invalid(format!(
                 "URL {}: {e}",
                 plugin_text(&request.url, &self.code, MAX_NAME_BYTES)
-            )
+            ))
         })?;
         if let Some(refusal) = self.grant.refuse(&uri) {
             tracing::warn!(target: "twofold::plugin", plugin = %self.grant.name, refusal = %plugin_text(&refusal, &self.code, MAX_URL_BYTES), "plugin HTTP request refused");
-            return Err(refusal);
+            return Err(HostError {
+                kind: HostErrorKind::NotAllowed,
+                message: refusal,
+            });
         }
         let method = match request.method.to_ascii_uppercase().as_str() {
             m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
-                hyper::Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?
+                hyper::Method::from_bytes(m.as_bytes()).map_err(|e| invalid(e.to_string()))?
             }
             other => {
-                return Err(format!(
+                return Err(invalid(format!(
                     "method {other:?} is not one of GET, POST, PUT, PATCH, DELETE"
-                ))
+                )))
             }
         };
         let mut builder = hyper::Request::builder().method(method).uri(uri);
@@ -323,7 +333,7 @@ impl CallState {
         }
         let http_request = builder
             .body(Full::new(Bytes::from(request.body)))
-            .map_err(|e| format!("request: {e}"))?;
+            .map_err(|e| invalid(format!("request: {e}")))?;
         let client = self.grant.client.clone();
         let timeout = self.http_timeout;
         let answer = self.runtime.block_on(async move {
@@ -345,34 +355,85 @@ impl CallState {
                 let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
                     .collect()
                     .await
-                    .map_err(|e| {
-                        format!("reading the answer (at most {MAX_RESPONSE_BODY} bytes): {e}")
+                    .map_err(|e| HostError {
+                        kind: HostErrorKind::Other,
+                        message: format!(
+                            "reading the answer (at most {MAX_RESPONSE_BODY} bytes): {e}"
+                        ),
                     })?
                     .to_bytes()
                     .to_vec();
-                Ok::<_, String>(HttpResponse {
+                Ok::<_, HostError>(HttpResponse {
                     status,
                     headers,
                     body,
                 })
             })
             .await
-            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+            .map_err(|_| HostError {
+                kind: HostErrorKind::Timeout,
+                message: format!("no answer within {} s", timeout.as_secs()),
+            })?
         });
-        answer.map_err(|e| redact(&e, &self.code))
+        answer.map_err(|e| HostError {
+            message: redact(&e.message, &self.code),
+            ..e
+        })
     }
 }
 
-/// hyper's client errors say "client error (Connect)"; the cause chain says what happened.
-fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
-    let mut text = e.to_string();
+/// hyper's client errors say "client error (Connect)"; the cause chain says what happened, and its
+/// kind: a rustls error anywhere in it is TLS, an I/O error tells a refused connection from a timeout.
+fn describe_client_error(e: &hyper_util::client::legacy::Error) -> HostError {
+    let mut message = e.to_string();
+    let mut kind = None;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        if kind.is_none() {
+            kind = error_kind(s);
+        }
         source = s.source();
     }
-    text
+    let kind = kind.unwrap_or(if e.is_connect() && message.contains("dns error") {
+        HostErrorKind::Dns
+    } else {
+        HostErrorKind::Other
+    });
+    HostError { kind, message }
+}
+
+fn error_kind(e: &(dyn std::error::Error + 'static)) -> Option<HostErrorKind> {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return Some(HostErrorKind::Tls);
+    }
+    io_error_kind(e.downcast_ref::<std::io::Error>()?)
+}
+
+/// hyper-rustls wraps the TLS error in an I/O error in an I/O error, and an I/O error's `source()`
+/// skips what it wraps: look inside each layer.
+fn io_error_kind(io: &std::io::Error) -> Option<HostErrorKind> {
+    use std::io::ErrorKind;
+    if let Some(inner) = io.get_ref() {
+        if inner.downcast_ref::<rustls::Error>().is_some() {
+            return Some(HostErrorKind::Tls);
+        }
+        if let Some(kind) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(io_error_kind)
+        {
+            return Some(kind);
+        }
+    }
+    match io.kind() {
+        ErrorKind::ConnectionRefused
+        | ErrorKind::HostUnreachable
+        | ErrorKind::NetworkUnreachable
+        | ErrorKind::AddrNotAvailable => Some(HostErrorKind::ConnectionRefused),
+        ErrorKind::TimedOut => Some(HostErrorKind::Timeout),
+        _ => None,
+    }
 }
 
 /// The host functions, registered by hand rather than through the generated `Host` trait: the
@@ -423,7 +484,10 @@ pub fn add_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()
             let started = Instant::now();
             let answer = match request.read(&mut store) {
                 Ok(request) => store.data_mut().fetch_now(request),
-                Err(refusal) => Err(refusal),
+                Err(refusal) => Err(HostError {
+                    kind: HostErrorKind::Invalid,
+                    message: refusal,
+                }),
             };
             store.data_mut().host_time += started.elapsed();
             Ok((answer,))
@@ -513,9 +577,18 @@ pub enum WasmOutcome {
     #[component(name = "delivered")]
     Delivered(WasmStr),
     #[component(name = "retry-later")]
-    RetryLater(WasmStr),
+    RetryLater(WasmRetry),
     #[component(name = "failed")]
     Failed(WasmStr),
+}
+
+/// `retry` as it lies in the plugin's memory.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(record)]
+pub struct WasmRetry {
+    reason: WasmStr,
+    #[component(name = "after-seconds")]
+    after_seconds: Option<u32>,
 }
 
 impl WasmOutcome {
@@ -526,7 +599,10 @@ impl WasmOutcome {
         };
         Ok(match self {
             WasmOutcome::Delivered(s) => Outcome::Delivered(text(s)?),
-            WasmOutcome::RetryLater(s) => Outcome::RetryLater(text(s)?),
+            WasmOutcome::RetryLater(r) => Outcome::RetryLater(Retry {
+                reason: text(&r.reason)?,
+                after_seconds: r.after_seconds,
+            }),
             WasmOutcome::Failed(s) => Outcome::Failed(text(s)?),
         })
     }
@@ -595,6 +671,38 @@ mod tests {
         assert!(a.permits("sms.example.com", 443, 443));
         assert!(!a.permits("sms.example.com", 8443, 443));
         assert!(!a.permits("evil.example.com", 443, 443));
+    }
+
+    #[test]
+    fn host_errors_are_sorted_by_what_the_connection_reported() {
+        use std::io::{Error as Io, ErrorKind};
+        let tls = || rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // (the error as hyper's cause chain holds it, its kind)
+        let table: Vec<(Io, Option<HostErrorKind>)> = vec![
+            // hyper-rustls: the handshake's error in an I/O error in an I/O error.
+            (
+                Io::other(Io::new(ErrorKind::InvalidData, tls())),
+                Some(HostErrorKind::Tls),
+            ),
+            (
+                Io::new(ErrorKind::InvalidData, tls()),
+                Some(HostErrorKind::Tls),
+            ),
+            (
+                Io::from(ErrorKind::ConnectionRefused),
+                Some(HostErrorKind::ConnectionRefused),
+            ),
+            (
+                Io::from(ErrorKind::NetworkUnreachable),
+                Some(HostErrorKind::ConnectionRefused),
+            ),
+            (Io::from(ErrorKind::TimedOut), Some(HostErrorKind::Timeout)),
+            (Io::from(ErrorKind::ConnectionReset), None),
+        ];
+        for (error, kind) in table {
+            assert_eq!(error_kind(&error), kind, "{error:?}");
+        }
+        assert_eq!(error_kind(&tls()), Some(HostErrorKind::Tls));
     }
 
     #[test]

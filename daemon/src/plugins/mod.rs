@@ -43,15 +43,17 @@ use crate::error::{Error, Result};
 pub use capabilities::{CallLimits, CallState, Grant};
 
 wasmtime::component::bindgen!({
-    path: "../plugins/wit/delivery@0.1.0",
+    path: "../plugins/wit/delivery@0.2.0",
     world: "delivery-plugin",
 });
 
 pub use twofold::delivery::types::Channel as WitChannel;
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
-pub const INTERFACE_VERSION: &str = "twofold:delivery@0.1.0";
+/// Components built for 0.1.0 are refused at load with a message saying to rebuild them: 0.2.0 changed
+/// `retry-later` and `fetch`'s error; moving a plugin to the new SDK changes a few lines (SDK README).
+pub const WIT_VERSION: &str = "0.2.0";
+pub const INTERFACE_VERSION: &str = "twofold:delivery@0.2.0";
 /// How often the ticker advances the engine's epoch: the granularity of the CPU budget.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -482,8 +484,13 @@ fn check_imports(component: &Component, engine: &Engine) -> std::result::Result<
         };
         if let Some(inner) = interface.strip_prefix("twofold:delivery/") {
             if version != Some(WIT_VERSION) {
+                let rebuild = if version == Some("0.1.0") {
+                    " (rebuild it with this release's twofold-plugin-sdk: RetryLater now takes a Retry, fetch a typed HostError)"
+                } else {
+                    ""
+                };
                 return Err(format!(
-                    "built for twofold:delivery@{}; this daemon implements {WIT_VERSION}",
+                    "built for twofold:delivery@{}; this daemon implements {WIT_VERSION}{rebuild}",
                     said::escape_controls(version.unwrap_or("(no version)"))
                 ));
             }

@@ -39,7 +39,7 @@ impl DeliveryPlugin for Hostile {
                 };
                 match http_request(&request) {
                     Ok(answer) => Outcome::Delivered(format!("exfiltrated, status {}", answer.status)),
-                    Err(e) => Outcome::Failed(format!("refused as expected: {e}")),
+                    Err(e) => Outcome::Failed(format!("refused as expected: {}", e.message)),
                 }
             }
             // No filesystem exists for plugins.
@@ -81,7 +81,7 @@ impl DeliveryPlugin for Hostile {
                 };
                 match http_request(&request) {
                     Ok(answer) => Outcome::Delivered(format!("flood sent, status {}", answer.status)),
-                    Err(e) => Outcome::Failed(format!("flood refused: {e}")),
+                    Err(e) => Outcome::Failed(format!("flood refused: {}", e.message)),
                 }
             }
             other => Outcome::Failed(format!("unknown mode {other:?}")),

@@ -5,8 +5,10 @@
 //! - `url` (required), `method` (`POST`), `content_type` (`application/json`)
 //! - `headers`: one `Name: value` per line; values are templates (`Authorization: Bearer {secret:token}`)
 //! - `body`: a template (each plugin has a default)
-//! - `success_status` (`200-299`), `retry_status` (`408,425,429,500-599`): status ranges; any other
-//!   status fails the delivery for good
+//! - `success_status` (`200-299`), `retry_status` (`408,425,429,500-599`): status ranges; a retry
+//!   status is retried after the gateway's `Retry-After` (or the daemon's backoff), any other status
+//!   fails the delivery with the gateway's reason. A host error fails at once when retrying cannot help
+//!   (not in `allow_hosts`, an untrusted certificate) and is retried otherwise (`HostError::outcome`).
 //! - `success_body_contains`: when set, a success status also needs this text in the answer
 //! - `number_rewrite`: prefix rules for the destination number (see `phone::rewrite`)
 //!
@@ -59,22 +61,20 @@ impl Gateway {
             Err(e) => return Outcome::Failed(e),
         };
         match http_request(&request) {
-            // The daemon could not reach the gateway (refused, timed out, TLS): worth another try.
-            Err(e) => Outcome::RetryLater(e),
+            // Not allowed, or an untrusted certificate: fails at once; refused or timed out: retried.
+            Err(e) => e.outcome(),
             Ok(answer) => {
-                let body = String::from_utf8_lossy(&answer.body);
-                let snippet: String = body.chars().take(200).collect();
                 if in_ranges(answer.status, &self.success) {
                     match &self.success_body_contains {
-                        Some(wanted) if !body.contains(wanted.as_str()) => {
-                            Outcome::Failed(format!("status {} without {wanted:?} in the answer: {snippet}", answer.status))
+                        Some(wanted) if !answer.text().contains(wanted.as_str()) => {
+                            Outcome::Failed(format!("{} (without {wanted:?} in the answer)", answer.reason()))
                         }
-                        _ => Outcome::Delivered(format!("status {}: {snippet}", answer.status)),
+                        _ => Outcome::Delivered(answer.reason()),
                     }
                 } else if in_ranges(answer.status, &self.retry) {
-                    Outcome::RetryLater(format!("status {}: {snippet}", answer.status))
+                    Outcome::RetryLater(answer.retry())
                 } else {
-                    Outcome::Failed(format!("status {}: {snippet}", answer.status))
+                    Outcome::Failed(answer.reason())
                 }
             }
         }

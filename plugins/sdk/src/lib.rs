@@ -16,7 +16,10 @@
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; see README.md for the whole way from an
-//! empty folder to a plugin running in the daemon.
+//! empty folder to a plugin running in the daemon. [`outcome_of`] and [`HostError::outcome`] turn a
+//! gateway's answer or the host's error into the outcome most gateways need (429 retried after its
+//! `Retry-After`, 400 failed with the gateway's reason, an untrusted certificate failed at once);
+//! [`mock::MockHost`] runs `deliver` in `cargo test` on the build machine.
 //!
 //! What a plugin can reach is only what the daemon grants it in its `[[plugin]]` table: its config
 //! values, its secrets, HTTPS to allow-listed hosts, logging, and (for in-person plugins) the handover
@@ -24,13 +27,16 @@
 //! `std::env` trap, and the delivery fails with a message naming the call. Log through [`log`] instead.
 
 pub mod gateway;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod mock;
 pub mod phone;
+pub mod response;
 pub mod template;
 
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/delivery@0.1.0",
+        path: "../wit/delivery@0.2.0",
         world: "delivery-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_delivery_plugin",
@@ -38,9 +44,18 @@ pub mod bindings {
     });
 }
 
-pub use bindings::twofold::delivery::host::{HttpRequest, HttpResponse, LogLevel};
-pub use bindings::twofold::delivery::types::Channel;
+pub use bindings::twofold::delivery::host::{
+    HostError, HostErrorKind, HttpRequest, HttpResponse, LogLevel,
+};
+pub use bindings::twofold::delivery::types::{Channel, Retry};
 pub use bindings::{Message, Outcome};
+pub use response::outcome_of;
+
+/// The host's functions: the daemon's inside a component, the [`mock`] host in `cargo test`.
+#[cfg(target_arch = "wasm32")]
+use bindings::twofold::delivery::host;
+#[cfg(not(target_arch = "wasm32"))]
+use mock::host;
 
 /// A delivery plugin: one function from a message to its outcome.
 pub trait DeliveryPlugin {
@@ -79,7 +94,7 @@ fn install_panic_hook() {
 
 /// A value from the plugin's `[plugin.config]` table.
 pub fn config(key: &str) -> Option<String> {
-    bindings::twofold::delivery::host::config(key)
+    host::config(key)
 }
 
 /// A config value, or `default` when the table does not set it.
@@ -94,22 +109,24 @@ pub fn require_config(key: &str) -> Result<String, String> {
 
 /// A secret granted in the plugin's `[plugin.secrets]` table.
 pub fn secret(name: &str) -> Result<String, String> {
-    bindings::twofold::delivery::host::secret(name)
+    host::secret(name)
 }
 
-/// One HTTP request through the daemon (allow-listed hosts only; see the host interface).
-pub fn http_request(request: &HttpRequest) -> Result<HttpResponse, String> {
-    bindings::twofold::delivery::host::fetch(request)
+/// One HTTP request through the daemon (allow-listed hosts only; see the host interface). Turn the
+/// answer into an outcome with [`outcome_of`] and an error with [`HostError::outcome`].
+pub fn http_request(request: &HttpRequest) -> Result<HttpResponse, HostError> {
+    host::fetch(request)
 }
 
 /// Queues the current message for a helpdesk admin to hand over in person (`handover` capability).
 pub fn handover(note: &str) -> Result<(), String> {
-    bindings::twofold::delivery::host::handover(note)
+    host::handover(note)
 }
 
 /// The daemon's log, attributed to the plugin. The code is blanked out of every line.
 pub mod log {
-    use crate::bindings::twofold::delivery::host::{self, LogLevel};
+    use crate::host;
+    use crate::LogLevel;
 
     pub fn debug(message: &str) {
         host::log(LogLevel::Debug, message);

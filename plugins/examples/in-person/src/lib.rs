@@ -21,3 +21,20 @@ impl DeliveryPlugin for InPerson {
 }
 
 twofold_plugin_sdk::export_plugin!(InPerson);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twofold_plugin_sdk::mock::{message, MockHost};
+
+    #[test]
+    fn the_code_is_queued_for_handover_only_when_granted() {
+        let granted = MockHost::new().config("note", "Check the badge.").handover().deliver::<InPerson>(message("", "1"));
+        assert!(matches!(granted.outcome, Outcome::Delivered(_)), "{:?}", granted.outcome);
+        assert_eq!(granted.handover_note.as_deref(), Some("Check the badge."));
+        assert_eq!(granted.log_text(), vec!["queued for handover to alice"]);
+        let refused = MockHost::new().deliver::<InPerson>(message("", "1"));
+        assert!(matches!(&refused.outcome, Outcome::Failed(r) if r.contains("handover = true")), "{:?}", refused.outcome);
+        assert_eq!(refused.handover_note, None);
+    }
+}
