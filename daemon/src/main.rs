@@ -4,36 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use twofoldd::cli::{Cli, Command};
 use twofoldd::clock::SystemClock;
 use twofoldd::config::{Config, SYSTEM_CONFIG};
 use twofoldd::logging::LogLevel;
-
-#[derive(Parser)]
-#[command(
-    name = "twofoldd",
-    version,
-    about = "Twofold two-factor authentication daemon"
-)]
-struct Cli {
-    /// Configuration file. Default: /etc/twofold/twofold.toml if it exists, else built-in defaults
-    /// with state in ./twofold-data.
-    #[arg(long, short, global = true, env = "TWOFOLD_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the daemon (the default).
-    Run,
-    /// Validate a configuration file and report every error with its line.
-    CheckConfig {
-        /// The file to check (default: --config, then /etc/twofold/twofold.toml).
-        file: Option<PathBuf>,
-    },
-}
 
 fn main() -> ExitCode {
     let code = main_inner();

@@ -353,3 +353,51 @@ fn check_config(path: &std::path::Path) -> Result<std::process::Output> {
         .arg(path)
         .output()?)
 }
+
+/// `--help` of every command and subcommand explains each command and each argument: clap's command
+/// trees of both binaries, walked whole, list none without help.
+#[test]
+fn every_command_and_argument_has_help() {
+    use clap::CommandFactory;
+    let mut missing = Vec::new();
+    let mut counted = 0;
+    for mut command in [
+        twofold_admin::cli::Cli::command(),
+        twofoldd::cli::Cli::command(),
+    ] {
+        command.build();
+        counted += without_help(&command, "", &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {counted} commands and arguments have no help:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
+
+/// Adds to `missing` each command and argument under `command` (itself included) that has no help;
+/// returns how many it looked at.
+fn without_help(command: &clap::Command, above: &str, missing: &mut Vec<String>) -> usize {
+    let path = format!("{above}{}", command.get_name());
+    let mut counted = 1;
+    // The top commands carry `about` in their attributes; subcommands take it from doc comments.
+    if command.get_about().is_none() && command.get_long_about().is_none() {
+        missing.push(path.clone());
+    }
+    for arg in command.get_arguments() {
+        counted += 1;
+        if arg.get_help().is_none() && arg.get_long_help().is_none() {
+            let name = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => arg.get_id().to_string().to_uppercase(),
+            };
+            missing.push(format!("{path} {name}"));
+        }
+    }
+    for sub in command.get_subcommands() {
+        // clap's own `help` subcommand has help.
+        counted += without_help(sub, &format!("{path} "), missing);
+    }
+    counted
+}
