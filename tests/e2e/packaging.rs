@@ -750,6 +750,74 @@ fn documented_and_completed() -> Result<()> {
     Ok(())
 }
 
+/// On a machine without systemd's tools (Debian minbase, a container), postinst makes the account with
+/// adduser: its home is there first, so the install prints no warning (it printed `adduser: Warning:
+/// The home dir /var/lib/twofold you specified can't be accessed`), and ends 0700 twofold.
+#[test]
+fn the_deb_installs_without_systemd_and_without_a_warning() -> Result<()> {
+    let _lock = machine_lock()?;
+    let packages = packages()?;
+    if installed_version().is_some() {
+        run("dpkg", &["--purge", PACKAGE])?;
+    }
+    let _purge = Purge;
+    // A first install: no account yet (purge keeps it, so an earlier test's stays).
+    if run("getent", &["passwd", USER]).is_ok() {
+        run("userdel", &[USER])?;
+    }
+    if run("getent", &["group", USER]).is_ok() {
+        run("groupdel", &[USER])?;
+    }
+    // Every program of this machine but systemd's sysusers and tmpfiles, as on a minbase install.
+    let farm = TempDir::new("twofold-no-systemd")?;
+    for dir in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            let link = farm.path().join(&name);
+            if name == "systemd-sysusers" || name == "systemd-tmpfiles" || link.exists() {
+                continue;
+            }
+            std::os::unix::fs::symlink(Path::new(dir).join(&name), link)?;
+        }
+    }
+    let deb = path_str(&packages.deb)?;
+    let installed = Command::new("dpkg")
+        .args(["-i", deb])
+        .env("PATH", farm.path())
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()?;
+    check("dpkg", &["-i", deb], &installed)?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&installed.stdout),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    assert!(
+        !said.to_lowercase().contains("warning"),
+        "the install warns:\n{said}"
+    );
+    let account = run("getent", &["passwd", USER])?;
+    assert!(
+        account
+            .trim()
+            .ends_with(":/var/lib/twofold:/usr/sbin/nologin"),
+        "{account}"
+    );
+    assert_eq!(mode_owner(DATA)?, (0o700, USER.to_owned(), USER.to_owned()));
+    Ok(())
+}
+
 fn path_str(path: &Path) -> Result<&str> {
     path.to_str()
         .ok_or_else(|| anyhow!("non-UTF-8 path {}", path.display()))
