@@ -22,6 +22,7 @@ mod packaging;
 mod plugin_loading;
 mod policies;
 mod privacyidea;
+mod readme;
 mod replay;
 mod restore;
 mod secrets;
