@@ -806,7 +806,11 @@ impl Config {
                         Some(span) => {
                             let line = line_of(&working, span.start);
                             errors.push(ConfigError { line, message });
-                            if !neutralise(&mut working, line) {
+                            // Broken TOML: read on only while it stays broken, so that what
+                            // the broken lines hid (a table's keys now at the top) is not reported.
+                            if !neutralise(&mut working, line)
+                                || (broken && working.parse::<toml::Table>().is_ok())
+                            {
                                 break;
                             }
                         }
@@ -825,6 +829,11 @@ impl Config {
         errors.dedup();
         if broken {
             errors.truncate(1);
+            for error in &mut errors {
+                if let Some(hint) = unquoted_text(text, error.line) {
+                    error.message = hint;
+                }
+            }
         }
         match parsed {
             Some(config) if errors.is_empty() => Ok(config),
@@ -1222,6 +1231,20 @@ impl Config {
     }
 }
 
+/// `level = info` or `listen = 127.0.0.1:8443` on `line`: text without quotes, which TOML reads as a
+/// number or a float gone wrong (`invalid float, expected inf`). Some(the line as it should be).
+fn unquoted_text(text: &str, line: usize) -> Option<String> {
+    let written = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, value) = written.split_once('=')?;
+    let (key, value) = (key.trim(), value.trim());
+    let value = value.split(" #").next().unwrap_or(value).trim();
+    let alone = |v: &str| format!("{key} = {v}\n").parse::<toml::Table>().is_ok();
+    let quoted = format!("\"{value}\"");
+    let plain = !value.is_empty() && !value.starts_with(['[', '{', '"', '\'']);
+    (plain && !alone(value) && alone(&quoted))
+        .then(|| format!("text must be in quotes: {key} = {quoted}"))
+}
+
 /// serde's type errors in an admin's words: `invalid type: string "1", expected u8` becomes
 /// `expected a number from 0 to 255, found the text "1"`.
 fn in_words(message: &str) -> String {
@@ -1512,6 +1535,28 @@ mod tests {
         let config = Config::parse("version = 1\n[lockout.user]\nlock_seconds = 100000\n")
             .unwrap_or_else(|e| unreachable!("{e:?}"));
         assert_eq!(config.lockout.user.max_lock_seconds, Some(100_000));
+    }
+
+    #[test]
+    fn unquoted_text_is_told_to_be_quoted() {
+        for (line, says) in [
+            ("level = info", r#"text must be in quotes: level = "info""#),
+            (
+                "listen = 127.0.0.1:8443  # the API",
+                r#"text must be in quotes: listen = "127.0.0.1:8443""#,
+            ),
+        ] {
+            let errors = Config::parse(&format!("version = 1\n[x]\n{line}\n"))
+                .err()
+                .unwrap_or_default();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!((errors[0].line, errors[0].message.as_str()), (3, says));
+        }
+        // A broken list is no text to quote.
+        let errors = Config::parse("version = 1\n[api]\nlisten = [1,\n")
+            .err()
+            .unwrap_or_default();
+        assert!(!errors[0].message.contains("quotes"), "{errors:?}");
     }
 
     #[test]

@@ -429,6 +429,15 @@ fn check_config_says_in_words_what_a_setting_takes() -> Result<()> {
             "[directory_defaults]\n",
             ":2: unknown field `directory_defaults`",
         ),
+        // TOML reads unquoted text as a number gone wrong: "invalid float, expected `inf`".
+        (
+            "[log]\nlevel = info",
+            r#":3: text must be in quotes: level = "info""#,
+        ),
+        (
+            "[api]\nlisten = 127.0.0.1:8443",
+            r#":3: text must be in quotes: listen = "127.0.0.1:8443""#,
+        ),
         (
             "[api]\nmax_body_bytes = true",
             ":3: expected a whole number, 0 or more, found true",
