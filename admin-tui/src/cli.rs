@@ -302,8 +302,11 @@ pub enum DeviceCommand {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Algorithm {
+    /// The one every authenticator app knows (the default).
     Sha1,
+    /// Known to fewer apps.
     Sha256,
+    /// Known to fewer apps.
     Sha512,
 }
 
@@ -388,9 +391,13 @@ pub enum DirectoryCommand {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ResendChannel {
+    /// A text message to the user's mobile number.
     Sms,
+    /// A call to the user's voice number.
     Voice,
+    /// A mail to the user's address.
     Email,
+    /// The handover queue, for a helpdesk to read it out (`handover list`).
     InPerson,
 }
 
@@ -445,8 +452,11 @@ pub enum SystemCommand {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Switch {
+    /// Every user enrolls at their next login.
     On,
+    /// The policies decide.
     Off,
+    /// Show whether it is on.
     Status,
 }
 

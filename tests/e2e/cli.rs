@@ -363,8 +363,9 @@ fn check_config(path: &std::path::Path) -> Result<std::process::Output> {
         .output()?)
 }
 
-/// `--help` of every command and subcommand explains each command and each argument: clap's command
-/// trees of both binaries, walked whole, list none without help.
+/// `--help` of every command and subcommand explains each command, each argument and each value an
+/// argument takes from a list: clap's command trees of both binaries, walked whole, list none
+/// without help.
 #[test]
 fn every_command_and_argument_has_help() {
     use clap::CommandFactory;
@@ -402,6 +403,18 @@ fn without_help(command: &clap::Command, above: &str, missing: &mut Vec<String>)
                 None => arg.get_id().to_string().to_uppercase(),
             };
             missing.push(format!("{path} {name}"));
+        }
+        let values = arg.get_possible_values();
+        // true and false need no words of their own; the argument's help says what they switch.
+        let boolean = values.len() == 2
+            && values
+                .iter()
+                .all(|v| v.matches("true", false) || v.matches("false", false));
+        for value in values.iter().filter(|_| !boolean) {
+            counted += 1;
+            if value.get_help().is_none() && !arg.is_hide_possible_values_set() {
+                missing.push(format!("{path} {} {}", arg.get_id(), value.get_name()));
+            }
         }
     }
     for sub in command.get_subcommands() {
