@@ -847,23 +847,23 @@ impl Config {
     /// checked there (ExecStartPre, the daemon), not from an admin's shell.
     pub fn missing_files(&self, text: &str) -> Vec<ConfigError> {
         let inside_service = std::env::var_os("CREDENTIALS_DIRECTORY").is_some();
-        let mut named: Vec<(usize, &str, &Path)> = Vec::new();
+        let mut named: Vec<(usize, String, &Path)> = Vec::new();
         for (key, path) in [
             ("tls_cert_file", &self.api.tls_cert_file),
             ("tls_key_file", &self.api.tls_key_file),
         ] {
             if let Some(path) = path {
-                named.push((key_line(text, "api", key), key, path));
+                named.push((key_line(text, "api", key), key.to_owned(), path));
             }
         }
         for d in &self.directory {
-            let line = directory_line(text, &d.name);
             for (key, path) in [
                 ("ca_file", &d.ca_file),
                 ("bind_password_file", &d.bind_password_file),
             ] {
                 if let Some(path) = path {
-                    named.push((line, key, path));
+                    let line = directory_key_line(text, &d.name, key);
+                    named.push((line, format!("[[directory]] {}: {key}", d.name), path));
                 }
             }
         }
@@ -873,7 +873,7 @@ impl Config {
                 ("password_file", &email.password_file),
             ] {
                 if let Some(path) = path {
-                    named.push((key_line(text, "email", key), key, path));
+                    named.push((key_line(text, "email", key), key.to_owned(), path));
                 }
             }
         }
@@ -1462,6 +1462,26 @@ fn directory_line(text: &str, name: &str) -> usize {
     1
 }
 
+/// Line of `key` in the `[[directory]]` entry named `name`; the entry's name line if the key is not
+/// found there.
+fn directory_key_line(text: &str, name: &str, key: &str) -> usize {
+    let name_line = directory_line(text, name);
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(header) = (0..name_line.min(lines.len()))
+        .rev()
+        .find(|&n| lines[n].trim() == "[[directory]]")
+    else {
+        return name_line;
+    };
+    lines
+        .iter()
+        .enumerate()
+        .skip(header + 1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+        .map_or(name_line, |(n, _)| n + 1)
+}
+
 /// Line of `key` inside `[table]` ("" = top level), for errors found after parsing; 1 if not written.
 fn key_line(text: &str, table: &str, key: &str) -> usize {
     let mut current = String::new();
@@ -1557,6 +1577,21 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(!errors[0].message.contains("quotes"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_missing_directory_file_is_named_with_its_entry_and_line() {
+        let text = "version = 1\n[[directory]]\nname = \"corp\"\nurls = [\"ldaps://dc.corp.example\"]\nbind_dn = \"CN=svc\"\nbind_password_file = \"/nonexistent/bind\"\n";
+        let config = Config::parse(text).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!(
+            config.missing_files(text),
+            [ConfigError {
+                line: 6,
+                message:
+                    r#"[[directory]] corp: bind_password_file = "/nonexistent/bind": no such file"#
+                        .into()
+            }]
+        );
     }
 
     #[test]
