@@ -6,8 +6,8 @@
 //! `target/release` (the built binaries) as links in the session's folder. It changes only what it
 //! must: the API's port (the daemon listens on a free one), `cargo build` lines (skipped: the binaries
 //! are built), and `read` lines, which get what the user would type (the code the SMTP server got).
-//! Each command must exit 0, and print no `{"error": ...}`; a `# =>` line after a command names
-//! fields its JSON answer must have.
+//! Each command must exit 0, and print (or write to a `.json` file) no `{"error": ...}`; a `# =>`
+//! line after a command names fields its JSON answer must have.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -268,6 +268,19 @@ async fn the_readme_walkthroughs_run_as_written() -> Result<()> {
             let json: Option<Value> = serde_json::from_str(out.trim()).ok();
             if let Some(error) = json.as_ref().and_then(|j| j.get("error")) {
                 bail!("{at}\nanswered an error: {error}");
+            }
+            // An answer kept in a file (`> enroll.json`) is checked the same way.
+            if let Some(file) = command
+                .rsplit_once("> ")
+                .map(|(_, f)| f.trim())
+                .filter(|f| f.ends_with(".json"))
+            {
+                let kept: Value =
+                    serde_json::from_str(&std::fs::read_to_string(folder.join(file))?)
+                        .with_context(|| format!("{at}\n{file} is no JSON"))?;
+                if let Some(error) = kept.get("error") {
+                    bail!("{at}\n{file} holds an error: {error}");
+                }
             }
             for (key, value) in &step.expect {
                 let got = json.as_ref().and_then(|j| j.get(key));
