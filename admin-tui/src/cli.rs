@@ -104,7 +104,7 @@ pub enum Command {
 pub enum UserCommand {
     /// Create a local user.
     Create {
-        /// The name the user logs in with (letters, digits, . _ - @).
+        /// The name the user logs in with (no spaces, none of " / \ [ ] : ; | = , + * ? < >).
         username: String,
         /// The user principal name (alice@corp.example.com), another name they may log in with.
         #[arg(long)]
