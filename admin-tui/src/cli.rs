@@ -28,6 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Daemon version, user count, listening address.
     Status,
+    /// The live 2FA policies: show them, set defaults and group entries.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// The in-person handover queue.
@@ -38,25 +39,33 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Codes sent out of band and how their delivery went, newest first.
     Deliveries {
-        #[arg(long)]
+        /// Only the codes sent to this user.
+        #[arg(long, value_name = "USER")]
         user: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many deliveries.
+        #[arg(long, default_value_t = 50, value_name = "N")]
         limit: u32,
     },
     /// Your uid and role, as the daemon sees them.
     Whoami,
     /// Users, enrollment, locks, devices and the newest audit events.
     Dashboard,
+    /// Users: create, show, list, enable, disable, delete, unlock, reset their 2FA.
     #[command(subcommand)]
     User(UserCommand),
+    /// A user's devices (authenticators): list, block, unblock, delete.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Enroll an authenticator app for a user.
     #[command(subcommand)]
     Totp(TotpCommand),
+    /// API keys of the relying applications (VPNs, portals) that verify codes.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Source addresses locked after too many failures.
     #[command(subcommand)]
     Address(AddressCommand),
+    /// Users from Active Directory: sync now, last sync of each domain.
     #[command(subcommand)]
     Directory(DirectoryCommand),
     /// The restore function: state, lost restore codes, restoring a user for them.
@@ -67,7 +76,8 @@ pub enum Command {
     System(SystemCommand),
     /// The newest audit events, optionally only those matching every filter given.
     Audit {
-        #[arg(long, default_value_t = 50)]
+        /// At most this many events.
+        #[arg(long, default_value_t = 50, value_name = "N")]
         limit: u32,
         /// The user acted on contains this.
         #[arg(long)]
@@ -94,56 +104,80 @@ pub enum Command {
 pub enum UserCommand {
     /// Create a local user.
     Create {
+        /// The name the user logs in with (no spaces, none of " / \ [ ] : ; | = , + * ? < >).
         username: String,
+        /// The user principal name (alice@corp.example.com), another name they may log in with.
         #[arg(long)]
         upn: Option<String>,
+        /// The full name shown to admins and in mails ("Alice Example").
         #[arg(long)]
         display_name: Option<String>,
+        /// Mail address for codes and notices.
         #[arg(long)]
         email: Option<String>,
+        /// Mobile number for codes by SMS (international form, +41 79 123 45 67).
         #[arg(long)]
         mobile: Option<String>,
+        /// Number for codes by voice call (international form).
         #[arg(long)]
         voice: Option<String>,
-        #[arg(long = "group")]
+        /// A group the user belongs to, for group policies; repeat for several.
+        #[arg(long = "group", value_name = "GROUP")]
         groups: Vec<String>,
     },
+    /// A user's details, 2FA state, lock and devices.
     Show {
+        /// The user's name or UPN.
         user: String,
     },
+    /// Users, one a line, with their 2FA state.
     List {
+        /// Only users whose name, UPN, display name or mail contains this (any case).
         #[arg(long)]
         query: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        /// At most this many users.
+        #[arg(long, default_value_t = 100, value_name = "N")]
         limit: u32,
     },
+    /// Let a disabled user authenticate again.
     Enable {
+        /// The user's name or UPN.
         user: String,
     },
+    /// Refuse every verification for the user until enabled; devices are kept.
     Disable {
+        /// The user's name or UPN.
         user: String,
     },
+    /// Delete a local user with their devices and codes.
     Delete {
+        /// The user's name or UPN.
         user: String,
     },
     /// Clear the user's failure count and lock.
     Unlock {
+        /// The user's name or UPN.
         user: String,
     },
     /// A single-use access code to read out to the user (printed once).
     AccessCode {
+        /// The user's name or UPN.
         user: String,
     },
     /// Remove the user's devices and backup codes: they must enroll again at their next login.
     #[command(name = "reset-2fa")]
     ResetTwoFactor {
+        /// The user's name or UPN.
         user: String,
     },
     /// Set the numbers codes go to instead of the directory's; a number left out is cleared.
     Phones {
+        /// The user's name or UPN.
         user: String,
+        /// Mobile number for codes by SMS (international form).
         #[arg(long)]
         mobile: Option<String>,
+        /// Number for codes by voice call (international form).
         #[arg(long)]
         voice: Option<String>,
     },
@@ -154,7 +188,10 @@ pub enum HandoverCommand {
     /// Codes waiting to be read out, with who asked (each listing is audited).
     List,
     /// Removes an entry once its code was read out.
-    Done { id: String },
+    Done {
+        /// The entry's id, as `handover list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,7 +223,12 @@ pub enum PolicyCommand {
     Show,
     /// Set a default (a [policy] setting); master admins only.
     #[command(after_help = SETTINGS_HELP)]
-    Set { key: String, value: String },
+    Set {
+        /// The setting (listed below).
+        key: String,
+        /// Its new value.
+        value: String,
+    },
     /// Group entries ([[policy.group]]): the first entry that sets a value wins.
     #[command(subcommand)]
     Group(PolicyGroupCommand),
@@ -203,29 +245,69 @@ pub enum PolicyGroupCommand {
     Set {
         /// The group's DN or CN, as the entry names it.
         group: String,
+        /// The setting (listed below).
         key: String,
+        /// Its new value.
         value: String,
     },
     /// Clear one setting of a group's entry: it falls through to the next entry, then the default.
-    Unset { group: String, key: String },
+    Unset {
+        /// The group's DN or CN, as the entry names it.
+        group: String,
+        /// The setting to clear (as for `policy group set`).
+        key: String,
+    },
     /// Remove a group's entry.
-    Remove { group: String },
+    Remove {
+        /// The group's DN or CN, as the entry names it.
+        group: String,
+    },
     /// Move a group's entry to POSITION (1 = first, the highest priority).
-    Move { group: String, position: u32 },
+    Move {
+        /// The group's DN or CN, as the entry names it.
+        group: String,
+        /// The new place, 1 = first.
+        position: u32,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum DeviceCommand {
-    List { user: String },
-    Block { user: String, device: String },
-    Unblock { user: String, device: String },
-    Delete { user: String, device: String },
+    /// The user's devices: id, label, kind, state, how each was added.
+    List {
+        /// The user's name or UPN.
+        user: String,
+    },
+    /// Refuse the device's codes (reported lost) until unblocked; it stays paired.
+    Block {
+        /// The user's name or UPN.
+        user: String,
+        /// The device's id, as `device list` shows it.
+        device: String,
+    },
+    /// Accept a blocked device's codes again.
+    Unblock {
+        /// The user's name or UPN.
+        user: String,
+        /// The device's id, as `device list` shows it.
+        device: String,
+    },
+    /// Unpair the device: its codes stop working for good.
+    Delete {
+        /// The user's name or UPN.
+        user: String,
+        /// The device's id, as `device list` shows it.
+        device: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Algorithm {
+    /// The one every authenticator app knows (the default).
     Sha1,
+    /// Known to fewer apps.
     Sha256,
+    /// Known to fewer apps.
     Sha512,
 }
 
@@ -233,11 +315,15 @@ pub enum Algorithm {
 pub enum TotpCommand {
     /// Start enrolling an authenticator app: prints the secret and the otpauth URI.
     Enroll {
+        /// The user's name or UPN.
         user: String,
+        /// A name for the device, shown to the user and admins ("work phone").
         #[arg(long)]
         label: Option<String>,
+        /// The TOTP hash (default sha1, the one every authenticator app knows).
         #[arg(long, value_enum)]
         algorithm: Option<Algorithm>,
+        /// Digits per code, 6 (the default) or 8.
         #[arg(long)]
         digits: Option<u8>,
         /// Also write the QR code to this PNG file.
@@ -246,8 +332,11 @@ pub enum TotpCommand {
     },
     /// Confirm an enrollment with the first code the app shows.
     Confirm {
+        /// The user's name or UPN.
         user: String,
+        /// The device's id, as `totp enroll` printed it.
         device: String,
+        /// The code the authenticator app shows now.
         code: String,
     },
 }
@@ -256,6 +345,7 @@ pub enum TotpCommand {
 pub enum ApiKeyCommand {
     /// Create a key for a relying application; it is printed once.
     Create {
+        /// A name for the application, as audit shows it (api:NAME).
         name: String,
         /// What the key may do, comma-separated: verify (check codes), enroll (the user's own flows,
         /// each with the user's proof), manage (delete devices without the user's proof).
@@ -267,15 +357,20 @@ pub enum ApiKeyCommand {
     },
     /// Give a key new scopes or proxy trust (keys made before scopes have them all until narrowed).
     Set {
+        /// The key's name.
         name: String,
+        /// The new scopes, comma-separated: verify, enroll, manage.
         #[arg(long, value_delimiter = ',')]
         scope: Option<Vec<ApiScope>>,
         /// true or false.
         #[arg(long)]
         trusted_proxy: Option<bool>,
     },
+    /// The keys: name, scopes, proxy trust, when made and last used.
     List,
+    /// Revoke a key: the application's next request is refused.
     Revoke {
+        /// The key's name.
         name: String,
     },
 }
@@ -284,6 +379,7 @@ pub enum ApiKeyCommand {
 pub enum DirectoryCommand {
     /// Sync now (every domain, or one) and print the result.
     Sync {
+        /// Only this domain (its name in [[directory]]).
         #[arg(long)]
         domain: Option<String>,
         /// A full sync instead of an incremental one.
@@ -296,18 +392,26 @@ pub enum DirectoryCommand {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ResendChannel {
+    /// A text message to the user's mobile number.
     Sms,
+    /// A call to the user's voice number.
     Voice,
+    /// A mail to the user's address.
     Email,
+    /// The handover queue, for a helpdesk to read it out (`handover list`).
     InPerson,
 }
 
 #[derive(Subcommand)]
 pub enum RestoreCommand {
     /// Whether restore is activated, when, and the restores used in the period.
-    Status { user: String },
+    Status {
+        /// The user's name or UPN.
+        user: String,
+    },
     /// Make a new restore code for a user who lost theirs and send it (the old one stops working).
     Resend {
+        /// The user's name or UPN.
         user: String,
         /// How, among the channels the user's policy allows (restore_resend_channels).
         #[arg(long, value_enum)]
@@ -315,7 +419,9 @@ pub enum RestoreCommand {
     },
     /// Restore a user onto a new authenticator for them: prints the secret and the otpauth URI.
     Start {
+        /// The user's name or UPN.
         user: String,
+        /// A name for the new device ("new phone").
         #[arg(long)]
         label: Option<String>,
         /// Also write the QR code to this PNG file.
@@ -324,8 +430,11 @@ pub enum RestoreCommand {
     },
     /// Finish an admin restore with the new authenticator's first code.
     Confirm {
+        /// The user's name or UPN.
         user: String,
+        /// The new device's id, as `restore start` printed it.
         device: String,
+        /// The code the new authenticator shows now.
         code: String,
     },
 }
@@ -336,6 +445,7 @@ pub enum SystemCommand {
     /// enrolled before), `off` lets the policies apply, `status` shows it.
     #[command(name = "two-factor")]
     TwoFactor {
+        /// on, off, or status to show it.
         #[arg(value_enum)]
         switch: Switch,
     },
@@ -343,15 +453,21 @@ pub enum SystemCommand {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Switch {
+    /// Every user enrolls at their next login.
     On,
+    /// The policies decide.
     Off,
+    /// Show whether it is on.
     Status,
 }
 
 #[derive(Subcommand)]
 pub enum AddressCommand {
     /// Clear a source address's failure count and lock.
-    Unlock { address: String },
+    Unlock {
+        /// The IP address, as audit and the lock message show it.
+        address: String,
+    },
 }
 
 impl Command {

@@ -384,9 +384,15 @@ impl Default for BackupCodeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockoutConfig {
-    #[serde(default = "LockoutRule::user_default")]
+    #[serde(
+        default = "LockoutRule::user_default",
+        deserialize_with = "LockoutRule::user_over_defaults"
+    )]
     pub user: LockoutRule,
-    #[serde(default = "LockoutRule::address_default")]
+    #[serde(
+        default = "LockoutRule::address_default",
+        deserialize_with = "LockoutRule::address_over_defaults"
+    )]
     pub address: LockoutRule,
     /// Failure counters kept for names that are no user (so that answers do not tell users from
     /// non-users); beyond this many, the least recently failed are dropped at each compaction.
@@ -417,8 +423,9 @@ impl Default for LockoutConfig {
 }
 
 /// How failures from one user (or one source address) slow down and then stop further attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// In the file every key is optional: one left out keeps the rule's default (`user_default`,
+/// `address_default`), so `[lockout.user] max_failures = 5` alone changes only that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutRule {
     /// Failures that lock (again, after a lock lifted). NIST SP 800-63B: never more than 100.
     pub max_failures: u32,
@@ -427,13 +434,48 @@ pub struct LockoutRule {
     pub max_delay_seconds: u64,
     /// How long the first lock of a run lasts; 0 = until an admin unlocks.
     pub lock_seconds: u64,
-    /// Each further lock of a run lasts twice the one before, up to this; absent: every lock lasts
+    /// Each further lock of a run lasts twice the one before, up to this; None: every lock lasts
     /// `lock_seconds`.
-    #[serde(default)]
     pub max_lock_seconds: Option<u64>,
     /// A run of failures (and locks) is forgotten this long after its last failure or lifted lock;
     /// 0 = only a success or an admin clears it.
     pub forget_after_seconds: u64,
+}
+
+/// A `[lockout.user]` or `[lockout.address]` table as written: the keys given.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockoutRuleFile {
+    max_failures: Option<u32>,
+    delay_after: Option<u32>,
+    max_delay_seconds: Option<u64>,
+    lock_seconds: Option<u64>,
+    max_lock_seconds: Option<u64>,
+    forget_after_seconds: Option<u64>,
+}
+
+impl LockoutRuleFile {
+    /// The keys given over the rule's defaults. Without `max_lock_seconds`, re-locks grow up to the
+    /// default's longest lock, or the given `lock_seconds` if that is longer; a `lock_seconds = 0`
+    /// (locks until an admin unlocks) has no longest lock.
+    fn over(self, default: LockoutRule) -> LockoutRule {
+        let lock_seconds = self.lock_seconds.unwrap_or(default.lock_seconds);
+        let max_lock_seconds = match self.max_lock_seconds {
+            Some(given) => Some(given),
+            None if lock_seconds == 0 => None,
+            None => default.max_lock_seconds.map(|m| m.max(lock_seconds)),
+        };
+        LockoutRule {
+            max_failures: self.max_failures.unwrap_or(default.max_failures),
+            delay_after: self.delay_after.unwrap_or(default.delay_after),
+            max_delay_seconds: self.max_delay_seconds.unwrap_or(default.max_delay_seconds),
+            lock_seconds,
+            max_lock_seconds,
+            forget_after_seconds: self
+                .forget_after_seconds
+                .unwrap_or(default.forget_after_seconds),
+        }
+    }
 }
 
 pub const MAX_FAILURES_CEILING: u32 = 100;
@@ -442,6 +484,18 @@ pub const MAX_FAILURES_CEILING: u32 = 100;
 pub const KNOWN_ADDRESS_DAYS_CEILING: u32 = 365;
 
 impl LockoutRule {
+    fn user_over_defaults<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Self, D::Error> {
+        Ok(LockoutRuleFile::deserialize(d)?.over(LockoutRule::user_default()))
+    }
+
+    fn address_over_defaults<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Self, D::Error> {
+        Ok(LockoutRuleFile::deserialize(d)?.over(LockoutRule::address_default()))
+    }
+
     /// 10 failures lock for 15 minutes, re-locks double up to a day, and a quiet day forgets: a guesser
     /// going flat out gets at most 70 codes checked in any day (3,710 in a year; see `lockout`'s
     /// tests), within NIST's 100, while no one can lock a user for longer than a day at a time.
@@ -676,19 +730,31 @@ impl Config {
         }
     }
 
+    /// Reads, parses and validates the file, and checks that the files it names are there: what
+    /// `check-config` does, and the daemon before it touches anything.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Config::parse(&text).map_err(|errors| {
+        let in_file = |errors: Vec<ConfigError>| {
             let lines: Vec<String> = errors
                 .iter()
                 .map(|e| format!("{}:{}", path.display(), e))
                 .collect();
             Error::Config(lines.join("\n"))
-        })
+        };
+        let config = Config::parse(&text).map_err(in_file)?;
+        let missing = config.missing_files(&text);
+        if missing.is_empty() {
+            Ok(config)
+        } else {
+            Err(in_file(missing))
+        }
     }
 
     /// Parses and validates; on failure, every error found, in line order.
     pub fn parse(text: &str) -> std::result::Result<Self, Vec<ConfigError>> {
+        // Broken TOML is one error. The parser notices an unclosed `{` or `[` only lines later
+        // ("missing comma"); reading on past that line finds the opening one, the first by line.
+        let broken = text.parse::<toml::Table>().is_err();
         let mut working = text.to_owned();
         let mut errors = Vec::new();
         let mut parsed = None;
@@ -700,12 +766,16 @@ impl Config {
                     break;
                 }
                 Err(e) => {
-                    let message = e.message().trim().to_owned();
+                    let message = in_words(e.message().trim());
                     match e.span() {
                         Some(span) => {
                             let line = line_of(&working, span.start);
                             errors.push(ConfigError { line, message });
-                            if !neutralise(&mut working, line) {
+                            // Broken TOML: read on only while it stays broken, so that what
+                            // the broken lines hid (a table's keys now at the top) is not reported.
+                            if !neutralise(&mut working, line)
+                                || (broken && working.parse::<toml::Table>().is_ok())
+                            {
                                 break;
                             }
                         }
@@ -722,10 +792,73 @@ impl Config {
         }
         errors.sort_by_key(|e| e.line);
         errors.dedup();
+        if broken {
+            errors.truncate(1);
+            for error in &mut errors {
+                if let Some(hint) = unquoted_text(text, error.line) {
+                    error.message = hint;
+                }
+            }
+        }
         match parsed {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(errors),
         }
+    }
+
+    /// The `*_file` settings whose file is not there, each with its line and setting: found now, not
+    /// when the daemon first needs the file (after it made a master key, or at the first mail).
+    /// A file under `/run/credentials/` is a systemd credential, there only inside the service: it is
+    /// checked there (ExecStartPre, the daemon), not from an admin's shell.
+    pub fn missing_files(&self, text: &str) -> Vec<ConfigError> {
+        let inside_service = std::env::var_os("CREDENTIALS_DIRECTORY").is_some();
+        let mut named: Vec<(usize, String, &Path)> = Vec::new();
+        for (key, path) in [
+            ("tls_cert_file", &self.api.tls_cert_file),
+            ("tls_key_file", &self.api.tls_key_file),
+        ] {
+            if let Some(path) = path {
+                named.push((key_line(text, "api", key), key.to_owned(), path));
+            }
+        }
+        for d in &self.directory {
+            for (key, path) in [
+                ("ca_file", &d.ca_file),
+                ("bind_password_file", &d.bind_password_file),
+            ] {
+                if let Some(path) = path {
+                    let line = directory_key_line(text, &d.name, key);
+                    named.push((line, format!("[[directory]] {}: {key}", d.name), path));
+                }
+            }
+        }
+        if let Some(email) = &self.email {
+            for (key, path) in [
+                ("ca_file", &email.ca_file),
+                ("password_file", &email.password_file),
+            ] {
+                if let Some(path) = path {
+                    named.push((key_line(text, "email", key), key.to_owned(), path));
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        for (line, key, path) in named {
+            if !inside_service && path.starts_with("/run/credentials/") {
+                continue;
+            }
+            let problem = match std::fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => "is a folder, not a file".to_owned(),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such file".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            errors.push(ConfigError {
+                line,
+                message: format!("{key} = \"{}\": {problem}", path.display()),
+            });
+        }
+        errors
     }
 
     /// Rules that the types alone cannot express.
@@ -1063,6 +1196,163 @@ impl Config {
     }
 }
 
+/// `level = info` or `listen = 127.0.0.1:8443` on `line`: text without quotes, which TOML reads as a
+/// number or a float gone wrong (`invalid float, expected inf`). Some(the line as it should be).
+fn unquoted_text(text: &str, line: usize) -> Option<String> {
+    let written = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, value) = written.split_once('=')?;
+    let (key, value) = (key.trim(), value.trim());
+    let value = value.split(" #").next().unwrap_or(value).trim();
+    let alone = |v: &str| format!("{key} = {v}\n").parse::<toml::Table>().is_ok();
+    let quoted = format!("\"{value}\"");
+    let plain = !value.is_empty() && !value.starts_with(['[', '{', '"', '\'']);
+    (plain && !alone(value) && alone(&quoted))
+        .then(|| format!("text must be in quotes: {key} = {quoted}"))
+}
+
+/// serde's type errors in an admin's words: `invalid type: string "1", expected u8` becomes
+/// `expected a number from 0 to 255, found the text "1"`.
+fn in_words(message: &str) -> String {
+    let (found, expected) = if let Some(rest) = message.strip_prefix("invalid type: ") {
+        match rest.split_once(", expected ") {
+            Some((found, expected)) => (found_words(found), expected),
+            None => return message.to_owned(),
+        }
+    } else if let Some(rest) = message.strip_prefix("invalid value: ") {
+        match rest.split_once(", expected ") {
+            Some((found, expected)) if is_number_type(expected) => {
+                (format!("{} (out of range)", found_words(found)), expected)
+            }
+            _ => return message.to_owned(),
+        }
+    } else {
+        return message.to_owned();
+    };
+    format!("expected {}, found {found}", expected_words(expected))
+}
+
+/// The settings that differ between two `{:?}` renderings of one config type, as dotted paths
+/// (`api.listen`, `lockout.user.max_failures`); a value that is no struct (a list, an option, an
+/// enum) is named whole (`directory`). Debug covers every field, also ones added later.
+pub fn changed_settings(old: &str, new: &str) -> Vec<String> {
+    let mut changed = Vec::new();
+    differing_fields(old, new, "", &mut changed);
+    changed
+}
+
+fn differing_fields(old: &str, new: &str, path: &str, changed: &mut Vec<String>) {
+    if old == new {
+        return;
+    }
+    match (debug_fields(old), debug_fields(new)) {
+        (Some(old_fields), Some(new_fields)) => {
+            for (name, old_value) in &old_fields {
+                let new_value = new_fields
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or("", |(_, v)| v.as_str());
+                let dotted = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                differing_fields(old_value, new_value, &dotted, changed);
+            }
+        }
+        _ => changed.push(if path.is_empty() {
+            "the configuration".to_owned()
+        } else {
+            path.to_owned()
+        }),
+    }
+}
+
+/// `Name { a: 1, b: Inner { c: "x, y" } }` as `[("a", "1"), ("b", "Inner { c: \"x, y\" }")]`;
+/// None for anything but a struct.
+fn debug_fields(debug: &str) -> Option<Vec<(String, String)>> {
+    let (name, body) = debug.split_once(" { ")?;
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    let body = body.strip_suffix(" }")?;
+    let mut fields = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0i32, false, false, 0);
+    let bytes = body.as_bytes();
+    let split = |from: usize, to: usize, fields: &mut Vec<(String, String)>| {
+        if let Some((key, value)) = body[from..to].split_once(": ") {
+            fields.push((key.trim().to_owned(), value.to_owned()));
+        }
+    };
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' | b'(' => depth += 1,
+            b'}' | b']' | b')' => depth -= 1,
+            b',' if depth == 0 && bytes.get(i + 1) == Some(&b' ') => {
+                split(start, i, &mut fields);
+                start = i + 2;
+            }
+            _ => {}
+        }
+    }
+    split(start, body.len(), &mut fields);
+    Some(fields)
+}
+
+fn is_number_type(name: &str) -> bool {
+    matches!(
+        name,
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize"
+    )
+}
+
+fn expected_words(expected: &str) -> String {
+    match expected {
+        "u8" => "a number from 0 to 255".into(),
+        "u16" => "a number from 0 to 65535".into(),
+        "u32" => "a number from 0 to 4294967295".into(),
+        "u64" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        "a string" => "text in quotes".into(),
+        "a sequence" => "a list in [ ]".into(),
+        "a map" => "a table".into(),
+        other if other.starts_with("struct ") => "a table".into(),
+        other => other.into(),
+    }
+}
+
+fn found_words(found: &str) -> String {
+    let quoted = |prefix: &str| {
+        found
+            .strip_prefix(prefix)
+            .map(|v| v.trim_matches('`').to_owned())
+    };
+    if let Some(text) = found.strip_prefix("string ") {
+        format!("the text {text}")
+    } else if let Some(n) = quoted("integer ").or_else(|| quoted("floating point ")) {
+        format!("the number {n}")
+    } else if let Some(b) = quoted("boolean ") {
+        b
+    } else if found == "sequence" {
+        "a list".into()
+    } else if found == "map" {
+        "a table".into()
+    } else {
+        found.into()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub line: usize,
@@ -1137,6 +1427,26 @@ fn directory_line(text: &str, name: &str) -> usize {
     1
 }
 
+/// Line of `key` in the `[[directory]]` entry named `name`; the entry's name line if the key is not
+/// found there.
+fn directory_key_line(text: &str, name: &str, key: &str) -> usize {
+    let name_line = directory_line(text, name);
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(header) = (0..name_line.min(lines.len()))
+        .rev()
+        .find(|&n| lines[n].trim() == "[[directory]]")
+    else {
+        return name_line;
+    };
+    lines
+        .iter()
+        .enumerate()
+        .skip(header + 1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+        .map_or(name_line, |(n, _)| n + 1)
+}
+
 /// Line of `key` inside `[table]` ("" = top level), for errors found after parsing; 1 if not written.
 fn key_line(text: &str, table: &str, key: &str) -> usize {
     let mut current = String::new();
@@ -1188,6 +1498,112 @@ fn group_key_line(text: &str, group: &str, key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lockout_table_sets_only_the_keys_it_has() {
+        let config = Config::parse(
+            "version = 1\n[lockout.user]\nmax_failures = 5\n[lockout.address]\nlock_seconds = 0\n",
+        )
+        .unwrap_or_else(|e| unreachable!("{e:?}"));
+        let user = LockoutRule {
+            max_failures: 5,
+            ..LockoutRule::user_default()
+        };
+        assert_eq!(config.lockout.user, user);
+        let address = LockoutRule {
+            lock_seconds: 0,
+            max_lock_seconds: None,
+            ..LockoutRule::address_default()
+        };
+        assert_eq!(config.lockout.address, address);
+        // A longer first lock than the default's longest: re-locks are at least as long.
+        let config = Config::parse("version = 1\n[lockout.user]\nlock_seconds = 100000\n")
+            .unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!(config.lockout.user.max_lock_seconds, Some(100_000));
+    }
+
+    #[test]
+    fn unquoted_text_is_told_to_be_quoted() {
+        for (line, says) in [
+            ("level = info", r#"text must be in quotes: level = "info""#),
+            (
+                "listen = 127.0.0.1:8443  # the API",
+                r#"text must be in quotes: listen = "127.0.0.1:8443""#,
+            ),
+        ] {
+            let errors = Config::parse(&format!("version = 1\n[x]\n{line}\n"))
+                .err()
+                .unwrap_or_default();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!((errors[0].line, errors[0].message.as_str()), (3, says));
+        }
+        // A broken list is no text to quote.
+        let errors = Config::parse("version = 1\n[api]\nlisten = [1,\n")
+            .err()
+            .unwrap_or_default();
+        assert!(!errors[0].message.contains("quotes"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_missing_directory_file_is_named_with_its_entry_and_line() {
+        let text = "version = 1\n[[directory]]\nname = \"corp\"\nurls = [\"ldaps://dc.corp.example\"]\nbind_dn = \"CN=svc\"\nbind_password_file = \"/nonexistent/bind\"\n";
+        let config = Config::parse(text).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!(
+            config.missing_files(text),
+            [ConfigError {
+                line: 6,
+                message:
+                    r#"[[directory]] corp: bind_password_file = "/nonexistent/bind": no such file"#
+                        .into()
+            }]
+        );
+    }
+
+    #[test]
+    fn type_errors_in_words() {
+        for (serde, words) in [
+            (
+                r#"invalid type: string "1", expected u8"#,
+                r#"expected a number from 0 to 255, found the text "1""#,
+            ),
+            (
+                "invalid value: integer `70000`, expected u16",
+                "expected a number from 0 to 65535, found the number 70000 (out of range)",
+            ),
+            (
+                "invalid type: integer `5`, expected a string",
+                "expected text in quotes, found the number 5",
+            ),
+            (
+                "invalid type: string \"yes\", expected a boolean",
+                "expected true or false, found the text \"yes\"",
+            ),
+            ("unknown field `lisen`", "unknown field `lisen`"),
+        ] {
+            assert_eq!(in_words(serde), words);
+        }
+    }
+
+    #[test]
+    fn changed_settings_are_named_by_their_path() {
+        let mut old = Config::zero_setup();
+        old.directory = Vec::new();
+        let mut new = old.clone();
+        assert!(changed_settings(&format!("{old:?}"), &format!("{new:?}")).is_empty());
+        new.api.listen = SocketAddr::from(([127, 0, 0, 1], 9443));
+        new.totp.window = 2;
+        new.lockout.user.max_failures = 5;
+        new.admin.group = Some("a, b { c }".into());
+        assert_eq!(
+            changed_settings(&format!("{old:?}"), &format!("{new:?}")),
+            [
+                "api.listen",
+                "admin.group",
+                "totp.window",
+                "lockout.user.max_failures"
+            ]
+        );
+    }
 
     #[test]
     fn minimal_config_takes_defaults() {
@@ -1294,9 +1710,19 @@ mod tests {
                 (16, "needs lock_seconds above 0 (a lock that lifts)"),
             ]
         );
-        // Absent, a table's locks do not grow: each lasts lock_seconds.
+        // Absent, like every key, it is the default: locks grow up to a day for users. Set to
+        // lock_seconds, they do not grow.
         let text = "version = 1\n[lockout.user]\nmax_failures = 10\ndelay_after = 3\nmax_delay_seconds = 60\nlock_seconds = 900\nforget_after_seconds = 0\n";
         let c = Config::parse(text).unwrap_or_else(|_| Config::zero_setup());
+        assert_eq!(
+            (
+                c.lockout.user.lock_duration(1),
+                c.lockout.user.lock_duration(5)
+            ),
+            (Some(900), Some(14_400))
+        );
+        let c = Config::parse(&format!("{text}max_lock_seconds = 900\n"))
+            .unwrap_or_else(|_| Config::zero_setup());
         assert_eq!(
             (
                 c.lockout.user.lock_duration(1),

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod api;
 pub mod challenge;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -60,9 +61,10 @@ pub struct DaemonHandle {
 /// What a reload did with a new, valid configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reloaded {
-    /// Settings other than `log.level` changed; they take effect at the next restart. (The caller
-    /// applies `log.level`, which belongs to the process-wide logger.)
-    pub restart_needed: bool,
+    /// The settings other than `log.level` that changed (`api.listen`, `lockout.user.max_failures`,
+    /// `directory`): they take effect at the next restart. (The caller applies `log.level`, which
+    /// belongs to the process-wide logger.)
+    pub restart_needed: Vec<String>,
     /// The file's policy sections differ from the live policies, which stay (see `live_policy`).
     pub policy_differs: bool,
 }
@@ -97,9 +99,12 @@ impl DaemonHandle {
             );
         }
         // Debug output covers every field, including ones added later, without asking each
-        // config type to implement PartialEq.
+        // config type to implement PartialEq or Serialize.
         Reloaded {
-            restart_needed: format!("{comparable:?}") != format!("{:?}", self.config),
+            restart_needed: config::changed_settings(
+                &format!("{:?}", self.config),
+                &format!("{comparable:?}"),
+            ),
             policy_differs,
         }
     }

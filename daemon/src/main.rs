@@ -4,36 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use twofoldd::cli::{Cli, Command};
 use twofoldd::clock::SystemClock;
 use twofoldd::config::{Config, SYSTEM_CONFIG};
 use twofoldd::logging::LogLevel;
-
-#[derive(Parser)]
-#[command(
-    name = "twofoldd",
-    version,
-    about = "Twofold two-factor authentication daemon"
-)]
-struct Cli {
-    /// Configuration file. Default: /etc/twofold/twofold.toml if it exists, else built-in defaults
-    /// with state in ./twofold-data.
-    #[arg(long, short, global = true, env = "TWOFOLD_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the daemon (the default).
-    Run,
-    /// Validate a configuration file and report every error with its line.
-    CheckConfig {
-        /// The file to check (default: --config, then /etc/twofold/twofold.toml).
-        file: Option<PathBuf>,
-    },
-}
 
 fn main() -> ExitCode {
     let code = main_inner();
@@ -43,10 +18,11 @@ fn main() -> ExitCode {
 
 fn main_inner() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig { file } => {
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => {
             let Some(path) = file
-                .or(cli.config)
+                .clone()
+                .or(cli.config.clone())
                 .or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)))
             else {
                 return ExitCode::FAILURE;
@@ -62,22 +38,22 @@ fn main_inner() -> ExitCode {
                 }
             }
         }
-        Command::Run => run(cli.config),
+        Some(Command::Run) | None => run(&cli),
     }
 }
 
-fn run(config_path: Option<PathBuf>) -> ExitCode {
+fn run(cli: &Cli) -> ExitCode {
     // The process will hold the master key and opened seeds: no core dump of it, and no ptrace or
     // /proc/PID/mem, environ or maps for other processes of the same user (they become root's).
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         eprintln!("twofoldd: cannot turn core dumps off (PR_SET_DUMPABLE): {e}");
         return ExitCode::FAILURE;
     }
-    let path = config_path.or_else(|| {
+    let path = cli.config.clone().or_else(|| {
         let system = PathBuf::from(SYSTEM_CONFIG);
         system.exists().then_some(system)
     });
-    let config = match &path {
+    let mut config = match &path {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -90,6 +66,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         },
         None => Config::zero_setup(),
     };
+    cli.apply_overrides(&mut config);
     let log_level = twofoldd::logging::init(&config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,7 +78,7 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, path, log_level)) {
+    match runtime.block_on(serve(config, path, log_level, cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "twofoldd stopped");
@@ -115,6 +92,7 @@ async fn serve(
     config: Config,
     path: Option<PathBuf>,
     log_level: LogLevel,
+    cli: &Cli,
 ) -> twofoldd::error::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate =
@@ -126,7 +104,7 @@ async fn serve(
     match &path {
         Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
         None => {
-            tracing::info!("no configuration file: zero-setup defaults, state in ./twofold-data")
+            tracing::info!(data_dir = %config.data_dir.display(), listen = %config.api.listen, "no configuration file: built-in defaults")
         }
     }
     let handle = twofoldd::start(config, Arc::new(SystemClock)).await?;
@@ -157,7 +135,7 @@ async fn serve(
                 return Err(twofoldd::error::Error::StoreFailed(failure));
             }
             _ = hangup.recv() => {
-                let outcome = reload(&handle, path.as_deref(), &log_level);
+                let outcome = reload(&handle, path.as_deref(), &log_level, cli);
                 notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&format!("{status}; {outcome}"))]);
             }
         }
@@ -172,7 +150,12 @@ async fn serve(
 
 /// SIGHUP (`systemctl reload`): re-read and validate the file, apply what can change live. A bad file
 /// leaves the running configuration as it was. Requests keep being served throughout.
-fn reload(handle: &twofoldd::DaemonHandle, path: Option<&Path>, log_level: &LogLevel) -> String {
+fn reload(
+    handle: &twofoldd::DaemonHandle,
+    path: Option<&Path>,
+    log_level: &LogLevel,
+    cli: &Cli,
+) -> String {
     // systemd needs the time stamp to tell this reload from an earlier one (sd_notify(3)).
     match sd_notify::NotifyState::monotonic_usec_now() {
         Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
@@ -183,7 +166,10 @@ fn reload(handle: &twofoldd::DaemonHandle, path: Option<&Path>, log_level: &LogL
         return "reloaded: no configuration file".to_owned();
     };
     let config = match Config::load(path) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            cli.apply_overrides(&mut config);
+            config
+        }
         Err(e) => {
             let message = e
                 .to_string()
@@ -197,9 +183,10 @@ fn reload(handle: &twofoldd::DaemonHandle, path: Option<&Path>, log_level: &LogL
         tracing::warn!(error = %e, "reload: log level not applied");
     }
     let reloaded = handle.reload(&config);
-    let mut outcome = if reloaded.restart_needed {
-        tracing::warn!(config = %path.display(), "reload: log.level applied; other changed settings take effect at the next restart");
-        "reloaded; other changed settings need a restart".to_owned()
+    let mut outcome = if !reloaded.restart_needed.is_empty() {
+        let settings = reloaded.restart_needed.join(", ");
+        tracing::warn!(config = %path.display(), settings = %settings, "reload: log.level, policies and plugins applied; these changed settings take effect at the next restart");
+        format!("reloaded; these changed settings need a restart: {settings}")
     } else {
         tracing::info!(config = %path.display(), level = %config.log.level, "configuration reloaded");
         "reloaded".to_owned()

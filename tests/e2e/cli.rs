@@ -163,6 +163,15 @@ fn the_commented_directory_ad_role_and_policy_examples_are_valid_when_uncommente
     assert_eq!(ad_roles.lines().count(), 3, "{ad_roles}");
     let uncommented = format!("[admin.roles.directory]\n{ad_roles}{uncommented}");
     let dir = TempDir::new("twofold-example")?;
+    // check-config wants the files the examples name (the AD CA, the bind password): here, in the
+    // test's folder.
+    let uncommented =
+        uncommented.replace("\"/etc/twofold/", &format!("\"{}/", dir.path().display()));
+    for line in uncommented.lines() {
+        if let Some((_, value)) = line.split_once("_file = \"") {
+            std::fs::write(value.trim_end_matches('"'), "")?;
+        }
+    }
     let path = dir.path().join("example.toml");
     std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
     let out = check_config(&path)?;
@@ -352,4 +361,245 @@ fn check_config(path: &std::path::Path) -> Result<std::process::Output> {
         .arg("check-config")
         .arg(path)
         .output()?)
+}
+
+/// `--help` of every command and subcommand explains each command, each argument and each value an
+/// argument takes from a list: clap's command trees of both binaries, walked whole, list none
+/// without help.
+#[test]
+fn every_command_and_argument_has_help() {
+    use clap::CommandFactory;
+    let mut missing = Vec::new();
+    let mut counted = 0;
+    for mut command in [
+        twofold_admin::cli::Cli::command(),
+        twofoldd::cli::Cli::command(),
+    ] {
+        command.build();
+        counted += without_help(&command, "", &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {counted} commands and arguments have no help:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
+
+/// Adds to `missing` each command and argument under `command` (itself included) that has no help;
+/// returns how many it looked at.
+fn without_help(command: &clap::Command, above: &str, missing: &mut Vec<String>) -> usize {
+    let path = format!("{above}{}", command.get_name());
+    let mut counted = 1;
+    // The top commands carry `about` in their attributes; subcommands take it from doc comments.
+    if command.get_about().is_none() && command.get_long_about().is_none() {
+        missing.push(path.clone());
+    }
+    for arg in command.get_arguments() {
+        counted += 1;
+        if arg.get_help().is_none() && arg.get_long_help().is_none() {
+            let name = match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => arg.get_id().to_string().to_uppercase(),
+            };
+            missing.push(format!("{path} {name}"));
+        }
+        let values = arg.get_possible_values();
+        // true and false need no words of their own; the argument's help says what they switch.
+        let boolean = values.len() == 2
+            && values
+                .iter()
+                .all(|v| v.matches("true", false) || v.matches("false", false));
+        for value in values.iter().filter(|_| !boolean) {
+            counted += 1;
+            if value.get_help().is_none() && !arg.is_hide_possible_values_set() {
+                missing.push(format!("{path} {} {}", arg.get_id(), value.get_name()));
+            }
+        }
+    }
+    for sub in command.get_subcommands() {
+        // clap's own `help` subcommand has help.
+        counted += without_help(sub, &format!("{path} "), missing);
+    }
+    counted
+}
+
+/// A value of the wrong type is explained in an admin's words, not serde's (`invalid type: string
+/// "1", expected u8`).
+#[test]
+fn check_config_says_in_words_what_a_setting_takes() -> Result<()> {
+    let dir = TempDir::new("twofold-config")?;
+    for (setting, says) in [
+        (
+            "[totp]\nwindow = \"1\"",
+            r#":3: expected a number from 0 to 255, found the text "1""#,
+        ),
+        (
+            "[totp]\nwindow = 300",
+            ":3: expected a number from 0 to 255, found the number 300 (out of range)",
+        ),
+        (
+            "[directory_defaults]\n",
+            ":2: unknown field `directory_defaults`",
+        ),
+        // TOML reads unquoted text as a number gone wrong: "invalid float, expected `inf`".
+        (
+            "[log]\nlevel = info",
+            r#":3: text must be in quotes: level = "info""#,
+        ),
+        (
+            "[api]\nlisten = 127.0.0.1:8443",
+            r#":3: text must be in quotes: listen = "127.0.0.1:8443""#,
+        ),
+        (
+            "[api]\nmax_body_bytes = true",
+            ":3: expected a whole number, 0 or more, found true",
+        ),
+    ] {
+        let file = dir.path().join("typed.toml");
+        std::fs::write(&file, format!("version = 1\n{setting}\n"))?;
+        let out = check_config(&file)?;
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr)?;
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("{}{says}", file.display())),
+            "{says:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains("invalid type") && !stderr.contains(" u8"),
+            "{stderr}"
+        );
+    }
+    Ok(())
+}
+
+/// Broken TOML is one error at its line: what reading on past it found was only what it broke
+/// (an unclosed inline table gave a second, confusing `missing comma` error a line below).
+#[test]
+fn broken_toml_is_one_error() -> Result<()> {
+    let dir = TempDir::new("twofold-config")?;
+    let file = dir.path().join("broken.toml");
+    for (broken, says) in [
+        (
+            "version = 1\n[api]\nconnections = { a = 1\nlisten = \"127.0.0.1:8443\"\n",
+            ":3: unclosed inline table, expected `}`",
+        ),
+        (
+            "version = 1\n[api]\nlisten = [\"a\",\n\"b\"\n[totp]\n",
+            ":3: unclosed array, expected `]`",
+        ),
+    ] {
+        std::fs::write(&file, broken)?;
+        let out = check_config(&file)?;
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr)?;
+        assert_eq!(
+            stderr.trim_end(),
+            format!("{}{says}", file.display()),
+            "{broken:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Every key is optional, as the shipped file says: a lockout table with one key keeps the other
+/// defaults (it said `missing field delay_after`).
+#[test]
+fn a_lockout_table_with_one_key_is_valid() -> Result<()> {
+    let dir = TempDir::new("twofold-config")?;
+    let file = dir.path().join("lockout.toml");
+    std::fs::write(
+        &file,
+        "version = 1\n[lockout.user]\nmax_failures = 5\n[lockout.address]\nlock_seconds = 0\n",
+    )?;
+    let out = check_config(&file)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A file setting whose file is missing is found by check-config, with its line and name, and by the
+/// daemon before it makes anything (it made a master key, then failed on `/nonexistent: No such file
+/// or directory` without naming the setting).
+#[test]
+fn missing_files_are_named_by_their_setting_before_anything_is_made() -> Result<()> {
+    let dir = TempDir::new("twofold-config")?;
+    let data = dir.path().join("data");
+    let file = dir.path().join("files.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "version = 1\ndata_dir = \"{}\"\n[api]\ntls_cert_file = \"/nonexistent/cert.pem\"\ntls_key_file = \"{}\"\n[email]\nhost = \"127.0.0.1\"\nfrom = \"twofold@example.com\"\nusername = \"twofold\"\npassword_file = \"/nonexistent/smtp-password\"\n",
+            data.display(),
+            dir.path().display()
+        ),
+    )?;
+    let out = check_config(&file)?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    let path = file.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(r#"{path}:4: tls_cert_file = "/nonexistent/cert.pem": no such file"#),
+            format!(
+                r#"{path}:5: tls_key_file = "{}": is a folder, not a file"#,
+                dir.path().display()
+            ),
+            format!(r#"{path}:10: password_file = "/nonexistent/smtp-password": no such file"#),
+        ],
+        "{stderr}"
+    );
+    let out = Command::new(workspace_binary("twofoldd")?)
+        .arg("--config")
+        .arg(&file)
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(stderr.contains("tls_cert_file"), "{stderr}");
+    assert!(
+        !data.exists(),
+        "nothing made in the data folder before the check"
+    );
+    Ok(())
+}
+
+/// `twofoldd --listen ADDR --data-dir DIR` runs without a configuration file.
+#[test]
+fn twofoldd_takes_the_port_and_data_folder_without_a_config_file() -> Result<()> {
+    // The installed /etc/twofold/twofold.toml would be read instead; no package is installed while
+    // this is held.
+    let _machine = crate::packaging::machine_lock()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut daemon = Daemon::prepare("", &[])?;
+    let data = daemon.dir.path().join("elsewhere");
+    daemon.command_line(&[
+        "--listen".as_ref(),
+        listen.as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
+    daemon.launch()?;
+    assert_eq!(daemon.api, listen);
+    let out = Command::new(workspace_binary("twofold-admin")?)
+        .arg("--socket")
+        .arg(data.join("admin.sock"))
+        .args(["--json", "status"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(status["api_listen"], listen.as_str(), "{status}");
+    assert!(!daemon.dir.path().join("twofold-data").exists());
+    Ok(())
 }

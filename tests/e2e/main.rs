@@ -23,6 +23,7 @@ mod plugin_loading;
 mod plugin_sdk;
 mod policies;
 mod privacyidea;
+mod readme;
 mod replay;
 mod restore;
 mod secrets;

@@ -93,6 +93,8 @@ pub struct Daemon {
     env: Vec<(String, std::ffi::OsString)>,
     /// A command the daemon is started through (see `wrap`); empty: started directly.
     wrapper: Vec<std::ffi::OsString>,
+    /// The daemon's arguments (see `command_line`); None: `--config` with the test's file.
+    args: Option<Vec<std::ffi::OsString>>,
 }
 
 pub type SocketAddrString = String;
@@ -129,6 +131,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_owned(), v.to_os_string()))
                 .collect(),
             wrapper: Vec::new(),
+            args: None,
         };
         Ok(daemon)
     }
@@ -138,6 +141,12 @@ impl Daemon {
     /// another user or in namespaces of its own. Its notify socket is then writable by anyone.
     pub fn wrap(&mut self, wrapper: &[&str]) {
         self.wrapper = wrapper.iter().map(std::ffi::OsString::from).collect();
+    }
+
+    /// Starts the daemon with these arguments instead of `--config FILE` (in the test's folder, so
+    /// a relative path lands there): for a test of the command line itself.
+    pub fn command_line(&mut self, args: &[&std::ffi::OsStr]) {
+        self.args = Some(args.iter().map(|a| a.to_os_string()).collect());
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -173,12 +182,16 @@ impl Daemon {
                 command
             }
         };
+        match &self.args {
+            Some(args) => command.args(args),
+            None => command.arg("--config").arg(&self.config_path),
+        };
         command
-            .arg("--config")
-            .arg(&self.config_path)
+            .current_dir(self.dir.path())
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("JOURNAL_STREAM")
             .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("TWOFOLD_CONFIG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
