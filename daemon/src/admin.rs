@@ -29,6 +29,9 @@ use crate::policy::PolicyEdit;
 use crate::roles::{self, Peer};
 use crate::service::{Actor, Service};
 
+/// How long a stop waits for the admin requests in flight to be answered.
+const ANSWER_IN_FLIGHT_WITHIN: Duration = Duration::from_secs(10);
+
 pub struct AdminSocket {
     listener: UnixListener,
     path: PathBuf,
@@ -69,6 +72,9 @@ impl AdminSocket {
         status: Arc<DaemonStatus>,
         mut stop: watch::Receiver<bool>,
     ) {
+        // Stopping closes idle connections at once and lets a request already read get its answer (a
+        // failed store stops the daemon while the request that found it out is still being answered).
+        let connections = tokio_util::task::TaskTracker::new();
         loop {
             let stream = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -83,13 +89,27 @@ impl AdminSocket {
             };
             let service = service.clone();
             let status = status.clone();
-            tokio::spawn(async move {
-                if let Err(e) = handle(stream, service, status).await {
+            let stop = stop.clone();
+            connections.spawn(async move {
+                if let Err(e) = handle(stream, service, status, stop).await {
                     tracing::debug!(error = %e, "admin connection ended");
                 }
             });
         }
         let _ = std::fs::remove_file(&self.path);
+        connections.close();
+        // Bounded: an on-demand sync of a large domain may run for most of a minute, and a stop must not
+        // wait for it (the unit's TimeoutStopSec would kill the daemon instead).
+        if tokio::time::timeout(ANSWER_IN_FLIGHT_WITHIN, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                requests = connections.len(),
+                "stopping with admin requests unanswered after {} s",
+                ANSWER_IN_FLIGHT_WITHIN.as_secs()
+            );
+        }
     }
 }
 
@@ -97,6 +117,7 @@ async fn handle(
     stream: UnixStream,
     service: Arc<Service>,
     status: Arc<DaemonStatus>,
+    mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let peer = Peer::of(&stream)?;
     let idle = Duration::from_secs(service.config().admin.idle_timeout_seconds);
@@ -112,7 +133,11 @@ async fn handle(
     loop {
         line.clear();
         reader.set_limit(limit);
-        let Ok(read) = tokio::time::timeout(idle, reader.read_line(&mut line)).await else {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, reader.read_line(&mut line)) => next,
+            _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
+        };
+        let Ok(read) = next else {
             tracing::debug!(
                 uid = peer.uid,
                 idle_seconds = idle.as_secs(),

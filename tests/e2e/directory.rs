@@ -1,7 +1,9 @@
 //! Active Directory sync against a real Samba AD DC over LDAPS and StartTLS, and the admin roles that
 //! AD groups give.
 
-use anyhow::{bail, Result};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
 use serde_json::json;
 use twofold_tests::samba::{shared_dc, SambaDc, BASE_DN, BULK_USERS};
 use twofold_tests::{enroll_existing, oathtool, Admin, Daemon};
@@ -686,5 +688,84 @@ async fn a_dc_certificate_that_is_its_own_ca_is_explained() -> Result<()> {
         "{:?}",
         failed.errors
     );
+    Ok(())
+}
+
+/// `systemctl stop` while an admin request is in flight: the request still gets its answer. A DC that
+/// accepts and then says nothing keeps an on-demand sync waiting for its 2 s timeout; SIGTERM comes
+/// meanwhile. Before, the daemon exited with the request half done and the caller read end-of-file.
+#[test]
+// Polls a counter and the sync status: neither has anything to wait on.
+#[allow(clippy::disallowed_methods)]
+fn an_admin_request_in_flight_is_answered_before_the_daemon_stops() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("silent-dc")?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key)?;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, cert.pem())?;
+    let password_file = dir.path().join("bind-password");
+    std::fs::write(&password_file, "unused\n")?;
+    // A DC that takes connections and never answers; it counts them.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for tcp in listener.incoming().flatten() {
+            held.push(tcp);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+
+    let mut daemon = Daemon::start(&format!(
+        "\n[[directory]]\nname = \"corp\"\nurls = [\"ldaps://127.0.0.1:{port}\"]\nca_file = \"{}\"\nbind_dn = \"CN=svc,DC=corp,DC=example\"\nbind_password_file = \"{}\"\ntimeout_seconds = 2\nsync_interval_seconds = 3600\n",
+        ca_file.display(),
+        password_file.display()
+    ))?;
+    let mut admin = daemon.admin()?;
+    // The start-up sync ends first (it holds the domain's sync lock): wait for its status.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while admin
+        .ok(&AdminRequest::DirectoryStatus)
+        .map(|r| {
+            matches!(r, AdminReply::DirectoryStatus { domains } if domains.iter().all(|d| d.last_run.is_some()))
+        })
+        .ok()
+        != Some(true)
+    {
+        if std::time::Instant::now() > deadline {
+            bail!("the start-up sync did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let asking = std::thread::spawn(move || {
+        admin.call(&AdminRequest::DirectorySync {
+            domain: None,
+            full: true,
+        })
+    });
+    // The on-demand sync has reached the DC: it is in flight.
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) == before {
+        if std::time::Instant::now() > deadline {
+            bail!("the on-demand sync never reached the DC");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let code = daemon.terminate()?;
+    let answer = asking
+        .join()
+        .map_err(|_| anyhow!("the asking thread panicked"))?;
+    match answer {
+        Ok(AdminAnswer::Ok { reply }) => match *reply {
+            AdminReply::DirectoryStatus { domains } => {
+                assert!(domains.iter().all(|s| !s.ok), "{domains:?}")
+            }
+            other => bail!("unexpected {other:?}"),
+        },
+        other => bail!("the request in flight got no answer: {other:?}"),
+    }
+    assert_eq!(code, Some(0), "a clean stop");
     Ok(())
 }
