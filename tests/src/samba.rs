@@ -161,13 +161,157 @@ pub fn bulk_ldif(ou: &str, count: usize) -> String {
     ldif
 }
 
+/// The DN `bulk_ldif(ou, count)` gives its user number `i` (1-based).
+pub fn bulk_user_dn(ou: &str, count: usize, i: usize) -> String {
+    let name = format!("{}{i:05}", ou.to_lowercase());
+    if count > 5000 {
+        format!("CN={name},OU=Part{:03},OU={ou},{BASE_DN}", i / 1000)
+    } else {
+        format!("CN={name},OU={ou},{BASE_DN}")
+    }
+}
+
+/// Nested groups seeded under `OU=Groups` with the bulk users (`nested_groups_ldif`): `groups` groups
+/// in `depth` levels. Each level but the last has a tenth of the groups of the level below it (10,000
+/// groups 3 deep: 100 top, 1,000 mid, 8,900 leaf groups); each group is a member of one group of the
+/// level above (leaf `j` of mid `j % mids`, mid `m` of top `m % tops`), and each user of one to three
+/// leaf groups (`user_leaves`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NestedGroups {
+    pub groups: usize,
+    pub depth: usize,
+}
+
+impl NestedGroups {
+    /// Groups per level, the top level first.
+    pub fn levels(&self) -> Vec<usize> {
+        if self.groups == 0 || self.depth == 0 {
+            return Vec::new();
+        }
+        let mut levels: Vec<usize> = (0..self.depth - 1)
+            .map(|k| {
+                let down = u32::try_from(self.depth - 1 - k).unwrap_or(u32::MAX);
+                (self.groups / 10usize.saturating_pow(down)).max(1)
+            })
+            .collect();
+        let upper: usize = levels.iter().sum();
+        levels.push(self.groups.saturating_sub(upper).max(1));
+        levels
+    }
+
+    /// The common name of group `j` (0-based) of `level` (0 = top).
+    pub fn name(&self, level: usize, j: usize) -> String {
+        let kind = if level == 0 {
+            "top".to_owned()
+        } else if level + 1 == self.depth {
+            "leaf".to_owned()
+        } else {
+            format!("mid{level}-")
+        };
+        format!("{kind}{j:05}")
+    }
+
+    /// The DN of group `j` of `level`: sub-OUs of 1,000 groups per level under `OU=Groups`.
+    pub fn dn(&self, level: usize, j: usize) -> String {
+        format!(
+            "CN={},OU=L{level}P{:03},OU=Groups,{BASE_DN}",
+            self.name(level, j),
+            j / 1000
+        )
+    }
+
+    /// The group of the level above that group `j` of `level` is a member of.
+    pub fn parent(&self, level: usize, j: usize) -> Option<usize> {
+        let levels = self.levels();
+        (level > 0).then(|| j % levels[level - 1])
+    }
+
+    /// The top group above group `j` of `level`.
+    pub fn top_of(&self, mut level: usize, mut j: usize) -> usize {
+        while let Some(p) = self.parent(level, j) {
+            level -= 1;
+            j = p;
+        }
+        j
+    }
+
+    /// The leaf groups bulk user `i` (1-based) is a direct member of: one to three, two on average.
+    pub fn user_leaves(&self, i: usize) -> Vec<usize> {
+        let leaves = self.levels().last().copied().unwrap_or(0);
+        if leaves == 0 {
+            return Vec::new();
+        }
+        let mut out = vec![i % leaves];
+        for (extra, (mul, add)) in [(7, 1), (13, 5)].into_iter().enumerate() {
+            if i % 3 > extra {
+                let j = (i * mul + add) % leaves;
+                if !out.contains(&j) {
+                    out.push(j);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// LDIF for the nested groups of `plan` over `users` bulk users of `OU=Bulk` (`bulk_ldif`): leaf groups
+/// first (their `member` the users), then each level up, so that every `member` names an entry already
+/// added. Samba's linked-attribute module writes the users' and groups' `memberOf`.
+pub fn nested_groups_ldif(plan: &NestedGroups, users: usize) -> String {
+    let levels = plan.levels();
+    let mut ldif = format!("dn: OU=Groups,{BASE_DN}\nobjectClass: organizationalUnit\n\n");
+    let Some(&leaves) = levels.last() else {
+        return ldif;
+    };
+    let mut members: Vec<Vec<String>> = vec![Vec::new(); leaves];
+    for i in 1..=users {
+        for j in plan.user_leaves(i) {
+            members[j].push(bulk_user_dn("Bulk", users, i));
+        }
+    }
+    for level in (0..levels.len()).rev() {
+        if level + 1 < levels.len() {
+            let mut next: Vec<Vec<String>> = vec![Vec::new(); levels[level]];
+            for j in 0..levels[level + 1] {
+                if let Some(p) = plan.parent(level + 1, j) {
+                    next[p].push(plan.dn(level + 1, j));
+                }
+            }
+            members = next;
+        }
+        for (j, group_members) in members.iter().enumerate() {
+            if j % 1000 == 0 {
+                ldif.push_str(&format!(
+                    "dn: OU=L{level}P{:03},OU=Groups,{BASE_DN}\nobjectClass: organizationalUnit\n\n",
+                    j / 1000
+                ));
+            }
+            let name = plan.name(level, j);
+            ldif.push_str(&format!(
+                "dn: {}\nobjectClass: group\nsAMAccountName: {name}\n",
+                plan.dn(level, j)
+            ));
+            for m in group_members {
+                ldif.push_str(&format!("member: {m}\n"));
+            }
+            ldif.push('\n');
+        }
+    }
+    ldif
+}
+
 impl SambaDc {
     /// Provisions a DC in a temporary folder, seeds `bulk_users` in `OU=Bulk` and starts it.
     pub fn provision_and_start(bulk_users: usize) -> Result<SambaDc> {
+        SambaDc::provision_and_start_with(bulk_users, NestedGroups::default())
+    }
+
+    /// As `provision_and_start`, with nested groups over the bulk users.
+    pub fn provision_and_start_with(bulk_users: usize, groups: NestedGroups) -> Result<SambaDc> {
         let started = Instant::now();
         let dir = TempDir::new("twofold-samba")?;
         let d = dir.path().to_owned();
-        provision(&d, bulk_users, Backend::Tdb)?;
+        provision(&d, bulk_users, groups, Backend::Tdb)?;
         SambaDc::start(d, Some(dir), bulk_users, started)
     }
 
@@ -175,15 +319,35 @@ impl SambaDc {
     /// with the same `bulk_users`: seeding 100,000 users takes minutes. It is reused in place, not
     /// copied (1.5 GB at 100,000 users, on a shared disk), so a caller that changes entries must leave
     /// them usable by the next run (syncbench gives each run's changes values of their own).
-    pub fn start_kept(keep: &Path, bulk_users: usize, backend: Backend) -> Result<SambaDc> {
+    pub fn start_kept(
+        keep: &Path,
+        bulk_users: usize,
+        groups: NestedGroups,
+        backend: Backend,
+    ) -> Result<SambaDc> {
         let started = Instant::now();
+        let work = SambaDc::seed_kept(keep, bulk_users, groups, backend)?;
+        SambaDc::start(work, None, bulk_users, started)
+    }
+
+    /// The seeding of `start_kept` alone (none if `keep` holds it already): the DC's folder.
+    pub fn seed_kept(
+        keep: &Path,
+        bulk_users: usize,
+        groups: NestedGroups,
+        backend: Backend,
+    ) -> Result<PathBuf> {
         let work = keep.join("dc");
         let marker = keep.join("seeded-users");
-        // "N" for the default tdb backend (as kept folders always said), "N mdb" for LMDB.
-        let seeded = match backend {
+        // "N" for the default tdb backend (as kept folders always said), "N mdb" for LMDB, and
+        // " groups G depth D" after it when nested groups were seeded.
+        let mut seeded = match backend {
             Backend::Tdb => bulk_users.to_string(),
             Backend::Mdb => format!("{bulk_users} mdb"),
         };
+        if groups.groups > 0 {
+            seeded.push_str(&format!(" groups {} depth {}", groups.groups, groups.depth));
+        }
         let reusable =
             std::fs::read_to_string(&marker).is_ok_and(|n| n.trim() == seeded) && work.is_dir();
         if reusable {
@@ -196,11 +360,11 @@ impl SambaDc {
             remove_file_if_present(&marker)?;
             remove_dir_if_present(&work)?;
             std::fs::create_dir_all(&work)?;
-            provision(&work, bulk_users, backend)?;
+            provision(&work, bulk_users, groups, backend)?;
             // Written last: an interrupted seeding is never taken for a finished one.
             std::fs::write(&marker, format!("{seeded}\n"))?;
         }
-        SambaDc::start(work, None, bulk_users, started)
+        Ok(work)
     }
 
     /// The DC's `highestCommittedUSN`: it grows with every change, so it tells runs apart.
@@ -322,7 +486,7 @@ pub enum Backend {
     Mdb,
 }
 
-fn provision(d: &Path, bulk_users: usize, backend: Backend) -> Result<()> {
+fn provision(d: &Path, bulk_users: usize, groups: NestedGroups, backend: Backend) -> Result<()> {
     let started = Instant::now();
     for sub in ["tls", "log", "run", "cache"] {
         std::fs::create_dir_all(d.join(sub))?;
@@ -381,7 +545,10 @@ fn provision(d: &Path, bulk_users: usize, backend: Backend) -> Result<()> {
         // directory, 1,000 users took 2.8 s into an empty one and 19 s past 8,000. Batch mode
         // (what `samba-tool domain join` uses) drops the sub-transactions: 1.6 s per 1,000 at any
         // size. A failed add then aborts its whole chunk, which is fine for a fresh directory.
-        let ldif = bulk_ldif("Bulk", bulk_users);
+        let mut ldif = bulk_ldif("Bulk", bulk_users);
+        if groups.groups > 0 {
+            ldif.push_str(&nested_groups_ldif(&groups, bulk_users));
+        }
         let mut chunk = String::new();
         let mut in_chunk = 0;
         let mut loaded = 0;
