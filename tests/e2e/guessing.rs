@@ -78,9 +78,13 @@ async fn a_wrong_backup_code_takes_as_long_for_an_unknown_user_as_for_an_enrolle
     }
     let (enrolled, unknown) = (median(enrolled), median(unknown));
     eprintln!("median over {ROUNDS} each: enrolled {enrolled:?}, unknown {unknown:?}");
+    // Without the hash in vain an unknown user answered in 1.7 ms against 17.6 ms. The bound is 1 ms or
+    // a tenth of the slower median, whichever is more: the suite's other tests share the 2 cores, and
+    // under them the two medians (same work) drifted 1.7 ms apart once (25.8 against 27.5 ms).
+    let bound = Duration::from_millis(1).max(enrolled.max(unknown) / 10);
     assert!(
-        enrolled.abs_diff(unknown) < Duration::from_millis(1),
-        "enrolled {enrolled:?} against unknown {unknown:?}"
+        enrolled.abs_diff(unknown) < bound,
+        "enrolled {enrolled:?} against unknown {unknown:?} (bound {bound:?})"
     );
     Ok(())
 }
