@@ -84,7 +84,8 @@ pub struct DeliveryConfig {
     /// Memory one plugin instance may grow to.
     #[serde(default = "default_memory_mib")]
     pub plugin_memory_mib: u32,
-    /// CPU time one call into a plugin may take, not counting the host's own HTTP requests.
+    /// CPU time one call into a plugin may take: its thread's CPU, not counting the host's own HTTP
+    /// requests (`plugins::budget`).
     #[serde(default = "default_cpu_ms")]
     pub plugin_cpu_ms: u64,
     /// Deliveries running at once; the instance pool is sized for it.

@@ -16,8 +16,8 @@
 //!   many or too large headers, or too large a body is refused whole. Every text a plugin says is made
 //!   one safe line by `said::plugin_text`.
 //!
-//! Time spent in here is the host's, not the plugin's: it is subtracted from the plugin's CPU budget
-//! (the epoch deadline counts wall time), and bounded by the HTTP timeout instead.
+//! Time and CPU spent in here are the host's, not the plugin's: they are subtracted from the plugin's
+//! CPU budget (`budget`), and bounded by the HTTP timeout instead.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -34,6 +34,7 @@ use rustls::pki_types::pem::PemObject;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{Store, StoreContextMut, StoreLimits};
 
+use super::budget::{thread_cpu, Budget};
 use super::said::plugin_text;
 use super::twofold::delivery::host::{HttpRequest, HttpResponse, LogLevel};
 use super::Outcome;
@@ -247,10 +248,8 @@ pub struct CallState {
     pub(super) limits: StoreLimits,
     grant: Arc<Grant>,
     code: String,
-    pub(super) started: Instant,
-    /// Time spent in host functions: not the plugin's CPU time.
-    pub(super) host_time: Duration,
-    pub(super) cpu_budget: Duration,
+    /// The CPU and wall clocks of the call; host functions count as the host's.
+    pub(super) budget: Budget,
     http_timeout: Duration,
     http_left: u32,
     log_lines: u32,
@@ -275,9 +274,7 @@ impl CallState {
                 .build(),
             grant,
             code: code.to_owned(),
-            started: Instant::now(),
-            host_time: Duration::ZERO,
-            cpu_budget: limits.cpu,
+            budget: Budget::start(limits.cpu),
             http_timeout: limits.http_timeout,
             http_left: limits.http_requests,
             log_lines: 0,
@@ -285,11 +282,6 @@ impl CallState {
             handover_note: None,
             runtime,
         }
-    }
-
-    /// Wall time inside the plugin so far.
-    pub(super) fn plugin_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_time)
     }
 
     fn fetch_now(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
@@ -386,14 +378,16 @@ pub fn add_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()
     host.func_wrap(
         "log",
         |mut store: StoreContextMut<'_, CallState>, (level, message): (LogLevel, WasmStr)| {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), thread_cpu());
             let text = {
                 let code = store.data().code.clone();
                 plugin_text(&message.to_str(&store)?, &code, MAX_LOG_BYTES)
             };
             let state = store.data_mut();
             state.log(level, text);
-            state.host_time += started.elapsed();
+            state
+                .budget
+                .add_host(started.elapsed(), thread_cpu().saturating_sub(cpu));
             Ok(())
         },
     )?;
@@ -420,12 +414,15 @@ pub fn add_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()
     host.func_wrap(
         "fetch",
         |mut store: StoreContextMut<'_, CallState>, (request,): (WasmHttpRequest,)| {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), thread_cpu());
             let answer = match request.read(&mut store) {
                 Ok(request) => store.data_mut().fetch_now(request),
                 Err(refusal) => Err(refusal),
             };
-            store.data_mut().host_time += started.elapsed();
+            store
+                .data_mut()
+                .budget
+                .add_host(started.elapsed(), thread_cpu().saturating_sub(cpu));
             Ok((answer,))
         },
     )?;

@@ -13,14 +13,15 @@
 //!   refused with a message naming it. A reload that fails keeps the last good version delivering.
 //! - Each call gets a fresh store (so a trap never poisons the next call) instantiated from a
 //!   pre-instantiated component, memory capped by `StoreLimits`, and a CPU budget enforced by an epoch
-//!   ticker thread: every tick the store checks the time spent inside the plugin (host functions
-//!   excluded) and interrupts it past the budget.
+//!   ticker thread: every tick the store samples its thread's CPU used inside the plugin (host
+//!   functions excluded) and interrupts it past the budget, with wall time as a backstop (`budget`).
 //! - Plugins get no WASI at all: every import other than the `twofold:delivery/host` functions is
 //!   defined as a trap, so `std::fs`, `println!`, sockets, clocks and the environment stop the call
 //!   with an error naming what was called. Host functions are capability-checked (`capabilities`).
 //! - A reload (SIGHUP or the admin's request) loads the configured plugins again and swaps them in;
 //!   calls in flight finish on the set they started with.
 
+pub mod budget;
 pub mod capabilities;
 pub mod said;
 
@@ -52,14 +53,16 @@ pub use twofold::delivery::types::Channel as WitChannel;
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
 pub const INTERFACE_VERSION: &str = "twofold:delivery@0.1.0";
-/// How often the ticker advances the engine's epoch: the granularity of the CPU budget.
+/// How often the ticker advances the engine's epoch: how often a call's CPU is sampled.
 const TICK: Duration = Duration::from_millis(10);
 
 /// Why a call into a plugin did not produce an outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginFault {
-    /// The plugin ran past its CPU budget.
+    /// The plugin used more CPU than its budget.
     Timeout(Duration),
+    /// The plugin stayed inside itself past the wall-time backstop (its thread starved of CPU).
+    WallBackstop(Duration),
     /// The plugin tried to grow its memory past the cap.
     MemoryLimit(usize),
     /// The plugin panicked (message as the SDK logged it, code blanked out) or hit `unreachable`.
@@ -76,6 +79,7 @@ impl std::fmt::Display for PluginFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PluginFault::Timeout(budget) => write!(f, "stopped after its CPU budget of {} ms", budget.as_millis()),
+            PluginFault::WallBackstop(wall) => write!(f, "stopped after {} ms of wall time inside the plugin (the backstop to its CPU budget)", wall.as_millis()),
             PluginFault::MemoryLimit(cap) => write!(f, "stopped growing its memory past the cap of {} MiB", cap >> 20),
             PluginFault::Panicked(Some(m)) => write!(f, "panicked: {m}"),
             PluginFault::Panicked(None) => f.write_str("panicked (wasm unreachable executed)"),
@@ -95,9 +99,10 @@ pub struct CallReport {
     pub result: std::result::Result<Outcome, PluginFault>,
     /// The note, when the plugin queued the message for in-person handover.
     pub handover_note: Option<String>,
-    /// Whole call, and the part spent inside the plugin.
+    /// Whole call; the wall time and the CPU time spent inside the plugin.
     pub elapsed: Duration,
     pub plugin_time: Duration,
+    pub plugin_cpu: Duration,
 }
 
 /// A plugin ready to run.
@@ -420,13 +425,11 @@ impl PluginHost {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_callback(|context| {
-            let state = context.data();
-            if state.plugin_time() > state.cpu_budget {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
+        store.epoch_deadline_callback(|mut context| {
+            Ok(match context.data_mut().budget.check() {
+                Some(_) => UpdateDeadline::Interrupt,
+                None => UpdateDeadline::Continue(1),
+            })
         });
         store.set_epoch_deadline(1);
         let result = match plugin.pre.instance_pre().instantiate(&mut store) {
@@ -434,13 +437,17 @@ impl PluginHost {
             Ok(instance) => deliver(&mut store, &instance, &plugin.deliver, message)
                 .map_err(|e| classify(&e, store.data(), limits)),
         };
-        let plugin_time = store.data().plugin_time();
+        let (plugin_time, plugin_cpu) = (
+            store.data().budget.plugin_wall(),
+            store.data().budget.plugin_cpu(),
+        );
         let handover_note = store.data_mut().handover_note.take();
         CallReport {
             result,
             handover_note,
             elapsed: started.elapsed(),
             plugin_time,
+            plugin_cpu,
         }
     }
 }
@@ -509,7 +516,11 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: CallLimits) -> P
     let text = format!("{error:#}");
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
-            Trap::Interrupt => PluginFault::Timeout(limits.cpu),
+            Trap::Interrupt => match state.budget.stopped {
+                Some(budget::Stop::WallBackstop(wall)) => PluginFault::WallBackstop(wall),
+                Some(budget::Stop::Cpu(cpu)) => PluginFault::Timeout(cpu),
+                None => PluginFault::Timeout(limits.cpu),
+            },
             Trap::UnreachableCodeReached => PluginFault::Panicked(state.panic_message.clone()),
             other => PluginFault::Trap(other.to_string()),
         };

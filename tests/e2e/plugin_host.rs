@@ -1,0 +1,131 @@
+//! The plugin host under load: what a plugin may spend is its own CPU, not the time it waits for a core;
+//! one channel's outage never delays another channel.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use twofold_tests::delivery::plugins_dir;
+use twofold_tests::Daemon;
+use twofold_wire::admin::{AdminRequest, NewUser};
+use twofold_wire::delivery::DeliveryState;
+
+use crate::delivery::{challenge, client, settled, WAIT};
+
+fn toml_path(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+/// A `[[plugin]]` table of the hostile plugin in `mode`, with extra `[plugin.config]` lines.
+fn hostile(name: &str, mode: &str, config: &str) -> String {
+    format!("\n[[plugin]]\nname = \"{name}\"\nfile = \"hostile.wasm\"\n[plugin.config]\nmode = \"{mode}\"\n{config}")
+}
+
+fn user(admin: &mut twofold_tests::Admin, name: &str) -> Result<()> {
+    admin.ok(&AdminRequest::UserCreate(NewUser {
+        username: name.to_owned(),
+        mobile: Some("+41 79 000 00 01".into()),
+        voice: Some("+41 44 000 00 01".into()),
+        ..NewUser::default()
+    }))?;
+    Ok(())
+}
+
+/// Threads that keep every core busy until dropped: the machine as a busy appliance sees it.
+struct Busy {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    fn start(threads: usize) -> Busy {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        Busy { stop, threads }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Three CPU-heavy deliveries at once (about 80 ms of CPU each) on two cores kept busy by six spinning
+/// threads each wait for a core far longer than they compute: all three deliver, because the budget
+/// of 300 ms counts each plugin thread's own CPU. An endless loop is still stopped at that budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_heavy_plugins_deliver_on_a_busy_machine_and_an_endless_loop_is_still_stopped(
+) -> Result<()> {
+    let plugins = plugins_dir()?;
+    let mut config = format!(
+        "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nplugin_dirs = [\"{}\"]\nplugin_cpu_ms = 300\nmax_attempts = 1\nsms = [\"heavy\"]\nvoice = [\"spin\"]\n",
+        toml_path(&plugins)
+    );
+    config.push_str(&hostile("heavy", "cpu-heavy", "rounds = \"80\"\n"));
+    config.push_str(&hostile("spin", "endless-loop", ""));
+    let daemon = Daemon::start(&config)?;
+    let mut admin = daemon.admin()?;
+    let api = client(&daemon).await?;
+    for i in 0..3 {
+        user(&mut admin, &format!("busy{i}"))?;
+    }
+    user(&mut admin, "spinner")?;
+
+    let busy = Busy::start(6);
+    let mut txs = Vec::new();
+    for i in 0..3 {
+        let c = challenge(&api, &format!("busy{i}"), "sms").await?;
+        txs.push(c["transaction_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let mut outcomes = Vec::new();
+    for tx in &txs {
+        let done = settled(&mut admin, tx, WAIT).await?;
+        outcomes.push((
+            done.state,
+            done.attempts[0].detail.clone(),
+            done.attempts[0].duration_ms,
+        ));
+    }
+    drop(busy);
+    eprintln!("three CPU-heavy deliveries on a busy machine: {outcomes:?}");
+    for (state, detail, _) in &outcomes {
+        assert_eq!(
+            (*state, detail.starts_with("worked 80M rounds")),
+            (DeliveryState::Delivered, true),
+            "{outcomes:?}"
+        );
+    }
+
+    let c = challenge(&api, "spinner", "voice").await?;
+    let done = settled(
+        &mut admin,
+        c["transaction_id"].as_str().context("transaction")?,
+        WAIT,
+    )
+    .await?;
+    assert_eq!(done.state, DeliveryState::Failed, "{done:?}");
+    assert!(
+        done.attempts[0]
+            .detail
+            .contains("stopped after its CPU budget of 300 ms"),
+        "{:?}",
+        done.attempts[0]
+    );
+    // Wall time: 300 ms of CPU and at most a tick more, plus the call around it.
+    assert!(done.attempts[0].duration_ms < 3_000, "{done:?}");
+    Ok(())
+}
