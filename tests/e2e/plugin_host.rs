@@ -3,9 +3,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use twofold_tests::delivery::plugins_dir;
+use twofold_tests::delivery::{plugins_dir, Gateway};
 use twofold_tests::Daemon;
 use twofold_wire::admin::{AdminRequest, NewUser};
 use twofold_wire::delivery::DeliveryState;
@@ -127,5 +128,52 @@ async fn cpu_heavy_plugins_deliver_on_a_busy_machine_and_an_endless_loop_is_stil
     );
     // Wall time: 300 ms of CPU and at most a tick more, plus the call around it.
     assert!(done.attempts[0].duration_ms < 3_000, "{done:?}");
+    Ok(())
+}
+
+/// 40 SMS deliveries to a gateway that accepts connections and never answers, then a voice code: the
+/// SMS plugin holds only its own 4 slots (`[[plugin]] concurrency`), so the voice code goes out at once
+/// instead of waiting for the SMS gateway's timeouts to free one of the daemon's shared slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_sms_gateway_does_not_delay_a_voice_code() -> Result<()> {
+    // Connections complete in the kernel's backlog; nobody ever reads or answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let sms_port = hanging.local_addr()?.port();
+    let voice = Gateway::start(None).await?;
+    let plugins = plugins_dir()?;
+    let config = format!(
+        "\n[challenge]\nmin_interval_seconds = 0\n\n[delivery]\nplugin_dirs = [\"{plugins}\"]\nmax_attempts = 1\nsms = [\"sms\"]\nvoice = [\"voice\"]\n\n[[plugin]]\nname = \"sms\"\nfile = \"sms_http.wasm\"\nallow_hosts = [\"127.0.0.1:{sms_port}\"]\nallow_plain_http_loopback = true\n[plugin.config]\nurl = \"http://127.0.0.1:{sms_port}/send\"\n\n[[plugin]]\nname = \"voice\"\nfile = \"voice_http.wasm\"\nallow_hosts = [\"127.0.0.1:{voice_port}\"]\nallow_plain_http_loopback = true\n[plugin.config]\nurl = \"http://127.0.0.1:{voice_port}/call\"\n",
+        plugins = toml_path(&plugins),
+        voice_port = voice.addr.port(),
+    );
+    let daemon = Daemon::start(&config)?;
+    let mut admin = daemon.admin()?;
+    let api = client(&daemon).await?;
+    const QUEUED: usize = 40;
+    for i in 0..QUEUED {
+        user(&mut admin, &format!("sms{i}"))?;
+    }
+    user(&mut admin, "caller")?;
+    let mut sms = Vec::new();
+    for i in 0..QUEUED {
+        let c = challenge(&api, &format!("sms{i}"), "sms").await?;
+        sms.push(c["transaction_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let asked = Instant::now();
+    challenge(&api, "caller", "voice").await?;
+    voice.wait_for(1, WAIT).await?;
+    let took = asked.elapsed();
+    eprintln!(
+        "voice code out {} ms after it was asked for, with {QUEUED} SMS deliveries hanging",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the voice code waited {took:?}"
+    );
+    // The SMS deliveries are still hanging: the gateway is the one that does not answer.
+    let still = settled(&mut admin, &sms[0], Duration::from_millis(1)).await;
+    assert!(still.is_err(), "{still:?}");
+    drop(hanging);
     Ok(())
 }

@@ -88,9 +88,14 @@ pub struct DeliveryConfig {
     /// requests (`plugins::budget`).
     #[serde(default = "default_cpu_ms")]
     pub plugin_cpu_ms: u64,
-    /// Deliveries running at once; the instance pool is sized for it.
+    /// Deliveries running at once, over all plugins; the instance pool is sized for it. Each plugin
+    /// has its own share too (`[[plugin]] concurrency`), so one channel's outage never takes them all.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// How long one delivery by a plugin may wait for a free slot, and then how long the call may take
+    /// with its HTTP requests: a gateway that never answers holds a slot this long at most.
+    #[serde(default = "default_plugin_deadline")]
+    pub plugin_deadline_seconds: u64,
     /// Timeout of each HTTP request a plugin makes (connect, TLS, answer).
     #[serde(default = "default_http_timeout")]
     pub http_timeout_seconds: u64,
@@ -123,6 +128,12 @@ fn default_cpu_ms() -> u64 {
 fn default_concurrency() -> u32 {
     32
 }
+fn default_plugin_deadline() -> u64 {
+    15
+}
+fn default_plugin_concurrency() -> u32 {
+    4
+}
 fn default_http_timeout() -> u64 {
     10
 }
@@ -143,6 +154,7 @@ impl Default for DeliveryConfig {
             plugin_memory_mib: default_memory_mib(),
             plugin_cpu_ms: default_cpu_ms(),
             concurrency: default_concurrency(),
+            plugin_deadline_seconds: default_plugin_deadline(),
             http_timeout_seconds: default_http_timeout(),
             http_requests_per_call: default_http_requests(),
         }
@@ -182,6 +194,10 @@ pub struct PluginConfig {
     /// May put codes into the in-person handover queue.
     #[serde(default)]
     pub handover: bool,
+    /// Deliveries this plugin runs at once; more wait (at most `plugin_deadline_seconds`), so a
+    /// gateway that hangs holds only these slots and the other plugins keep theirs.
+    #[serde(default = "default_plugin_concurrency")]
+    pub concurrency: u32,
     /// Values the plugin reads with `config(key)`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -298,6 +314,12 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
             "[delivery] concurrency must be between 1 and 1000".into(),
         );
     }
+    if !(1..=300).contains(&d.plugin_deadline_seconds) {
+        fail(
+            "plugin_deadline_seconds",
+            "[delivery] plugin_deadline_seconds must be between 1 and 300".into(),
+        );
+    }
     if !(1..=120).contains(&d.http_timeout_seconds) {
         fail(
             "http_timeout_seconds",
@@ -340,6 +362,15 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
             || (!p.file.is_absolute() && p.file.components().count() != 1)
         {
             fail(&at, format!("[[plugin]] {}: file must be a file name (looked up in plugin_dirs) or an absolute path", p.name));
+        }
+        if !(1..=1000).contains(&p.concurrency) {
+            fail(
+                &at,
+                format!(
+                    "[[plugin]] {}: concurrency must be between 1 and 1000",
+                    p.name
+                ),
+            );
         }
         for host in &p.allow_hosts {
             if let Err(e) = crate::plugins::capabilities::AllowedHost::parse(host) {
@@ -410,6 +441,9 @@ mod tests {
             ("[challenge]\nlifetime_seconds = 10\n", 3, "lifetime_seconds"),
             ("[delivery]\nsms = [\"nope\"]\n", 3, "no [[plugin]] is named \"nope\""),
             ("[delivery]\nretry_initial_seconds = 120\n", 3, "retry_initial_seconds"),
+            ("[delivery]\nmax_attempts = 2\nplugin_deadline_seconds = 0\n", 4, "plugin_deadline_seconds must be between 1 and 300"),
+            ("[delivery]\nplugin_deadline_seconds = 301\n", 3, "plugin_deadline_seconds must be between 1 and 300"),
+            ("[[plugin]]\nname = \"gw\"\nfile = \"x.wasm\"\nconcurrency = 0\n", 3, "gw: concurrency must be between 1 and 1000"),
             ("[[plugin]]\nname = \"a b\"\nfile = \"x.wasm\"\n", 3, "letters, digits"),
             ("[[plugin]]\nname = \"gw\"\nfile = \"../x.wasm\"\n", 3, "file must be a file name"),
             ("[[plugin]]\nname = \"gw\"\nfile = \"x.wasm\"\nallow_hosts = [\"https://gw\"]\n", 3, "not a URL"),

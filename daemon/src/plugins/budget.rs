@@ -5,22 +5,19 @@
 //! a fraction of a core, and wall time would stop plugins that use only a few milliseconds. The CPU is
 //! the thread's own (`getrusage(RUSAGE_THREAD)`), sampled by the epoch callback every tick; what the
 //! thread spends inside host functions (an HTTP request, a log line) is the host's and is subtracted.
-//! Wall time stays as a backstop, for a thread the scheduler starves: `WALL_BACKSTOP_FACTOR` times the
-//! CPU budget inside the plugin.
+//! Wall time stays as the backstop: the whole call, host functions included, ends at the delivery's
+//! deadline (`[delivery] plugin_deadline_seconds`), whatever the CPU, so a thread the scheduler starves
+//! is stopped too; an HTTP request gets at most the time left.
 
 use std::time::{Duration, Instant};
-
-/// The wall time a plugin may spend inside itself, as a multiple of its CPU budget: even with ten
-/// busy threads per core a legitimate plugin gets through, and an endless loop is stopped regardless.
-pub const WALL_BACKSTOP_FACTOR: u32 = 10;
 
 /// Why a call was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     /// Its thread used more CPU inside the plugin than the budget.
     Cpu(Duration),
-    /// It stayed inside the plugin longer than the wall-time backstop.
-    WallBackstop(Duration),
+    /// The call, host functions included, ran past the delivery's deadline.
+    Deadline(Duration),
 }
 
 /// CPU time this thread has used so far (user and system).
@@ -44,7 +41,7 @@ pub fn thread_cpu() -> Duration {
 #[derive(Debug)]
 pub struct Budget {
     cpu: Duration,
-    wall_backstop: Duration,
+    deadline: Duration,
     started: Instant,
     cpu_started: Duration,
     host_wall: Duration,
@@ -55,10 +52,10 @@ pub struct Budget {
 
 impl Budget {
     /// Starts the clocks: call on the thread that will run the plugin.
-    pub fn start(cpu: Duration) -> Budget {
+    pub fn start(cpu: Duration, deadline: Duration) -> Budget {
         Budget {
             cpu,
-            wall_backstop: cpu.saturating_mul(WALL_BACKSTOP_FACTOR),
+            deadline,
             started: Instant::now(),
             cpu_started: thread_cpu(),
             host_wall: Duration::ZERO,
@@ -94,13 +91,18 @@ impl Budget {
         self.started.elapsed().saturating_sub(self.host_wall)
     }
 
+    /// Time left before the delivery's deadline.
+    pub fn left(&self) -> Duration {
+        self.deadline.saturating_sub(self.started.elapsed())
+    }
+
     /// Samples the clocks (the epoch callback, every tick): why the call must stop now, if it must.
     pub fn check(&mut self) -> Option<Stop> {
         let stop = verdict(
             self.plugin_cpu(),
-            self.plugin_wall(),
+            self.started.elapsed(),
             self.cpu,
-            self.wall_backstop,
+            self.deadline,
         );
         if stop.is_some() {
             self.stopped = stop;
@@ -109,17 +111,17 @@ impl Budget {
     }
 }
 
-/// The rule as a pure function of what was measured.
+/// The rule as a pure function of what was measured: the plugin's CPU, and the call's wall time.
 pub fn verdict(
     cpu: Duration,
-    wall: Duration,
+    call: Duration,
     budget: Duration,
-    backstop: Duration,
+    deadline: Duration,
 ) -> Option<Stop> {
     if cpu > budget {
         Some(Stop::Cpu(budget))
-    } else if wall > backstop {
-        Some(Stop::WallBackstop(backstop))
+    } else if call >= deadline {
+        Some(Stop::Deadline(deadline))
     } else {
         None
     }
@@ -130,19 +132,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_stops_a_plugin_wall_time_only_far_past_it() {
+    fn cpu_stops_a_plugin_wall_time_only_at_the_deadline() {
         let ms = Duration::from_millis;
         let table = [
-            // (cpu, wall, expected): budget 1000 ms CPU, backstop 10 s wall.
+            // (cpu, wall, expected): budget 1000 ms CPU, deadline 15 s wall.
             (ms(70), ms(2_500), None),
-            (ms(999), ms(9_999), None),
+            (ms(999), ms(14_999), None),
             (ms(1_001), ms(1_001), Some(Stop::Cpu(ms(1_000)))),
             (ms(1_001), ms(20_000), Some(Stop::Cpu(ms(1_000)))),
-            (ms(300), ms(10_001), Some(Stop::WallBackstop(ms(10_000)))),
+            (ms(300), ms(15_000), Some(Stop::Deadline(ms(15_000)))),
         ];
         for (cpu, wall, expected) in table {
             assert_eq!(
-                verdict(cpu, wall, ms(1_000), ms(10_000)),
+                verdict(cpu, wall, ms(1_000), ms(15_000)),
                 expected,
                 "{cpu:?} {wall:?}"
             );
@@ -163,7 +165,7 @@ mod tests {
 
     #[test]
     fn the_plugin_is_charged_its_own_cpu_and_not_the_hosts() {
-        let mut budget = Budget::start(Duration::from_millis(1_000));
+        let mut budget = Budget::start(Duration::from_millis(1_000), Duration::from_secs(15));
         assert!(budget.host(|| burn(Duration::from_millis(40))));
         assert!(
             budget.plugin_cpu() < Duration::from_millis(10),
@@ -177,5 +179,19 @@ mod tests {
             budget.plugin_cpu()
         );
         assert_eq!(budget.check(), None);
+    }
+
+    #[test]
+    fn the_deadline_counts_host_time_too() {
+        let mut budget = Budget::start(Duration::from_millis(1_000), Duration::from_millis(50));
+        budget.add_host(Duration::from_secs(1), Duration::ZERO);
+        let wait = Instant::now();
+        while !budget.left().is_zero() && wait.elapsed() < Duration::from_secs(10) {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            budget.check(),
+            Some(Stop::Deadline(Duration::from_millis(50)))
+        );
     }
 }

@@ -241,6 +241,8 @@ pub struct CallLimits {
     pub cpu: Duration,
     pub http_timeout: Duration,
     pub http_requests: u32,
+    /// The whole call, HTTP requests included.
+    pub deadline: Duration,
 }
 
 /// The store's data during one call into a plugin.
@@ -274,7 +276,7 @@ impl CallState {
                 .build(),
             grant,
             code: code.to_owned(),
-            budget: Budget::start(limits.cpu),
+            budget: Budget::start(limits.cpu, limits.deadline),
             http_timeout: limits.http_timeout,
             http_left: limits.http_requests,
             log_lines: 0,
@@ -317,7 +319,10 @@ impl CallState {
             .body(Full::new(Bytes::from(request.body)))
             .map_err(|e| format!("request: {e}"))?;
         let client = self.grant.client.clone();
-        let timeout = self.http_timeout;
+        let timeout = self.http_timeout.min(self.budget.left());
+        if timeout.is_zero() {
+            return Err("the delivery's deadline (plugin_deadline_seconds) has passed".into());
+        }
         let answer = self.runtime.block_on(async move {
             tokio::time::timeout(timeout, async move {
                 let response = client
@@ -349,7 +354,7 @@ impl CallState {
                 })
             })
             .await
-            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+            .map_err(|_| format!("no answer within {:.1} s", timeout.as_secs_f64()))?
         });
         answer.map_err(|e| redact(&e, &self.code))
     }

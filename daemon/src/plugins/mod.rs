@@ -14,7 +14,8 @@
 //! - Each call gets a fresh store (so a trap never poisons the next call) instantiated from a
 //!   pre-instantiated component, memory capped by `StoreLimits`, and a CPU budget enforced by an epoch
 //!   ticker thread: every tick the store samples its thread's CPU used inside the plugin (host
-//!   functions excluded) and interrupts it past the budget, with wall time as a backstop (`budget`).
+//!   functions excluded) and interrupts it past the budget, with the delivery's deadline as the wall-time
+//!   backstop (`budget`).
 //! - Plugins get no WASI at all: every import other than the `twofold:delivery/host` functions is
 //!   defined as a trap, so `std::fs`, `println!`, sockets, clocks and the environment stop the call
 //!   with an error naming what was called. Host functions are capability-checked (`capabilities`).
@@ -61,8 +62,8 @@ const TICK: Duration = Duration::from_millis(10);
 pub enum PluginFault {
     /// The plugin used more CPU than its budget.
     Timeout(Duration),
-    /// The plugin stayed inside itself past the wall-time backstop (its thread starved of CPU).
-    WallBackstop(Duration),
+    /// The call, its HTTP requests included, ran past `plugin_deadline_seconds`.
+    Deadline(Duration),
     /// The plugin tried to grow its memory past the cap.
     MemoryLimit(usize),
     /// The plugin panicked (message as the SDK logged it, code blanked out) or hit `unreachable`.
@@ -79,7 +80,7 @@ impl std::fmt::Display for PluginFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PluginFault::Timeout(budget) => write!(f, "stopped after its CPU budget of {} ms", budget.as_millis()),
-            PluginFault::WallBackstop(wall) => write!(f, "stopped after {} ms of wall time inside the plugin (the backstop to its CPU budget)", wall.as_millis()),
+            PluginFault::Deadline(d) => write!(f, "stopped at the delivery's deadline of {} s (plugin_deadline_seconds)", d.as_secs()),
             PluginFault::MemoryLimit(cap) => write!(f, "stopped growing its memory past the cap of {} MiB", cap >> 20),
             PluginFault::Panicked(Some(m)) => write!(f, "panicked: {m}"),
             PluginFault::Panicked(None) => f.write_str("panicked (wasm unreachable executed)"),
@@ -113,6 +114,9 @@ pub struct Plugin {
     pre: DeliveryPluginPre<CallState>,
     deliver: ComponentExportIndex,
     grant: Arc<Grant>,
+    /// Its own share of the deliveries at once (`[[plugin]] concurrency`).
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub concurrency: u32,
     pub loaded_at: i64,
     pub load_ms: u64,
     pub from_cache: bool,
@@ -292,6 +296,10 @@ impl PluginHost {
             pre,
             deliver,
             grant: Arc::new(grant),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(config.concurrency).unwrap_or(1),
+            )),
+            concurrency: config.concurrency,
             loaded_at: now,
             load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             from_cache,
@@ -460,6 +468,7 @@ fn call_limits(config: &DeliveryConfig, memory_cap: usize) -> CallLimits {
         cpu: Duration::from_millis(config.plugin_cpu_ms),
         http_timeout: Duration::from_secs(config.http_timeout_seconds),
         http_requests: config.http_requests_per_call,
+        deadline: Duration::from_secs(config.plugin_deadline_seconds),
     }
 }
 
@@ -517,7 +526,7 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: CallLimits) -> P
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
             Trap::Interrupt => match state.budget.stopped {
-                Some(budget::Stop::WallBackstop(wall)) => PluginFault::WallBackstop(wall),
+                Some(budget::Stop::Deadline(d)) => PluginFault::Deadline(d),
                 Some(budget::Stop::Cpu(cpu)) => PluginFault::Timeout(cpu),
                 None => PluginFault::Timeout(limits.cpu),
             },
