@@ -885,6 +885,23 @@ fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Resul
     );
     assert!(uncommented.contains("[email]"), "{uncommented}");
     let dir = twofold_tests::TempDir::new("delivery-example")?;
+    // check-config looks for the plugins' files and reads their secret files: give them.
+    for file in [
+        "sms-http.wasm",
+        "voice-http.wasm",
+        "in-person.wasm",
+        "sms-token",
+    ] {
+        std::fs::write(dir.path().join(file), "")?;
+    }
+    let uncommented = format!(
+        "[delivery]\nplugin_dirs = [\"{}\"]\n{}",
+        toml_path(dir.path()),
+        uncommented.replace(
+            "/etc/twofold/sms-token",
+            &toml_path(&dir.path().join("sms-token"))
+        )
+    );
     let path = dir.path().join("example.toml");
     std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
     let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?)
@@ -902,7 +919,7 @@ fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Resul
         format!(
             "version = 1\n{}",
             uncommented.replace(
-                "allow_hosts = [\"sms.example.net\"]",
+                "allow_hosts = [\"sms.example.net:443\"]",
                 "allow_hosts = [\"https://sms.example.net\"]"
             )
         ),

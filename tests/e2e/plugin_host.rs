@@ -177,3 +177,64 @@ async fn a_hanging_sms_gateway_does_not_delay_a_voice_code() -> Result<()> {
     drop(hanging);
     Ok(())
 }
+
+/// `twofoldd check-config` refuses, each with one line naming the setting and its line, what would
+/// only show when the plugin loads or delivers: a missing `.wasm`, a missing secret file, an
+/// `allow_hosts` entry without a port, a url whose host is not in `allow_hosts`, a plain `http://`
+/// url, and a `{secret:NAME}` that `[plugin.secrets]` does not name.
+#[test]
+fn check_config_refuses_plugin_settings_that_would_fail_at_delivery() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("check-plugins")?;
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok\n")?;
+    let good = format!(
+        "version = 1\n\n[delivery]\nplugin_dirs = [\"{plugins}\"]\nsms = [\"gw\"]\n\n[[plugin]]\nname = \"gw\"\nfile = \"sms_http.wasm\"\nallow_hosts = [\"127.0.0.1:8443\"]\n[plugin.config]\nurl = \"https://127.0.0.1:8443/send?ref={{transaction|url}}\"\nheaders = \"Authorization: Bearer {{secret:token}}\"\n[plugin.secrets]\ntoken = \"{token}\"\n",
+        plugins = toml_path(&plugins_dir()?),
+        token = toml_path(&token),
+    );
+    let check = |text: &str| -> Result<std::process::Output> {
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, text)?;
+        Ok(
+            std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?)
+                .arg("check-config")
+                .arg(&path)
+                .output()?,
+        )
+    };
+    let out = check(&good)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // (what is replaced, by what, words of the one error)
+    let missing = toml_path(&dir.path().join("missing-token"));
+    let table: &[(&str, String, &str)] = &[
+        ("file = \"sms_http.wasm\"", "file = \"sms_htp.wasm\"".into(), "file sms_htp.wasm is not in any of the plugin folders"),
+        (&format!("token = \"{}\"", toml_path(&token)), format!("token = \"{missing}\""), "secrets.token:"),
+        ("allow_hosts = [\"127.0.0.1:8443\"]", "allow_hosts = [\"127.0.0.1:8443\", \"sms.example.net\"]".into(), "allow_hosts \"sms.example.net\" names no port"),
+        ("url = \"https://127.0.0.1:8443/", "url = \"https://127.0.0.2:8443/".into(), "config.url: host 127.0.0.2:8443 is not in allow_hosts"),
+        ("url = \"https://127.0.0.1:8443/", "url = \"http://127.0.0.1:8443/".into(), "config.url: plain http:// to 127.0.0.1 is refused"),
+        ("{secret:token}", "{secret:tokn}".into(), "config.headers uses {secret:tokn}, but [plugin.secrets] names no secret \"tokn\" (it names token)"),
+    ];
+    for (from, to, words) in table {
+        let text = good.replacen(from, to, 1);
+        let line = text
+            .lines()
+            .position(|l| l.contains(to.as_str()))
+            .context("changed line")?
+            + 1;
+        let out = check(&text)?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert_eq!(out.status.code(), Some(2), "{to}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{to}: {stderr}");
+        assert!(
+            stderr.contains(&format!("twofold.toml:{line}: [[plugin]] gw: "))
+                && stderr.contains(words),
+            "{to}: wanted line {line} and {words:?}: {stderr}"
+        );
+    }
+    Ok(())
+}

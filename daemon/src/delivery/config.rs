@@ -429,6 +429,131 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
     }
 }
 
+/// What `twofoldd check-config` checks beyond the file's own rules, against the machine it runs on:
+/// each plugin's `.wasm` is found, its secret files can be read, every `allow_hosts` entry names its
+/// port, its `url` (in `[plugin.config]`) is HTTPS (plain HTTP only to loopback with
+/// `allow_plain_http_loopback`) to a host in `allow_hosts`, and every `{secret:NAME}` its config
+/// values use is a secret it is given. The daemon itself only reports these when it loads the plugin.
+pub fn check_plugins(config: &crate::config::Config, text: &str) -> Vec<ConfigError> {
+    use crate::plugins::capabilities::AllowedHost;
+    let mut errors = Vec::new();
+    for p in &config.plugin {
+        let name_line = text
+            .lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with("name") && l.contains(&format!("\"{}\"", p.name))
+            })
+            .map_or(1, |n| n + 1);
+        // The line of `key` in this plugin's tables: the first after its name that starts with it.
+        let line_of = |key: &str| {
+            text.lines()
+                .enumerate()
+                .skip(name_line)
+                .take_while(|(_, l)| !l.trim_start().starts_with("[[plugin]]"))
+                .find(|(_, l)| l.trim_start().starts_with(key))
+                .map_or(name_line, |(n, _)| n + 1)
+        };
+        let mut fail = |line: usize, message: String| {
+            errors.push(ConfigError {
+                line,
+                message: format!("[[plugin]] {}: {message}", p.name),
+            })
+        };
+        if crate::plugins::locate(&p.file, &config.delivery.plugin_dirs).is_none() {
+            fail(
+                line_of("file"),
+                format!(
+                    "file {} is not in any of the plugin folders {:?} ([delivery] plugin_dirs)",
+                    p.file.display(),
+                    config.delivery.plugin_dirs
+                ),
+            );
+        }
+        for (secret, path) in &p.secrets {
+            if let Err(e) = std::fs::File::open(path) {
+                fail(
+                    line_of(secret),
+                    format!("secrets.{secret}: {}: {e}", path.display()),
+                );
+            }
+        }
+        for host in &p.allow_hosts {
+            // An entry that does not parse is validate()'s to report.
+            if AllowedHost::parse(host).is_ok_and(|a| a.parts().1.is_none()) {
+                fail(
+                    line_of("allow_hosts"),
+                    format!("allow_hosts {host:?} names no port: write {host}:443 (or the gateway's port)"),
+                );
+            }
+        }
+        if let Some(url) = p.config.get("url") {
+            if let Some(refusal) = url_refusal(url, &p.allow_hosts, p.allow_plain_http_loopback) {
+                fail(line_of("url"), format!("config.url: {refusal}"));
+            }
+        }
+        for (key, value) in &p.config {
+            for used in value.split("{secret:").skip(1) {
+                let secret = used.split('}').next().unwrap_or_default();
+                if !p.secrets.contains_key(secret) {
+                    fail(
+                        line_of(key),
+                        format!(
+                            "config.{key} uses {{secret:{secret}}}, but [plugin.secrets] names no secret {secret:?}{}",
+                            if p.secrets.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    " (it names {})",
+                                    p.secrets.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    errors
+}
+
+/// Why a plugin's configured URL cannot be fetched, if it cannot: the host's own rule, applied to
+/// the URL's scheme, host and port (its path and query may hold `{placeholders}`).
+fn url_refusal(url: &str, allow_hosts: &[String], plain_loopback: bool) -> Option<String> {
+    use crate::plugins::capabilities::AllowedHost;
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "https" => 443,
+        "http" => 80,
+        _ => return Some(format!("{url:?} is not an https:// URL")),
+    };
+    let authority = rest.split(['/', '?', '#', '{']).next().unwrap_or_default();
+    let parsed = AllowedHost::parse(authority).ok()?;
+    let (host, port) = parsed.parts();
+    let port = port.unwrap_or(default_port);
+    let permitted = allow_hosts
+        .iter()
+        .filter_map(|h| AllowedHost::parse(h).ok())
+        .any(|a| a.permits(host, port, default_port));
+    if !permitted {
+        return Some(format!(
+            "host {host}:{port} is not in allow_hosts {allow_hosts:?}"
+        ));
+    }
+    if scheme == "http" {
+        let loopback = host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        if !(plain_loopback && loopback) {
+            return Some(format!(
+                "plain http:// to {host} is refused: use https://, or for a relay on this machine (a loopback address) set allow_plain_http_loopback"
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;

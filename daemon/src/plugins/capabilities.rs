@@ -97,7 +97,12 @@ impl AllowedHost {
         Ok(AllowedHost { host, port })
     }
 
-    fn permits(&self, host: &str, port: u16, default_port: u16) -> bool {
+    /// The host, and the port if one is given.
+    pub fn parts(&self) -> (&str, Option<u16>) {
+        (&self.host, self.port)
+    }
+
+    pub fn permits(&self, host: &str, port: u16, default_port: u16) -> bool {
         self.host == host && self.port.unwrap_or(default_port) == port
     }
 }

@@ -584,7 +584,7 @@ fn infos(slots: &BTreeMap<String, Slot>) -> Vec<PluginInfo> {
 }
 
 /// An absolute path as given; a file name from the last plugin folder that holds it.
-fn locate(file: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
+pub fn locate(file: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
     if file.is_absolute() {
         return file.exists().then(|| file.to_owned());
     }
