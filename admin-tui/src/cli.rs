@@ -161,7 +161,7 @@ pub enum HandoverCommand {
 pub enum PluginCommand {
     /// Each configured plugin and whether it loaded.
     Status,
-    /// Loads the plugins again from their files.
+    /// Loads the plugin files again with the settings in force (to re-read twofold.toml: systemctl reload twofoldd).
     Reload,
 }
 

@@ -366,21 +366,29 @@ pub fn text(reply: &AdminReply) -> String {
             }
         }
         AdminReply::Deliveries { deliveries } => {
+            // One row per delivery, then every attempt indented under it: a 429 before the delivery
+            // that worked is what an admin looks for.
             for d in deliveries {
-                let last = d
-                    .attempts
-                    .last()
-                    .map(|a| format!("{} {}: {}", a.via, a.outcome, escape_hazards(&a.detail)))
-                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "{} {:<16} {:<9} {:<20} {:<10} {last}",
+                    "{} {:<16} {:<9} {:<20} {}",
                     time(d.created),
                     d.user,
                     spelled(&d.channel),
                     d.destination,
                     spelled(&d.state)
                 );
+                for a in &d.attempts {
+                    let _ = writeln!(
+                        out,
+                        "    {} {} {} ({} ms): {}",
+                        time(a.at),
+                        a.via,
+                        a.outcome,
+                        a.duration_ms,
+                        escape_hazards(&a.detail)
+                    );
+                }
             }
         }
         AdminReply::RestoreState { user, state } => {

@@ -238,3 +238,55 @@ fn check_config_refuses_plugin_settings_that_would_fail_at_delivery() -> Result<
     }
     Ok(())
 }
+
+/// `twofold-admin deliveries` in text shows every attempt under its delivery, not only the last: the
+/// gateway's 429, then the retry that delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_text_show_every_attempt() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("deliveries-text")?;
+    let ca = twofold_tests::delivery::TestCa::create(dir.path())?;
+    let sms = Gateway::start(Some(&ca)).await?;
+    let voice = Gateway::start(None).await?;
+    sms.script(&[429]);
+    let daemon = Daemon::start(&crate::delivery::plugin_config(
+        dir.path(),
+        &ca,
+        &sms,
+        &voice,
+    )?)?;
+    let mut admin = daemon.admin()?;
+    let api = client(&daemon).await?;
+    user(&mut admin, "retried")?;
+    let c = challenge(&api, "retried", "sms").await?;
+    let done = settled(
+        &mut admin,
+        c["transaction_id"].as_str().context("transaction")?,
+        WAIT,
+    )
+    .await?;
+    assert_eq!(done.state, DeliveryState::Delivered, "{done:?}");
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
+        .arg("--socket")
+        .arg(daemon.admin_socket())
+        .arg("deliveries")
+        .output()?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].contains("retried") && lines[0].ends_with("delivered"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("    ")
+            && lines[1].contains(" sms retry_later (")
+            && lines[1].contains("429"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("    ") && lines[2].contains(" sms delivered ("),
+        "{text}"
+    );
+    Ok(())
+}
