@@ -290,3 +290,39 @@ async fn deliveries_in_text_show_every_attempt() -> Result<()> {
     );
     Ok(())
 }
+
+/// A plugin no channel lists is loaded all the same, so a mistake in it shows in `plugin status`
+/// before anyone routes a channel to it.
+#[test]
+fn a_plugin_in_no_channel_is_loaded_and_its_errors_shown() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("plugin-unrouted")?;
+    std::fs::write(dir.path().join("junk.wasm"), b"\0asm not a component")?;
+    let plugins = plugins_dir()?;
+    let daemon = Daemon::start(&format!(
+        "\n[delivery]\nplugin_dirs = [\"{}\", \"{}\"]\n{}\n[[plugin]]\nname = \"spare\"\nfile = \"junk.wasm\"\n",
+        toml_path(&plugins),
+        toml_path(dir.path()),
+        hostile("idle", "endless-loop", ""),
+    ))?;
+    let out = std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
+        .arg("--socket")
+        .arg(daemon.admin_socket())
+        .args(["plugin", "status"])
+        .output()?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+    };
+    assert!(
+        line("idle ").contains(" loaded  (") && line("idle ").contains("sha256 "),
+        "{text}"
+    );
+    assert!(
+        line("spare ").contains("NOT LOADED: not a valid WebAssembly component"),
+        "{text}"
+    );
+    Ok(())
+}
