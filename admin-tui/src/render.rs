@@ -365,6 +365,14 @@ pub fn text(reply: &AdminReply) -> String {
                 );
             }
         }
+        AdminReply::PluginChecked(c) => {
+            let _ = writeln!(
+                out,
+                "{}: loads, built for {}, sha256 {}",
+                c.file, c.interface, c.sha256
+            );
+            let _ = writeln!(out, "imports: {}", c.imports.join(", "));
+        }
         AdminReply::Deliveries { deliveries } => {
             // One row per delivery, then every attempt indented under it: a 429 before the delivery
             // that worked is what an admin looks for.

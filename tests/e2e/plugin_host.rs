@@ -326,3 +326,86 @@ fn a_plugin_in_no_channel_is_loaded_and_its_errors_shown() -> Result<()> {
     );
     Ok(())
 }
+
+/// `twofold-admin plugin check FILE`: a good component is reported with its interface version and
+/// imports; a file that is no component, one built for another version of the delivery interface and
+/// one importing an unknown interface are each refused with one line and a non-zero exit (JSON with
+/// --json).
+#[test]
+fn plugin_check_reports_a_good_component_and_refuses_each_bad_one() -> Result<()> {
+    use crate::plugin_loading::renamed;
+    let dir = twofold_tests::TempDir::new("plugin-check")?;
+    let daemon = Daemon::start("")?;
+    let wasm = std::fs::read(plugins_dir()?.join("hostile.wasm"))?;
+    let check = |file: &std::path::Path, json: bool| -> Result<std::process::Output> {
+        let mut command =
+            std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?);
+        command.arg("--socket").arg(daemon.admin_socket());
+        if json {
+            command.arg("--json");
+        }
+        Ok(command.args(["plugin", "check"]).arg(file).output()?)
+    };
+    let good = dir.path().join("good.wasm");
+    std::fs::write(&good, &wasm)?;
+    let out = check(&good, false)?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("loads, built for twofold:delivery@0.1.0, sha256 ")
+            && text.contains("imports: ")
+            && text.contains("twofold:delivery/host@0.1.0"),
+        "{text}"
+    );
+
+    let newer = renamed(
+        &renamed(
+            &wasm,
+            "twofold:delivery/host@0.1.0",
+            "twofold:delivery/host@0.2.0",
+        )?,
+        "twofold:delivery/types@0.1.0",
+        "twofold:delivery/types@0.2.0",
+    )?;
+    let evil = renamed(
+        &wasm,
+        "wasi:cli/environment@0.2.6",
+        "evil:backdoor/shell@10.0.0",
+    )?;
+    let table: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "junk.wasm",
+            b"not a component at all".to_vec(),
+            "not a valid WebAssembly component",
+        ),
+        (
+            "newer.wasm",
+            newer,
+            "built for twofold:delivery@0.2.0; this daemon implements 0.1.0",
+        ),
+        ("evil.wasm", evil, "imports unknown evil:backdoor/shell"),
+    ];
+    for (name, bytes, words) in &table {
+        let file = dir.path().join(name);
+        std::fs::write(&file, bytes)?;
+        let out = check(&file, false)?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(
+            stderr.contains(words) && stderr.contains(name),
+            "{name}: {stderr}"
+        );
+        let out = check(&file, true)?;
+        let error: serde_json::Value = serde_json::from_slice(&out.stderr)?;
+        assert!(!out.status.success());
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(words),
+            "{name}: {error}"
+        );
+    }
+    Ok(())
+}

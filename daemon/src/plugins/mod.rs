@@ -261,6 +261,53 @@ impl PluginHost {
         infos(&slots)
     }
 
+    /// Loads a component as `load` would, without installing it or touching the cache: its sha256,
+    /// the delivery interface it was built for, and its imports; or why it would not load.
+    pub fn check(&self, wasm: &[u8]) -> std::result::Result<(String, String, Vec<String>), String> {
+        if wasm.is_empty() {
+            return Err("an empty file".into());
+        }
+        let sha256 = data_encoding::HEXLOWER.encode(&Sha256::digest(wasm));
+        let component = Component::new(&self.engine, wasm).map_err(|e| {
+            format!(
+                "not a valid WebAssembly component: {}",
+                whole(&format!("{e:#}"))
+            )
+        })?;
+        check_imports(&component, &self.engine)?;
+        self.prepare(&component)?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| said::escape_controls(name))
+            .collect();
+        Ok((sha256, INTERFACE_VERSION.to_owned(), imports))
+    }
+
+    /// Links a component against the host functions and finds its `deliver` export.
+    fn prepare(
+        &self,
+        component: &Component,
+    ) -> std::result::Result<(DeliveryPluginPre<CallState>, ComponentExportIndex), String> {
+        let mut linker: Linker<CallState> = Linker::new(&self.engine);
+        capabilities::add_host_functions(&mut linker)
+            .map_err(|e| format!("linking the host functions: {e}"))?;
+        // What is left is WASI (check_imports refused anything else): a trap naming what was called.
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(|e| format!("not a delivery plugin: {e}"))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("not a delivery plugin: {e}"))?;
+        let pre = DeliveryPluginPre::new(pre).map_err(|e| {
+            format!("not a {INTERFACE_VERSION} delivery plugin (it must export `deliver` from the delivery-plugin world): {e}")
+        })?;
+        let deliver = component.get_export_index(None, "deliver").ok_or_else(|| {
+            format!("not a {INTERFACE_VERSION} delivery plugin: no `deliver` export")
+        })?;
+        Ok((pre, deliver))
+    }
+
     fn load_one(
         &self,
         config: &PluginConfig,
@@ -273,22 +320,7 @@ impl PluginHost {
         let sha256 = data_encoding::HEXLOWER.encode(&Sha256::digest(&wasm));
         let (component, from_cache) = self.component(&wasm, &sha256)?;
         check_imports(&component, &self.engine)?;
-        let mut linker: Linker<CallState> = Linker::new(&self.engine);
-        capabilities::add_host_functions(&mut linker)
-            .map_err(|e| format!("linking the host functions: {e}"))?;
-        // What is left is WASI (check_imports refused anything else): a trap naming what was called.
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| format!("not a delivery plugin: {e}"))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("not a delivery plugin: {e}"))?;
-        let pre = DeliveryPluginPre::new(pre).map_err(|e| {
-            format!("not a {INTERFACE_VERSION} delivery plugin (it must export `deliver` from the delivery-plugin world): {e}")
-        })?;
-        let deliver = component.get_export_index(None, "deliver").ok_or_else(|| {
-            format!("not a {INTERFACE_VERSION} delivery plugin: no `deliver` export")
-        })?;
+        let (pre, deliver) = self.prepare(&component)?;
         let grant = Grant::new(config, http_timeout)?;
         Ok(Plugin {
             name: config.name.clone(),
