@@ -201,6 +201,12 @@ pub enum PluginCommand {
     /// Loads the plugin files again, with the [[plugin]] tables and routes as last read (to re-read
     /// those from twofold.toml: systemctl reload twofoldd).
     Reload,
+    /// Whether a component loads with the daemon's engine and checks (its WIT version, its imports),
+    /// without installing it.
+    Check {
+        /// The plugin's .wasm component file.
+        file: PathBuf,
+    },
 }
 
 /// The settings and the values they take, for `policy set --help`.
@@ -508,6 +514,11 @@ impl Command {
             }
             Command::Plugin(PluginCommand::Status) => AdminRequest::PluginStatus,
             Command::Plugin(PluginCommand::Reload) => AdminRequest::PluginReload,
+            // `run` reads the file and sends it.
+            Command::Plugin(PluginCommand::Check { file }) => AdminRequest::PluginCheck {
+                file: file.display().to_string(),
+                wasm_base64: String::new(),
+            },
             Command::Deliveries { user, limit } => AdminRequest::DeliveryList {
                 user: user.clone(),
                 limit: Some(*limit),
@@ -734,7 +745,18 @@ impl From<crate::client::CallError> for Failure {
 pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<(), Failure> {
     let mut client =
         crate::client::Client::connect(socket).map_err(Failure::here("connection_failed"))?;
-    let reply = client.call(&command.request())?;
+    let request = match command {
+        Command::Plugin(PluginCommand::Check { file }) => {
+            let wasm = std::fs::read(file)
+                .map_err(|e| Failure::here("file_failed")(format!("{}: {e}", file.display())))?;
+            AdminRequest::PluginCheck {
+                file: file.display().to_string(),
+                wasm_base64: data_encoding::BASE64.encode(&wasm),
+            }
+        }
+        other => other.request(),
+    };
+    let reply = client.call(&request)?;
     let qr_png = match command {
         Command::Totp(TotpCommand::Enroll { qr_png, .. })
         | Command::Restore(RestoreCommand::Start { qr_png, .. }) => qr_png.as_ref(),

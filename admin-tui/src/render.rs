@@ -378,16 +378,21 @@ pub fn text(reply: &AdminReply) -> String {
                 );
             }
         }
+        AdminReply::PluginChecked(c) => {
+            let _ = writeln!(
+                out,
+                "{}: loads, built for {}, sha256 {}",
+                c.file, c.interface, c.sha256
+            );
+            let _ = writeln!(out, "imports: {}", c.imports.join(", "));
+        }
         AdminReply::Deliveries { deliveries } => {
+            // One row per delivery, then every attempt indented under it: a 429 before the delivery
+            // that worked is what an admin looks for.
             for d in deliveries {
-                let last = d
-                    .attempts
-                    .last()
-                    .map(|a| format!("{} {}: {}", a.via, a.outcome, escape_hazards(&a.detail)))
-                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "{} {:<16} {:<9} {:<20} {:<10} {last}",
+                    "{} {:<16} {:<9} {:<20} {}",
                     time(d.created),
                     d.user,
                     spelled(&d.channel),
@@ -400,12 +405,12 @@ pub fn text(reply: &AdminReply) -> String {
                     for a in &d.attempts {
                         let _ = writeln!(
                             out,
-                            "    {} {} {}: {} ({} ms)",
+                            "    {} {} {} ({} ms): {}",
                             time(a.at),
                             a.via,
                             a.outcome,
-                            escape_hazards(&a.detail),
-                            a.duration_ms
+                            a.duration_ms,
+                            escape_hazards(&a.detail)
                         );
                     }
                 }

@@ -471,6 +471,22 @@ async fn dispatch(
         AdminRequest::PluginStatus => AdminReply::Plugins {
             plugins: service.challenges()?.delivery().host().status(),
         },
+        AdminRequest::PluginCheck { file, wasm_base64 } => {
+            let wasm = data_encoding::BASE64
+                .decode(wasm_base64.as_bytes())
+                .map_err(|e| Error::invalid(format!("{file}: not base64: {e}")))?;
+            let host = service.challenges()?.delivery().host().clone();
+            let report = tokio::task::spawn_blocking(move || host.check(&wasm))
+                .await
+                .map_err(|e| Error::Config(format!("plugin check task: {e}")))?
+                .map_err(|e| Error::invalid(format!("{file}: {e}")))?;
+            AdminReply::PluginChecked(twofold_wire::delivery::PluginCheck {
+                file,
+                sha256: report.0,
+                interface: report.1,
+                imports: report.2,
+            })
+        }
         AdminRequest::PluginReload => {
             let delivery = service.challenges()?.delivery().clone();
             let plugins = tokio::task::spawn_blocking(move || delivery.reload(None))

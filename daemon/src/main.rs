@@ -28,9 +28,18 @@ fn main_inner() -> ExitCode {
                 return ExitCode::FAILURE;
             };
             match Config::load(&path) {
-                Ok(_) => {
-                    println!("{}: ok", path.display());
-                    ExitCode::SUCCESS
+                Ok(config) => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let errors = twofoldd::delivery::config::check_plugins(&config, &text);
+                    if errors.is_empty() {
+                        println!("{}: ok", path.display());
+                        ExitCode::SUCCESS
+                    } else {
+                        for e in errors {
+                            eprintln!("{}:{e}", path.display());
+                        }
+                        ExitCode::from(2)
+                    }
                 }
                 Err(e) => {
                     eprintln!("{}", e.to_string().trim_start_matches("configuration: "));

@@ -885,7 +885,16 @@ fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Resul
     );
     assert!(uncommented.contains("[email]"), "{uncommented}");
     let dir = twofold_tests::TempDir::new("delivery-example")?;
-    // check-config wants the files the examples name (the SMTP password): here, in the test's folder.
+    // check-config wants the files the examples name (the SMTP password, the SMS token) and the plugins'
+    // .wasm files: here, in the test's folder.
+    for file in [
+        "sms-http.wasm",
+        "voice-http.wasm",
+        "in-person.wasm",
+        "sms-token",
+    ] {
+        std::fs::write(dir.path().join(file), "")?;
+    }
     let uncommented =
         uncommented.replace("\"/etc/twofold/", &format!("\"{}/", dir.path().display()));
     for line in uncommented.lines() {
@@ -893,6 +902,11 @@ fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Resul
             std::fs::write(value.trim_end_matches('"'), "")?;
         }
     }
+    let uncommented = format!(
+        "[delivery]\nplugin_dirs = [\"{}\"]\n{}",
+        toml_path(dir.path()),
+        uncommented
+    );
     let path = dir.path().join("example.toml");
     std::fs::write(&path, format!("version = 1\n{uncommented}"))?;
     let out = std::process::Command::new(twofold_tests::workspace_binary("twofoldd")?)
@@ -910,7 +924,7 @@ fn the_commented_plugin_and_email_examples_are_valid_when_uncommented() -> Resul
         format!(
             "version = 1\n{}",
             uncommented.replace(
-                "allow_hosts = [\"sms.example.net\"]",
+                "allow_hosts = [\"sms.example.net:443\"]",
                 "allow_hosts = [\"https://sms.example.net\"]"
             )
         ),
@@ -1095,7 +1109,18 @@ async fn huge_strings_from_plugins_stay_outside_the_host() -> Result<()> {
     let dir = twofold_tests::TempDir::new("delivery-huge")?;
     let ca = TestCa::create(dir.path())?;
     let sms = Gateway::start(Some(&ca)).await?;
-    let daemon = Daemon::start(&hostile_config(&[("huge", "huge-strings")], &ca, &sms, "")?)?;
+    // 14 MiB strings, in instances of 32 MiB.
+    let config = hostile_config(
+        &[("huge", "huge-strings")],
+        &ca,
+        &sms,
+        "plugin_memory_mib = 32\n",
+    )?
+    .replace(
+        "mode = \"huge-strings\"\n",
+        "mode = \"huge-strings\"\nmib = \"14\"\n",
+    );
+    let daemon = Daemon::start(&config)?;
     let pid = daemon.pid().context("running")?;
     let mut admin = daemon.admin()?;
     let api = client(&daemon).await?;
@@ -1115,6 +1140,7 @@ async fn huge_strings_from_plugins_stay_outside_the_host() -> Result<()> {
         txs.push(c["transaction_id"].as_str().unwrap_or_default().to_owned());
     }
     let mut peak = rss_mib(pid)?;
+    let before = peak;
     for (i, tx) in txs.iter().enumerate() {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -1139,7 +1165,62 @@ async fn huge_strings_from_plugins_stay_outside_the_host() -> Result<()> {
         }
     }
     assert!(peak < 150, "the daemon's RSS peaked at {peak} MiB");
-    eprintln!("60 deliveries, each with a 4 MiB log line, note and reason: RSS peak {peak} MiB, after {} MiB", rss_mib(pid)?);
+    eprintln!("60 deliveries, each with a 14 MiB log line, note and reason: RSS {before} MiB before, peak {peak} MiB, after {} MiB", rss_mib(pid)?);
+    Ok(())
+}
+
+/// A request with 10,000 headers of 1 KiB (a body far under its limit) is refused whole in the host,
+/// before anything is sent; the plugin reads the refusal, and the next plugin delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_flood_is_refused_before_anything_is_sent() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("delivery-flood")?;
+    let ca = TestCa::create(dir.path())?;
+    let sms = Gateway::start(Some(&ca)).await?;
+    let config = hostile_config(&[("flood", "header-flood")], &ca, &sms, "")?.replace(
+        "mode = \"header-flood\"\n",
+        &format!(
+            "mode = \"header-flood\"\nurl = \"https://127.0.0.1:{}/send\"\n",
+            sms.addr.port()
+        ),
+    );
+    let daemon = Daemon::start(&config)?;
+    let mut admin = daemon.admin()?;
+    let api = client(&daemon).await?;
+    user(&mut admin, "mallory", Some("+41 79 000 00 01"), None, &[])?;
+    let c = challenge(&api, "mallory", "sms").await?;
+    let done = settled(
+        &mut admin,
+        c["transaction_id"].as_str().unwrap_or_default(),
+        WAIT,
+    )
+    .await?;
+    let by: Vec<(&str, &str, &str)> = done
+        .attempts
+        .iter()
+        .map(|a| (a.via.as_str(), a.outcome.as_str(), a.detail.as_str()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            (
+                "flood",
+                "failed",
+                "flood refused: 10000 headers: at most 32 may be sent"
+            ),
+            ("good", "delivered", by[1].2),
+        ],
+        "{done:?}"
+    );
+    let received = sms.received();
+    assert_eq!(received.len(), 1, "only the good plugin's request arrived");
+    assert!(
+        !received[0]
+            .headers
+            .iter()
+            .any(|(n, _)| n.starts_with("x-flood")),
+        "{:?}",
+        received[0].headers
+    );
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod host;
 mod lifecycle;
 mod lockout;
 mod packaging;
+mod plugin_host;
 mod plugin_loading;
 mod plugin_sdk;
 mod policies;

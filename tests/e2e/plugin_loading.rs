@@ -11,7 +11,7 @@ use twofold_wire::delivery::PluginInfo;
 
 /// `wasm` with every occurrence of `from` replaced by `to`, which must be as long: import names are
 /// length-prefixed strings, so a same-length rename keeps the component well-formed.
-fn renamed(wasm: &[u8], from: &str, to: &str) -> Result<Vec<u8>> {
+pub(crate) fn renamed(wasm: &[u8], from: &str, to: &str) -> Result<Vec<u8>> {
     assert_eq!(from.len(), to.len(), "{from} and {to} differ in length");
     let (from, to) = (from.as_bytes(), to.as_bytes());
     let mut out = Vec::with_capacity(wasm.len());

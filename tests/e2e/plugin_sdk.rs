@@ -174,7 +174,10 @@ async fn a_plugin_from_the_readme_retries_after_retry_after_and_fails_on_400_wit
         .output()?;
     let text = String::from_utf8(cli.stdout)?;
     assert!(
-        cli.status.success() && text.contains(&format!("company failed: {reason}")),
+        cli.status.success()
+            && text
+                .lines()
+                .any(|l| l.contains("company failed (") && l.ends_with(&format!("ms): {reason}"))),
         "{text}"
     );
     assert_eq!(gateway.received().len(), 4);
@@ -187,7 +190,8 @@ async fn a_plugin_from_the_readme_retries_after_retry_after_and_fails_on_400_wit
     let text = String::from_utf8(all.stdout)?;
     assert!(
         text.lines().any(|l| l.starts_with("    ")
-            && l.contains("company retry_later: status 429 Too Many Requests")
+            && l.contains("company retry_later (")
+            && l.contains("ms): status 429 Too Many Requests")
             && l.contains("retry after 2 s")),
         "{text}"
     );

@@ -86,12 +86,18 @@ pub struct DeliveryConfig {
     /// Memory one plugin instance may grow to.
     #[serde(default = "default_memory_mib")]
     pub plugin_memory_mib: u32,
-    /// CPU time one call into a plugin may take, not counting the host's own HTTP requests.
+    /// CPU time one call into a plugin may take: its thread's CPU, not counting the host's own HTTP
+    /// requests (`plugins::budget`).
     #[serde(default = "default_cpu_ms")]
     pub plugin_cpu_ms: u64,
-    /// Deliveries running at once; the instance pool is sized for it.
+    /// Deliveries running at once, over all plugins; the instance pool is sized for it. Each plugin
+    /// has its own share too (`[[plugin]] concurrency`), so one channel's outage never takes them all.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// How long one delivery by a plugin may wait for a free slot, and then how long the call may take
+    /// with its HTTP requests: a gateway that never answers holds a slot this long at most.
+    #[serde(default = "default_plugin_deadline")]
+    pub plugin_deadline_seconds: u64,
     /// Timeout of each HTTP request a plugin makes (connect, TLS, answer).
     #[serde(default = "default_http_timeout")]
     pub http_timeout_seconds: u64,
@@ -124,6 +130,12 @@ fn default_cpu_ms() -> u64 {
 fn default_concurrency() -> u32 {
     32
 }
+fn default_plugin_deadline() -> u64 {
+    15
+}
+fn default_plugin_concurrency() -> u32 {
+    4
+}
 fn default_http_timeout() -> u64 {
     10
 }
@@ -144,6 +156,7 @@ impl Default for DeliveryConfig {
             plugin_memory_mib: default_memory_mib(),
             plugin_cpu_ms: default_cpu_ms(),
             concurrency: default_concurrency(),
+            plugin_deadline_seconds: default_plugin_deadline(),
             http_timeout_seconds: default_http_timeout(),
             http_requests_per_call: default_http_requests(),
         }
@@ -183,6 +196,10 @@ pub struct PluginConfig {
     /// May put codes into the in-person handover queue.
     #[serde(default)]
     pub handover: bool,
+    /// Deliveries this plugin runs at once; more wait (at most `plugin_deadline_seconds`), so a
+    /// gateway that hangs holds only these slots and the other plugins keep theirs.
+    #[serde(default = "default_plugin_concurrency")]
+    pub concurrency: u32,
     /// Values the plugin reads with `config(key)`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -299,6 +316,12 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
             "[delivery] concurrency must be between 1 and 1000".into(),
         );
     }
+    if !(1..=300).contains(&d.plugin_deadline_seconds) {
+        fail(
+            "plugin_deadline_seconds",
+            "[delivery] plugin_deadline_seconds must be between 1 and 300".into(),
+        );
+    }
     if !(1..=120).contains(&d.http_timeout_seconds) {
         fail(
             "http_timeout_seconds",
@@ -341,6 +364,15 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
             || (!p.file.is_absolute() && p.file.components().count() != 1)
         {
             fail(&at, format!("[[plugin]] {}: file must be a file name (looked up in plugin_dirs) or an absolute path", p.name));
+        }
+        if !(1..=1000).contains(&p.concurrency) {
+            fail(
+                &at,
+                format!(
+                    "[[plugin]] {}: concurrency must be between 1 and 1000",
+                    p.name
+                ),
+            );
         }
         for host in &p.allow_hosts {
             if let Err(e) = crate::plugins::capabilities::AllowedHost::parse(host) {
@@ -399,6 +431,131 @@ pub fn validate(config: &crate::config::Config, text: &str, errors: &mut Vec<Con
     }
 }
 
+/// What `twofoldd check-config` checks beyond the file's own rules, against the machine it runs on:
+/// each plugin's `.wasm` is found, its secret files can be read, every `allow_hosts` entry names its
+/// port, its `url` (in `[plugin.config]`) is HTTPS (plain HTTP only to loopback with
+/// `allow_plain_http_loopback`) to a host in `allow_hosts`, and every `{secret:NAME}` its config
+/// values use is a secret it is given. The daemon itself only reports these when it loads the plugin.
+pub fn check_plugins(config: &crate::config::Config, text: &str) -> Vec<ConfigError> {
+    use crate::plugins::capabilities::AllowedHost;
+    let mut errors = Vec::new();
+    for p in &config.plugin {
+        let name_line = text
+            .lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.starts_with("name") && l.contains(&format!("\"{}\"", p.name))
+            })
+            .map_or(1, |n| n + 1);
+        // The line of `key` in this plugin's tables: the first after its name that starts with it.
+        let line_of = |key: &str| {
+            text.lines()
+                .enumerate()
+                .skip(name_line)
+                .take_while(|(_, l)| !l.trim_start().starts_with("[[plugin]]"))
+                .find(|(_, l)| l.trim_start().starts_with(key))
+                .map_or(name_line, |(n, _)| n + 1)
+        };
+        let mut fail = |line: usize, message: String| {
+            errors.push(ConfigError {
+                line,
+                message: format!("[[plugin]] {}: {message}", p.name),
+            })
+        };
+        if crate::plugins::locate(&p.file, &config.delivery.plugin_dirs).is_none() {
+            fail(
+                line_of("file"),
+                format!(
+                    "file {} is not in any of the plugin folders {:?} ([delivery] plugin_dirs)",
+                    p.file.display(),
+                    config.delivery.plugin_dirs
+                ),
+            );
+        }
+        for (secret, path) in &p.secrets {
+            if let Err(e) = std::fs::File::open(path) {
+                fail(
+                    line_of(secret),
+                    format!("secrets.{secret}: {}: {e}", path.display()),
+                );
+            }
+        }
+        for host in &p.allow_hosts {
+            // An entry that does not parse is validate()'s to report.
+            if AllowedHost::parse(host).is_ok_and(|a| a.parts().1.is_none()) {
+                fail(
+                    line_of("allow_hosts"),
+                    format!("allow_hosts {host:?} names no port: write {host}:443 (or the gateway's port)"),
+                );
+            }
+        }
+        if let Some(url) = p.config.get("url") {
+            if let Some(refusal) = url_refusal(url, &p.allow_hosts, p.allow_plain_http_loopback) {
+                fail(line_of("url"), format!("config.url: {refusal}"));
+            }
+        }
+        for (key, value) in &p.config {
+            for used in value.split("{secret:").skip(1) {
+                let secret = used.split('}').next().unwrap_or_default();
+                if !p.secrets.contains_key(secret) {
+                    fail(
+                        line_of(key),
+                        format!(
+                            "config.{key} uses {{secret:{secret}}}, but [plugin.secrets] names no secret {secret:?}{}",
+                            if p.secrets.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    " (it names {})",
+                                    p.secrets.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    errors
+}
+
+/// Why a plugin's configured URL cannot be fetched, if it cannot: the host's own rule, applied to
+/// the URL's scheme, host and port (its path and query may hold `{placeholders}`).
+fn url_refusal(url: &str, allow_hosts: &[String], plain_loopback: bool) -> Option<String> {
+    use crate::plugins::capabilities::AllowedHost;
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "https" => 443,
+        "http" => 80,
+        _ => return Some(format!("{url:?} is not an https:// URL")),
+    };
+    let authority = rest.split(['/', '?', '#', '{']).next().unwrap_or_default();
+    let parsed = AllowedHost::parse(authority).ok()?;
+    let (host, port) = parsed.parts();
+    let port = port.unwrap_or(default_port);
+    let permitted = allow_hosts
+        .iter()
+        .filter_map(|h| AllowedHost::parse(h).ok())
+        .any(|a| a.permits(host, port, default_port));
+    if !permitted {
+        return Some(format!(
+            "host {host}:{port} is not in allow_hosts {allow_hosts:?}"
+        ));
+    }
+    if scheme == "http" {
+        let loopback = host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        if !(plain_loopback && loopback) {
+            return Some(format!(
+                "plain http:// to {host} is refused: use https://, or for a relay on this machine (a loopback address) set allow_plain_http_loopback"
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -411,6 +568,9 @@ mod tests {
             ("[challenge]\nlifetime_seconds = 10\n", 3, "lifetime_seconds"),
             ("[delivery]\nsms = [\"nope\"]\n", 3, "no [[plugin]] is named \"nope\""),
             ("[delivery]\nretry_initial_seconds = 120\n", 3, "retry_initial_seconds"),
+            ("[delivery]\nmax_attempts = 2\nplugin_deadline_seconds = 0\n", 4, "plugin_deadline_seconds must be between 1 and 300"),
+            ("[delivery]\nplugin_deadline_seconds = 301\n", 3, "plugin_deadline_seconds must be between 1 and 300"),
+            ("[[plugin]]\nname = \"gw\"\nfile = \"x.wasm\"\nconcurrency = 0\n", 3, "gw: concurrency must be between 1 and 1000"),
             ("[[plugin]]\nname = \"a b\"\nfile = \"x.wasm\"\n", 3, "letters, digits"),
             ("[[plugin]]\nname = \"gw\"\nfile = \"../x.wasm\"\n", 3, "file must be a file name"),
             ("[[plugin]]\nname = \"gw\"\nfile = \"x.wasm\"\nallow_hosts = [\"https://gw\"]\n", 3, "not a URL"),

@@ -6,7 +6,8 @@
 //!   one "plugin", the SMTP server.
 //! - `failed` (and a plugin fault: a trap, the CPU or memory limit, a forbidden call) rules that plugin
 //!   out for this challenge; the next one is tried at once. `retry-later` (and an unreachable SMTP
-//!   server) moves on to the next plugin too, but keeps this one for the next round.
+//!   server, a call stopped at `plugin_deadline_seconds`, no free slot of the plugin's `concurrency`
+//!   within it) moves on to the next plugin too, but keeps this one for the next round.
 //! - When a round ends without delivery and some plugin may be retried, the next round starts after
 //!   `retry_initial_seconds`, doubling up to `retry_max_seconds`, for at most `max_attempts` rounds and
 //!   never past the code's expiry. Otherwise the delivery has failed.
@@ -353,8 +354,24 @@ impl Delivery {
             Ok(p) => p,
             Err(e) => return Try::Failed(e),
         };
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return Try::Retry("the daemon is shutting down".into(), None);
+        // The plugin's own slot first, then one of all: deliveries stuck on one plugin hold only its
+        // slots, and every other plugin keeps its own. Both waits end at the deadline.
+        let deadline = Duration::from_secs(self.routes().delivery.plugin_deadline_seconds);
+        let slots = async {
+            let own = plugin.slots.clone().acquire_owned().await?;
+            let any = self.permits.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((own, any))
+        };
+        let _permits = match tokio::time::timeout(deadline, slots).await {
+            Ok(Ok(permits)) => permits,
+            Ok(Err(_)) => return Try::Retry("the daemon is shutting down".into(), None),
+            Err(_) => {
+                return Try::Retry(format!(
+                    "plugin {name} is busy: its {} deliveries at once (concurrency) did not free a slot within {} s (plugin_deadline_seconds)",
+                    plugin.concurrency,
+                    deadline.as_secs()
+                ), None)
+            }
         };
         let message = plugins::Message {
             channel: match job.channel {
@@ -388,6 +405,11 @@ impl Delivery {
             }
             Ok(Outcome::RetryLater(retry)) => Try::Retry(retry.reason, retry.after_seconds),
             Ok(Outcome::Failed(reason)) => Try::Failed(reason),
+            // A slow gateway may answer in time on the next round; a plugin that misbehaves won't.
+            Err(fault @ plugins::PluginFault::Deadline(_)) => {
+                tracing::warn!(plugin = %plugin.name, transaction = %job.transaction_id, fault = %fault, "plugin call stopped at its deadline");
+                Try::Retry(format!("plugin {} {fault}", plugin.name), None)
+            }
             Err(fault) => {
                 tracing::error!(plugin = %plugin.name, transaction = %job.transaction_id, fault = %fault, "plugin fault: delivery goes on without it");
                 Try::Failed(format!("plugin {} {fault}", plugin.name))

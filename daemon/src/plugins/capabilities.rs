@@ -16,8 +16,8 @@
 //!   many or too large headers, or too large a body is refused whole. Every text a plugin says is made
 //!   one safe line by `said::plugin_text`.
 //!
-//! Time spent in here is the host's, not the plugin's: it is subtracted from the plugin's CPU budget
-//! (the epoch deadline counts wall time), and bounded by the HTTP timeout instead.
+//! Time and CPU spent in here are the host's, not the plugin's: they are subtracted from the plugin's
+//! CPU budget (`budget`), and bounded by the HTTP timeout instead.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -34,6 +34,7 @@ use rustls::pki_types::pem::PemObject;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 use wasmtime::{Store, StoreContextMut, StoreLimits};
 
+use super::budget::{thread_cpu, Budget};
 use super::said::plugin_text;
 use super::twofold::delivery::host::{
     HostError, HostErrorKind, HttpRequest, HttpResponse, LogLevel,
@@ -99,7 +100,12 @@ impl AllowedHost {
         Ok(AllowedHost { host, port })
     }
 
-    fn permits(&self, host: &str, port: u16, default_port: u16) -> bool {
+    /// The host, and the port if one is given.
+    pub fn parts(&self) -> (&str, Option<u16>) {
+        (&self.host, self.port)
+    }
+
+    pub fn permits(&self, host: &str, port: u16, default_port: u16) -> bool {
         self.host == host && self.port.unwrap_or(default_port) == port
     }
 }
@@ -243,6 +249,8 @@ pub struct CallLimits {
     pub cpu: Duration,
     pub http_timeout: Duration,
     pub http_requests: u32,
+    /// The whole call, HTTP requests included.
+    pub deadline: Duration,
 }
 
 /// The store's data during one call into a plugin.
@@ -250,10 +258,8 @@ pub struct CallState {
     pub(super) limits: StoreLimits,
     grant: Arc<Grant>,
     code: String,
-    pub(super) started: Instant,
-    /// Time spent in host functions: not the plugin's CPU time.
-    pub(super) host_time: Duration,
-    pub(super) cpu_budget: Duration,
+    /// The CPU and wall clocks of the call; host functions count as the host's.
+    pub(super) budget: Budget,
     http_timeout: Duration,
     http_left: u32,
     log_lines: u32,
@@ -278,9 +284,7 @@ impl CallState {
                 .build(),
             grant,
             code: code.to_owned(),
-            started: Instant::now(),
-            host_time: Duration::ZERO,
-            cpu_budget: limits.cpu,
+            budget: Budget::start(limits.cpu, limits.deadline),
             http_timeout: limits.http_timeout,
             http_left: limits.http_requests,
             log_lines: 0,
@@ -288,11 +292,6 @@ impl CallState {
             handover_note: None,
             runtime,
         }
-    }
-
-    /// Wall time inside the plugin so far.
-    pub(super) fn plugin_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_time)
     }
 
     fn fetch_now(&mut self, request: HttpRequest) -> Result<HttpResponse, HostError> {
@@ -335,7 +334,13 @@ impl CallState {
             .body(Full::new(Bytes::from(request.body)))
             .map_err(|e| invalid(format!("request: {e}")))?;
         let client = self.grant.client.clone();
-        let timeout = self.http_timeout;
+        let timeout = self.http_timeout.min(self.budget.left());
+        if timeout.is_zero() {
+            return Err(HostError {
+                kind: HostErrorKind::Timeout,
+                message: "the delivery's deadline (plugin_deadline_seconds) has passed".into(),
+            });
+        }
         let answer = self.runtime.block_on(async move {
             tokio::time::timeout(timeout, async move {
                 let response = client
@@ -372,7 +377,7 @@ impl CallState {
             .await
             .map_err(|_| HostError {
                 kind: HostErrorKind::Timeout,
-                message: format!("no answer within {} s", timeout.as_secs()),
+                message: format!("no answer within {:.1} s", timeout.as_secs_f64()),
             })?
         });
         answer.map_err(|e| HostError {
@@ -447,14 +452,16 @@ pub fn add_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()
     host.func_wrap(
         "log",
         |mut store: StoreContextMut<'_, CallState>, (level, message): (LogLevel, WasmStr)| {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), thread_cpu());
             let text = {
                 let code = store.data().code.clone();
                 plugin_text(&message.to_str(&store)?, &code, MAX_LOG_BYTES)
             };
             let state = store.data_mut();
             state.log(level, text);
-            state.host_time += started.elapsed();
+            state
+                .budget
+                .add_host(started.elapsed(), thread_cpu().saturating_sub(cpu));
             Ok(())
         },
     )?;
@@ -481,7 +488,7 @@ pub fn add_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()
     host.func_wrap(
         "fetch",
         |mut store: StoreContextMut<'_, CallState>, (request,): (WasmHttpRequest,)| {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), thread_cpu());
             let answer = match request.read(&mut store) {
                 Ok(request) => store.data_mut().fetch_now(request),
                 Err(refusal) => Err(HostError {
@@ -489,7 +496,10 @@ pub fn add_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()
                     message: refusal,
                 }),
             };
-            store.data_mut().host_time += started.elapsed();
+            store
+                .data_mut()
+                .budget
+                .add_host(started.elapsed(), thread_cpu().saturating_sub(cpu));
             Ok((answer,))
         },
     )?;

@@ -13,14 +13,16 @@
 //!   refused with a message naming it. A reload that fails keeps the last good version delivering.
 //! - Each call gets a fresh store (so a trap never poisons the next call) instantiated from a
 //!   pre-instantiated component, memory capped by `StoreLimits`, and a CPU budget enforced by an epoch
-//!   ticker thread: every tick the store checks the time spent inside the plugin (host functions
-//!   excluded) and interrupts it past the budget.
+//!   ticker thread: every tick the store samples its thread's CPU used inside the plugin (host
+//!   functions excluded) and interrupts it past the budget, with the delivery's deadline as the wall-time
+//!   backstop (`budget`).
 //! - Plugins get no WASI at all: every import other than the `twofold:delivery/host` functions is
 //!   defined as a trap, so `std::fs`, `println!`, sockets, clocks and the environment stop the call
 //!   with an error naming what was called. Host functions are capability-checked (`capabilities`).
 //! - A reload (SIGHUP or the admin's request) loads the configured plugins again and swaps them in;
 //!   calls in flight finish on the set they started with.
 
+pub mod budget;
 pub mod capabilities;
 pub mod said;
 
@@ -54,14 +56,16 @@ pub use twofold::delivery::types::Channel as WitChannel;
 /// `retry-later` and `fetch`'s error; moving a plugin to the new SDK changes a few lines (SDK README).
 pub const WIT_VERSION: &str = "0.2.0";
 pub const INTERFACE_VERSION: &str = "twofold:delivery@0.2.0";
-/// How often the ticker advances the engine's epoch: the granularity of the CPU budget.
+/// How often the ticker advances the engine's epoch: how often a call's CPU is sampled.
 const TICK: Duration = Duration::from_millis(10);
 
 /// Why a call into a plugin did not produce an outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginFault {
-    /// The plugin ran past its CPU budget.
+    /// The plugin used more CPU than its budget.
     Timeout(Duration),
+    /// The call, its HTTP requests included, ran past `plugin_deadline_seconds`.
+    Deadline(Duration),
     /// The plugin tried to grow its memory past the cap.
     MemoryLimit(usize),
     /// The plugin panicked (message as the SDK logged it, code blanked out) or hit `unreachable`.
@@ -78,6 +82,7 @@ impl std::fmt::Display for PluginFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PluginFault::Timeout(budget) => write!(f, "stopped after its CPU budget of {} ms", budget.as_millis()),
+            PluginFault::Deadline(d) => write!(f, "stopped at the delivery's deadline of {} s (plugin_deadline_seconds)", d.as_secs()),
             PluginFault::MemoryLimit(cap) => write!(f, "stopped growing its memory past the cap of {} MiB", cap >> 20),
             PluginFault::Panicked(Some(m)) => write!(f, "panicked: {m}"),
             PluginFault::Panicked(None) => f.write_str("panicked (wasm unreachable executed)"),
@@ -97,9 +102,10 @@ pub struct CallReport {
     pub result: std::result::Result<Outcome, PluginFault>,
     /// The note, when the plugin queued the message for in-person handover.
     pub handover_note: Option<String>,
-    /// Whole call, and the part spent inside the plugin.
+    /// Whole call; the wall time and the CPU time spent inside the plugin.
     pub elapsed: Duration,
     pub plugin_time: Duration,
+    pub plugin_cpu: Duration,
 }
 
 /// A plugin ready to run.
@@ -110,6 +116,9 @@ pub struct Plugin {
     pre: DeliveryPluginPre<CallState>,
     deliver: ComponentExportIndex,
     grant: Arc<Grant>,
+    /// Its own share of the deliveries at once (`[[plugin]] concurrency`).
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub concurrency: u32,
     pub loaded_at: i64,
     pub load_ms: u64,
     pub from_cache: bool,
@@ -250,7 +259,55 @@ impl PluginHost {
         if let Ok(mut current) = self.plugins.write() {
             *current = slots.clone();
         }
+        release_freed_memory();
         infos(&slots)
+    }
+
+    /// Loads a component as `load` would, without installing it or touching the cache: its sha256,
+    /// the delivery interface it was built for, and its imports; or why it would not load.
+    pub fn check(&self, wasm: &[u8]) -> std::result::Result<(String, String, Vec<String>), String> {
+        if wasm.is_empty() {
+            return Err("an empty file".into());
+        }
+        let sha256 = data_encoding::HEXLOWER.encode(&Sha256::digest(wasm));
+        let component = Component::new(&self.engine, wasm).map_err(|e| {
+            format!(
+                "not a valid WebAssembly component: {}",
+                whole(&format!("{e:#}"))
+            )
+        })?;
+        check_imports(&component, &self.engine)?;
+        self.prepare(&component)?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| said::escape_controls(name))
+            .collect();
+        Ok((sha256, INTERFACE_VERSION.to_owned(), imports))
+    }
+
+    /// Links a component against the host functions and finds its `deliver` export.
+    fn prepare(
+        &self,
+        component: &Component,
+    ) -> std::result::Result<(DeliveryPluginPre<CallState>, ComponentExportIndex), String> {
+        let mut linker: Linker<CallState> = Linker::new(&self.engine);
+        capabilities::add_host_functions(&mut linker)
+            .map_err(|e| format!("linking the host functions: {e}"))?;
+        // What is left is WASI (check_imports refused anything else): a trap naming what was called.
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(|e| format!("not a delivery plugin: {e}"))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("not a delivery plugin: {e}"))?;
+        let pre = DeliveryPluginPre::new(pre).map_err(|e| {
+            format!("not a {INTERFACE_VERSION} delivery plugin (it must export `deliver` from the delivery-plugin world): {e}")
+        })?;
+        let deliver = component.get_export_index(None, "deliver").ok_or_else(|| {
+            format!("not a {INTERFACE_VERSION} delivery plugin: no `deliver` export")
+        })?;
+        Ok((pre, deliver))
     }
 
     fn load_one(
@@ -265,22 +322,7 @@ impl PluginHost {
         let sha256 = data_encoding::HEXLOWER.encode(&Sha256::digest(&wasm));
         let (component, from_cache) = self.component(&wasm, &sha256)?;
         check_imports(&component, &self.engine)?;
-        let mut linker: Linker<CallState> = Linker::new(&self.engine);
-        capabilities::add_host_functions(&mut linker)
-            .map_err(|e| format!("linking the host functions: {e}"))?;
-        // What is left is WASI (check_imports refused anything else): a trap naming what was called.
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| format!("not a delivery plugin: {e}"))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| format!("not a delivery plugin: {e}"))?;
-        let pre = DeliveryPluginPre::new(pre).map_err(|e| {
-            format!("not a {INTERFACE_VERSION} delivery plugin (it must export `deliver` from the delivery-plugin world): {e}")
-        })?;
-        let deliver = component.get_export_index(None, "deliver").ok_or_else(|| {
-            format!("not a {INTERFACE_VERSION} delivery plugin: no `deliver` export")
-        })?;
+        let (pre, deliver) = self.prepare(&component)?;
         let grant = Grant::new(config, http_timeout)?;
         Ok(Plugin {
             name: config.name.clone(),
@@ -289,6 +331,10 @@ impl PluginHost {
             pre,
             deliver,
             grant: Arc::new(grant),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(config.concurrency).unwrap_or(1),
+            )),
+            concurrency: config.concurrency,
             loaded_at: now,
             load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             from_cache,
@@ -422,13 +468,11 @@ impl PluginHost {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_callback(|context| {
-            let state = context.data();
-            if state.plugin_time() > state.cpu_budget {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Continue(1))
-            }
+        store.epoch_deadline_callback(|mut context| {
+            Ok(match context.data_mut().budget.check() {
+                Some(_) => UpdateDeadline::Interrupt,
+                None => UpdateDeadline::Continue(1),
+            })
         });
         store.set_epoch_deadline(1);
         let result = match plugin.pre.instance_pre().instantiate(&mut store) {
@@ -436,13 +480,17 @@ impl PluginHost {
             Ok(instance) => deliver(&mut store, &instance, &plugin.deliver, message)
                 .map_err(|e| classify(&e, store.data(), limits)),
         };
-        let plugin_time = store.data().plugin_time();
+        let (plugin_time, plugin_cpu) = (
+            store.data().budget.plugin_wall(),
+            store.data().budget.plugin_cpu(),
+        );
         let handover_note = store.data_mut().handover_note.take();
         CallReport {
             result,
             handover_note,
             elapsed: started.elapsed(),
             plugin_time,
+            plugin_cpu,
         }
     }
 }
@@ -455,6 +503,7 @@ fn call_limits(config: &DeliveryConfig, memory_cap: usize) -> CallLimits {
         cpu: Duration::from_millis(config.plugin_cpu_ms),
         http_timeout: Duration::from_secs(config.http_timeout_seconds),
         http_requests: config.http_requests_per_call,
+        deadline: Duration::from_secs(config.plugin_deadline_seconds),
     }
 }
 
@@ -516,7 +565,11 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: CallLimits) -> P
     let text = format!("{error:#}");
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
-            Trap::Interrupt => PluginFault::Timeout(limits.cpu),
+            Trap::Interrupt => match state.budget.stopped {
+                Some(budget::Stop::Deadline(d)) => PluginFault::Deadline(d),
+                Some(budget::Stop::Cpu(cpu)) => PluginFault::Timeout(cpu),
+                None => PluginFault::Timeout(limits.cpu),
+            },
             Trap::UnreachableCodeReached => PluginFault::Panicked(state.panic_message.clone()),
             other => PluginFault::Trap(other.to_string()),
         };
@@ -570,7 +623,7 @@ fn infos(slots: &BTreeMap<String, Slot>) -> Vec<PluginInfo> {
 }
 
 /// An absolute path as given; a file name from the last plugin folder that holds it.
-fn locate(file: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
+pub fn locate(file: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
     if file.is_absolute() {
         return file.exists().then(|| file.to_owned());
     }
@@ -613,6 +666,16 @@ fn read_cache_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
         .take(MAX_ARTIFACT_BYTES)
         .read_to_end(&mut sealed)?;
     Ok(Some(sealed))
+}
+
+/// Gives the memory that compiling plugins allocated and freed back to the system: glibc keeps freed
+/// memory in its arenas, and a compile frees tens of MiB that the daemon would otherwise carry for
+/// its whole life.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointer and is thread-safe.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
 }
 
 fn wasmtime_version() -> &'static str {

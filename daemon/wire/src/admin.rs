@@ -168,6 +168,12 @@ pub enum AdminRequest {
     PluginStatus,
     /// Loads the configured plugins again from their folders (a changed file is compiled anew).
     PluginReload,
+    /// Loads a component the client sends with the daemon's engine and checks, without installing
+    /// it: the client reads the file, so the daemon reads nothing on an operator's behalf.
+    PluginCheck {
+        file: String,
+        wasm_base64: String,
+    },
     /// A single-use access code for a user, to hand over verbally (needs `[challenge] access_codes`).
     AccessCodeGenerate {
         user: String,
@@ -287,6 +293,7 @@ pub enum AdminReply {
     Plugins {
         plugins: Vec<crate::delivery::PluginInfo>,
     },
+    PluginChecked(crate::delivery::PluginCheck),
     /// The code is shown only here; the daemon keeps its HMAC.
     AccessCode(crate::delivery::AccessCodeIssued),
     RestoreState {
@@ -662,6 +669,7 @@ impl AdminRequest {
             | AdminRequest::DeliveryList { .. }
             | AdminRequest::RestoreStatus { .. }
             | AdminRequest::PluginStatus
+            | AdminRequest::PluginCheck { .. }
             | AdminRequest::SystemTwoFactorShow => Permission::LookUp,
             AdminRequest::RestoreResend { .. } => Permission::ResendRestoreCode,
             AdminRequest::RestoreStart { .. } | AdminRequest::RestoreConfirm { .. } => {

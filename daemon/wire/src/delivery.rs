@@ -102,6 +102,17 @@ pub struct HandoverEntry {
     pub expires_at: i64,
 }
 
+/// What `plugin check` found in a component: it loads with the daemon's engine and checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginCheck {
+    pub file: String,
+    pub sha256: String,
+    /// The delivery interface it was built for, e.g. `twofold:delivery@0.1.0`.
+    pub interface: String,
+    /// Everything it imports; WASI imports trap when called.
+    pub imports: Vec<String>,
+}
+
 /// A configured delivery plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {

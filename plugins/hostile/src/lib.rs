@@ -20,6 +20,16 @@ impl DeliveryPlugin for Hostile {
                     n = black_box(n.wrapping_add(1));
                 }
             }
+            // Legitimate but CPU-heavy: `rounds` million rounds of arithmetic (about 1 ms of CPU per
+            // million on this project's machines), then delivered.
+            "cpu-heavy" => {
+                let rounds: u64 = config_or("rounds", "50").parse().unwrap_or(50);
+                let mut n: u64 = 0;
+                for i in 0..rounds * 1_000_000 {
+                    n = black_box(n.wrapping_mul(31).wrapping_add(i));
+                }
+                Outcome::Delivered(format!("worked {rounds}M rounds: {}", n % 10))
+            }
             // Grows memory until the daemon's cap refuses.
             "memory-bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();

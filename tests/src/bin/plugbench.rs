@@ -77,6 +77,7 @@ async fn main() -> Result<()> {
         ca_file: None,
         allow_plain_http_loopback: false,
         handover: true,
+        concurrency: 32,
         config: [("note".to_owned(), "Check the photo ID.".to_owned())].into(),
         secrets: Default::default(),
     };
