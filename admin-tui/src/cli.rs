@@ -207,6 +207,27 @@ pub enum PluginCommand {
         /// The plugin's .wasm component file.
         file: PathBuf,
     },
+    /// Sends a test message (code 000000, valid for no one) through one configured plugin to a number,
+    /// once, without retries or fallbacks: a dry run against the real gateway. Exits non-zero unless
+    /// the gateway took it.
+    Test {
+        /// The plugin's name, as `plugin status` lists it.
+        name: String,
+        /// The phone number to send to, as a user's number would be written.
+        #[arg(long)]
+        to: String,
+        /// The channel the message is for.
+        #[arg(long, value_enum, default_value = "sms")]
+        channel: TestChannel,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TestChannel {
+    /// A text message.
+    Sms,
+    /// A call that reads the code out.
+    Voice,
 }
 
 /// The settings and the values they take, for `policy set --help`.
@@ -514,6 +535,16 @@ impl Command {
             }
             Command::Plugin(PluginCommand::Status) => AdminRequest::PluginStatus,
             Command::Plugin(PluginCommand::Reload) => AdminRequest::PluginReload,
+            Command::Plugin(PluginCommand::Test { name, to, channel }) => {
+                AdminRequest::PluginTest {
+                    plugin: name.clone(),
+                    to: to.clone(),
+                    channel: match channel {
+                        TestChannel::Sms => twofold_wire::policy::Channel::Sms,
+                        TestChannel::Voice => twofold_wire::policy::Channel::Voice,
+                    },
+                }
+            }
             // `run` reads the file and sends it.
             Command::Plugin(PluginCommand::Check { file }) => AdminRequest::PluginCheck {
                 file: file.display().to_string(),
@@ -757,6 +788,23 @@ pub fn run(socket: &std::path::Path, command: &Command, json: bool) -> Result<()
         other => other.request(),
     };
     let reply = client.call(&request)?;
+    // A test the gateway did not take is a failure of the command: one line, a non-zero exit.
+    if let twofold_wire::admin::AdminReply::PluginTested(t) = &reply {
+        if t.outcome != "delivered" {
+            return Err(Failure::here(if t.outcome == "retry_later" {
+                "plugin_test_retry_later"
+            } else {
+                "plugin_test_failed"
+            })(format!(
+                "plugin {} to {}: {} after {} ms: {}",
+                t.plugin,
+                t.to,
+                t.outcome,
+                t.duration_ms,
+                twofold_wire::text::escape_hazards(&t.detail)
+            )));
+        }
+    }
     let qr_png = match command {
         Command::Totp(TotpCommand::Enroll { qr_png, .. })
         | Command::Restore(RestoreCommand::Start { qr_png, .. }) => qr_png.as_ref(),

@@ -378,6 +378,16 @@ pub fn text(reply: &AdminReply) -> String {
                 );
             }
         }
+        AdminReply::PluginTested(t) => {
+            let _ = writeln!(
+                out,
+                "plugin {} to {}: delivered in {} ms, gateway reference {}",
+                t.plugin,
+                t.to,
+                t.duration_ms,
+                escape_hazards(&t.detail)
+            );
+        }
         AdminReply::PluginChecked(c) => {
             let _ = writeln!(
                 out,

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use twofold_wire::admin::{
     AdminAnswer, AdminReply, AdminRequest, DaemonStatus, OperatorIdentity, MAX_REQUEST_BYTES,
 };
+use twofold_wire::policy::Channel;
 use twofold_wire::ErrorBody;
 
 use crate::error::{Error, Result};
@@ -486,6 +487,39 @@ async fn dispatch(
                 interface: report.1,
                 imports: report.2,
             })
+        }
+        AdminRequest::PluginTest {
+            plugin,
+            to,
+            channel,
+        } => {
+            if !matches!(channel, Channel::Sms | Channel::Voice) {
+                return Err(Error::invalid(
+                    "plugin test sends to a phone number: the channel is sms or voice",
+                ));
+            }
+            let to = crate::phone::dial(&to).map_err(|why| {
+                Error::invalid(format!("{to:?} is not a number to send to: {why}"))
+            })?;
+            let delivery = service.challenges()?.delivery().clone();
+            delivery.host().plugin(&plugin).map_err(Error::invalid)?;
+            let tested = delivery.test_plugin(&plugin, channel, &to).await;
+            service.audit(
+                actor,
+                "plugin_test",
+                None,
+                &tested.outcome,
+                Some(format!(
+                    "plugin={plugin} channel={} ms={}",
+                    match channel {
+                        Channel::Voice => "voice",
+                        _ => "sms",
+                    },
+                    tested.duration_ms
+                )),
+            )?;
+            service.store().commit().await?;
+            AdminReply::PluginTested(tested)
         }
         AdminRequest::PluginReload => {
             let delivery = service.challenges()?.delivery().clone();

@@ -409,3 +409,83 @@ fn plugin_check_reports_a_good_component_and_refuses_each_bad_one() -> Result<()
     }
     Ok(())
 }
+
+/// `twofold-admin plugin test NAME --to NUMBER`: one call of the plugin against the real gateway, the
+/// number as a user's would be dialled, no retry; a gateway that refuses is one line and a non-zero
+/// exit (JSON with --json); an unknown plugin and a number with a country code no one can dial are
+/// refused before any call (a number without one goes to the plugin as written, as a user's does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_test_sends_one_message_through_the_real_gateway() -> Result<()> {
+    let dir = twofold_tests::TempDir::new("plugin-test")?;
+    let ca = twofold_tests::delivery::TestCa::create(dir.path())?;
+    let sms = Gateway::start(Some(&ca)).await?;
+    let voice = Gateway::start(None).await?;
+    let daemon = Daemon::start(&crate::delivery::plugin_config(
+        dir.path(),
+        &ca,
+        &sms,
+        &voice,
+    )?)?;
+    let admin = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(
+            std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
+                .arg("--socket")
+                .arg(daemon.admin_socket())
+                .args(args)
+                .output()?,
+        )
+    };
+    let out = admin(&["plugin", "test", "sms", "--to", "+41 (0) 79 123 45 67"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("plugin sms to +41791234567: delivered in ") && text.contains("msg-"),
+        "{text}"
+    );
+    let received = sms.received();
+    assert_eq!(received.len(), 1, "one call, no more");
+    assert!(
+        received[0].body.contains("41791234567") && received[0].body.contains("000000"),
+        "{:?}",
+        received[0].body
+    );
+
+    // The gateway refuses: one line naming the outcome and the gateway's answer, a non-zero exit, no retry.
+    sms.script(&[400]);
+    let out = admin(&["plugin", "test", "sms", "--to", "+41791234567"])?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("plugin sms to +41791234567: failed after ") && stderr.contains("400"),
+        "{stderr}"
+    );
+    sms.script(&[400]);
+    let out = admin(&["--json", "plugin", "test", "sms", "--to", "+41791234567"])?;
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr)?;
+    assert_eq!(error["error"]["code"], "plugin_test_failed", "{error}");
+    assert_eq!(sms.received().len(), 3, "one call each");
+
+    // Refused before any call: a plugin not configured, a number no one can dial.
+    for (args, words) in [
+        (
+            ["plugin", "test", "nosuch", "--to", "+41791234567"],
+            "nosuch",
+        ),
+        (
+            ["plugin", "test", "sms", "--to", "+999 123 4567"],
+            "is not a number to send to: +999 123 4567: no such country code",
+        ),
+    ] {
+        let out = admin(&args)?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+    assert_eq!(sms.received().len(), 3, "no call for a refused test");
+    Ok(())
+}

@@ -417,6 +417,42 @@ impl Delivery {
         }
     }
 
+    /// One call of plugin `name` with a test message to `to` on `channel`, without retries or fallbacks:
+    /// what `twofold-admin plugin test` shows. The code is 000000, valid for no one.
+    pub async fn test_plugin(
+        &self,
+        name: &str,
+        channel: Channel,
+        to: &str,
+    ) -> twofold_wire::delivery::PluginTest {
+        let job = Job {
+            transaction_id: format!("plugin-test-{}", self.clock.now()),
+            username: "plugin-test".into(),
+            display_name: None,
+            channel,
+            destination: to.to_owned(),
+            code: "000000".into(),
+            locale: "en".into(),
+            expires_at: self.clock.now() + 300,
+            valid_seconds: 300,
+            template: Template::Code,
+        };
+        let started = std::time::Instant::now();
+        let tried = self.call_plugin(name, &job, 1).await;
+        let (outcome, detail) = match tried {
+            Try::Delivered(reference) => ("delivered", reference),
+            Try::Retry(reason, _) => ("retry_later", reason),
+            Try::Failed(reason) => ("failed", reason),
+        };
+        twofold_wire::delivery::PluginTest {
+            plugin: name.to_owned(),
+            to: to.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     async fn send_email(&self, job: &Job) -> Try {
         let Some(mailer) = &self.mailer else {
             return Try::Failed("no [email] server is configured".into());

@@ -174,6 +174,14 @@ pub enum AdminRequest {
         file: String,
         wasm_base64: String,
     },
+    /// Calls a configured plugin once with a test message to a number (no user, no code anyone can
+    /// use, no retries): a dry run against the real gateway.
+    PluginTest {
+        plugin: String,
+        to: String,
+        #[serde(default = "sms_channel")]
+        channel: crate::policy::Channel,
+    },
     /// A single-use access code for a user, to hand over verbally (needs `[challenge] access_codes`).
     AccessCodeGenerate {
         user: String,
@@ -294,6 +302,7 @@ pub enum AdminReply {
         plugins: Vec<crate::delivery::PluginInfo>,
     },
     PluginChecked(crate::delivery::PluginCheck),
+    PluginTested(crate::delivery::PluginTest),
     /// The code is shown only here; the daemon keeps its HMAC.
     AccessCode(crate::delivery::AccessCodeIssued),
     RestoreState {
@@ -682,7 +691,9 @@ impl AdminRequest {
             }
             AdminRequest::AccessCodeGenerate { .. } => Permission::GenerateAccessCode,
             // Plugins run with the capabilities the configuration grants: a system setting.
-            AdminRequest::PluginReload => Permission::ManagePolicies,
+            AdminRequest::PluginReload | AdminRequest::PluginTest { .. } => {
+                Permission::ManagePolicies
+            }
             AdminRequest::DirectorySync { .. } => Permission::SyncDirectory,
             AdminRequest::UserSetPhoneOverride { .. } => Permission::UpdatePhoneNumbers,
             AdminRequest::UserUnlock { .. } | AdminRequest::AddressUnlock { .. } => {
@@ -887,4 +898,8 @@ pub struct SyncStatus {
     pub failed: u64,
     /// Entries skipped or failures, one line each (the first 20).
     pub errors: Vec<String>,
+}
+
+fn sms_channel() -> crate::policy::Channel {
+    crate::policy::Channel::Sms
 }

@@ -113,6 +113,19 @@ pub struct PluginCheck {
     pub imports: Vec<String>,
 }
 
+/// What `plugin test` came to: one call of a configured plugin with a test message, no retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginTest {
+    pub plugin: String,
+    /// The number as the plugin was given it (E.164 where it could be read).
+    pub to: String,
+    /// `delivered`, `retry_later` or `failed`.
+    pub outcome: String,
+    /// The gateway's reference when delivered, else the reason.
+    pub detail: String,
+    pub duration_ms: u64,
+}
+
 /// A configured delivery plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
