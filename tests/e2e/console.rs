@@ -69,14 +69,20 @@ impl Tmux {
 
     /// Polls the screen until it shows `text`; fails with the screen after 20 s.
     async fn wait_for(&self, text: &str) -> Result<String> {
+        self.wait_for_all(&[text]).await
+    }
+
+    /// Waits for a screen showing every one of `texts`: a capture may catch a frame half drawn (the
+    /// title of a table before its rows), so what belongs together is waited for together.
+    async fn wait_for_all(&self, texts: &[&str]) -> Result<String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let screen = self.screen()?;
-            if screen.contains(text) {
+            if texts.iter().all(|text| screen.contains(text)) {
                 return Ok(screen);
             }
             if Instant::now() > deadline {
-                bail!("the console never showed {text:?}; it shows:\n{screen}");
+                bail!("the console never showed all of {texts:?}; it shows:\n{screen}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -118,18 +124,12 @@ async fn console_in_tmux_finds_a_user_and_blocks_a_device_whose_codes_the_api_th
     tmux.keys("/zo", true)?;
     tmux.wait_for("1 of 4 users").await?;
     tmux.keys("Enter", false)?;
-    let screen = tmux.wait_for("Devices (1)").await?;
-    assert!(
-        screen.contains("phone") && screen.contains("active"),
-        "{screen}"
-    );
+    tmux.wait_for_all(&["Devices (1)", "phone", "active"])
+        .await?;
 
     tmux.keys("b", true)?;
-    let screen = tmux.wait_for("Confirm").await?;
-    assert!(
-        screen.contains(&format!("Block device \"phone\" ({}) of zoe?", zoe.device)),
-        "{screen}"
-    );
+    let question = format!("Block device \"phone\" ({}) of zoe?", zoe.device);
+    tmux.wait_for_all(&["Confirm", &question]).await?;
     tmux.keys("y", true)?;
     tmux.wait_for(&format!("device {} is blocked", zoe.device))
         .await?;
