@@ -1075,11 +1075,7 @@ async fn a_plugin_cannot_forge_lines_in_the_log_or_in_deliveries() -> Result<()>
     );
 
     // `twofold-admin deliveries`: one row per delivery, the forged row inside the real one.
-    let out = std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
-        .arg("--socket")
-        .arg(daemon.admin_socket())
-        .arg("deliveries")
-        .output()?;
+    let out = daemon.admin_cli(&["deliveries"])?;
     let text = String::from_utf8(out.stdout)?;
     assert!(out.status.success(), "{text}");
     let rows: Vec<&str> = text.lines().filter(|l| l.contains("mallory")).collect();

@@ -265,11 +265,7 @@ async fn deliveries_in_text_show_every_attempt() -> Result<()> {
     )
     .await?;
     assert_eq!(done.state, DeliveryState::Delivered, "{done:?}");
-    let out = std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
-        .arg("--socket")
-        .arg(daemon.admin_socket())
-        .arg("deliveries")
-        .output()?;
+    let out = daemon.admin_cli(&["deliveries"])?;
     let text = String::from_utf8(out.stdout)?;
     assert!(out.status.success(), "{text}");
     let lines: Vec<&str> = text.lines().collect();
@@ -304,11 +300,7 @@ fn a_plugin_in_no_channel_is_loaded_and_its_errors_shown() -> Result<()> {
         toml_path(dir.path()),
         hostile("idle", "endless-loop", ""),
     ))?;
-    let out = std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
-        .arg("--socket")
-        .arg(daemon.admin_socket())
-        .args(["plugin", "status"])
-        .output()?;
+    let out = daemon.admin_cli(&["plugin", "status"])?;
     let text = String::from_utf8(out.stdout)?;
     assert!(out.status.success(), "{text}");
     let line = |name: &str| {
@@ -426,15 +418,7 @@ async fn plugin_test_sends_one_message_through_the_real_gateway() -> Result<()> 
         &sms,
         &voice,
     )?)?;
-    let admin = |args: &[&str]| -> Result<std::process::Output> {
-        Ok(
-            std::process::Command::new(twofold_tests::workspace_binary("twofold-admin")?)
-                .arg("--socket")
-                .arg(daemon.admin_socket())
-                .args(args)
-                .output()?,
-        )
-    };
+    let admin = |args: &[&str]| daemon.admin_cli(args);
     let out = admin(&["plugin", "test", "sms", "--to", "+41 (0) 79 123 45 67"])?;
     let text = String::from_utf8(out.stdout)?;
     assert!(

@@ -9,12 +9,11 @@
 //! - A host not in `allow_hosts` and an untrusted certificate fail at once (never retried); a refused
 //!   connection is retried.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use twofold_tests::delivery::{plugins_dir, Answer, Gateway, TestCa};
-use twofold_tests::{workspace_binary, Daemon};
+use twofold_tests::Daemon;
 use twofold_wire::admin::{AdminRequest, NewUser};
 use twofold_wire::delivery::{DeliveryInfo, DeliveryState};
 
@@ -167,11 +166,7 @@ async fn a_plugin_from_the_readme_retries_after_retry_after_and_fails_on_400_wit
     );
     let reason = r#"status 400 Bad Request: {"error": "number not reachable"}"#;
     assert_eq!(detail(&refused, "company", "failed"), reason);
-    let cli = Command::new(workspace_binary("twofold-admin")?)
-        .arg("--socket")
-        .arg(daemon.admin_socket())
-        .args(["deliveries", "--user", "gina", "--limit", "1"])
-        .output()?;
+    let cli = daemon.admin_cli(&["deliveries", "--user", "gina", "--limit", "1"])?;
     let text = String::from_utf8(cli.stdout)?;
     assert!(
         cli.status.success()
@@ -182,11 +177,7 @@ async fn a_plugin_from_the_readme_retries_after_retry_after_and_fails_on_400_wit
     );
     assert_eq!(gateway.received().len(), 4);
     // In text, a delivery with several attempts lists each: the 429 before the delivery shows.
-    let all = Command::new(workspace_binary("twofold-admin")?)
-        .arg("--socket")
-        .arg(daemon.admin_socket())
-        .args(["deliveries", "--user", "gina"])
-        .output()?;
+    let all = daemon.admin_cli(&["deliveries", "--user", "gina"])?;
     let text = String::from_utf8(all.stdout)?;
     assert!(
         text.lines().any(|l| l.starts_with("    ")

@@ -157,6 +157,17 @@ impl Daemon {
         self.data_dir().join("admin.sock")
     }
 
+    /// Runs `twofold-admin --socket <this daemon's socket> ARGS` and waits for it.
+    pub fn admin_cli(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(
+            std::process::Command::new(workspace_binary("twofold-admin")?)
+                .arg("--socket")
+                .arg(self.admin_socket())
+                .args(args)
+                .output()?,
+        )
+    }
+
     /// Everything the daemon has logged, across restarts.
     pub fn log(&self) -> Result<String> {
         Ok(std::fs::read_to_string(&self.log_path)?)
